@@ -1,0 +1,210 @@
+//! /etc/stronghost/stronghost.conf: `key = value` lines, `#` comments. Unknown keys and bad values
+//! are errors that name the file, the line and what is accepted.
+
+use std::fmt;
+use std::path::Path;
+
+pub const DEFAULT_PATH: &str = "/etc/stronghost/stronghost.conf";
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Interfaces to manage (shell-style patterns, `*` and `?`).
+    pub interfaces: Vec<String>,
+    /// Interfaces never to manage, even if they match `interfaces`.
+    pub exclude: Vec<String>,
+    /// Routing tables stronghost may allocate, one per interface.
+    pub table_min: u32,
+    pub table_max: u32,
+    /// First rule priority of stronghost's band; it uses `priority`, `priority + 10`, `priority + 20`.
+    pub priority: u32,
+    /// Link group given to managed interfaces so that main-table routes through them are suppressed
+    /// for managed sources (see policy.rs).
+    pub link_group: u32,
+    /// Route and rule protocol number marking stronghost's own objects.
+    pub protocol: u8,
+    pub receive_filter: bool,
+    pub arp_sysctls: bool,
+    pub rp_filter: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            interfaces: vec!["*".into()],
+            exclude: ["lo", "docker*", "br-*", "veth*", "virbr*", "vnet*", "tun*", "tap*", "wg*", "tailscale*", "cni*", "flannel*", "cali*", "lxc*", "vxlan*"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            table_min: 4101,
+            table_max: 4356,
+            priority: 4100,
+            link_group: 4100,
+            protocol: 83,
+            receive_filter: true,
+            arp_sysctls: true,
+            rp_filter: true,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Config {
+    /// Loads the file; a missing file means the documented defaults.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Config::parse(&text).map_err(|e| ConfigError(format!("{}: {e}", path.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
+            Err(e) => Err(ConfigError(format!("{}: cannot read: {e}", path.display()))),
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<Config, String> {
+        let mut c = Config::default();
+        for (n, raw) in text.lines().enumerate() {
+            let line = raw.split('#').next().unwrap_or("").trim();
+            if line.is_empty() {
+                continue;
+            }
+            let at = |msg: String| format!("line {}: {msg}", n + 1);
+            let (key, value) = line
+                .split_once('=')
+                .map(|(k, v)| (k.trim(), v.trim()))
+                .ok_or_else(|| at(format!("expected `key = value`, found {line:?}")))?;
+            match key {
+                "interfaces" => c.interfaces = words(value),
+                "exclude" => c.exclude = words(value),
+                "tables" => {
+                    let (a, b) = value
+                        .split_once('-')
+                        .and_then(|(a, b)| Some((a.trim().parse::<u32>().ok()?, b.trim().parse::<u32>().ok()?)))
+                        .ok_or_else(|| at(format!("tables: expected FIRST-LAST, e.g. 4101-4356, found {value:?}")))?;
+                    if a < 256 || a > b || b >= 0xffff_fff0 {
+                        return Err(at(format!("tables: {a}-{b} must be ascending and above 255 (0-255 are the kernel's and iproute2's)")));
+                    }
+                    (c.table_min, c.table_max) = (a, b);
+                }
+                "priority" => {
+                    c.priority = number(value).filter(|p| (1..32700).contains(p)).ok_or_else(|| {
+                        at(format!("priority: expected a number between 1 and 32699 (below the main table's 32766), found {value:?}"))
+                    })?
+                }
+                "link_group" => {
+                    c.link_group = number(value)
+                        .filter(|g| *g != 0)
+                        .ok_or_else(|| at(format!("link_group: expected a non-zero number, found {value:?}")))?
+                }
+                "protocol" => {
+                    c.protocol = number(value)
+                        .filter(|p| (5..=255).contains(p))
+                        .map(|p| p as u8)
+                        .ok_or_else(|| at(format!("protocol: expected a number from 5 to 255 (0-4 are the kernel's), found {value:?}")))?
+                }
+                "receive_filter" => c.receive_filter = boolean(value).ok_or_else(|| at(bool_err(key, value)))?,
+                "arp_sysctls" => c.arp_sysctls = boolean(value).ok_or_else(|| at(bool_err(key, value)))?,
+                "rp_filter" => c.rp_filter = boolean(value).ok_or_else(|| at(bool_err(key, value)))?,
+                _ => return Err(at(format!("unknown key {key:?} (known: interfaces, exclude, tables, priority, link_group, protocol, receive_filter, arp_sysctls, rp_filter)"))),
+            }
+        }
+        Ok(c)
+    }
+
+    /// Whether stronghost manages this interface name.
+    pub fn manages(&self, ifname: &str) -> bool {
+        self.interfaces.iter().any(|p| glob(p, ifname)) && !self.exclude.iter().any(|p| glob(p, ifname))
+    }
+
+    pub fn in_table_range(&self, t: u32) -> bool {
+        (self.table_min..=self.table_max).contains(&t)
+    }
+}
+
+fn words(v: &str) -> Vec<String> {
+    v.split(|c: char| c.is_whitespace() || c == ',').filter(|w| !w.is_empty()).map(str::to_string).collect()
+}
+
+fn number(v: &str) -> Option<u32> {
+    v.parse().ok()
+}
+
+fn boolean(v: &str) -> Option<bool> {
+    match v {
+        "yes" | "true" | "on" | "1" => Some(true),
+        "no" | "false" | "off" | "0" => Some(false),
+        _ => None,
+    }
+}
+
+fn bool_err(key: &str, v: &str) -> String {
+    format!("{key}: expected yes or no, found {v:?}")
+}
+
+/// Shell-style match with `*` and `?`, enough for interface names.
+pub fn glob(pattern: &str, name: &str) -> bool {
+    let (p, n) = (pattern.as_bytes(), name.as_bytes());
+    let (mut pi, mut ni, mut star, mut mark) = (0, 0, None, 0);
+    while ni < n.len() {
+        if pi < p.len() && (p[pi] == b'?' || p[pi] == n[ni]) {
+            pi += 1;
+            ni += 1;
+        } else if pi < p.len() && p[pi] == b'*' {
+            star = Some(pi);
+            mark = ni;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ni = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == b'*')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_manage_ethernet_not_bridges() {
+        let c = Config::default();
+        assert!(c.manages("eth0") && c.manages("enp3s0"));
+        assert!(!c.manages("lo") && !c.manages("docker0") && !c.manages("veth1234") && !c.manages("wg0"));
+    }
+
+    #[test]
+    fn parses_every_key() {
+        let c = Config::parse("# c\ninterfaces = eth* ens*\nexclude = eth9\ntables = 5000-5010\npriority=200\nlink_group = 7\nprotocol = 99\nreceive_filter = no\narp_sysctls = off\nrp_filter = false\n").unwrap();
+        assert!(c.manages("eth1") && !c.manages("eth9") && !c.manages("wlan0"));
+        assert_eq!((c.table_min, c.table_max, c.priority, c.link_group, c.protocol), (5000, 5010, 200, 7, 99));
+        assert!(!c.receive_filter && !c.arp_sysctls && !c.rp_filter);
+    }
+
+    #[test]
+    fn errors_name_line_and_fix() {
+        for (text, needle) in [
+            ("\ntables = 10-20", "line 2: tables"),
+            ("priority = 40000", "below the main table"),
+            ("receive_filter = maybe", "expected yes or no"),
+            ("colour = blue", "unknown key"),
+            ("just words", "key = value"),
+        ] {
+            let e = Config::parse(text).unwrap_err();
+            assert!(e.contains(needle), "{text:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn glob_matches_like_a_shell() {
+        assert!(glob("eth*", "eth10") && glob("e?h0", "eth0") && glob("*", "x") && glob("a*b*c", "aXbYc"));
+        assert!(!glob("eth*", "ens3") && !glob("eth?", "eth10"));
+    }
+}

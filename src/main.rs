@@ -1,0 +1,6 @@
+mod config;
+mod lease;
+mod net;
+mod netlink;
+mod policy;
+fn main() {}

@@ -1,0 +1,205 @@
+//! Small IPv4 value types and the validation rules shared by every parser.
+//!
+//! Everything that reaches stronghost from a DHCP lease was chosen by whoever answered on the
+//! segment, so the checks here are strict and say exactly what was wrong.
+
+use serde::Serialize;
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::str::FromStr;
+
+/// An IPv4 prefix with its host bits cleared (`198.51.100.0/24`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Ipv4Net {
+    pub addr: Ipv4Addr,
+    pub len: u8,
+}
+
+impl Ipv4Net {
+    /// A prefix; refuses a length over 32 or set host bits.
+    pub fn new(addr: Ipv4Addr, len: u8) -> Result<Self, String> {
+        if len > 32 {
+            return Err(format!("prefix length {len} is over 32"));
+        }
+        if u32::from(addr) & !mask(len) != 0 {
+            return Err(format!("{addr}/{len} has host bits set"));
+        }
+        Ok(Ipv4Net { addr, len })
+    }
+
+    /// The network an interface address lives in (`198.51.100.11/24` → `198.51.100.0/24`).
+    pub fn containing(addr: Ipv4Addr, len: u8) -> Self {
+        let len = len.min(32);
+        Ipv4Net { addr: Ipv4Addr::from(u32::from(addr) & mask(len)), len }
+    }
+
+    pub const DEFAULT: Ipv4Net = Ipv4Net { addr: Ipv4Addr::UNSPECIFIED, len: 0 };
+
+    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+        u32::from(ip) & mask(self.len) == u32::from(self.addr)
+    }
+
+    pub fn is_default(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl fmt::Display for Ipv4Net {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.len == 0 {
+            write!(f, "default")
+        } else {
+            write!(f, "{}/{}", self.addr, self.len)
+        }
+    }
+}
+
+impl Serialize for Ipv4Net {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{}/{}", self.addr, self.len))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Ipv4Net {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl FromStr for Ipv4Net {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (a, l) = s.split_once('/').ok_or_else(|| format!("{s:?} is not ADDRESS/LENGTH"))?;
+        let addr = parse_ipv4(a)?;
+        let len = parse_u8_dec(l).ok_or_else(|| format!("{l:?} is not a prefix length"))?;
+        Ipv4Net::new(addr, len)
+    }
+}
+
+pub fn mask(len: u8) -> u32 {
+    if len == 0 { 0 } else { u32::MAX << (32 - u32::from(len.min(32))) }
+}
+
+/// Strict dotted-quad: exactly four decimal octets, no leading zeros (which some libcs read as
+/// octal), no whitespace.
+pub fn parse_ipv4(s: &str) -> Result<Ipv4Addr, String> {
+    let parts: Vec<&str> = s.split('.').collect();
+    if parts.len() != 4 {
+        return Err(format!("{:?} is not a dotted-quad IPv4 address", printable(s)));
+    }
+    let mut octets = [0u8; 4];
+    for (i, p) in parts.iter().enumerate() {
+        octets[i] = parse_u8_dec(p)
+            .ok_or_else(|| format!("{:?} is not a dotted-quad IPv4 address", printable(s)))?;
+    }
+    Ok(Ipv4Addr::from(octets))
+}
+
+fn parse_u8_dec(s: &str) -> Option<u8> {
+    if s.is_empty() || s.len() > 3 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    if s.len() > 1 && s.starts_with('0') {
+        return None;
+    }
+    s.parse().ok()
+}
+
+/// A netmask must be contiguous ones then zeros; returns its prefix length.
+pub fn netmask_to_len(m: Ipv4Addr) -> Result<u8, String> {
+    let v = u32::from(m);
+    let len = v.leading_ones();
+    if v.checked_shl(len).unwrap_or(0) != 0 {
+        return Err(format!("netmask {m} is not contiguous"));
+    }
+    Ok(len as u8)
+}
+
+/// An address that may be configured on an interface or used as a gateway: plain unicast.
+pub fn check_unicast(what: &str, a: Ipv4Addr) -> Result<(), String> {
+    let why = if a.is_unspecified() {
+        "unspecified"
+    } else if a.is_loopback() {
+        "loopback"
+    } else if a.is_multicast() {
+        "multicast"
+    } else if a.is_broadcast() {
+        "broadcast"
+    } else if u32::from(a) >> 24 == 0 {
+        "in 0.0.0.0/8"
+    } else if u32::from(a) >> 28 == 0xf {
+        "reserved (240.0.0.0/4)"
+    } else {
+        return Ok(());
+    };
+    Err(format!("{what} {a} is {why}, not a unicast address"))
+}
+
+/// Kernel rules for an interface name (dev_valid_name): 1–15 bytes, not "." or "..", no '/',
+/// ':' or whitespace. We also refuse control bytes so a name is always safe to print.
+pub fn check_ifname(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 15
+        && name != "."
+        && name != ".."
+        && name.bytes().all(|b| b > 0x20 && b < 0x7f && b != b'/' && b != b':');
+    if ok { Ok(()) } else { Err(format!("{:?} is not a valid interface name", printable(name))) }
+}
+
+/// A value quoted for a log line: at most 64 characters, control bytes escaped.
+pub fn printable(s: &str) -> String {
+    let mut out: String = s.chars().take(64).flat_map(|c| c.escape_debug()).collect();
+    if s.chars().count() > 64 {
+        out.push('…');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dotted_quad_is_strict() {
+        assert_eq!(parse_ipv4("198.51.100.11").unwrap(), Ipv4Addr::new(198, 51, 100, 11));
+        for bad in ["", "1.2.3", "1.2.3.4.5", "01.2.3.4", "1.2.3.256", " 1.2.3.4", "1.2.3.4;id", "1..3.4", "0x1.2.3.4"] {
+            assert!(parse_ipv4(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn netmasks_must_be_contiguous() {
+        assert_eq!(netmask_to_len(Ipv4Addr::new(255, 255, 255, 0)).unwrap(), 24);
+        assert_eq!(netmask_to_len(Ipv4Addr::new(255, 255, 255, 255)).unwrap(), 32);
+        assert_eq!(netmask_to_len(Ipv4Addr::new(0, 0, 0, 0)).unwrap(), 0);
+        assert!(netmask_to_len(Ipv4Addr::new(255, 0, 255, 0)).is_err());
+        assert!(netmask_to_len(Ipv4Addr::new(255, 255, 255, 1)).is_err());
+    }
+
+    #[test]
+    fn prefixes_refuse_host_bits() {
+        assert!("198.51.100.0/24".parse::<Ipv4Net>().is_ok());
+        assert!("198.51.100.1/24".parse::<Ipv4Net>().is_err());
+        assert!("10.0.0.0/33".parse::<Ipv4Net>().is_err());
+        assert_eq!(Ipv4Net::containing(Ipv4Addr::new(198, 51, 100, 11), 24).to_string(), "198.51.100.0/24");
+    }
+
+    #[test]
+    fn unicast_check_names_the_problem() {
+        assert!(check_unicast("router", Ipv4Addr::new(198, 51, 100, 1)).is_ok());
+        let e = check_unicast("router", Ipv4Addr::new(224, 0, 0, 1)).unwrap_err();
+        assert!(e.contains("router") && e.contains("multicast"));
+        assert!(check_unicast("router", Ipv4Addr::BROADCAST).is_err());
+        assert!(check_unicast("router", Ipv4Addr::UNSPECIFIED).is_err());
+    }
+
+    #[test]
+    fn interface_names_follow_kernel_rules() {
+        assert!(check_ifname("eth0").is_ok());
+        assert!(check_ifname("enp0s31f6.100").is_ok());
+        for bad in ["", ".", "..", "a/b", "eth0:1", "with space", "sixteen-chars-xx", "a\nb"] {
+            assert!(check_ifname(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+}

@@ -1,0 +1,390 @@
+//! Doing, for routing: a blocking rtnetlink socket that dumps links, addresses, rules and routes
+//! into the model of policy.rs and writes rules and routes one acknowledged request at a time.
+//! Every write is counted, so a converged host can be shown to cost zero writes.
+
+use crate::net::Ipv4Net;
+use crate::policy::{Route, RouteKind, Rule, Selector, RT_TABLE_MAIN};
+use netlink_packet_core::{
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST,
+};
+use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::link::{LinkAttribute, LinkMessage};
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
+};
+use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleMessage};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
+use std::io;
+use std::net::{IpAddr, Ipv4Addr};
+
+#[derive(Clone, Debug)]
+pub struct Link {
+    pub index: u32,
+    pub name: String,
+    pub group: u32,
+    pub up: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct Address {
+    pub index: u32,
+    pub addr: Ipv4Addr,
+    pub prefix_len: u8,
+}
+
+/// A rule or route as the kernel holds it, with the protocol that says who wrote it.
+#[derive(Clone, Debug)]
+pub struct Owned<T> {
+    pub protocol: u8,
+    pub item: T,
+}
+
+/// A route we could not express in the model (multipath, other types). Only its table, protocol
+/// and a description are kept: enough to notice a foreign route in one of our tables.
+#[derive(Clone, Debug)]
+pub struct OtherRoute {
+    pub table: u32,
+    pub protocol: u8,
+    pub description: String,
+}
+
+pub struct Netlink {
+    socket: Socket,
+    seq: u32,
+    /// Write requests sent (each add or delete of a rule or route, each link change).
+    pub writes: u32,
+}
+
+impl Netlink {
+    pub fn open() -> io::Result<Netlink> {
+        let mut socket = Socket::new(NETLINK_ROUTE)?;
+        socket.bind_auto()?;
+        socket.connect(&SocketAddr::new(0, 0))?;
+        let _ = socket.set_ext_ack(true);
+        // Dumps of a host with hundreds of interfaces are large; don't lose the tail.
+        let _ = socket.set_rx_buf_sz(4 << 20);
+        Ok(Netlink { socket, seq: 0, writes: 0 })
+    }
+
+    /// Sends one request and collects every answer up to DONE (dump) or the ACK.
+    fn request(&mut self, msg: RouteNetlinkMessage, flags: u16) -> io::Result<Vec<RouteNetlinkMessage>> {
+        self.seq += 1;
+        let mut header = NetlinkHeader::default();
+        header.flags = NLM_F_REQUEST | flags;
+        header.sequence_number = self.seq;
+        let mut packet = NetlinkMessage::new(header, NetlinkPayload::from(msg));
+        packet.finalize();
+        let mut buf = vec![0u8; packet.buffer_len()];
+        packet.serialize(&mut buf);
+        self.socket.send(&buf, 0)?;
+
+        let mut out = Vec::new();
+        let mut rx = vec![0u8; 1 << 16];
+        loop {
+            let n = self.socket.recv(&mut &mut rx[..], 0)?;
+            let mut off = 0;
+            while off < n {
+                let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&rx[off..n])
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("netlink: {e}")))?;
+                let len = msg.header.length as usize;
+                if len == 0 {
+                    break;
+                }
+                off += (len + 3) & !3;
+                if msg.header.sequence_number != self.seq {
+                    continue;
+                }
+                match msg.payload {
+                    NetlinkPayload::InnerMessage(m) => out.push(m),
+                    NetlinkPayload::Done(_) => return Ok(out),
+                    NetlinkPayload::Error(e) => {
+                        return match e.code {
+                            None => Ok(out),
+                            Some(c) => Err(io::Error::from_raw_os_error(-c.get())),
+                        };
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    fn dump(&mut self, msg: RouteNetlinkMessage) -> io::Result<Vec<RouteNetlinkMessage>> {
+        self.request(msg, NLM_F_DUMP)
+    }
+
+    fn write(&mut self, msg: RouteNetlinkMessage, flags: u16) -> io::Result<()> {
+        self.writes += 1;
+        self.request(msg, NLM_F_ACK | flags).map(|_| ())
+    }
+
+    pub fn links(&mut self) -> io::Result<Vec<Link>> {
+        let mut out = Vec::new();
+        for m in self.dump(RouteNetlinkMessage::GetLink(LinkMessage::default()))? {
+            if let RouteNetlinkMessage::NewLink(l) = m {
+                let mut link = Link { index: l.header.index, name: String::new(), group: 0, up: false };
+                link.up = l.header.flags.contains(netlink_packet_route::link::LinkFlags::Up);
+                for a in l.attributes {
+                    match a {
+                        LinkAttribute::IfName(n) => link.name = n,
+                        LinkAttribute::Group(g) => link.group = g,
+                        _ => {}
+                    }
+                }
+                out.push(link);
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn addresses(&mut self) -> io::Result<Vec<Address>> {
+        let mut req = AddressMessage::default();
+        req.header.family = AddressFamily::Inet;
+        let mut out = Vec::new();
+        for m in self.dump(RouteNetlinkMessage::GetAddress(req))? {
+            if let RouteNetlinkMessage::NewAddress(a) = m {
+                if a.header.family != AddressFamily::Inet {
+                    continue;
+                }
+                // IFA_LOCAL is the interface's own address (IFA_ADDRESS is the peer on p-t-p links).
+                let local = a.attributes.iter().find_map(|x| match x {
+                    AddressAttribute::Local(IpAddr::V4(v)) => Some(*v),
+                    _ => None,
+                });
+                let any = a.attributes.iter().find_map(|x| match x {
+                    AddressAttribute::Address(IpAddr::V4(v)) => Some(*v),
+                    _ => None,
+                });
+                if let Some(addr) = local.or(any) {
+                    out.push(Address { index: a.header.index, addr, prefix_len: a.header.prefix_len });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn rules(&mut self) -> io::Result<Vec<Owned<Rule>>> {
+        let mut req = RuleMessage::default();
+        req.header.family = AddressFamily::Inet;
+        let mut out = Vec::new();
+        for m in self.dump(RouteNetlinkMessage::GetRule(req))? {
+            if let RouteNetlinkMessage::NewRule(r) = m {
+                if let Some(o) = rule_from_kernel(&r) {
+                    out.push(o);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// All IPv4 routes of every table that the model can express, and the rest summarised.
+    pub fn routes(&mut self, names: &dyn Fn(u32) -> String) -> io::Result<(Vec<Owned<Route>>, Vec<OtherRoute>)> {
+        let mut req = RouteMessage::default();
+        req.header.address_family = AddressFamily::Inet;
+        let (mut ours, mut other) = (Vec::new(), Vec::new());
+        for m in self.dump(RouteNetlinkMessage::GetRoute(req))? {
+            if let RouteNetlinkMessage::NewRoute(r) = m {
+                match route_from_kernel(&r, names) {
+                    Ok(o) => ours.push(o),
+                    Err(o) => other.push(o),
+                }
+            }
+        }
+        Ok((ours, other))
+    }
+
+    pub fn add_rule(&mut self, r: &Rule, protocol: u8) -> io::Result<()> {
+        self.write(RouteNetlinkMessage::NewRule(rule_message(r, protocol)), NLM_F_CREATE | NLM_F_EXCL)
+    }
+
+    pub fn del_rule(&mut self, r: &Rule, protocol: u8) -> io::Result<()> {
+        self.write(RouteNetlinkMessage::DelRule(rule_message(r, protocol)), 0)
+    }
+
+    pub fn add_route(&mut self, r: &Route, protocol: u8) -> io::Result<()> {
+        self.write(RouteNetlinkMessage::NewRoute(route_message(r, protocol)), NLM_F_CREATE | NLM_F_EXCL)
+    }
+
+    pub fn del_route(&mut self, r: &Route, protocol: u8) -> io::Result<()> {
+        self.write(RouteNetlinkMessage::DelRoute(route_message(r, protocol)), 0)
+    }
+
+    pub fn set_link_group(&mut self, index: u32, group: u32) -> io::Result<()> {
+        let mut m = LinkMessage::default();
+        m.header.index = index;
+        m.attributes.push(LinkAttribute::Group(group));
+        self.write(RouteNetlinkMessage::SetLink(m), 0)
+    }
+
+    /// The kernel's answer to `ip route get DST from SRC` / `oif DEV`: (oif, preferred source).
+    pub fn route_get(&mut self, dst: Ipv4Addr, src: Option<Ipv4Addr>, oif: Option<u32>) -> io::Result<(Option<u32>, Option<Ipv4Addr>)> {
+        let mut m = RouteMessage::default();
+        m.header.address_family = AddressFamily::Inet;
+        m.header.destination_prefix_length = 32;
+        m.attributes.push(RouteAttribute::Destination(RouteAddress::Inet(dst)));
+        if let Some(s) = src {
+            m.header.source_prefix_length = 32;
+            m.attributes.push(RouteAttribute::Source(RouteAddress::Inet(s)));
+        }
+        if let Some(o) = oif {
+            m.attributes.push(RouteAttribute::Oif(o));
+        }
+        let answer = self.request(RouteNetlinkMessage::GetRoute(m), 0)?;
+        for a in answer {
+            if let RouteNetlinkMessage::NewRoute(r) = a {
+                let oif = r.attributes.iter().find_map(|x| if let RouteAttribute::Oif(o) = x { Some(*o) } else { None });
+                let src = r.attributes.iter().find_map(|x| match x {
+                    RouteAttribute::PrefSource(RouteAddress::Inet(a)) => Some(*a),
+                    _ => None,
+                });
+                return Ok((oif, src));
+            }
+        }
+        Ok((None, None))
+    }
+}
+
+fn protocol_number(p: RouteProtocol) -> u8 {
+    u8::from(p)
+}
+
+fn rule_message(r: &Rule, protocol: u8) -> RuleMessage {
+    let mut m = RuleMessage::default();
+    m.header.family = AddressFamily::Inet;
+    m.header.action = RuleAction::ToTable;
+    // Tables above 255 travel in FRA_TABLE only.
+    m.header.table = if r.table < 256 { r.table as u8 } else { 0 };
+    m.attributes.push(RuleAttribute::Priority(r.priority));
+    m.attributes.push(RuleAttribute::Table(r.table));
+    m.attributes.push(RuleAttribute::Protocol(RouteProtocol::from(protocol)));
+    match &r.selector {
+        Selector::All => {}
+        Selector::From(a) => {
+            m.header.src_len = 32;
+            m.attributes.push(RuleAttribute::Source(IpAddr::V4(*a)));
+        }
+        Selector::Oif(d) => m.attributes.push(RuleAttribute::Oifname(d.clone())),
+    }
+    if let Some(g) = r.suppress_ifgroup {
+        m.attributes.push(RuleAttribute::SuppressPrefixLen(0));
+        m.attributes.push(RuleAttribute::SuppressIfGroup(g));
+    }
+    m
+}
+
+/// Rules the model cannot express (other actions, iif, fwmark, ...) are never ours: skip them.
+fn rule_from_kernel(r: &RuleMessage) -> Option<Owned<Rule>> {
+    if r.header.action != RuleAction::ToTable || r.header.dst_len != 0 || r.header.tos != 0 || !r.header.flags.is_empty() {
+        return None;
+    }
+    let mut priority = 0;
+    let mut table = u32::from(r.header.table);
+    let mut protocol = 0;
+    let mut src = None;
+    let mut oif = None;
+    let (mut spl, mut sig) = (None, None);
+    for a in &r.attributes {
+        match a {
+            RuleAttribute::Priority(p) => priority = *p,
+            RuleAttribute::Table(t) => table = *t,
+            RuleAttribute::Protocol(p) => protocol = protocol_number(*p),
+            RuleAttribute::Source(IpAddr::V4(s)) => src = Some(*s),
+            RuleAttribute::Oifname(o) => oif = Some(o.clone()),
+            RuleAttribute::SuppressPrefixLen(l) => spl = Some(*l),
+            RuleAttribute::SuppressIfGroup(g) => sig = Some(*g),
+            _ => return None,
+        }
+    }
+    let selector = match (src, oif, r.header.src_len) {
+        (None, None, 0) => Selector::All,
+        (Some(s), None, 32) => Selector::From(s),
+        (None, Some(o), 0) => Selector::Oif(o),
+        _ => return None,
+    };
+    let suppress_ifgroup = match (spl, sig) {
+        (None, None) => None,
+        (Some(0), Some(g)) => Some(g),
+        _ => return None,
+    };
+    Some(Owned { protocol, item: Rule { priority, selector, table, suppress_ifgroup } })
+}
+
+fn route_message(r: &Route, protocol: u8) -> RouteMessage {
+    let mut m = RouteMessage::default();
+    m.header.address_family = AddressFamily::Inet;
+    m.header.destination_prefix_length = r.dst.len;
+    m.header.table = if r.table < 256 { r.table as u8 } else { RouteHeader::RT_TABLE_UNSPEC };
+    m.header.protocol = RouteProtocol::from(protocol);
+    m.attributes.push(RouteAttribute::Table(r.table));
+    if r.dst.len > 0 {
+        m.attributes.push(RouteAttribute::Destination(RouteAddress::Inet(r.dst.addr)));
+    }
+    if r.metric != 0 {
+        m.attributes.push(RouteAttribute::Priority(r.metric));
+    }
+    match &r.kind {
+        RouteKind::Unreachable => {
+            m.header.kind = RouteType::Unreachable;
+            m.header.scope = RouteScope::Universe;
+        }
+        RouteKind::Link { oif, src, .. } => {
+            m.header.kind = RouteType::Unicast;
+            m.header.scope = RouteScope::Link;
+            m.attributes.push(RouteAttribute::Oif(*oif));
+            m.attributes.push(RouteAttribute::PrefSource(RouteAddress::Inet(*src)));
+        }
+        RouteKind::Via { oif, gateway, src, onlink, .. } => {
+            m.header.kind = RouteType::Unicast;
+            m.header.scope = RouteScope::Universe;
+            if *onlink {
+                m.header.flags = RouteFlags::Onlink;
+            }
+            m.attributes.push(RouteAttribute::Oif(*oif));
+            m.attributes.push(RouteAttribute::Gateway(RouteAddress::Inet(*gateway)));
+            m.attributes.push(RouteAttribute::PrefSource(RouteAddress::Inet(*src)));
+        }
+    }
+    m
+}
+
+fn route_from_kernel(r: &RouteMessage, names: &dyn Fn(u32) -> String) -> Result<Owned<Route>, OtherRoute> {
+    let mut table = u32::from(r.header.table);
+    let (mut dst, mut oif, mut gateway, mut src, mut metric) = (None, None, None, None, 0);
+    let mut unexpected = false;
+    for a in &r.attributes {
+        match a {
+            RouteAttribute::Table(t) => table = *t,
+            RouteAttribute::Destination(RouteAddress::Inet(d)) => dst = Some(*d),
+            RouteAttribute::Oif(o) => oif = Some(*o),
+            RouteAttribute::Gateway(RouteAddress::Inet(g)) => gateway = Some(*g),
+            RouteAttribute::PrefSource(RouteAddress::Inet(s)) => src = Some(*s),
+            RouteAttribute::Priority(p) => metric = *p,
+            RouteAttribute::CacheInfo(_) => {}
+            _ => unexpected = true,
+        }
+    }
+    let protocol = protocol_number(r.header.protocol);
+    let other = |what: &str| OtherRoute { table, protocol, description: format!("{what} route {:?}", r.header.kind) };
+    if unexpected || r.header.tos != 0 || r.header.source_prefix_length != 0 {
+        return Err(other("multipath or attributed"));
+    }
+    let Ok(dst) = Ipv4Net::new(dst.unwrap_or(Ipv4Addr::UNSPECIFIED), r.header.destination_prefix_length) else {
+        return Err(other("malformed"));
+    };
+    let onlink = r.header.flags.contains(RouteFlags::Onlink);
+    let kind = match (r.header.kind, oif, gateway, src) {
+        (RouteType::Unreachable, None, None, None) => RouteKind::Unreachable,
+        (RouteType::Unicast, Some(o), None, Some(s)) if r.header.scope == RouteScope::Link => {
+            RouteKind::Link { dev: names(o), oif: o, src: s }
+        }
+        (RouteType::Unicast, Some(o), Some(g), Some(s)) if r.header.scope == RouteScope::Universe => {
+            RouteKind::Via { dev: names(o), oif: o, gateway: g, src: s, onlink }
+        }
+        _ => return Err(other("other")),
+    };
+    if table == RT_TABLE_MAIN && protocol == 0 {
+        return Err(other("main"));
+    }
+    Ok(Owned { protocol, item: Route { table, dst, metric, kind } })
+}
