@@ -1,6 +1,42 @@
+//! stronghost: RFC 1122 strong-host behaviour for multi-homed Linux hosts, kept in step with DHCP
+//! leases and address changes over netlink.
+
+mod cli;
+mod commands;
 mod config;
+mod engine;
+mod filter;
 mod lease;
+mod logging;
 mod net;
 mod netlink;
 mod policy;
-fn main() {}
+mod state;
+mod sysctl;
+
+use clap::Parser;
+use cli::{Cli, Command, HookClient};
+use commands::apply::Target;
+
+fn main() {
+    let cli = Cli::parse();
+    logging::init(cli.verbose);
+    let cfg = match config::Config::load(&cli.config) {
+        Ok(c) => c,
+        Err(e) => {
+            log::error!("{e}");
+            // A hook must never fail its DHCP client, even over a broken config file.
+            std::process::exit(if matches!(cli.command, Command::Hook { .. }) { 0 } else { 2 });
+        }
+    };
+    let code = match &cli.command {
+        Command::Apply { interface, json } => commands::apply::run(&cfg, Target::Apply(interface), *json),
+        Command::Release { interface, json } => commands::apply::run(&cfg, Target::Release(interface), *json),
+        Command::Sync { json } => commands::apply::run(&cfg, Target::Sync, *json),
+        Command::Plan { interface } => commands::apply::plan(&cfg, interface.as_deref()),
+        Command::Status { json } => commands::status::run(&cfg, *json),
+        Command::Check => commands::check::run(&cfg),
+        Command::Hook { client: HookClient::Dhclient } => commands::hook::dhclient(&cfg),
+    };
+    std::process::exit(code);
+}

@@ -3,7 +3,7 @@
 //! Every write is counted, so a converged host can be shown to cost zero writes.
 
 use crate::net::Ipv4Net;
-use crate::policy::{Route, RouteKind, Rule, Selector, RT_TABLE_MAIN};
+use crate::policy::{Route, RouteKind, Rule, Selector};
 use netlink_packet_core::{
     NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST,
 };
@@ -12,7 +12,7 @@ use netlink_packet_route::link::{LinkAttribute, LinkMessage};
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
-use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleMessage};
+use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleFlags, RuleMessage};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 use std::io;
@@ -38,15 +38,6 @@ pub struct Address {
 pub struct Owned<T> {
     pub protocol: u8,
     pub item: T,
-}
-
-/// A route we could not express in the model (multipath, other types). Only its table, protocol
-/// and a description are kept: enough to notice a foreign route in one of our tables.
-#[derive(Clone, Debug)]
-pub struct OtherRoute {
-    pub table: u32,
-    pub protocol: u8,
-    pub description: String,
 }
 
 pub struct Netlink {
@@ -96,6 +87,8 @@ impl Netlink {
                     continue;
                 }
                 match msg.payload {
+                    // A plain get (no dump, no ack) is answered by exactly one message.
+                    NetlinkPayload::InnerMessage(m) if flags & (NLM_F_DUMP | NLM_F_ACK) == 0 => return Ok(vec![m]),
                     NetlinkPayload::InnerMessage(m) => out.push(m),
                     NetlinkPayload::Done(_) => return Ok(out),
                     NetlinkPayload::Error(e) => {
@@ -178,20 +171,17 @@ impl Netlink {
         Ok(out)
     }
 
-    /// All IPv4 routes of every table that the model can express, and the rest summarised.
-    pub fn routes(&mut self, names: &dyn Fn(u32) -> String) -> io::Result<(Vec<Owned<Route>>, Vec<OtherRoute>)> {
+    /// All IPv4 unicast-table routes of every table, as the kernel holds them.
+    pub fn routes(&mut self) -> io::Result<Vec<KernelRoute>> {
         let mut req = RouteMessage::default();
         req.header.address_family = AddressFamily::Inet;
-        let (mut ours, mut other) = (Vec::new(), Vec::new());
+        let mut out = Vec::new();
         for m in self.dump(RouteNetlinkMessage::GetRoute(req))? {
             if let RouteNetlinkMessage::NewRoute(r) = m {
-                match route_from_kernel(&r, names) {
-                    Ok(o) => ours.push(o),
-                    Err(o) => other.push(o),
-                }
+                out.push(KernelRoute::from_message(&r));
             }
         }
-        Ok((ours, other))
+        Ok(out)
     }
 
     pub fn add_rule(&mut self, r: &Rule, protocol: u8) -> io::Result<()> {
@@ -275,7 +265,9 @@ fn rule_message(r: &Rule, protocol: u8) -> RuleMessage {
 
 /// Rules the model cannot express (other actions, iif, fwmark, ...) are never ours: skip them.
 fn rule_from_kernel(r: &RuleMessage) -> Option<Owned<Rule>> {
-    if r.header.action != RuleAction::ToTable || r.header.dst_len != 0 || r.header.tos != 0 || !r.header.flags.is_empty() {
+    // A rule whose oif is gone stays in the kernel flagged "detached"; it is still ours to remove.
+    let detached = RuleFlags::OifDetached;
+    if r.header.action != RuleAction::ToTable || r.header.dst_len != 0 || r.header.tos != 0 || !detached.contains(r.header.flags) {
         return None;
     }
     let mut priority = 0;
@@ -291,9 +283,13 @@ fn rule_from_kernel(r: &RuleMessage) -> Option<Owned<Rule>> {
             RuleAttribute::Protocol(p) => protocol = protocol_number(*p),
             RuleAttribute::Source(IpAddr::V4(s)) => src = Some(*s),
             RuleAttribute::Oifname(o) => oif = Some(o.clone()),
-            RuleAttribute::SuppressPrefixLen(l) => spl = Some(*l),
-            RuleAttribute::SuppressIfGroup(g) => sig = Some(*g),
-            _ => return None,
+            // The kernel reports "unset" as -1.
+            RuleAttribute::SuppressPrefixLen(l) => spl = Some(*l).filter(|l| *l != u32::MAX),
+            RuleAttribute::SuppressIfGroup(g) => sig = Some(*g).filter(|g| *g != u32::MAX),
+            other => {
+                log::debug!("rule attribute outside the model: {other:?}");
+                return None;
+            }
         }
     }
     let selector = match (src, oif, r.header.src_len) {
@@ -348,43 +344,73 @@ fn route_message(r: &Route, protocol: u8) -> RouteMessage {
     m
 }
 
-fn route_from_kernel(r: &RouteMessage, names: &dyn Fn(u32) -> String) -> Result<Owned<Route>, OtherRoute> {
-    let mut table = u32::from(r.header.table);
-    let (mut dst, mut oif, mut gateway, mut src, mut metric) = (None, None, None, None, 0);
-    let mut unexpected = false;
-    for a in &r.attributes {
-        match a {
-            RouteAttribute::Table(t) => table = *t,
-            RouteAttribute::Destination(RouteAddress::Inet(d)) => dst = Some(*d),
-            RouteAttribute::Oif(o) => oif = Some(*o),
-            RouteAttribute::Gateway(RouteAddress::Inet(g)) => gateway = Some(*g),
-            RouteAttribute::PrefSource(RouteAddress::Inet(s)) => src = Some(*s),
-            RouteAttribute::Priority(p) => metric = *p,
-            RouteAttribute::CacheInfo(_) => {}
-            _ => unexpected = true,
+/// A route as dumped, every field kept loose; `model()` says whether it is one the model expresses.
+#[derive(Clone, Debug)]
+pub struct KernelRoute {
+    pub table: u32,
+    pub protocol: u8,
+    pub kind: RouteType,
+    pub scope: RouteScope,
+    pub dst: Ipv4Net,
+    pub oif: Option<u32>,
+    pub gateway: Option<Ipv4Addr>,
+    pub src: Option<Ipv4Addr>,
+    pub metric: u32,
+    pub onlink: bool,
+    /// Multipath, TOS, source-specific or other attributes the model does not carry.
+    pub exotic: bool,
+}
+
+impl KernelRoute {
+    fn from_message(r: &RouteMessage) -> KernelRoute {
+        let mut k = KernelRoute {
+            table: u32::from(r.header.table),
+            protocol: u8::from(r.header.protocol),
+            kind: r.header.kind,
+            scope: r.header.scope,
+            dst: Ipv4Net::DEFAULT,
+            oif: None,
+            gateway: None,
+            src: None,
+            metric: 0,
+            onlink: r.header.flags.contains(RouteFlags::Onlink),
+            exotic: r.header.tos != 0 || r.header.source_prefix_length != 0,
+        };
+        let mut dst = Ipv4Addr::UNSPECIFIED;
+        for a in &r.attributes {
+            match a {
+                RouteAttribute::Table(t) => k.table = *t,
+                RouteAttribute::Destination(RouteAddress::Inet(d)) => dst = *d,
+                RouteAttribute::Oif(o) => k.oif = Some(*o),
+                RouteAttribute::Gateway(RouteAddress::Inet(g)) => k.gateway = Some(*g),
+                RouteAttribute::PrefSource(RouteAddress::Inet(s)) => k.src = Some(*s),
+                RouteAttribute::Priority(p) => k.metric = *p,
+                RouteAttribute::CacheInfo(_) => {}
+                _ => k.exotic = true,
+            }
         }
-    }
-    let protocol = protocol_number(r.header.protocol);
-    let other = |what: &str| OtherRoute { table, protocol, description: format!("{what} route {:?}", r.header.kind) };
-    if unexpected || r.header.tos != 0 || r.header.source_prefix_length != 0 {
-        return Err(other("multipath or attributed"));
-    }
-    let Ok(dst) = Ipv4Net::new(dst.unwrap_or(Ipv4Addr::UNSPECIFIED), r.header.destination_prefix_length) else {
-        return Err(other("malformed"));
-    };
-    let onlink = r.header.flags.contains(RouteFlags::Onlink);
-    let kind = match (r.header.kind, oif, gateway, src) {
-        (RouteType::Unreachable, None, None, None) => RouteKind::Unreachable,
-        (RouteType::Unicast, Some(o), None, Some(s)) if r.header.scope == RouteScope::Link => {
-            RouteKind::Link { dev: names(o), oif: o, src: s }
+        match Ipv4Net::new(dst, r.header.destination_prefix_length) {
+            Ok(n) => k.dst = n,
+            Err(_) => k.exotic = true,
         }
-        (RouteType::Unicast, Some(o), Some(g), Some(s)) if r.header.scope == RouteScope::Universe => {
-            RouteKind::Via { dev: names(o), oif: o, gateway: g, src: s, onlink }
-        }
-        _ => return Err(other("other")),
-    };
-    if table == RT_TABLE_MAIN && protocol == 0 {
-        return Err(other("main"));
+        k
     }
-    Ok(Owned { protocol, item: Route { table, dst, metric, kind } })
+
+    /// The route in the model's terms, if it is of a shape stronghost writes.
+    pub fn model(&self, names: &dyn Fn(u32) -> String) -> Option<Route> {
+        if self.exotic {
+            return None;
+        }
+        let kind = match (self.kind, self.oif, self.gateway, self.src) {
+            (RouteType::Unreachable, None, None, None) => RouteKind::Unreachable,
+            (RouteType::Unicast, Some(o), None, Some(s)) if self.scope == RouteScope::Link => {
+                RouteKind::Link { dev: names(o), oif: o, src: s }
+            }
+            (RouteType::Unicast, Some(o), Some(g), Some(s)) if self.scope == RouteScope::Universe => {
+                RouteKind::Via { dev: names(o), oif: o, gateway: g, src: s, onlink: self.onlink }
+            }
+            _ => return None,
+        };
+        Some(Route { table: self.table, dst: self.dst, metric: self.metric, kind })
+    }
 }

@@ -1,0 +1,64 @@
+//! Command-line definitions (kept apart so man pages and completions can be generated from them).
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+/// Make a multi-homed Linux host behave as an RFC 1122 strong host: each interface answers, sends
+/// and ARPs only for its own addresses, via its own gateway.
+#[derive(Parser, Debug)]
+#[command(name = "stronghost", version, propagate_version = true)]
+pub struct Cli {
+    /// Configuration file.
+    #[arg(long, global = true, default_value = crate::config::DEFAULT_PATH)]
+    pub config: PathBuf,
+    /// Log debug detail.
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Bring one interface's policy in line with its addresses and last lease.
+    Apply {
+        interface: String,
+        /// Print what was written as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove everything stronghost set up for one interface and restore its sysctls.
+    Release {
+        interface: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Apply to every managed interface, release the ones gone, remove orphans.
+    Sync {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show, per interface, table, addresses, gateway, rules, effective sysctls and drops.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Verify the strong-host invariants on the live host; exits 1 and explains each violation.
+    Check,
+    /// Print the changes `apply` would make, as the equivalent ip/sysctl/nft commands.
+    Plan {
+        /// An interface, or none for what `sync` would do.
+        interface: Option<String>,
+    },
+    /// Entry point for DHCP client hooks (reads the client's environment).
+    Hook {
+        #[command(subcommand)]
+        client: HookClient,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum HookClient {
+    /// isc-dhcp-client's dhclient-script environment (reason, interface, new_*).
+    Dhclient,
+}

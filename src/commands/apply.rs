@@ -1,0 +1,104 @@
+//! `apply`, `release`, `sync` and `plan`: the same engine run, with or without writing.
+
+use super::{engine, LOCK_WAIT};
+use crate::config::Config;
+use crate::engine::{render, Engine, Intent, Plan};
+
+pub enum Target<'a> {
+    Apply(&'a str),
+    Release(&'a str),
+    Sync,
+}
+
+/// Plans and (unless `dry_run`) executes under the host-wide lock.
+pub fn reconcile(e: &mut Engine, target: &Target, dry_run: bool) -> Result<Vec<String>, String> {
+    let lock = e.state.lock(LOCK_WAIT).map_err(|err| err.to_string())?;
+    let k = e.kernel()?;
+    let (plans, mut errors): (Vec<Plan>, Vec<String>) = match target {
+        Target::Apply(n) => (vec![e.plan_interface(&k, n, Intent::Apply)?], vec![]),
+        Target::Release(n) => (vec![e.plan_interface(&k, n, Intent::Release)?], vec![]),
+        Target::Sync => e.plan_sync(&k),
+    };
+    let host = e.plan_host(&k, &plans);
+    let lines = render(&plans, &host, e.cfg.protocol);
+    if !dry_run {
+        for l in &lines {
+            log::debug!("{l}");
+        }
+        if let Err(err) = e.execute(&plans, &host) {
+            errors.push(err);
+        }
+    }
+    drop(lock);
+    if errors.is_empty() { Ok(lines) } else { Err(errors.join("; ")) }
+}
+
+pub fn run(cfg: &Config, target: Target, json: bool) -> i32 {
+    let mut e = match engine(cfg) {
+        Ok(e) => e,
+        Err(err) => {
+            log::error!("{err}");
+            return 1;
+        }
+    };
+    let what = match &target {
+        Target::Apply(n) => format!("apply {n}"),
+        Target::Release(n) => format!("release {n}"),
+        Target::Sync => "sync".to_string(),
+    };
+    let result = reconcile(&mut e, &target, false);
+    let w = e.writes();
+    if json {
+        let v = serde_json::json!({"command": what, "ok": result.is_ok(), "writes": w,
+            "error": result.as_ref().err()});
+        println!("{v}");
+    } else if result.is_ok() {
+        if w.netlink + w.sysctl + w.nft == 0 {
+            println!("{what}: already in place, nothing written");
+        } else {
+            println!("{what}: {} netlink, {} sysctl, {} nft writes", w.netlink, w.sysctl, w.nft);
+        }
+    }
+    match result {
+        Ok(lines) => {
+            if !lines.is_empty() {
+                log::info!("{what}: {} change(s)", lines.len());
+            }
+            0
+        }
+        Err(err) => {
+            log::error!("{what}: {err}");
+            1
+        }
+    }
+}
+
+pub fn plan(cfg: &Config, interface: Option<&str>) -> i32 {
+    let mut e = match engine(cfg) {
+        Ok(e) => e,
+        Err(err) => {
+            log::error!("{err}");
+            return 1;
+        }
+    };
+    let target = match interface {
+        Some(n) => Target::Apply(n),
+        None => Target::Sync,
+    };
+    match reconcile(&mut e, &target, true) {
+        Ok(lines) if lines.is_empty() => {
+            println!("# nothing to change");
+            0
+        }
+        Ok(lines) => {
+            for l in lines {
+                println!("{l}");
+            }
+            0
+        }
+        Err(err) => {
+            log::error!("{err}");
+            1
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! `check`: asks the kernel how it would route and compares with what a strong host must do.
+
+use super::{engine, LOCK_WAIT};
+use crate::config::Config;
+use crate::engine::Engine;
+use crate::filter;
+use crate::sysctl;
+use std::net::Ipv4Addr;
+
+/// An off-link destination for route lookups (TEST-NET-1, never routed on a real network).
+const PROBE: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+
+pub fn violations(e: &mut Engine) -> Result<(Vec<String>, usize), String> {
+    let _lock = e.state.lock(LOCK_WAIT).map_err(|err| err.to_string())?;
+    let k = e.kernel()?;
+    let nft = if e.cfg.receive_filter { Some(filter::read()) } else { None };
+    let mut v = Vec::new();
+    let mut checked = 0;
+    let records: Vec<(String, bool)> = e.records.iter().map(|(n, r)| (n.clone(), r.applied)).collect();
+    for (name, applied) in records {
+        if !applied {
+            continue;
+        }
+        checked += 1;
+        let Some(link) = k.link(&name).cloned() else {
+            v.push(format!("{name}: recorded as managed but the interface is gone; run `stronghost sync`"));
+            continue;
+        };
+        if link.group != e.cfg.link_group {
+            v.push(format!("{name}: link group is {} not {}: main-table routes through it would leak traffic of other interfaces; run `stronghost apply {name}`", link.group, e.cfg.link_group));
+        }
+        let addrs: Vec<Ipv4Addr> = k.addrs.iter().filter(|a| a.index == link.index).map(|a| a.addr).collect();
+        for a in &addrs {
+            match e.nl.route_get(PROBE, Some(*a), None) {
+                Ok((Some(o), _)) if o == link.index => {}
+                Ok((Some(o), _)) => v.push(format!("{name}: traffic from {a} to {PROBE} would leave by {}, not {name}; run `stronghost apply {name}` and look for rules below priority {} (`ip rule`)", k.name_of(o), e.cfg.priority)),
+                Ok((None, _)) => v.push(format!("{name}: traffic from {a} has no route out")),
+                // Refused (no gateway known): strict, not a leak.
+                Err(_) => {}
+            }
+        }
+        match e.nl.route_get(PROBE, None, Some(link.index)) {
+            Ok((Some(o), src)) if o == link.index => {
+                if let Some(s) = src.filter(|s| !addrs.contains(s)) {
+                    v.push(format!("{name}: traffic bound to {name} would use source {s}, not one of its own addresses"));
+                }
+            }
+            Ok((o, _)) => v.push(format!("{name}: traffic bound to {name} would leave by {:?}", o.map(|o| k.name_of(o)))),
+            Err(_) => {}
+        }
+        for (knob, want) in sysctl::wanted(&e.cfg) {
+            match sysctl::effective(&name, knob) {
+                Ok(eff) if eff == want => {}
+                Ok(eff) => {
+                    let all = sysctl::read("all", knob).unwrap_or(0);
+                    let why = if all > want { format!(" because net.ipv4.conf.all.{knob}={all} overrides it") } else { String::new() };
+                    v.push(format!("{name}: {knob} is effectively {eff}, not {want}{why}"));
+                }
+                Err(err) => v.push(format!("{name}: cannot read {knob}: {err}")),
+            }
+        }
+        match &nft {
+            Some(Ok(c)) if c.rule_ok && c.set.contains(&name) => {}
+            Some(Ok(_)) => v.push(format!("{name}: not covered by the receive filter (nft table inet {}); run `stronghost apply {name}`", filter::TABLE)),
+            Some(Err(err)) => v.push(format!("{name}: receive filter: {err}")),
+            None => {}
+        }
+    }
+    Ok((v, checked))
+}
+
+pub fn run(cfg: &Config) -> i32 {
+    match engine(cfg).and_then(|mut e| violations(&mut e)) {
+        Ok((v, n)) if v.is_empty() => {
+            println!("ok: {n} interface(s) behave as a strong host");
+            0
+        }
+        Ok((v, _)) => {
+            for x in &v {
+                println!("violation: {x}");
+            }
+            1
+        }
+        Err(err) => {
+            log::error!("{err}");
+            1
+        }
+    }
+}

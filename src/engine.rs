@@ -1,0 +1,453 @@
+//! The reconcile engine: read the kernel, decide (policy.rs), diff against what stronghost owns,
+//! and apply only the difference. Shared by every command, hook and (later) the watcher; callers
+//! hold the host-wide lock around `snapshot` → `plan_*` → `execute`.
+
+use crate::config::Config;
+use crate::filter;
+use crate::netlink::{Address, KernelRoute, Link, Netlink};
+use crate::policy::{self, Gateways, InterfaceFacts, Route, Rule, Selector, RT_TABLE_MAIN};
+use crate::state::{Record, State};
+use crate::sysctl;
+use netlink_packet_route::route::RouteType;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io;
+use std::net::Ipv4Addr;
+
+/// One read of everything the engine looks at.
+pub struct Kernel {
+    pub links: Vec<Link>,
+    pub addrs: Vec<Address>,
+    pub rules: Vec<crate::netlink::Owned<Rule>>,
+    pub routes: Vec<KernelRoute>,
+}
+
+impl Kernel {
+    pub fn read(nl: &mut Netlink) -> io::Result<Kernel> {
+        Ok(Kernel { links: nl.links()?, addrs: nl.addresses()?, rules: nl.rules()?, routes: nl.routes()? })
+    }
+
+    pub fn link(&self, name: &str) -> Option<&Link> {
+        self.links.iter().find(|l| l.name == name)
+    }
+
+    pub fn name_of(&self, index: u32) -> String {
+        self.links.iter().find(|l| l.index == index).map(|l| l.name.clone()).unwrap_or_else(|| format!("if{index}"))
+    }
+
+    pub fn facts(&self, link: &Link) -> InterfaceFacts {
+        InterfaceFacts {
+            name: link.name.clone(),
+            index: link.index,
+            addresses: self.addrs.iter().filter(|a| a.index == link.index).map(|a| (a.addr, a.prefix_len)).collect(),
+        }
+    }
+
+    /// A default route in main through this interface (static configuration, another client).
+    fn main_gateway(&self, index: u32) -> Option<Ipv4Addr> {
+        self.routes
+            .iter()
+            .filter(|r| r.table == RT_TABLE_MAIN && r.dst.is_default() && r.oif == Some(index) && r.kind == RouteType::Unicast)
+            .min_by_key(|r| r.metric)
+            .and_then(|r| r.gateway)
+    }
+
+    /// Something in `table` that stronghost did not write, described for the admin.
+    fn foreign_in_table(&self, table: u32, protocol: u8) -> Option<String> {
+        if let Some(r) = self.routes.iter().find(|r| r.table == table && r.protocol != protocol) {
+            return Some(format!("route {} (protocol {})", r.dst, r.protocol));
+        }
+        self.rules
+            .iter()
+            .find(|r| r.item.table == table && r.protocol != protocol)
+            .map(|r| format!("rule `{}` (protocol {})", r.item, r.protocol))
+    }
+
+    fn owned_routes(&self, table: u32, protocol: u8) -> Vec<Route> {
+        let names = |i| self.name_of(i);
+        self.routes.iter().filter(|r| r.table == table && r.protocol == protocol).filter_map(|r| r.model(&names)).collect()
+    }
+
+    fn owned_rules(&self, protocol: u8) -> impl Iterator<Item = &Rule> {
+        self.rules.iter().filter(move |r| r.protocol == protocol).map(|r| &r.item)
+    }
+}
+
+/// The changes for one interface, in the order they are made.
+#[derive(Debug, Default, Clone)]
+pub struct Plan {
+    pub ifname: String,
+    pub table: Option<u32>,
+    pub link_group: Option<(u32, u32)>,
+    pub rules_del: Vec<Rule>,
+    pub routes_del: Vec<Route>,
+    pub routes_add: Vec<Route>,
+    pub rules_add: Vec<Rule>,
+    pub sysctls: Vec<(&'static str, u32)>,
+    /// The record to keep (`None`: remove it).
+    pub record: Option<Record>,
+    /// Cleanup of objects no interface claims: no record to keep or remove.
+    pub orphans: bool,
+}
+
+/// Host-wide changes: the shared main-table rule and the receive filter.
+#[derive(Debug, Default, Clone)]
+pub struct HostPlan {
+    pub rules_add: Vec<Rule>,
+    pub rules_del: Vec<Rule>,
+    pub filter: Option<String>,
+    pub filter_error: Option<String>,
+}
+
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct Writes {
+    pub netlink: u32,
+    pub sysctl: u32,
+    pub nft: u32,
+}
+
+pub enum Intent {
+    Apply,
+    Release,
+}
+
+pub struct Engine {
+    pub cfg: Config,
+    pub nl: Netlink,
+    pub state: State,
+    pub records: BTreeMap<String, Record>,
+    pub tables: BTreeMap<String, u32>,
+    tables_dirty: bool,
+    pub sysctl_writes: u32,
+    pub nft_writes: u32,
+}
+
+fn diff<T: Clone + PartialEq>(current: &[T], desired: &[T]) -> (Vec<T>, Vec<T>) {
+    let mut del: Vec<T> = Vec::new();
+    let mut seen: Vec<&T> = Vec::new();
+    for c in current {
+        // Anything not desired goes, and so does a second copy of something desired.
+        if !desired.contains(c) || seen.contains(&c) {
+            del.push(c.clone());
+        } else {
+            seen.push(c);
+        }
+    }
+    let add = desired.iter().filter(|d| !current.contains(d)).cloned().collect();
+    (del, add)
+}
+
+impl Engine {
+    pub fn new(cfg: Config) -> Result<Engine, String> {
+        let nl = Netlink::open().map_err(|e| format!("cannot open rtnetlink: {e} (stronghost must run as root)"))?;
+        let state = State::open().map_err(|e| format!("state directory: {e}"))?;
+        let records = state.recorded().into_iter().map(|n| (n.clone(), state.record(&n))).collect();
+        let tables = state.tables();
+        Ok(Engine { cfg, nl, state, records, tables, tables_dirty: false, sysctl_writes: 0, nft_writes: 0 })
+    }
+
+    pub fn kernel(&mut self) -> Result<Kernel, String> {
+        Kernel::read(&mut self.nl).map_err(|e| format!("reading the kernel's routing state: {e}"))
+    }
+
+    /// The interface's table: the one it had, or the lowest free one in range that nobody else
+    /// uses. A table holding anything stronghost did not write is never taken.
+    fn table_for(&mut self, k: &Kernel, ifname: &str) -> Result<u32, String> {
+        let proto = self.cfg.protocol;
+        if let Some(&t) = self.tables.get(ifname) {
+            if self.cfg.in_table_range(t) {
+                if let Some(f) = k.foreign_in_table(t, proto) {
+                    return Err(format!(
+                        "table {t} (allocated to {ifname}) holds a {f} that stronghost did not write; remove it, or drop {ifname} from {} to let stronghost allocate another",
+                        crate::state::LIB_DIR.to_string() + "/tables.json"
+                    ));
+                }
+                return Ok(t);
+            }
+        }
+        let taken: BTreeSet<u32> = self.tables.values().copied().collect();
+        let t = (self.cfg.table_min..=self.cfg.table_max)
+            .find(|t| !taken.contains(t) && k.foreign_in_table(*t, proto).is_none())
+            .ok_or_else(|| format!("no free routing table in {}-{}; widen `tables` in the config", self.cfg.table_min, self.cfg.table_max))?;
+        self.tables.insert(ifname.to_string(), t);
+        self.tables_dirty = true;
+        Ok(t)
+    }
+
+    pub fn plan_interface(&mut self, k: &Kernel, ifname: &str, intent: Intent) -> Result<Plan, String> {
+        let mut plan = Plan { ifname: ifname.to_string(), ..Default::default() };
+        let mut record = self.records.get(ifname).cloned().unwrap_or_default();
+        let link = k.link(ifname);
+        let facts = link.map(|l| k.facts(l));
+        let applying = matches!(intent, Intent::Apply) && facts.as_ref().is_some_and(|f| !f.addresses.is_empty());
+        if matches!(intent, Intent::Apply) && link.is_none() {
+            return Err(format!("{ifname}: no such interface"));
+        }
+        if applying {
+            if !self.cfg.manages(ifname) || !filter::quotable(ifname) {
+                return Err(format!("{ifname} is not managed: check `interfaces` and `exclude` in {}", crate::config::DEFAULT_PATH));
+            }
+        }
+        let proto = self.cfg.protocol;
+        let table = if applying { Some(self.table_for(k, ifname)?) } else { self.tables.get(ifname).copied() };
+        plan.table = table;
+
+        // What stronghost owns for this interface now.
+        let addrs: Vec<Ipv4Addr> = facts.iter().flat_map(|f| f.addresses.iter().map(|a| a.0)).collect();
+        let cur_rules: Vec<Rule> = k
+            .owned_rules(proto)
+            .filter(|r| r.selector != Selector::All)
+            .filter(|r| {
+                Some(r.table) == table
+                    || r.selector == Selector::Oif(ifname.to_string())
+                    || matches!(r.selector, Selector::From(a) if addrs.contains(&a) && self.cfg.in_table_range(r.table))
+            })
+            .cloned()
+            .collect();
+        let cur_routes = table.map(|t| k.owned_routes(t, proto)).unwrap_or_default();
+
+        let desired = match (&facts, applying, table) {
+            (Some(f), true, Some(t)) => {
+                let gw = match &record.lease {
+                    Some(l) => Gateways { gateway: l.gateway, routes: l.routes.clone() },
+                    None => Gateways { gateway: k.main_gateway(f.index), routes: vec![] },
+                };
+                policy::desired(&self.cfg, f, t, &gw)
+            }
+            _ => policy::Desired::default(),
+        };
+        (plan.rules_del, plan.rules_add) = diff(&cur_rules, &desired.rules);
+        (plan.routes_del, plan.routes_add) = diff(&cur_routes, &desired.routes);
+
+        if let Some(l) = link {
+            let g = self.cfg.link_group;
+            if applying && l.group != g {
+                if l.group != 0 {
+                    return Err(format!(
+                        "{ifname} is in link group {} (set by another tool); stronghost needs group {g} on managed interfaces. Exclude {ifname} or set link_group in {}",
+                        l.group,
+                        crate::config::DEFAULT_PATH
+                    ));
+                }
+                record.saved_group.get_or_insert(l.group);
+                plan.link_group = Some((l.index, g));
+            } else if !applying && l.group == g {
+                plan.link_group = Some((l.index, record.saved_group.unwrap_or(0)));
+            }
+            for (knob, want) in sysctl::wanted(&self.cfg) {
+                let Ok(cur) = sysctl::read(ifname, knob) else { continue };
+                if applying && cur != want {
+                    record.saved_sysctls.entry(knob.to_string()).or_insert(cur);
+                    plan.sysctls.push((knob, want));
+                } else if !applying {
+                    // Restore only what still holds our value: a later change by the admin stands.
+                    if let Some(&old) = record.saved_sysctls.get(knob) {
+                        if cur == want && old != want {
+                            plan.sysctls.push((knob, old));
+                        }
+                    }
+                }
+            }
+        }
+        record.applied = applying;
+        if applying {
+            plan.record = Some(record);
+        } else {
+            record.saved_sysctls.clear();
+            record.saved_group = None;
+            plan.record = match intent {
+                Intent::Apply => Some(record),
+                Intent::Release => None,
+            };
+        }
+        Ok(plan)
+    }
+
+    /// The shared rule and the filter for the set of interfaces applied once `plans` are done.
+    pub fn plan_host(&mut self, k: &Kernel, plans: &[Plan]) -> HostPlan {
+        let mut records = self.records.clone();
+        for p in plans.iter().filter(|p| !p.orphans) {
+            match &p.record {
+                Some(r) => records.insert(p.ifname.clone(), r.clone()),
+                None => records.remove(&p.ifname),
+            };
+        }
+        let applied: Vec<&String> = records.iter().filter(|(_, r)| r.applied).map(|(n, _)| n).collect();
+        let want_main = if applied.is_empty() { vec![] } else { vec![policy::main_rule(&self.cfg)] };
+        let cur_main: Vec<Rule> = k.owned_rules(self.cfg.protocol).filter(|r| r.selector == Selector::All).cloned().collect();
+        let (rules_del, rules_add) = diff(&cur_main, &want_main);
+        let mut host = HostPlan { rules_add, rules_del, ..Default::default() };
+
+        let members: filter::Members = if self.cfg.receive_filter {
+            applied.iter().filter_map(|n| Some(((*n).clone(), filter::counter_name(*self.tables.get(*n)?)))).collect()
+        } else {
+            filter::Members::new()
+        };
+        match filter::read() {
+            Ok(cur) => host.filter = filter::script(&cur, &members),
+            // Without nft the routing half still works; say so once, with what to do.
+            Err(e) if members.is_empty() => log::debug!("{e}"),
+            Err(e) => host.filter_error = Some(e),
+        }
+        host
+    }
+
+    /// Makes the changes. Records and table allocations are written first, so a crash part-way
+    /// leaves enough behind for the next run to converge and to restore what it changed.
+    pub fn execute(&mut self, plans: &[Plan], host: &HostPlan) -> Result<(), String> {
+        let proto = self.cfg.protocol;
+        let mut errors = Vec::new();
+        if self.tables_dirty {
+            self.state.save_tables(&self.tables).map_err(|e| format!("saving table allocation: {e}"))?;
+            self.tables_dirty = false;
+        }
+        for p in plans.iter().filter(|p| !p.orphans) {
+            if let Some(r) = &p.record {
+                if self.records.get(&p.ifname) != Some(r) {
+                    self.state.save_record(&p.ifname, r).map_err(|e| format!("saving state of {}: {e}", p.ifname))?;
+                }
+            }
+        }
+        for r in &host.rules_add {
+            if let Err(e) = self.nl.add_rule(r, proto) {
+                errors.push(format!("ip rule add {r}: {e}"));
+            }
+        }
+        for p in plans {
+            if let Some((index, group)) = p.link_group {
+                if let Err(e) = self.nl.set_link_group(index, group) {
+                    errors.push(format!("ip link set {} group {group}: {e}", p.ifname));
+                }
+            }
+            for r in &p.rules_del {
+                match self.nl.del_rule(r, proto) {
+                    Err(e) if e.raw_os_error() != Some(2) => errors.push(format!("ip rule del {r}: {e}")),
+                    _ => {}
+                }
+            }
+            for r in &p.routes_del {
+                match self.nl.del_route(r, proto) {
+                    Err(e) if !matches!(e.raw_os_error(), Some(3) | Some(19)) => errors.push(format!("ip route del {r}: {e}")),
+                    _ => {}
+                }
+            }
+            for r in &p.routes_add {
+                if let Err(e) = self.nl.add_route(r, proto) {
+                    errors.push(format!("ip route add {r}: {e}"));
+                }
+            }
+            for r in &p.rules_add {
+                if let Err(e) = self.nl.add_rule(r, proto) {
+                    errors.push(format!("ip rule add {r}: {e}"));
+                }
+            }
+            for (knob, v) in &p.sysctls {
+                self.sysctl_writes += 1;
+                if let Err(e) = sysctl::write(&p.ifname, knob, *v) {
+                    errors.push(format!("{}: {e}", sysctl::command(&p.ifname, knob, *v)));
+                }
+            }
+        }
+        for r in &host.rules_del {
+            match self.nl.del_rule(r, proto) {
+                Err(e) if e.raw_os_error() != Some(2) => errors.push(format!("ip rule del {r}: {e}")),
+                _ => {}
+            }
+        }
+        if let Some(s) = &host.filter {
+            self.nft_writes += 1;
+            if let Err(e) = filter::apply(s) {
+                errors.push(e);
+            }
+        }
+        if let Some(e) = &host.filter_error {
+            errors.push(format!("receive filter not applied: {e}"));
+        }
+        for p in plans.iter().filter(|p| !p.orphans) {
+            match &p.record {
+                Some(r) => {
+                    self.records.insert(p.ifname.clone(), r.clone());
+                }
+                None => {
+                    if let Err(e) = self.state.remove_record(&p.ifname) {
+                        errors.push(format!("removing state of {}: {e}", p.ifname));
+                    }
+                    self.records.remove(&p.ifname);
+                }
+            }
+        }
+        if errors.is_empty() { Ok(()) } else { Err(errors.join("; ")) }
+    }
+
+    pub fn writes(&self) -> Writes {
+        Writes { netlink: self.nl.writes, sysctl: self.sysctl_writes, nft: self.nft_writes }
+    }
+
+    /// Plans for `sync`: every managed interface with an address is applied; every recorded one
+    /// that is gone, unmanaged or without address is released; orphans in our range are removed.
+    pub fn plan_sync(&mut self, k: &Kernel) -> (Vec<Plan>, Vec<String>) {
+        let mut plans = Vec::new();
+        let mut errors = Vec::new();
+        let mut names: BTreeSet<String> = self.records.keys().cloned().collect();
+        for l in &k.links {
+            if self.cfg.manages(&l.name) && filter::quotable(&l.name) && k.addrs.iter().any(|a| a.index == l.index) {
+                names.insert(l.name.clone());
+            }
+        }
+        for n in &names {
+            let manage = self.cfg.manages(n) && k.link(n).is_some();
+            let intent = if manage { Intent::Apply } else { Intent::Release };
+            match self.plan_interface(k, n, intent) {
+                Ok(p) => plans.push(p),
+                Err(e) => errors.push(e),
+            }
+        }
+        // Orphans: our rules and routes in our range whose table no live record uses (a crash
+        // between allocation and record, an interface renamed while nothing watched).
+        let live: BTreeSet<u32> = plans.iter().filter(|p| p.record.as_ref().is_some_and(|r| r.applied)).filter_map(|p| p.table).collect();
+        let mut orphan = Plan { ifname: String::new(), record: None, ..Default::default() };
+        let proto = self.cfg.protocol;
+        let claimed: Vec<Rule> = plans.iter().flat_map(|p| p.rules_del.iter().cloned()).collect();
+        for r in k.owned_rules(proto) {
+            if r.selector != Selector::All && self.cfg.in_table_range(r.table) && !live.contains(&r.table) && !claimed.contains(r) {
+                orphan.rules_del.push(r.clone());
+            }
+        }
+        let claimed: Vec<Route> = plans.iter().flat_map(|p| p.routes_del.iter().cloned()).collect();
+        for t in self.cfg.table_min..=self.cfg.table_max {
+            if !live.contains(&t) {
+                orphan.routes_del.extend(k.owned_routes(t, proto).into_iter().filter(|r| !claimed.contains(r)));
+            }
+        }
+        if !orphan.rules_del.is_empty() || !orphan.routes_del.is_empty() {
+            orphan.ifname = "(orphans)".into();
+            orphan.orphans = true;
+            plans.push(orphan);
+        }
+        (plans, errors)
+    }
+}
+
+/// The equivalent commands for a plan, for `stronghost plan` and for logs.
+pub fn render(plans: &[Plan], host: &HostPlan, protocol: u8) -> Vec<String> {
+    let mut out = Vec::new();
+    for r in &host.rules_add {
+        out.push(format!("ip rule add {r} protocol {protocol}"));
+    }
+    for p in plans {
+        if let Some((_, g)) = p.link_group {
+            out.push(format!("ip link set dev {} group {g}", p.ifname));
+        }
+        out.extend(p.rules_del.iter().map(|r| format!("ip rule del {r}")));
+        out.extend(p.routes_del.iter().map(|r| format!("ip route del {r}")));
+        out.extend(p.routes_add.iter().map(|r| format!("ip route add {r} proto {protocol}")));
+        out.extend(p.rules_add.iter().map(|r| format!("ip rule add {r} protocol {protocol}")));
+        out.extend(p.sysctls.iter().map(|(k, v)| sysctl::command(&p.ifname, k, *v)));
+    }
+    for r in &host.rules_del {
+        out.push(format!("ip rule del {r}"));
+    }
+    if let Some(s) = &host.filter {
+        out.push(format!("nft -f - <<'EOF'\n{}EOF", s));
+    }
+    out
+}

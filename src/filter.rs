@@ -1,0 +1,212 @@
+//! Doing, for the receive filter: nftables table `inet stronghost`, driven through `nft -f` so
+//! every change is one atomic transaction.
+//!
+//! ```text
+//! table inet stronghost {
+//!   set managed { type ifname; elements = { "eth0", ... } }
+//!   map wrong_iface { type ifname : counter; elements = { "eth0" : "drop_4101", ... } }
+//!   counter drop_4101 { }
+//!   chain receive {
+//!     type filter hook prerouting priority raw; policy accept;
+//!     meta nfproto ipv4 iifname @managed fib daddr . iif type != local fib daddr type local
+//!         counter name iifname map @wrong_iface drop
+//!   }
+//! }
+//! ```
+//! A packet is dropped only when its destination is an address of this host but not of the
+//! interface it arrived on; broadcast, multicast, DHCP, forwarded traffic and anything arriving on
+//! unmanaged interfaces (lo included, so host-local traffic) pass. It runs before routing because
+//! rp_filter would otherwise drop the packet uncounted. Named counters survive rule replacement, so
+//! the per-interface drop counts are never reset by an unrelated change.
+
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+pub const TABLE: &str = "stronghost";
+const RULE_TAG: &str = "stronghost wrong-interface drop v1";
+
+/// Interface name → counter name for every interface the filter covers.
+pub type Members = BTreeMap<String, String>;
+
+pub fn counter_name(table: u32) -> String {
+    format!("drop_{table}")
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Current {
+    pub exists: bool,
+    pub rule_ok: bool,
+    pub set: Vec<String>,
+    pub map: Members,
+    /// Counter name → packets dropped.
+    pub counters: BTreeMap<String, u64>,
+}
+
+fn nft_binary() -> &'static str {
+    if std::path::Path::new("/usr/sbin/nft").exists() { "/usr/sbin/nft" } else { "nft" }
+}
+
+/// Reads our table; `Ok(Current::default())` when it does not exist.
+pub fn read() -> Result<Current, String> {
+    let out = Command::new(nft_binary())
+        .args(["-j", "list", "table", "inet", TABLE])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run nft ({e}); install the nftables package or set receive_filter = no"))?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        if err.contains("No such file or directory") {
+            return Ok(Current::default());
+        }
+        return Err(format!("nft list table inet {TABLE} failed: {}", err.trim()));
+    }
+    parse(&String::from_utf8_lossy(&out.stdout))
+}
+
+fn parse(json: &str) -> Result<Current, String> {
+    let v: Value = serde_json::from_str(json).map_err(|e| format!("nft -j output: {e}"))?;
+    let mut c = Current { exists: true, ..Default::default() };
+    let mut rules = Vec::new();
+    let mut chain_ok = false;
+    for item in v["nftables"].as_array().into_iter().flatten() {
+        if let Some(ch) = item.get("chain") {
+            chain_ok = ch["name"] == "receive" && ch["hook"] == "prerouting" && ch["type"] == "filter" && ch["prio"] == -300 && ch["policy"] == "accept";
+        } else if let Some(r) = item.get("rule") {
+            rules.push(r["comment"].as_str().unwrap_or("").to_string());
+        } else if let Some(s) = item.get("set") {
+            if s["name"] == "managed" {
+                c.set = elements(&s["elem"]).into_iter().filter_map(|e| e.as_str().map(str::to_string)).collect();
+            }
+        } else if let Some(m) = item.get("map") {
+            if m["name"] == "wrong_iface" {
+                for e in elements(&m["elem"]) {
+                    if let (Some(k), Some(v)) = (e[0].as_str(), e[1].as_str()) {
+                        c.map.insert(k.to_string(), v.to_string());
+                    }
+                }
+            }
+        } else if let Some(k) = item.get("counter") {
+            if let Some(name) = k["name"].as_str() {
+                c.counters.insert(name.to_string(), k["packets"].as_u64().unwrap_or(0));
+            }
+        }
+    }
+    c.set.sort();
+    c.rule_ok = chain_ok && rules.len() == 1 && rules[0] == RULE_TAG;
+    Ok(c)
+}
+
+fn elements(v: &Value) -> Vec<Value> {
+    match v {
+        Value::Array(a) => a.clone(),
+        Value::Null => vec![],
+        other => vec![other.clone()],
+    }
+}
+
+/// The transaction that brings the table from `cur` to `want`, or `None` when it is converged.
+pub fn script(cur: &Current, want: &Members) -> Option<String> {
+    if want.is_empty() {
+        return cur.exists.then(|| format!("delete table inet {TABLE}\n"));
+    }
+    let names: Vec<String> = want.keys().cloned().collect();
+    let converged = cur.exists
+        && cur.rule_ok
+        && cur.set == names
+        && cur.map == *want
+        && want.values().all(|c| cur.counters.contains_key(c))
+        && cur.counters.keys().all(|c| want.values().any(|w| w == c));
+    if converged {
+        return None;
+    }
+    let t = format!("inet {TABLE}");
+    let mut s = String::new();
+    s += &format!("add table {t}\n");
+    s += &format!("add chain {t} receive {{ type filter hook prerouting priority -300; policy accept; }}\n");
+    s += &format!("flush chain {t} receive\n");
+    s += &format!("add set {t} managed {{ type ifname; }}\n");
+    s += &format!("flush set {t} managed\n");
+    s += &format!("add map {t} wrong_iface {{ type ifname : counter; }}\n");
+    s += &format!("flush map {t} wrong_iface\n");
+    for c in want.values() {
+        s += &format!("add counter {t} {c}\n");
+    }
+    let quoted: Vec<String> = names.iter().map(|n| format!("\"{n}\"")).collect();
+    s += &format!("add element {t} managed {{ {} }}\n", quoted.join(", "));
+    let pairs: Vec<String> = want.iter().map(|(n, c)| format!("\"{n}\" : \"{c}\"")).collect();
+    s += &format!("add element {t} wrong_iface {{ {} }}\n", pairs.join(", "));
+    for c in cur.counters.keys().filter(|c| !want.values().any(|w| w == *c)) {
+        s += &format!("delete counter {t} {c}\n");
+    }
+    s += &format!(
+        "add rule {t} receive meta nfproto ipv4 iifname @managed fib daddr . iif type != local fib daddr type local counter name iifname map @wrong_iface drop comment \"{RULE_TAG}\"\n"
+    );
+    Some(s)
+}
+
+/// Runs one transaction: all of it takes effect or none does.
+pub fn apply(script: &str) -> Result<(), String> {
+    let mut child = Command::new(nft_binary())
+        .args(["-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run nft ({e}); install the nftables package or set receive_filter = no"))?;
+    child.stdin.take().expect("piped").write_all(script.as_bytes()).map_err(|e| format!("nft: {e}"))?;
+    let out = child.wait_with_output().map_err(|e| format!("nft: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("nft -f refused the receive filter: {}", String::from_utf8_lossy(&out.stderr).trim()))
+    }
+}
+
+/// Names safe to place inside an nft string literal.
+pub fn quotable(ifname: &str) -> bool {
+    ifname.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-@+".contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn members(v: &[(&str, &str)]) -> Members {
+        v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+    }
+
+    #[test]
+    fn converged_table_needs_no_transaction() {
+        let want = members(&[("eth0", "drop_4101"), ("eth1", "drop_4102")]);
+        let cur = Current {
+            exists: true,
+            rule_ok: true,
+            set: vec!["eth0".into(), "eth1".into()],
+            map: want.clone(),
+            counters: [("drop_4101".to_string(), 3), ("drop_4102".to_string(), 0)].into(),
+        };
+        assert_eq!(script(&cur, &want), None);
+        let fewer = members(&[("eth0", "drop_4101")]);
+        let s = script(&cur, &fewer).unwrap();
+        assert!(s.contains("delete counter inet stronghost drop_4102") && !s.contains("delete counter inet stronghost drop_4101"));
+        assert_eq!(script(&cur, &Members::new()).unwrap(), "delete table inet stronghost\n");
+        assert_eq!(script(&Current::default(), &Members::new()), None);
+    }
+
+    #[test]
+    fn parses_nft_json() {
+        let j = r#"{"nftables":[{"metainfo":{}},{"table":{"family":"inet","name":"stronghost"}},
+          {"chain":{"family":"inet","table":"stronghost","name":"receive","type":"filter","hook":"prerouting","prio":-300,"policy":"accept"}},
+          {"set":{"name":"managed","type":"ifname","elem":["eth1","eth0"]}},
+          {"map":{"name":"wrong_iface","type":"ifname","map":"counter","elem":[["eth0","drop_4101"],["eth1","drop_4102"]]}},
+          {"counter":{"name":"drop_4101","packets":5,"bytes":300}},{"counter":{"name":"drop_4102","packets":0,"bytes":0}},
+          {"rule":{"chain":"receive","comment":"stronghost wrong-interface drop v1","expr":[]}}]}"#;
+        let c = parse(j).unwrap();
+        assert!(c.rule_ok);
+        assert_eq!(c.set, ["eth0", "eth1"]);
+        assert_eq!(c.counters["drop_4101"], 5);
+        assert_eq!(c.map["eth1"], "drop_4102");
+    }
+}

@@ -1,0 +1,173 @@
+//! stronghost's own records, all root-only and written atomically:
+//! - /run/stronghost/iface/<name>.json: the last lease, what stronghost changed on the interface
+//!   (sysctl and link-group values before it), per boot like the kernel state it describes;
+//! - /var/lib/stronghost/tables.json: interface → routing table, kept across reboots;
+//! - /run/stronghost/lock: the host-wide lock serialising hooks, the CLI and the watcher.
+//!
+//! Paths are opened with O_NOFOLLOW and directories checked, so a symlink planted by someone else
+//! is refused rather than followed. A corrupt record is reported and rebuilt from the kernel.
+
+use crate::lease::Lease;
+use nix::fcntl::{Flock, FlockArg};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+pub const RUN_DIR: &str = "/run/stronghost";
+pub const LIB_DIR: &str = "/var/lib/stronghost";
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    pub lease: Option<Lease>,
+    /// Sysctl values found before stronghost first changed them, to restore on release.
+    #[serde(default)]
+    pub saved_sysctls: BTreeMap<String, u32>,
+    /// Link group found before stronghost set its own.
+    #[serde(default)]
+    pub saved_group: Option<u32>,
+    /// Whether the policy is in force (the interface had an address at the last apply).
+    #[serde(default)]
+    pub applied: bool,
+}
+
+pub struct State {
+    run: PathBuf,
+    lib: PathBuf,
+}
+
+fn ensure_dir(p: &Path) -> io::Result<()> {
+    match fs::symlink_metadata(p) {
+        Ok(m) if m.file_type().is_dir() && m.uid() == nix::unistd::geteuid().as_raw() => Ok(()),
+        Ok(_) => Err(io::Error::other(format!("{} is not a directory owned by us; remove it", p.display()))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            fs::DirBuilder::new().recursive(false).mode(0o700).create(p).or_else(|e| {
+                if e.kind() == io::ErrorKind::AlreadyExists { Ok(()) } else { Err(e) }
+            })
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn read_nofollow(p: &Path) -> io::Result<Option<String>> {
+    match OpenOptions::new().read(true).custom_flags(libc_o_nofollow()).open(p) {
+        Ok(mut f) => {
+            let mut s = String::new();
+            f.read_to_string(&mut s)?;
+            Ok(Some(s))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io::Error::new(e.kind(), format!("{}: {e}", p.display()))),
+    }
+}
+
+fn libc_o_nofollow() -> i32 {
+    nix::fcntl::OFlag::O_NOFOLLOW.bits()
+}
+
+/// Write to a fresh temporary file beside the target, fsync, rename: readers see old or new.
+fn write_atomic(p: &Path, data: &[u8]) -> io::Result<()> {
+    let tmp = p.with_extension(format!("tmp{}", std::process::id()));
+    let _ = fs::remove_file(&tmp);
+    let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).custom_flags(libc_o_nofollow()).open(&tmp)?;
+    f.write_all(data)?;
+    f.sync_all()?;
+    fs::rename(&tmp, p)
+}
+
+impl State {
+    pub fn open() -> io::Result<State> {
+        let s = State { run: PathBuf::from(RUN_DIR), lib: PathBuf::from(LIB_DIR) };
+        ensure_dir(&s.run)?;
+        ensure_dir(&s.run.join("iface"))?;
+        ensure_dir(&s.lib)?;
+        Ok(s)
+    }
+
+    /// Takes the host-wide lock, waiting at most `wait`.
+    pub fn lock(&self, wait: Duration) -> io::Result<Flock<File>> {
+        let p = self.run.join("lock");
+        let mut f = OpenOptions::new().create(true).truncate(false).write(true).mode(0o600).custom_flags(libc_o_nofollow()).open(&p)?;
+        let start = Instant::now();
+        loop {
+            match Flock::lock(f, FlockArg::LockExclusiveNonblock) {
+                Ok(l) => return Ok(l),
+                Err((back, _)) if start.elapsed() < wait => {
+                    f = back;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(_) => {
+                    return Err(io::Error::other(format!(
+                        "another stronghost has held {} for {}s; is one stuck? (see `ps -C stronghost`)",
+                        p.display(),
+                        wait.as_secs()
+                    )));
+                }
+            }
+        }
+    }
+
+    fn record_path(&self, ifname: &str) -> PathBuf {
+        self.run.join("iface").join(format!("{ifname}.json"))
+    }
+
+    /// The interface's record; a corrupt one is reported and treated as absent.
+    pub fn record(&self, ifname: &str) -> Record {
+        match read_nofollow(&self.record_path(ifname)) {
+            Ok(Some(s)) => serde_json::from_str(&s).unwrap_or_else(|e| {
+                log::warn!("{}: corrupt ({e}); rebuilding it from the kernel", self.record_path(ifname).display());
+                Record::default()
+            }),
+            Ok(None) => Record::default(),
+            Err(e) => {
+                log::warn!("{e}; rebuilding the record from the kernel");
+                Record::default()
+            }
+        }
+    }
+
+    pub fn save_record(&self, ifname: &str, r: &Record) -> io::Result<()> {
+        write_atomic(&self.record_path(ifname), serde_json::to_string_pretty(r)?.as_bytes())
+    }
+
+    pub fn remove_record(&self, ifname: &str) -> io::Result<()> {
+        match fs::remove_file(self.record_path(ifname)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// Names of every interface that has a record.
+    pub fn recorded(&self) -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(self.run.join("iface"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.strip_suffix(".json").map(str::to_string))
+            .collect();
+        v.sort();
+        v
+    }
+
+    pub fn tables(&self) -> BTreeMap<String, u32> {
+        let p = self.lib.join("tables.json");
+        match read_nofollow(&p) {
+            Ok(Some(s)) => serde_json::from_str(&s).unwrap_or_else(|e| {
+                log::warn!("{}: corrupt ({e}); table numbers will be allocated anew", p.display());
+                BTreeMap::new()
+            }),
+            Ok(None) => BTreeMap::new(),
+            Err(e) => {
+                log::warn!("{e}");
+                BTreeMap::new()
+            }
+        }
+    }
+
+    pub fn save_tables(&self, t: &BTreeMap<String, u32>) -> io::Result<()> {
+        write_atomic(&self.lib.join("tables.json"), serde_json::to_string_pretty(t)?.as_bytes())
+    }
+}

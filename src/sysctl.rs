@@ -1,0 +1,50 @@
+//! Per-interface IPv4 sysctls that make ARP and reverse-path checks per interface.
+//!
+//! Only `net.ipv4.conf.<iface>.*` is ever written, never `all` or `default`: those belong to the
+//! admin. For all four knobs the kernel acts on the larger of `all` and the interface value, so the
+//! *effective* value is shown next to ours.
+
+use crate::config::Config;
+use std::io;
+use std::path::PathBuf;
+
+/// arp_ignore=1: answer ARP only for addresses of the receiving interface.
+/// arp_announce=2: ARP requests carry the outgoing interface's own address.
+/// arp_filter=1: answer only if the reply would leave by that interface.
+/// rp_filter=1: strict reverse-path check, using the policy routing tables.
+pub const ARP: [(&str, u32); 3] = [("arp_ignore", 1), ("arp_announce", 2), ("arp_filter", 1)];
+pub const RP: (&str, u32) = ("rp_filter", 1);
+
+pub fn wanted(cfg: &Config) -> Vec<(&'static str, u32)> {
+    let mut v = Vec::new();
+    if cfg.arp_sysctls {
+        v.extend(ARP);
+    }
+    if cfg.rp_filter {
+        v.push(RP);
+    }
+    v
+}
+
+fn path(ifname: &str, knob: &str) -> PathBuf {
+    PathBuf::from(format!("/proc/sys/net/ipv4/conf/{ifname}/{knob}"))
+}
+
+pub fn read(ifname: &str, knob: &str) -> io::Result<u32> {
+    let s = std::fs::read_to_string(path(ifname, knob))?;
+    s.trim().parse().map_err(|_| io::Error::new(io::ErrorKind::InvalidData, format!("{knob}: {s:?}")))
+}
+
+pub fn write(ifname: &str, knob: &str, value: u32) -> io::Result<()> {
+    std::fs::write(path(ifname, knob), format!("{value}\n"))
+}
+
+/// The value the kernel acts on: IN_DEV_MAXCONF for all four knobs.
+pub fn effective(ifname: &str, knob: &str) -> io::Result<u32> {
+    Ok(read("all", knob)?.max(read(ifname, knob)?))
+}
+
+pub fn command(ifname: &str, knob: &str, value: u32) -> String {
+    // sysctl(8) swaps '.' and '/' in names: eth0.100 is written eth0/100.
+    format!("sysctl -w net.ipv4.conf.{}.{knob}={value}", ifname.replace('.', "/"))
+}
