@@ -140,9 +140,17 @@ impl Engine {
     pub fn new(cfg: Config) -> Result<Engine, String> {
         let nl = Netlink::open().map_err(|e| format!("cannot open rtnetlink: {e} (stronghost must run as root)"))?;
         let state = State::open().map_err(|e| format!("state directory: {e}"))?;
-        let records = state.recorded().into_iter().map(|n| (n.clone(), state.record(&n))).collect();
-        let tables = state.tables();
-        Ok(Engine { cfg, nl, state, records, tables, tables_dirty: false, sysctl_writes: 0, nft_writes: 0 })
+        Ok(Engine { cfg, nl, state, records: BTreeMap::new(), tables: BTreeMap::new(), tables_dirty: false, sysctl_writes: 0, nft_writes: 0 })
+    }
+
+    /// Takes the host-wide lock and only then reads stronghost's records: whatever another hook
+    /// wrote before releasing the lock is seen.
+    pub fn lock(&mut self, wait: std::time::Duration) -> Result<nix::fcntl::Flock<std::fs::File>, String> {
+        let guard = self.state.lock(wait).map_err(|e| e.to_string())?;
+        self.records = self.state.recorded().into_iter().map(|n| (n.clone(), self.state.record(&n))).collect();
+        self.tables = self.state.tables();
+        self.tables_dirty = false;
+        Ok(guard)
     }
 
     pub fn kernel(&mut self) -> Result<Kernel, String> {
@@ -178,17 +186,18 @@ impl Engine {
         let mut record = self.records.get(ifname).cloned().unwrap_or_default();
         let link = k.link(ifname);
         let facts = link.map(|l| k.facts(l));
-        let applying = matches!(intent, Intent::Apply) && facts.as_ref().is_some_and(|f| !f.addresses.is_empty());
+        // Claimed: stronghost manages the interface (ARP and rp_filter hardening, link group,
+        // receive filter). Routed: it also has addresses, so it gets its rules and table.
+        let claimed = matches!(intent, Intent::Apply) && link.is_some();
+        let applying = claimed && facts.as_ref().is_some_and(|f| !f.addresses.is_empty());
         if matches!(intent, Intent::Apply) && link.is_none() {
             return Err(format!("{ifname}: no such interface"));
         }
-        if applying {
-            if !self.cfg.manages(ifname) || !filter::quotable(ifname) {
-                return Err(format!("{ifname} is not managed: check `interfaces` and `exclude` in {}", crate::config::DEFAULT_PATH));
-            }
+        if claimed && (!self.cfg.manages(ifname) || !filter::quotable(ifname)) {
+            return Err(format!("{ifname} is not managed: check `interfaces` and `exclude` in {}", crate::config::DEFAULT_PATH));
         }
         let proto = self.cfg.protocol;
-        let table = if applying { Some(self.table_for(k, ifname)?) } else { self.tables.get(ifname).copied() };
+        let table = if claimed { Some(self.table_for(k, ifname)?) } else { self.tables.get(ifname).copied() };
         plan.table = table;
 
         // What stronghost owns for this interface now.
@@ -220,7 +229,7 @@ impl Engine {
 
         if let Some(l) = link {
             let g = self.cfg.link_group;
-            if applying && l.group != g {
+            if claimed && l.group != g {
                 if l.group != 0 {
                     return Err(format!(
                         "{ifname} is in link group {} (set by another tool); stronghost needs group {g} on managed interfaces. Exclude {ifname} or set link_group in {}",
@@ -230,15 +239,15 @@ impl Engine {
                 }
                 record.saved_group.get_or_insert(l.group);
                 plan.link_group = Some((l.index, g));
-            } else if !applying && l.group == g {
+            } else if !claimed && l.group == g {
                 plan.link_group = Some((l.index, record.saved_group.unwrap_or(0)));
             }
             for (knob, want) in sysctl::wanted(&self.cfg) {
                 let Ok(cur) = sysctl::read(ifname, knob) else { continue };
-                if applying && cur != want {
+                if claimed && cur != want {
                     record.saved_sysctls.entry(knob.to_string()).or_insert(cur);
                     plan.sysctls.push((knob, want));
-                } else if !applying {
+                } else if !claimed {
                     // Restore only what still holds our value: a later change by the admin stands.
                     if let Some(&old) = record.saved_sysctls.get(knob) {
                         if cur == want && old != want {
@@ -249,16 +258,7 @@ impl Engine {
             }
         }
         record.applied = applying;
-        if applying {
-            plan.record = Some(record);
-        } else {
-            record.saved_sysctls.clear();
-            record.saved_group = None;
-            plan.record = match intent {
-                Intent::Apply => Some(record),
-                Intent::Release => None,
-            };
-        }
+        plan.record = claimed.then_some(record);
         Ok(plan)
     }
 
@@ -277,8 +277,10 @@ impl Engine {
         let (rules_del, rules_add) = diff(&cur_main, &want_main);
         let mut host = HostPlan { rules_add, rules_del, ..Default::default() };
 
+        // Every claimed interface, addressed or not: an interface without an address must not
+        // accept packets for the others' addresses either.
         let members: filter::Members = if self.cfg.receive_filter {
-            applied.iter().filter_map(|n| Some(((*n).clone(), filter::counter_name(*self.tables.get(*n)?)))).collect()
+            records.keys().filter_map(|n| Some((n.clone(), filter::counter_name(*self.tables.get(n)?)))).collect()
         } else {
             filter::Members::new()
         };

@@ -7,16 +7,28 @@ use crate::engine::{render, Engine, Intent, Plan};
 pub enum Target<'a> {
     Apply(&'a str),
     Release(&'a str),
+    /// A DHCP lease ended: the interface stays managed (its other addresses keep their policy,
+    /// its ARP hardening stays); released only if the interface itself is gone.
+    LeaseGone(&'a str),
     Sync,
 }
 
 /// Plans and (unless `dry_run`) executes under the host-wide lock.
-pub fn reconcile(e: &mut Engine, target: &Target, dry_run: bool) -> Result<Vec<String>, String> {
-    let lock = e.state.lock(LOCK_WAIT).map_err(|err| err.to_string())?;
+/// `prepare` runs under the lock, before planning (a hook records its lease there).
+pub fn reconcile(e: &mut Engine, target: &Target, dry_run: bool, prepare: impl FnOnce(&mut Engine)) -> Result<Vec<String>, String> {
+    let lock = e.lock(LOCK_WAIT)?;
+    prepare(e);
     let k = e.kernel()?;
     let (plans, mut errors): (Vec<Plan>, Vec<String>) = match target {
         Target::Apply(n) => (vec![e.plan_interface(&k, n, Intent::Apply)?], vec![]),
         Target::Release(n) => (vec![e.plan_interface(&k, n, Intent::Release)?], vec![]),
+        Target::LeaseGone(n) => {
+            if let Some(r) = e.records.get_mut(*n) {
+                r.lease = None;
+            }
+            let intent = if k.link(n).is_some() && e.records.contains_key(*n) { Intent::Apply } else { Intent::Release };
+            (vec![e.plan_interface(&k, n, intent)?], vec![])
+        }
         Target::Sync => e.plan_sync(&k),
     };
     let host = e.plan_host(&k, &plans);
@@ -43,10 +55,10 @@ pub fn run(cfg: &Config, target: Target, json: bool) -> i32 {
     };
     let what = match &target {
         Target::Apply(n) => format!("apply {n}"),
-        Target::Release(n) => format!("release {n}"),
+        Target::Release(n) | Target::LeaseGone(n) => format!("release {n}"),
         Target::Sync => "sync".to_string(),
     };
-    let result = reconcile(&mut e, &target, false);
+    let result = reconcile(&mut e, &target, false, |_| {});
     let w = e.writes();
     if json {
         let v = serde_json::json!({"command": what, "ok": result.is_ok(), "writes": w,
@@ -85,7 +97,7 @@ pub fn plan(cfg: &Config, interface: Option<&str>) -> i32 {
         Some(n) => Target::Apply(n),
         None => Target::Sync,
     };
-    match reconcile(&mut e, &target, true) {
+    match reconcile(&mut e, &target, true, |_| {}) {
         Ok(lines) if lines.is_empty() => {
             println!("# nothing to change");
             0

@@ -11,7 +11,7 @@ use std::net::Ipv4Addr;
 const PROBE: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
 
 pub fn violations(e: &mut Engine) -> Result<(Vec<String>, usize), String> {
-    let _lock = e.state.lock(LOCK_WAIT).map_err(|err| err.to_string())?;
+    let _lock = e.lock(LOCK_WAIT)?;
     let k = e.kernel()?;
     let nft = if e.cfg.receive_filter { Some(filter::read()) } else { None };
     let mut v = Vec::new();

@@ -27,7 +27,7 @@ pub fn dhclient(cfg: &Config) -> i32 {
             return 0;
         }
         LeaseEvent::Bound { ifname, .. } => (ifname.clone(), Target::Apply(ifname)),
-        LeaseEvent::Gone { ifname } => (ifname.clone(), Target::Release(ifname)),
+        LeaseEvent::Gone { ifname } => (ifname.clone(), Target::LeaseGone(ifname)),
     };
     if !cfg.manages(&name) {
         log::debug!("{name} is not managed by the configuration; lease ignored");
@@ -40,10 +40,12 @@ pub fn dhclient(cfg: &Config) -> i32 {
             return 0;
         }
     };
-    if let LeaseEvent::Bound { lease, .. } = &event {
-        e.records.entry(name.clone()).or_default().lease = Some(lease.clone());
-    }
-    match reconcile(&mut e, &target, false) {
+    let record_lease = |e: &mut crate::engine::Engine| {
+        if let LeaseEvent::Bound { lease, .. } = &event {
+            e.records.entry(name.clone()).or_default().lease = Some(lease.clone());
+        }
+    };
+    match reconcile(&mut e, &target, false, record_lease) {
         Ok(lines) => log::info!("dhclient {}: {name}: {} change(s)", std::env::var("reason").unwrap_or_default(), lines.len()),
         Err(err) => log::error!("dhclient {}: {name}: {err}", std::env::var("reason").unwrap_or_default()),
     }

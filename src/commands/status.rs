@@ -9,7 +9,7 @@ use crate::sysctl;
 use serde_json::{json, Value};
 
 pub fn collect(e: &mut Engine) -> Result<Value, String> {
-    let _lock = e.state.lock(LOCK_WAIT).map_err(|err| err.to_string())?;
+    let _lock = e.lock(LOCK_WAIT)?;
     let k: Kernel = e.kernel()?;
     let nft = if e.cfg.receive_filter { filter::read() } else { Ok(filter::Current::default()) };
     let mut ifaces = Vec::new();

@@ -1,0 +1,169 @@
+//! End to end with isc-dhcp-client: five interfaces on one subnet behind one gateway.
+
+mod lab;
+
+use lab::{addr, Lab, GW};
+use std::collections::BTreeMap;
+
+fn eth(k: usize) -> String {
+    format!("eth{k}")
+}
+
+/// Foreign state that stronghost must never touch: a rule inside its priority band, a route in a
+/// table inside its range (which must then not be allocated), and another nft table.
+fn seed_foreign(lab: &Lab) {
+    lab.host_ok(&["ip", "rule", "add", "priority", "4105", "from", "192.0.2.77", "lookup", "100"]);
+    lab.host_ok(&["ip", "route", "add", "blackhole", "192.0.2.0/24", "table", "100"]);
+    lab.host_ok(&["ip", "route", "add", "blackhole", "192.0.2.99", "table", "4102"]);
+    lab.host_ok(&["nft", "add", "table", "inet", "foreign"]);
+    lab.host_ok(&["nft", "add", "chain", "inet", "foreign", "c", "{ type filter hook input priority 0; policy accept; }"]);
+}
+
+fn assert_foreign_intact(lab: &Lab, step: &str) {
+    let rules = lab.host_ok(&["ip", "-4", "rule"]);
+    assert!(rules.contains("4105:\tfrom 192.0.2.77 lookup 100"), "{step}: foreign rule gone:\n{rules}");
+    let t100 = lab.host_ok(&["ip", "route", "show", "table", "100"]);
+    assert!(t100.contains("blackhole 192.0.2.0/24"), "{step}: foreign route gone");
+    let t4102 = lab.host_ok(&["ip", "route", "show", "table", "4102"]);
+    assert_eq!(t4102.trim(), "blackhole 192.0.2.99", "{step}: table 4102 holds a foreign route and must stay as it was");
+    assert!(lab.host(&["nft", "list", "chain", "inet", "foreign", "c"]).status.success(), "{step}: foreign nft table gone");
+}
+
+/// Requirements 1-3 for interface k with address a.
+fn assert_strong(lab: &Lab, k: usize, a: &str) {
+    let e = eth(k);
+    // 1. Bound to the address, and bound to the interface: the server sees ethK's address and
+    //    every packet leaves by ethK.
+    for bind in [a.to_string(), e.clone()] {
+        lab.reset_counters();
+        assert_eq!(lab.curl_from_host(&bind).as_deref(), Some(a), "curl --interface {bind}: server saw another source");
+        assert_eq!(lab.nonzero("inet", "web_"), vec![e.clone()], "curl --interface {bind}: packets left by the wrong interface");
+    }
+    // 2. A client on the internet reaches ethK's address: answered from it, replies leave by ethK.
+    lab.reset_counters();
+    assert_eq!(lab.curl_to_host("inet", a).as_deref(), Some(a));
+    assert_eq!(lab.nonzero("inet", "srv_"), vec![e.clone()], "replies to {a} left by the wrong interface");
+    // 3. ARP for ethK's address is answered by ethK only, and its own ARP requests use its address.
+    assert_eq!(lab.arp_repliers(a), vec![e.clone()], "ARP for {a}");
+}
+
+fn drops(lab: &Lab, ifname: &str) -> u64 {
+    lab.status_of(ifname).unwrap()["wrong_interface_drops"].as_u64().unwrap()
+}
+
+#[test]
+fn five_interfaces_on_one_subnet_are_a_strong_host_through_the_lease_lifecycle() {
+    let n = 5;
+    let mut lab = Lab::new(n, true);
+    seed_foreign(&lab);
+
+    // Five leases bound in the same second: the lock serialises the hooks, all must be applied.
+    for k in 0..n {
+        lab.start_dhclient(k);
+    }
+    for k in 0..n {
+        lab.wait_applied(k, &addr(k));
+    }
+    assert_foreign_intact(&lab, "after bind");
+    let status = lab.status();
+    let tables: BTreeMap<String, u64> = status["interfaces"].as_array().unwrap().iter().map(|i| (i["interface"].as_str().unwrap().to_string(), i["table"].as_u64().unwrap())).collect();
+    assert!(!tables.values().any(|t| *t == 4102), "table 4102 holds a foreign route and must not be allocated: {tables:?}");
+    for i in status["interfaces"].as_array().unwrap() {
+        assert_eq!(i["gateway"], GW, "{i}");
+        for knob in ["arp_ignore", "arp_announce", "arp_filter", "rp_filter"] {
+            assert_eq!(i["sysctls"][knob]["effective"], i["sysctls"][knob]["wanted"], "{knob} on {}", i["interface"]);
+        }
+    }
+
+    for k in 0..n {
+        assert_strong(&lab, k, &addr(k));
+    }
+
+    // The wrong interface: eth1's address sent to eth0's MAC is dropped and counted on eth0.
+    let before = drops(&lab, "eth0");
+    assert!(!lab.wrong_interface_probe(&addr(1), 0), "a packet for eth1's address was accepted on eth0");
+    assert!(drops(&lab, "eth0") > before, "the drop was not counted on eth0");
+    assert_eq!(drops(&lab, "eth1"), 0);
+
+    // ARP requests the host sends carry the sending interface's own address.
+    for k in 0..n {
+        lab.host_ok(&["ip", "neigh", "flush", "dev", &eth(k)]);
+        lab.nft(&format!(
+            "table arp probe {{\ncounter own {{}}\ncounter other {{}}\nchain o {{\ntype filter hook output priority 0;\n\
+             oifname \"eth{k}\" arp operation request arp saddr ip {a} counter name own\n\
+             oifname \"eth{k}\" arp operation request arp saddr ip != {a} counter name other\n}}\n}}\n",
+            a = addr(k)
+        ));
+        assert_eq!(lab.curl_from_host(&eth(k)).as_deref(), Some(addr(k).as_str()));
+        let c = lab.counters("arp", "probe");
+        lab.host_ok(&["nft", "delete", "table", "arp", "probe"]);
+        assert!(c["own"] > 0 && c["other"] == 0, "eth{k} ARP requests by source: {c:?}");
+    }
+
+    // `check` agrees, and a second apply writes nothing.
+    let check = lab.stronghost(&["check"]);
+    assert!(check.status.success(), "check: {}", String::from_utf8_lossy(&check.stdout));
+    for k in 0..n {
+        let v = lab.stronghost_json(&["apply", &eth(k), "--json"]);
+        assert_eq!(v["writes"], serde_json::json!({"netlink": 0, "sysctl": 0, "nft": 0}), "second apply of eth{k} wrote");
+    }
+    let sync = lab.stronghost_json(&["sync", "--json"]);
+    assert_eq!(sync["writes"], serde_json::json!({"netlink": 0, "sysctl": 0, "nft": 0}), "sync of a converged host wrote");
+
+    // A new address: eth2's reservation changes; its client restarts (as after a reboot) and asks
+    // for its old address, dnsmasq NAKs it, dhclient-script runs EXPIRE for the old address and
+    // BOUND for the new one — the same NAK path a renewal takes when the server moves a client.
+    let new2 = "198.51.100.62".to_string();
+    lab.write_dhcp_hosts(&BTreeMap::from([(2, new2.clone())]));
+    lab.reload_dhcp();
+    lab.kill_dhclient(2);
+    lab.start_dhclient(2);
+    lab.wait_applied(2, &new2);
+    let rules = lab.host_ok(&["ip", "-4", "rule"]);
+    assert!(!rules.contains(&format!("from {} ", addr(2))), "rule for eth2's old address left behind:\n{rules}");
+    assert_strong(&lab, 2, &new2);
+    assert_foreign_intact(&lab, "after renew with a new address");
+
+    // Release: eth4's routing policy goes; it stays managed without an address, so its ARP
+    // hardening stays (else it would answer ARP for the others' addresses) and it stays in the
+    // receive filter.
+    lab.release_dhclient(4);
+    lab::wait_for(std::time::Duration::from_secs(10), "eth4 released", || lab.status_of("eth4").is_some_and(|s| s["applied"] == false));
+    let t4 = tables["eth4"];
+    let no_policy = |lab: &Lab, ifname: &str, t: u64| {
+        let dump = lab.routing_dump();
+        assert!(!dump.contains(&format!("lookup {t} ")) && !dump.contains(&format!("table {t} ")), "{ifname}'s policy left behind:\n{dump}");
+        assert!(!dump.contains(&format!("oif {ifname} ")), "{dump}");
+    };
+    no_policy(&lab, "eth4", t4);
+    assert_eq!(lab.host_ok(&["cat", "/proc/sys/net/ipv4/conf/eth4/arp_ignore"]).trim(), "1");
+    for k in 0..4 {
+        let a = if k == 2 { new2.clone() } else { addr(k) };
+        assert_strong(&lab, k, &a);
+    }
+
+    // Expire (as dhclient-script does it: the address is removed, then the hook runs).
+    lab.host_ok(&["ip", "addr", "flush", "dev", "eth3"]);
+    lab.host_ok(&["env", "-i", "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "reason=EXPIRE", "interface=eth3", "sh", "-c", ". /etc/dhcp/dhclient-exit-hooks.d/stronghost"]);
+    assert_eq!(lab.status_of("eth3").unwrap()["applied"], false, "eth3 still routed after EXPIRE");
+    no_policy(&lab, "eth3", tables["eth3"]);
+
+    // An explicit release gives the interface back as it was: sysctls, link group, filter.
+    let out = lab.stronghost(&["release", "eth4"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(lab.status_of("eth4").is_none());
+    for knob in ["arp_ignore", "arp_announce", "arp_filter", "rp_filter"] {
+        let v = lab.host_ok(&["cat", &format!("/proc/sys/net/ipv4/conf/eth4/{knob}")]);
+        assert_eq!(v.trim(), "0", "{knob} not restored on eth4");
+    }
+    assert!(lab.host_ok(&["ip", "link", "show", "eth4"]).contains("group default"), "link group not restored");
+    let members = lab.status()["receive_filter"]["members"].clone();
+    assert!(!members.as_array().unwrap().iter().any(|m| m == "eth4"), "eth4 still in the receive filter: {members}");
+
+    // Re-bind eth4: same table as before (allocation is persistent), strong again.
+    lab.start_dhclient(4);
+    lab.wait_applied(4, &addr(4));
+    assert_eq!(lab.status_of("eth4").unwrap()["table"].as_u64().unwrap(), t4);
+    assert_strong(&lab, 4, &addr(4));
+    assert_foreign_intact(&lab, "after re-bind");
+}

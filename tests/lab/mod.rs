@@ -1,0 +1,445 @@
+//! A network lab in namespaces: the motivating host, built from real parts.
+//!
+//! ```text
+//!   {id}-inet   203.0.113.10  HTTP echo (answers with the client's source address)
+//!       | wan0
+//!   {id}-rtr    203.0.113.1 / 198.51.100.1, forwards without NAT, dnsmasq DHCP on lan0
+//!       | lan0
+//!   {id}-lan    br0 (the shared segment)
+//!       | eth0 .. ethN-1 (veth, fixed MACs 02:00:00:00:01:0K)
+//!   {id}-host   the multi-homed host; a holder process keeps a private mount and UTS namespace
+//!               with tmpfs /run and overlays on /etc, /usr and /var, so stronghost and its hook
+//!               are installed at their real paths without the machine seeing any of it.
+//! ```
+//! Nothing is created in the root network namespace. Every process started is tracked and ended,
+//! and every namespace deleted, when the `Lab` is dropped — also when a test panics.
+
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+pub const GW: &str = "198.51.100.1";
+pub const SERVER: &str = "203.0.113.10";
+pub const TABLE_MIN: u32 = 4101;
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+pub fn stronghost_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_stronghost"))
+}
+
+fn echo_bin() -> PathBuf {
+    let p = stronghost_bin().parent().unwrap().join("examples/lab_echo");
+    assert!(p.exists(), "{} is missing: run `cargo build --examples` first", p.display());
+    p
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn require_root() {
+    let uid = unsafe_geteuid();
+    assert_eq!(uid, 0, "the lab tests need root (network namespaces); run them as root, e.g. `sudo cargo test`");
+}
+
+fn unsafe_geteuid() -> u32 {
+    // Read from /proc to avoid a libc dependency in the tests.
+    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    s.lines()
+        .find(|l| l.starts_with("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .and_then(|u| u.parse().ok())
+        .unwrap_or(u32::MAX)
+}
+
+pub struct Lab {
+    pub id: String,
+    pub dir: PathBuf,
+    pub n: usize,
+    holder: Option<Child>,
+    children: Vec<(String, Child)>,
+    dnsmasq: Option<Child>,
+    namespaces: Vec<String>,
+}
+
+pub fn run(cmd: &mut Command) -> Output {
+    let out = cmd.stdin(Stdio::null()).output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    out
+}
+
+pub fn ok(cmd: &mut Command) -> String {
+    let out = run(cmd);
+    assert!(out.status.success(), "{cmd:?} failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn ip(args: &[&str]) -> String {
+    ok(Command::new("ip").args(args))
+}
+
+pub fn mac(k: usize) -> String {
+    format!("02:00:00:00:01:{k:02x}")
+}
+
+/// The address the DHCP server reserves for ethK at first.
+pub fn addr(k: usize) -> String {
+    format!("198.51.100.{}", 10 + k)
+}
+
+impl Lab {
+    /// Builds the topology with `n` host interfaces. `with_hook`: install stronghost's dhclient
+    /// hook in the host (false gives the plain weak host).
+    pub fn new(n: usize, with_hook: bool) -> Lab {
+        require_root();
+        let id = format!("sh{}x{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst));
+        let dir = std::env::temp_dir().join(format!("stronghost-lab-{id}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut lab = Lab { id, dir, n, holder: None, children: vec![], dnsmasq: None, namespaces: vec![] };
+        lab.build(with_hook);
+        lab
+    }
+
+    pub fn ns(&self, name: &str) -> String {
+        format!("{}-{name}", self.id)
+    }
+
+    fn build(&mut self, with_hook: bool) {
+        for name in ["lan", "rtr", "inet", "host"] {
+            let ns = self.ns(name);
+            ip(&["netns", "add", &ns]);
+            self.namespaces.push(ns);
+        }
+        let (lan, rtr, inet, host) = (self.ns("lan"), self.ns("rtr"), self.ns("inet"), self.ns("host"));
+        ip(&["-n", &lan, "link", "add", "br0", "type", "bridge"]);
+        ip(&["-n", &lan, "link", "set", "br0", "up"]);
+        ip(&["-n", &rtr, "link", "add", "lan0", "type", "veth", "peer", "name", "p-rtr", "netns", &lan]);
+        ip(&["-n", &lan, "link", "set", "p-rtr", "master", "br0", "up"]);
+        ip(&["-n", &rtr, "link", "add", "wan0", "type", "veth", "peer", "name", "wan0", "netns", &inet]);
+        ip(&["-n", &rtr, "addr", "add", "198.51.100.1/24", "dev", "lan0"]);
+        ip(&["-n", &rtr, "addr", "add", "203.0.113.1/24", "dev", "wan0"]);
+        ip(&["-n", &inet, "addr", "add", "203.0.113.10/24", "dev", "wan0"]);
+        for (ns, links) in [(&rtr, vec!["lo", "lan0", "wan0"]), (&inet, vec!["lo", "wan0"]), (&host, vec!["lo"])] {
+            for l in links {
+                ip(&["-n", ns, "link", "set", l, "up"]);
+            }
+        }
+        ip(&["-n", &inet, "route", "add", "default", "via", "203.0.113.1"]);
+        ok(Command::new("ip").args(["netns", "exec", &rtr, "sysctl", "-qw", "net.ipv4.ip_forward=1"]));
+        for k in 0..self.n {
+            let (e, p) = (format!("eth{k}"), format!("p-eth{k}"));
+            ip(&["-n", &lan, "link", "add", &p, "type", "veth", "peer", "name", &e, "netns", &host]);
+            ip(&["-n", &host, "link", "set", &e, "address", &mac(k)]);
+            ip(&["-n", &lan, "link", "set", &p, "master", "br0", "up"]);
+            ip(&["-n", &host, "link", "set", &e, "up"]);
+        }
+        let echo = echo_bin();
+        let c = Command::new("ip").args(["netns", "exec", &inet]).arg(&echo).arg("0.0.0.0:80").stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        self.children.push(("echo-inet".into(), c));
+        self.start_holder(with_hook);
+        let c = self.host_cmd(&[echo.to_str().unwrap(), "0.0.0.0:8080"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        self.children.push(("echo-host".into(), c));
+        self.write_dhcp_hosts(&BTreeMap::new());
+        self.start_dnsmasq();
+        self.observe();
+    }
+
+    fn start_holder(&mut self, with_hook: bool) {
+        let d = self.dir.display().to_string();
+        let bin = stronghost_bin().display().to_string();
+        let hook = repo().join("hooks/dhclient-exit-hook").display().to_string();
+        let mut script = format!(
+            "set -e\nmount -t tmpfs tmpfs /run\nfor t in etc usr var; do mkdir -p {d}/ovl/$t/u {d}/ovl/$t/w; \
+             mount -t overlay overlay -o lowerdir=/$t,upperdir={d}/ovl/$t/u,workdir={d}/ovl/$t/w /$t; done\n\
+             install -m 0755 {bin} /usr/sbin/stronghost\nmkdir -p /etc/dhcp/dhclient-exit-hooks.d\n: > /etc/resolv.conf\n"
+        );
+        if with_hook {
+            script += &format!("install -m 0644 {hook} /etc/dhcp/dhclient-exit-hooks.d/stronghost\n");
+        }
+        script += &format!("touch {d}/holder-ready\nexec sleep infinity\n");
+        let c = Command::new("ip")
+            .args(["netns", "exec", &self.ns("host"), "unshare", "--mount", "--uts", "--propagation", "private", "sh", "-c", &script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(self.dir.join("holder.log")).unwrap())
+            .spawn()
+            .unwrap();
+        self.holder = Some(c);
+        wait_for(Duration::from_secs(10), "the host namespace holder", || self.dir.join("holder-ready").exists());
+    }
+
+    /// A command run inside the host: its network, mount and UTS namespaces.
+    pub fn host_cmd(&self, args: &[&str]) -> Command {
+        let pid = self.holder.as_ref().unwrap().id().to_string();
+        let mut c = Command::new("nsenter");
+        c.args(["-t", &pid, "-m", "-u", "-n", "--"]).args(args);
+        c.env("STRONGHOST_LOG_STDERR", "1");
+        c
+    }
+
+    pub fn host(&self, args: &[&str]) -> Output {
+        run(&mut self.host_cmd(args))
+    }
+
+    pub fn host_ok(&self, args: &[&str]) -> String {
+        ok(&mut self.host_cmd(args))
+    }
+
+    pub fn in_ns(&self, ns: &str, args: &[&str]) -> Output {
+        run(Command::new("ip").args(["netns", "exec", &self.ns(ns)]).args(args))
+    }
+
+    pub fn stronghost(&self, args: &[&str]) -> Output {
+        let mut a = vec!["/usr/sbin/stronghost"];
+        a.extend_from_slice(args);
+        self.host(&a)
+    }
+
+    pub fn stronghost_json(&self, args: &[&str]) -> Value {
+        let out = self.stronghost(args);
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!("stronghost {args:?}: {e}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+        })
+    }
+
+    /// MAC → address reservations for dnsmasq; unlisted interfaces get `addr(k)`.
+    pub fn write_dhcp_hosts(&self, overrides: &BTreeMap<usize, String>) {
+        let mut s = String::new();
+        for k in 0..self.n {
+            let a = overrides.get(&k).cloned().unwrap_or_else(|| addr(k));
+            s += &format!("{},set:if{k},{a}\n", mac(k));
+        }
+        std::fs::write(self.dir.join("dhcp-hosts"), s).unwrap();
+    }
+
+    fn start_dnsmasq(&mut self) {
+        let d = &self.dir;
+        let c = Command::new("ip")
+            .args(["netns", "exec", &self.ns("rtr"), "dnsmasq", "--keep-in-foreground", "--port=0", "--conf-file=/dev/null", "--user=root", "--bind-interfaces", "--interface=lan0", "--no-ping", "--log-dhcp", "--log-facility=-"])
+            .arg("--dhcp-range=198.51.100.100,198.51.100.199,255.255.255.0,2m")
+            .arg(format!("--dhcp-option=option:router,{GW}"))
+            .arg(format!("--dhcp-hostsfile={}", d.join("dhcp-hosts").display()))
+            .arg(format!("--dhcp-leasefile={}", d.join("dnsmasq.leases").display()))
+            .arg(format!("--pid-file={}", d.join("dnsmasq.pid").display()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::OpenOptions::new().create(true).append(true).open(d.join("dnsmasq.log")).unwrap())
+            .spawn()
+            .unwrap();
+        self.dnsmasq = Some(c);
+    }
+
+    /// dnsmasq restarts with the new reservations (its lease file is kept). A restart, not SIGHUP:
+    /// dnsmasq 2.90 was seen to exit on SIGHUP once it held leases.
+    pub fn reload_dhcp(&mut self) {
+        if let Some(mut c) = self.dnsmasq.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self.start_dnsmasq();
+    }
+
+    /// Starts isc-dhcp-client on ethK in the foreground (its PID is tracked).
+    pub fn start_dhclient(&mut self, k: usize) {
+        let d = self.dir.display().to_string();
+        let e = format!("eth{k}");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join(format!("dhclient.{e}.log"))).unwrap();
+        let c = self
+            .host_cmd(&["dhclient", "-4", "-d", "-v", "-pf", &format!("{d}/dhclient.{e}.pid"), "-lf", &format!("{d}/dhclient.{e}.leases"), &e])
+            .env_remove("STRONGHOST_LOG_STDERR")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.children.push((format!("dhclient-{e}"), c));
+    }
+
+    /// `dhclient -r`: RELEASE, and the running client for ethK exits.
+    pub fn release_dhclient(&mut self, k: usize) {
+        let d = self.dir.display().to_string();
+        let e = format!("eth{k}");
+        self.host_ok(&["dhclient", "-4", "-r", "-pf", &format!("{d}/dhclient.{e}.pid"), "-lf", &format!("{d}/dhclient.{e}.leases"), &e]);
+        let name = format!("dhclient-{e}");
+        if let Some(pos) = self.children.iter().position(|(n, _)| *n == name) {
+            let (_, mut c) = self.children.remove(pos);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while c.try_wait().unwrap().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Ends ethK's client without a word to the server or the script (a crash, a reboot): the
+    /// address stays, and the next client starts from the lease file (INIT-REBOOT).
+    pub fn kill_dhclient(&mut self, k: usize) {
+        let name = format!("dhclient-eth{k}");
+        if let Some(pos) = self.children.iter().position(|(n, _)| *n == name) {
+            let (_, mut c) = self.children.remove(pos);
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn dhclient_log(&self, k: usize) -> String {
+        std::fs::read_to_string(self.dir.join(format!("dhclient.eth{k}.log"))).unwrap_or_default()
+    }
+
+    /// Counters the tests read: per-interface egress to the echo server and from the host's
+    /// server, and per-interface ARP replies and requests.
+    fn observe(&self) {
+        let mut s = String::from("table inet lab {\n");
+        for k in 0..self.n {
+            s += &format!("counter web_eth{k} {{}}\ncounter srv_eth{k} {{}}\n");
+        }
+        s += "chain post { type filter hook postrouting priority 0; policy accept;\n";
+        for k in 0..self.n {
+            s += &format!("oifname \"eth{k}\" ip daddr {SERVER} tcp dport 80 counter name web_eth{k}\n");
+            s += &format!("oifname \"eth{k}\" tcp sport 8080 counter name srv_eth{k}\n");
+        }
+        s += "}\n}\ntable arp lab {\n";
+        for k in 0..self.n {
+            s += &format!("counter reply_eth{k} {{}}\ncounter request_eth{k} {{}}\n");
+        }
+        s += "chain out { type filter hook output priority 0; policy accept;\n";
+        for k in 0..self.n {
+            s += &format!("oifname \"eth{k}\" arp operation reply counter name reply_eth{k}\n");
+            s += &format!("oifname \"eth{k}\" arp operation request counter name request_eth{k}\n");
+        }
+        s += "}\n}\n";
+        self.nft(&s);
+    }
+
+    /// Loads an nft script into the host (asserting nft accepted it).
+    pub fn nft(&self, script: &str) {
+        let f = self.dir.join("script.nft");
+        std::fs::write(&f, script).unwrap();
+        self.host_ok(&["nft", "-f", &f.display().to_string()]);
+    }
+
+    /// Named counters of an nft table in the host, by name → packets.
+    pub fn counters(&self, family: &str, table: &str) -> BTreeMap<String, u64> {
+        let out = self.host_ok(&["nft", "-j", "list", "counters", "table", family, table]);
+        let v: Value = serde_json::from_str(&out).unwrap();
+        v["nftables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|i| i.get("counter"))
+            .map(|c| (c["name"].as_str().unwrap().to_string(), c["packets"].as_u64().unwrap()))
+            .collect()
+    }
+
+    pub fn reset_counters(&self) {
+        self.host_ok(&["nft", "reset", "counters", "table", "inet", "lab"]);
+        self.host_ok(&["nft", "reset", "counters", "table", "arp", "lab"]);
+    }
+
+    /// The interfaces whose `prefix_ethK` counter is non-zero.
+    pub fn nonzero(&self, family: &str, prefix: &str) -> Vec<String> {
+        self.counters(family, "lab").into_iter().filter(|(n, p)| n.starts_with(prefix) && *p > 0).map(|(n, _)| n[prefix.len()..].to_string()).collect()
+    }
+
+    /// `curl --interface X http://SERVER/` from the host: the source address the server saw.
+    pub fn curl_from_host(&self, interface: &str) -> Option<String> {
+        let out = self.host(&["curl", "-sS", "--max-time", "3", "--interface", interface, &format!("http://{SERVER}/")]);
+        if !out.status.success() {
+            eprintln!("curl --interface {interface}: {}", String::from_utf8_lossy(&out.stderr).trim());
+        }
+        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap_or("").to_string())
+    }
+
+    /// A client on the internet asks the host's server at `addr`: the local address that answered.
+    pub fn curl_to_host(&self, ns: &str, addr: &str) -> Option<String> {
+        let out = self.in_ns(ns, &["curl", "-s", "--max-time", "2", &format!("http://{addr}:8080/")]);
+        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).split_whitespace().nth(1).unwrap_or("").to_string())
+    }
+
+    /// Sends a packet for `addr` (ethJ's address) to ethK's MAC: the wrong interface. True when
+    /// the host answered (a weak host does).
+    pub fn wrong_interface_probe(&self, addr: &str, via_k: usize) -> bool {
+        let rtr = self.ns("rtr");
+        ip(&["-n", &rtr, "neigh", "replace", addr, "lladdr", &mac(via_k), "dev", "lan0", "nud", "permanent"]);
+        let answered = self.curl_to_host("rtr", addr).is_some();
+        ip(&["-n", &rtr, "neigh", "del", addr, "dev", "lan0"]);
+        answered
+    }
+
+    /// The router forgets its ARP cache and asks for `addr` again; returns which host interfaces
+    /// sent an ARP reply.
+    pub fn arp_repliers(&self, addr: &str) -> Vec<String> {
+        ip(&["-n", &self.ns("rtr"), "neigh", "flush", "dev", "lan0"]);
+        self.reset_counters();
+        let _ = self.curl_to_host("rtr", addr);
+        std::thread::sleep(Duration::from_millis(200));
+        self.nonzero("arp", "reply_")
+    }
+
+    pub fn status(&self) -> Value {
+        self.stronghost_json(&["status", "--json"])
+    }
+
+    pub fn status_of(&self, ifname: &str) -> Option<Value> {
+        self.status()["interfaces"].as_array().unwrap().iter().find(|i| i["interface"] == ifname).cloned()
+    }
+
+    /// Waits until stronghost reports ethK strong with exactly `addr`.
+    pub fn wait_applied(&self, k: usize, addr: &str) {
+        let e = format!("eth{k}");
+        wait_for(Duration::from_secs(30), &format!("{e} strong with {addr}"), || {
+            self.status_of(&e).is_some_and(|s| {
+                s["applied"] == true && s["addresses"].as_array().is_some_and(|a| a.len() == 1 && a[0].as_str().unwrap_or("").starts_with(&format!("{addr}/")))
+                    && s["rules"].as_array().is_some_and(|r| r.iter().any(|x| x.as_str().unwrap_or("").contains(&format!("from {addr} "))))
+            })
+        });
+    }
+
+    /// The host's IPv4 rules and routes of all tables, as `ip` prints them.
+    pub fn routing_dump(&self) -> String {
+        self.host_ok(&["ip", "-4", "rule"]) + &self.host_ok(&["ip", "-4", "route", "show", "table", "all"])
+    }
+}
+
+pub fn wait_for(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        self.cleanup();
+    }
+}
+
+impl Lab {
+    fn cleanup(&mut self) {
+        let mut all: Vec<Child> = self.children.drain(..).map(|(_, c)| c).collect();
+        all.extend(self.dnsmasq.take());
+        for c in all.iter_mut() {
+            let _ = c.kill();
+        }
+        for c in all.iter_mut() {
+            let _ = c.wait();
+        }
+        if let Some(mut h) = self.holder.take() {
+            let _ = h.kill();
+            let _ = h.wait();
+        }
+        for ns in self.namespaces.drain(..).rev() {
+            let _ = Command::new("ip").args(["netns", "del", &ns]).stderr(Stdio::null()).status();
+        }
+        if std::env::var_os("STRONGHOST_KEEP_LAB").is_none() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
