@@ -208,3 +208,22 @@ mod tests {
         assert!(!glob("eth*", "ens3") && !glob("eth?", "eth10"));
     }
 }
+
+#[cfg(test)]
+mod shipped_file {
+    use super::*;
+
+    /// The shipped file documents exactly the defaults: uncommenting every line changes nothing.
+    #[test]
+    fn dist_config_matches_defaults() {
+        let text = include_str!("../dist/stronghost.conf");
+        let uncommented: String = text
+            .lines()
+            .filter_map(|l| l.strip_prefix('#'))
+            .filter(|l| l.contains(" = ") && !l.starts_with(' '))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert_eq!(uncommented.lines().count(), 9, "{uncommented}");
+        assert_eq!(Config::parse(&uncommented).unwrap(), Config::default());
+    }
+}

@@ -20,7 +20,10 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub const GW: &str = "198.51.100.1";
@@ -33,10 +36,46 @@ pub fn stronghost_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_stronghost"))
 }
 
-fn echo_bin() -> PathBuf {
-    let p = stronghost_bin().parent().unwrap().join("examples/lab_echo");
-    assert!(p.exists(), "{} is missing: run `cargo build --examples` first", p.display());
-    p
+/// An HTTP echo server inside network namespace `ns`, on a thread of the test process: the
+/// thread enters the namespace (setns is per thread) and the listening socket stays there. Every
+/// answer is "<client address> <server address>".
+fn echo_server(ns: &str, port: u16, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+    let ns = ns.to_string();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let h = std::thread::spawn(move || {
+        let f = std::fs::File::open(format!("/run/netns/{ns}")).expect("netns");
+        nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        let listener = TcpListener::bind(("0.0.0.0", port)).expect("bind echo");
+        listener.set_nonblocking(true).unwrap();
+        tx.send(()).unwrap();
+        while !stop.load(Ordering::SeqCst) {
+            match listener.accept() {
+                Ok((s, _)) => {
+                    std::thread::spawn(move || serve_echo(s));
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(10)),
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(5)).expect("echo server did not start");
+    h
+}
+
+fn serve_echo(mut s: TcpStream) {
+    let _ = s.set_nonblocking(false);
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let mut req = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !req.windows(4).any(|w| w == b"\r\n\r\n") && req.len() < 16384 {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => req.extend_from_slice(&buf[..n]),
+        }
+    }
+    let peer = s.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default();
+    let local = s.local_addr().map(|a| a.ip().to_string()).unwrap_or_default();
+    let body = format!("{peer} {local}\n");
+    let _ = write!(s, "HTTP/1.0 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
 }
 
 fn repo() -> PathBuf {
@@ -66,6 +105,8 @@ pub struct Lab {
     children: Vec<(String, Child)>,
     dnsmasq: Option<Child>,
     namespaces: Vec<String>,
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
 }
 
 pub fn run(cmd: &mut Command) -> Output {
@@ -100,7 +141,7 @@ impl Lab {
         let id = format!("sh{}x{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst));
         let dir = std::env::temp_dir().join(format!("stronghost-lab-{id}"));
         std::fs::create_dir_all(&dir).unwrap();
-        let mut lab = Lab { id, dir, n, holder: None, children: vec![], dnsmasq: None, namespaces: vec![] };
+        let mut lab = Lab { id, dir, n, holder: None, children: vec![], dnsmasq: None, namespaces: vec![], stop: Arc::new(AtomicBool::new(false)), threads: vec![] };
         lab.build(with_hook);
         lab
     }
@@ -138,12 +179,9 @@ impl Lab {
             ip(&["-n", &lan, "link", "set", &p, "master", "br0", "up"]);
             ip(&["-n", &host, "link", "set", &e, "up"]);
         }
-        let echo = echo_bin();
-        let c = Command::new("ip").args(["netns", "exec", &inet]).arg(&echo).arg("0.0.0.0:80").stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-        self.children.push(("echo-inet".into(), c));
+        self.threads.push(echo_server(&inet, 80, self.stop.clone()));
+        self.threads.push(echo_server(&host, 8080, self.stop.clone()));
         self.start_holder(with_hook);
-        let c = self.host_cmd(&[echo.to_str().unwrap(), "0.0.0.0:8080"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-        self.children.push(("echo-host".into(), c));
         self.write_dhcp_hosts(&BTreeMap::new());
         self.start_dnsmasq();
         self.observe();
@@ -242,6 +280,12 @@ impl Lab {
             let _ = c.wait();
         }
         self.start_dnsmasq();
+    }
+
+    /// Installs stronghost's dhclient exit hook in the host (for a lab built without it).
+    pub fn install_hook(&self) {
+        let hook = repo().join("hooks/dhclient-exit-hook");
+        self.host_ok(&["install", "-m", "0644", hook.to_str().unwrap(), "/etc/dhcp/dhclient-exit-hooks.d/stronghost"]);
     }
 
     /// Starts isc-dhcp-client on ethK in the foreground (its PID is tracked).
@@ -350,15 +394,12 @@ impl Lab {
     /// `curl --interface X http://SERVER/` from the host: the source address the server saw.
     pub fn curl_from_host(&self, interface: &str) -> Option<String> {
         let out = self.host(&["curl", "-sS", "--max-time", "3", "--interface", interface, &format!("http://{SERVER}/")]);
-        if !out.status.success() {
-            eprintln!("curl --interface {interface}: {}", String::from_utf8_lossy(&out.stderr).trim());
-        }
         out.status.success().then(|| String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap_or("").to_string())
     }
 
     /// A client on the internet asks the host's server at `addr`: the local address that answered.
     pub fn curl_to_host(&self, ns: &str, addr: &str) -> Option<String> {
-        let out = self.in_ns(ns, &["curl", "-s", "--max-time", "2", &format!("http://{addr}:8080/")]);
+        let out = self.in_ns(ns, &["curl", "-s", "--max-time", "1", &format!("http://{addr}:8080/")]);
         out.status.success().then(|| String::from_utf8_lossy(&out.stdout).split_whitespace().nth(1).unwrap_or("").to_string())
     }
 
@@ -407,6 +448,69 @@ impl Lab {
     }
 }
 
+/// What a user would look at for ethK with address `addr`.
+#[derive(Debug)]
+pub struct Outcome {
+    /// `curl --interface ADDR`: the source the server saw, and the interfaces the request left by.
+    pub by_addr: (Option<String>, Vec<String>),
+    /// `curl --interface ethK`: the same.
+    pub by_name: (Option<String>, Vec<String>),
+    /// A client on the internet asks ADDR: the address that answered, and where the reply left.
+    pub served: (Option<String>, Vec<String>),
+    /// ADDR sent to another interface's MAC was answered (a weak host accepts it).
+    pub wrong_interface_accepted: bool,
+    /// Interfaces that answered ARP for ADDR.
+    pub arp_repliers: Vec<String>,
+}
+
+impl Outcome {
+    /// Each strong-host requirement this outcome breaks, in words.
+    pub fn failures(&self, k: usize, addr: &str) -> Vec<String> {
+        let e = vec![format!("eth{k}")];
+        let mut f = Vec::new();
+        for (what, (seen, out)) in [(format!("curl --interface {addr}"), &self.by_addr), (format!("curl --interface eth{k}"), &self.by_name)] {
+            if seen.as_deref() != Some(addr) || *out != e {
+                f.push(format!("{what}: server saw {}, packets left by {}", seen.as_deref().unwrap_or("nothing (failed)"), out.join("+")));
+            }
+        }
+        if self.served.0.as_deref() != Some(addr) || self.served.1 != e {
+            f.push(format!("request to {addr}: answered by {}, reply left by {}", self.served.0.as_deref().unwrap_or("nobody"), self.served.1.join("+")));
+        }
+        if self.wrong_interface_accepted {
+            f.push(format!("{addr} reached through another interface was accepted"));
+        }
+        if self.arp_repliers != e {
+            f.push(format!("ARP for {addr} answered by {}", self.arp_repliers.join("+")));
+        }
+        f
+    }
+}
+
+impl Lab {
+    pub fn evaluate(&self, k: usize, addr: &str) -> Outcome {
+        let curl = |bind: &str| {
+            self.reset_counters();
+            let seen = self.curl_from_host(bind);
+            (seen, self.nonzero("inet", "web_"))
+        };
+        let by_addr = curl(addr);
+        let by_name = curl(&format!("eth{k}"));
+        self.reset_counters();
+        let served = (self.curl_to_host("inet", addr), self.nonzero("inet", "srv_"));
+        let wrong_interface_accepted = self.wrong_interface_probe(addr, (k + 1) % self.n);
+        let arp_repliers = self.arp_repliers(addr);
+        Outcome { by_addr, by_name, served, wrong_interface_accepted, arp_repliers }
+    }
+
+    /// Waits until every interface has its address from DHCP (with or without stronghost).
+    pub fn wait_addresses(&self, addrs: &[String]) {
+        wait_for(Duration::from_secs(30), "DHCP addresses", || {
+            let out = self.host_ok(&["ip", "-4", "-o", "addr"]);
+            addrs.iter().all(|a| out.contains(&format!(" {a}/")))
+        });
+    }
+}
+
 pub fn wait_for(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
     let start = Instant::now();
     while !f() {
@@ -423,6 +527,10 @@ impl Drop for Lab {
 
 impl Lab {
     fn cleanup(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
         let mut all: Vec<Child> = self.children.drain(..).map(|(_, c)| c).collect();
         all.extend(self.dnsmasq.take());
         for c in all.iter_mut() {

@@ -1,0 +1,28 @@
+#!/bin/bash
+# Installs the Debian packages the lab uses, without starting any service: a policy-rc.d that
+# refuses every start is in place for the duration of the install (and removed if we added it).
+set -euo pipefail
+pkgs=(iproute2 nftables dnsmasq-base isc-dhcp-client curl util-linux procps)
+missing=()
+for p in "${pkgs[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+	added_policy=
+	if [ ! -e /usr/sbin/policy-rc.d ]; then
+		printf '#!/bin/sh\n# added by stronghost tests/deps.sh: start no service during installs\nexit 101\n' >/usr/sbin/policy-rc.d
+		chmod 0755 /usr/sbin/policy-rc.d
+		added_policy=1
+	fi
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+	[ -z "$added_policy" ] || rm -f /usr/sbin/policy-rc.d
+fi
+if ! command -v cargo >/dev/null 2>&1; then
+	echo "cargo not found: install a Rust toolchain (https://rustup.rs), then run this again" >&2
+	exit 1
+fi
+if [ "$(id -u)" != 0 ]; then
+	echo "the lab builds network namespaces: run as root" >&2
+	exit 1
+fi
