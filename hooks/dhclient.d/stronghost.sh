@@ -7,7 +7,7 @@
 stronghost_run() {
 	[ -n "${CONNECTION_UUID-}" ] && return 0
 	command -v stronghost >/dev/null 2>&1 || return 0
-	timeout 15 stronghost hook dhclient </dev/null || :
+	timeout 20 stronghost hook dhclient </dev/null || :
 	return 0
 }
 

@@ -10,7 +10,7 @@ use crate::engine::Engine;
 use std::time::Duration;
 
 /// How long a command waits for another stronghost (a hook for another interface) to finish.
-pub const LOCK_WAIT: Duration = Duration::from_secs(20);
+pub const LOCK_WAIT: Duration = Duration::from_secs(10);
 
 pub fn engine(cfg: &Config) -> Result<Engine, String> {
     Engine::new(cfg.clone())

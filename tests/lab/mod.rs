@@ -107,6 +107,7 @@ pub struct Lab {
     namespaces: Vec<String>,
     stop: Arc<AtomicBool>,
     threads: Vec<std::thread::JoinHandle<()>>,
+    dhcp_options: Vec<String>,
 }
 
 pub fn run(cmd: &mut Command) -> Output {
@@ -137,11 +138,16 @@ impl Lab {
     /// Builds the topology with `n` host interfaces. `with_hook`: install stronghost's dhclient
     /// hook in the host (false gives the plain weak host).
     pub fn new(n: usize, with_hook: bool) -> Lab {
+        Lab::with_dhcp_options(n, with_hook, &[])
+    }
+
+    /// As `new`, with extra dnsmasq options (tags `ifK` select interface K's client).
+    pub fn with_dhcp_options(n: usize, with_hook: bool, dhcp_options: &[&str]) -> Lab {
         require_root();
         let id = format!("sh{}x{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst));
         let dir = std::env::temp_dir().join(format!("stronghost-lab-{id}"));
         std::fs::create_dir_all(&dir).unwrap();
-        let mut lab = Lab { id, dir, n, holder: None, children: vec![], dnsmasq: None, namespaces: vec![], stop: Arc::new(AtomicBool::new(false)), threads: vec![] };
+        let mut lab = Lab { id, dir, n, holder: None, children: vec![], dnsmasq: None, namespaces: vec![], stop: Arc::new(AtomicBool::new(false)), threads: vec![], dhcp_options: dhcp_options.iter().map(|o| o.to_string()).collect() };
         lab.build(with_hook);
         lab
     }
@@ -264,6 +270,7 @@ impl Lab {
             .arg(format!("--dhcp-hostsfile={}", d.join("dhcp-hosts").display()))
             .arg(format!("--dhcp-leasefile={}", d.join("dnsmasq.leases").display()))
             .arg(format!("--pid-file={}", d.join("dnsmasq.pid").display()))
+            .args(&self.dhcp_options)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::OpenOptions::new().create(true).append(true).open(d.join("dnsmasq.log")).unwrap())
