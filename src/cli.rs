@@ -50,6 +50,9 @@ pub enum Command {
         /// An interface, or none for what `sync` would do.
         interface: Option<String>,
     },
+    /// Follow address, link and route events and keep every managed interface in line (the
+    /// stronghost-watch service).
+    Watch,
     /// Entry point for DHCP client hooks (reads the client's environment).
     Hook {
         #[command(subcommand)]

@@ -429,6 +429,18 @@ impl Engine {
     }
 }
 
+/// The rules and routes plans add and remove, by their `ip` description: the watcher uses them to
+/// notice an object it added being removed behind its back, again and again.
+pub fn touched(plans: &[Plan], host: &HostPlan) -> (Vec<String>, Vec<String>) {
+    let mut added: Vec<String> = host.rules_add.iter().map(|r| r.to_string()).collect();
+    let mut removed: Vec<String> = host.rules_del.iter().map(|r| r.to_string()).collect();
+    for p in plans {
+        added.extend(p.rules_add.iter().map(|r| r.to_string()).chain(p.routes_add.iter().map(|r| r.to_string())));
+        removed.extend(p.rules_del.iter().map(|r| r.to_string()).chain(p.routes_del.iter().map(|r| r.to_string())));
+    }
+    (added, removed)
+}
+
 /// The equivalent commands for a plan, for `stronghost plan` and for logs.
 pub fn render(plans: &[Plan], host: &HostPlan, protocol: u8) -> Vec<String> {
     let mut out = Vec::new();

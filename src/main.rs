@@ -13,6 +13,7 @@ mod netlink;
 mod policy;
 mod state;
 mod sysctl;
+mod watcher;
 
 use clap::Parser;
 use cli::{Cli, Command, HookClient};
@@ -37,6 +38,7 @@ fn main() {
         Command::Status { json } => commands::status::run(&cfg, *json),
         Command::Check => commands::check::run(&cfg),
         Command::Hook { client: HookClient::Dhclient } => commands::hook::dhclient(&cfg),
+        Command::Watch => watcher::run(&cfg),
     };
     std::process::exit(code);
 }

@@ -2,7 +2,17 @@
 
 use super::{engine, LOCK_WAIT};
 use crate::config::Config;
-use crate::engine::{render, Engine, Intent, Plan};
+use crate::engine::{render, touched, Engine, Intent, Plan};
+
+/// What a reconcile did (or, dry, would do).
+#[derive(Debug, Default)]
+pub struct Done {
+    /// The changes as equivalent commands.
+    pub lines: Vec<String>,
+    /// Rules and routes added and removed, by description.
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+}
 
 pub enum Target<'a> {
     Apply(&'a str),
@@ -15,7 +25,7 @@ pub enum Target<'a> {
 
 /// Plans and (unless `dry_run`) executes under the host-wide lock.
 /// `prepare` runs under the lock, before planning (a hook records its lease there).
-pub fn reconcile(e: &mut Engine, target: &Target, dry_run: bool, prepare: impl FnOnce(&mut Engine)) -> Result<Vec<String>, String> {
+pub fn reconcile(e: &mut Engine, target: &Target, dry_run: bool, prepare: impl FnOnce(&mut Engine)) -> Result<Done, String> {
     let lock = e.lock(LOCK_WAIT)?;
     prepare(e);
     let k = e.kernel()?;
@@ -33,6 +43,7 @@ pub fn reconcile(e: &mut Engine, target: &Target, dry_run: bool, prepare: impl F
     };
     let host = e.plan_host(&k, &plans);
     let lines = render(&plans, &host, e.cfg.protocol);
+    let (added, removed) = touched(&plans, &host);
     if !dry_run {
         for l in &lines {
             log::debug!("{l}");
@@ -42,7 +53,7 @@ pub fn reconcile(e: &mut Engine, target: &Target, dry_run: bool, prepare: impl F
         }
     }
     drop(lock);
-    if errors.is_empty() { Ok(lines) } else { Err(errors.join("; ")) }
+    if errors.is_empty() { Ok(Done { lines, added, removed }) } else { Err(errors.join("; ")) }
 }
 
 pub fn run(cfg: &Config, target: Target, json: bool) -> i32 {
@@ -72,9 +83,9 @@ pub fn run(cfg: &Config, target: Target, json: bool) -> i32 {
         }
     }
     match result {
-        Ok(lines) => {
-            if !lines.is_empty() {
-                log::info!("{what}: {} change(s)", lines.len());
+        Ok(done) => {
+            if !done.lines.is_empty() {
+                log::info!("{what}: {} change(s)", done.lines.len());
             }
             0
         }
@@ -98,12 +109,12 @@ pub fn plan(cfg: &Config, interface: Option<&str>) -> i32 {
         None => Target::Sync,
     };
     match reconcile(&mut e, &target, true, |_| {}) {
-        Ok(lines) if lines.is_empty() => {
+        Ok(done) if done.lines.is_empty() => {
             println!("# nothing to change");
             0
         }
-        Ok(lines) => {
-            for l in lines {
+        Ok(done) => {
+            for l in done.lines {
                 println!("{l}");
             }
             0

@@ -46,7 +46,7 @@ pub fn dhclient(cfg: &Config) -> i32 {
         }
     };
     match reconcile(&mut e, &target, false, record_lease) {
-        Ok(lines) => log::info!("dhclient {}: {name}: {} change(s)", std::env::var("reason").unwrap_or_default(), lines.len()),
+        Ok(done) => log::info!("dhclient {}: {name}: {} change(s)", std::env::var("reason").unwrap_or_default(), done.lines.len()),
         Err(err) => log::error!("dhclient {}: {name}: {err}", std::env::var("reason").unwrap_or_default()),
     }
     0

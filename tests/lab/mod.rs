@@ -289,6 +289,18 @@ impl Lab {
         self.start_dnsmasq();
     }
 
+    /// Starts a long-running command in the host, tracked and ended with the lab; its output
+    /// goes to `<dir>/<name>.log`.
+    pub fn spawn_in_host(&mut self, name: &str, args: &[&str]) {
+        let log = std::fs::File::create(self.dir.join(format!("{name}.log"))).unwrap();
+        let c = self.host_cmd(args).stdin(Stdio::null()).stdout(log.try_clone().unwrap()).stderr(log).spawn().unwrap();
+        self.children.push((name.to_string(), c));
+    }
+
+    pub fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.join(format!("{name}.log"))).unwrap_or_default()
+    }
+
     /// Installs stronghost's dhclient exit hook in the host (for a lab built without it).
     pub fn install_hook(&self) {
         let hook = repo().join("hooks/dhclient-exit-hook");

@@ -1,0 +1,315 @@
+//! `stronghost watch`: follows rtnetlink address, link, route and rule events and reconciles the
+//! interfaces they touch. This is what keeps the policy in place when no hook runs: an address
+//! added by hand or by a stack without hooks, an address re-added after a reconfigure (which makes
+//! the kernel flush every route with that source, ours included), an interface renamed or removed.
+//!
+//! Bursts are debounced; an overrun of the socket buffer triggers a full sync; an interface that
+//! keeps being undone by another tool is paused instead of fought in a loop.
+
+use crate::commands::apply::{reconcile, Target};
+use crate::config::Config;
+use crate::engine::Engine;
+use netlink_packet_core::{NetlinkMessage, NetlinkPayload};
+use netlink_packet_route::address::AddressMessage;
+use netlink_packet_route::link::{LinkAttribute, LinkMessage};
+use netlink_packet_route::route::{RouteAttribute, RouteMessage};
+use netlink_packet_route::rule::{RuleAttribute, RuleMessage};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use std::collections::{BTreeMap, BTreeSet};
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
+
+// rtnetlink multicast groups (linux/rtnetlink.h, enum rtnetlink_groups).
+const RTNLGRP_LINK: u32 = 1;
+const RTNLGRP_IPV4_IFADDR: u32 = 5;
+const RTNLGRP_IPV4_ROUTE: u32 = 7;
+const RTNLGRP_IPV4_RULE: u32 = 8;
+
+/// Quiet time that ends a burst, and the longest a burst may delay a reconcile.
+const QUIET: Duration = Duration::from_millis(5);
+const MAX_DELAY: Duration = Duration::from_millis(50);
+/// Re-adding the same object more often than this within WINDOW means someone undoes our work.
+const FIGHT_LIMIT: usize = 5;
+const WINDOW: Duration = Duration::from_secs(10);
+const PAUSE: Duration = Duration::from_secs(60);
+
+/// What a burst of events asks for.
+#[derive(Debug, Default)]
+struct Pending {
+    ifindexes: BTreeSet<u32>,
+    /// Names of links that went away (their index no longer resolves).
+    gone: BTreeSet<String>,
+    tables: BTreeSet<u32>,
+    resync: bool,
+}
+
+impl Pending {
+    fn is_empty(&self) -> bool {
+        self.ifindexes.is_empty() && self.gone.is_empty() && self.tables.is_empty() && !self.resync
+    }
+}
+
+fn subscribe() -> std::io::Result<Socket> {
+    let mut s = Socket::new(NETLINK_ROUTE)?;
+    s.bind(&SocketAddr::new(0, 0))?;
+    for g in [RTNLGRP_LINK, RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV4_ROUTE, RTNLGRP_IPV4_RULE] {
+        s.add_membership(g)?;
+    }
+    s.set_rx_buf_sz(8 << 20)?;
+    s.set_non_blocking(true)?;
+    Ok(s)
+}
+
+fn classify(msg: RouteNetlinkMessage, cfg: &Config, p: &mut Pending) {
+    use RouteNetlinkMessage::*;
+    match msg {
+        NewAddress(AddressMessage { header, .. }) | DelAddress(AddressMessage { header, .. }) => {
+            if header.family == AddressFamily::Inet {
+                p.ifindexes.insert(header.index);
+            }
+        }
+        NewLink(LinkMessage { header, .. }) => {
+            // Renames and state changes; the name is re-read from the kernel at reconcile time.
+            p.ifindexes.insert(header.index);
+        }
+        DelLink(LinkMessage { attributes, .. }) => {
+            if let Some(n) = attributes.iter().find_map(|a| if let LinkAttribute::IfName(n) = a { Some(n.clone()) } else { None }) {
+                p.gone.insert(n);
+            }
+        }
+        NewRoute(r) => route_event(&r, false, cfg, p),
+        DelRoute(r) => route_event(&r, true, cfg, p),
+        DelRule(RuleMessage { attributes, .. }) => {
+            let ours = attributes.iter().any(|a| matches!(a, RuleAttribute::Protocol(x) if u8::from(*x) == cfg.protocol));
+            if ours {
+                if let Some(t) = attributes.iter().find_map(|a| if let RuleAttribute::Table(t) = a { Some(*t) } else { None }) {
+                    if cfg.in_table_range(t) {
+                        p.tables.insert(t);
+                    } else {
+                        p.resync = true; // the shared main-table rule
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn route_event(r: &RouteMessage, deleted: bool, cfg: &Config, p: &mut Pending) {
+    let table = r.attributes.iter().find_map(|a| if let RouteAttribute::Table(t) = a { Some(*t) } else { None }).unwrap_or(u32::from(r.header.table));
+    if cfg.in_table_range(table) {
+        // Our own additions need nothing; anything else in our tables (a flush, a foreign route) does.
+        if deleted || u8::from(r.header.protocol) != cfg.protocol {
+            p.tables.insert(table);
+        }
+    } else if table == crate::policy::RT_TABLE_MAIN && r.header.destination_prefix_length == 0 {
+        // A main default route through an interface is the gateway of interfaces without a lease.
+        if let Some(o) = r.attributes.iter().find_map(|a| if let RouteAttribute::Oif(o) = a { Some(*o) } else { None }) {
+            p.ifindexes.insert(o);
+        }
+    }
+}
+
+/// Reads everything queued on the socket into `p`. Returns false if the socket overran.
+fn drain(sock: &Socket, cfg: &Config, p: &mut Pending, buf: &mut Vec<u8>) -> bool {
+    loop {
+        buf.clear();
+        match sock.recv(buf, 0) {
+            Ok(0) => return true,
+            Ok(_) => {
+                let mut off = 0;
+                while off < buf.len() {
+                    let Ok(m) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&buf[off..]) else { break };
+                    let len = m.header.length as usize;
+                    if len == 0 {
+                        break;
+                    }
+                    off += (len + 3) & !3;
+                    match m.payload {
+                        NetlinkPayload::InnerMessage(msg) => classify(msg, cfg, p),
+                        NetlinkPayload::Overrun(_) => p.resync = true,
+                        _ => {}
+                    }
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
+            Err(e) if e.raw_os_error() == Some(105) => {
+                // ENOBUFS: events were lost; only a full sync is safe now.
+                log::warn!("netlink event buffer overran; resynchronising every interface");
+                p.resync = true;
+                return false;
+            }
+            Err(e) => {
+                log::error!("netlink: {e}");
+                p.resync = true;
+                return false;
+            }
+        }
+    }
+}
+
+/// Notices another tool undoing stronghost's work: an object stronghost added, and never removed
+/// itself, has to be added again. Made again and again, that is a fight: pause instead of looping.
+struct Fights {
+    /// (interface, object) → when stronghost had to add it again although it had never removed it.
+    present: BTreeSet<(String, String)>,
+    undone: BTreeMap<(String, String), Vec<Instant>>,
+    paused: BTreeMap<String, Instant>,
+}
+
+impl Fights {
+    /// Records what a reconcile of `name` added and removed; true if `name` is now paused.
+    fn note(&mut self, name: &str, added: &[String], removed: &[String]) -> bool {
+        let now = Instant::now();
+        for r in removed {
+            self.present.remove(&(name.to_string(), r.clone()));
+        }
+        for a in added {
+            let key = (name.to_string(), a.clone());
+            if !self.present.insert(key.clone()) {
+                let v = self.undone.entry(key).or_default();
+                v.retain(|t| now.duration_since(*t) < WINDOW);
+                v.push(now);
+                if v.len() > FIGHT_LIMIT {
+                    log::warn!(
+                        "{name}: another tool keeps removing `{a}` ({} times in {}s); pausing {name} for {}s. \
+                         For systemd-networkd set ManageForeignRoutingPolicyRules=no and ManageForeignRoutes=no.",
+                        v.len(),
+                        WINDOW.as_secs(),
+                        PAUSE.as_secs()
+                    );
+                    self.paused.insert(name.to_string(), now + PAUSE);
+                    self.undone.retain(|(n, _), _| n != name);
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
+    fn is_paused(&mut self, name: &str) -> bool {
+        match self.paused.get(name) {
+            Some(until) if Instant::now() < *until => true,
+            Some(_) => {
+                self.paused.remove(name);
+                false
+            }
+            None => false,
+        }
+    }
+}
+
+pub fn run(cfg: &Config) -> i32 {
+    let sock = match subscribe() {
+        Ok(s) => s,
+        Err(e) => {
+            log::error!("cannot subscribe to rtnetlink events: {e} (stronghost watch must run as root)");
+            return 1;
+        }
+    };
+    let mut engine = match Engine::new(cfg.clone()) {
+        Ok(e) => e,
+        Err(e) => {
+            log::error!("{e}");
+            return 1;
+        }
+    };
+    // Subscribed first, then synced: nothing that happens in between is missed.
+    if let Err(e) = reconcile(&mut engine, &Target::Sync, false, |_| {}) {
+        log::error!("initial sync: {e}");
+    }
+    log::info!("watching address, link, route and rule events");
+    let mut fights = Fights { present: BTreeSet::new(), undone: BTreeMap::new(), paused: BTreeMap::new() };
+    let mut buf = Vec::with_capacity(1 << 16);
+    loop {
+        let mut p = Pending::default();
+        let mut fds = [PollFd::new(sock.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => {
+                log::error!("poll: {e}");
+                return 1;
+            }
+        }
+        drain(&sock, cfg, &mut p, &mut buf);
+        // Debounce: take what else arrives until the burst goes quiet.
+        let start = Instant::now();
+        loop {
+            let left = MAX_DELAY.saturating_sub(start.elapsed()).min(QUIET);
+            if left.is_zero() {
+                break;
+            }
+            let mut fds = [PollFd::new(sock.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, PollTimeout::try_from(left).unwrap_or(PollTimeout::ZERO)) {
+                Ok(0) => break,
+                Ok(_) => {
+                    drain(&sock, cfg, &mut p, &mut buf);
+                }
+                Err(_) => break,
+            }
+        }
+        if p.is_empty() {
+            continue;
+        }
+        handle(&mut engine, cfg, p, &mut fights);
+    }
+}
+
+fn handle(engine: &mut Engine, cfg: &Config, p: Pending, fights: &mut Fights) {
+    if p.resync {
+        if let Err(e) = reconcile(engine, &Target::Sync, false, |_| {}) {
+            log::error!("sync: {e}");
+        }
+        return;
+    }
+    let k = match engine.kernel() {
+        Ok(k) => k,
+        Err(e) => {
+            log::error!("{e}");
+            return;
+        }
+    };
+    let mut names: BTreeSet<String> = p.ifindexes.iter().filter_map(|i| k.links.iter().find(|l| l.index == *i).map(|l| l.name.clone())).collect();
+    names.extend(p.gone.iter().cloned());
+    let tables = engine.state.tables();
+    for (n, t) in &tables {
+        if p.tables.contains(t) {
+            names.insert(n.clone());
+        }
+    }
+    let recorded = engine.state.recorded();
+    for name in names {
+        let known = recorded.contains(&name);
+        let addressed = k.link(&name).is_some_and(|l| k.addrs.iter().any(|a| a.index == l.index));
+        // Claim an interface when it first has an address, as `sync` does; after that, follow it.
+        if !known && !(cfg.manages(&name) && addressed) {
+            continue;
+        }
+        if fights.is_paused(&name) {
+            continue;
+        }
+        let target = if cfg.manages(&name) { Target::Apply(&name) } else { Target::Release(&name) };
+        // A failure can be a race with the very change that raised the event (an address removed
+        // while its routes were being written): look again once before calling it an error.
+        let result = reconcile(engine, &target, false, |_| {}).or_else(|e| {
+            log::debug!("{name}: {e}; retrying");
+            reconcile(engine, &target, false, |_| {})
+        });
+        let result = match result {
+            // Gone between the event and now: forget it.
+            Err(e) if e.ends_with("no such interface") => reconcile(engine, &Target::Release(&name), false, |_| {}),
+            r => r,
+        };
+        match result {
+            Ok(done) if !done.lines.is_empty() => {
+                log::info!("{name}: {} change(s) after kernel events", done.lines.len());
+                fights.note(&name, &done.added, &done.removed);
+            }
+            Ok(_) => {}
+            Err(e) => log::error!("{name}: {e}"),
+        }
+    }
+}
