@@ -64,4 +64,15 @@ pub enum Command {
 pub enum HookClient {
     /// isc-dhcp-client's dhclient-script environment (reason, interface, new_*).
     Dhclient,
+    /// dhcpcd-run-hooks environment (reason, interface, new_*).
+    Dhcpcd,
+    /// busybox udhcpc script: configures the lease's address and default route, then applies.
+    Udhcpc {
+        /// deconfig, bound, renew, leasefail or nak.
+        action: String,
+    },
+    /// NetworkManager dispatcher: interface and action as NM passes them, IP4_* in the environment.
+    Networkmanager { interface: String, action: String },
+    /// ifupdown if-up.d / if-post-down.d (IFACE, MODE, METHOD, IF_*): static IPv4 stanzas.
+    Ifupdown,
 }

@@ -30,57 +30,31 @@ pub struct Lease {
     pub source: String,
 }
 
-/// What a hook invocation asks for.
-#[derive(Debug, PartialEq, Eq)]
-pub enum LeaseEvent {
-    /// A lease is in force on the interface: record it and apply.
-    Bound { ifname: String, lease: Lease },
-    /// The interface no longer has a lease: remove its policy.
-    Gone { ifname: String },
-    /// Nothing for stronghost to do (reason not handled).
-    Ignored { reason: String },
-}
+/// The hook environment, one variable at a time (values that are not UTF-8 come back lossy and
+/// then fail validation).
+pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 
-/// Parses one dhclient-script environment. `Err` means the input was invalid: the caller logs it,
-/// changes nothing, and still lets dhclient keep its lease. Non-fatal problems (a bad router entry,
-/// a malformed option 121) are pushed to `warnings`.
-pub fn dhclient_event(
-    env: &dyn Fn(&str) -> Option<String>,
-    warnings: &mut Vec<String>,
-) -> Result<LeaseEvent, String> {
-    let reason = env("reason").unwrap_or_default();
-    let bound = matches!(reason.as_str(), "BOUND" | "RENEW" | "REBIND" | "REBOOT" | "TIMEOUT");
-    let gone = matches!(reason.as_str(), "EXPIRE" | "FAIL" | "RELEASE" | "STOP");
-    if !bound && !gone {
-        return Ok(LeaseEvent::Ignored { reason: printable(&reason) });
-    }
-    let ifname = env("interface").ok_or("interface is not set")?;
-    check_ifname(&ifname).map_err(|e| format!("interface: {e}"))?;
-    if gone {
-        return Ok(LeaseEvent::Gone { ifname });
-    }
-
-    let address = field(env, "new_ip_address", |v| {
-        let a = parse_ipv4(v)?;
-        check_unicast("address", a).map(|_| a)
-    })?
-    .ok_or("new_ip_address is not set")?;
-    let prefix_len = field(env, "new_subnet_mask", |v| netmask_to_len(parse_ipv4(v)?))?
-        .unwrap_or(32);
+/// Validates an interface address and its prefix length as a lease gives them.
+pub fn check_address(field: &str, address: Ipv4Addr, prefix_len: u8) -> Result<(), String> {
+    check_unicast("address", address).map_err(|e| format!("{field}: {e}"))?;
     let subnet = Ipv4Net::containing(address, prefix_len);
     if prefix_len < 31 && (address == subnet.addr || address == broadcast(subnet)) {
-        return Err(format!("new_ip_address: {address} is the network or broadcast address of {subnet}"));
+        return Err(format!("{field}: {address} is the network or broadcast address of {subnet}"));
     }
+    Ok(())
+}
 
-    // RFC 3442: when option 121 is present the router option is ignored. Debian's dhclient calls it
-    // new_rfc3442_classless_static_routes (decimal bytes); RHEL's new_classless_static_routes.
-    let classless = if let Some(v) = env("new_rfc3442_classless_static_routes").filter(|v| !v.trim().is_empty()) {
-        Some(("new_rfc3442_classless_static_routes", parse_rfc3442_bytes(&v)))
-    } else {
-        env("new_classless_static_routes")
-            .filter(|v| !v.trim().is_empty())
-            .map(|v| ("new_classless_static_routes", parse_rfc3442_descriptors(&v)))
-    };
+/// The lease from its validated address and the raw gateway options. RFC 3442: when option 121 is
+/// present the router option is ignored; a malformed option 121 is ignored as a whole (a partial
+/// routing table is worse than none) and the router option applies.
+pub fn assemble(
+    address: Ipv4Addr,
+    prefix_len: u8,
+    routers: (&str, Option<String>),
+    classless: Option<(&str, Result<Vec<StaticRoute>, String>)>,
+    source: &str,
+    warnings: &mut Vec<String>,
+) -> Lease {
     let mut gateway = None;
     let mut routes = Vec::new();
     let mut have_classless = false;
@@ -100,24 +74,51 @@ pub fn dhclient_event(
         }
     }
     if !have_classless {
-        gateway = first_router(env("new_routers").as_deref(), address, warnings);
+        gateway = first_router(routers.0, routers.1.as_deref(), address, warnings);
     }
-    Ok(LeaseEvent::Bound {
-        ifname,
-        lease: Lease { address, prefix_len, gateway, routes, source: "dhclient".into() },
-    })
+    Lease { address, prefix_len, gateway, routes, source: source.to_string() }
 }
 
-fn field<T>(
-    env: &dyn Fn(&str) -> Option<String>,
-    name: &str,
-    parse: impl Fn(&str) -> Result<T, String>,
-) -> Result<Option<T>, String> {
-    match env(name) {
-        None => Ok(None),
-        Some(v) if v.is_empty() => Ok(None),
-        Some(v) => parse(&v).map(Some).map_err(|e| format!("{name}: {e}")),
+/// A non-empty variable that must be set.
+pub fn required(env: Env, name: &str) -> Result<String, String> {
+    env(name).filter(|v| !v.is_empty()).ok_or_else(|| format!("{name} is not set"))
+}
+
+/// An IPv4 address variable, strictly parsed.
+pub fn ipv4_field(env: Env, name: &str) -> Result<Ipv4Addr, String> {
+    parse_ipv4(&required(env, name)?).map_err(|e| format!("{name}: {e}"))
+}
+
+/// A netmask variable (dotted, contiguous) as a prefix length.
+pub fn netmask_field(env: Env, name: &str) -> Result<u8, String> {
+    netmask_to_len(ipv4_field(env, name)?).map_err(|e| format!("{name}: {e}"))
+}
+
+/// A prefix-length variable (0-32).
+pub fn prefix_field(env: Env, name: &str) -> Result<u8, String> {
+    let v = required(env, name)?;
+    v.parse::<u8>().ok().filter(|l| *l <= 32 && v.len() <= 2 && v.bytes().all(|b| b.is_ascii_digit())).ok_or_else(|| format!("{name}: {:?} is not a prefix length", printable(&v)))
+}
+
+/// An interface-name variable.
+pub fn ifname_field(env: Env, name: &str) -> Result<String, String> {
+    let n = required(env, name)?;
+    check_ifname(&n).map_err(|e| format!("{name}: {e}"))?;
+    Ok(n)
+}
+
+/// "dst/len gw dst/len gw ..." (dhcpcd, udhcpc, NetworkManager) or "dst/len,gw ..." (networkd).
+pub fn parse_route_pairs(v: &str) -> Result<Vec<StaticRoute>, String> {
+    let words: Vec<&str> = v.split(|c: char| c.is_ascii_whitespace() || c == ',').filter(|w| !w.is_empty()).collect();
+    if words.len() % 2 != 0 {
+        return Err("odd number of fields (each route is a destination and a gateway)".into());
     }
+    let mut routes = Vec::new();
+    for pair in words.chunks(2) {
+        let dst: Ipv4Net = pair[0].parse().map_err(|e| format!("{:?}: {e}", printable(pair[0])))?;
+        routes.push(route(dst.addr, dst.len, parse_ipv4(pair[1])?)?);
+    }
+    Ok(routes)
 }
 
 fn broadcast(n: Ipv4Net) -> Ipv4Addr {
@@ -125,11 +126,11 @@ fn broadcast(n: Ipv4Net) -> Ipv4Addr {
 }
 
 /// First usable entry of option 3; a gateway equal to our own address is a classic hostile value.
-fn first_router(v: Option<&str>, own: Ipv4Addr, warnings: &mut Vec<String>) -> Option<Ipv4Addr> {
+fn first_router(name: &str, v: Option<&str>, own: Ipv4Addr, warnings: &mut Vec<String>) -> Option<Ipv4Addr> {
     for word in v.unwrap_or("").split_ascii_whitespace() {
         match parse_ipv4(word).and_then(|g| check_gateway(g, own).map(|_| g)) {
             Ok(g) => return Some(g),
-            Err(e) => warnings.push(format!("new_routers: {e}; entry skipped")),
+            Err(e) => warnings.push(format!("{name}: {e}; entry skipped")),
         }
     }
     None
@@ -232,54 +233,6 @@ fn route(dst: Ipv4Addr, len: u8, gw: Ipv4Addr) -> Result<StaticRoute, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
-
-    fn event(vars: &[(&str, &str)]) -> (Result<LeaseEvent, String>, Vec<String>) {
-        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        let mut w = Vec::new();
-        let r = dhclient_event(&|k| map.get(k).cloned(), &mut w);
-        (r, w)
-    }
-
-    fn bound(vars: &[(&str, &str)]) -> Lease {
-        match event(vars).0.unwrap() {
-            LeaseEvent::Bound { lease, .. } => lease,
-            e => panic!("{e:?}"),
-        }
-    }
-
-    const BASE: [(&str, &str); 4] = [
-        ("reason", "BOUND"),
-        ("interface", "eth1"),
-        ("new_ip_address", "198.51.100.11"),
-        ("new_subnet_mask", "255.255.255.0"),
-    ];
-
-    #[test]
-    fn plain_lease_takes_first_router() {
-        let mut v = BASE.to_vec();
-        v.push(("new_routers", "198.51.100.1 198.51.100.2"));
-        let l = bound(&v);
-        assert_eq!(l.prefix_len, 24);
-        assert_eq!(l.gateway, Some(Ipv4Addr::new(198, 51, 100, 1)));
-    }
-
-    #[test]
-    fn option_121_overrides_routers() {
-        let mut v = BASE.to_vec();
-        v.push(("new_routers", "198.51.100.1"));
-        v.push(("new_rfc3442_classless_static_routes", "8 10 198 51 100 254 0 198 51 100 2"));
-        let l = bound(&v);
-        assert_eq!(l.gateway, Some(Ipv4Addr::new(198, 51, 100, 2)));
-        assert_eq!(l.routes, vec![StaticRoute { dst: "10.0.0.0/8".parse().unwrap(), gateway: Some(Ipv4Addr::new(198, 51, 100, 254)) }]);
-        // 121 without a default route: no gateway at all (router option ignored).
-        let mut v = BASE.to_vec();
-        v.push(("new_routers", "198.51.100.1"));
-        v.push(("new_rfc3442_classless_static_routes", "24 192 0 2 0 0 0 0"));
-        let l = bound(&v);
-        assert_eq!(l.gateway, None);
-        assert_eq!(l.routes[0].gateway, None);
-    }
 
     #[test]
     fn rhel_descriptors_decode() {
@@ -291,54 +244,19 @@ mod tests {
     }
 
     #[test]
-    fn malformed_121_falls_back_to_routers_with_warning() {
-        for bad in ["33 1 2 3 4 5 6 7 8 9", "24 10 0", "8 11 1 2 3", "24 10 0 0 0 0 0 0 24 10 0 0 0 0 0 0", "8 10 224 0 0 1", "8 10 198 51 100 11", "x"] {
-            let mut v = BASE.to_vec();
-            v.push(("new_routers", "198.51.100.1"));
-            v.push(("new_rfc3442_classless_static_routes", bad));
-            let (r, w) = event(&v);
-            match r.unwrap() {
-                LeaseEvent::Bound { lease, .. } => assert_eq!(lease.gateway, Some(Ipv4Addr::new(198, 51, 100, 1)), "{bad}"),
-                e => panic!("{e:?}"),
-            }
-            assert!(w.iter().any(|w| w.contains("new_rfc3442_classless_static_routes")), "{bad}: {w:?}");
-        }
+    fn route_pairs_decode_both_separators() {
+        let a = parse_route_pairs("10.0.0.0/8 198.51.100.254 0.0.0.0/0 198.51.100.1").unwrap();
+        let b = parse_route_pairs("10.0.0.0/8,198.51.100.254 0.0.0.0/0,198.51.100.1").unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a[0].gateway, Some(Ipv4Addr::new(198, 51, 100, 254)));
+        assert!(parse_route_pairs("10.0.0.1/8 1.2.3.4").is_err());
+        assert!(parse_route_pairs("10.0.0.0/8").is_err());
+        assert!(parse_route_pairs("10.0.0.0/8 1.2.3.4;x").is_err());
     }
 
     #[test]
     fn too_many_classless_routes_are_refused() {
         let many: Vec<String> = (1..=65).map(|i| format!("32 10 0 0 {i} 198 51 100 1")).collect();
         assert!(check_routes(parse_rfc3442_bytes(&many.join(" ")).unwrap(), Ipv4Addr::new(198, 51, 100, 11)).is_err());
-    }
-
-    #[test]
-    fn hostile_routers_are_skipped() {
-        for bad in ["0.0.0.0", "198.51.100.11", "224.0.0.1", "255.255.255.255", "$(touch /tmp/x)", "1.2.3.4;reboot"] {
-            let mut v = BASE.to_vec();
-            v.push(("new_routers", bad));
-            let (r, w) = event(&v);
-            match r.unwrap() {
-                LeaseEvent::Bound { lease, .. } => assert_eq!(lease.gateway, None, "{bad}"),
-                e => panic!("{e:?}"),
-            }
-            assert!(w[0].starts_with("new_routers"), "{w:?}");
-        }
-    }
-
-    #[test]
-    fn invalid_address_or_mask_rejects_the_event() {
-        for (k, v) in [("new_ip_address", "198.51.100.11\nid"), ("new_ip_address", "224.0.0.5"), ("new_subnet_mask", "255.0.255.0"), ("new_ip_address", "198.51.100.255"), ("interface", "../../etc")] {
-            let mut vars: Vec<(&str, &str)> = BASE.iter().filter(|(n, _)| *n != k).cloned().collect();
-            vars.push((k, v));
-            let e = event(&vars).0.unwrap_err();
-            assert!(e.starts_with(k), "{e}");
-        }
-    }
-
-    #[test]
-    fn reasons_are_an_allowlist() {
-        assert!(matches!(event(&[("reason", "PREINIT"), ("interface", "eth1")]).0.unwrap(), LeaseEvent::Ignored { .. }));
-        assert!(matches!(event(&[("reason", "BOUND6"), ("interface", "eth1")]).0.unwrap(), LeaseEvent::Ignored { .. }));
-        assert_eq!(event(&[("reason", "EXPIRE"), ("interface", "eth1")]).0.unwrap(), LeaseEvent::Gone { ifname: "eth1".into() });
     }
 }

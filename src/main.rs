@@ -2,6 +2,7 @@
 //! leases and address changes over netlink.
 
 mod cli;
+mod clients;
 mod commands;
 mod config;
 mod engine;
@@ -16,7 +17,7 @@ mod sysctl;
 mod watcher;
 
 use clap::Parser;
-use cli::{Cli, Command, HookClient};
+use cli::{Cli, Command};
 use commands::apply::Target;
 
 fn main() {
@@ -37,7 +38,7 @@ fn main() {
         Command::Plan { interface } => commands::apply::plan(&cfg, interface.as_deref()),
         Command::Status { json } => commands::status::run(&cfg, *json),
         Command::Check => commands::check::run(&cfg),
-        Command::Hook { client: HookClient::Dhclient } => commands::hook::dhclient(&cfg),
+        Command::Hook { client } => commands::hook::run(&cfg, client),
         Command::Watch => watcher::run(&cfg),
     };
     std::process::exit(code);

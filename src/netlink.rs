@@ -5,7 +5,7 @@
 use crate::net::Ipv4Net;
 use crate::policy::{Route, RouteKind, Rule, Selector};
 use netlink_packet_core::{
-    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST,
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST,
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{LinkAttribute, LinkMessage};
@@ -200,6 +200,24 @@ impl Netlink {
         self.write(RouteNetlinkMessage::DelRoute(route_message(r, protocol)), 0)
     }
 
+    /// Adds (or refreshes) an IPv4 address; the protocol marks it as stronghost's (IFA_PROTO).
+    pub fn add_address(&mut self, index: u32, addr: Ipv4Addr, prefix_len: u8, protocol: u8) -> io::Result<()> {
+        self.write(RouteNetlinkMessage::NewAddress(address_message(index, addr, prefix_len, Some(protocol))), NLM_F_CREATE | NLM_F_REPLACE)
+    }
+
+    pub fn del_address(&mut self, index: u32, addr: Ipv4Addr, prefix_len: u8) -> io::Result<()> {
+        self.write(RouteNetlinkMessage::DelAddress(address_message(index, addr, prefix_len, None)), 0)
+    }
+
+    /// Sets the link administratively up.
+    pub fn set_link_up(&mut self, index: u32) -> io::Result<()> {
+        let mut m = LinkMessage::default();
+        m.header.index = index;
+        m.header.flags = netlink_packet_route::link::LinkFlags::Up;
+        m.header.change_mask = netlink_packet_route::link::LinkFlags::Up;
+        self.write(RouteNetlinkMessage::SetLink(m), 0)
+    }
+
     pub fn set_link_group(&mut self, index: u32, group: u32) -> io::Result<()> {
         let mut m = LinkMessage::default();
         m.header.index = index;
@@ -233,6 +251,23 @@ impl Netlink {
         }
         Ok((None, None))
     }
+}
+
+fn address_message(index: u32, addr: Ipv4Addr, prefix_len: u8, protocol: Option<u8>) -> AddressMessage {
+    let mut m = AddressMessage::default();
+    m.header.family = AddressFamily::Inet;
+    m.header.prefix_len = prefix_len;
+    m.header.index = index;
+    m.attributes.push(AddressAttribute::Local(IpAddr::V4(addr)));
+    m.attributes.push(AddressAttribute::Address(IpAddr::V4(addr)));
+    if prefix_len < 31 {
+        let bcast = u32::from(addr) | !crate::net::mask(prefix_len);
+        m.attributes.push(AddressAttribute::Broadcast(Ipv4Addr::from(bcast)));
+    }
+    if let Some(p) = protocol {
+        m.attributes.push(AddressAttribute::Protocol(p.into()));
+    }
+    m
 }
 
 fn protocol_number(p: RouteProtocol) -> u8 {

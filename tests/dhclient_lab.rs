@@ -9,45 +9,11 @@ fn eth(k: usize) -> String {
     format!("eth{k}")
 }
 
-/// Foreign state that stronghost must never touch: a rule inside its priority band, a route in a
-/// table inside its range (which must then not be allocated), and another nft table.
-fn seed_foreign(lab: &Lab) {
-    lab.host_ok(&["ip", "rule", "add", "priority", "4105", "from", "192.0.2.77", "lookup", "100"]);
-    lab.host_ok(&["ip", "route", "add", "blackhole", "192.0.2.0/24", "table", "100"]);
-    lab.host_ok(&["ip", "route", "add", "blackhole", "192.0.2.99", "table", "4102"]);
-    lab.host_ok(&["nft", "add", "table", "inet", "foreign"]);
-    lab.host_ok(&["nft", "add", "chain", "inet", "foreign", "c", "{ type filter hook input priority 0; policy accept; }"]);
-}
-
-fn assert_foreign_intact(lab: &Lab, step: &str) {
-    let rules = lab.host_ok(&["ip", "-4", "rule"]);
-    assert!(rules.contains("4105:\tfrom 192.0.2.77 lookup 100"), "{step}: foreign rule gone:\n{rules}");
-    let t100 = lab.host_ok(&["ip", "route", "show", "table", "100"]);
-    assert!(t100.contains("blackhole 192.0.2.0/24"), "{step}: foreign route gone");
-    let t4102 = lab.host_ok(&["ip", "route", "show", "table", "4102"]);
-    assert_eq!(t4102.trim(), "blackhole 192.0.2.99", "{step}: table 4102 holds a foreign route and must stay as it was");
-    assert!(lab.host(&["nft", "list", "chain", "inet", "foreign", "c"]).status.success(), "{step}: foreign nft table gone");
-}
-
-/// Requirements 1-3 for interface k with address a: the server-seen source and the egress
-/// interface for `curl --interface` by address and by name, the interface replies leave by, the
-/// wrong-interface drop, and who answers ARP.
-fn assert_strong(lab: &Lab, k: usize, a: &str) {
-    let before = drops(lab, &eth((k + 1) % lab.n));
-    let failures = lab.evaluate(k, a).failures(k, a);
-    assert!(failures.is_empty(), "eth{k} is not a strong host:\n{}", failures.join("\n"));
-    assert!(drops(lab, &eth((k + 1) % lab.n)) > before, "the wrong-interface drop for {a} was not counted on eth{}", (k + 1) % lab.n);
-}
-
-fn drops(lab: &Lab, ifname: &str) -> u64 {
-    lab.status_of(ifname).unwrap()["wrong_interface_drops"].as_u64().unwrap()
-}
-
 #[test]
 fn five_interfaces_on_one_subnet_are_a_strong_host_through_the_lease_lifecycle() {
     let n = 5;
     let mut lab = Lab::new(n, true);
-    seed_foreign(&lab);
+    lab.seed_foreign();
 
     // Five leases bound in the same second: the lock serialises the hooks, all must be applied.
     for k in 0..n {
@@ -56,7 +22,7 @@ fn five_interfaces_on_one_subnet_are_a_strong_host_through_the_lease_lifecycle()
     for k in 0..n {
         lab.wait_applied(k, &addr(k));
     }
-    assert_foreign_intact(&lab, "after bind");
+    lab.assert_foreign_intact("after bind");
     let status = lab.status();
     let tables: BTreeMap<String, u64> = status["interfaces"].as_array().unwrap().iter().map(|i| (i["interface"].as_str().unwrap().to_string(), i["table"].as_u64().unwrap())).collect();
     assert!(!tables.values().any(|t| *t == 4102), "table 4102 holds a foreign route and must not be allocated: {tables:?}");
@@ -68,7 +34,7 @@ fn five_interfaces_on_one_subnet_are_a_strong_host_through_the_lease_lifecycle()
     }
 
     for k in 0..n {
-        assert_strong(&lab, k, &addr(k));
+        lab.assert_strong(k, &addr(k));
     }
 
     // ARP requests the host sends carry the sending interface's own address.
@@ -107,8 +73,8 @@ fn five_interfaces_on_one_subnet_are_a_strong_host_through_the_lease_lifecycle()
     lab.wait_applied(2, &new2);
     let rules = lab.host_ok(&["ip", "-4", "rule"]);
     assert!(!rules.contains(&format!("from {} ", addr(2))), "rule for eth2's old address left behind:\n{rules}");
-    assert_strong(&lab, 2, &new2);
-    assert_foreign_intact(&lab, "after renew with a new address");
+    lab.assert_strong(2, &new2);
+    lab.assert_foreign_intact("after renew with a new address");
 
     // Release: eth4's routing policy goes; it stays managed without an address, so its ARP
     // hardening stays (else it would answer ARP for the others' addresses) and it stays in the
@@ -125,7 +91,7 @@ fn five_interfaces_on_one_subnet_are_a_strong_host_through_the_lease_lifecycle()
     assert_eq!(lab.host_ok(&["cat", "/proc/sys/net/ipv4/conf/eth4/arp_ignore"]).trim(), "1");
     for k in 0..4 {
         let a = if k == 2 { new2.clone() } else { addr(k) };
-        assert_strong(&lab, k, &a);
+        lab.assert_strong(k, &a);
     }
 
     // Expire (as dhclient-script does it: the address is removed, then the hook runs).
@@ -150,6 +116,6 @@ fn five_interfaces_on_one_subnet_are_a_strong_host_through_the_lease_lifecycle()
     lab.start_dhclient(4);
     lab.wait_applied(4, &addr(4));
     assert_eq!(lab.status_of("eth4").unwrap()["table"].as_u64().unwrap(), t4);
-    assert_strong(&lab, 4, &addr(4));
-    assert_foreign_intact(&lab, "after re-bind");
+    lab.assert_strong(4, &addr(4));
+    lab.assert_foreign_intact("after re-bind");
 }

@@ -297,8 +297,30 @@ impl Lab {
         self.children.push((name.to_string(), c));
     }
 
+    /// Ends a tracked process started with `spawn_in_host`.
+    pub fn kill_child(&mut self, name: &str) {
+        if let Some(pos) = self.children.iter().position(|(n, _)| n == name) {
+            let (_, mut c) = self.children.remove(pos);
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
     pub fn log(&self, name: &str) -> String {
         std::fs::read_to_string(self.dir.join(format!("{name}.log"))).unwrap_or_default()
+    }
+
+    /// Installs a file of the repository at its place in the host (private overlays).
+    pub fn install(&self, repo_path: &str, dest: &str, mode: &str) {
+        let src = repo().join(repo_path);
+        self.host_ok(&["install", "-D", "-m", mode, src.to_str().unwrap(), dest]);
+    }
+
+    /// Writes a file in the host (private overlays).
+    pub fn write_host_file(&self, dest: &str, content: &str) {
+        let tmp = self.dir.join("host-file");
+        std::fs::write(&tmp, content).unwrap();
+        self.host_ok(&["install", "-D", "-m", "0644", tmp.to_str().unwrap(), dest]);
     }
 
     /// Installs stronghost's dhclient exit hook in the host (for a lab built without it).
@@ -530,6 +552,42 @@ impl Lab {
     }
 }
 
+impl Lab {
+    /// Foreign state that stronghost must never touch: a rule inside its priority band, a route in a
+    /// table inside its range (which must then not be allocated), and another nft table.
+    pub fn seed_foreign(&self) {
+        self.host_ok(&["ip", "rule", "add", "priority", "4105", "from", "192.0.2.77", "lookup", "100"]);
+        self.host_ok(&["ip", "route", "add", "blackhole", "192.0.2.0/24", "table", "100"]);
+        self.host_ok(&["ip", "route", "add", "blackhole", "192.0.2.99", "table", "4102"]);
+        self.host_ok(&["nft", "add", "table", "inet", "foreign"]);
+        self.host_ok(&["nft", "add", "chain", "inet", "foreign", "c", "{ type filter hook input priority 0; policy accept; }"]);
+    }
+
+    pub fn assert_foreign_intact(&self, step: &str) {
+        let rules = self.host_ok(&["ip", "-4", "rule"]);
+        assert!(rules.contains("4105:\tfrom 192.0.2.77 lookup 100"), "{step}: foreign rule gone:\n{rules}");
+        let t100 = self.host_ok(&["ip", "route", "show", "table", "100"]);
+        assert!(t100.contains("blackhole 192.0.2.0/24"), "{step}: foreign route gone");
+        let t4102 = self.host_ok(&["ip", "route", "show", "table", "4102"]);
+        assert_eq!(t4102.trim(), "blackhole 192.0.2.99", "{step}: table 4102 holds a foreign route and must stay as it was");
+        assert!(self.host(&["nft", "list", "chain", "inet", "foreign", "c"]).status.success(), "{step}: foreign nft table gone");
+    }
+
+    /// Requirements 1-3 for interface k with address a: the server-seen source and the egress
+    /// interface for `curl --interface` by address and by name, the interface replies leave by, the
+    /// wrong-interface drop, and who answers ARP.
+    pub fn assert_strong(&self, k: usize, a: &str) {
+        let before = self.drops(&format!("eth{}", (k + 1) % self.n));
+        let failures = self.evaluate(k, a).failures(k, a);
+        assert!(failures.is_empty(), "eth{k} is not a strong host:\n{}", failures.join("\n"));
+        assert!(self.drops(&format!("eth{}", (k + 1) % self.n)) > before, "the wrong-interface drop for {a} was not counted on eth{}", (k + 1) % self.n);
+    }
+
+    pub fn drops(&self, ifname: &str) -> u64 {
+        self.status_of(ifname).unwrap()["wrong_interface_drops"].as_u64().unwrap()
+    }
+}
+
 pub fn wait_for(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
     let start = Instant::now();
     while !f() {
@@ -557,6 +615,15 @@ impl Lab {
         }
         for c in all.iter_mut() {
             let _ = c.wait();
+        }
+        // Daemons started by the stacks themselves (ifup's dhclient, ...) are not our children:
+        // end every process still inside the lab's namespaces, and nothing else.
+        for ns in &self.namespaces {
+            if let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() {
+                for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                    let _ = Command::new("kill").args(["-KILL", pid]).status();
+                }
+            }
         }
         if let Some(mut h) = self.holder.take() {
             let _ = h.kill();

@@ -1,0 +1,67 @@
+//! dhcpcd: the dhcpcd-run-hooks environment (reason, interface, new_*). dhcpcd configures the
+//! address and its routes itself; stronghost adds the per-interface policy.
+
+use super::{ignored, LeaseEvent};
+use crate::lease::{assemble, check_address, ifname_field, ipv4_field, netmask_field, parse_route_pairs, prefix_field, Env};
+
+pub fn event(env: Env, warnings: &mut Vec<String>) -> Result<LeaseEvent, String> {
+    let reason = env("reason").unwrap_or_default();
+    // TEST is `dhcpcd -T`: nothing is configured, so nothing may be applied.
+    let bound = matches!(reason.as_str(), "BOUND" | "RENEW" | "REBIND" | "REBOOT" | "STATIC");
+    let gone = matches!(reason.as_str(), "EXPIRE" | "NAK" | "NOCARRIER" | "STOP" | "RELEASE" | "DEPARTED" | "FAIL");
+    if !bound && !gone {
+        return ignored(&reason);
+    }
+    let ifname = ifname_field(env, "interface")?;
+    if gone {
+        return Ok(LeaseEvent::Gone { ifname });
+    }
+    let address = ipv4_field(env, "new_ip_address")?;
+    let prefix_len = if env("new_subnet_cidr").is_some_and(|v| !v.is_empty()) {
+        prefix_field(env, "new_subnet_cidr")?
+    } else if env("new_subnet_mask").is_some_and(|v| !v.is_empty()) {
+        netmask_field(env, "new_subnet_mask")?
+    } else {
+        32
+    };
+    check_address("new_ip_address", address, prefix_len)?;
+    let classless = env("new_classless_static_routes")
+        .filter(|v| !v.trim().is_empty())
+        .map(|v| ("new_classless_static_routes", parse_route_pairs(&v)));
+    let lease = assemble(address, prefix_len, ("new_routers", env("new_routers")), classless, "dhcpcd", warnings);
+    Ok(LeaseEvent::Bound { ifname, lease })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clients::testenv;
+    use std::net::Ipv4Addr;
+
+    #[test]
+    fn bound_with_cidr_and_classless_routes() {
+        let (r, w) = testenv::with(
+            &[("reason", "BOUND"), ("interface", "eth2"), ("new_ip_address", "198.51.100.12"), ("new_subnet_cidr", "24"), ("new_routers", "198.51.100.1"), ("new_classless_static_routes", "192.0.2.0/24 198.51.100.254 0.0.0.0/0 198.51.100.2")],
+            |e, w| event(e, w),
+        );
+        assert!(w.is_empty(), "{w:?}");
+        let LeaseEvent::Bound { lease, .. } = r.unwrap() else { panic!() };
+        assert_eq!((lease.prefix_len, lease.gateway, lease.routes.len()), (24, Some(Ipv4Addr::new(198, 51, 100, 2)), 1));
+    }
+
+    #[test]
+    fn test_mode_and_ipv6_are_ignored() {
+        for reason in ["TEST", "PREINIT", "CARRIER", "BOUND6", "ROUTERADVERT", "INFORM6"] {
+            let (r, _) = testenv::with(&[("reason", reason), ("interface", "eth2")], |e, w| event(e, w));
+            assert!(matches!(r.unwrap(), LeaseEvent::Ignored { .. }), "{reason}");
+        }
+        let (r, _) = testenv::with(&[("reason", "NOCARRIER"), ("interface", "eth2")], |e, w| event(e, w));
+        assert_eq!(r.unwrap(), LeaseEvent::Gone { ifname: "eth2".into() });
+    }
+
+    #[test]
+    fn bad_cidr_rejects() {
+        let (r, _) = testenv::with(&[("reason", "BOUND"), ("interface", "eth2"), ("new_ip_address", "198.51.100.12"), ("new_subnet_cidr", "33")], |e, w| event(e, w));
+        assert!(r.unwrap_err().starts_with("new_subnet_cidr"));
+    }
+}

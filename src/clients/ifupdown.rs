@@ -1,0 +1,90 @@
+//! ifupdown: if-up.d and if-post-down.d scripts get IFACE, MODE, METHOD, ADDRFAM and the stanza's
+//! options as IF_* (IF_ADDRESS, IF_NETMASK, IF_GATEWAY). Only static IPv4 stanzas are ours: for
+//! `dhcp` the DHCP client's hook acts, for `NetworkManager` NM's dispatcher does.
+//!
+//! ifupdown writes each `gateway` as a main-table default route, so a second interface on the same
+//! subnet cannot have one ("RTNETLINK answers: File exists" and ifup fails). For those, the stanza
+//! option `stronghost-gateway ADDRESS` gives the interface's gateway to stronghost only.
+
+use super::{ignored, LeaseEvent};
+use crate::lease::{check_address, ifname_field, Env, Lease};
+use crate::net::{check_unicast, netmask_to_len, parse_ipv4, printable};
+
+pub fn event(env: Env, warnings: &mut Vec<String>) -> Result<LeaseEvent, String> {
+    let iface = env("IFACE").unwrap_or_default();
+    if iface == "--all" || iface.is_empty() {
+        return ignored("IFACE=--all");
+    }
+    if env("ADDRFAM").as_deref() != Some("inet") || env("METHOD").as_deref() != Some("static") {
+        return ignored("not a static inet stanza");
+    }
+    let ifname = ifname_field(env, "IFACE")?;
+    match env("MODE").as_deref() {
+        Some("stop") => return Ok(LeaseEvent::Gone { ifname }),
+        Some("start") => {}
+        other => return ignored(other.unwrap_or("")),
+    }
+    // `address 198.51.100.20/24`, or `address 198.51.100.20` with `netmask 255.255.255.0` or `netmask 24`.
+    let raw = env("IF_ADDRESS").filter(|v| !v.is_empty()).ok_or("IF_ADDRESS is not set")?;
+    let (a, len) = match raw.split_once('/') {
+        Some((a, l)) => (a.to_string(), Some(l.to_string())),
+        None => (raw.clone(), env("IF_NETMASK").filter(|v| !v.is_empty())),
+    };
+    let address = parse_ipv4(&a).map_err(|e| format!("IF_ADDRESS: {e}"))?;
+    let prefix_len = match len {
+        None => 32,
+        Some(l) if l.contains('.') => netmask_to_len(parse_ipv4(&l).map_err(|e| format!("IF_NETMASK: {e}"))?).map_err(|e| format!("IF_NETMASK: {e}"))?,
+        Some(l) => l.parse::<u8>().ok().filter(|l| *l <= 32).ok_or_else(|| format!("IF_NETMASK: {:?} is not a prefix length", printable(&l)))?,
+    };
+    check_address("IF_ADDRESS", address, prefix_len)?;
+    let gateway = match env("IF_STRONGHOST_GATEWAY").filter(|v| !v.is_empty()).or_else(|| env("IF_GATEWAY").filter(|v| !v.is_empty())) {
+        None => None,
+        Some(g) => match parse_ipv4(&g).and_then(|g| check_unicast("gateway", g).map(|_| g)) {
+            Ok(g) if g != address => Some(g),
+            Ok(_) => {
+                warnings.push("IF_GATEWAY: the interface's own address; ignored".into());
+                None
+            }
+            Err(e) => {
+                warnings.push(format!("IF_GATEWAY: {e}; ignored"));
+                None
+            }
+        },
+    };
+    Ok(LeaseEvent::Bound { ifname, lease: Lease { address, prefix_len, gateway, routes: vec![], source: "ifupdown".into() } })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clients::testenv;
+
+    fn ev(vars: &[(&str, &str)]) -> Result<LeaseEvent, String> {
+        testenv::with(vars, |e, w| event(e, w)).0
+    }
+
+    #[test]
+    fn static_stanzas_only() {
+        let base = [("IFACE", "eth1"), ("ADDRFAM", "inet"), ("METHOD", "static"), ("MODE", "start"), ("IF_ADDRESS", "198.51.100.21"), ("IF_NETMASK", "255.255.255.0"), ("IF_GATEWAY", "198.51.100.1")];
+        let LeaseEvent::Bound { lease, .. } = ev(&base).unwrap() else { panic!() };
+        assert_eq!((lease.prefix_len, lease.gateway.map(|g| g.to_string())), (24, Some("198.51.100.1".into())));
+        let mut cidr = base.to_vec();
+        cidr[4] = ("IF_ADDRESS", "198.51.100.21/25");
+        let LeaseEvent::Bound { lease, .. } = ev(&cidr).unwrap() else { panic!() };
+        assert_eq!(lease.prefix_len, 25);
+        for (k, v) in [("METHOD", "dhcp"), ("METHOD", "NetworkManager"), ("ADDRFAM", "inet6"), ("IFACE", "--all")] {
+            let mut x = base.to_vec();
+            x.retain(|(n, _)| *n != k);
+            x.push((k, v));
+            assert!(matches!(ev(&x).unwrap(), LeaseEvent::Ignored { .. }), "{k}={v}");
+        }
+        let mut own = base.to_vec();
+        own.retain(|(n, _)| *n != "IF_GATEWAY");
+        own.push(("IF_STRONGHOST_GATEWAY", "198.51.100.2"));
+        let LeaseEvent::Bound { lease, .. } = ev(&own).unwrap() else { panic!() };
+        assert_eq!(lease.gateway.map(|g| g.to_string()), Some("198.51.100.2".into()));
+        let mut stop = base.to_vec();
+        stop[3] = ("MODE", "stop");
+        assert_eq!(ev(&stop).unwrap(), LeaseEvent::Gone { ifname: "eth1".into() });
+    }
+}

@@ -1,0 +1,95 @@
+//! NetworkManager dispatcher: `$1` interface, `$2` action; NM's view of the IPv4 configuration in
+//! IP4_* (address "a/len gw", gateway, routes "dst/len next-hop metric"). At down time NM passes no
+//! IP variables at all, so `Gone` relies on stronghost's own record.
+
+use super::{ignored, LeaseEvent};
+use crate::lease::{check_address, Env, Lease, StaticRoute};
+use crate::net::{check_ifname, check_unicast, parse_ipv4, printable, Ipv4Net};
+
+pub fn event(ifname: &str, action: &str, env: Env, warnings: &mut Vec<String>) -> Result<LeaseEvent, String> {
+    let up = matches!(action, "up" | "dhcp4-change" | "reapply");
+    let gone = matches!(action, "down" | "pre-down");
+    if !up && !gone {
+        return ignored(action);
+    }
+    check_ifname(ifname).map_err(|e| format!("interface argument: {e}"))?;
+    let ifname = ifname.to_string();
+    if gone {
+        return Ok(LeaseEvent::Gone { ifname });
+    }
+    // No IPv4 on this connection (IPv6 only, or not yet): nothing of ours to do.
+    let Some(first) = env("IP4_ADDRESS_0").filter(|v| !v.is_empty()) else {
+        return ignored("no IP4_ADDRESS_0");
+    };
+    let addr_part = first.split_ascii_whitespace().next().unwrap_or("");
+    let (a, l) = addr_part.split_once('/').ok_or_else(|| format!("IP4_ADDRESS_0: {:?} is not ADDRESS/LENGTH", printable(&first)))?;
+    let address = parse_ipv4(a).map_err(|e| format!("IP4_ADDRESS_0: {e}"))?;
+    let prefix_len = l.parse::<u8>().ok().filter(|l| *l <= 32).ok_or_else(|| format!("IP4_ADDRESS_0: {:?} is not a prefix length", printable(l)))?;
+    check_address("IP4_ADDRESS_0", address, prefix_len)?;
+    let gateway = match env("IP4_GATEWAY").filter(|v| !v.is_empty() && v != "0.0.0.0") {
+        None => None,
+        Some(g) => match parse_ipv4(&g).and_then(|g| check_unicast("gateway", g).map(|_| g)) {
+            Ok(g) if g != address => Some(g),
+            Ok(g) => {
+                warnings.push(format!("IP4_GATEWAY: {g} is the interface's own address; ignored"));
+                None
+            }
+            Err(e) => {
+                warnings.push(format!("IP4_GATEWAY: {e}; ignored"));
+                None
+            }
+        },
+    };
+    // NM's routes for this connection, option 121 included; each one validated on its own.
+    let count: usize = env("IP4_NUM_ROUTES").and_then(|n| n.parse().ok()).unwrap_or(0).min(crate::lease::MAX_CLASSLESS_ROUTES);
+    let mut routes = Vec::new();
+    for i in 0..count {
+        let name = format!("IP4_ROUTE_{i}");
+        let Some(v) = env(&name) else { continue };
+        let mut w = v.split_ascii_whitespace();
+        let parsed = (|| -> Result<StaticRoute, String> {
+            let dst: Ipv4Net = w.next().unwrap_or("").parse()?;
+            let nh = parse_ipv4(w.next().unwrap_or(""))?;
+            Ok(StaticRoute { dst, gateway: (!nh.is_unspecified()).then_some(nh) })
+        })();
+        match parsed {
+            Ok(r) if r.gateway.is_none_or(|g| check_unicast("next hop", g).is_ok() && g != address) => {
+                if !r.dst.is_default() && !routes.iter().any(|x: &StaticRoute| x.dst == r.dst) {
+                    routes.push(r);
+                }
+            }
+            Ok(_) => warnings.push(format!("{name}: next hop is not a unicast address; route ignored")),
+            Err(e) => warnings.push(format!("{name}: {e}; route ignored")),
+        }
+    }
+    Ok(LeaseEvent::Bound { ifname, lease: Lease { address, prefix_len, gateway, routes, source: "NetworkManager".into() } })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clients::testenv;
+    use std::net::Ipv4Addr;
+
+    #[test]
+    fn up_uses_nm_view() {
+        let vars = [("IP4_ADDRESS_0", "198.51.100.11/24 198.51.100.1"), ("IP4_GATEWAY", "198.51.100.1"), ("IP4_NUM_ROUTES", "2"), ("IP4_ROUTE_0", "192.0.2.0/24 198.51.100.254 100"), ("IP4_ROUTE_1", "bogus")];
+        let (r, w) = testenv::with(&vars, |e, w| event("eth1", "dhcp4-change", e, w));
+        let LeaseEvent::Bound { lease, .. } = r.unwrap() else { panic!() };
+        assert_eq!(lease.gateway, Some(Ipv4Addr::new(198, 51, 100, 1)));
+        assert_eq!(lease.routes.len(), 1);
+        assert!(w[0].starts_with("IP4_ROUTE_1"), "{w:?}");
+    }
+
+    #[test]
+    fn down_needs_no_variables_and_others_are_ignored() {
+        let (r, _) = testenv::with(&[], |e, w| event("eth1", "down", e, w));
+        assert_eq!(r.unwrap(), LeaseEvent::Gone { ifname: "eth1".into() });
+        for a in ["connectivity-change", "hostname", "vpn-up", "pre-up", "dhcp6-change"] {
+            let (r, _) = testenv::with(&[], |e, w| event("eth1", a, e, w));
+            assert!(matches!(r.unwrap(), LeaseEvent::Ignored { .. }), "{a}");
+        }
+        let (r, _) = testenv::with(&[("IP4_ADDRESS_0", "198.51.100.11/24;reboot")], |e, w| event("eth1", "up", e, w));
+        assert!(r.unwrap_err().starts_with("IP4_ADDRESS_0"));
+    }
+}
