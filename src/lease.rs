@@ -125,8 +125,9 @@ fn broadcast(n: Ipv4Net) -> Ipv4Addr {
     Ipv4Addr::from(u32::from(n.addr) | !crate::net::mask(n.len))
 }
 
-/// First usable entry of option 3; a gateway equal to our own address is a classic hostile value.
-fn first_router(name: &str, v: Option<&str>, own: Ipv4Addr, warnings: &mut Vec<String>) -> Option<Ipv4Addr> {
+/// First usable gateway of a space-separated list (option 3, or one configured gateway); a gateway
+/// equal to our own address is a classic hostile value. Bad entries become warnings.
+pub fn first_router(name: &str, v: Option<&str>, own: Ipv4Addr, warnings: &mut Vec<String>) -> Option<Ipv4Addr> {
     for word in v.unwrap_or("").split_ascii_whitespace() {
         match parse_ipv4(word).and_then(|g| check_gateway(g, own).map(|_| g)) {
             Ok(g) => return Some(g),

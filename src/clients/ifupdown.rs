@@ -7,8 +7,8 @@
 //! option `stronghost-gateway ADDRESS` gives the interface's gateway to stronghost only.
 
 use super::{ignored, LeaseEvent};
-use crate::lease::{check_address, ifname_field, Env, Lease};
-use crate::net::{check_unicast, netmask_to_len, parse_ipv4, printable};
+use crate::lease::{check_address, first_router, ifname_field, Env, Lease};
+use crate::net::{netmask_to_len, parse_ipv4, printable};
 
 pub fn event(env: Env, warnings: &mut Vec<String>) -> Result<LeaseEvent, String> {
     let iface = env("IFACE").unwrap_or_default();
@@ -37,19 +37,9 @@ pub fn event(env: Env, warnings: &mut Vec<String>) -> Result<LeaseEvent, String>
         Some(l) => l.parse::<u8>().ok().filter(|l| *l <= 32).ok_or_else(|| format!("IF_NETMASK: {:?} is not a prefix length", printable(&l)))?,
     };
     check_address("IF_ADDRESS", address, prefix_len)?;
-    let gateway = match env("IF_STRONGHOST_GATEWAY").filter(|v| !v.is_empty()).or_else(|| env("IF_GATEWAY").filter(|v| !v.is_empty())) {
-        None => None,
-        Some(g) => match parse_ipv4(&g).and_then(|g| check_unicast("gateway", g).map(|_| g)) {
-            Ok(g) if g != address => Some(g),
-            Ok(_) => {
-                warnings.push("IF_GATEWAY: the interface's own address; ignored".into());
-                None
-            }
-            Err(e) => {
-                warnings.push(format!("IF_GATEWAY: {e}; ignored"));
-                None
-            }
-        },
+    let gateway = match env("IF_STRONGHOST_GATEWAY").filter(|v| !v.is_empty()) {
+        Some(g) => first_router("IF_STRONGHOST_GATEWAY", Some(&g), address, warnings),
+        None => first_router("IF_GATEWAY", env("IF_GATEWAY").as_deref(), address, warnings),
     };
     Ok(LeaseEvent::Bound { ifname, lease: Lease { address, prefix_len, gateway, routes: vec![], source: "ifupdown".into() } })
 }

@@ -3,7 +3,7 @@
 //! IP variables at all, so `Gone` relies on stronghost's own record.
 
 use super::{ignored, LeaseEvent};
-use crate::lease::{check_address, Env, Lease, StaticRoute};
+use crate::lease::{check_address, first_router, Env, Lease, StaticRoute};
 use crate::net::{check_ifname, check_unicast, parse_ipv4, printable, Ipv4Net};
 
 pub fn event(ifname: &str, action: &str, env: Env, warnings: &mut Vec<String>) -> Result<LeaseEvent, String> {
@@ -26,20 +26,7 @@ pub fn event(ifname: &str, action: &str, env: Env, warnings: &mut Vec<String>) -
     let address = parse_ipv4(a).map_err(|e| format!("IP4_ADDRESS_0: {e}"))?;
     let prefix_len = l.parse::<u8>().ok().filter(|l| *l <= 32).ok_or_else(|| format!("IP4_ADDRESS_0: {:?} is not a prefix length", printable(l)))?;
     check_address("IP4_ADDRESS_0", address, prefix_len)?;
-    let gateway = match env("IP4_GATEWAY").filter(|v| !v.is_empty() && v != "0.0.0.0") {
-        None => None,
-        Some(g) => match parse_ipv4(&g).and_then(|g| check_unicast("gateway", g).map(|_| g)) {
-            Ok(g) if g != address => Some(g),
-            Ok(g) => {
-                warnings.push(format!("IP4_GATEWAY: {g} is the interface's own address; ignored"));
-                None
-            }
-            Err(e) => {
-                warnings.push(format!("IP4_GATEWAY: {e}; ignored"));
-                None
-            }
-        },
-    };
+    let gateway = first_router("IP4_GATEWAY", env("IP4_GATEWAY").filter(|g| g != "0.0.0.0").as_deref(), address, warnings);
     // NM's routes for this connection, option 121 included; each one validated on its own.
     let count: usize = env("IP4_NUM_ROUTES").and_then(|n| n.parse().ok()).unwrap_or(0).min(crate::lease::MAX_CLASSLESS_ROUTES);
     let mut routes = Vec::new();
