@@ -72,6 +72,11 @@ impl Kernel {
     }
 }
 
+/// A hook's lease, else networkd's; `None`: the gateway comes from main (static configuration).
+pub fn lease_in_force(record: &Record, ifindex: u32) -> Option<crate::lease::Lease> {
+    record.lease.clone().or_else(|| crate::clients::networkd::lease_for(ifindex))
+}
+
 /// The changes for one interface, in the order they are made.
 #[derive(Debug, Default, Clone)]
 pub struct Plan {
@@ -216,8 +221,8 @@ impl Engine {
 
         let desired = match (&facts, applying, table) {
             (Some(f), true, Some(t)) => {
-                let gw = match &record.lease {
-                    Some(l) => Gateways { gateway: l.gateway, routes: l.routes.clone() },
+                let gw = match lease_in_force(&record, f.index) {
+                    Some(l) => Gateways { gateway: l.gateway, routes: l.routes },
                     None => Gateways { gateway: k.main_gateway(f.index), routes: vec![] },
                 };
                 policy::desired(&self.cfg, f, t, &gw)

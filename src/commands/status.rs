@@ -38,6 +38,7 @@ pub fn collect(e: &mut Engine) -> Result<Value, String> {
                 (knob.to_string(), json!({"wanted": want, "interface": sysctl::read(name, knob).ok(), "effective": sysctl::effective(name, knob).ok()}))
             })
             .collect();
+        let lease = link.and_then(|l| crate::engine::lease_in_force(rec, l.index));
         let drops = match (&nft, table) {
             (Ok(c), Some(t)) => c.counters.get(&filter::counter_name(t)).copied(),
             _ => None,
@@ -51,8 +52,8 @@ pub fn collect(e: &mut Engine) -> Result<Value, String> {
             "addresses": addrs,
             // What is in force: the default route of the interface's table.
             "gateway": k.routes.iter().find(|r| Some(r.table) == table && r.dst.is_default() && r.gateway.is_some()).and_then(|r| r.gateway).map(|g| g.to_string()),
-            "lease_source": rec.lease.as_ref().map(|l| l.source.clone()),
-            "classless_routes": rec.lease.as_ref().map(|l| l.routes.len()).unwrap_or(0),
+            "lease_source": lease.as_ref().map(|l| l.source.clone()).unwrap_or_else(|| "main table".into()),
+            "classless_routes": lease.as_ref().map(|l| l.routes.len()).unwrap_or(0),
             "rules": rules,
             "routes": routes,
             "sysctls": sysctls,

@@ -108,6 +108,8 @@ pub struct Lab {
     stop: Arc<AtomicBool>,
     threads: Vec<std::thread::JoinHandle<()>>,
     dhcp_options: Vec<String>,
+    /// Read-only /sys and a private system D-Bus in the host (what networkd and NetworkManager need).
+    pub daemons: bool,
 }
 
 pub fn run(cmd: &mut Command) -> Output {
@@ -141,13 +143,25 @@ impl Lab {
         Lab::with_dhcp_options(n, with_hook, &[])
     }
 
+    /// A lab whose host can run systemd-networkd or NetworkManager: /sys read-only (else their
+    /// links wait for udev forever) and a private system D-Bus (networkctl, nmcli, dispatcher).
+    pub fn for_daemons(n: usize) -> Lab {
+        require_root();
+        let id = format!("sh{}x{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst));
+        let dir = std::env::temp_dir().join(format!("stronghost-lab-{id}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut lab = Lab { id, dir, n, holder: None, children: vec![], dnsmasq: None, namespaces: vec![], stop: Arc::new(AtomicBool::new(false)), threads: vec![], dhcp_options: vec![], daemons: true };
+        lab.build(false);
+        lab
+    }
+
     /// As `new`, with extra dnsmasq options (tags `ifK` select interface K's client).
     pub fn with_dhcp_options(n: usize, with_hook: bool, dhcp_options: &[&str]) -> Lab {
         require_root();
         let id = format!("sh{}x{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst));
         let dir = std::env::temp_dir().join(format!("stronghost-lab-{id}"));
         std::fs::create_dir_all(&dir).unwrap();
-        let mut lab = Lab { id, dir, n, holder: None, children: vec![], dnsmasq: None, namespaces: vec![], stop: Arc::new(AtomicBool::new(false)), threads: vec![], dhcp_options: dhcp_options.iter().map(|o| o.to_string()).collect() };
+        let mut lab = Lab { id, dir, n, holder: None, children: vec![], dnsmasq: None, namespaces: vec![], stop: Arc::new(AtomicBool::new(false)), threads: vec![], dhcp_options: dhcp_options.iter().map(|o| o.to_string()).collect(), daemons: false };
         lab.build(with_hook);
         lab
     }
@@ -204,6 +218,11 @@ impl Lab {
         );
         if with_hook {
             script += &format!("install -m 0644 {hook} /etc/dhcp/dhclient-exit-hooks.d/stronghost\n");
+        }
+        if self.daemons {
+            script += "mount --bind /sys /sys\nmount -o remount,bind,ro /sys\nmkdir -p /run/dbus\n\
+                       dbus-daemon --system --fork\n\
+                       install -d -o systemd-network -g systemd-network /run/systemd/netif /run/systemd/netif/links /run/systemd/netif/leases /run/systemd/netif/lldp\n";
         }
         script += &format!("touch {d}/holder-ready\nexec sleep infinity\n");
         let c = Command::new("ip")
