@@ -29,7 +29,12 @@ pub enum Command {
     },
     /// Remove everything stronghost set up for one interface and restore its sysctls.
     Release {
-        interface: String,
+        /// The interface (or --all).
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        interface: Option<String>,
+        /// Every interface, the shared rule and the receive filter: the host as before stronghost.
+        #[arg(long)]
+        all: bool,
         #[arg(long)]
         json: bool,
     },

@@ -391,17 +391,30 @@ impl Engine {
 
     /// Plans for `sync`: every managed interface with an address is applied; every recorded one
     /// that is gone, unmanaged or without address is released; orphans in our range are removed.
-    pub fn plan_sync(&mut self, k: &Kernel) -> (Vec<Plan>, Vec<String>) {
+    ///
+    /// An interface not yet managed whose gateway nobody can tell (no lease seen, no default route
+    /// through it) is left alone until its next lease or address event: taking it now would refuse
+    /// its off-link traffic and cut the connections it carries (an SSH session when the package is
+    /// installed, say). `apply IFACE` takes it regardless.
+    pub fn plan_sync(&mut self, k: &Kernel, release_all: bool) -> (Vec<Plan>, Vec<String>) {
         let mut plans = Vec::new();
         let mut errors = Vec::new();
         let mut names: BTreeSet<String> = self.records.keys().cloned().collect();
-        for l in &k.links {
-            if self.cfg.manages(&l.name) && filter::quotable(&l.name) && k.addrs.iter().any(|a| a.index == l.index) {
+        for l in k.links.iter().filter(|_| !release_all) {
+            if !self.records.contains_key(&l.name) && self.cfg.manages(&l.name) && filter::quotable(&l.name) && k.addrs.iter().any(|a| a.index == l.index) {
+                if lease_in_force(&Record::default(), l.index).is_none() && k.main_gateway(l.index).is_none() {
+                    log::info!(
+                        "{}: no gateway known yet (no lease seen, no default route through it); left as it is until its next lease or address change. `stronghost apply {}` manages it now, refusing its off-link traffic until a gateway is known",
+                        l.name,
+                        l.name
+                    );
+                    continue;
+                }
                 names.insert(l.name.clone());
             }
         }
         for n in &names {
-            let manage = self.cfg.manages(n) && k.link(n).is_some();
+            let manage = !release_all && self.cfg.manages(n) && k.link(n).is_some();
             let intent = if manage { Intent::Apply } else { Intent::Release };
             match self.plan_interface(k, n, intent) {
                 Ok(p) => plans.push(p),

@@ -33,7 +33,8 @@ fn main() {
     };
     let code = match &cli.command {
         Command::Apply { interface, json } => commands::apply::run(&cfg, Target::Apply(interface), *json),
-        Command::Release { interface, json } => commands::apply::run(&cfg, Target::Release(interface), *json),
+        Command::Release { interface: Some(i), all: false, json } => commands::apply::run(&cfg, Target::Release(i), *json),
+        Command::Release { json, .. } => commands::apply::run(&cfg, Target::ReleaseAll, *json),
         Command::Sync { json } => commands::apply::run(&cfg, Target::Sync, *json),
         Command::Plan { interface } => commands::apply::plan(&cfg, interface.as_deref()),
         Command::Status { json } => commands::status::run(&cfg, *json),

@@ -118,4 +118,21 @@ fn five_interfaces_on_one_subnet_are_a_strong_host_through_the_lease_lifecycle()
     assert_eq!(lab.status_of("eth4").unwrap()["table"].as_u64().unwrap(), t4);
     lab.assert_strong(4, &addr(4));
     lab.assert_foreign_intact("after re-bind");
+
+    // Removal: `release --all` (what the package's prerm runs) leaves the host as it found it.
+    let sysctls_before_any: Vec<String> = vec!["0".into(); 4];
+    let out = lab.stronghost(&["release", "--all"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let dump = lab.routing_dump();
+    assert!(!dump.contains("proto 83"), "stronghost objects left after release --all:\n{dump}");
+    assert!(!lab.host(&["nft", "list", "table", "inet", "stronghost"]).status.success(), "receive filter left behind");
+    for k in 0..n {
+        let now: Vec<String> = ["arp_ignore", "arp_announce", "arp_filter", "rp_filter"]
+            .iter()
+            .map(|knob| lab.host_ok(&["cat", &format!("/proc/sys/net/ipv4/conf/eth{k}/{knob}")]).trim().to_string())
+            .collect();
+        assert_eq!(now, sysctls_before_any, "eth{k} sysctls not restored");
+        assert!(lab.host_ok(&["ip", "link", "show", &eth(k)]).contains("group default"), "eth{k} link group not restored");
+    }
+    lab.assert_foreign_intact("after release --all");
 }

@@ -21,6 +21,8 @@ pub enum Target<'a> {
     /// its ARP hardening stays); released only if the interface itself is gone.
     LeaseGone(&'a str),
     Sync,
+    /// Everything stronghost has set up, everywhere (package removal).
+    ReleaseAll,
 }
 
 /// Plans and (unless `dry_run`) executes under the host-wide lock.
@@ -39,7 +41,8 @@ pub fn reconcile(e: &mut Engine, target: &Target, dry_run: bool, prepare: impl F
             let intent = if k.link(n).is_some() && e.records.contains_key(*n) { Intent::Apply } else { Intent::Release };
             (vec![e.plan_interface(&k, n, intent)?], vec![])
         }
-        Target::Sync => e.plan_sync(&k),
+        Target::Sync => e.plan_sync(&k, false),
+        Target::ReleaseAll => e.plan_sync(&k, true),
     };
     let host = e.plan_host(&k, &plans);
     let lines = render(&plans, &host, e.cfg.protocol);
@@ -68,6 +71,7 @@ pub fn run(cfg: &Config, target: Target, json: bool) -> i32 {
         Target::Apply(n) => format!("apply {n}"),
         Target::Release(n) | Target::LeaseGone(n) => format!("release {n}"),
         Target::Sync => "sync".to_string(),
+        Target::ReleaseAll => "release --all".to_string(),
     };
     let result = reconcile(&mut e, &target, false, |_| {});
     let w = e.writes();
