@@ -3,13 +3,16 @@
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
+/// Where the configuration file lives unless `--config` says otherwise.
+pub const DEFAULT_CONFIG: &str = "/etc/stronghost/stronghost.conf";
+
 /// Make a multi-homed Linux host behave as an RFC 1122 strong host: each interface answers, sends
 /// and ARPs only for its own addresses, via its own gateway.
 #[derive(Parser, Debug)]
 #[command(name = "stronghost", version, propagate_version = true)]
 pub struct Cli {
     /// Configuration file.
-    #[arg(long, global = true, default_value = crate::config::DEFAULT_PATH)]
+    #[arg(long, global = true, default_value = DEFAULT_CONFIG)]
     pub config: PathBuf,
     /// Log debug detail.
     #[arg(short, long, global = true)]

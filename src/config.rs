@@ -4,7 +4,7 @@
 use std::fmt;
 use std::path::Path;
 
-pub const DEFAULT_PATH: &str = "/etc/stronghost/stronghost.conf";
+pub const DEFAULT_PATH: &str = crate::cli::DEFAULT_CONFIG;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {

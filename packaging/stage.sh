@@ -1,0 +1,56 @@
+#!/bin/bash
+# Lays out every file of the package under ROOT, with its mode: stage.sh DISTRO BINARY ROOT
+# DISTRO is debian or fedora (they differ in the dhclient and dhcpcd hook places).
+set -euo pipefail
+distro=$1 bin=$2 root=$3
+top=$(cd "$(dirname "$0")/.." && pwd)
+rm -rf "$root"
+inst() { install -D -m "$1" "$2" "$root/$3"; }
+inst 0755 "$bin" usr/sbin/stronghost
+strip --strip-unneeded "$root/usr/sbin/stronghost" 2>/dev/null || :
+inst 0644 "$top/dist/stronghost.conf" etc/stronghost/stronghost.conf
+inst 0644 "$top/dist/systemd/stronghost-watch.service" usr/lib/systemd/system/stronghost-watch.service
+inst 0644 "$top/dist/systemd/stronghost-sync.service" usr/lib/systemd/system/stronghost-sync.service
+inst 0644 "$top/dist/networkd.conf.d/stronghost.conf" usr/lib/systemd/networkd.conf.d/stronghost.conf
+inst 0755 "$top/hooks/networkmanager-dispatcher" usr/lib/NetworkManager/dispatcher.d/70-stronghost
+inst 0755 "$top/hooks/udhcpc-script" usr/lib/stronghost/udhcpc-script
+case "$distro" in
+debian)
+	inst 0644 "$top/hooks/dhclient-exit-hook" etc/dhcp/dhclient-exit-hooks.d/stronghost
+	inst 0644 "$top/hooks/dhcpcd-hook" usr/lib/dhcpcd/dhcpcd-hooks/70-stronghost
+	inst 0755 "$top/hooks/ifupdown-hook" etc/network/if-up.d/stronghost
+	inst 0755 "$top/hooks/ifupdown-hook" etc/network/if-post-down.d/stronghost
+	doc=usr/share/doc/stronghost
+	;;
+fedora)
+	inst 0644 "$top/hooks/dhclient.d/stronghost.sh" etc/dhcp/dhclient.d/stronghost.sh
+	inst 0644 "$top/hooks/dhcpcd-hook" usr/libexec/dhcpcd-hooks/70-stronghost
+	doc=usr/share/doc/stronghost
+	;;
+esac
+# Names for stronghost's table range and protocol, so `ip rule` and `ip route` say whose they are.
+mkdir -p "$root/etc/iproute2/rt_tables.d" "$root/etc/iproute2/rt_protos.d"
+{
+	echo "# stronghost: one routing table per managed interface (see /etc/stronghost/stronghost.conf)"
+	for t in $(seq 4101 4356); do echo "$t	stronghost-$t"; done
+} >"$root/etc/iproute2/rt_tables.d/stronghost.conf"
+printf '# stronghost: rules and routes written by stronghost\n83\tstronghost\n' >"$root/etc/iproute2/rt_protos.d/stronghost.conf"
+chmod 0644 "$root/etc/iproute2/rt_tables.d/stronghost.conf" "$root/etc/iproute2/rt_protos.d/stronghost.conf"
+# Man pages and completions, generated from the CLI definitions.
+gen=$(mktemp -d)
+(cd "$top" && cargo run -q --locked --example gen_docs -- "$gen")
+for m in "$gen"/man/*.8; do
+	gzip -9n -c "$m" >"$gen/$(basename "$m").gz"
+	inst 0644 "$gen/$(basename "$m").gz" "usr/share/man/man8/$(basename "$m").gz"
+done
+inst 0644 "$gen/completions/stronghost.bash" usr/share/bash-completion/completions/stronghost
+inst 0644 "$gen/completions/_stronghost" usr/share/zsh/vendor-completions/_stronghost
+inst 0644 "$gen/completions/stronghost.fish" usr/share/fish/vendor_completions.d/stronghost.fish
+rm -rf "$gen"
+inst 0644 "$top/README.md" "$doc/README.md"
+inst 0644 "$top/packaging/copyright" "$doc/copyright"
+if [ "$distro" = debian ]; then
+	inst 0644 "$top/packaging/deb/lintian-overrides" usr/share/lintian/overrides/stronghost
+	gzip -9n -c "$top/packaging/changelog" >"$root/$doc/changelog.Debian.gz"
+	chmod 0644 "$root/$doc/changelog.Debian.gz"
+fi
