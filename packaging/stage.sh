@@ -38,7 +38,11 @@ printf '# stronghost: rules and routes written by stronghost\n83\tstronghost\n' 
 chmod 0644 "$root/etc/iproute2/rt_tables.d/stronghost.conf" "$root/etc/iproute2/rt_protos.d/stronghost.conf"
 # Man pages and completions, generated from the CLI definitions.
 gen=$(mktemp -d)
-(cd "$top" && cargo run -q --locked --example gen_docs -- "$gen")
+if [ -x "$top/target/debug/examples/gen_docs" ]; then
+	"$top/target/debug/examples/gen_docs" "$gen"
+else
+	(cd "$top" && cargo run -q --locked --example gen_docs -- "$gen")
+fi
 for m in "$gen"/man/*.8; do
 	gzip -9n -c "$m" >"$gen/$(basename "$m").gz"
 	inst 0644 "$gen/$(basename "$m").gz" "usr/share/man/man8/$(basename "$m").gz"

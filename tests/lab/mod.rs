@@ -110,6 +110,8 @@ pub struct Lab {
     dhcp_options: Vec<String>,
     /// Read-only /sys and a private system D-Bus in the host (what networkd and NetworkManager need).
     pub daemons: bool,
+    /// Leave /usr/sbin/stronghost out of the host (a package installs it).
+    pub bare: bool,
 }
 
 pub fn run(cmd: &mut Command) -> Output {
@@ -140,28 +142,44 @@ impl Lab {
     /// Builds the topology with `n` host interfaces. `with_hook`: install stronghost's dhclient
     /// hook in the host (false gives the plain weak host).
     pub fn new(n: usize, with_hook: bool) -> Lab {
-        Lab::with_dhcp_options(n, with_hook, &[])
+        Lab::with(n, with_hook, &[], false, false)
+    }
+
+    /// As `new`, with extra dnsmasq options (tags `ifK` select interface K's client).
+    pub fn with_dhcp_options(n: usize, with_hook: bool, dhcp_options: &[&str]) -> Lab {
+        Lab::with(n, with_hook, dhcp_options, false, false)
+    }
+
+    /// A host without stronghost: for installing it from its package.
+    pub fn bare(n: usize) -> Lab {
+        Lab::with(n, false, &[], false, true)
     }
 
     /// A lab whose host can run systemd-networkd or NetworkManager: /sys read-only (else their
     /// links wait for udev forever) and a private system D-Bus (networkctl, nmcli, dispatcher).
     pub fn for_daemons(n: usize) -> Lab {
-        require_root();
-        let id = format!("sh{}x{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst));
-        let dir = std::env::temp_dir().join(format!("stronghost-lab-{id}"));
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut lab = Lab { id, dir, n, holder: None, children: vec![], dnsmasq: None, namespaces: vec![], stop: Arc::new(AtomicBool::new(false)), threads: vec![], dhcp_options: vec![], daemons: true };
-        lab.build(false);
-        lab
+        Lab::with(n, false, &[], true, false)
     }
 
-    /// As `new`, with extra dnsmasq options (tags `ifK` select interface K's client).
-    pub fn with_dhcp_options(n: usize, with_hook: bool, dhcp_options: &[&str]) -> Lab {
+    fn with(n: usize, with_hook: bool, dhcp_options: &[&str], daemons: bool, bare: bool) -> Lab {
         require_root();
         let id = format!("sh{}x{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst));
         let dir = std::env::temp_dir().join(format!("stronghost-lab-{id}"));
         std::fs::create_dir_all(&dir).unwrap();
-        let mut lab = Lab { id, dir, n, holder: None, children: vec![], dnsmasq: None, namespaces: vec![], stop: Arc::new(AtomicBool::new(false)), threads: vec![], dhcp_options: dhcp_options.iter().map(|o| o.to_string()).collect(), daemons: false };
+        let mut lab = Lab {
+            id,
+            dir,
+            n,
+            holder: None,
+            children: vec![],
+            dnsmasq: None,
+            namespaces: vec![],
+            stop: Arc::new(AtomicBool::new(false)),
+            threads: vec![],
+            dhcp_options: dhcp_options.iter().map(|o| o.to_string()).collect(),
+            daemons,
+            bare,
+        };
         lab.build(with_hook);
         lab
     }
@@ -214,8 +232,11 @@ impl Lab {
         let mut script = format!(
             "set -e\nmount -t tmpfs tmpfs /run\nfor t in etc usr var; do mkdir -p {d}/ovl/$t/u {d}/ovl/$t/w; \
              mount -t overlay overlay -o lowerdir=/$t,upperdir={d}/ovl/$t/u,workdir={d}/ovl/$t/w /$t; done\n\
-             install -m 0755 {bin} /usr/sbin/stronghost\nmkdir -p /etc/dhcp/dhclient-exit-hooks.d\n: > /etc/resolv.conf\n"
+             mkdir -p /etc/dhcp/dhclient-exit-hooks.d\n: > /etc/resolv.conf\n"
         );
+        if !self.bare {
+            script += &format!("install -m 0755 {bin} /usr/sbin/stronghost\n");
+        }
         if with_hook {
             script += &format!("install -m 0644 {hook} /etc/dhcp/dhclient-exit-hooks.d/stronghost\n");
         }
