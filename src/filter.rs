@@ -19,7 +19,7 @@
 //! rp_filter would otherwise drop the packet uncounted. Named counters survive rule replacement, so
 //! the per-interface drop counts are never reset by an unrelated change.
 
-use serde_json::Value;
+use crate::nfnetlink::Nft;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -48,62 +48,29 @@ fn nft_binary() -> &'static str {
     if std::path::Path::new("/usr/sbin/nft").exists() { "/usr/sbin/nft" } else { "nft" }
 }
 
-/// Reads our table; `Ok(Current::default())` when it does not exist.
+/// Reads our table over nfnetlink; `Ok(Current::default())` when it does not exist.
 pub fn read() -> Result<Current, String> {
-    let out = Command::new(nft_binary())
-        .args(["-j", "list", "table", "inet", TABLE])
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run nft ({e}); install the nftables package or set receive_filter = no"))?;
-    if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        if err.contains("No such file or directory") {
-            return Ok(Current::default());
-        }
-        return Err(format!("nft list table inet {TABLE} failed: {}", err.trim()));
+    let err = |e: std::io::Error| format!("reading nft table inet {TABLE}: {e}");
+    let mut nft = Nft::open().map_err(err)?;
+    if !nft.table_exists(TABLE).map_err(err)? {
+        return Ok(Current::default());
     }
-    parse(&String::from_utf8_lossy(&out.stdout))
-}
-
-fn parse(json: &str) -> Result<Current, String> {
-    let v: Value = serde_json::from_str(json).map_err(|e| format!("nft -j output: {e}"))?;
     let mut c = Current { exists: true, ..Default::default() };
-    let mut rules = Vec::new();
-    let mut chain_ok = false;
-    for item in v["nftables"].as_array().into_iter().flatten() {
-        if let Some(ch) = item.get("chain") {
-            chain_ok = ch["name"] == "receive" && ch["hook"] == "prerouting" && ch["type"] == "filter" && ch["prio"] == -300 && ch["policy"] == "accept";
-        } else if let Some(r) = item.get("rule") {
-            rules.push(r["comment"].as_str().unwrap_or("").to_string());
-        } else if let Some(s) = item.get("set") {
-            if s["name"] == "managed" {
-                c.set = elements(&s["elem"]).into_iter().filter_map(|e| e.as_str().map(str::to_string)).collect();
-            }
-        } else if let Some(m) = item.get("map") {
-            if m["name"] == "wrong_iface" {
-                for e in elements(&m["elem"]) {
-                    if let (Some(k), Some(v)) = (e[0].as_str(), e[1].as_str()) {
-                        c.map.insert(k.to_string(), v.to_string());
-                    }
-                }
-            }
-        } else if let Some(k) = item.get("counter") {
-            if let Some(name) = k["name"].as_str() {
-                c.counters.insert(name.to_string(), k["packets"].as_u64().unwrap_or(0));
-            }
-        }
-    }
+    // prerouting (hook 0), priority raw (-300), policy accept (1): the chain stronghost creates.
+    let chain_ok = nft.chain(TABLE, "receive").map_err(err)? == Some((0, -300, 1));
+    let rules = nft.rule_userdata(TABLE, "receive").map_err(err)?.unwrap_or_default();
+    c.rule_ok = chain_ok && rules.len() == 1 && rules[0].windows(RULE_TAG.len()).any(|w| w == RULE_TAG.as_bytes());
+    c.set = nft.elements(TABLE, "managed").map_err(err)?.unwrap_or_default().into_iter().map(|(k, _)| k).collect();
     c.set.sort();
-    c.rule_ok = chain_ok && rules.len() == 1 && rules[0] == RULE_TAG;
+    c.map = nft
+        .elements(TABLE, "wrong_iface")
+        .map_err(err)?
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(k, o)| Some((k, o?)))
+        .collect();
+    c.counters = nft.counters(TABLE).map_err(err)?.unwrap_or_default();
     Ok(c)
-}
-
-fn elements(v: &Value) -> Vec<Value> {
-    match v {
-        Value::Array(a) => a.clone(),
-        Value::Null => vec![],
-        other => vec![other.clone()],
-    }
 }
 
 /// The transaction that brings the table from `cur` to `want`, or `None` when it is converged.
@@ -193,20 +160,5 @@ mod tests {
         assert!(s.contains("delete counter inet stronghost drop_4102") && !s.contains("delete counter inet stronghost drop_4101"));
         assert_eq!(script(&cur, &Members::new()).unwrap(), "delete table inet stronghost\n");
         assert_eq!(script(&Current::default(), &Members::new()), None);
-    }
-
-    #[test]
-    fn parses_nft_json() {
-        let j = r#"{"nftables":[{"metainfo":{}},{"table":{"family":"inet","name":"stronghost"}},
-          {"chain":{"family":"inet","table":"stronghost","name":"receive","type":"filter","hook":"prerouting","prio":-300,"policy":"accept"}},
-          {"set":{"name":"managed","type":"ifname","elem":["eth1","eth0"]}},
-          {"map":{"name":"wrong_iface","type":"ifname","map":"counter","elem":[["eth0","drop_4101"],["eth1","drop_4102"]]}},
-          {"counter":{"name":"drop_4101","packets":5,"bytes":300}},{"counter":{"name":"drop_4102","packets":0,"bytes":0}},
-          {"rule":{"chain":"receive","comment":"stronghost wrong-interface drop v1","expr":[]}}]}"#;
-        let c = parse(j).unwrap();
-        assert!(c.rule_ok);
-        assert_eq!(c.set, ["eth0", "eth1"]);
-        assert_eq!(c.counters["drop_4101"], 5);
-        assert_eq!(c.map["eth1"], "drop_4102");
     }
 }

@@ -11,6 +11,7 @@ mod lease;
 mod logging;
 mod net;
 mod netlink;
+mod nfnetlink;
 mod policy;
 mod state;
 mod sysctl;

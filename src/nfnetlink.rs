@@ -1,0 +1,223 @@
+//! Reading stronghost's nftables table over nfnetlink, without running `nft`: which interfaces
+//! the receive filter covers, its counters, and whether its rule is the one stronghost wrote.
+//! Writes still go through `nft -f` (one atomic transaction) and only happen when something
+//! differs; this makes the common case — a converged host — cost no extra process.
+
+use netlink_sys::{Socket, SocketAddr};
+use std::collections::BTreeMap;
+use std::io;
+
+const NETLINK_NETFILTER: isize = 12;
+const NFNL_SUBSYS_NFTABLES: u16 = 10;
+const NFT_MSG_GETTABLE: u16 = 1;
+const NFT_MSG_GETCHAIN: u16 = 4;
+const NFT_MSG_GETRULE: u16 = 7;
+const NFT_MSG_GETSETELEM: u16 = 13;
+const NFT_MSG_GETOBJ: u16 = 19;
+const NFPROTO_INET: u8 = 1;
+const NLMSG_ERROR: u16 = 2;
+const NLMSG_DONE: u16 = 3;
+const NLM_F_REQUEST: u16 = 1;
+const NLM_F_ACK: u16 = 4;
+const NLM_F_DUMP: u16 = 0x300;
+const NFT_OBJECT_COUNTER: u32 = 1;
+
+/// One nftables netlink conversation.
+pub struct Nft {
+    sock: Socket,
+    seq: u32,
+}
+
+fn attr(buf: &mut Vec<u8>, kind: u16, data: &[u8]) {
+    let len = 4 + data.len();
+    buf.extend_from_slice(&(len as u16).to_ne_bytes());
+    buf.extend_from_slice(&kind.to_ne_bytes());
+    buf.extend_from_slice(data);
+    buf.resize(buf.len() + ((4 - len % 4) % 4), 0);
+}
+
+fn cstr(s: &str) -> Vec<u8> {
+    let mut v = s.as_bytes().to_vec();
+    v.push(0);
+    v
+}
+
+/// The attributes in `data` as (type without flags, payload).
+fn attrs(mut data: &[u8]) -> Vec<(u16, &[u8])> {
+    let mut out = Vec::new();
+    while data.len() >= 4 {
+        let len = u16::from_ne_bytes([data[0], data[1]]) as usize;
+        let kind = u16::from_ne_bytes([data[2], data[3]]) & 0x3fff;
+        if len < 4 || len > data.len() {
+            break;
+        }
+        out.push((kind, &data[4..len]));
+        let step = (len + 3) & !3;
+        data = &data[step.min(data.len())..];
+    }
+    out
+}
+
+fn find(a: &[(u16, &[u8])], kind: u16) -> Option<Vec<u8>> {
+    a.iter().find(|(k, _)| *k == kind).map(|(_, v)| v.to_vec())
+}
+
+fn text(v: &[u8]) -> String {
+    String::from_utf8_lossy(v.split(|b| *b == 0).next().unwrap_or(&[])).into_owned()
+}
+
+fn be32(v: &[u8]) -> Option<u32> {
+    Some(u32::from_be_bytes(v.get(..4)?.try_into().ok()?))
+}
+
+impl Nft {
+    pub fn open() -> io::Result<Nft> {
+        let mut sock = Socket::new(NETLINK_NETFILTER)?;
+        sock.bind_auto()?;
+        sock.connect(&SocketAddr::new(0, 0))?;
+        Ok(Nft { sock, seq: 0 })
+    }
+
+    /// Sends one request; returns the payloads (after the nfgenmsg) of every answer.
+    /// `Ok(None)` when the kernel says the object does not exist.
+    fn request(&mut self, msg: u16, flags: u16, attributes: &[u8]) -> io::Result<Option<Vec<Vec<u8>>>> {
+        self.seq += 1;
+        let mut buf = Vec::with_capacity(64);
+        let len = 16 + 4 + attributes.len();
+        buf.extend_from_slice(&(len as u32).to_ne_bytes());
+        buf.extend_from_slice(&((NFNL_SUBSYS_NFTABLES << 8) | msg).to_ne_bytes());
+        buf.extend_from_slice(&(NLM_F_REQUEST | NLM_F_ACK | flags).to_ne_bytes());
+        buf.extend_from_slice(&self.seq.to_ne_bytes());
+        buf.extend_from_slice(&0u32.to_ne_bytes());
+        buf.extend_from_slice(&[NFPROTO_INET, 0, 0, 0]);
+        buf.extend_from_slice(attributes);
+        self.sock.send(&buf, 0)?;
+        let mut out = Vec::new();
+        let mut rx = vec![0u8; 1 << 16];
+        loop {
+            let n = self.sock.recv(&mut &mut rx[..], 0)?;
+            let mut off = 0;
+            while off + 16 <= n {
+                let h = &rx[off..n];
+                let mlen = u32::from_ne_bytes(h[0..4].try_into().unwrap()) as usize;
+                let kind = u16::from_ne_bytes([h[4], h[5]]);
+                let seq = u32::from_ne_bytes(h[8..12].try_into().unwrap());
+                if mlen < 16 || mlen > h.len() {
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, "nfnetlink: truncated message"));
+                }
+                off += (mlen + 3) & !3;
+                if seq != self.seq {
+                    continue;
+                }
+                match kind {
+                    NLMSG_DONE => return Ok(Some(out)),
+                    NLMSG_ERROR => {
+                        let code = i32::from_ne_bytes(h[16..20].try_into().unwrap());
+                        return match -code {
+                            0 if flags & NLM_F_DUMP == 0 => Ok(Some(out)),
+                            0 => continue,
+                            2 => Ok(None), // ENOENT: no such table, chain or set
+                            e => Err(io::Error::from_raw_os_error(e)),
+                        };
+                    }
+                    _ => out.push(h[20.min(mlen)..mlen].to_vec()),
+                }
+            }
+        }
+    }
+
+    pub fn table_exists(&mut self, table: &str) -> io::Result<bool> {
+        let mut a = Vec::new();
+        attr(&mut a, 1, &cstr(table)); // NFTA_TABLE_NAME
+        Ok(self.request(NFT_MSG_GETTABLE, 0, &a)?.is_some())
+    }
+
+    /// Elements of a set (keys) or map (key → object name) of an inet table; `None` if absent.
+    pub fn elements(&mut self, table: &str, set: &str) -> io::Result<Option<Vec<(String, Option<String>)>>> {
+        let mut a = Vec::new();
+        attr(&mut a, 1, &cstr(table)); // NFTA_SET_ELEM_LIST_TABLE
+        attr(&mut a, 2, &cstr(set)); // NFTA_SET_ELEM_LIST_SET
+        let Some(msgs) = self.request(NFT_MSG_GETSETELEM, NLM_F_DUMP, &a)? else { return Ok(None) };
+        let mut out = Vec::new();
+        for m in &msgs {
+            let top = attrs(m);
+            let Some(list) = find(&top, 3) else { continue }; // NFTA_SET_ELEM_LIST_ELEMENTS
+            for (_, elem) in attrs(&list) {
+                let e = attrs(elem);
+                let key = find(&e, 1).and_then(|k| find(&attrs(&k), 1)).map(|v| text(&v)); // KEY → DATA_VALUE
+                let obj = find(&e, 9).map(|v| text(&v)); // NFTA_SET_ELEM_OBJREF
+                if let Some(k) = key {
+                    out.push((k, obj));
+                }
+            }
+        }
+        Ok(Some(out))
+    }
+
+    /// Counter objects of an inet table: name → packets.
+    pub fn counters(&mut self, table: &str) -> io::Result<Option<BTreeMap<String, u64>>> {
+        let mut a = Vec::new();
+        attr(&mut a, 1, &cstr(table)); // NFTA_OBJ_TABLE
+        attr(&mut a, 3, &NFT_OBJECT_COUNTER.to_be_bytes()); // NFTA_OBJ_TYPE
+        let Some(msgs) = self.request(NFT_MSG_GETOBJ, NLM_F_DUMP, &a)? else { return Ok(None) };
+        let mut out = BTreeMap::new();
+        for m in &msgs {
+            let top = attrs(m);
+            if find(&top, 1).map(|t| text(&t)).as_deref() != Some(table) {
+                continue;
+            }
+            let Some(name) = find(&top, 2).map(|v| text(&v)) else { continue };
+            let packets = find(&top, 4)
+                .and_then(|d| find(&attrs(&d), 2)) // NFTA_COUNTER_PACKETS
+                .and_then(|p| Some(u64::from_be_bytes(p.get(..8)?.try_into().ok()?)))
+                .unwrap_or(0);
+            out.insert(name, packets);
+        }
+        Ok(Some(out))
+    }
+
+    /// The chain's hook number, priority and policy; `None` if it does not exist.
+    pub fn chain(&mut self, table: &str, chain: &str) -> io::Result<Option<(u32, i32, u32)>> {
+        let mut a = Vec::new();
+        attr(&mut a, 1, &cstr(table)); // NFTA_CHAIN_TABLE
+        attr(&mut a, 3, &cstr(chain)); // NFTA_CHAIN_NAME
+        let Some(msgs) = self.request(NFT_MSG_GETCHAIN, 0, &a)? else { return Ok(None) };
+        let Some(m) = msgs.first() else { return Ok(None) };
+        let top = attrs(m);
+        let hook = find(&top, 4).map(|h| attrs(&h).iter().map(|(k, v)| (*k, v.to_vec())).collect::<Vec<_>>()).unwrap_or_default();
+        let num = hook.iter().find(|(k, _)| *k == 1).and_then(|(_, v)| be32(v));
+        let prio = hook.iter().find(|(k, _)| *k == 2).and_then(|(_, v)| be32(v)).map(|p| p as i32);
+        let policy = find(&top, 5).and_then(|v| be32(&v));
+        Ok(match (num, prio, policy) {
+            (Some(n), Some(p), Some(pol)) => Some((n, p, pol)),
+            _ => None,
+        })
+    }
+
+    /// The user data (comment) of every rule in a chain; `None` if the chain does not exist.
+    pub fn rule_userdata(&mut self, table: &str, chain: &str) -> io::Result<Option<Vec<Vec<u8>>>> {
+        let mut a = Vec::new();
+        attr(&mut a, 1, &cstr(table)); // NFTA_RULE_TABLE
+        attr(&mut a, 2, &cstr(chain)); // NFTA_RULE_CHAIN
+        let Some(msgs) = self.request(NFT_MSG_GETRULE, NLM_F_DUMP, &a)? else { return Ok(None) };
+        Ok(Some(msgs.iter().map(|m| find(&attrs(m), 7).unwrap_or_default()).collect())) // NFTA_RULE_USERDATA
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attributes_round_trip() {
+        let mut b = Vec::new();
+        attr(&mut b, 1, &cstr("stronghost"));
+        attr(&mut b, 3, &7u32.to_be_bytes());
+        let a = attrs(&b);
+        assert_eq!(text(&find(&a, 1).unwrap()), "stronghost");
+        assert_eq!(be32(&find(&a, 3).unwrap()), Some(7));
+        // Truncated or garbage input ends the walk instead of panicking.
+        assert!(attrs(&[0xff, 0xff, 0, 0, 1]).is_empty());
+        assert!(attrs(&b[..5]).is_empty());
+    }
+}
