@@ -23,7 +23,21 @@ pub struct Kernel {
 
 impl Kernel {
     pub fn read(nl: &mut Netlink) -> io::Result<Kernel> {
-        Ok(Kernel { links: nl.links()?, addrs: nl.addresses()?, rules: nl.rules()?, routes: nl.routes()? })
+        Ok(Kernel { links: nl.links()?, addrs: nl.addresses(0)?, rules: nl.rules()?, routes: nl.routes(0)? })
+    }
+
+    /// What one interface's plan needs, and no more: its link and addresses, every rule (few),
+    /// and the routes of its table and of main. The cost of an event then does not grow with
+    /// the number of interfaces on the host.
+    pub fn read_one(nl: &mut Netlink, ifname: &str, table: u32) -> io::Result<Kernel> {
+        let links: Vec<Link> = nl.link(ifname)?.into_iter().collect();
+        let addrs = match links.first() {
+            Some(l) => nl.addresses(l.index)?,
+            None => vec![],
+        };
+        let mut routes = nl.routes(table)?;
+        routes.extend(nl.routes(RT_TABLE_MAIN)?);
+        Ok(Kernel { links, addrs, rules: nl.rules()?, routes })
     }
 
     pub fn link(&self, name: &str) -> Option<&Link> {
@@ -119,7 +133,10 @@ pub struct Engine {
     pub cfg: Config,
     pub nl: Netlink,
     pub state: State,
+    /// Records loaded under the lock: all of them (`lock`) or the one being worked on (`lock_one`).
     pub records: BTreeMap<String, Record>,
+    /// Names of every interface that has a record (claimed by stronghost).
+    pub names: BTreeSet<String>,
     pub tables: BTreeMap<String, u32>,
     tables_dirty: bool,
     pub sysctl_writes: u32,
@@ -145,17 +162,40 @@ impl Engine {
     pub fn new(cfg: Config) -> Result<Engine, String> {
         let nl = Netlink::open().map_err(|e| format!("cannot open rtnetlink: {e} (stronghost must run as root)"))?;
         let state = State::open().map_err(|e| format!("state directory: {e}"))?;
-        Ok(Engine { cfg, nl, state, records: BTreeMap::new(), tables: BTreeMap::new(), tables_dirty: false, sysctl_writes: 0, nft_writes: 0 })
+        Ok(Engine { cfg, nl, state, records: BTreeMap::new(), names: BTreeSet::new(), tables: BTreeMap::new(), tables_dirty: false, sysctl_writes: 0, nft_writes: 0 })
     }
 
     /// Takes the host-wide lock and only then reads stronghost's records: whatever another hook
     /// wrote before releasing the lock is seen.
     pub fn lock(&mut self, wait: std::time::Duration) -> Result<nix::fcntl::Flock<std::fs::File>, String> {
         let guard = self.state.lock(wait).map_err(|e| e.to_string())?;
-        self.records = self.state.recorded().into_iter().map(|n| (n.clone(), self.state.record(&n))).collect();
+        self.names = self.state.recorded().into_iter().collect();
+        self.records = self.names.iter().map(|n| (n.clone(), self.state.record(n))).collect();
         self.tables = self.state.tables();
         self.tables_dirty = false;
         Ok(guard)
+    }
+
+    /// As `lock`, reading only the record of `ifname` (and the names of the others).
+    pub fn lock_one(&mut self, wait: std::time::Duration, ifname: &str) -> Result<nix::fcntl::Flock<std::fs::File>, String> {
+        let guard = self.state.lock(wait).map_err(|e| e.to_string())?;
+        self.names = self.state.recorded().into_iter().collect();
+        self.records.clear();
+        if self.names.contains(ifname) {
+            self.records.insert(ifname.to_string(), self.state.record(ifname));
+        }
+        self.tables = self.state.tables();
+        self.tables_dirty = false;
+        Ok(guard)
+    }
+
+    /// The kernel as one interface's plan sees it; everything when it has no table yet (the
+    /// allocation looks at every table in the range).
+    pub fn kernel_for(&mut self, ifname: &str) -> Result<Kernel, String> {
+        match self.tables.get(ifname).copied() {
+            Some(t) => Kernel::read_one(&mut self.nl, ifname, t).map_err(|e| format!("reading the kernel's routing state: {e}")),
+            None => self.kernel(),
+        }
     }
 
     pub fn kernel(&mut self) -> Result<Kernel, String> {
@@ -269,23 +309,28 @@ impl Engine {
 
     /// The shared rule and the filter for the set of interfaces applied once `plans` are done.
     pub fn plan_host(&mut self, k: &Kernel, plans: &[Plan]) -> HostPlan {
-        let mut records = self.records.clone();
+        let mut names = self.names.clone();
         for p in plans.iter().filter(|p| !p.orphans) {
             match &p.record {
-                Some(r) => records.insert(p.ifname.clone(), r.clone()),
-                None => records.remove(&p.ifname),
+                Some(_) => names.insert(p.ifname.clone()),
+                None => names.remove(&p.ifname),
             };
         }
-        let applied: Vec<&String> = records.iter().filter(|(_, r)| r.applied).map(|(n, _)| n).collect();
-        let want_main = if applied.is_empty() { vec![] } else { vec![policy::main_rule(&self.cfg)] };
-        let cur_main: Vec<Rule> = k.owned_rules(self.cfg.protocol).filter(|r| r.selector == Selector::All).cloned().collect();
+        // The shared rule stays while any interface is routed: one of these plans, or another
+        // interface whose rules are in the kernel.
+        let proto = self.cfg.protocol;
+        let planned: BTreeSet<u32> = plans.iter().filter_map(|p| p.table).collect();
+        let routed = plans.iter().any(|p| p.record.as_ref().is_some_and(|r| r.applied))
+            || k.owned_rules(proto).any(|r| r.selector != Selector::All && self.cfg.in_table_range(r.table) && !planned.contains(&r.table));
+        let want_main = if routed { vec![policy::main_rule(&self.cfg)] } else { vec![] };
+        let cur_main: Vec<Rule> = k.owned_rules(proto).filter(|r| r.selector == Selector::All).cloned().collect();
         let (rules_del, rules_add) = diff(&cur_main, &want_main);
         let mut host = HostPlan { rules_add, rules_del, ..Default::default() };
 
         // Every claimed interface, addressed or not: an interface without an address must not
         // accept packets for the others' addresses either.
         let members: filter::Members = if self.cfg.receive_filter {
-            records.keys().filter_map(|n| Some((n.clone(), filter::counter_name(*self.tables.get(n)?)))).collect()
+            names.iter().filter_map(|n| Some((n.clone(), filter::counter_name(*self.tables.get(n)?)))).collect()
         } else {
             filter::Members::new()
         };
@@ -373,12 +418,14 @@ impl Engine {
             match &p.record {
                 Some(r) => {
                     self.records.insert(p.ifname.clone(), r.clone());
+                    self.names.insert(p.ifname.clone());
                 }
                 None => {
                     if let Err(e) = self.state.remove_record(&p.ifname) {
                         errors.push(format!("removing state of {}: {e}", p.ifname));
                     }
                     self.records.remove(&p.ifname);
+                    self.names.remove(&p.ifname);
                 }
             }
         }

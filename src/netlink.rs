@@ -53,6 +53,8 @@ impl Netlink {
         socket.bind_auto()?;
         socket.connect(&SocketAddr::new(0, 0))?;
         let _ = socket.set_ext_ack(true);
+        // Lets dumps be filtered by the kernel (addresses of one interface, routes of one table).
+        let _ = socket.set_netlink_get_strict_chk(true);
         // Dumps of a host with hundreds of interfaces are large; don't lose the tail.
         let _ = socket.set_rx_buf_sz(4 << 20);
         Ok(Netlink { socket, seq: 0, writes: 0 })
@@ -113,27 +115,36 @@ impl Netlink {
     }
 
     pub fn links(&mut self) -> io::Result<Vec<Link>> {
-        let mut out = Vec::new();
-        for m in self.dump(RouteNetlinkMessage::GetLink(LinkMessage::default()))? {
-            if let RouteNetlinkMessage::NewLink(l) = m {
-                let mut link = Link { index: l.header.index, name: String::new(), group: 0, up: false };
-                link.up = l.header.flags.contains(netlink_packet_route::link::LinkFlags::Up);
-                for a in l.attributes {
-                    match a {
-                        LinkAttribute::IfName(n) => link.name = n,
-                        LinkAttribute::Group(g) => link.group = g,
-                        _ => {}
-                    }
-                }
-                out.push(link);
-            }
-        }
-        Ok(out)
+        Ok(self.dump(RouteNetlinkMessage::GetLink(LinkMessage::default()))?.into_iter().filter_map(link_from_kernel).collect())
     }
 
-    pub fn addresses(&mut self) -> io::Result<Vec<Address>> {
+    /// One link, asked for by name; `None` if there is no such interface.
+    pub fn link(&mut self, name: &str) -> io::Result<Option<Link>> {
+        let mut m = LinkMessage::default();
+        m.attributes.push(LinkAttribute::IfName(name.to_string()));
+        match self.request(RouteNetlinkMessage::GetLink(m), 0) {
+            Ok(v) => Ok(v.into_iter().find_map(link_from_kernel)),
+            Err(e) if e.raw_os_error() == Some(19) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// One link, asked for by index; `None` if it is gone.
+    pub fn link_by_index(&mut self, index: u32) -> io::Result<Option<Link>> {
+        let mut m = LinkMessage::default();
+        m.header.index = index;
+        match self.request(RouteNetlinkMessage::GetLink(m), 0) {
+            Ok(v) => Ok(v.into_iter().find_map(link_from_kernel)),
+            Err(e) if e.raw_os_error() == Some(19) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// IPv4 addresses of every interface (`index` 0) or of one.
+    pub fn addresses(&mut self, index: u32) -> io::Result<Vec<Address>> {
         let mut req = AddressMessage::default();
         req.header.family = AddressFamily::Inet;
+        req.header.index = index;
         let mut out = Vec::new();
         for m in self.dump(RouteNetlinkMessage::GetAddress(req))? {
             if let RouteNetlinkMessage::NewAddress(a) = m {
@@ -171,10 +182,13 @@ impl Netlink {
         Ok(out)
     }
 
-    /// All IPv4 unicast-table routes of every table, as the kernel holds them.
-    pub fn routes(&mut self) -> io::Result<Vec<KernelRoute>> {
+    /// The IPv4 routes of one table, or of every table (`table` 0), as the kernel holds them.
+    pub fn routes(&mut self, table: u32) -> io::Result<Vec<KernelRoute>> {
         let mut req = RouteMessage::default();
         req.header.address_family = AddressFamily::Inet;
+        if table != 0 {
+            req.attributes.push(RouteAttribute::Table(table));
+        }
         let mut out = Vec::new();
         for m in self.dump(RouteNetlinkMessage::GetRoute(req))? {
             if let RouteNetlinkMessage::NewRoute(r) = m {
@@ -268,6 +282,20 @@ fn address_message(index: u32, addr: Ipv4Addr, prefix_len: u8, protocol: Option<
         m.attributes.push(AddressAttribute::Protocol(p.into()));
     }
     m
+}
+
+fn link_from_kernel(m: RouteNetlinkMessage) -> Option<Link> {
+    let RouteNetlinkMessage::NewLink(l) = m else { return None };
+    let mut link = Link { index: l.header.index, name: String::new(), group: 0, up: false };
+    link.up = l.header.flags.contains(netlink_packet_route::link::LinkFlags::Up);
+    for a in l.attributes {
+        match a {
+            LinkAttribute::IfName(n) => link.name = n,
+            LinkAttribute::Group(g) => link.group = g,
+            _ => {}
+        }
+    }
+    Some(link)
 }
 
 fn protocol_number(p: RouteProtocol) -> u8 {

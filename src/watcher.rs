@@ -265,14 +265,17 @@ fn handle(engine: &mut Engine, cfg: &Config, p: Pending, fights: &mut Fights) {
         }
         return;
     }
-    let k = match engine.kernel() {
-        Ok(k) => k,
-        Err(e) => {
-            log::error!("{e}");
-            return;
+    // Resolve what the events name, asking the kernel about those interfaces only.
+    let mut names: BTreeSet<String> = BTreeSet::new();
+    let mut addressed: BTreeSet<String> = BTreeSet::new();
+    for &i in &p.ifindexes {
+        if let Ok(Some(l)) = engine.nl.link_by_index(i) {
+            if engine.nl.addresses(i).is_ok_and(|a| !a.is_empty()) {
+                addressed.insert(l.name.clone());
+            }
+            names.insert(l.name);
         }
-    };
-    let mut names: BTreeSet<String> = p.ifindexes.iter().filter_map(|i| k.links.iter().find(|l| l.index == *i).map(|l| l.name.clone())).collect();
+    }
     names.extend(p.gone.iter().cloned());
     let tables = engine.state.tables();
     for (n, t) in &tables {
@@ -283,9 +286,8 @@ fn handle(engine: &mut Engine, cfg: &Config, p: Pending, fights: &mut Fights) {
     let recorded = engine.state.recorded();
     for name in names {
         let known = recorded.contains(&name);
-        let addressed = k.link(&name).is_some_and(|l| k.addrs.iter().any(|a| a.index == l.index));
         // Claim an interface when it first has an address, as `sync` does; after that, follow it.
-        if !known && !(cfg.manages(&name) && addressed) {
+        if !known && !(cfg.manages(&name) && addressed.contains(&name)) {
             continue;
         }
         if fights.is_paused(&name) {

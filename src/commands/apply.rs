@@ -28,9 +28,20 @@ pub enum Target<'a> {
 /// Plans and (unless `dry_run`) executes under the host-wide lock.
 /// `prepare` runs under the lock, before planning (a hook records its lease there).
 pub fn reconcile(e: &mut Engine, target: &Target, dry_run: bool, prepare: impl FnOnce(&mut Engine)) -> Result<Done, String> {
-    let lock = e.lock(LOCK_WAIT)?;
+    // One interface: read only its state. Everything: read everything.
+    let one = match target {
+        Target::Apply(n) | Target::Release(n) | Target::LeaseGone(n) => Some(*n),
+        Target::Sync | Target::ReleaseAll => None,
+    };
+    let lock = match one {
+        Some(n) => e.lock_one(LOCK_WAIT, n)?,
+        None => e.lock(LOCK_WAIT)?,
+    };
     prepare(e);
-    let k = e.kernel()?;
+    let k = match one {
+        Some(n) => e.kernel_for(n)?,
+        None => e.kernel()?,
+    };
     let (plans, mut errors): (Vec<Plan>, Vec<String>) = match target {
         Target::Apply(n) => (vec![e.plan_interface(&k, n, Intent::Apply)?], vec![]),
         Target::Release(n) => (vec![e.plan_interface(&k, n, Intent::Release)?], vec![]),
@@ -38,7 +49,7 @@ pub fn reconcile(e: &mut Engine, target: &Target, dry_run: bool, prepare: impl F
             if let Some(r) = e.records.get_mut(*n) {
                 r.lease = None;
             }
-            let intent = if k.link(n).is_some() && e.records.contains_key(*n) { Intent::Apply } else { Intent::Release };
+            let intent = if k.link(n).is_some() && e.names.contains(*n) { Intent::Apply } else { Intent::Release };
             (vec![e.plan_interface(&k, n, intent)?], vec![])
         }
         Target::Sync => e.plan_sync(&k, false),

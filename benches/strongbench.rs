@@ -1,0 +1,323 @@
+//! stronghost's benchmarks, in one run on the same namespaces (run with `bash benches/run.sh`):
+//! per-event cost against the classic shell recipe and the `ip -batch` floor, `sync` at 1, 5, 64
+//! and 256 interfaces, the watcher's latency and memory, and the receive filter's data-plane cost.
+//! Whole-process wall times; every variant runs through the same `nsenter` wrapper. Not a test:
+//! it reports, it does not judge. Addresses are from 198.18.0.0/15, the benchmarking range.
+
+#[path = "../tests/lab/mod.rs"]
+#[allow(dead_code)]
+mod lab;
+
+use lab::Lab;
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+const GW: &str = "198.18.0.1";
+
+fn addr(k: usize) -> String {
+    format!("198.18.{}.{}", 1 + k / 200, 10 + k % 200)
+}
+
+struct Stats {
+    samples: Vec<Duration>,
+}
+
+impl Stats {
+    fn new(mut samples: Vec<Duration>) -> Stats {
+        samples.sort();
+        Stats { samples }
+    }
+    fn q(&self, q: f64) -> Duration {
+        self.samples[((self.samples.len() - 1) as f64 * q).round() as usize]
+    }
+    fn median(&self) -> Duration {
+        self.q(0.5)
+    }
+    fn ms(d: Duration) -> String {
+        format!("{:.2}", d.as_secs_f64() * 1e3)
+    }
+    /// "median (p10–p90)" in milliseconds.
+    fn show(&self) -> String {
+        format!("{} ({}–{})", Self::ms(self.median()), Self::ms(self.q(0.1)), Self::ms(self.q(0.9)))
+    }
+}
+
+fn ratio(a: Duration, b: Duration) -> String {
+    format!("{:.1}×", a.as_secs_f64() / b.as_secs_f64())
+}
+
+struct Bench {
+    lab: Lab,
+    report: String,
+}
+
+impl Bench {
+    fn timed(&self, args: &[&str]) -> Duration {
+        let t = Instant::now();
+        let out = self.lab.host(args);
+        let d = t.elapsed();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        d
+    }
+
+    fn config(&self, n: usize, filter: bool) {
+        let names: Vec<String> = (0..n).map(|k| format!("eth{k}")).collect();
+        self.lab.write_host_file("/etc/stronghost/stronghost.conf", &format!("interfaces = {}\nreceive_filter = {}\n", names.join(" "), if filter { "yes" } else { "no" }));
+    }
+
+    /// The classic recipe for interfaces 0..n, one process per command, as a script file.
+    fn shell_recipe(&self, n: usize) -> String {
+        let mut s = String::new();
+        for k in 0..n {
+            let (a, t) = (addr(k), 1000 + k);
+            let _ = writeln!(s, "ip route add 198.18.0.0/15 dev eth{k} src {a} table {t}");
+            let _ = writeln!(s, "ip route add default via {GW} dev eth{k} table {t}");
+            let _ = writeln!(s, "ip rule add from {a} table {t}");
+            let _ = writeln!(s, "iptables -A INPUT -i eth{k} ! -d {a} -j DROP");
+        }
+        s
+    }
+
+    fn batch(&self, n: usize) -> String {
+        let mut s = String::new();
+        for k in 0..n {
+            let (a, t) = (addr(k), 1000 + k);
+            let _ = writeln!(s, "route add 198.18.0.0/15 dev eth{k} src {a} table {t}");
+            let _ = writeln!(s, "route add default via {GW} dev eth{k} table {t}");
+            let _ = writeln!(s, "rule add from {a} table {t}");
+        }
+        s
+    }
+
+    fn undo_recipe(&self, n: usize) {
+        let mut s = String::new();
+        for k in 0..n {
+            let _ = writeln!(s, "route flush table {}", 1000 + k);
+            let _ = writeln!(s, "rule del from {} table {}", addr(k), 1000 + k);
+        }
+        self.lab.write_host_file("/tmp/undo.batch", &s);
+        let _ = self.lab.host(&["ip", "-force", "-batch", "/tmp/undo.batch"]);
+        let _ = self.lab.host(&["iptables", "-F", "INPUT"]);
+    }
+
+    fn per_event(&mut self, runs: usize) {
+        self.config(5, true);
+        let env = ["env", "reason=BOUND", "interface=eth1", "new_subnet_mask=255.254.0.0", "new_routers=198.18.0.1"];
+        let ip = format!("new_ip_address={}", addr(1));
+        let hook: Vec<&str> = env.iter().copied().chain([ip.as_str(), "/usr/sbin/stronghost", "hook", "dhclient"]).collect();
+        let (mut first, mut again, mut shell, mut floor) = (vec![], vec![], vec![], vec![]);
+        self.lab.write_host_file("/tmp/recipe1.sh", &self.shell_recipe(2).lines().skip(4).collect::<Vec<_>>().join("\n"));
+        self.lab.write_host_file("/tmp/batch1", &self.batch(2).lines().skip(3).collect::<Vec<_>>().join("\n"));
+        for _ in 0..runs {
+            first.push(self.timed(&hook));
+            again.push(self.timed(&hook));
+            self.lab.host_ok(&["/usr/sbin/stronghost", "release", "eth1"]);
+            shell.push(self.timed(&["sh", "/tmp/recipe1.sh"]));
+            self.undo_recipe(2);
+            floor.push(self.timed(&["ip", "-batch", "/tmp/batch1"]));
+            self.undo_recipe(2);
+        }
+        let (first, again, shell, floor) = (Stats::new(first), Stats::new(again), Stats::new(shell), Stats::new(floor));
+        let _ = writeln!(self.report, "\n### One event: a BOUND lease for one interface ({runs} runs, ms: median (p10–p90))\n");
+        let _ = writeln!(self.report, "| variant | wall time | shell recipe ÷ this |\n|---|---|---|");
+        let _ = writeln!(self.report, "| `stronghost hook dhclient`, first bind | {} | {} |", first.show(), ratio(shell.median(), first.median()));
+        let _ = writeln!(self.report, "| `stronghost hook dhclient`, converged re-apply | {} | {} |", again.show(), ratio(shell.median(), again.median()));
+        let _ = writeln!(self.report, "| shell recipe (2 × ip route, ip rule, iptables) | {} | 1.0× |", shell.show());
+        let _ = writeln!(self.report, "| floor: the same netlink work in one `ip -batch` | {} | {} |", floor.show(), ratio(shell.median(), floor.median()));
+    }
+
+    fn scale(&mut self, sizes: &[usize]) {
+        let _ = writeln!(self.report, "\n### `stronghost sync` at N interfaces (ms: median (p10–p90))\n");
+        let _ = writeln!(self.report, "| N | stronghost sync | ip -batch floor | sync ÷ floor | shell recipe | shell ÷ sync | sync per interface |\n|---|---|---|---|---|---|---|");
+        for &n in sizes {
+            self.config(n, true);
+            let runs = if n >= 64 { 5 } else { 10 };
+            let (mut sync, mut floor, mut shell) = (vec![], vec![], vec![]);
+            self.lab.write_host_file("/tmp/recipe.sh", &self.shell_recipe(n));
+            self.lab.write_host_file("/tmp/batch", &self.batch(n));
+            for r in 0..runs {
+                sync.push(self.timed(&["/usr/sbin/stronghost", "sync"]));
+                self.lab.host_ok(&["/usr/sbin/stronghost", "release", "--all"]);
+                floor.push(self.timed(&["ip", "-batch", "/tmp/batch"]));
+                self.undo_recipe(n);
+                if r < 3 {
+                    shell.push(self.timed(&["sh", "/tmp/recipe.sh"]));
+                    self.undo_recipe(n);
+                }
+            }
+            let (sync, floor, shell) = (Stats::new(sync), Stats::new(floor), Stats::new(shell));
+            let per = sync.median() / n as u32;
+            let _ = writeln!(
+                self.report,
+                "| {n} | {} | {} | {} | {} | {} | {} |",
+                sync.show(),
+                floor.show(),
+                ratio(sync.median(), floor.median()),
+                shell.show(),
+                ratio(shell.median(), sync.median()),
+                Stats::ms(per)
+            );
+        }
+    }
+
+    fn watcher(&mut self, events: usize) {
+        use netlink_packet_core::{NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_REQUEST};
+        use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+        use netlink_packet_route::rule::RuleAttribute;
+        use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+        use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
+        use std::net::{IpAddr, Ipv4Addr};
+
+        self.config(5, true);
+        self.lab.host_ok(&["/usr/sbin/stronghost", "release", "--all"]);
+        self.lab.spawn_in_host("watch", &["/usr/sbin/stronghost", "watch"]);
+        lab::wait_for(Duration::from_secs(10), "watcher", || self.lab.log("watch").contains("watching"));
+        let ns = self.lab.ns("host");
+        let index: u32 = self.lab.host_ok(&["cat", "/sys/class/net/eth2/ifindex"]).trim().parse().unwrap();
+        let samples = std::thread::spawn(move || {
+            let f = std::fs::File::open(format!("/run/netns/{ns}")).unwrap();
+            nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+            let mut mon = Socket::new(NETLINK_ROUTE).unwrap();
+            mon.bind(&SocketAddr::new(0, 0)).unwrap();
+            mon.add_membership(8).unwrap(); // RTNLGRP_IPV4_RULE
+            let mut cmd = Socket::new(NETLINK_ROUTE).unwrap();
+            cmd.bind_auto().unwrap();
+            cmd.connect(&SocketAddr::new(0, 0)).unwrap();
+            let send = |sock: &Socket, add: bool, a: Ipv4Addr| {
+                let mut m = AddressMessage::default();
+                m.header.family = AddressFamily::Inet;
+                m.header.prefix_len = 15;
+                m.header.index = index;
+                m.attributes.push(AddressAttribute::Local(IpAddr::V4(a)));
+                m.attributes.push(AddressAttribute::Address(IpAddr::V4(a)));
+                let mut h = NetlinkHeader::default();
+                h.flags = NLM_F_REQUEST | NLM_F_ACK | if add { NLM_F_CREATE } else { 0 };
+                let inner = if add { RouteNetlinkMessage::NewAddress(m) } else { RouteNetlinkMessage::DelAddress(m) };
+                let mut p = NetlinkMessage::new(h, NetlinkPayload::from(inner));
+                p.finalize();
+                let mut buf = vec![0; p.buffer_len()];
+                p.serialize(&mut buf);
+                sock.send(&buf, 0).unwrap();
+                let mut rx = vec![0u8; 4096];
+                sock.recv(&mut &mut rx[..], 0).unwrap();
+            };
+            let mut out = Vec::new();
+            let mut rx = vec![0u8; 1 << 16];
+            for i in 0..events {
+                let a = Ipv4Addr::new(198, 19, (i / 250) as u8, (i % 250) as u8 + 2);
+                let t0 = Instant::now();
+                send(&cmd, true, a);
+                'wait: loop {
+                    let n = mon.recv(&mut &mut rx[..], 0).unwrap();
+                    let mut off = 0;
+                    while off < n {
+                        let Ok(m) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&rx[off..n]) else { break };
+                        off += (m.header.length as usize + 3) & !3;
+                        if let NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewRule(r)) = m.payload {
+                            if r.attributes.iter().any(|x| matches!(x, RuleAttribute::Source(IpAddr::V4(s)) if *s == a)) {
+                                out.push(t0.elapsed());
+                                break 'wait;
+                            }
+                        }
+                        if m.header.length == 0 {
+                            break;
+                        }
+                    }
+                }
+                send(&cmd, false, a);
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            out
+        })
+        .join()
+        .unwrap();
+        let pid = self.lab.host_ok(&["sh", "-c", "pidof stronghost || true"]);
+        let status = self.lab.host_ok(&["sh", "-c", &format!("grep -E 'VmRSS|VmHWM' /proc/{}/status", pid.split_whitespace().next().unwrap_or("self"))]);
+        let s = Stats::new(samples);
+        let _ = writeln!(self.report, "\n### Watcher: address added → its rule in the kernel ({} events, seen on an rtnetlink socket)\n", s.samples.len());
+        let _ = writeln!(
+            self.report,
+            "p50 {} ms, p90 {} ms, p99 {} ms, worst {} ms (includes the {} ms debounce); watcher memory: {}",
+            Stats::ms(s.median()),
+            Stats::ms(s.q(0.9)),
+            Stats::ms(s.q(0.99)),
+            Stats::ms(*s.samples.last().unwrap()),
+            5,
+            status.split_whitespace().collect::<Vec<_>>().join(" ")
+        );
+        self.lab.kill_child("watch");
+    }
+
+    /// TCP throughput from the router to eth0's address, bounded runs of iperf3.
+    fn data_plane(&mut self, sizes: &[usize]) {
+        let _ = writeln!(self.report, "\n### Data plane: TCP to a managed address (iperf3, 3 × 2 s each, Gbit/s: median)\n");
+        let _ = writeln!(self.report, "| N managed | routing only | + stronghost receive filter | cost | + classic iptables chain | cost |\n|---|---|---|---|---|---|");
+        self.lab.spawn_in_host("iperf3", &["iperf3", "-s", "-B", &addr(0)]);
+        std::thread::sleep(Duration::from_millis(300));
+        let measure = |b: &Bench| -> f64 {
+            let mut v = vec![];
+            for _ in 0..3 {
+                let out = b.lab.in_ns("rtr", &["iperf3", "-c", &addr(0), "-t", "2", "-J"]);
+                let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+                v.push(j["end"]["sum_received"]["bits_per_second"].as_f64().unwrap_or(0.0) / 1e9);
+            }
+            v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+            v[1]
+        };
+        for &n in sizes {
+            self.config(n, false);
+            self.lab.host_ok(&["/usr/sbin/stronghost", "sync"]);
+            let plain = measure(self);
+            self.config(n, true);
+            self.lab.host_ok(&["/usr/sbin/stronghost", "sync"]);
+            let filtered = measure(self);
+            self.config(n, false);
+            self.lab.host_ok(&["/usr/sbin/stronghost", "sync"]);
+            let rules: String = (0..n).map(|k| format!("-A INPUT -i eth{k} ! -d {} -j DROP\n", addr(k))).collect();
+            self.lab.write_host_file("/tmp/ipt", &format!("*filter\n{rules}COMMIT\n"));
+            self.lab.host_ok(&["iptables-restore", "--noflush", "/tmp/ipt"]);
+            let ipt = measure(self);
+            self.lab.host_ok(&["iptables", "-F", "INPUT"]);
+            self.lab.host_ok(&["/usr/sbin/stronghost", "release", "--all"]);
+            let cost = |x: f64| format!("{:+.1}%", (x - plain) / plain * 100.0);
+            let _ = writeln!(self.report, "| {n} | {plain:.2} | {filtered:.2} | {} | {ipt:.2} | {} |", cost(filtered), cost(ipt));
+        }
+        self.lab.kill_child("iperf3");
+    }
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return; // `cargo bench -- --list` and friends: nothing to list.
+    }
+    let n = 256;
+    eprintln!("building a lab with {n} interfaces on 198.18.0.0/15 ...");
+    let lab = Lab::new(n, false);
+    // Addresses on one subnet and a default route through each (static configuration, so that
+    // `sync` knows every gateway); the router answers for the gateway address.
+    let mut b = String::new();
+    for k in 0..n {
+        let _ = writeln!(b, "addr add {}/15 dev eth{k}", addr(k));
+        let _ = writeln!(b, "route add default via {GW} dev eth{k} metric {}", 100 + k);
+    }
+    lab.write_host_file("/tmp/addrs.batch", &b);
+    lab.host_ok(&["ip", "-batch", "/tmp/addrs.batch"]);
+    lab.in_ns("rtr", &["ip", "addr", "add", "198.18.0.1/15", "dev", "lan0"]);
+    let mut bench = Bench { lab, report: String::new() };
+    let started = Instant::now();
+    bench.per_event(30);
+    bench.scale(&[1, 5, 64, 256]);
+    bench.watcher(1000);
+    bench.data_plane(&[5, 256]);
+    let head = format!(
+        "## Benchmarks\n\nMeasured by `bash benches/run.sh` on {} ({} CPUs), {} s in all.\n",
+        std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        started.elapsed().as_secs()
+    );
+    let report = head + &bench.report;
+    println!("{report}");
+    let out = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-results.md");
+    let _ = std::fs::write(&out, &report);
+    eprintln!("written to {}", out.display());
+}
