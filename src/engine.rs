@@ -4,7 +4,7 @@
 
 use crate::config::Config;
 use crate::filter;
-use crate::netlink::{Address, KernelRoute, Link, Netlink};
+use crate::netlink::{Address, KernelRoute, Link, Netlink, Op};
 use crate::policy::{self, Gateways, InterfaceFacts, Route, Rule, Selector, RT_TABLE_MAIN};
 use crate::state::{Record, State};
 use crate::sysctl;
@@ -359,50 +359,38 @@ impl Engine {
                 }
             }
         }
-        for r in &host.rules_add {
-            if let Err(e) = self.nl.add_rule(r, proto) {
-                errors.push(format!("ip rule add {r}: {e}"));
+        // Every netlink write, in order, sent as one batch.
+        let mut ops: Vec<(String, Op)> = host.rules_add.iter().map(|r| (String::new(), Op::AddRule(r.clone()))).collect();
+        for p in plans {
+            let name = || p.ifname.clone();
+            if let Some((index, group)) = p.link_group {
+                ops.push((name(), Op::SetGroup { index, group }));
             }
+            ops.extend(p.rules_del.iter().map(|r| (name(), Op::DelRule(r.clone()))));
+            ops.extend(p.routes_del.iter().map(|r| (name(), Op::DelRoute(r.clone()))));
+            ops.extend(p.routes_add.iter().map(|r| (name(), Op::AddRoute(r.clone()))));
+            ops.extend(p.rules_add.iter().map(|r| (name(), Op::AddRule(r.clone()))));
+        }
+        ops.extend(host.rules_del.iter().map(|r| (String::new(), Op::DelRule(r.clone()))));
+        let just_ops: Vec<Op> = ops.iter().map(|(_, o)| o.clone()).collect();
+        match self.nl.batch(&just_ops, proto) {
+            Ok(results) => {
+                for ((ifname, op), r) in ops.iter().zip(results) {
+                    if let Err(e) = r {
+                        if !op.harmless(e.raw_os_error()) {
+                            errors.push(format!("{}: {e}", op.describe(ifname)));
+                        }
+                    }
+                }
+            }
+            Err(e) => errors.push(format!("netlink: {e}")),
         }
         for p in plans {
-            if let Some((index, group)) = p.link_group {
-                if let Err(e) = self.nl.set_link_group(index, group) {
-                    errors.push(format!("ip link set {} group {group}: {e}", p.ifname));
-                }
-            }
-            for r in &p.rules_del {
-                match self.nl.del_rule(r, proto) {
-                    Err(e) if e.raw_os_error() != Some(2) => errors.push(format!("ip rule del {r}: {e}")),
-                    _ => {}
-                }
-            }
-            for r in &p.routes_del {
-                match self.nl.del_route(r, proto) {
-                    Err(e) if !matches!(e.raw_os_error(), Some(3) | Some(19)) => errors.push(format!("ip route del {r}: {e}")),
-                    _ => {}
-                }
-            }
-            for r in &p.routes_add {
-                if let Err(e) = self.nl.add_route(r, proto) {
-                    errors.push(format!("ip route add {r}: {e}"));
-                }
-            }
-            for r in &p.rules_add {
-                if let Err(e) = self.nl.add_rule(r, proto) {
-                    errors.push(format!("ip rule add {r}: {e}"));
-                }
-            }
             for (knob, v) in &p.sysctls {
                 self.sysctl_writes += 1;
                 if let Err(e) = sysctl::write(&p.ifname, knob, *v) {
                     errors.push(format!("{}: {e}", sysctl::command(&p.ifname, knob, *v)));
                 }
-            }
-        }
-        for r in &host.rules_del {
-            match self.nl.del_rule(r, proto) {
-                Err(e) if e.raw_os_error() != Some(2) => errors.push(format!("ip rule del {r}: {e}")),
-                _ => {}
             }
         }
         if let Some(s) = &host.filter {

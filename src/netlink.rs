@@ -198,12 +198,65 @@ impl Netlink {
         Ok(out)
     }
 
-    pub fn add_rule(&mut self, r: &Rule, protocol: u8) -> io::Result<()> {
-        self.write(RouteNetlinkMessage::NewRule(rule_message(r, protocol)), NLM_F_CREATE | NLM_F_EXCL)
-    }
-
-    pub fn del_rule(&mut self, r: &Rule, protocol: u8) -> io::Result<()> {
-        self.write(RouteNetlinkMessage::DelRule(rule_message(r, protocol)), 0)
+    /// Sends many write requests at once — as many per system call as fit — and returns each
+    /// one's result, in order. The kernel handles them one after the other, as if sent singly:
+    /// this only saves the round trips (hundreds on a `sync` of many interfaces).
+    pub fn batch(&mut self, ops: &[Op], protocol: u8) -> io::Result<Vec<io::Result<()>>> {
+        const CHUNK: usize = 32 * 1024;
+        let mut results: Vec<Option<io::Result<()>>> = (0..ops.len()).map(|_| None).collect();
+        let first_seq = self.seq + 1;
+        let mut start = 0;
+        while start < ops.len() {
+            let mut buf = Vec::with_capacity(CHUNK);
+            let mut end = start;
+            while end < ops.len() && (buf.len() < CHUNK || end == start) {
+                let (msg, flags) = ops[end].message(protocol);
+                self.seq += 1;
+                let mut header = NetlinkHeader::default();
+                header.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
+                header.sequence_number = self.seq;
+                let mut packet = NetlinkMessage::new(header, NetlinkPayload::from(msg));
+                packet.finalize();
+                let at = buf.len();
+                buf.resize(at + packet.buffer_len(), 0);
+                packet.serialize(&mut buf[at..]);
+                end += 1;
+            }
+            self.writes += (end - start) as u32;
+            self.socket.send(&buf, 0)?;
+            // Every request gets exactly one answer: an ACK or an error.
+            let mut pending = end - start;
+            let mut rx = vec![0u8; 1 << 16];
+            while pending > 0 {
+                let n = self.socket.recv(&mut &mut rx[..], 0)?;
+                let mut off = 0;
+                while off < n {
+                    let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&rx[off..n])
+                        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("netlink: {e}")))?;
+                    let len = msg.header.length as usize;
+                    if len == 0 {
+                        break;
+                    }
+                    off += (len + 3) & !3;
+                    let seq = msg.header.sequence_number;
+                    if seq < first_seq || seq > self.seq {
+                        continue;
+                    }
+                    if let NetlinkPayload::Error(e) = msg.payload {
+                        let i = (seq - first_seq) as usize;
+                        if results[i].is_none() {
+                            results[i] = Some(match e.code {
+                                None => Ok(()),
+                                Some(c) => Err(io::Error::from_raw_os_error(-c.get())),
+                            });
+                            pending -= 1;
+                        }
+                    }
+                }
+            }
+            start = end;
+        }
+        Ok(results.into_iter().map(|r| r.unwrap_or(Ok(()))).collect())
     }
 
     pub fn add_route(&mut self, r: &Route, protocol: u8) -> io::Result<()> {
@@ -229,13 +282,6 @@ impl Netlink {
         m.header.index = index;
         m.header.flags = netlink_packet_route::link::LinkFlags::Up;
         m.header.change_mask = netlink_packet_route::link::LinkFlags::Up;
-        self.write(RouteNetlinkMessage::SetLink(m), 0)
-    }
-
-    pub fn set_link_group(&mut self, index: u32, group: u32) -> io::Result<()> {
-        let mut m = LinkMessage::default();
-        m.header.index = index;
-        m.attributes.push(LinkAttribute::Group(group));
         self.write(RouteNetlinkMessage::SetLink(m), 0)
     }
 
@@ -282,6 +328,53 @@ fn address_message(index: u32, addr: Ipv4Addr, prefix_len: u8, protocol: Option<
         m.attributes.push(AddressAttribute::Protocol(p.into()));
     }
     m
+}
+
+/// One write of a batch.
+#[derive(Debug, Clone)]
+pub enum Op {
+    AddRule(Rule),
+    DelRule(Rule),
+    AddRoute(Route),
+    DelRoute(Route),
+    SetGroup { index: u32, group: u32 },
+}
+
+impl Op {
+    fn message(&self, protocol: u8) -> (RouteNetlinkMessage, u16) {
+        match self {
+            Op::AddRule(r) => (RouteNetlinkMessage::NewRule(rule_message(r, protocol)), NLM_F_CREATE | NLM_F_EXCL),
+            Op::DelRule(r) => (RouteNetlinkMessage::DelRule(rule_message(r, protocol)), 0),
+            Op::AddRoute(r) => (RouteNetlinkMessage::NewRoute(route_message(r, protocol)), NLM_F_CREATE | NLM_F_EXCL),
+            Op::DelRoute(r) => (RouteNetlinkMessage::DelRoute(route_message(r, protocol)), 0),
+            Op::SetGroup { index, group } => {
+                let mut m = LinkMessage::default();
+                m.header.index = *index;
+                m.attributes.push(LinkAttribute::Group(*group));
+                (RouteNetlinkMessage::SetLink(m), 0)
+            }
+        }
+    }
+
+    /// The equivalent command, for error messages.
+    pub fn describe(&self, ifname: &str) -> String {
+        match self {
+            Op::AddRule(r) => format!("ip rule add {r}"),
+            Op::DelRule(r) => format!("ip rule del {r}"),
+            Op::AddRoute(r) => format!("ip route add {r}"),
+            Op::DelRoute(r) => format!("ip route del {r}"),
+            Op::SetGroup { group, .. } => format!("ip link set {ifname} group {group}"),
+        }
+    }
+
+    /// Errors that only mean the work was already done: deleting what is gone.
+    pub fn harmless(&self, errno: Option<i32>) -> bool {
+        match self {
+            Op::DelRule(_) => errno == Some(2),
+            Op::DelRoute(_) => matches!(errno, Some(3) | Some(19)),
+            _ => false,
+        }
+    }
 }
 
 fn link_from_kernel(m: RouteNetlinkMessage) -> Option<Link> {
