@@ -115,13 +115,17 @@ impl Netlink {
     }
 
     pub fn links(&mut self) -> io::Result<Vec<Link>> {
-        Ok(self.dump(RouteNetlinkMessage::GetLink(LinkMessage::default()))?.into_iter().filter_map(link_from_kernel).collect())
+        // Counters are the bulk of a link dump and of no use here.
+        let mut m = LinkMessage::default();
+        m.attributes.push(LinkAttribute::ExtMask(vec![netlink_packet_route::link::LinkExtentMask::SkipStats]));
+        Ok(self.dump(RouteNetlinkMessage::GetLink(m))?.into_iter().filter_map(link_from_kernel).collect())
     }
 
     /// One link, asked for by name; `None` if there is no such interface.
     pub fn link(&mut self, name: &str) -> io::Result<Option<Link>> {
         let mut m = LinkMessage::default();
         m.attributes.push(LinkAttribute::IfName(name.to_string()));
+        m.attributes.push(LinkAttribute::ExtMask(vec![netlink_packet_route::link::LinkExtentMask::SkipStats]));
         match self.request(RouteNetlinkMessage::GetLink(m), 0) {
             Ok(v) => Ok(v.into_iter().find_map(link_from_kernel)),
             Err(e) if e.raw_os_error() == Some(19) => Ok(None),
@@ -133,6 +137,7 @@ impl Netlink {
     pub fn link_by_index(&mut self, index: u32) -> io::Result<Option<Link>> {
         let mut m = LinkMessage::default();
         m.header.index = index;
+        m.attributes.push(LinkAttribute::ExtMask(vec![netlink_packet_route::link::LinkExtentMask::SkipStats]));
         match self.request(RouteNetlinkMessage::GetLink(m), 0) {
             Ok(v) => Ok(v.into_iter().find_map(link_from_kernel)),
             Err(e) if e.raw_os_error() == Some(19) => Ok(None),
