@@ -169,6 +169,7 @@ impl Engine {
     /// wrote before releasing the lock is seen.
     pub fn lock(&mut self, wait: std::time::Duration) -> Result<nix::fcntl::Flock<std::fs::File>, String> {
         let guard = self.state.lock(wait).map_err(|e| e.to_string())?;
+        self.state.clean_temporaries();
         self.names = self.state.recorded().into_iter().collect();
         self.records = self.names.iter().map(|n| (n.clone(), self.state.record(n))).collect();
         self.tables = self.state.tables();
@@ -179,6 +180,7 @@ impl Engine {
     /// As `lock`, reading only the record of `ifname` (and the names of the others).
     pub fn lock_one(&mut self, wait: std::time::Duration, ifname: &str) -> Result<nix::fcntl::Flock<std::fs::File>, String> {
         let guard = self.state.lock(wait).map_err(|e| e.to_string())?;
+        self.state.clean_temporaries();
         self.names = self.state.recorded().into_iter().collect();
         self.records.clear();
         if self.names.contains(ifname) {

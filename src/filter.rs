@@ -22,6 +22,7 @@
 use crate::nfnetlink::Nft;
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 
 pub const TABLE: &str = "stronghost";
@@ -76,7 +77,8 @@ pub fn read() -> Result<Current, String> {
 /// The transaction that brings the table from `cur` to `want`, or `None` when it is converged.
 pub fn script(cur: &Current, want: &Members) -> Option<String> {
     if want.is_empty() {
-        return cur.exists.then(|| format!("delete table inet {TABLE}\n"));
+        // `add` first makes the delete succeed even if the table went away meanwhile.
+        return cur.exists.then(|| format!("add table inet {TABLE}\ndelete table inet {TABLE}\n"));
     }
     let names: Vec<String> = want.keys().cloned().collect();
     let converged = cur.exists
@@ -115,7 +117,13 @@ pub fn script(cur: &Current, want: &Members) -> Option<String> {
 
 /// Runs one transaction: all of it takes effect or none does.
 pub fn apply(script: &str) -> Result<(), String> {
-    let mut child = Command::new(nft_binary())
+    let mut cmd = Command::new(nft_binary());
+    // If stronghost dies (killed mid-run), nft dies with it: a transaction must never land after
+    // the next run has read the table. (nft's transaction itself is atomic either way.)
+    unsafe {
+        cmd.pre_exec(|| nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(std::io::Error::from));
+    }
+    let mut child = cmd
         .args(["-f", "-"])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
@@ -158,7 +166,7 @@ mod tests {
         let fewer = members(&[("eth0", "drop_4101")]);
         let s = script(&cur, &fewer).unwrap();
         assert!(s.contains("delete counter inet stronghost drop_4102") && !s.contains("delete counter inet stronghost drop_4101"));
-        assert_eq!(script(&cur, &Members::new()).unwrap(), "delete table inet stronghost\n");
+        assert_eq!(script(&cur, &Members::new()).unwrap(), "add table inet stronghost\ndelete table inet stronghost\n");
         assert_eq!(script(&Current::default(), &Members::new()), None);
     }
 }

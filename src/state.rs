@@ -110,6 +110,20 @@ impl State {
         }
     }
 
+    /// Removes half-written files left by a stronghost that died mid-write. Only called with the
+    /// lock held: every writer holds it, so any temporary file found then is an orphan.
+    pub fn clean_temporaries(&self) {
+        for dir in [self.run.join("iface"), self.lib.clone()] {
+            for e in fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let name = e.file_name();
+                let name = name.to_string_lossy();
+                if name.rsplit_once(".tmp").is_some_and(|(_, pid)| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit())) {
+                    let _ = fs::remove_file(e.path());
+                }
+            }
+        }
+    }
+
     fn record_path(&self, ifname: &str) -> PathBuf {
         self.run.join("iface").join(format!("{ifname}.json"))
     }
