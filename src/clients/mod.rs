@@ -37,3 +37,62 @@ pub mod testenv {
         (r, w)
     }
 }
+
+#[cfg(test)]
+mod robustness {
+    use super::*;
+    use std::collections::HashMap;
+
+    /// Random values — digits, dots, slashes, spaces, shell metacharacters, control bytes, long
+    /// runs — in every variable every parser reads: none may panic, and what comes out is either
+    /// an error, ignored, or a lease that passes validation again.
+    #[test]
+    fn parsers_survive_random_input() {
+        const ALPHABET: &[u8] = b"0123456789.../ /,:;$()`'\"\n\t|&<>*?-x\x01\xff255";
+        let mut seed: u64 = 0x2545f4914f6cdd1d;
+        let mut rnd = move |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        let names = [
+            "reason", "interface", "new_ip_address", "new_subnet_mask", "new_subnet_cidr", "new_routers", "new_rfc3442_classless_static_routes",
+            "new_classless_static_routes", "ip", "mask", "subnet", "router", "staticroutes", "IP4_ADDRESS_0", "IP4_GATEWAY", "IP4_NUM_ROUTES",
+            "IP4_ROUTE_0", "IFACE", "MODE", "METHOD", "ADDRFAM", "IF_ADDRESS", "IF_NETMASK", "IF_GATEWAY", "IF_STRONGHOST_GATEWAY",
+        ];
+        let reasons = ["BOUND", "RENEW", "EXPIRE", "bound", "start", "up"];
+        for _ in 0..20_000 {
+            let mut env: HashMap<&str, String> = HashMap::new();
+            for n in names {
+                let len = rnd(24);
+                let v: Vec<u8> = (0..len).map(|_| ALPHABET[rnd(ALPHABET.len())]).collect();
+                env.insert(n, String::from_utf8_lossy(&v).into_owned());
+            }
+            env.insert("reason", reasons[rnd(reasons.len())].to_string());
+            env.insert("METHOD", "static".into());
+            env.insert("ADDRFAM", "inet".into());
+            env.insert("MODE", "start".into());
+            env.insert("interface", "eth0".into());
+            let get = |k: &str| env.get(k).cloned();
+            let mut w = Vec::new();
+            for r in [
+                dhclient::event(&get, &mut w),
+                dhcpcd::event(&get, &mut w),
+                udhcpc::event("bound", &get, &mut w),
+                networkmanager::event("eth0", "up", &get, &mut w),
+                ifupdown::event(&get, &mut w),
+            ] {
+                if let Ok(LeaseEvent::Bound { lease, .. }) = r {
+                    crate::lease::check_address("address", lease.address, lease.prefix_len).unwrap();
+                    if let Some(g) = lease.gateway {
+                        crate::net::check_unicast("gateway", g).unwrap();
+                        assert_ne!(g, lease.address);
+                    }
+                }
+            }
+            let text: String = names.iter().map(|n| format!("{n}={}\n", env[n])).collect();
+            let _ = networkd::parse_lease(&text, &mut w);
+        }
+    }
+}
