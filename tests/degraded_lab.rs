@@ -1,0 +1,57 @@
+//! Degraded environments: an invalid configuration, no nft binary, a read-only /run. Each failure
+//! is reported once, plainly, with what to do; routing is applied where it can be; a hook never
+//! fails its DHCP client.
+
+mod lab;
+
+use lab::Lab;
+
+fn run(lab: &Lab, args: &[&str]) -> (i32, String) {
+    let out = lab.host(args);
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+}
+
+#[test]
+fn failures_are_reported_and_contained() {
+    let lab = Lab::new(2, false);
+    lab.host_ok(&["ip", "addr", "add", "198.51.100.20/24", "dev", "eth0"]);
+    lab.host_ok(&["ip", "route", "add", "default", "via", "198.51.100.1", "dev", "eth0"]);
+    let hook = ["env", "reason=BOUND", "interface=eth0", "new_ip_address=198.51.100.20", "new_subnet_mask=255.255.255.0", "new_routers=198.51.100.1", "/usr/sbin/stronghost", "hook", "dhclient"];
+
+    // An invalid configuration: the CLI stops with the line and the accepted values; a hook
+    // logs the same and returns 0.
+    lab.write_host_file("/etc/stronghost/stronghost.conf", "# test\ntables = 10-20\n");
+    let (code, said) = run(&lab, &["/usr/sbin/stronghost", "sync"]);
+    assert_eq!(code, 2, "{said}");
+    assert!(said.contains("stronghost.conf: line 2: tables") && said.contains("above 255"), "{said}");
+    let (code, said) = run(&lab, &hook);
+    assert_eq!(code, 0, "{said}");
+    assert!(said.contains("line 2"), "{said}");
+    assert!(!lab.host_ok(&["ip", "rule"]).contains("proto 83"), "applied despite a broken configuration");
+    lab.host_ok(&["rm", "/etc/stronghost/stronghost.conf"]);
+
+    // No nft binary: routing is applied all the same; the filter failure is reported once with
+    // the two ways out, and the exit status says something went wrong.
+    lab.host_ok(&["rm", "/usr/sbin/nft"]);
+    let (code, said) = run(&lab, &["/usr/sbin/stronghost", "apply", "eth0"]);
+    assert_eq!(code, 1, "{said}");
+    assert_eq!(said.matches("cannot run nft").count(), 1, "{said}");
+    assert!(said.contains("install the nftables package or set receive_filter = no"), "{said}");
+    assert!(lab.host_ok(&["ip", "rule"]).contains("from 198.51.100.20 lookup"), "routing not applied without nft");
+    let (code, _) = run(&lab, &hook);
+    assert_eq!(code, 0, "a hook failed its DHCP client");
+    lab.write_host_file("/etc/stronghost/stronghost.conf", "receive_filter = no\n");
+    let (code, said) = run(&lab, &["/usr/sbin/stronghost", "apply", "eth0"]);
+    assert_eq!(code, 0, "{said}");
+
+    // /run read-only: nothing can be locked or recorded, so nothing is changed; said plainly.
+    lab.host_ok(&["/usr/sbin/stronghost", "release", "--all"]);
+    lab.host_ok(&["rm", "-rf", "/run/stronghost"]);
+    lab.host_ok(&["mount", "-o", "remount,ro", "/run"]);
+    let (code, said) = run(&lab, &["/usr/sbin/stronghost", "apply", "eth0"]);
+    assert_eq!(code, 1, "{said}");
+    assert!(said.contains("/run/stronghost") && said.contains("Read-only"), "{said}");
+    let (code, _) = run(&lab, &hook);
+    assert_eq!(code, 0);
+    lab.host_ok(&["mount", "-o", "remount,rw", "/run"]);
+}
