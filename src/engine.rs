@@ -135,6 +135,9 @@ pub struct Engine {
     pub state: State,
     /// Records loaded under the lock: all of them (`lock`) or the one being worked on (`lock_one`).
     pub records: BTreeMap<String, Record>,
+    /// The records as they are on disk: what `execute` compares against before writing (the
+    /// records above may have been changed in memory, a hook's lease for one).
+    loaded: BTreeMap<String, Record>,
     /// Names of every interface that has a record (claimed by stronghost).
     pub names: BTreeSet<String>,
     pub tables: BTreeMap<String, u32>,
@@ -162,7 +165,7 @@ impl Engine {
     pub fn new(cfg: Config) -> Result<Engine, String> {
         let nl = Netlink::open().map_err(|e| format!("cannot open rtnetlink: {e} (stronghost must run as root)"))?;
         let state = State::open().map_err(|e| format!("state directory: {e}"))?;
-        Ok(Engine { cfg, nl, state, records: BTreeMap::new(), names: BTreeSet::new(), tables: BTreeMap::new(), tables_dirty: false, sysctl_writes: 0, nft_writes: 0 })
+        Ok(Engine { cfg, nl, state, records: BTreeMap::new(), loaded: BTreeMap::new(), names: BTreeSet::new(), tables: BTreeMap::new(), tables_dirty: false, sysctl_writes: 0, nft_writes: 0 })
     }
 
     /// Takes the host-wide lock and only then reads stronghost's records: whatever another hook
@@ -172,6 +175,7 @@ impl Engine {
         self.state.clean_temporaries();
         self.names = self.state.recorded().into_iter().collect();
         self.records = self.names.iter().map(|n| (n.clone(), self.state.record(n))).collect();
+        self.loaded = self.records.clone();
         self.tables = self.state.tables();
         self.tables_dirty = false;
         Ok(guard)
@@ -186,6 +190,7 @@ impl Engine {
         if self.names.contains(ifname) {
             self.records.insert(ifname.to_string(), self.state.record(ifname));
         }
+        self.loaded = self.records.clone();
         self.tables = self.state.tables();
         self.tables_dirty = false;
         Ok(guard)
@@ -267,7 +272,13 @@ impl Engine {
                     Some(l) => Gateways { gateway: l.gateway, routes: l.routes },
                     None => Gateways { gateway: k.main_gateway(f.index), routes: vec![] },
                 };
-                policy::desired(&self.cfg, f, t, &gw)
+                let mut d = policy::desired(&self.cfg, f, t, &gw);
+                // An interface that is down cannot carry routes (the kernel refuses and flushes
+                // them); its table keeps only the terminator until it comes up again.
+                if !link.is_some_and(|l| l.up) {
+                    d.routes.retain(|r| r.kind == policy::RouteKind::Unreachable);
+                }
+                d
             }
             _ => policy::Desired::default(),
         };
@@ -356,8 +367,9 @@ impl Engine {
         }
         for p in plans.iter().filter(|p| !p.orphans) {
             if let Some(r) = &p.record {
-                if self.records.get(&p.ifname) != Some(r) {
+                if self.loaded.get(&p.ifname) != Some(r) {
                     self.state.save_record(&p.ifname, r).map_err(|e| format!("saving state of {}: {e}", p.ifname))?;
+                    self.loaded.insert(p.ifname.clone(), r.clone());
                 }
             }
         }
@@ -415,6 +427,7 @@ impl Engine {
                         errors.push(format!("removing state of {}: {e}", p.ifname));
                     }
                     self.records.remove(&p.ifname);
+                    self.loaded.remove(&p.ifname);
                     self.names.remove(&p.ifname);
                 }
             }

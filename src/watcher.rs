@@ -150,8 +150,9 @@ fn drain(sock: &Socket, cfg: &Config, p: &mut Pending, buf: &mut Vec<u8>) -> boo
     }
 }
 
-/// Notices another tool undoing stronghost's work: an object stronghost added, and never removed
+/// Notices another tool undoing stronghost's work: a rule stronghost added, and never removed
 /// itself, has to be added again. Made again and again, that is a fight: pause instead of looping.
+/// Only rules count: the kernel itself flushes routes (link down, an address re-added), never rules.
 struct Fights {
     /// (interface, object) → when stronghost had to add it again although it had never removed it.
     present: BTreeSet<(String, String)>,
@@ -308,7 +309,8 @@ fn handle(engine: &mut Engine, cfg: &Config, p: Pending, fights: &mut Fights) {
         match result {
             Ok(done) if !done.lines.is_empty() => {
                 log::info!("{name}: {} change(s) after kernel events", done.lines.len());
-                fights.note(&name, &done.added, &done.removed);
+                let rules = |v: &[String]| v.iter().filter(|x| x.starts_with("priority ")).cloned().collect::<Vec<_>>();
+                fights.note(&name, &rules(&done.added), &rules(&done.removed));
             }
             Ok(_) => {}
             Err(e) => log::error!("{name}: {e}"),
