@@ -1,10 +1,7 @@
 //! Writes the man pages (one per command) and the shell completions, generated from the CLI
 //! definitions, into a directory: `cargo run --example gen_docs -- OUT_DIR` (used by packaging/).
 
-#[path = "../src/cli.rs"]
-#[allow(dead_code)]
-mod cli;
-
+use stronghost::cli;
 use clap::CommandFactory;
 use std::path::Path;
 

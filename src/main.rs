@@ -1,25 +1,10 @@
 //! stronghost: RFC 1122 strong-host behaviour for multi-homed Linux hosts, kept in step with DHCP
 //! leases and address changes over netlink.
 
-mod cli;
-mod clients;
-mod commands;
-mod config;
-mod engine;
-mod filter;
-mod lease;
-mod logging;
-mod net;
-mod netlink;
-mod nfnetlink;
-mod policy;
-mod state;
-mod sysctl;
-mod watcher;
-
 use clap::Parser;
-use cli::{Cli, Command};
-use commands::apply::Target;
+use stronghost::cli::{Cli, Command};
+use stronghost::commands::apply::Target;
+use stronghost::{commands, config, logging, watcher};
 
 fn main() {
     let cli = Cli::parse();
