@@ -54,4 +54,29 @@ fn failures_are_reported_and_contained() {
     let (code, _) = run(&lab, &hook);
     assert_eq!(code, 0);
     lab.host_ok(&["mount", "-o", "remount,rw", "/run"]);
+
+    // (nft is still gone: no filter for the rest.)
+    lab.write_host_file("/etc/stronghost/stronghost.conf", "receive_filter = no\n");
+
+    // State files: private modes; a corrupt record is reported and rebuilt from the kernel; a
+    // symlink planted in stronghost's directory is never followed.
+    let (code, said) = run(&lab, &["/usr/sbin/stronghost", "apply", "eth0"]);
+    assert_eq!(code, 0, "{said}");
+    let modes = lab.host_ok(&["stat", "-c", "%a %n", "/run/stronghost", "/run/stronghost/iface", "/run/stronghost/iface/eth0.json", "/var/lib/stronghost", "/var/lib/stronghost/tables.json"]);
+    for l in modes.lines() {
+        let (m, n) = l.split_once(' ').unwrap();
+        assert!(m == "700" || m == "600", "{n} has mode {m}");
+    }
+    lab.write_host_file("/run/stronghost/iface/eth0.json", "{ not json");
+    let (code, said) = run(&lab, &["/usr/sbin/stronghost", "apply", "eth0"]);
+    assert_eq!(code, 0, "{said}");
+    assert!(said.contains("eth0.json: corrupt") && said.contains("rebuilding"), "{said}");
+    assert!(lab.host_ok(&["cat", "/run/stronghost/iface/eth0.json"]).contains("\"applied\": true"));
+    lab.write_host_file("/tmp/precious", "precious\n");
+    lab.host_ok(&["ln", "-sf", "/tmp/precious", "/run/stronghost/iface/eth0.json"]);
+    let (code, said) = run(&lab, &["/usr/sbin/stronghost", "apply", "eth0"]);
+    assert_eq!(code, 0, "{said}");
+    assert_eq!(lab.host_ok(&["cat", "/tmp/precious"]), "precious\n", "a symlink was followed");
+    assert!(said.contains("eth0.json"), "the refused symlink is not reported: {said}");
+    assert!(lab.stronghost(&["check"]).status.success());
 }
