@@ -82,3 +82,47 @@ fn hostile_dhcp_options_change_nothing_they_should_not() {
     }
     println!("hostile DHCP: {total} cases, no command executed, every lease kept");
 }
+
+/// What dnsmasq cannot send, from a DHCP server of the test's own.
+#[test]
+fn raw_hostile_leases_are_contained() {
+    let canary = std::env::temp_dir().join(format!("stronghost-canary-raw-{}", std::process::id()));
+    let junk: Vec<u8> = (1u8..=255).filter(|b| *b != b'\n').chain(format!("\n$(touch {})\n`touch {}`", canary.display(), canary.display()).bytes()).collect();
+    let many = |n: usize| -> Vec<u8> { (0..n).flat_map(|i| [24u8, 10, (i / 250) as u8 + 1, (i % 250) as u8, 198, 51, 100, 1]).chain([0, 198, 51, 100, 1]).collect() };
+    let gw = vec![198, 51, 100, 1];
+    let cases: Vec<(&str, Vec<(u8, Vec<u8>)>, Option<&str>, Option<&str>)> = vec![
+        ("router 0.0.0.0", vec![(3, vec![0, 0, 0, 0])], Some("new_routers: gateway 0.0.0.0 is unspecified"), None),
+        ("option 121 with 70 routes over several instances", vec![(3, gw.clone()), (121, many(70))], Some("71 routes, more than the 64 accepted"), Some("198.51.100.1")),
+        ("option 121 with 100 routes", vec![(3, gw.clone()), (121, many(100))], Some("101 routes, more than the 64 accepted"), Some("198.51.100.1")),
+        ("newlines, metacharacters and binary junk in text options", vec![(3, gw.clone()), (12, junk.clone()), (15, junk.clone())], None, Some("198.51.100.1")),
+        ("lease time 2^32-1", vec![(3, gw.clone()), (51, u32::MAX.to_be_bytes().to_vec())], None, Some("198.51.100.1")),
+        ("non-contiguous netmask", vec![(3, gw.clone()), (1, vec![255, 0, 255, 0])], Some("new_subnet_mask: netmask 255.0.255.0 is not contiguous"), None),
+    ];
+    let total = cases.len();
+    for (name, options, logged, gateway) in cases {
+        let mut lab = Lab::new(1, true);
+        lab.stop_dhcp();
+        lab.in_ns("rtr", &["ip", "route", "add", "255.255.255.255/32", "dev", "lan0"]);
+        let _rogue = lab::rogue_dhcp::start(&lab.ns("rtr"), addr(0).parse().unwrap(), options);
+        lab.start_dhclient(0);
+        wait_for(Duration::from_secs(20), &format!("{name}: the hook ran"), || lab.dhclient_log(0).contains("stronghost:"));
+        std::thread::sleep(Duration::from_millis(300));
+        let log = lab.dhclient_log(0);
+        assert!(!canary.exists(), "{name}: a command was executed");
+        assert!(!log.contains("DHCPDECLINE"), "{name}: the lease was declined:\n{log}");
+        if let Some(l) = logged {
+            assert!(log.contains(l), "{name}: no log line with {l:?}:\n{log}");
+        }
+        match (gateway, lab.status_of("eth0")) {
+            (Some(g), Some(st)) => {
+                assert_eq!(st["gateway"], g, "{name}");
+                assert!(lab.stronghost(&["check"]).status.success(), "{name}: check failed");
+            }
+            (Some(_), None) => panic!("{name}: not applied:\n{log}"),
+            (None, Some(st)) => assert!(st["gateway"].is_null(), "{name}: {st}"),
+            (None, None) => {} // rejected as a whole: nothing changed
+        }
+    }
+    println!("hostile DHCP (raw server): {total} cases, no command executed, no lease declined");
+}
+

@@ -16,6 +16,8 @@
 
 #![allow(dead_code)]
 
+pub mod rogue_dhcp;
+
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -317,6 +319,14 @@ impl Lab {
             .spawn()
             .unwrap();
         self.dnsmasq = Some(c);
+    }
+
+    /// Stops dnsmasq (for a test that brings its own DHCP server).
+    pub fn stop_dhcp(&mut self) {
+        if let Some(mut c) = self.dnsmasq.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 
     /// dnsmasq restarts with the new reservations (its lease file is kept). A restart, not SIGHUP:
