@@ -75,16 +75,7 @@ impl Netlink {
         let mut out = Vec::new();
         let mut rx = vec![0u8; 1 << 16];
         loop {
-            let n = self.socket.recv(&mut &mut rx[..], 0)?;
-            let mut off = 0;
-            while off < n {
-                let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&rx[off..n])
-                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("netlink: {e}")))?;
-                let len = msg.header.length as usize;
-                if len == 0 {
-                    break;
-                }
-                off += (len + 3) & !3;
+            for msg in self.receive(&mut rx)? {
                 if msg.header.sequence_number != self.seq {
                     continue;
                 }
@@ -103,6 +94,24 @@ impl Netlink {
                 }
             }
         }
+    }
+
+    /// One datagram from the kernel, split into its messages.
+    fn receive(&self, rx: &mut [u8]) -> io::Result<Vec<NetlinkMessage<RouteNetlinkMessage>>> {
+        let n = self.socket.recv(&mut &mut rx[..], 0)?;
+        let mut out = Vec::new();
+        let mut off = 0;
+        while off < n {
+            let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&rx[off..n])
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("netlink: {e}")))?;
+            let len = msg.header.length as usize;
+            if len == 0 {
+                break;
+            }
+            off += (len + 3) & !3;
+            out.push(msg);
+        }
+        Ok(out)
     }
 
     fn dump(&mut self, msg: RouteNetlinkMessage) -> io::Result<Vec<RouteNetlinkMessage>> {
@@ -125,22 +134,21 @@ impl Netlink {
     pub fn link(&mut self, name: &str) -> io::Result<Option<Link>> {
         let mut m = LinkMessage::default();
         m.attributes.push(LinkAttribute::IfName(name.to_string()));
-        m.attributes.push(LinkAttribute::ExtMask(vec![netlink_packet_route::link::LinkExtentMask::SkipStats]));
-        match self.request(RouteNetlinkMessage::GetLink(m), 0) {
-            Ok(v) => Ok(v.into_iter().find_map(link_from_kernel)),
-            Err(e) if e.raw_os_error() == Some(19) => Ok(None),
-            Err(e) => Err(e),
-        }
+        self.get_link(m)
     }
 
     /// One link, asked for by index; `None` if it is gone.
     pub fn link_by_index(&mut self, index: u32) -> io::Result<Option<Link>> {
         let mut m = LinkMessage::default();
         m.header.index = index;
+        self.get_link(m)
+    }
+
+    fn get_link(&mut self, mut m: LinkMessage) -> io::Result<Option<Link>> {
         m.attributes.push(LinkAttribute::ExtMask(vec![netlink_packet_route::link::LinkExtentMask::SkipStats]));
         match self.request(RouteNetlinkMessage::GetLink(m), 0) {
             Ok(v) => Ok(v.into_iter().find_map(link_from_kernel)),
-            Err(e) if e.raw_os_error() == Some(19) => Ok(None),
+            Err(e) if e.raw_os_error() == Some(19) => Ok(None), // ENODEV
             Err(e) => Err(e),
         }
     }
@@ -233,16 +241,7 @@ impl Netlink {
             let mut pending = end - start;
             let mut rx = vec![0u8; 1 << 16];
             while pending > 0 {
-                let n = self.socket.recv(&mut &mut rx[..], 0)?;
-                let mut off = 0;
-                while off < n {
-                    let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&rx[off..n])
-                        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("netlink: {e}")))?;
-                    let len = msg.header.length as usize;
-                    if len == 0 {
-                        break;
-                    }
-                    off += (len + 3) & !3;
+                for msg in self.receive(&mut rx)? {
                     let seq = msg.header.sequence_number;
                     if seq < first_seq || seq > self.seq {
                         continue;

@@ -1,19 +1,14 @@
 //! isc-dhcp-client: the dhclient-script environment (reason, interface, new_*).
 
-use super::{ignored, LeaseEvent};
-use crate::lease::{assemble, check_address, ifname_field, ipv4_field, netmask_field, parse_rfc3442_bytes, parse_rfc3442_descriptors, Env};
+use super::{triage, LeaseEvent, Triage};
+use crate::lease::{assemble, check_address, ipv4_field, netmask_field, parse_rfc3442_bytes, parse_rfc3442_descriptors, Env};
 
 pub fn event(env: Env, warnings: &mut Vec<String>) -> Result<LeaseEvent, String> {
     let reason = env("reason").unwrap_or_default();
-    let bound = matches!(reason.as_str(), "BOUND" | "RENEW" | "REBIND" | "REBOOT" | "TIMEOUT");
-    let gone = matches!(reason.as_str(), "EXPIRE" | "FAIL" | "RELEASE" | "STOP");
-    if !bound && !gone {
-        return ignored(&reason);
-    }
-    let ifname = ifname_field(env, "interface")?;
-    if gone {
-        return Ok(LeaseEvent::Gone { ifname });
-    }
+    let ifname = match triage(reason.as_str(), &["BOUND", "RENEW", "REBIND", "REBOOT", "TIMEOUT"], &["EXPIRE", "FAIL", "RELEASE", "STOP"], env, "interface")? {
+        Triage::Done(e) => return Ok(e),
+        Triage::Bound(ifname) => ifname,
+    };
     let address = ipv4_field(env, "new_ip_address")?;
     let prefix_len = if env("new_subnet_mask").is_some_and(|v| !v.is_empty()) { netmask_field(env, "new_subnet_mask")? } else { 32 };
     check_address("new_ip_address", address, prefix_len)?;

@@ -1,21 +1,16 @@
 //! dhcpcd: the dhcpcd-run-hooks environment (reason, interface, new_*). dhcpcd configures the
 //! address and its routes itself; stronghost adds the per-interface policy.
 
-use super::{ignored, LeaseEvent};
-use crate::lease::{assemble, check_address, ifname_field, ipv4_field, netmask_field, parse_route_pairs, prefix_field, Env};
+use super::{triage, LeaseEvent, Triage};
+use crate::lease::{assemble, check_address, ipv4_field, netmask_field, parse_route_pairs, prefix_field, Env};
 
 pub fn event(env: Env, warnings: &mut Vec<String>) -> Result<LeaseEvent, String> {
     let reason = env("reason").unwrap_or_default();
     // TEST is `dhcpcd -T`: nothing is configured, so nothing may be applied.
-    let bound = matches!(reason.as_str(), "BOUND" | "RENEW" | "REBIND" | "REBOOT" | "STATIC");
-    let gone = matches!(reason.as_str(), "EXPIRE" | "NAK" | "NOCARRIER" | "STOP" | "RELEASE" | "DEPARTED" | "FAIL");
-    if !bound && !gone {
-        return ignored(&reason);
-    }
-    let ifname = ifname_field(env, "interface")?;
-    if gone {
-        return Ok(LeaseEvent::Gone { ifname });
-    }
+    let ifname = match triage(reason.as_str(), &["BOUND", "RENEW", "REBIND", "REBOOT", "STATIC"], &["EXPIRE", "NAK", "NOCARRIER", "STOP", "RELEASE", "DEPARTED", "FAIL"], env, "interface")? {
+        Triage::Done(e) => return Ok(e),
+        Triage::Bound(ifname) => ifname,
+    };
     let address = ipv4_field(env, "new_ip_address")?;
     let prefix_len = if env("new_subnet_cidr").is_some_and(|v| !v.is_empty()) {
         prefix_field(env, "new_subnet_cidr")?

@@ -25,6 +25,24 @@ pub fn ignored(what: &str) -> Result<LeaseEvent, String> {
     Ok(LeaseEvent::Ignored { reason: crate::net::printable(what) })
 }
 
+/// How a DHCP client's hook begins: the reason is checked against the client's allowlists, and
+/// the interface is read only for reasons that concern stronghost.
+pub enum Triage {
+    /// Nothing more to read: ignored, or the lease is gone.
+    Done(LeaseEvent),
+    /// A lease is in force on this interface: read it.
+    Bound(String),
+}
+
+pub fn triage(reason: &str, bound: &[&str], gone: &[&str], env: crate::lease::Env, ifname_var: &str) -> Result<Triage, String> {
+    let is_bound = bound.contains(&reason);
+    if !is_bound && !gone.contains(&reason) {
+        return ignored(reason).map(Triage::Done);
+    }
+    let ifname = crate::lease::ifname_field(env, ifname_var)?;
+    Ok(if is_bound { Triage::Bound(ifname) } else { Triage::Done(LeaseEvent::Gone { ifname }) })
+}
+
 #[cfg(test)]
 pub mod testenv {
     use std::collections::HashMap;

@@ -2,19 +2,14 @@
 //! (interface, ip, mask or subnet, router, staticroutes). udhcpc configures nothing itself; the
 //! script does, so stronghost's udhcpc script also sets the address (see commands/hook.rs).
 
-use super::{ignored, LeaseEvent};
-use crate::lease::{assemble, check_address, ifname_field, ipv4_field, netmask_field, parse_route_pairs, prefix_field, Env};
+use super::{triage, LeaseEvent, Triage};
+use crate::lease::{assemble, check_address, ipv4_field, netmask_field, parse_route_pairs, prefix_field, Env};
 
 pub fn event(action: &str, env: Env, warnings: &mut Vec<String>) -> Result<LeaseEvent, String> {
-    let bound = matches!(action, "bound" | "renew");
-    let gone = matches!(action, "deconfig" | "leasefail" | "nak");
-    if !bound && !gone {
-        return ignored(action);
-    }
-    let ifname = ifname_field(env, "interface")?;
-    if gone {
-        return Ok(LeaseEvent::Gone { ifname });
-    }
+    let ifname = match triage(action, &["bound", "renew"], &["deconfig", "leasefail", "nak"], env, "interface")? {
+        Triage::Done(e) => return Ok(e),
+        Triage::Bound(ifname) => ifname,
+    };
     let address = ipv4_field(env, "ip")?;
     let prefix_len = if env("mask").is_some_and(|v| !v.is_empty()) {
         prefix_field(env, "mask")?
