@@ -96,6 +96,7 @@ fn raw_hostile_leases_are_contained() {
         ("option 121 with 100 routes", vec![(3, gw.clone()), (121, many(100))], Some("101 routes, more than the 64 accepted"), Some("198.51.100.1")),
         ("newlines, metacharacters and binary junk in text options", vec![(3, gw.clone()), (12, junk.clone()), (15, junk.clone())], None, Some("198.51.100.1")),
         ("lease time 2^32-1", vec![(3, gw.clone()), (51, u32::MAX.to_be_bytes().to_vec())], None, Some("198.51.100.1")),
+        // (A lease time of 0 never reaches stronghost: dhclient itself never binds such a lease.)
         ("non-contiguous netmask", vec![(3, gw.clone()), (1, vec![255, 0, 255, 0])], Some("new_subnet_mask: netmask 255.0.255.0 is not contiguous"), None),
     ];
     let total = cases.len();
