@@ -79,4 +79,15 @@ fn failures_are_reported_and_contained() {
     assert_eq!(lab.host_ok(&["cat", "/tmp/precious"]), "precious\n", "a symlink was followed");
     assert!(said.contains("eth0.json"), "the refused symlink is not reported: {said}");
     assert!(lab.stronghost(&["check"]).status.success());
+
+    // `sync` (what the package runs on installation) leaves an interface whose gateway nobody
+    // knows as it is, saying why; `apply` takes it, refusing its off-link traffic.
+    lab.host_ok(&["ip", "addr", "add", "198.51.100.21/24", "dev", "eth1"]);
+    let (code, said) = run(&lab, &["/usr/sbin/stronghost", "sync"]);
+    assert_eq!(code, 0, "{said}");
+    assert!(said.contains("eth1: no gateway known yet"), "{said}");
+    assert!(lab.status_of("eth1").is_none(), "sync took eth1 without a known gateway");
+    let (code, said) = run(&lab, &["/usr/sbin/stronghost", "apply", "eth1"]);
+    assert_eq!(code, 0, "{said}");
+    assert!(lab.status_of("eth1").is_some_and(|s| s["applied"] == true && s["gateway"].is_null()));
 }
