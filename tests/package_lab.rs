@@ -83,6 +83,10 @@ fn deb_lints_clean_installs_works_removes_and_purges() {
     let mut lab = Lab::bare(3);
     lab.seed_foreign();
     lab.host_ok(&["dpkg", "-i", deb.to_str().unwrap()]);
+    // The units as installed are valid (their man page is installed too).
+    let verify = lab.host(&["systemd-analyze", "verify", "/usr/lib/systemd/system/stronghost-watch.service", "/usr/lib/systemd/system/stronghost-sync.service"]);
+    let said = String::from_utf8_lossy(&verify.stdout).into_owned() + &String::from_utf8_lossy(&verify.stderr);
+    assert!(verify.status.success() && said.trim().is_empty(), "systemd-analyze verify: {said}");
     for k in 0..3 {
         lab.start_dhclient(k);
     }
