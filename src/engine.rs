@@ -113,7 +113,7 @@ pub struct Plan {
 pub struct HostPlan {
     pub rules_add: Vec<Rule>,
     pub rules_del: Vec<Rule>,
-    pub filter: Option<String>,
+    pub filter: Option<filter::Change>,
     pub filter_error: Option<String>,
 }
 
@@ -348,7 +348,7 @@ impl Engine {
             filter::Members::new()
         };
         match filter::read() {
-            Ok(cur) => host.filter = filter::script(&cur, &members),
+            Ok(cur) => host.filter = filter::plan(&cur, &members),
             // Without nft the routing half still works; say so once, with what to do.
             Err(e) if members.is_empty() => log::debug!("{e}"),
             Err(e) => host.filter_error = Some(e),
@@ -528,8 +528,8 @@ pub fn render(plans: &[Plan], host: &HostPlan, protocol: u8) -> Vec<String> {
     for r in &host.rules_del {
         out.push(format!("ip rule del {r}"));
     }
-    if let Some(s) = &host.filter {
-        out.push(format!("nft -f - <<'EOF'\n{}EOF", s));
+    if let Some(c) = &host.filter {
+        out.push(c.describe());
     }
     out
 }

@@ -74,6 +74,50 @@ pub fn read() -> Result<Current, String> {
     Ok(c)
 }
 
+/// A change to the receive filter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// Write the whole table (it is missing, or not as stronghost left it).
+    Script(String),
+    /// Only members come or go: done over nfnetlink, one transaction, no `nft` process.
+    Members { add: Vec<(String, String)>, remove: Vec<(String, String)> },
+}
+
+impl Change {
+    /// The equivalent `nft` commands.
+    pub fn describe(&self) -> String {
+        match self {
+            Change::Script(s) => format!("nft -f - <<'EOF'\n{s}EOF"),
+            Change::Members { add, remove } => {
+                let t = format!("inet {TABLE}");
+                let mut s = Vec::new();
+                for (n, c) in remove {
+                    s.push(format!("nft delete element {t} wrong_iface {{ \"{n}\" }}; nft delete element {t} managed {{ \"{n}\" }}; nft delete counter {t} {c}"));
+                }
+                for (n, c) in add {
+                    s.push(format!("nft add counter {t} {c}; nft add element {t} managed {{ \"{n}\" }}; nft add element {t} wrong_iface {{ \"{n}\" : \"{c}\" }}"));
+                }
+                s.join("\n")
+            }
+        }
+    }
+}
+
+/// What brings the table from `cur` to `want`, or `None` when it is converged.
+pub fn plan(cur: &Current, want: &Members) -> Option<Change> {
+    let intact = cur.exists
+        && cur.rule_ok
+        && cur.set.iter().eq(cur.map.keys())
+        && cur.map.values().all(|c| cur.counters.contains_key(c))
+        && cur.counters.keys().all(|c| cur.map.values().any(|m| m == c));
+    if want.is_empty() || !intact {
+        return script(cur, want).map(Change::Script);
+    }
+    let add: Vec<(String, String)> = want.iter().filter(|(n, c)| cur.map.get(*n) != Some(*c)).map(|(n, c)| (n.clone(), c.clone())).collect();
+    let remove: Vec<(String, String)> = cur.map.iter().filter(|(n, c)| want.get(*n) != Some(*c)).map(|(n, c)| (n.clone(), c.clone())).collect();
+    (!add.is_empty() || !remove.is_empty()).then_some(Change::Members { add, remove })
+}
+
 /// The transaction that brings the table from `cur` to `want`, or `None` when it is converged.
 pub fn script(cur: &Current, want: &Members) -> Option<String> {
     if want.is_empty() {
@@ -115,8 +159,30 @@ pub fn script(cur: &Current, want: &Members) -> Option<String> {
     Some(s)
 }
 
-/// Runs one transaction: all of it takes effect or none does.
-pub fn apply(script: &str) -> Result<(), String> {
+/// Makes a change; each kind is one transaction: all of it takes effect or none does.
+pub fn apply(change: &Change) -> Result<(), String> {
+    match change {
+        Change::Script(s) => run_script(s),
+        Change::Members { add, remove } => Nft::open()
+            .and_then(|mut n| n.update_members(TABLE, add, remove))
+            .or_else(|e| {
+                // Whatever went wrong, writing the whole table is always correct.
+                log::debug!("nfnetlink update of the receive filter failed ({e}); rewriting it with nft");
+                let cur = read()?;
+                let mut want: Members = cur.map.clone();
+                for (n, _) in remove {
+                    want.remove(n);
+                }
+                want.extend(add.iter().cloned());
+                match script(&Current { rule_ok: false, ..cur }, &want) {
+                    Some(s) => run_script(&s),
+                    None => Ok(()),
+                }
+            }),
+    }
+}
+
+fn run_script(script: &str) -> Result<(), String> {
     let mut cmd = Command::new(nft_binary());
     // If stronghost dies (killed mid-run), nft dies with it: a transaction must never land after
     // the next run has read the table. (nft's transaction itself is atomic either way.)
@@ -163,7 +229,13 @@ mod tests {
             counters: [("drop_4101".to_string(), 3), ("drop_4102".to_string(), 0)].into(),
         };
         assert_eq!(script(&cur, &want), None);
+        // One member fewer on an intact table: a nfnetlink update, not a script.
         let fewer = members(&[("eth0", "drop_4101")]);
+        assert_eq!(plan(&cur, &fewer), Some(Change::Members { add: vec![], remove: vec![("eth1".into(), "drop_4102".into())] }));
+        let more = members(&[("eth0", "drop_4101"), ("eth1", "drop_4102"), ("eth2", "drop_4103")]);
+        assert_eq!(plan(&cur, &more), Some(Change::Members { add: vec![("eth2".into(), "drop_4103".into())], remove: vec![] }));
+        assert_eq!(plan(&cur, &want), None);
+        assert!(matches!(plan(&Current { rule_ok: false, ..cur.clone() }, &want), Some(Change::Script(_))));
         let s = script(&cur, &fewer).unwrap();
         assert!(s.contains("delete counter inet stronghost drop_4102") && !s.contains("delete counter inet stronghost drop_4101"));
         assert_eq!(script(&cur, &Members::new()).unwrap(), "add table inet stronghost\ndelete table inet stronghost\n");

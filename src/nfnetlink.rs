@@ -14,6 +14,15 @@ const NFT_MSG_GETCHAIN: u16 = 4;
 const NFT_MSG_GETRULE: u16 = 7;
 const NFT_MSG_GETSETELEM: u16 = 13;
 const NFT_MSG_GETOBJ: u16 = 19;
+const NFT_MSG_NEWSETELEM: u16 = 12;
+const NFT_MSG_DELSETELEM: u16 = 14;
+const NFT_MSG_NEWOBJ: u16 = 18;
+const NFT_MSG_DELOBJ: u16 = 20;
+const NFNL_MSG_BATCH_BEGIN: u16 = 16;
+const NFNL_MSG_BATCH_END: u16 = 17;
+const NLA_F_NESTED: u16 = 0x8000;
+const NLM_F_CREATE: u16 = 0x400;
+const IFNAMSIZ: usize = 16;
 const NFPROTO_INET: u8 = 1;
 const NLMSG_ERROR: u16 = 2;
 const NLMSG_DONE: u16 = 3;
@@ -130,6 +139,119 @@ impl Nft {
         let mut a = Vec::new();
         attr(&mut a, 1, &cstr(table)); // NFTA_TABLE_NAME
         Ok(self.request(NFT_MSG_GETTABLE, 0, &a)?.is_some())
+    }
+
+    /// Adds and removes receive-filter members in one nftables transaction: the counter object,
+    /// the `managed` set element and the `wrong_iface` map element of each. All or nothing.
+    pub fn update_members(&mut self, table: &str, add: &[(String, String)], remove: &[(String, String)]) -> io::Result<()> {
+        let mut msgs: Vec<(u16, u16, Vec<u8>)> = Vec::new();
+        let key = |ifname: &str| {
+            let mut v = ifname.as_bytes().to_vec();
+            v.resize(IFNAMSIZ, 0);
+            let mut data = Vec::new();
+            attr(&mut data, 1, &v); // NFTA_DATA_VALUE
+            data
+        };
+        let elements = |set: &str, list: &[(String, String)], objref: bool| {
+            let mut elems = Vec::new();
+            for (ifname, counter) in list {
+                let mut e = Vec::new();
+                attr(&mut e, 1 | NLA_F_NESTED, &key(ifname)); // NFTA_SET_ELEM_KEY
+                if objref {
+                    attr(&mut e, 9, &cstr(counter)); // NFTA_SET_ELEM_OBJREF
+                }
+                attr(&mut elems, 1 | NLA_F_NESTED, &e); // NFTA_LIST_ELEM
+            }
+            let mut a = Vec::new();
+            attr(&mut a, 1, &cstr(table)); // NFTA_SET_ELEM_LIST_TABLE
+            attr(&mut a, 2, &cstr(set)); // NFTA_SET_ELEM_LIST_SET
+            attr(&mut a, 3 | NLA_F_NESTED, &elems); // NFTA_SET_ELEM_LIST_ELEMENTS
+            a
+        };
+        let object = |name: &str, with_data: bool| {
+            let mut a = Vec::new();
+            attr(&mut a, 1, &cstr(table)); // NFTA_OBJ_TABLE
+            attr(&mut a, 2, &cstr(name)); // NFTA_OBJ_NAME
+            attr(&mut a, 3, &NFT_OBJECT_COUNTER.to_be_bytes()); // NFTA_OBJ_TYPE
+            if with_data {
+                attr(&mut a, 4 | NLA_F_NESTED, &[]); // NFTA_OBJ_DATA: a counter starting at zero
+            }
+            a
+        };
+        if !remove.is_empty() {
+            msgs.push((NFT_MSG_DELSETELEM, 0, elements("wrong_iface", remove, false)));
+            msgs.push((NFT_MSG_DELSETELEM, 0, elements("managed", remove, false)));
+            for (_, counter) in remove {
+                msgs.push((NFT_MSG_DELOBJ, 0, object(counter, false)));
+            }
+        }
+        if !add.is_empty() {
+            for (_, counter) in add {
+                msgs.push((NFT_MSG_NEWOBJ, NLM_F_CREATE, object(counter, true)));
+            }
+            msgs.push((NFT_MSG_NEWSETELEM, NLM_F_CREATE, elements("managed", add, false)));
+            msgs.push((NFT_MSG_NEWSETELEM, NLM_F_CREATE, elements("wrong_iface", add, true)));
+        }
+        self.transaction(&msgs)
+    }
+
+    /// Sends messages as one nfnetlink batch (one nftables transaction) and checks every ACK.
+    fn transaction(&mut self, msgs: &[(u16, u16, Vec<u8>)]) -> io::Result<()> {
+        let mut buf = Vec::new();
+        let first = self.seq + 1;
+        let push = |buf: &mut Vec<u8>, seq: u32, kind: u16, flags: u16, family: u8, res_id: u16, attrs: &[u8]| {
+            buf.extend_from_slice(&((16 + 4 + attrs.len()) as u32).to_ne_bytes());
+            buf.extend_from_slice(&kind.to_ne_bytes());
+            buf.extend_from_slice(&(NLM_F_REQUEST | flags).to_ne_bytes());
+            buf.extend_from_slice(&seq.to_ne_bytes());
+            buf.extend_from_slice(&0u32.to_ne_bytes());
+            buf.push(family);
+            buf.push(0);
+            buf.extend_from_slice(&res_id.to_be_bytes());
+            buf.extend_from_slice(attrs);
+        };
+        self.seq += 1;
+        push(&mut buf, self.seq, NFNL_MSG_BATCH_BEGIN, 0, 0, NFNL_SUBSYS_NFTABLES, &[]);
+        for (kind, flags, attrs) in msgs {
+            self.seq += 1;
+            push(&mut buf, self.seq, (NFNL_SUBSYS_NFTABLES << 8) | kind, NLM_F_ACK | flags, NFPROTO_INET, 0, attrs);
+        }
+        self.seq += 1;
+        push(&mut buf, self.seq, NFNL_MSG_BATCH_END, 0, 0, NFNL_SUBSYS_NFTABLES, &[]);
+        self.sock.send(&buf, 0)?;
+        let mut pending = msgs.len();
+        let mut rx = vec![0u8; 1 << 16];
+        let mut failure = None;
+        while pending > 0 {
+            let n = self.sock.recv(&mut &mut rx[..], 0)?;
+            let mut off = 0;
+            while off + 16 <= n {
+                let h = &rx[off..n];
+                let mlen = u32::from_ne_bytes(h[0..4].try_into().unwrap()) as usize;
+                let kind = u16::from_ne_bytes([h[4], h[5]]);
+                let seq = u32::from_ne_bytes(h[8..12].try_into().unwrap());
+                if mlen < 16 || mlen > h.len() {
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, "nfnetlink: truncated message"));
+                }
+                off += (mlen + 3) & !3;
+                if kind != NLMSG_ERROR || seq <= first || seq > self.seq {
+                    continue;
+                }
+                let code = i32::from_ne_bytes(h[16..20].try_into().unwrap());
+                if code != 0 && failure.is_none() {
+                    failure = Some(io::Error::from_raw_os_error(-code));
+                }
+                pending -= 1;
+                // After a failure the kernel aborts the batch and acknowledges nothing more.
+                if code != 0 {
+                    pending = 0;
+                }
+            }
+        }
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
     /// Elements of a set (keys) or map (key → object name) of an inet table; `None` if absent.
