@@ -5,7 +5,6 @@
 //! it reports, it does not judge. Addresses are from 198.18.0.0/15, the benchmarking range.
 
 #[path = "../tests/lab/mod.rs"]
-#[allow(dead_code)]
 mod lab;
 
 use lab::Lab;
@@ -213,12 +212,11 @@ impl Bench {
                     while off < n {
                         let Ok(m) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&rx[off..n]) else { break };
                         off += (m.header.length as usize + 3) & !3;
-                        if let NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewRule(r)) = m.payload {
-                            if r.attributes.iter().any(|x| matches!(x, RuleAttribute::Source(IpAddr::V4(s)) if *s == a)) {
+                        if let NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewRule(r)) = m.payload
+                            && r.attributes.iter().any(|x| matches!(x, RuleAttribute::Source(IpAddr::V4(s)) if *s == a)) {
                                 out.push(t0.elapsed());
                                 break 'wait;
                             }
-                        }
                         if m.header.length == 0 {
                             break;
                         }

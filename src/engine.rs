@@ -213,8 +213,8 @@ impl Engine {
     /// uses. A table holding anything stronghost did not write is never taken.
     fn table_for(&mut self, k: &Kernel, ifname: &str) -> Result<u32, String> {
         let proto = self.cfg.protocol;
-        if let Some(&t) = self.tables.get(ifname) {
-            if self.cfg.in_table_range(t) {
+        if let Some(&t) = self.tables.get(ifname)
+            && self.cfg.in_table_range(t) {
                 if let Some(f) = k.foreign_in_table(t, proto) {
                     return Err(format!(
                         "table {t} (allocated to {ifname}) holds a {f} that stronghost did not write; remove it, or drop {ifname} from {} to let stronghost allocate another",
@@ -223,7 +223,6 @@ impl Engine {
                 }
                 return Ok(t);
             }
-        }
         let taken: BTreeSet<u32> = self.tables.values().copied().collect();
         let t = (self.cfg.table_min..=self.cfg.table_max)
             .find(|t| !taken.contains(t) && k.foreign_in_table(*t, proto).is_none())
@@ -307,11 +306,10 @@ impl Engine {
                     plan.sysctls.push((knob, want));
                 } else if !claimed {
                     // Restore only what still holds our value: a later change by the admin stands.
-                    if let Some(&old) = record.saved_sysctls.get(knob) {
-                        if cur == want && old != want {
+                    if let Some(&old) = record.saved_sysctls.get(knob)
+                        && cur == want && old != want {
                             plan.sysctls.push((knob, old));
                         }
-                    }
                 }
             }
         }
@@ -366,12 +364,11 @@ impl Engine {
             self.tables_dirty = false;
         }
         for p in plans.iter().filter(|p| !p.orphans) {
-            if let Some(r) = &p.record {
-                if self.loaded.get(&p.ifname) != Some(r) {
+            if let Some(r) = &p.record
+                && self.loaded.get(&p.ifname) != Some(r) {
                     self.state.save_record(&p.ifname, r).map_err(|e| format!("saving state of {}: {e}", p.ifname))?;
                     self.loaded.insert(p.ifname.clone(), r.clone());
                 }
-            }
         }
         // Every netlink write, in order, sent as one batch.
         let mut ops: Vec<(String, Op)> = host.rules_add.iter().map(|r| (String::new(), Op::AddRule(r.clone()))).collect();
@@ -390,11 +387,10 @@ impl Engine {
         match self.nl.batch(&just_ops, proto) {
             Ok(results) => {
                 for ((ifname, op), r) in ops.iter().zip(results) {
-                    if let Err(e) = r {
-                        if !op.harmless(e.raw_os_error()) {
+                    if let Err(e) = r
+                        && !op.harmless(e.raw_os_error()) {
                             errors.push(format!("{}: {e}", op.describe(ifname)));
                         }
-                    }
                 }
             }
             Err(e) => errors.push(format!("netlink: {e}")),

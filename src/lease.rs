@@ -110,7 +110,7 @@ pub fn ifname_field(env: Env, name: &str) -> Result<String, String> {
 /// "dst/len gw dst/len gw ..." (dhcpcd, udhcpc, NetworkManager) or "dst/len,gw ..." (networkd).
 pub fn parse_route_pairs(v: &str) -> Result<Vec<StaticRoute>, String> {
     let words: Vec<&str> = v.split(|c: char| c.is_ascii_whitespace() || c == ',').filter(|w| !w.is_empty()).collect();
-    if words.len() % 2 != 0 {
+    if !words.len().is_multiple_of(2) {
         return Err("odd number of fields (each route is a destination and a gateway)".into());
     }
     let mut routes = Vec::new();
@@ -199,7 +199,7 @@ pub fn parse_rfc3442_bytes(v: &str) -> Result<Vec<StaticRoute>, String> {
 /// RHEL (ISC destination descriptors): "24.192.168.1 10.0.0.1 0 198.51.100.1".
 pub fn parse_rfc3442_descriptors(v: &str) -> Result<Vec<StaticRoute>, String> {
     let words: Vec<&str> = v.split(|c: char| c.is_ascii_whitespace() || c == ',').filter(|w| !w.is_empty()).collect();
-    if words.len() % 2 != 0 {
+    if !words.len().is_multiple_of(2) {
         return Err("odd number of fields (each route is a descriptor and a gateway)".into());
     }
     let mut routes = Vec::new();

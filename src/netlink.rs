@@ -186,11 +186,10 @@ impl Netlink {
         req.header.family = AddressFamily::Inet;
         let mut out = Vec::new();
         for m in self.dump(RouteNetlinkMessage::GetRule(req))? {
-            if let RouteNetlinkMessage::NewRule(r) = m {
-                if let Some(o) = rule_from_kernel(&r) {
+            if let RouteNetlinkMessage::NewRule(r) = m
+                && let Some(o) = rule_from_kernel(&r) {
                     out.push(o);
                 }
-            }
         }
         Ok(out)
     }

@@ -65,11 +65,10 @@ fn subscribe() -> std::io::Result<Socket> {
 fn classify(msg: RouteNetlinkMessage, cfg: &Config, p: &mut Pending) {
     use RouteNetlinkMessage::*;
     match msg {
-        NewAddress(AddressMessage { header, .. }) | DelAddress(AddressMessage { header, .. }) => {
-            if header.family == AddressFamily::Inet {
+        NewAddress(AddressMessage { header, .. }) | DelAddress(AddressMessage { header, .. })
+            if header.family == AddressFamily::Inet => {
                 p.ifindexes.insert(header.index);
             }
-        }
         NewLink(LinkMessage { header, .. }) => {
             // Renames and state changes; the name is re-read from the kernel at reconcile time.
             p.ifindexes.insert(header.index);
@@ -83,15 +82,14 @@ fn classify(msg: RouteNetlinkMessage, cfg: &Config, p: &mut Pending) {
         DelRoute(r) => route_event(&r, true, cfg, p),
         DelRule(RuleMessage { attributes, .. }) => {
             let ours = attributes.iter().any(|a| matches!(a, RuleAttribute::Protocol(x) if u8::from(*x) == cfg.protocol));
-            if ours {
-                if let Some(t) = attributes.iter().find_map(|a| if let RuleAttribute::Table(t) = a { Some(*t) } else { None }) {
+            if ours
+                && let Some(t) = attributes.iter().find_map(|a| if let RuleAttribute::Table(t) = a { Some(*t) } else { None }) {
                     if cfg.in_table_range(t) {
                         p.tables.insert(t);
                     } else {
                         p.resync = true; // the shared main-table rule
                     }
                 }
-            }
         }
         _ => {}
     }
@@ -287,7 +285,8 @@ fn handle(engine: &mut Engine, cfg: &Config, p: Pending, fights: &mut Fights) {
     let recorded = engine.state.recorded();
     for name in names {
         let known = recorded.contains(&name);
-        // Claim an interface when it first has an address, as `sync` does; after that, follow it.
+        // Claim an interface when an address appears on it (a lease, a hand-made address): an
+        // event, unlike `sync`, means someone is configuring it now. After that, follow it.
         if !known && !(cfg.manages(&name) && addressed.contains(&name)) {
             continue;
         }

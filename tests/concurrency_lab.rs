@@ -49,11 +49,10 @@ fn run_interface(lab: &Lab, k: usize, seed: u64) -> Model {
             // BOUND or RENEW with a (maybe new) address, as dhclient-script does it.
             0 | 1 => {
                 let a = pool(rng.below(10));
-                if let Some(old) = m.lease.take() {
-                    if old != a {
+                if let Some(old) = m.lease.take()
+                    && old != a {
                         let _ = lab.host(&["ip", "addr", "del", &format!("{old}/24"), "dev", &e]);
                     }
-                }
                 m.secondaries.retain(|s| *s != a);
                 let _ = lab.host(&["ip", "addr", "replace", &format!("{a}/24"), "dev", &e]);
                 hook(lab, if rng.below(2) == 0 { "BOUND" } else { "RENEW" }, k, Some(&a));

@@ -98,11 +98,10 @@ fn configure_for_udhcpc(e: &mut Engine, ifname: &str, lease: Option<&Lease>) {
         if let (true, Some(r)) = (lease.is_none_or(|n| default_via(n) != default_via(o)), default_via(o)) {
             let _ = e.nl.del_route(&r, proto);
         }
-        if changed {
-            if let Err(err) = e.nl.del_address(link.index, o.address, o.prefix_len) {
+        if changed
+            && let Err(err) = e.nl.del_address(link.index, o.address, o.prefix_len) {
                 log::debug!("removing {} from {ifname}: {err}", o.address);
             }
-        }
     }
     match lease {
         Some(n) => {

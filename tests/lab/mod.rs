@@ -117,8 +117,8 @@ pub struct Lab {
 }
 
 pub fn run(cmd: &mut Command) -> Output {
-    let out = cmd.stdin(Stdio::null()).output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    out
+    
+    cmd.stdin(Stdio::null()).output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"))
 }
 
 pub fn ok(cmd: &mut Command) -> String {
