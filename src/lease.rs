@@ -107,16 +107,21 @@ pub fn ifname_field(env: Env, name: &str) -> Result<String, String> {
     Ok(n)
 }
 
-/// "dst/len gw dst/len gw ..." (dhcpcd, udhcpc, NetworkManager) or "dst/len,gw ..." (networkd).
-pub fn parse_route_pairs(v: &str) -> Result<Vec<StaticRoute>, String> {
+/// Words separated by blanks or commas, taken two by two: (destination, gateway).
+fn pairs<'a>(v: &'a str, first: &str) -> Result<Vec<(&'a str, &'a str)>, String> {
     let words: Vec<&str> = v.split(|c: char| c.is_ascii_whitespace() || c == ',').filter(|w| !w.is_empty()).collect();
     if !words.len().is_multiple_of(2) {
-        return Err("odd number of fields (each route is a destination and a gateway)".into());
+        return Err(format!("odd number of fields (each route is a {first} and a gateway)"));
     }
+    Ok(words.chunks(2).map(|c| (c[0], c[1])).collect())
+}
+
+/// "dst/len gw dst/len gw ..." (dhcpcd, udhcpc, NetworkManager) or "dst/len,gw ..." (networkd).
+pub fn parse_route_pairs(v: &str) -> Result<Vec<StaticRoute>, String> {
     let mut routes = Vec::new();
-    for pair in words.chunks(2) {
-        let dst: Ipv4Net = pair[0].parse().map_err(|e| format!("{:?}: {e}", printable(pair[0])))?;
-        routes.push(route(dst.addr, dst.len, parse_ipv4(pair[1])?)?);
+    for (dst, gw) in pairs(v, "destination")? {
+        let dst: Ipv4Net = dst.parse().map_err(|e| format!("{:?}: {e}", printable(dst)))?;
+        routes.push(route(dst.addr, dst.len, parse_ipv4(gw)?)?);
     }
     Ok(routes)
 }
@@ -198,30 +203,26 @@ pub fn parse_rfc3442_bytes(v: &str) -> Result<Vec<StaticRoute>, String> {
 
 /// RHEL (ISC destination descriptors): "24.192.168.1 10.0.0.1 0 198.51.100.1".
 pub fn parse_rfc3442_descriptors(v: &str) -> Result<Vec<StaticRoute>, String> {
-    let words: Vec<&str> = v.split(|c: char| c.is_ascii_whitespace() || c == ',').filter(|w| !w.is_empty()).collect();
-    if !words.len().is_multiple_of(2) {
-        return Err("odd number of fields (each route is a descriptor and a gateway)".into());
-    }
     let mut routes = Vec::new();
-    for pair in words.chunks(2) {
-        let mut parts = pair[0].split('.');
+    for (descriptor, gw) in pairs(v, "descriptor")? {
+        let mut parts = descriptor.split('.');
         let len: u8 = parts
             .next()
             .filter(|p| !p.is_empty() && p.len() <= 2 && p.bytes().all(|b| b.is_ascii_digit()))
             .and_then(|p| p.parse().ok())
-            .ok_or_else(|| format!("{:?} is not a destination descriptor", printable(pair[0])))?;
+            .ok_or_else(|| format!("{:?} is not a destination descriptor", printable(descriptor)))?;
         if len > 32 {
             return Err(format!("prefix length {len} is over 32"));
         }
         let octets: Vec<&str> = parts.collect();
         if octets.len() != usize::from(len).div_ceil(8) {
-            return Err(format!("{:?}: octet count does not match /{len}", printable(pair[0])));
+            return Err(format!("{:?}: octet count does not match /{len}", printable(descriptor)));
         }
         let mut dst = [0u8; 4];
         for (k, o) in octets.iter().enumerate() {
             dst[k] = parse_ipv4(&format!("{o}.0.0.0"))?.octets()[0];
         }
-        routes.push(route(Ipv4Addr::from(dst), len, parse_ipv4(pair[1])?)?);
+        routes.push(route(Ipv4Addr::from(dst), len, parse_ipv4(gw)?)?);
     }
     Ok(routes)
 }

@@ -31,6 +31,33 @@ const NLM_F_ACK: u16 = 4;
 const NLM_F_DUMP: u16 = 0x300;
 const NFT_OBJECT_COUNTER: u32 = 1;
 
+/// An answer from the kernel: its type, sequence number and what follows the header.
+struct Message {
+    kind: u16,
+    seq: u32,
+    payload: Vec<u8>,
+}
+
+impl Message {
+    /// The errno of an NLMSG_ERROR (negative), 0 for an ACK.
+    fn error_code(&self) -> i32 {
+        self.payload.get(..4).map(|b| i32::from_ne_bytes(b.try_into().unwrap())).unwrap_or(-71) // EPROTO: too short to carry a code
+    }
+}
+
+/// Appends one nfnetlink message: nlmsghdr, nfgenmsg (family, version 0, res_id), attributes.
+fn put_message(buf: &mut Vec<u8>, seq: u32, kind: u16, flags: u16, family: u8, res_id: u16, attrs: &[u8]) {
+    buf.extend_from_slice(&((16 + 4 + attrs.len()) as u32).to_ne_bytes());
+    buf.extend_from_slice(&kind.to_ne_bytes());
+    buf.extend_from_slice(&(NLM_F_REQUEST | flags).to_ne_bytes());
+    buf.extend_from_slice(&seq.to_ne_bytes());
+    buf.extend_from_slice(&0u32.to_ne_bytes());
+    buf.push(family);
+    buf.push(0);
+    buf.extend_from_slice(&res_id.to_be_bytes());
+    buf.extend_from_slice(attrs);
+}
+
 /// One nftables netlink conversation.
 pub struct Nft {
     sock: Socket,
@@ -92,47 +119,50 @@ impl Nft {
     fn request(&mut self, msg: u16, flags: u16, attributes: &[u8]) -> io::Result<Option<Vec<Vec<u8>>>> {
         self.seq += 1;
         let mut buf = Vec::with_capacity(64);
-        let len = 16 + 4 + attributes.len();
-        buf.extend_from_slice(&(len as u32).to_ne_bytes());
-        buf.extend_from_slice(&((NFNL_SUBSYS_NFTABLES << 8) | msg).to_ne_bytes());
-        buf.extend_from_slice(&(NLM_F_REQUEST | NLM_F_ACK | flags).to_ne_bytes());
-        buf.extend_from_slice(&self.seq.to_ne_bytes());
-        buf.extend_from_slice(&0u32.to_ne_bytes());
-        buf.extend_from_slice(&[NFPROTO_INET, 0, 0, 0]);
-        buf.extend_from_slice(attributes);
+        put_message(&mut buf, self.seq, (NFNL_SUBSYS_NFTABLES << 8) | msg, NLM_F_ACK | flags, NFPROTO_INET, 0, attributes);
         self.sock.send(&buf, 0)?;
         let mut out = Vec::new();
         let mut rx = vec![0u8; 1 << 16];
         loop {
-            let n = self.sock.recv(&mut &mut rx[..], 0)?;
-            let mut off = 0;
-            while off + 16 <= n {
-                let h = &rx[off..n];
-                let mlen = u32::from_ne_bytes(h[0..4].try_into().unwrap()) as usize;
-                let kind = u16::from_ne_bytes([h[4], h[5]]);
-                let seq = u32::from_ne_bytes(h[8..12].try_into().unwrap());
-                if mlen < 16 || mlen > h.len() {
-                    return Err(io::Error::new(io::ErrorKind::InvalidData, "nfnetlink: truncated message"));
-                }
-                off += (mlen + 3) & !3;
-                if seq != self.seq {
+            for m in self.receive(&mut rx)? {
+                if m.seq != self.seq {
                     continue;
                 }
-                match kind {
+                match m.kind {
                     NLMSG_DONE => return Ok(Some(out)),
                     NLMSG_ERROR => {
-                        let code = i32::from_ne_bytes(h[16..20].try_into().unwrap());
-                        return match -code {
+                        return match -m.error_code() {
                             0 if flags & NLM_F_DUMP == 0 => Ok(Some(out)),
                             0 => continue,
                             2 => Ok(None), // ENOENT: no such table, chain or set
                             e => Err(io::Error::from_raw_os_error(e)),
                         };
                     }
-                    _ => out.push(h[20.min(mlen)..mlen].to_vec()),
+                    _ => out.push(m.payload.get(4..).unwrap_or_default().to_vec()),
                 }
             }
         }
+    }
+
+    /// One datagram from the kernel, split into its messages.
+    fn receive(&self, rx: &mut [u8]) -> io::Result<Vec<Message>> {
+        let n = self.sock.recv(&mut &mut rx[..], 0)?;
+        let mut out = Vec::new();
+        let mut off = 0;
+        while off + 16 <= n {
+            let h = &rx[off..n];
+            let len = u32::from_ne_bytes(h[0..4].try_into().unwrap()) as usize;
+            if len < 16 || len > h.len() {
+                return Err(io::Error::new(io::ErrorKind::InvalidData, "nfnetlink: truncated message"));
+            }
+            out.push(Message {
+                kind: u16::from_ne_bytes([h[4], h[5]]),
+                seq: u32::from_ne_bytes(h[8..12].try_into().unwrap()),
+                payload: h[16..len].to_vec(),
+            });
+            off += (len + 3) & !3;
+        }
+        Ok(out)
     }
 
     pub fn table_exists(&mut self, table: &str) -> io::Result<bool> {
@@ -199,59 +229,30 @@ impl Nft {
     fn transaction(&mut self, msgs: &[(u16, u16, Vec<u8>)]) -> io::Result<()> {
         let mut buf = Vec::new();
         let first = self.seq + 1;
-        let push = |buf: &mut Vec<u8>, seq: u32, kind: u16, flags: u16, family: u8, res_id: u16, attrs: &[u8]| {
-            buf.extend_from_slice(&((16 + 4 + attrs.len()) as u32).to_ne_bytes());
-            buf.extend_from_slice(&kind.to_ne_bytes());
-            buf.extend_from_slice(&(NLM_F_REQUEST | flags).to_ne_bytes());
-            buf.extend_from_slice(&seq.to_ne_bytes());
-            buf.extend_from_slice(&0u32.to_ne_bytes());
-            buf.push(family);
-            buf.push(0);
-            buf.extend_from_slice(&res_id.to_be_bytes());
-            buf.extend_from_slice(attrs);
-        };
         self.seq += 1;
-        push(&mut buf, self.seq, NFNL_MSG_BATCH_BEGIN, 0, 0, NFNL_SUBSYS_NFTABLES, &[]);
+        put_message(&mut buf, self.seq, NFNL_MSG_BATCH_BEGIN, 0, 0, NFNL_SUBSYS_NFTABLES, &[]);
         for (kind, flags, attrs) in msgs {
             self.seq += 1;
-            push(&mut buf, self.seq, (NFNL_SUBSYS_NFTABLES << 8) | kind, NLM_F_ACK | flags, NFPROTO_INET, 0, attrs);
+            put_message(&mut buf, self.seq, (NFNL_SUBSYS_NFTABLES << 8) | kind, NLM_F_ACK | flags, NFPROTO_INET, 0, attrs);
         }
         self.seq += 1;
-        push(&mut buf, self.seq, NFNL_MSG_BATCH_END, 0, 0, NFNL_SUBSYS_NFTABLES, &[]);
+        put_message(&mut buf, self.seq, NFNL_MSG_BATCH_END, 0, 0, NFNL_SUBSYS_NFTABLES, &[]);
         self.sock.send(&buf, 0)?;
         let mut pending = msgs.len();
         let mut rx = vec![0u8; 1 << 16];
-        let mut failure = None;
         while pending > 0 {
-            let n = self.sock.recv(&mut &mut rx[..], 0)?;
-            let mut off = 0;
-            while off + 16 <= n {
-                let h = &rx[off..n];
-                let mlen = u32::from_ne_bytes(h[0..4].try_into().unwrap()) as usize;
-                let kind = u16::from_ne_bytes([h[4], h[5]]);
-                let seq = u32::from_ne_bytes(h[8..12].try_into().unwrap());
-                if mlen < 16 || mlen > h.len() {
-                    return Err(io::Error::new(io::ErrorKind::InvalidData, "nfnetlink: truncated message"));
-                }
-                off += (mlen + 3) & !3;
-                if kind != NLMSG_ERROR || seq <= first || seq > self.seq {
+            for m in self.receive(&mut rx)? {
+                if m.kind != NLMSG_ERROR || m.seq <= first || m.seq > self.seq {
                     continue;
                 }
-                let code = i32::from_ne_bytes(h[16..20].try_into().unwrap());
-                if code != 0 && failure.is_none() {
-                    failure = Some(io::Error::from_raw_os_error(-code));
-                }
-                pending -= 1;
-                // After a failure the kernel aborts the batch and acknowledges nothing more.
-                if code != 0 {
-                    pending = 0;
+                // The first error aborts the transaction as a whole: nothing of it took effect.
+                match m.error_code() {
+                    0 => pending -= 1,
+                    code => return Err(io::Error::from_raw_os_error(-code)),
                 }
             }
         }
-        match failure {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+        Ok(())
     }
 
     /// Elements of a set (keys) or map (key → object name) of an inet table; `None` if absent.

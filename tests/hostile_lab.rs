@@ -121,7 +121,11 @@ fn raw_hostile_leases_are_contained() {
             }
             (Some(_), None) => panic!("{name}: not applied:\n{log}"),
             (None, Some(st)) => assert!(st["gateway"].is_null(), "{name}: {st}"),
-            (None, None) => {} // rejected as a whole: nothing changed
+            (None, None) => {
+                // Rejected as a whole: nothing of stronghost's in the kernel.
+                let rules = lab.host_ok(&["ip", "-N", "rule"]);
+                assert!(!rules.contains("proto 83"), "{name}: applied although rejected:\n{rules}");
+            }
         }
     }
     println!("hostile DHCP (raw server): {total} cases, no command executed, no lease declined");

@@ -11,9 +11,6 @@ fn connection(k: usize) -> String {
     format!("[connection]\nid=eth{k}\ntype=ethernet\ninterface-name=eth{k}\n\n[ipv4]\nmethod=auto\n\n[ipv6]\nmethod=disabled\n")
 }
 
-fn routed(lab: &Lab, ifname: &str) -> bool {
-    lab.status_of(ifname).is_some_and(|s| s["applied"] == true)
-}
 
 #[test]
 fn networkmanager_dispatcher_drives_stronghost() {
@@ -48,11 +45,11 @@ fn networkmanager_dispatcher_drives_stronghost() {
 
     // down: the policy of eth2 goes although NM says nothing about addresses then.
     lab.host_ok(&["nmcli", "device", "disconnect", "eth2"]);
-    wait_for(Duration::from_secs(15), "eth2 down", || !routed(&lab, "eth2"));
+    wait_for(Duration::from_secs(15), "eth2 down", || !lab.routed("eth2"));
     lab.assert_strong(0, &addr(0));
     // up again.
     lab.host_ok(&["nmcli", "connection", "up", "eth2"]);
-    wait_for(Duration::from_secs(15), "eth2 up", || routed(&lab, "eth2"));
+    wait_for(Duration::from_secs(15), "eth2 up", || lab.routed("eth2"));
     lab.assert_strong(2, &addr(2));
     lab.assert_foreign_intact("NetworkManager");
 }

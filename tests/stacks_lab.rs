@@ -14,9 +14,6 @@ fn strong_everywhere(lab: &Lab, addrs: &[(usize, String)]) {
     assert!(lab.stronghost(&["check"]).status.success(), "{}", String::from_utf8_lossy(&lab.stronghost(&["check"]).stdout));
 }
 
-fn routed(lab: &Lab, ifname: &str) -> bool {
-    lab.status_of(ifname).is_some_and(|s| s["applied"] == true)
-}
 
 #[test]
 fn dhcpcd() {
@@ -36,7 +33,7 @@ fn dhcpcd() {
     strong_everywhere(&lab, &(0..n).map(|k| (k, addr(k))).collect::<Vec<_>>());
     // dhcpcd -k releases: the lease's policy goes, the others stay.
     lab.host_ok(&["dhcpcd", "-k", "-4", "eth2"]);
-    wait_for(Duration::from_secs(10), "eth2 released", || !routed(&lab, "eth2"));
+    wait_for(Duration::from_secs(10), "eth2 released", || !lab.routed("eth2"));
     lab.assert_strong(0, &addr(0));
     lab.assert_foreign_intact("dhcpcd");
 }
@@ -95,9 +92,9 @@ fn ifupdown_static_and_dhcp_stanzas() {
     assert_eq!(lab.status_of("eth2").unwrap()["lease_source"], "dhclient");
     strong_everywhere(&lab, &[(0, stat.to_string()), (1, "198.51.100.32".to_string()), (2, addr(2))]);
     lab.host_ok(&["ifdown", "eth1"]);
-    wait_for(Duration::from_secs(10), "eth1 down", || !routed(&lab, "eth1"));
+    wait_for(Duration::from_secs(10), "eth1 down", || !lab.routed("eth1"));
     lab.host_ok(&["ifdown", "eth2"]);
-    wait_for(Duration::from_secs(10), "eth2 down", || !routed(&lab, "eth2"));
+    wait_for(Duration::from_secs(10), "eth2 down", || !lab.routed("eth2"));
     // (eth1 is down now, so the wrong-interface probe cannot reach it: no drop to count there.)
     let f = lab.evaluate(0, stat).failures(0, stat);
     assert!(f.is_empty(), "{f:?}");

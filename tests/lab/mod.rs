@@ -522,6 +522,11 @@ impl Lab {
         self.status()["interfaces"].as_array().unwrap().iter().find(|i| i["interface"] == ifname).cloned()
     }
 
+    /// Whether stronghost has its routing policy in force on the interface.
+    pub fn routed(&self, ifname: &str) -> bool {
+        self.status_of(ifname).is_some_and(|s| s["applied"] == true)
+    }
+
     /// Waits until stronghost reports ethK strong with exactly `addr`.
     pub fn wait_applied(&self, k: usize, addr: &str) {
         let e = format!("eth{k}");
