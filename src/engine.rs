@@ -11,7 +11,7 @@ use crate::sysctl;
 use netlink_packet_route::route::RouteType;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// One read of everything the engine looks at.
 pub struct Kernel {
@@ -49,20 +49,69 @@ impl Kernel {
     }
 
     pub fn facts(&self, link: &Link) -> InterfaceFacts {
-        InterfaceFacts {
-            name: link.name.clone(),
-            index: link.index,
-            addresses: self.addrs.iter().filter(|a| a.index == link.index).map(|a| (a.addr, a.prefix_len)).collect(),
+        let mut f = InterfaceFacts { name: link.name.clone(), index: link.index, addresses: vec![], addresses6: vec![] };
+        for a in self.addrs.iter().filter(|a| a.index == link.index) {
+            match a.addr {
+                IpAddr::V4(v) => f.addresses.push((v, a.prefix_len)),
+                // Deprecated and tentative addresses keep their rules: sockets bound to them still
+                // send. Link-local ones need none, and one that failed DAD is not the host's.
+                IpAddr::V6(v) if crate::net::is_routable_v6(v) && !a.dadfailed => f.addresses6.push((v, a.prefix_len)),
+                IpAddr::V6(_) => {}
+            }
         }
+        f
+    }
+
+    /// Whether the interface has an address stronghost makes a policy for.
+    pub fn addressed(&self, index: u32) -> bool {
+        self.addrs.iter().any(|a| {
+            a.index == index
+                && match a.addr {
+                    IpAddr::V4(_) => true,
+                    IpAddr::V6(v) => crate::net::is_routable_v6(v) && !a.dadfailed,
+                }
+        })
+    }
+
+    /// The main-table default routes through this interface, best first.
+    fn main_defaults(&self, index: u32, v6: bool) -> impl Iterator<Item = IpAddr> + '_ {
+        let mut v: Vec<&KernelRoute> = self
+            .routes
+            .iter()
+            .filter(|r| r.table == RT_TABLE_MAIN && r.dst.is_default() && r.dst.is_v6() == v6 && r.oif == Some(index) && r.kind == RouteType::Unicast)
+            .collect();
+        // Several routers on a link (IPv6 keeps one route per advertising router): the same one
+        // every time, so the policy does not flap between them.
+        v.sort_by_key(|r| (r.metric, r.gateway));
+        v.into_iter().filter_map(|r| r.gateway)
     }
 
     /// A default route in main through this interface (static configuration, another client).
     fn main_gateway(&self, index: u32) -> Option<Ipv4Addr> {
+        self.main_defaults(index, false).find_map(|g| match g {
+            IpAddr::V4(g) => Some(g),
+            IpAddr::V6(_) => None,
+        })
+    }
+
+    /// The IPv6 router through this interface: what router advertisements (or the admin) put in main.
+    fn main_gateway6(&self, index: u32) -> Option<Ipv6Addr> {
+        self.main_defaults(index, true).find_map(|g| match g {
+            IpAddr::V6(g) => Some(g),
+            IpAddr::V4(_) => None,
+        })
+    }
+
+    /// IPv6 prefixes main holds as on-link through this interface (address prefixes, and the
+    /// prefixes router advertisements mark on-link).
+    fn onlink6(&self, index: u32) -> Vec<crate::net::IpNet> {
         self.routes
             .iter()
-            .filter(|r| r.table == RT_TABLE_MAIN && r.dst.is_default() && r.oif == Some(index) && r.kind == RouteType::Unicast)
-            .min_by_key(|r| r.metric)
-            .and_then(|r| r.gateway)
+            .filter(|r| r.table == RT_TABLE_MAIN && r.dst.is_v6() && !r.dst.is_default() && r.oif == Some(index))
+            .filter(|r| r.kind == RouteType::Unicast && r.gateway.is_none() && !r.exotic)
+            .filter(|r| matches!(r.dst.addr, IpAddr::V6(a) if crate::net::is_routable_v6(a)))
+            .map(|r| r.dst)
+            .collect()
     }
 
     /// Something in `table` that stronghost did not write, described for the admin.
@@ -240,7 +289,7 @@ impl Engine {
         // Claimed: stronghost manages the interface (ARP and rp_filter hardening, link group,
         // receive filter). Routed: it also has addresses, so it gets its rules and table.
         let claimed = matches!(intent, Intent::Apply) && link.is_some();
-        let applying = claimed && facts.as_ref().is_some_and(|f| !f.addresses.is_empty());
+        let applying = claimed && facts.as_ref().is_some_and(|f| !f.addresses.is_empty() || !f.addresses6.is_empty());
         if matches!(intent, Intent::Apply) && link.is_none() {
             return Err(format!("{ifname}: no such interface"));
         }
@@ -252,7 +301,10 @@ impl Engine {
         plan.table = table;
 
         // What stronghost owns for this interface now.
-        let addrs: Vec<Ipv4Addr> = facts.iter().flat_map(|f| f.addresses.iter().map(|a| a.0)).collect();
+        let addrs: Vec<IpAddr> = facts
+            .iter()
+            .flat_map(|f| f.addresses.iter().map(|a| IpAddr::V4(a.0)).chain(f.addresses6.iter().map(|a| IpAddr::V6(a.0))))
+            .collect();
         let cur_rules: Vec<Rule> = k
             .owned_rules(proto)
             .filter(|r| r.selector != Selector::All)
@@ -267,10 +319,15 @@ impl Engine {
 
         let desired = match (&facts, applying, table) {
             (Some(f), true, Some(t)) => {
-                let gw = match lease_in_force(&record, f.index) {
-                    Some(l) => Gateways { gateway: l.gateway, routes: l.routes },
-                    None => Gateways { gateway: k.main_gateway(f.index), routes: vec![] },
+                let mut gw = match lease_in_force(&record, f.index) {
+                    Some(l) => Gateways { gateway: l.gateway, routes: l.routes, ..Default::default() },
+                    None => Gateways { gateway: k.main_gateway(f.index), ..Default::default() },
                 };
+                // DHCPv6 has no routes: the IPv6 router and on-link prefixes always come from main.
+                if !f.addresses6.is_empty() {
+                    gw.gateway6 = k.main_gateway6(f.index);
+                    gw.onlink6 = k.onlink6(f.index);
+                }
                 let mut d = policy::desired(&self.cfg, f, t, &gw);
                 // An interface that is down cannot carry routes (the kernel refuses and flushes
                 // them); its table keeps only the terminator until it comes up again.
@@ -333,7 +390,7 @@ impl Engine {
         let planned: BTreeSet<u32> = plans.iter().filter_map(|p| p.table).collect();
         let routed = plans.iter().any(|p| p.record.as_ref().is_some_and(|r| r.applied))
             || k.owned_rules(proto).any(|r| r.selector != Selector::All && self.cfg.in_table_range(r.table) && !planned.contains(&r.table));
-        let want_main = if routed { vec![policy::main_rule(&self.cfg)] } else { vec![] };
+        let want_main = if routed { vec![policy::main_rule(&self.cfg, false), policy::main_rule(&self.cfg, true)] } else { vec![] };
         let cur_main: Vec<Rule> = k.owned_rules(proto).filter(|r| r.selector == Selector::All).cloned().collect();
         let (rules_del, rules_add) = diff(&cur_main, &want_main);
         let mut host = HostPlan { rules_add, rules_del, ..Default::default() };
@@ -447,8 +504,11 @@ impl Engine {
         let mut errors = Vec::new();
         let mut names: BTreeSet<String> = self.records.keys().cloned().collect();
         for l in k.links.iter().filter(|_| !release_all) {
-            if !self.records.contains_key(&l.name) && self.cfg.manages(&l.name) && filter::quotable(&l.name) && k.addrs.iter().any(|a| a.index == l.index) {
-                if lease_in_force(&Record::default(), l.index).is_none() && k.main_gateway(l.index).is_none() {
+            if !self.records.contains_key(&l.name) && self.cfg.manages(&l.name) && filter::quotable(&l.name) && k.addressed(l.index) {
+                let f = k.facts(l);
+                let v4_unknown = !f.addresses.is_empty() && lease_in_force(&Record::default(), l.index).is_none() && k.main_gateway(l.index).is_none();
+                let v6_unknown = f.addresses.is_empty() && k.main_gateway6(l.index).is_none();
+                if v4_unknown || v6_unknown {
                     log::info!(
                         "{}: no gateway known yet (no lease seen, no default route through it); left as it is until its next lease or address change. `stronghost apply {}` manages it now, refusing its off-link traffic until a gateway is known",
                         l.name,
@@ -496,11 +556,13 @@ impl Engine {
 /// The rules and routes plans add and remove, by their `ip` description: the watcher uses them to
 /// notice an object it added being removed behind its back, again and again.
 pub fn touched(plans: &[Plan], host: &HostPlan) -> (Vec<String>, Vec<String>) {
-    let mut added: Vec<String> = host.rules_add.iter().map(|r| r.to_string()).collect();
-    let mut removed: Vec<String> = host.rules_del.iter().map(|r| r.to_string()).collect();
+    let rule = |r: &Rule| format!("{} rule {r}", r.ip());
+    let route = |r: &Route| format!("{} route {r}", r.ip());
+    let mut added: Vec<String> = host.rules_add.iter().map(rule).collect();
+    let mut removed: Vec<String> = host.rules_del.iter().map(rule).collect();
     for p in plans {
-        added.extend(p.rules_add.iter().map(|r| r.to_string()).chain(p.routes_add.iter().map(|r| r.to_string())));
-        removed.extend(p.rules_del.iter().map(|r| r.to_string()).chain(p.routes_del.iter().map(|r| r.to_string())));
+        added.extend(p.rules_add.iter().map(rule).chain(p.routes_add.iter().map(route)));
+        removed.extend(p.rules_del.iter().map(rule).chain(p.routes_del.iter().map(route)));
     }
     (added, removed)
 }
@@ -509,20 +571,20 @@ pub fn touched(plans: &[Plan], host: &HostPlan) -> (Vec<String>, Vec<String>) {
 pub fn render(plans: &[Plan], host: &HostPlan, protocol: u8) -> Vec<String> {
     let mut out = Vec::new();
     for r in &host.rules_add {
-        out.push(format!("ip rule add {r} protocol {protocol}"));
+        out.push(format!("{} rule add {r} protocol {protocol}", r.ip()));
     }
     for p in plans {
         if let Some((_, g)) = p.link_group {
             out.push(format!("ip link set dev {} group {g}", p.ifname));
         }
-        out.extend(p.rules_del.iter().map(|r| format!("ip rule del {r}")));
-        out.extend(p.routes_del.iter().map(|r| format!("ip route del {r}")));
-        out.extend(p.routes_add.iter().map(|r| format!("ip route add {r} proto {protocol}")));
-        out.extend(p.rules_add.iter().map(|r| format!("ip rule add {r} protocol {protocol}")));
+        out.extend(p.rules_del.iter().map(|r| format!("{} rule del {r}", r.ip())));
+        out.extend(p.routes_del.iter().map(|r| format!("{} route del {r}", r.ip())));
+        out.extend(p.routes_add.iter().map(|r| format!("{} route add {r} proto {protocol}", r.ip())));
+        out.extend(p.rules_add.iter().map(|r| format!("{} rule add {r} protocol {protocol}", r.ip())));
         out.extend(p.sysctls.iter().map(|(k, v)| sysctl::command(&p.ifname, k, *v)));
     }
     for r in &host.rules_del {
-        out.push(format!("ip rule del {r}"));
+        out.push(format!("{} rule del {r}", r.ip()));
     }
     if let Some(c) = &host.filter {
         out.push(c.describe());
@@ -552,7 +614,8 @@ mod tests {
         (0..rng.below(n))
             .map(|_| Rule {
                 priority: 4110 + 10 * rng.below(2) as u32,
-                selector: Selector::From(std::net::Ipv4Addr::new(198, 51, 100, rng.below(6) as u8)),
+                v6: false,
+                selector: Selector::From(IpAddr::V4(Ipv4Addr::new(198, 51, 100, rng.below(6) as u8))),
                 table: 4101 + rng.below(3) as u32,
                 suppress_ifgroup: None,
             })

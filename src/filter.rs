@@ -8,11 +8,16 @@
 //!   counter drop_4101 { }
 //!   chain receive {
 //!     type filter hook prerouting priority raw; policy accept;
-//!     meta nfproto ipv4 iifname @managed fib daddr . iif type != local fib daddr type local
+//!     iifname @managed fib daddr . iif type != local fib daddr type local
 //!         counter name iifname map @wrong_iface drop
 //!   }
 //! }
 //! ```
+//! One rule for both families. For IPv6, neighbour discovery, DHCPv6 and router advertisements
+//! are multicast or go to the interface's own (link-local) address, so they pass. (IPv6 is strong
+//! already where it matters least: ND answers only for the receiving interface's addresses, and a
+//! link-local destination is only local on its own link.)
+//!
 //! A packet is dropped only when its destination is an address of this host but not of the
 //! interface it arrived on; broadcast, multicast, DHCP, forwarded traffic and anything arriving on
 //! unmanaged interfaces (lo included, so host-local traffic) pass. It runs before routing because
@@ -26,7 +31,8 @@ use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 
 pub const TABLE: &str = "stronghost";
-const RULE_TAG: &str = "stronghost wrong-interface drop v1";
+/// Names the rule's version: a table with an older rule (v1 covered IPv4 only) is rewritten.
+const RULE_TAG: &str = "stronghost wrong-interface drop v2 ipv4+ipv6";
 
 /// Interface name → counter name for every interface the filter covers.
 pub type Members = BTreeMap<String, String>;
@@ -154,7 +160,7 @@ pub fn script(cur: &Current, want: &Members) -> Option<String> {
         s += &format!("delete counter {t} {c}\n");
     }
     s += &format!(
-        "add rule {t} receive meta nfproto ipv4 iifname @managed fib daddr . iif type != local fib daddr type local counter name iifname map @wrong_iface drop comment \"{RULE_TAG}\"\n"
+        "add rule {t} receive iifname @managed fib daddr . iif type != local fib daddr type local counter name iifname map @wrong_iface drop comment \"{RULE_TAG}\"\n"
     );
     Some(s)
 }

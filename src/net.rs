@@ -1,11 +1,11 @@
-//! Small IPv4 value types and the validation rules shared by every parser.
+//! Small IP value types and the validation rules shared by every parser.
 //!
 //! Everything that reaches stronghost from a DHCP lease was chosen by whoever answered on the
 //! segment, so the checks here are strict and say exactly what was wrong.
 
 use serde::Serialize;
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
 /// An IPv4 prefix with its host bits cleared (`198.51.100.0/24`).
@@ -75,6 +75,105 @@ impl FromStr for Ipv4Net {
         let len = parse_u8_dec(l).ok_or_else(|| format!("{l:?} is not a prefix length"))?;
         Ipv4Net::new(addr, len)
     }
+}
+
+/// A prefix of either family, host bits cleared: what routes and rules are made of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct IpNet {
+    pub addr: IpAddr,
+    pub len: u8,
+}
+
+impl IpNet {
+    pub const DEFAULT_V4: IpNet = IpNet { addr: IpAddr::V4(Ipv4Addr::UNSPECIFIED), len: 0 };
+    pub const DEFAULT_V6: IpNet = IpNet { addr: IpAddr::V6(Ipv6Addr::UNSPECIFIED), len: 0 };
+    /// fe80::/64, the link-local prefix of every IPv6 interface.
+    pub const LINK_LOCAL_V6: IpNet = IpNet { addr: IpAddr::V6(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0)), len: 64 };
+
+    /// A prefix; refuses a length over the family's width or set host bits.
+    pub fn new(addr: IpAddr, len: u8) -> Result<Self, String> {
+        if len > max_len(addr) {
+            return Err(format!("prefix length {len} is over {}", max_len(addr)));
+        }
+        if IpNet::containing(addr, len).addr != addr {
+            return Err(format!("{addr}/{len} has host bits set"));
+        }
+        Ok(IpNet { addr, len })
+    }
+
+    /// The network an interface address lives in.
+    pub fn containing(addr: IpAddr, len: u8) -> Self {
+        let len = len.min(max_len(addr));
+        let addr = match addr {
+            IpAddr::V4(a) => IpAddr::V4(Ipv4Addr::from(u32::from(a) & mask(len))),
+            IpAddr::V6(a) => IpAddr::V6(Ipv6Addr::from(u128::from(a) & mask6(len))),
+        };
+        IpNet { addr, len }
+    }
+
+    pub fn default_for(v6: bool) -> IpNet {
+        if v6 { IpNet::DEFAULT_V6 } else { IpNet::DEFAULT_V4 }
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        ip.is_ipv6() == self.is_v6() && IpNet::containing(ip, self.len).addr == self.addr
+    }
+
+    pub fn is_default(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn is_v6(&self) -> bool {
+        self.addr.is_ipv6()
+    }
+}
+
+impl From<Ipv4Net> for IpNet {
+    fn from(n: Ipv4Net) -> IpNet {
+        IpNet { addr: IpAddr::V4(n.addr), len: n.len }
+    }
+}
+
+impl fmt::Display for IpNet {
+    /// As `ip` writes it: `default` for either family's default route.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.len == 0 { write!(f, "default") } else { write!(f, "{}/{}", self.addr, self.len) }
+    }
+}
+
+impl Serialize for IpNet {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{}/{}", self.addr, self.len))
+    }
+}
+
+impl FromStr for IpNet {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (a, l) = s.split_once('/').ok_or_else(|| format!("{:?} is not ADDRESS/LENGTH", printable(s)))?;
+        let addr = if a.contains(':') {
+            IpAddr::V6(a.parse().map_err(|_| format!("{:?} is not an IPv6 address", printable(a)))?)
+        } else {
+            IpAddr::V4(parse_ipv4(a)?)
+        };
+        let len = l.parse::<u8>().ok().filter(|_| !l.starts_with('+')).ok_or_else(|| format!("{:?} is not a prefix length", printable(l)))?;
+        IpNet::new(addr, len)
+    }
+}
+
+fn max_len(a: IpAddr) -> u8 {
+    if a.is_ipv6() { 128 } else { 32 }
+}
+
+pub fn mask6(len: u8) -> u128 {
+    if len == 0 { 0 } else { u128::MAX << (128 - u32::from(len.min(128))) }
+}
+
+/// An IPv6 address that gets a strong-host policy: unicast with more than link scope (global,
+/// unique-local). Link-local addresses are per-link already and need no rule.
+pub fn is_routable_v6(a: Ipv6Addr) -> bool {
+    let first = a.segments()[0];
+    !(a.is_unspecified() || a.is_loopback() || a.is_multicast() || (first & 0xffc0) == 0xfe80 || a.to_ipv4_mapped().is_some())
 }
 
 pub fn mask(len: u8) -> u32 {
@@ -192,6 +291,21 @@ mod tests {
         assert!(e.contains("router") && e.contains("multicast"));
         assert!(check_unicast("router", Ipv4Addr::BROADCAST).is_err());
         assert!(check_unicast("router", Ipv4Addr::UNSPECIFIED).is_err());
+    }
+
+    #[test]
+    fn ip_prefixes_of_both_families() {
+        let a: IpAddr = "2001:db8:1::11".parse().unwrap();
+        assert_eq!(IpNet::containing(a, 64).to_string(), "2001:db8:1::/64");
+        assert!(IpNet::containing(a, 64).contains(a));
+        assert!(!IpNet::containing(a, 64).contains("2001:db8:2::1".parse().unwrap()));
+        assert!(!IpNet::DEFAULT_V6.contains("198.51.100.1".parse().unwrap()));
+        assert!(IpNet::new(a, 64).is_err() && IpNet::new(a, 129).is_err() && IpNet::new(a, 128).is_ok());
+        assert_eq!(IpNet::DEFAULT_V6.to_string(), "default");
+        assert_eq!(IpNet::from("198.51.100.0/24".parse::<Ipv4Net>().unwrap()).to_string(), "198.51.100.0/24");
+        for (s, routable) in [("2001:db8::1", true), ("fd00::1", true), ("fe80::1", false), ("ff02::1", false), ("::1", false), ("::", false), ("::ffff:1.2.3.4", false)] {
+            assert_eq!(is_routable_v6(s.parse().unwrap()), routable, "{s}");
+        }
     }
 
     #[test]

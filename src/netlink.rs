@@ -1,13 +1,13 @@
 //! Doing, for routing: a blocking rtnetlink socket that dumps links, addresses, rules and routes
-//! into the model of policy.rs and writes rules and routes one acknowledged request at a time.
+//! of both families into the model of policy.rs and writes rules and routes, acknowledged.
 //! Every write is counted, so a converged host can be shown to cost zero writes.
 
-use crate::net::Ipv4Net;
+use crate::net::IpNet;
 use crate::policy::{Route, RouteKind, Rule, Selector};
 use netlink_packet_core::{
     NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST,
 };
-use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
 use netlink_packet_route::link::{LinkAttribute, LinkMessage};
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
@@ -29,8 +29,10 @@ pub struct Link {
 #[derive(Clone, Debug)]
 pub struct Address {
     pub index: u32,
-    pub addr: Ipv4Addr,
+    pub addr: IpAddr,
     pub prefix_len: u8,
+    /// IPv6 duplicate address detection failed: the address is unusable.
+    pub dadfailed: bool,
 }
 
 /// A rule or route as the kernel holds it, with the protocol that says who wrote it.
@@ -153,37 +155,42 @@ impl Netlink {
         }
     }
 
-    /// IPv4 addresses of every interface (`index` 0) or of one.
+    /// Addresses of both families of every interface (`index` 0) or of one.
     pub fn addresses(&mut self, index: u32) -> io::Result<Vec<Address>> {
         let mut req = AddressMessage::default();
-        req.header.family = AddressFamily::Inet;
+        req.header.family = AddressFamily::Unspec;
         req.header.index = index;
         let mut out = Vec::new();
         for m in self.dump(RouteNetlinkMessage::GetAddress(req))? {
-            if let RouteNetlinkMessage::NewAddress(a) = m {
-                if a.header.family != AddressFamily::Inet {
-                    continue;
+            let RouteNetlinkMessage::NewAddress(a) = m else { continue };
+            if !matches!(a.header.family, AddressFamily::Inet | AddressFamily::Inet6) {
+                continue;
+            }
+            // IFA_LOCAL is the interface's own address (IFA_ADDRESS is the peer on p-t-p links);
+            // IPv6 sends IFA_ADDRESS alone.
+            let mut local = None;
+            let mut any = None;
+            let mut flags = u32::from(a.header.flags.bits());
+            for x in &a.attributes {
+                match x {
+                    AddressAttribute::Local(v) => local = Some(*v),
+                    AddressAttribute::Address(v) => any = Some(*v),
+                    AddressAttribute::Flags(f) => flags = f.bits(),
+                    _ => {}
                 }
-                // IFA_LOCAL is the interface's own address (IFA_ADDRESS is the peer on p-t-p links).
-                let local = a.attributes.iter().find_map(|x| match x {
-                    AddressAttribute::Local(IpAddr::V4(v)) => Some(*v),
-                    _ => None,
-                });
-                let any = a.attributes.iter().find_map(|x| match x {
-                    AddressAttribute::Address(IpAddr::V4(v)) => Some(*v),
-                    _ => None,
-                });
-                if let Some(addr) = local.or(any) {
-                    out.push(Address { index: a.header.index, addr, prefix_len: a.header.prefix_len });
-                }
+            }
+            if let Some(addr) = local.or(any) {
+                let dadfailed = AddressFlags::from_bits_retain(flags).contains(AddressFlags::Dadfailed);
+                out.push(Address { index: a.header.index, addr, prefix_len: a.header.prefix_len, dadfailed });
             }
         }
         Ok(out)
     }
 
+    /// The rules of both families.
     pub fn rules(&mut self) -> io::Result<Vec<Owned<Rule>>> {
         let mut req = RuleMessage::default();
-        req.header.family = AddressFamily::Inet;
+        req.header.family = AddressFamily::Unspec;
         let mut out = Vec::new();
         for m in self.dump(RouteNetlinkMessage::GetRule(req))? {
             if let RouteNetlinkMessage::NewRule(r) = m
@@ -194,16 +201,20 @@ impl Netlink {
         Ok(out)
     }
 
-    /// The IPv4 routes of one table, or of every table (`table` 0), as the kernel holds them.
+    /// The routes of both families in one table, or in every table (`table` 0), as the kernel
+    /// holds them. (An unspecified family also spares the error a family-specific dump of a table
+    /// that does not exist yet gets.)
     pub fn routes(&mut self, table: u32) -> io::Result<Vec<KernelRoute>> {
         let mut req = RouteMessage::default();
-        req.header.address_family = AddressFamily::Inet;
+        req.header.address_family = AddressFamily::Unspec;
         if table != 0 {
             req.attributes.push(RouteAttribute::Table(table));
         }
         let mut out = Vec::new();
         for m in self.dump(RouteNetlinkMessage::GetRoute(req))? {
-            if let RouteNetlinkMessage::NewRoute(r) = m {
+            if let RouteNetlinkMessage::NewRoute(r) = m
+                && matches!(r.header.address_family, AddressFamily::Inet | AddressFamily::Inet6)
+            {
                 out.push(KernelRoute::from_message(&r));
             }
         }
@@ -289,14 +300,15 @@ impl Netlink {
     }
 
     /// The kernel's answer to `ip route get DST from SRC` / `oif DEV`: (oif, preferred source).
-    pub fn route_get(&mut self, dst: Ipv4Addr, src: Option<Ipv4Addr>, oif: Option<u32>) -> io::Result<(Option<u32>, Option<Ipv4Addr>)> {
+    pub fn route_get(&mut self, dst: IpAddr, src: Option<IpAddr>, oif: Option<u32>) -> io::Result<(Option<u32>, Option<IpAddr>)> {
         let mut m = RouteMessage::default();
-        m.header.address_family = AddressFamily::Inet;
-        m.header.destination_prefix_length = 32;
-        m.attributes.push(RouteAttribute::Destination(RouteAddress::Inet(dst)));
+        let width = if dst.is_ipv6() { 128 } else { 32 };
+        m.header.address_family = family(dst.is_ipv6());
+        m.header.destination_prefix_length = width;
+        m.attributes.push(RouteAttribute::Destination(route_address(dst)));
         if let Some(s) = src {
-            m.header.source_prefix_length = 32;
-            m.attributes.push(RouteAttribute::Source(RouteAddress::Inet(s)));
+            m.header.source_prefix_length = width;
+            m.attributes.push(RouteAttribute::Source(route_address(s)));
         }
         if let Some(o) = oif {
             m.attributes.push(RouteAttribute::Oif(o));
@@ -306,13 +318,32 @@ impl Netlink {
             if let RouteNetlinkMessage::NewRoute(r) = a {
                 let oif = r.attributes.iter().find_map(|x| if let RouteAttribute::Oif(o) = x { Some(*o) } else { None });
                 let src = r.attributes.iter().find_map(|x| match x {
-                    RouteAttribute::PrefSource(RouteAddress::Inet(a)) => Some(*a),
+                    RouteAttribute::PrefSource(a) => ip_of(a),
                     _ => None,
                 });
                 return Ok((oif, src));
             }
         }
         Ok((None, None))
+    }
+}
+
+fn family(v6: bool) -> AddressFamily {
+    if v6 { AddressFamily::Inet6 } else { AddressFamily::Inet }
+}
+
+fn route_address(a: IpAddr) -> RouteAddress {
+    match a {
+        IpAddr::V4(v) => RouteAddress::Inet(v),
+        IpAddr::V6(v) => RouteAddress::Inet6(v),
+    }
+}
+
+fn ip_of(a: &RouteAddress) -> Option<IpAddr> {
+    match a {
+        RouteAddress::Inet(v) => Some(IpAddr::V4(*v)),
+        RouteAddress::Inet6(v) => Some(IpAddr::V6(*v)),
+        _ => None,
     }
 }
 
@@ -362,10 +393,10 @@ impl Op {
     /// The equivalent command, for error messages.
     pub fn describe(&self, ifname: &str) -> String {
         match self {
-            Op::AddRule(r) => format!("ip rule add {r}"),
-            Op::DelRule(r) => format!("ip rule del {r}"),
-            Op::AddRoute(r) => format!("ip route add {r}"),
-            Op::DelRoute(r) => format!("ip route del {r}"),
+            Op::AddRule(r) => format!("{} rule add {r}", r.ip()),
+            Op::DelRule(r) => format!("{} rule del {r}", r.ip()),
+            Op::AddRoute(r) => format!("{} route add {r}", r.ip()),
+            Op::DelRoute(r) => format!("{} route del {r}", r.ip()),
             Op::SetGroup { group, .. } => format!("ip link set {ifname} group {group}"),
         }
     }
@@ -400,7 +431,7 @@ fn protocol_number(p: RouteProtocol) -> u8 {
 
 fn rule_message(r: &Rule, protocol: u8) -> RuleMessage {
     let mut m = RuleMessage::default();
-    m.header.family = AddressFamily::Inet;
+    m.header.family = family(r.v6);
     m.header.action = RuleAction::ToTable;
     // Tables above 255 travel in FRA_TABLE only.
     m.header.table = if r.table < 256 { r.table as u8 } else { 0 };
@@ -410,8 +441,8 @@ fn rule_message(r: &Rule, protocol: u8) -> RuleMessage {
     match &r.selector {
         Selector::All => {}
         Selector::From(a) => {
-            m.header.src_len = 32;
-            m.attributes.push(RuleAttribute::Source(IpAddr::V4(*a)));
+            m.header.src_len = if a.is_ipv6() { 128 } else { 32 };
+            m.attributes.push(RuleAttribute::Source(*a));
         }
         Selector::Oif(d) => m.attributes.push(RuleAttribute::Oifname(d.clone())),
     }
@@ -429,6 +460,11 @@ fn rule_from_kernel(r: &RuleMessage) -> Option<Owned<Rule>> {
     if r.header.action != RuleAction::ToTable || r.header.dst_len != 0 || r.header.tos != 0 || !detached.contains(r.header.flags) {
         return None;
     }
+    let v6 = match r.header.family {
+        AddressFamily::Inet => false,
+        AddressFamily::Inet6 => true,
+        _ => return None,
+    };
     let mut priority = 0;
     let mut table = u32::from(r.header.table);
     let mut protocol = 0;
@@ -440,7 +476,7 @@ fn rule_from_kernel(r: &RuleMessage) -> Option<Owned<Rule>> {
             RuleAttribute::Priority(p) => priority = *p,
             RuleAttribute::Table(t) => table = *t,
             RuleAttribute::Protocol(p) => protocol = protocol_number(*p),
-            RuleAttribute::Source(IpAddr::V4(s)) => src = Some(*s),
+            RuleAttribute::Source(s) if s.is_ipv6() == v6 => src = Some(*s),
             RuleAttribute::Oifname(o) => oif = Some(o.clone()),
             // The kernel reports "unset" as -1.
             RuleAttribute::SuppressPrefixLen(l) => spl = Some(*l).filter(|l| *l != u32::MAX),
@@ -451,9 +487,10 @@ fn rule_from_kernel(r: &RuleMessage) -> Option<Owned<Rule>> {
             }
         }
     }
+    let width = if v6 { 128 } else { 32 };
     let selector = match (src, oif, r.header.src_len) {
         (None, None, 0) => Selector::All,
-        (Some(s), None, 32) => Selector::From(s),
+        (Some(s), None, l) if l == width => Selector::From(s),
         (None, Some(o), 0) => Selector::Oif(o),
         _ => return None,
     };
@@ -462,18 +499,18 @@ fn rule_from_kernel(r: &RuleMessage) -> Option<Owned<Rule>> {
         (Some(0), Some(g)) => Some(g),
         _ => return None,
     };
-    Some(Owned { protocol, item: Rule { priority, selector, table, suppress_ifgroup } })
+    Some(Owned { protocol, item: Rule { v6, priority, selector, table, suppress_ifgroup } })
 }
 
 fn route_message(r: &Route, protocol: u8) -> RouteMessage {
     let mut m = RouteMessage::default();
-    m.header.address_family = AddressFamily::Inet;
+    m.header.address_family = family(r.dst.is_v6());
     m.header.destination_prefix_length = r.dst.len;
     m.header.table = if r.table < 256 { r.table as u8 } else { RouteHeader::RT_TABLE_UNSPEC };
     m.header.protocol = RouteProtocol::from(protocol);
     m.attributes.push(RouteAttribute::Table(r.table));
     if r.dst.len > 0 {
-        m.attributes.push(RouteAttribute::Destination(RouteAddress::Inet(r.dst.addr)));
+        m.attributes.push(RouteAttribute::Destination(route_address(r.dst.addr)));
     }
     if r.metric != 0 {
         m.attributes.push(RouteAttribute::Priority(r.metric));
@@ -485,9 +522,12 @@ fn route_message(r: &Route, protocol: u8) -> RouteMessage {
         }
         RouteKind::Link { oif, src, .. } => {
             m.header.kind = RouteType::Unicast;
-            m.header.scope = RouteScope::Link;
+            // IPv6 has no route scopes (the kernel reports every route as universe).
+            m.header.scope = if r.dst.is_v6() { RouteScope::Universe } else { RouteScope::Link };
             m.attributes.push(RouteAttribute::Oif(*oif));
-            m.attributes.push(RouteAttribute::PrefSource(RouteAddress::Inet(*src)));
+            if let Some(s) = src {
+                m.attributes.push(RouteAttribute::PrefSource(route_address(*s)));
+            }
         }
         RouteKind::Via { oif, gateway, src, onlink, .. } => {
             m.header.kind = RouteType::Unicast;
@@ -496,8 +536,10 @@ fn route_message(r: &Route, protocol: u8) -> RouteMessage {
                 m.header.flags = RouteFlags::Onlink;
             }
             m.attributes.push(RouteAttribute::Oif(*oif));
-            m.attributes.push(RouteAttribute::Gateway(RouteAddress::Inet(*gateway)));
-            m.attributes.push(RouteAttribute::PrefSource(RouteAddress::Inet(*src)));
+            m.attributes.push(RouteAttribute::Gateway(route_address(*gateway)));
+            if let Some(s) = src {
+                m.attributes.push(RouteAttribute::PrefSource(route_address(*s)));
+            }
         }
     }
     m
@@ -510,10 +552,10 @@ pub struct KernelRoute {
     pub protocol: u8,
     pub kind: RouteType,
     pub scope: RouteScope,
-    pub dst: Ipv4Net,
+    pub dst: IpNet,
     pub oif: Option<u32>,
-    pub gateway: Option<Ipv4Addr>,
-    pub src: Option<Ipv4Addr>,
+    pub gateway: Option<IpAddr>,
+    pub src: Option<IpAddr>,
     pub metric: u32,
     pub onlink: bool,
     /// Multipath, TOS, source-specific or other attributes the model does not carry.
@@ -527,7 +569,7 @@ impl KernelRoute {
             protocol: u8::from(r.header.protocol),
             kind: r.header.kind,
             scope: r.header.scope,
-            dst: Ipv4Net::DEFAULT,
+            dst: IpNet::default_for(r.header.address_family == AddressFamily::Inet6),
             oif: None,
             gateway: None,
             src: None,
@@ -535,20 +577,30 @@ impl KernelRoute {
             onlink: r.header.flags.contains(RouteFlags::Onlink),
             exotic: r.header.tos != 0 || r.header.source_prefix_length != 0,
         };
-        let mut dst = Ipv4Addr::UNSPECIFIED;
+        let mut dst = k.dst.addr;
         for a in &r.attributes {
             match a {
                 RouteAttribute::Table(t) => k.table = *t,
-                RouteAttribute::Destination(RouteAddress::Inet(d)) => dst = *d,
+                RouteAttribute::Destination(d) => match ip_of(d) {
+                    Some(d) if d.is_ipv6() == dst.is_ipv6() => dst = d,
+                    _ => k.exotic = true,
+                },
                 RouteAttribute::Oif(o) => k.oif = Some(*o),
-                RouteAttribute::Gateway(RouteAddress::Inet(g)) => k.gateway = Some(*g),
-                RouteAttribute::PrefSource(RouteAddress::Inet(s)) => k.src = Some(*s),
+                RouteAttribute::Gateway(g) => match ip_of(g) {
+                    Some(g) => k.gateway = Some(g),
+                    None => k.exotic = true,
+                },
+                RouteAttribute::PrefSource(s) => match ip_of(s) {
+                    Some(s) => k.src = Some(s),
+                    None => k.exotic = true,
+                },
                 RouteAttribute::Priority(p) => k.metric = *p,
-                RouteAttribute::CacheInfo(_) => {}
+                // Every IPv6 route reports its router preference ("pref medium").
+                RouteAttribute::CacheInfo(_) | RouteAttribute::Preference(_) => {}
                 _ => k.exotic = true,
             }
         }
-        match Ipv4Net::new(dst, r.header.destination_prefix_length) {
+        match IpNet::new(dst, r.header.destination_prefix_length) {
             Ok(n) => k.dst = n,
             Err(_) => k.exotic = true,
         }
@@ -560,12 +612,14 @@ impl KernelRoute {
         if self.exotic {
             return None;
         }
+        let v6 = self.dst.is_v6();
         let kind = match (self.kind, self.oif, self.gateway, self.src) {
-            (RouteType::Unreachable, None, None, None) => RouteKind::Unreachable,
-            (RouteType::Unicast, Some(o), None, Some(s)) if self.scope == RouteScope::Link => {
+            // IPv6 reject routes hang off the loopback device.
+            (RouteType::Unreachable, oif, None, None) if oif.is_none() || v6 => RouteKind::Unreachable,
+            (RouteType::Unicast, Some(o), None, s) if (v6 && s.is_none()) || (!v6 && s.is_some() && self.scope == RouteScope::Link) => {
                 RouteKind::Link { dev: names(o), oif: o, src: s }
             }
-            (RouteType::Unicast, Some(o), Some(g), Some(s)) if self.scope == RouteScope::Universe => {
+            (RouteType::Unicast, Some(o), Some(g), s) if self.scope == RouteScope::Universe && s.is_some() != v6 && g.is_ipv6() == v6 => {
                 RouteKind::Via { dev: names(o), oif: o, gateway: g, src: s, onlink: self.onlink }
             }
             _ => return None,

@@ -1,16 +1,22 @@
 //! Deciding: the strong-host policy an interface should have. Pure code, no I/O.
 //!
-//! Per managed interface K with table T(K), for IPv4:
+//! Per managed interface K with table T(K), for each family K has addresses of:
 //!
 //! ```text
-//! prio P     from all     lookup main suppress_prefixlength 0 suppress_ifgroup G   (one, shared)
-//! prio P+10  from <a>     lookup T(K)        for every address a on K
+//! prio P     from all     lookup main suppress_prefixlength 0 suppress_ifgroup G   (one per family, shared)
+//! prio P+10  from <a>     lookup T(K)        for every address a on K (IPv6: global and unique-local)
 //! prio P+20  oif K        lookup T(K)
-//! table T(K): <prefix> dev K scope link src a        for every on-link prefix
-//!             default via <gw> dev K src a           when a gateway is known
-//!             <dst> via <gw> dev K src a             option 121 routes
-//!             unreachable default metric 4294967295  always: refuse instead of leaking
+//! IPv4 table T(K): <prefix> dev K scope link src a        for every on-link prefix
+//!                  default via <gw> dev K src a           when a gateway is known
+//!                  <dst> via <gw> dev K src a             option 121 routes
+//!                  unreachable default metric 4294967295  always: refuse instead of leaking
+//! IPv6 table T(K): <prefix> dev K                         address and router-advertised on-link prefixes
+//!                  fe80::/64 dev K                        link-local traffic bound to K
+//!                  default via <router> dev K             the router that advertises itself on K
+//!                  unreachable default metric 4294967295
 //! ```
+//! IPv6 routes carry no `src`: the kernel's source selection already prefers an address of the
+//! outgoing interface (RFC 6724 rule 5), and K may have several (SLAAC, temporary, DHCPv6).
 //!
 //! Managed interfaces are put in link group G, so the first rule lets traffic from a managed address
 //! use main-table routes through *unmanaged* interfaces (docker0, a VPN, ...) but never a main-table
@@ -21,24 +27,28 @@
 
 use crate::config::Config;
 use crate::lease::StaticRoute;
-use crate::net::Ipv4Net;
+use crate::net::{IpNet, Ipv4Net};
 use serde::Serialize;
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 pub const RT_TABLE_MAIN: u32 = 254;
 pub const TERMINATOR_METRIC: u32 = u32::MAX;
+/// The kernel stores an IPv6 route added with metric 0 as 1024 (IP6_RT_PRIO_USER): say so.
+pub const V6_METRIC: u32 = 1024;
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Selector {
     All,
-    From(Ipv4Addr),
+    From(IpAddr),
     Oif(String),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub struct Rule {
+    /// IPv6 rule (the kernel keeps the two families' rules apart).
+    pub v6: bool,
     pub priority: u32,
     pub selector: Selector,
     pub table: u32,
@@ -49,17 +59,17 @@ pub struct Rule {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum RouteKind {
-    /// On-link: `dev K scope link src a`.
-    Link { dev: String, oif: u32, src: Ipv4Addr },
-    /// `via gw dev K src a [onlink]`.
-    Via { dev: String, oif: u32, gateway: Ipv4Addr, src: Ipv4Addr, onlink: bool },
+    /// On-link: `dev K scope link src a` (IPv6: `dev K`).
+    Link { dev: String, oif: u32, src: Option<IpAddr> },
+    /// `via gw dev K src a [onlink]` (IPv6: `via gw dev K`).
+    Via { dev: String, oif: u32, gateway: IpAddr, src: Option<IpAddr>, onlink: bool },
     Unreachable,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub struct Route {
     pub table: u32,
-    pub dst: Ipv4Net,
+    pub dst: IpNet,
     pub metric: u32,
     pub kind: RouteKind,
 }
@@ -71,6 +81,8 @@ pub struct InterfaceFacts {
     pub index: u32,
     /// IPv4 addresses with prefix lengths, primary first (kernel order).
     pub addresses: Vec<(Ipv4Addr, u8)>,
+    /// Global and unique-local IPv6 addresses (SLAAC, temporary, DHCPv6, static), kernel order.
+    pub addresses6: Vec<(Ipv6Addr, u8)>,
 }
 
 /// Where the gateway and extra routes come from, in order of authority.
@@ -78,6 +90,12 @@ pub struct InterfaceFacts {
 pub struct Gateways {
     pub gateway: Option<Ipv4Addr>,
     pub routes: Vec<StaticRoute>,
+    /// The IPv6 router on K (a link-local address learned from router advertisements, or a
+    /// static one): DHCPv6 carries no routes.
+    pub gateway6: Option<Ipv6Addr>,
+    /// On-link IPv6 prefixes the main table has through K besides the addresses' own (a
+    /// router-advertised prefix next to a DHCPv6 /128).
+    pub onlink6: Vec<IpNet>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -88,8 +106,8 @@ pub struct Desired {
 }
 
 /// The shared rule that consults main for routes through unmanaged interfaces.
-pub fn main_rule(cfg: &Config) -> Rule {
-    Rule { priority: cfg.priority, selector: Selector::All, table: RT_TABLE_MAIN, suppress_ifgroup: Some(cfg.link_group) }
+pub fn main_rule(cfg: &Config, v6: bool) -> Rule {
+    Rule { v6, priority: cfg.priority, selector: Selector::All, table: RT_TABLE_MAIN, suppress_ifgroup: Some(cfg.link_group) }
 }
 
 pub fn from_priority(cfg: &Config) -> u32 {
@@ -100,19 +118,30 @@ pub fn oif_priority(cfg: &Config) -> u32 {
     cfg.priority + 20
 }
 
-/// The per-interface part of the policy. An interface with no IPv4 address gets nothing.
+/// The per-interface part of the policy. An interface without addresses of a family gets
+/// nothing of that family.
 pub fn desired(cfg: &Config, iface: &InterfaceFacts, table: u32, gw: &Gateways) -> Desired {
     let mut d = Desired::default();
-    let Some(&(primary, _)) = iface.addresses.first() else {
-        return d;
-    };
-    for &(a, _) in &iface.addresses {
-        let r = Rule { priority: from_priority(cfg), selector: Selector::From(a), table, suppress_ifgroup: None };
+    desired_v4(cfg, iface, table, gw, &mut d);
+    desired_v6(cfg, iface, table, gw, &mut d);
+    d
+}
+
+fn rules_for(cfg: &Config, iface: &InterfaceFacts, table: u32, v6: bool, addrs: impl Iterator<Item = IpAddr>, d: &mut Desired) {
+    for a in addrs {
+        let r = Rule { v6, priority: from_priority(cfg), selector: Selector::From(a), table, suppress_ifgroup: None };
         if !d.rules.contains(&r) {
             d.rules.push(r);
         }
     }
-    d.rules.push(Rule { priority: oif_priority(cfg), selector: Selector::Oif(iface.name.clone()), table, suppress_ifgroup: None });
+    d.rules.push(Rule { v6, priority: oif_priority(cfg), selector: Selector::Oif(iface.name.clone()), table, suppress_ifgroup: None });
+}
+
+fn desired_v4(cfg: &Config, iface: &InterfaceFacts, table: u32, gw: &Gateways, d: &mut Desired) {
+    let Some(&(primary, _)) = iface.addresses.first() else {
+        return;
+    };
+    rules_for(cfg, iface, table, false, iface.addresses.iter().map(|(a, _)| IpAddr::V4(*a)), d);
 
     let mut onlink_prefixes: Vec<(Ipv4Net, Ipv4Addr)> = Vec::new();
     for &(a, len) in &iface.addresses {
@@ -123,35 +152,74 @@ pub fn desired(cfg: &Config, iface: &InterfaceFacts, table: u32, gw: &Gateways) 
     }
     let dev = || iface.name.clone();
     let src_for = |gw: Ipv4Addr| onlink_prefixes.iter().find(|(p, _)| p.contains(gw)).map(|(_, a)| *a);
+    let via = |g: Ipv4Addr| RouteKind::Via {
+        dev: dev(),
+        oif: iface.index,
+        gateway: IpAddr::V4(g),
+        src: Some(IpAddr::V4(src_for(g).unwrap_or(primary))),
+        onlink: src_for(g).is_none(),
+    };
     for &(p, a) in &onlink_prefixes {
-        d.routes.push(Route { table, dst: p, metric: 0, kind: RouteKind::Link { dev: dev(), oif: iface.index, src: a } });
+        d.routes.push(Route { table, dst: p.into(), metric: 0, kind: RouteKind::Link { dev: dev(), oif: iface.index, src: Some(IpAddr::V4(a)) } });
     }
     let mut extra = Vec::new();
     for r in &gw.routes {
-        if r.dst.is_default() || onlink_prefixes.iter().any(|(p, _)| *p == r.dst) || extra.iter().any(|e: &Route| e.dst == r.dst) {
+        let dst = IpNet::from(r.dst);
+        if r.dst.is_default() || onlink_prefixes.iter().any(|(p, _)| *p == r.dst) || extra.iter().any(|e: &Route| e.dst == dst) {
             continue;
         }
         let kind = match r.gateway {
-            None => RouteKind::Link { dev: dev(), oif: iface.index, src: primary },
-            Some(g) => RouteKind::Via { dev: dev(), oif: iface.index, gateway: g, src: src_for(g).unwrap_or(primary), onlink: src_for(g).is_none() },
+            None => RouteKind::Link { dev: dev(), oif: iface.index, src: Some(IpAddr::V4(primary)) },
+            Some(g) => via(g),
         };
-        extra.push(Route { table, dst: r.dst, metric: 0, kind });
+        extra.push(Route { table, dst, metric: 0, kind });
     }
     // Gateways outside every on-link prefix (a /32 lease, an option-121 route) are marked onlink,
     // like dhclient-script does with a host route; link routes go first so the kernel can resolve them.
     extra.sort_by_key(|r| !matches!(r.kind, RouteKind::Link { .. }));
     d.routes.extend(extra);
     if let Some(g) = gw.gateway.filter(|g| !iface.addresses.iter().any(|(a, _)| a == g)) {
-        let src = src_for(g).unwrap_or(primary);
+        d.routes.push(Route { table, dst: IpNet::DEFAULT_V4, metric: 0, kind: via(g) });
+    }
+    d.routes.push(Route { table, dst: IpNet::DEFAULT_V4, metric: TERMINATOR_METRIC, kind: RouteKind::Unreachable });
+}
+
+fn desired_v6(cfg: &Config, iface: &InterfaceFacts, table: u32, gw: &Gateways, d: &mut Desired) {
+    if iface.addresses6.is_empty() {
+        return;
+    }
+    rules_for(cfg, iface, table, true, iface.addresses6.iter().map(|(a, _)| IpAddr::V6(*a)), d);
+    let link = |dst: IpNet| Route { table, dst, metric: V6_METRIC, kind: RouteKind::Link { dev: iface.name.clone(), oif: iface.index, src: None } };
+    let mut prefixes: Vec<IpNet> = Vec::new();
+    let own = iface.addresses6.iter().filter(|(_, l)| *l < 128).map(|&(a, l)| IpNet::containing(IpAddr::V6(a), l));
+    for p in own.chain(gw.onlink6.iter().copied().filter(|p| p.is_v6() && !p.is_default())).chain([IpNet::LINK_LOCAL_V6]) {
+        if !prefixes.contains(&p) {
+            prefixes.push(p);
+        }
+    }
+    d.routes.extend(prefixes.into_iter().map(link));
+    if let Some(g) = gw.gateway6.filter(|g| !iface.addresses6.iter().any(|(a, _)| a == g)) {
         d.routes.push(Route {
             table,
-            dst: Ipv4Net::DEFAULT,
-            metric: 0,
-            kind: RouteKind::Via { dev: dev(), oif: iface.index, gateway: g, src, onlink: src_for(g).is_none() },
+            dst: IpNet::DEFAULT_V6,
+            metric: V6_METRIC,
+            kind: RouteKind::Via { dev: iface.name.clone(), oif: iface.index, gateway: IpAddr::V6(g), src: None, onlink: false },
         });
     }
-    d.routes.push(Route { table, dst: Ipv4Net::DEFAULT, metric: TERMINATOR_METRIC, kind: RouteKind::Unreachable });
-    d
+    d.routes.push(Route { table, dst: IpNet::DEFAULT_V6, metric: TERMINATOR_METRIC, kind: RouteKind::Unreachable });
+}
+
+impl Rule {
+    /// The `ip` command for the rule's family.
+    pub fn ip(&self) -> &'static str {
+        if self.v6 { "ip -6" } else { "ip" }
+    }
+}
+
+impl Route {
+    pub fn ip(&self) -> &'static str {
+        if self.dst.is_v6() { "ip -6" } else { "ip" }
+    }
 }
 
 impl fmt::Display for Rule {
@@ -177,15 +245,19 @@ impl fmt::Display for Route {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {
             RouteKind::Unreachable => write!(f, "unreachable {}", self.dst)?,
-            RouteKind::Link { dev, src, .. } => write!(f, "{} dev {dev} scope link src {src}", self.dst)?,
+            RouteKind::Link { dev, src: Some(src), .. } => write!(f, "{} dev {dev} scope link src {src}", self.dst)?,
+            RouteKind::Link { dev, src: None, .. } => write!(f, "{} dev {dev}", self.dst)?,
             RouteKind::Via { dev, gateway, src, onlink, .. } => {
-                write!(f, "{} via {gateway} dev {dev} src {src}", self.dst)?;
+                write!(f, "{} via {gateway} dev {dev}", self.dst)?;
+                if let Some(src) = src {
+                    write!(f, " src {src}")?;
+                }
                 if *onlink {
                     write!(f, " onlink")?;
                 }
             }
         }
-        if self.metric != 0 {
+        if self.metric != 0 && !(self.dst.is_v6() && self.metric == V6_METRIC) {
             write!(f, " metric {}", self.metric)?;
         }
         write!(f, " table {}", self.table)
@@ -197,7 +269,7 @@ mod tests {
     use super::*;
 
     fn eth1(addrs: &[(Ipv4Addr, u8)]) -> InterfaceFacts {
-        InterfaceFacts { name: "eth1".into(), index: 7, addresses: addrs.to_vec() }
+        InterfaceFacts { name: "eth1".into(), index: 7, addresses: addrs.to_vec(), addresses6: vec![] }
     }
     const A: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 11);
     const GW: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
@@ -209,7 +281,7 @@ mod tests {
     #[test]
     fn one_address_with_gateway() {
         let c = Config::default();
-        let d = desired(&c, &eth1(&[(A, 24)]), 4102, &Gateways { gateway: Some(GW), routes: vec![] });
+        let d = desired(&c, &eth1(&[(A, 24)]), 4102, &Gateways { gateway: Some(GW), routes: vec![], ..Default::default() });
         assert_eq!(
             lines(&d),
             [
@@ -232,7 +304,7 @@ mod tests {
     #[test]
     fn secondary_addresses_get_rules_and_prefixes() {
         let b = Ipv4Addr::new(192, 0, 2, 5);
-        let d = desired(&Config::default(), &eth1(&[(A, 24), (Ipv4Addr::new(198, 51, 100, 12), 24), (b, 24)]), 4102, &Gateways { gateway: Some(GW), routes: vec![] });
+        let d = desired(&Config::default(), &eth1(&[(A, 24), (Ipv4Addr::new(198, 51, 100, 12), 24), (b, 24)]), 4102, &Gateways { gateway: Some(GW), routes: vec![], ..Default::default() });
         assert_eq!(d.rules.iter().filter(|r| matches!(r.selector, Selector::From(_))).count(), 3);
         let link: Vec<_> = d.routes.iter().filter(|r| matches!(r.kind, RouteKind::Link { .. })).map(|r| r.dst.to_string()).collect();
         assert_eq!(link, ["198.51.100.0/24", "192.0.2.0/24"]);
@@ -245,7 +317,7 @@ mod tests {
             StaticRoute { dst: "192.0.2.0/24".parse().unwrap(), gateway: None },
             StaticRoute { dst: "198.51.100.0/24".parse().unwrap(), gateway: None },
         ];
-        let d = desired(&Config::default(), &eth1(&[(A, 32)]), 4102, &Gateways { gateway: Some(Ipv4Addr::new(203, 0, 113, 1)), routes });
+        let d = desired(&Config::default(), &eth1(&[(A, 32)]), 4102, &Gateways { gateway: Some(Ipv4Addr::new(203, 0, 113, 1)), routes, ..Default::default() });
         let l = lines(&d);
         assert!(l.contains(&"192.0.2.0/24 dev eth1 scope link src 198.51.100.11 table 4102".to_string()), "{l:?}");
         assert!(l.contains(&"10.0.0.0/8 via 198.51.100.1 dev eth1 src 198.51.100.11 onlink table 4102".to_string()), "{l:?}");
@@ -257,6 +329,47 @@ mod tests {
 
     #[test]
     fn no_address_no_policy() {
-        assert_eq!(desired(&Config::default(), &eth1(&[]), 4102, &Gateways { gateway: Some(GW), routes: vec![] }), Desired::default());
+        assert_eq!(desired(&Config::default(), &eth1(&[]), 4102, &Gateways { gateway: Some(GW), routes: vec![], ..Default::default() }), Desired::default());
+    }
+
+    #[test]
+    fn ipv6_gets_its_own_rules_and_routes_without_src() {
+        let mut f = eth1(&[(A, 24)]);
+        let slaac: Ipv6Addr = "2001:db8:1::2ff:fe00:101".parse().unwrap();
+        let dhcp6: Ipv6Addr = "2001:db8:1::1:11".parse().unwrap();
+        f.addresses6 = vec![(slaac, 64), (dhcp6, 128)];
+        let gw = Gateways {
+            gateway: Some(GW),
+            gateway6: Some("fe80::1".parse().unwrap()),
+            onlink6: vec!["2001:db8:1::/64".parse().unwrap(), "2001:db8:9::/64".parse().unwrap()],
+            ..Default::default()
+        };
+        let d = desired(&Config::default(), &f, 4102, &gw);
+        let six: Vec<String> = d.rules.iter().filter(|r| r.v6).map(|r| format!("{} rule add {r}", r.ip())).chain(d.routes.iter().filter(|r| r.dst.is_v6()).map(|r| format!("{} route add {r}", r.ip()))).collect();
+        assert_eq!(
+            six,
+            [
+                "ip -6 rule add priority 4110 from 2001:db8:1::2ff:fe00:101 lookup 4102",
+                "ip -6 rule add priority 4110 from 2001:db8:1::1:11 lookup 4102",
+                "ip -6 rule add priority 4120 oif eth1 lookup 4102",
+                "ip -6 route add 2001:db8:1::/64 dev eth1 table 4102",
+                "ip -6 route add 2001:db8:9::/64 dev eth1 table 4102",
+                "ip -6 route add fe80::/64 dev eth1 table 4102",
+                "ip -6 route add default via fe80::1 dev eth1 table 4102",
+                "ip -6 route add unreachable default metric 4294967295 table 4102",
+            ]
+        );
+        // The IPv4 half is unchanged by the IPv6 one.
+        assert_eq!(d.rules.iter().filter(|r| !r.v6).count(), 2);
+    }
+
+    #[test]
+    fn ipv6_without_router_refuses_and_ipv6_only_has_no_ipv4() {
+        let mut f = eth1(&[]);
+        f.addresses6 = vec![("2001:db8:1::11".parse().unwrap(), 64)];
+        let d = desired(&Config::default(), &f, 4102, &Gateways::default());
+        assert!(d.rules.iter().all(|r| r.v6) && d.routes.iter().all(|r| r.dst.is_v6()));
+        assert!(!d.routes.iter().any(|r| matches!(r.kind, RouteKind::Via { .. })));
+        assert_eq!(d.routes.last().unwrap().kind, RouteKind::Unreachable);
     }
 }

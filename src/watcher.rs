@@ -26,6 +26,9 @@ const RTNLGRP_LINK: u32 = 1;
 const RTNLGRP_IPV4_IFADDR: u32 = 5;
 const RTNLGRP_IPV4_ROUTE: u32 = 7;
 const RTNLGRP_IPV4_RULE: u32 = 8;
+const RTNLGRP_IPV6_IFADDR: u32 = 9;
+const RTNLGRP_IPV6_ROUTE: u32 = 11;
+const RTNLGRP_IPV6_RULE: u32 = 19;
 
 /// Quiet time that ends a burst, and the longest a burst may delay a reconcile.
 const QUIET: Duration = Duration::from_millis(5);
@@ -54,7 +57,7 @@ impl Pending {
 fn subscribe() -> std::io::Result<Socket> {
     let mut s = Socket::new(NETLINK_ROUTE)?;
     s.bind(&SocketAddr::new(0, 0))?;
-    for g in [RTNLGRP_LINK, RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV4_ROUTE, RTNLGRP_IPV4_RULE] {
+    for g in [RTNLGRP_LINK, RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV4_ROUTE, RTNLGRP_IPV4_RULE, RTNLGRP_IPV6_IFADDR, RTNLGRP_IPV6_ROUTE, RTNLGRP_IPV6_RULE] {
         s.add_membership(g)?;
     }
     s.set_rx_buf_sz(8 << 20)?;
@@ -65,8 +68,10 @@ fn subscribe() -> std::io::Result<Socket> {
 fn classify(msg: RouteNetlinkMessage, cfg: &Config, p: &mut Pending) {
     use RouteNetlinkMessage::*;
     match msg {
+        // IPv6 addresses change state too (tentative → valid, deprecated): each is an event,
+        // and a reconcile of a converged interface writes nothing.
         NewAddress(AddressMessage { header, .. }) | DelAddress(AddressMessage { header, .. })
-            if header.family == AddressFamily::Inet => {
+            if matches!(header.family, AddressFamily::Inet | AddressFamily::Inet6) => {
                 p.ifindexes.insert(header.index);
             }
         NewLink(LinkMessage { header, .. }) => {
@@ -102,12 +107,19 @@ fn route_event(r: &RouteMessage, deleted: bool, cfg: &Config, p: &mut Pending) {
         if deleted || u8::from(r.header.protocol) != cfg.protocol {
             p.tables.insert(table);
         }
-    } else if table == crate::policy::RT_TABLE_MAIN && r.header.destination_prefix_length == 0 {
-        // A main default route through an interface is the gateway of interfaces without a lease.
+    } else if table == crate::policy::RT_TABLE_MAIN
+        && (r.header.destination_prefix_length == 0 || (r.header.address_family == AddressFamily::Inet6 && !has_gateway(r)))
+    {
+        // A main default route through an interface is the gateway of interfaces without a lease
+        // (and of every interface's IPv6); an IPv6 on-link prefix through it is copied to its table.
         if let Some(o) = r.attributes.iter().find_map(|a| if let RouteAttribute::Oif(o) = a { Some(*o) } else { None }) {
             p.ifindexes.insert(o);
         }
     }
+}
+
+fn has_gateway(r: &RouteMessage) -> bool {
+    r.attributes.iter().any(|a| matches!(a, RouteAttribute::Gateway(_)))
 }
 
 /// Reads everything queued on the socket into `p`. Returns false if the socket overran.
@@ -308,7 +320,7 @@ fn handle(engine: &mut Engine, cfg: &Config, p: Pending, fights: &mut Fights) {
         match result {
             Ok(done) if !done.lines.is_empty() => {
                 log::info!("{name}: {} change(s) after kernel events", done.lines.len());
-                let rules = |v: &[String]| v.iter().filter(|x| x.starts_with("priority ")).cloned().collect::<Vec<_>>();
+                let rules = |v: &[String]| v.iter().filter(|x| x.starts_with("ip rule ") || x.starts_with("ip -6 rule ")).cloned().collect::<Vec<_>>();
                 fights.note(&name, &rules(&done.added), &rules(&done.removed));
             }
             Ok(_) => {}

@@ -1,11 +1,17 @@
 //! isc-dhcp-client: the dhclient-script environment (reason, interface, new_*).
 
-use super::{triage, LeaseEvent, Triage};
+use super::{triage, LeaseEvent, Reasons, Triage};
 use crate::lease::{assemble, check_address, ipv4_field, netmask_field, parse_rfc3442_bytes, parse_rfc3442_descriptors, Env};
 
 pub fn event(env: Env, warnings: &mut Vec<String>) -> Result<LeaseEvent, String> {
     let reason = env("reason").unwrap_or_default();
-    let ifname = match triage(reason.as_str(), &["BOUND", "RENEW", "REBIND", "REBOOT", "TIMEOUT"], &["EXPIRE", "FAIL", "RELEASE", "STOP"], env, "interface")? {
+    let reasons = Reasons {
+        bound: &["BOUND", "RENEW", "REBIND", "REBOOT", "TIMEOUT"],
+        gone: &["EXPIRE", "FAIL", "RELEASE", "STOP"],
+        // dhclient -6: dhclient-script has added or removed the address when the exit hook runs.
+        changed: &["BOUND6", "RENEW6", "REBIND6", "DEPREF6", "EXPIRE6", "RELEASE6", "STOP6"],
+    };
+    let ifname = match triage(reason.as_str(), &reasons, env, "interface")? {
         Triage::Done(e) => return Ok(e),
         Triage::Bound(ifname) => ifname,
     };
@@ -116,7 +122,11 @@ mod tests {
     #[test]
     fn reasons_are_an_allowlist() {
         assert!(matches!(event(&[("reason", "PREINIT"), ("interface", "eth1")]).0.unwrap(), LeaseEvent::Ignored { .. }));
-        assert!(matches!(event(&[("reason", "BOUND6"), ("interface", "eth1")]).0.unwrap(), LeaseEvent::Ignored { .. }));
+        assert!(matches!(event(&[("reason", "PREINIT6"), ("interface", "eth1")]).0.unwrap(), LeaseEvent::Ignored { .. }));
+        // IPv6 events need no lease data; whatever is in new_ip6_* is not even read.
+        let v6 = [("reason", "BOUND6"), ("interface", "eth1"), ("new_ip6_address", "$(reboot)"), ("new_ip6_prefixlen", "x")];
+        assert_eq!(event(&v6).0.unwrap(), LeaseEvent::Changed { ifname: "eth1".into() });
+        assert_eq!(event(&[("reason", "EXPIRE6"), ("interface", "eth1")]).0.unwrap(), LeaseEvent::Changed { ifname: "eth1".into() });
         assert_eq!(event(&[("reason", "EXPIRE"), ("interface", "eth1")]).0.unwrap(), LeaseEvent::Gone { ifname: "eth1".into() });
     }
 }

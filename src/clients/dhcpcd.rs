@@ -1,13 +1,19 @@
 //! dhcpcd: the dhcpcd-run-hooks environment (reason, interface, new_*). dhcpcd configures the
 //! address and its routes itself; stronghost adds the per-interface policy.
 
-use super::{triage, LeaseEvent, Triage};
+use super::{triage, LeaseEvent, Reasons, Triage};
 use crate::lease::{assemble, check_address, ipv4_field, netmask_field, parse_route_pairs, prefix_field, Env};
 
 pub fn event(env: Env, warnings: &mut Vec<String>) -> Result<LeaseEvent, String> {
     let reason = env("reason").unwrap_or_default();
     // TEST is `dhcpcd -T`: nothing is configured, so nothing may be applied.
-    let ifname = match triage(reason.as_str(), &["BOUND", "RENEW", "REBIND", "REBOOT", "STATIC"], &["EXPIRE", "NAK", "NOCARRIER", "STOP", "RELEASE", "DEPARTED", "FAIL"], env, "interface")? {
+    let reasons = Reasons {
+        bound: &["BOUND", "RENEW", "REBIND", "REBOOT", "STATIC"],
+        gone: &["EXPIRE", "NAK", "NOCARRIER", "STOP", "RELEASE", "DEPARTED", "FAIL"],
+        // DHCPv6 and router advertisements: dhcpcd has configured the addresses and routes.
+        changed: &["BOUND6", "RENEW6", "REBIND6", "REBOOT6", "INFORM6", "ROUTERADVERT", "DELEGATED6", "EXPIRE6", "RELEASE6", "STOP6"],
+    };
+    let ifname = match triage(reason.as_str(), &reasons, env, "interface")? {
         Triage::Done(e) => return Ok(e),
         Triage::Bound(ifname) => ifname,
     };
@@ -45,10 +51,14 @@ mod tests {
     }
 
     #[test]
-    fn test_mode_and_ipv6_are_ignored() {
-        for reason in ["TEST", "PREINIT", "CARRIER", "BOUND6", "ROUTERADVERT", "INFORM6"] {
+    fn test_mode_is_ignored_and_ipv6_rereads_the_kernel() {
+        for reason in ["TEST", "PREINIT", "CARRIER", "IPV4LL"] {
             let (r, _) = testenv::with(&[("reason", reason), ("interface", "eth2")], |e, w| event(e, w));
             assert!(matches!(r.unwrap(), LeaseEvent::Ignored { .. }), "{reason}");
+        }
+        for reason in ["BOUND6", "ROUTERADVERT", "INFORM6", "EXPIRE6"] {
+            let (r, _) = testenv::with(&[("reason", reason), ("interface", "eth2"), ("new_dhcp6_ia_na1_ia_addr1", "junk;$(id)")], |e, w| event(e, w));
+            assert_eq!(r.unwrap(), LeaseEvent::Changed { ifname: "eth2".into() }, "{reason}");
         }
         let (r, _) = testenv::with(&[("reason", "NOCARRIER"), ("interface", "eth2")], |e, w| event(e, w));
         assert_eq!(r.unwrap(), LeaseEvent::Gone { ifname: "eth2".into() });

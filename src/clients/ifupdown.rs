@@ -15,6 +15,10 @@ pub fn event(env: Env, warnings: &mut Vec<String>) -> Result<LeaseEvent, String>
     if iface == "--all" || iface.is_empty() {
         return ignored("IFACE=--all");
     }
+    if env("ADDRFAM").as_deref() == Some("inet6") && matches!(env("MODE").as_deref(), Some("start") | Some("stop")) {
+        // Any inet6 method (static, auto, dhcp): ifup/ifdown has changed the addresses.
+        return Ok(LeaseEvent::Changed { ifname: ifname_field(env, "IFACE")? });
+    }
     if env("ADDRFAM").as_deref() != Some("inet") || env("METHOD").as_deref() != Some("static") {
         return ignored("not a static inet stanza");
     }
@@ -62,11 +66,15 @@ mod tests {
         cidr[4] = ("IF_ADDRESS", "198.51.100.21/25");
         let LeaseEvent::Bound { lease, .. } = ev(&cidr).unwrap() else { panic!() };
         assert_eq!(lease.prefix_len, 25);
-        for (k, v) in [("METHOD", "dhcp"), ("METHOD", "NetworkManager"), ("ADDRFAM", "inet6"), ("IFACE", "--all")] {
+        for (k, v) in [("METHOD", "dhcp"), ("METHOD", "NetworkManager"), ("ADDRFAM", "ipx"), ("IFACE", "--all")] {
             let mut x = base.to_vec();
             x.retain(|(n, _)| *n != k);
             x.push((k, v));
             assert!(matches!(ev(&x).unwrap(), LeaseEvent::Ignored { .. }), "{k}={v}");
+        }
+        for method in ["static", "auto", "dhcp"] {
+            let v6 = [("IFACE", "eth1"), ("ADDRFAM", "inet6"), ("METHOD", method), ("MODE", "start"), ("IF_ADDRESS", "2001:db8::1/64;x")];
+            assert_eq!(ev(&v6).unwrap(), LeaseEvent::Changed { ifname: "eth1".into() }, "{method}");
         }
         let mut own = base.to_vec();
         own.retain(|(n, _)| *n != "IF_GATEWAY");

@@ -17,6 +17,9 @@ pub enum LeaseEvent {
     Bound { ifname: String, lease: Lease },
     /// It ended: the interface keeps its other addresses' policy; its lease is forgotten.
     Gone { ifname: String },
+    /// The interface's addresses changed without an IPv4 lease to record (DHCPv6, router
+    /// advertisements, an inet6 stanza): re-read them from the kernel, keep any IPv4 lease.
+    Changed { ifname: String },
     /// Nothing for stronghost to do.
     Ignored { reason: String },
 }
@@ -34,13 +37,26 @@ pub enum Triage {
     Bound(String),
 }
 
-pub fn triage(reason: &str, bound: &[&str], gone: &[&str], env: crate::lease::Env, ifname_var: &str) -> Result<Triage, String> {
-    let is_bound = bound.contains(&reason);
-    if !is_bound && !gone.contains(&reason) {
+/// The reasons a client's hook acts on: an IPv4 lease in force, an IPv4 lease ended, and
+/// IPv6 events (whose data stronghost does not need: the kernel has the addresses).
+pub struct Reasons<'a> {
+    pub bound: &'a [&'a str],
+    pub gone: &'a [&'a str],
+    pub changed: &'a [&'a str],
+}
+
+pub fn triage(reason: &str, r: &Reasons, env: crate::lease::Env, ifname_var: &str) -> Result<Triage, String> {
+    if !r.bound.contains(&reason) && !r.gone.contains(&reason) && !r.changed.contains(&reason) {
         return ignored(reason).map(Triage::Done);
     }
     let ifname = crate::lease::ifname_field(env, ifname_var)?;
-    Ok(if is_bound { Triage::Bound(ifname) } else { Triage::Done(LeaseEvent::Gone { ifname }) })
+    Ok(if r.bound.contains(&reason) {
+        Triage::Bound(ifname)
+    } else if r.gone.contains(&reason) {
+        Triage::Done(LeaseEvent::Gone { ifname })
+    } else {
+        Triage::Done(LeaseEvent::Changed { ifname })
+    })
 }
 
 #[cfg(test)]

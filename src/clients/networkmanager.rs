@@ -9,7 +9,8 @@ use crate::net::{check_ifname, check_unicast, parse_ipv4, printable, Ipv4Net};
 pub fn event(ifname: &str, action: &str, env: Env, warnings: &mut Vec<String>) -> Result<LeaseEvent, String> {
     let up = matches!(action, "up" | "dhcp4-change" | "reapply");
     let gone = matches!(action, "down" | "pre-down");
-    if !up && !gone {
+    let v6 = action == "dhcp6-change";
+    if !up && !gone && !v6 {
         return ignored(action);
     }
     check_ifname(ifname).map_err(|e| format!("interface argument: {e}"))?;
@@ -17,9 +18,10 @@ pub fn event(ifname: &str, action: &str, env: Env, warnings: &mut Vec<String>) -
     if gone {
         return Ok(LeaseEvent::Gone { ifname });
     }
-    // No IPv4 on this connection (IPv6 only, or not yet): nothing of ours to do.
-    let Some(first) = env("IP4_ADDRESS_0").filter(|v| !v.is_empty()) else {
-        return ignored("no IP4_ADDRESS_0");
+    // No IPv4 on this connection (IPv6 only, or not yet), or an IPv6 change: NM has set the
+    // addresses; the policy is re-read from the kernel and any IPv4 lease is kept.
+    let Some(first) = env("IP4_ADDRESS_0").filter(|v| !v.is_empty() && !v6) else {
+        return Ok(LeaseEvent::Changed { ifname });
     };
     let addr_part = first.split_ascii_whitespace().next().unwrap_or("");
     let (a, l) = addr_part.split_once('/').ok_or_else(|| format!("IP4_ADDRESS_0: {:?} is not ADDRESS/LENGTH", printable(&first)))?;
@@ -72,10 +74,15 @@ mod tests {
     fn down_needs_no_variables_and_others_are_ignored() {
         let (r, _) = testenv::with(&[], |e, w| event("eth1", "down", e, w));
         assert_eq!(r.unwrap(), LeaseEvent::Gone { ifname: "eth1".into() });
-        for a in ["connectivity-change", "hostname", "vpn-up", "pre-up", "dhcp6-change"] {
+        for a in ["connectivity-change", "hostname", "vpn-up", "pre-up"] {
             let (r, _) = testenv::with(&[], |e, w| event("eth1", a, e, w));
             assert!(matches!(r.unwrap(), LeaseEvent::Ignored { .. }), "{a}");
         }
+        // IPv6 only, or a DHCPv6 change: the kernel is re-read, the IPv4 lease kept.
+        let (r, _) = testenv::with(&[("IP6_ADDRESS_0", "2001:db8::11/64 fe80::1")], |e, w| event("eth1", "up", e, w));
+        assert_eq!(r.unwrap(), LeaseEvent::Changed { ifname: "eth1".into() });
+        let (r, _) = testenv::with(&[("IP4_ADDRESS_0", "198.51.100.11/24 198.51.100.1")], |e, w| event("eth1", "dhcp6-change", e, w));
+        assert_eq!(r.unwrap(), LeaseEvent::Changed { ifname: "eth1".into() });
         let (r, _) = testenv::with(&[("IP4_ADDRESS_0", "198.51.100.11/24;reboot")], |e, w| event("eth1", "up", e, w));
         assert!(r.unwrap_err().starts_with("IP4_ADDRESS_0"));
     }

@@ -2,11 +2,17 @@
 //! (interface, ip, mask or subnet, router, staticroutes). udhcpc configures nothing itself; the
 //! script does, so stronghost's udhcpc script also sets the address (see commands/hook.rs).
 
-use super::{triage, LeaseEvent, Triage};
+use super::{ignored, triage, LeaseEvent, Reasons, Triage};
 use crate::lease::{assemble, check_address, ipv4_field, netmask_field, parse_route_pairs, prefix_field, Env};
 
 pub fn event(action: &str, env: Env, warnings: &mut Vec<String>) -> Result<LeaseEvent, String> {
-    let ifname = match triage(action, &["bound", "renew"], &["deconfig", "leasefail", "nak"], env, "interface")? {
+    // udhcpc6 runs the same kind of script with `ipv6` instead of `ip`; stronghost's script
+    // configures IPv4 only (the watcher picks up IPv6 addresses set by other means).
+    if env("ipv6").is_some() && env("ip").is_none() {
+        return ignored("udhcpc6 (IPv6) event");
+    }
+    let reasons = Reasons { bound: &["bound", "renew"], gone: &["deconfig", "leasefail", "nak"], changed: &[] };
+    let ifname = match triage(action, &reasons, env, "interface")? {
         Triage::Done(e) => return Ok(e),
         Triage::Bound(ifname) => ifname,
     };

@@ -5,10 +5,12 @@ use crate::config::Config;
 use crate::engine::Engine;
 use crate::filter;
 use crate::sysctl;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-/// An off-link destination for route lookups (TEST-NET-1, never routed on a real network).
-const PROBE: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+/// Off-link destinations for route lookups (TEST-NET-1 and the IPv6 documentation prefix, never
+/// routed on a real network).
+const PROBE: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
+const PROBE6: IpAddr = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0xffff, 0, 0, 0, 1));
 
 pub fn violations(e: &mut Engine) -> Result<(Vec<String>, usize), String> {
     let _lock = e.lock(LOCK_WAIT)?;
@@ -29,24 +31,32 @@ pub fn violations(e: &mut Engine) -> Result<(Vec<String>, usize), String> {
         if link.group != e.cfg.link_group {
             v.push(format!("{name}: link group is {} not {}: main-table routes through it would leak traffic of other interfaces; run `stronghost apply {name}`", link.group, e.cfg.link_group));
         }
-        let addrs: Vec<Ipv4Addr> = k.addrs.iter().filter(|a| a.index == link.index).map(|a| a.addr).collect();
+        let facts = k.facts(&link);
+        let addrs: Vec<IpAddr> = facts.addresses.iter().map(|a| IpAddr::V4(a.0)).chain(facts.addresses6.iter().map(|a| IpAddr::V6(a.0))).collect();
         for a in &addrs {
-            match e.nl.route_get(PROBE, Some(*a), None) {
+            let probe = if a.is_ipv6() { PROBE6 } else { PROBE };
+            match e.nl.route_get(probe, Some(*a), None) {
                 Ok((Some(o), _)) if o == link.index => {}
-                Ok((Some(o), _)) => v.push(format!("{name}: traffic from {a} to {PROBE} would leave by {}, not {name}; run `stronghost apply {name}` and look for rules below priority {} (`ip rule`)", k.name_of(o), e.cfg.priority)),
+                Ok((Some(o), _)) => v.push(format!("{name}: traffic from {a} to {probe} would leave by {}, not {name}; run `stronghost apply {name}` and look for rules below priority {} (`ip rule`, `ip -6 rule`)", k.name_of(o), e.cfg.priority)),
                 Ok((None, _)) => v.push(format!("{name}: traffic from {a} has no route out")),
                 // Refused (no gateway known): strict, not a leak.
                 Err(_) => {}
             }
         }
-        match e.nl.route_get(PROBE, None, Some(link.index)) {
-            Ok((Some(o), src)) if o == link.index => {
-                if let Some(s) = src.filter(|s| !addrs.contains(s)) {
-                    v.push(format!("{name}: traffic bound to {name} would use source {s}, not one of its own addresses"));
-                }
+        // Bound to the interface, for each family it has addresses of.
+        for (probe, has) in [(PROBE, !facts.addresses.is_empty()), (PROBE6, !facts.addresses6.is_empty())] {
+            if !has {
+                continue;
             }
-            Ok((o, _)) => v.push(format!("{name}: traffic bound to {name} would leave by {:?}", o.map(|o| k.name_of(o)))),
-            Err(_) => {}
+            match e.nl.route_get(probe, None, Some(link.index)) {
+                Ok((Some(o), src)) if o == link.index => {
+                    if let Some(s) = src.filter(|s| !addrs.contains(s)) {
+                        v.push(format!("{name}: traffic bound to {name} would use source {s}, not one of its own addresses"));
+                    }
+                }
+                Ok((o, _)) => v.push(format!("{name}: traffic to {probe} bound to {name} would leave by {:?}", o.map(|o| k.name_of(o)))),
+                Err(_) => {}
+            }
         }
         for (knob, want) in sysctl::wanted(&e.cfg) {
             match sysctl::effective(&name, knob) {

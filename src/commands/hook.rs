@@ -10,6 +10,7 @@ use crate::engine::Engine;
 use crate::lease::Lease;
 use crate::net::{printable, Ipv4Net};
 use crate::policy::{Route, RouteKind, RT_TABLE_MAIN};
+use std::net::IpAddr;
 
 pub fn run(cfg: &Config, client: &HookClient) -> i32 {
     let env = |k: &str| std::env::var_os(k).map(|v| v.to_string_lossy().into_owned());
@@ -42,7 +43,7 @@ pub fn run(cfg: &Config, client: &HookClient) -> i32 {
             log::debug!("{what}: nothing to do ({reason})");
             return 0;
         }
-        LeaseEvent::Bound { ifname, .. } | LeaseEvent::Gone { ifname } => ifname.clone(),
+        LeaseEvent::Bound { ifname, .. } | LeaseEvent::Gone { ifname } | LeaseEvent::Changed { ifname } => ifname.clone(),
     };
     if !cfg.manages(&ifname) {
         log::debug!("{ifname} is not managed by the configuration; {what} ignored");
@@ -55,9 +56,9 @@ pub fn run(cfg: &Config, client: &HookClient) -> i32 {
             return 0;
         }
     };
-    let udhcpc = matches!(client, HookClient::Udhcpc { .. });
+    let udhcpc = matches!(client, HookClient::Udhcpc { .. }) && !matches!(event, LeaseEvent::Changed { .. });
     let target = match &event {
-        LeaseEvent::Bound { .. } => Target::Apply(&ifname),
+        LeaseEvent::Bound { .. } | LeaseEvent::Changed { .. } => Target::Apply(&ifname),
         _ => Target::LeaseGone(&ifname),
     };
     let prepare = |e: &mut Engine| {
@@ -88,9 +89,9 @@ fn configure_for_udhcpc(e: &mut Engine, ifname: &str, lease: Option<&Lease>) {
     let default_via = |l: &Lease| {
         l.gateway.map(|g| Route {
             table: RT_TABLE_MAIN,
-            dst: Ipv4Net::DEFAULT,
+            dst: Ipv4Net::DEFAULT.into(),
             metric,
-            kind: RouteKind::Via { dev: ifname.to_string(), oif: link.index, gateway: g, src: l.address, onlink: !Ipv4Net::containing(l.address, l.prefix_len).contains(g) },
+            kind: RouteKind::Via { dev: ifname.to_string(), oif: link.index, gateway: IpAddr::V4(g), src: Some(IpAddr::V4(l.address)), onlink: !Ipv4Net::containing(l.address, l.prefix_len).contains(g) },
         })
     };
     if let Some(o) = &old {

@@ -16,22 +16,28 @@ pub fn collect(e: &mut Engine) -> Result<Value, String> {
     for (name, rec) in &e.records {
         let table = e.tables.get(name).copied();
         let link = k.link(name);
-        let addrs: Vec<String> = link
-            .map(|l| k.addrs.iter().filter(|a| a.index == l.index).map(|a| format!("{}/{}", a.addr, a.prefix_len)).collect())
-            .unwrap_or_default();
-        let rules: Vec<String> = k
-            .rules
-            .iter()
-            .filter(|r| r.protocol == e.cfg.protocol && Some(r.item.table) == table && r.item.selector != Selector::All)
-            .map(|r| r.item.to_string())
-            .collect();
+        let facts = link.map(|l| k.facts(l));
+        let addrs: Vec<String> = facts.iter().flat_map(|f| f.addresses.iter().map(|(a, l)| format!("{a}/{l}"))).collect();
+        let addrs6: Vec<String> = facts.iter().flat_map(|f| f.addresses6.iter().map(|(a, l)| format!("{a}/{l}"))).collect();
+        let rules = |v6: bool| -> Vec<String> {
+            k.rules
+                .iter()
+                .filter(|r| r.item.v6 == v6 && r.protocol == e.cfg.protocol && Some(r.item.table) == table && r.item.selector != Selector::All)
+                .map(|r| r.item.to_string())
+                .collect()
+        };
         let names = |i| k.name_of(i);
-        let routes: Vec<String> = k
-            .routes
-            .iter()
-            .filter(|r| Some(r.table) == table)
-            .map(|r| r.model(&names).map(|m| m.to_string()).unwrap_or_else(|| format!("{} (protocol {})", r.dst, r.protocol)))
-            .collect();
+        let routes = |v6: bool| -> Vec<String> {
+            k.routes
+                .iter()
+                .filter(|r| Some(r.table) == table && r.dst.is_v6() == v6)
+                .map(|r| r.model(&names).map(|m| m.to_string()).unwrap_or_else(|| format!("{} (protocol {})", r.dst, r.protocol)))
+                .collect()
+        };
+        // What is in force: the default route of the interface's table.
+        let gateway = |v6: bool| {
+            k.routes.iter().find(|r| Some(r.table) == table && r.dst.is_default() && r.dst.is_v6() == v6 && r.gateway.is_some()).and_then(|r| r.gateway).map(|g| g.to_string())
+        };
         let sysctls: serde_json::Map<String, Value> = sysctl::wanted(&e.cfg)
             .iter()
             .map(|(knob, want)| {
@@ -50,12 +56,15 @@ pub fn collect(e: &mut Engine) -> Result<Value, String> {
             "table": table,
             "link_group": link.map(|l| l.group),
             "addresses": addrs,
-            // What is in force: the default route of the interface's table.
-            "gateway": k.routes.iter().find(|r| Some(r.table) == table && r.dst.is_default() && r.gateway.is_some()).and_then(|r| r.gateway).map(|g| g.to_string()),
+            "addresses6": addrs6,
+            "gateway": gateway(false),
+            "gateway6": gateway(true),
             "lease_source": lease.as_ref().map(|l| l.source.clone()).unwrap_or_else(|| "main table".into()),
             "classless_routes": lease.as_ref().map(|l| l.routes.len()).unwrap_or(0),
-            "rules": rules,
-            "routes": routes,
+            "rules": rules(false),
+            "routes": routes(false),
+            "rules6": rules(true),
+            "routes6": routes(true),
             "sysctls": sysctls,
             "wrong_interface_drops": drops,
         }));
@@ -90,13 +99,20 @@ pub fn run(cfg: &Config, as_json: bool) -> i32 {
         } else {
             "no address"
         };
-        println!("{}: {state}, table {}, gateway {}", i["interface"].as_str().unwrap_or("?"), i["table"], i["gateway"].as_str().unwrap_or("none (off-link traffic refused)"));
-        println!("  addresses: {}", join(&i["addresses"]));
-        for r in i["rules"].as_array().into_iter().flatten() {
-            println!("  rule  {}", r.as_str().unwrap_or(""));
-        }
-        for r in i["routes"].as_array().into_iter().flatten() {
-            println!("  route {}", r.as_str().unwrap_or(""));
+        println!("{}: {state}, table {}", i["interface"].as_str().unwrap_or("?"), i["table"]);
+        for (fam, sfx) in [("IPv4", ""), ("IPv6", "6")] {
+            let addrs = &i[format!("addresses{sfx}")];
+            if addrs.as_array().is_none_or(|a| a.is_empty()) {
+                continue;
+            }
+            println!("  {fam} addresses: {}", join(addrs));
+            println!("  {fam} gateway: {}", i[format!("gateway{sfx}")].as_str().unwrap_or("none (off-link traffic refused)"));
+            for r in i[format!("rules{sfx}")].as_array().into_iter().flatten() {
+                println!("  rule  {}", r.as_str().unwrap_or(""));
+            }
+            for r in i[format!("routes{sfx}")].as_array().into_iter().flatten() {
+                println!("  route {}", r.as_str().unwrap_or(""));
+            }
         }
         let mut s = Vec::new();
         for (k, x) in i["sysctls"].as_object().into_iter().flatten() {
