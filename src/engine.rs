@@ -51,11 +51,11 @@ impl Kernel {
     pub fn facts(&self, link: &Link) -> InterfaceFacts {
         let mut f = InterfaceFacts { name: link.name.clone(), index: link.index, addresses: vec![], addresses6: vec![] };
         for a in self.addrs.iter().filter(|a| a.index == link.index) {
+            // Deprecated and tentative addresses keep their rules: sockets bound to them still
+            // send. Link-local ones need none, and one that failed DAD is not the host's.
             match a.addr {
                 IpAddr::V4(v) => f.addresses.push((v, a.prefix_len)),
-                // Deprecated and tentative addresses keep their rules: sockets bound to them still
-                // send. Link-local ones need none, and one that failed DAD is not the host's.
-                IpAddr::V6(v) if crate::net::is_routable_v6(v) && !a.dadfailed => f.addresses6.push((v, a.prefix_len)),
+                IpAddr::V6(v) if a.gets_policy() => f.addresses6.push((v, a.prefix_len)),
                 IpAddr::V6(_) => {}
             }
         }
@@ -64,13 +64,7 @@ impl Kernel {
 
     /// Whether the interface has an address stronghost makes a policy for.
     pub fn addressed(&self, index: u32) -> bool {
-        self.addrs.iter().any(|a| {
-            a.index == index
-                && match a.addr {
-                    IpAddr::V4(_) => true,
-                    IpAddr::V6(v) => crate::net::is_routable_v6(v) && !a.dadfailed,
-                }
-        })
+        self.addrs.iter().any(|a| a.index == index && a.gets_policy())
     }
 
     /// The main-table default routes through this interface, best first.

@@ -35,6 +35,17 @@ pub struct Address {
     pub dadfailed: bool,
 }
 
+impl Address {
+    /// An address stronghost makes a policy for: any IPv4 address; an IPv6 one with more than
+    /// link scope that has not failed duplicate address detection.
+    pub fn gets_policy(&self) -> bool {
+        match self.addr {
+            IpAddr::V4(_) => true,
+            IpAddr::V6(v) => crate::net::is_routable_v6(v) && !self.dadfailed,
+        }
+    }
+}
+
 /// A rule or route as the kernel holds it, with the protocol that says who wrote it.
 #[derive(Clone, Debug)]
 pub struct Owned<T> {

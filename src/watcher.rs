@@ -281,7 +281,8 @@ fn handle(engine: &mut Engine, cfg: &Config, p: Pending, fights: &mut Fights) {
     let mut addressed: BTreeSet<String> = BTreeSet::new();
     for &i in &p.ifindexes {
         if let Ok(Some(l)) = engine.nl.link_by_index(i) {
-            if engine.nl.addresses(i).is_ok_and(|a| !a.is_empty()) {
+            // A link-local IPv6 address comes with every link that goes up: not a reason to claim it.
+            if engine.nl.addresses(i).is_ok_and(|a| a.iter().any(|a| a.gets_policy())) {
                 addressed.insert(l.name.clone());
             }
             names.insert(l.name);
@@ -299,7 +300,7 @@ fn handle(engine: &mut Engine, cfg: &Config, p: Pending, fights: &mut Fights) {
         let known = recorded.contains(&name);
         // Claim an interface when an address appears on it (a lease, a hand-made address): an
         // event, unlike `sync`, means someone is configuring it now. After that, follow it.
-        if !known && !(cfg.manages(&name) && addressed.contains(&name)) {
+        if !(known || cfg.manages(&name) && addressed.contains(&name)) {
             continue;
         }
         if fights.is_paused(&name) {

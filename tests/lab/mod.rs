@@ -2,8 +2,9 @@
 //!
 //! ```text
 //!   {id}-inet   203.0.113.10  HTTP echo (answers with the client's source address)
-//!       | wan0
+//!       | wan0                (IPv6 labs: 2001:db8:203::10)
 //!   {id}-rtr    203.0.113.1 / 198.51.100.1, forwards without NAT, dnsmasq DHCP on lan0
+//!               (IPv6 labs: 2001:db8:1::1 on lan0, router advertisements and DHCPv6)
 //!       | lan0
 //!   {id}-lan    br0 (the shared segment)
 //!       | eth0 .. ethN-1 (veth, fixed MACs 02:00:00:00:01:0K)
@@ -30,6 +31,10 @@ use std::time::{Duration, Instant};
 
 pub const GW: &str = "198.51.100.1";
 pub const SERVER: &str = "203.0.113.10";
+pub const SERVER6: &str = "2001:db8:203::10";
+/// The IPv6 prefix the router advertises at first, and its address in it.
+pub const PREFIX6: &str = "2001:db8:1::";
+pub const RTR6: &str = "2001:db8:1::1";
 pub const TABLE_MIN: u32 = 4101;
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
@@ -47,7 +52,8 @@ fn echo_server(ns: &str, port: u16, stop: Arc<AtomicBool>) -> std::thread::JoinH
     let h = std::thread::spawn(move || {
         let f = std::fs::File::open(format!("/run/netns/{ns}")).expect("netns");
         nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
-        let listener = TcpListener::bind(("0.0.0.0", port)).expect("bind echo");
+        // One dual-stack socket: IPv4 clients appear as ::ffff:a.b.c.d and are printed as a.b.c.d.
+        let listener = TcpListener::bind(("::", port)).expect("bind echo");
         listener.set_nonblocking(true).unwrap();
         tx.send(()).unwrap();
         while !stop.load(Ordering::SeqCst) {
@@ -74,8 +80,8 @@ fn serve_echo(mut s: TcpStream) {
             Ok(n) => req.extend_from_slice(&buf[..n]),
         }
     }
-    let peer = s.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default();
-    let local = s.local_addr().map(|a| a.ip().to_string()).unwrap_or_default();
+    let peer = s.peer_addr().map(|a| a.ip().to_canonical().to_string()).unwrap_or_default();
+    let local = s.local_addr().map(|a| a.ip().to_canonical().to_string()).unwrap_or_default();
     let body = format!("{peer} {local}\n");
     let _ = write!(s, "HTTP/1.0 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
 }
@@ -114,6 +120,9 @@ pub struct Lab {
     pub daemons: bool,
     /// Leave /usr/sbin/stronghost out of the host (a package installs it).
     pub bare: bool,
+    /// IPv6 on the router and the internet side; dnsmasq's IPv6 options (router advertisements,
+    /// DHCPv6), empty for an IPv4-only lab.
+    pub ipv6: Vec<String>,
 }
 
 pub fn run(cmd: &mut Command) -> Output {
@@ -163,7 +172,28 @@ impl Lab {
         Lab::with(n, false, &[], true, false)
     }
 
+    /// An IPv4 lab whose router also advertises `PREFIX6`/64 (SLAAC) and serves DHCPv6 from
+    /// it, with the dhclient hook installed.
+    pub fn with_ipv6(n: usize) -> Lab {
+        Lab::with_v6(n, true, &[], false, false, Lab::ipv6_options(PREFIX6, None))
+    }
+
+    /// dnsmasq's IPv6 options: SLAAC and DHCPv6 addresses in `prefix`/64, router advertisements
+    /// every few seconds with `router_lifetime` (None: dnsmasq's default; 0: "not a default router").
+    pub fn ipv6_options(prefix: &str, router_lifetime: Option<u32>) -> Vec<String> {
+        let mut o = vec!["--enable-ra".to_string(), format!("--dhcp-range={prefix}100,{prefix}1ff,slaac,64,2m")];
+        o.push(match router_lifetime {
+            Some(l) => format!("--ra-param=lan0,4,{l}"),
+            None => "--ra-param=lan0,4".to_string(),
+        });
+        o
+    }
+
     fn with(n: usize, with_hook: bool, dhcp_options: &[&str], daemons: bool, bare: bool) -> Lab {
+        Lab::with_v6(n, with_hook, dhcp_options, daemons, bare, vec![])
+    }
+
+    fn with_v6(n: usize, with_hook: bool, dhcp_options: &[&str], daemons: bool, bare: bool, ipv6: Vec<String>) -> Lab {
         require_root();
         let id = format!("sh{}x{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst));
         let dir = std::env::temp_dir().join(format!("stronghost-lab-{id}"));
@@ -181,6 +211,7 @@ impl Lab {
             dhcp_options: dhcp_options.iter().map(|o| o.to_string()).collect(),
             daemons,
             bare,
+            ipv6,
         };
         lab.build(with_hook);
         lab
@@ -212,6 +243,13 @@ impl Lab {
         }
         ip(&["-n", &inet, "route", "add", "default", "via", "203.0.113.1"]);
         ok(Command::new("ip").args(["netns", "exec", &rtr, "sysctl", "-qw", "net.ipv4.ip_forward=1"]));
+        if !self.ipv6.is_empty() {
+            ip(&["-n", &rtr, "addr", "add", &format!("{RTR6}/64"), "dev", "lan0", "nodad"]);
+            ip(&["-n", &rtr, "addr", "add", "2001:db8:203::1/64", "dev", "wan0", "nodad"]);
+            ip(&["-n", &inet, "addr", "add", &format!("{SERVER6}/64"), "dev", "wan0", "nodad"]);
+            ip(&["-n", &inet, "-6", "route", "add", "default", "via", "2001:db8:203::1"]);
+            ok(Command::new("ip").args(["netns", "exec", &rtr, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"]));
+        }
         for k in 0..self.n {
             let (e, p) = (format!("eth{k}"), format!("p-eth{k}"));
             ip(&["-n", &lan, "link", "add", &p, "type", "veth", "peer", "name", &e, "netns", &host]);
@@ -313,6 +351,7 @@ impl Lab {
             .arg(format!("--dhcp-leasefile={}", d.join("dnsmasq.leases").display()))
             .arg(format!("--pid-file={}", d.join("dnsmasq.pid").display()))
             .args(&self.dhcp_options)
+            .args(&self.ipv6)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::OpenOptions::new().create(true).append(true).open(d.join("dnsmasq.log")).unwrap())
@@ -437,6 +476,7 @@ impl Lab {
         s += "chain post { type filter hook postrouting priority 0; policy accept;\n";
         for k in 0..self.n {
             s += &format!("oifname \"eth{k}\" ip daddr {SERVER} tcp dport 80 counter name web_eth{k}\n");
+            s += &format!("oifname \"eth{k}\" ip6 daddr {SERVER6} tcp dport 80 counter name web_eth{k}\n");
             s += &format!("oifname \"eth{k}\" tcp sport 8080 counter name srv_eth{k}\n");
         }
         s += "}\n}\ntable arp lab {\n";
@@ -488,9 +528,16 @@ impl Lab {
         out.status.success().then(|| String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap_or("").to_string())
     }
 
+    /// `curl -6 --interface X http://[SERVER6]/` from the host: the source address the server saw.
+    pub fn curl6_from_host(&self, interface: &str) -> Option<String> {
+        let out = self.host(&["curl", "-6", "-sS", "--max-time", "3", "--interface", interface, &format!("http://[{SERVER6}]/")]);
+        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap_or("").to_string())
+    }
+
     /// A client on the internet asks the host's server at `addr`: the local address that answered.
     pub fn curl_to_host(&self, ns: &str, addr: &str) -> Option<String> {
-        let out = self.in_ns(ns, &["curl", "-s", "--max-time", "1", &format!("http://{addr}:8080/")]);
+        let host = if addr.contains(':') { format!("[{addr}]") } else { addr.to_string() };
+        let out = self.in_ns(ns, &["curl", "-s", "--max-time", "1", &format!("http://{host}:8080/")]);
         out.status.success().then(|| String::from_utf8_lossy(&out.stdout).split_whitespace().nth(1).unwrap_or("").to_string())
     }
 
@@ -596,6 +643,41 @@ impl Lab {
         let wrong_interface_accepted = self.wrong_interface_probe(addr, (k + 1) % self.n);
         let arp_repliers = self.arp_repliers(addr);
         Outcome { by_addr, by_name, served, wrong_interface_accepted, arp_repliers }
+    }
+
+    /// ethK's global IPv6 addresses that are ready to use (DAD done), kernel order.
+    pub fn global6(&self, k: usize) -> Vec<String> {
+        let out = self.host_ok(&["ip", "-j", "-6", "addr", "show", "dev", &format!("eth{k}"), "scope", "global"]);
+        let v: Value = serde_json::from_str(&out).unwrap_or(Value::Null);
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|l| l["addr_info"].as_array().cloned().unwrap_or_default())
+            .filter(|a| a["tentative"] != true && a["dadfailed"] != true)
+            .filter_map(|a| a["local"].as_str().map(str::to_string))
+            .collect()
+    }
+
+    /// Replaces dnsmasq's IPv6 options (`ipv6_options`) and restarts it.
+    pub fn set_ipv6(&mut self, options: Vec<String>) {
+        self.ipv6 = options;
+        self.reload_dhcp();
+    }
+
+    /// Starts `dhclient -6` (DHCPv6, stateful) on ethK, tracked; the host's exit hook runs for it.
+    pub fn start_dhclient6(&mut self, k: usize) {
+        let d = self.dir.display().to_string();
+        let e = format!("eth{k}");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join(format!("dhclient6.{e}.log"))).unwrap();
+        let c = self
+            .host_cmd(&["dhclient", "-6", "-d", "-v", "-pf", &format!("{d}/dhclient6.{e}.pid"), "-lf", &format!("{d}/dhclient6.{e}.leases"), &e])
+            .env_remove("STRONGHOST_LOG_STDERR")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.children.push((format!("dhclient6-{e}"), c));
     }
 
     /// Waits until every interface has its address from DHCP (with or without stronghost).
