@@ -87,6 +87,8 @@ fn ipv6_slaac_dhcpv6_router_lifetime_and_prefix_change() {
     lab.assert_strong(1, &addr(1));
 
     // DHCPv6 (stateful): a /128 whose on-link prefix comes from the router's advertisement.
+    // The watcher is stopped meanwhile: dhclient's exit hook (BOUND6) alone must do it.
+    lab.kill_child("watch");
     lab.start_dhclient6(0);
     let mut leased = String::new();
     wait_for(Duration::from_secs(30), "a DHCPv6 address on eth0", || {
@@ -102,6 +104,8 @@ fn ipv6_slaac_dhcpv6_router_lifetime_and_prefix_change() {
     let addrs0 = wait_policy6(&lab, 0, true, "the DHCPv6 address's rule");
     assert!(addrs0.contains(&leased), "{addrs0:?}");
     assert_eq!(curl6(&lab, &leased), (Some(leased.clone()), vec![eth(0)]), "curl -6 --interface {leased} (DHCPv6)");
+    lab.spawn_in_host("watch", &["/usr/sbin/stronghost", "watch"]);
+    wait_for(Duration::from_secs(10), "the watcher to restart", || lab.log("watch").contains("watching"));
 
     // `check` agrees, and a converged host costs nothing.
     let check = lab.stronghost(&["check"]);

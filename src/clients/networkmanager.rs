@@ -18,10 +18,15 @@ pub fn event(ifname: &str, action: &str, env: Env, warnings: &mut Vec<String>) -
     if gone {
         return Ok(LeaseEvent::Gone { ifname });
     }
-    // No IPv4 on this connection (IPv6 only, or not yet), or an IPv6 change: NM has set the
-    // addresses; the policy is re-read from the kernel and any IPv4 lease is kept.
-    let Some(first) = env("IP4_ADDRESS_0").filter(|v| !v.is_empty() && !v6) else {
+    // An IPv6 change, or an IPv6-only `up`: NM has set the addresses; the policy is re-read from
+    // the kernel and any IPv4 lease is kept. An `up` with neither family's addresses (IPv4 still
+    // in DHCP: dhcp4-change follows) changes nothing yet.
+    let has = |var: &str| env(var).is_some_and(|v| !v.is_empty());
+    if v6 || (!has("IP4_ADDRESS_0") && has("IP6_ADDRESS_0")) {
         return Ok(LeaseEvent::Changed { ifname });
+    }
+    let Some(first) = env("IP4_ADDRESS_0").filter(|v| !v.is_empty()) else {
+        return ignored("no IP4_ADDRESS_0 nor IP6_ADDRESS_0");
     };
     let addr_part = first.split_ascii_whitespace().next().unwrap_or("");
     let (a, l) = addr_part.split_once('/').ok_or_else(|| format!("IP4_ADDRESS_0: {:?} is not ADDRESS/LENGTH", printable(&first)))?;
@@ -83,6 +88,8 @@ mod tests {
         assert_eq!(r.unwrap(), LeaseEvent::Changed { ifname: "eth1".into() });
         let (r, _) = testenv::with(&[("IP4_ADDRESS_0", "198.51.100.11/24 198.51.100.1")], |e, w| event("eth1", "dhcp6-change", e, w));
         assert_eq!(r.unwrap(), LeaseEvent::Changed { ifname: "eth1".into() });
+        let (r, _) = testenv::with(&[], |e, w| event("eth1", "up", e, w));
+        assert!(matches!(r.unwrap(), LeaseEvent::Ignored { .. }));
         let (r, _) = testenv::with(&[("IP4_ADDRESS_0", "198.51.100.11/24;reboot")], |e, w| event("eth1", "up", e, w));
         assert!(r.unwrap_err().starts_with("IP4_ADDRESS_0"));
     }
