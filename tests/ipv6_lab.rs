@@ -161,3 +161,25 @@ fn ipv6_slaac_dhcpv6_router_lifetime_and_prefix_change() {
     assert_eq!(lab.host_ok(&["ip", "-6", "route", "show", "table", "all", "proto", "83"]).trim(), "", "IPv6 routes left behind");
     assert!(!lab.host_ok(&["ip", "-6", "rule"]).contains("proto 83"), "IPv6 rules left behind");
 }
+
+/// dhcpcd runs IPv6 itself (it takes router advertisements and DHCPv6 out of the kernel's hands)
+/// and reports them to its hooks as ROUTERADVERT and BOUND6: its hook alone, no watcher, keeps
+/// the IPv6 policy in step.
+#[test]
+fn dhcpcd_router_advertisements_and_dhcpv6_through_its_hook() {
+    let mut lab = Lab::with_ipv6(2);
+    lab.install("hooks/dhcpcd-hook", "/usr/lib/dhcpcd/dhcpcd-hooks/70-stronghost", "0644");
+    lab.write_host_file("/etc/dhcpcd.conf", "nodev\nnoarp\nipv6only\nslaac hwaddr\nnohook resolv.conf, hostname, ntp.conf, timesyncd.conf, chrony.conf, openntpd.conf\n");
+    for k in 0..2 {
+        lab.spawn_in_host(&format!("dhcpcd-eth{k}"), &["dhcpcd", "-B", "-6", "-f", "/etc/dhcpcd.conf", &eth(k)]);
+    }
+    for k in 0..2 {
+        let addrs = wait_policy6(&lab, k, true, "dhcpcd's addresses with their rules and router");
+        for a in &addrs {
+            assert_eq!(curl6(&lab, a), (Some(a.clone()), vec![eth(k)]), "curl -6 --interface {a} (dhcpcd)");
+        }
+        let (seen, out) = curl6(&lab, &eth(k));
+        assert!(seen.as_ref().is_some_and(|s| addrs.contains(s)) && out == vec![eth(k)], "curl -6 --interface eth{k}: {seen:?} by {out:?}");
+    }
+    assert!(lab.stronghost(&["check"]).status.success());
+}
