@@ -25,6 +25,8 @@ pub struct Config {
     pub receive_filter: bool,
     pub arp_sysctls: bool,
     pub rp_filter: bool,
+    /// Rules and tables for IPv6 addresses too.
+    pub ipv6: bool,
 }
 
 impl Default for Config {
@@ -43,6 +45,7 @@ impl Default for Config {
             receive_filter: true,
             arp_sysctls: true,
             rp_filter: true,
+            ipv6: true,
         }
     }
 }
@@ -110,7 +113,8 @@ impl Config {
                 "receive_filter" => c.receive_filter = boolean(value).ok_or_else(|| at(bool_err(key, value)))?,
                 "arp_sysctls" => c.arp_sysctls = boolean(value).ok_or_else(|| at(bool_err(key, value)))?,
                 "rp_filter" => c.rp_filter = boolean(value).ok_or_else(|| at(bool_err(key, value)))?,
-                _ => return Err(at(format!("unknown key {key:?} (known: interfaces, exclude, tables, priority, link_group, protocol, receive_filter, arp_sysctls, rp_filter)"))),
+                "ipv6" => c.ipv6 = boolean(value).ok_or_else(|| at(bool_err(key, value)))?,
+                _ => return Err(at(format!("unknown key {key:?} (known: interfaces, exclude, tables, priority, link_group, protocol, receive_filter, arp_sysctls, rp_filter, ipv6)"))),
             }
         }
         Ok(c)
@@ -182,10 +186,10 @@ mod tests {
 
     #[test]
     fn parses_every_key() {
-        let c = Config::parse("# c\ninterfaces = eth* ens*\nexclude = eth9\ntables = 5000-5010\npriority=200\nlink_group = 7\nprotocol = 99\nreceive_filter = no\narp_sysctls = off\nrp_filter = false\n").unwrap();
+        let c = Config::parse("# c\ninterfaces = eth* ens*\nexclude = eth9\ntables = 5000-5010\npriority=200\nlink_group = 7\nprotocol = 99\nreceive_filter = no\narp_sysctls = off\nrp_filter = false\nipv6 = no\n").unwrap();
         assert!(c.manages("eth1") && !c.manages("eth9") && !c.manages("wlan0"));
         assert_eq!((c.table_min, c.table_max, c.priority, c.link_group, c.protocol), (5000, 5010, 200, 7, 99));
-        assert!(!c.receive_filter && !c.arp_sysctls && !c.rp_filter);
+        assert!(!c.receive_filter && !c.arp_sysctls && !c.rp_filter && !c.ipv6);
     }
 
     #[test]

@@ -139,6 +139,8 @@ pub fn lease_in_force(record: &Record, ifindex: u32) -> Option<crate::lease::Lea
 pub struct Plan {
     pub ifname: String,
     pub table: Option<u32>,
+    /// The link's index, when it exists.
+    pub ifindex: Option<u32>,
     pub link_group: Option<(u32, u32)>,
     pub rules_del: Vec<Rule>,
     pub routes_del: Vec<Route>,
@@ -275,11 +277,20 @@ impl Engine {
         Ok(t)
     }
 
+    /// The interface as the policy sees it: without IPv6 addresses when `ipv6 = no`.
+    pub fn facts(&self, k: &Kernel, link: &Link) -> InterfaceFacts {
+        let mut f = k.facts(link);
+        if !self.cfg.ipv6 {
+            f.addresses6.clear();
+        }
+        f
+    }
+
     pub fn plan_interface(&mut self, k: &Kernel, ifname: &str, intent: Intent) -> Result<Plan, String> {
         let mut plan = Plan { ifname: ifname.to_string(), ..Default::default() };
         let mut record = self.records.get(ifname).cloned().unwrap_or_default();
         let link = k.link(ifname);
-        let facts = link.map(|l| k.facts(l));
+        let facts = link.map(|l| self.facts(k, l));
         // Claimed: stronghost manages the interface (ARP and rp_filter hardening, link group,
         // receive filter). Routed: it also has addresses, so it gets its rules and table.
         let claimed = matches!(intent, Intent::Apply) && link.is_some();
@@ -350,8 +361,10 @@ impl Engine {
             } else if !claimed && l.group == g {
                 plan.link_group = Some((l.index, record.saved_group.unwrap_or(0)));
             }
+            plan.ifindex = Some(l.index);
             for (knob, want) in sysctl::wanted(&self.cfg) {
-                let Ok(cur) = sysctl::read(ifname, knob) else { continue };
+                // From the link dump; /proc only if the kernel did not include it.
+                let Some(cur) = l.sysctl(knob).or_else(|| sysctl::read(ifname, knob).ok()) else { continue };
                 if claimed && cur != want {
                     record.saved_sysctls.entry(knob.to_string()).or_insert(cur);
                     plan.sysctls.push((knob, want));
@@ -384,7 +397,11 @@ impl Engine {
         let planned: BTreeSet<u32> = plans.iter().filter_map(|p| p.table).collect();
         let routed = plans.iter().any(|p| p.record.as_ref().is_some_and(|r| r.applied))
             || k.owned_rules(proto).any(|r| r.selector != Selector::All && self.cfg.in_table_range(r.table) && !planned.contains(&r.table));
-        let want_main = if routed { vec![policy::main_rule(&self.cfg, false), policy::main_rule(&self.cfg, true)] } else { vec![] };
+        let want_main = match (routed, self.cfg.ipv6) {
+            (true, true) => vec![policy::main_rule(&self.cfg, false), policy::main_rule(&self.cfg, true)],
+            (true, false) => vec![policy::main_rule(&self.cfg, false)],
+            (false, _) => vec![],
+        };
         let cur_main: Vec<Rule> = k.owned_rules(proto).filter(|r| r.selector == Selector::All).cloned().collect();
         let (rules_del, rules_add) = diff(&cur_main, &want_main);
         let mut host = HostPlan { rules_add, rules_del, ..Default::default() };
@@ -432,6 +449,10 @@ impl Engine {
             ops.extend(p.routes_del.iter().map(|r| (name(), Op::DelRoute(r.clone()))));
             ops.extend(p.routes_add.iter().map(|r| (name(), Op::AddRoute(r.clone()))));
             ops.extend(p.rules_add.iter().map(|r| (name(), Op::AddRule(r.clone()))));
+            if let (Some(index), false) = (p.ifindex, p.sysctls.is_empty()) {
+                self.sysctl_writes += p.sysctls.len() as u32;
+                ops.push((name(), Op::SetSysctls { index, values: p.sysctls.clone() }));
+            }
         }
         ops.extend(host.rules_del.iter().map(|r| (String::new(), Op::DelRule(r.clone()))));
         let just_ops: Vec<Op> = ops.iter().map(|(_, o)| o.clone()).collect();
@@ -446,13 +467,13 @@ impl Engine {
             }
             Err(e) => errors.push(format!("netlink: {e}")),
         }
-        for p in plans {
-            for (knob, v) in &p.sysctls {
-                self.sysctl_writes += 1;
-                if let Err(e) = sysctl::write(&p.ifname, knob, *v) {
-                    errors.push(format!("{}: {e}", sysctl::command(&p.ifname, knob, *v)));
-                }
-            }
+        // Set over netlink, rp_filter does not invalidate the routes sockets have cached (early
+        // demux would skip the new check for established connections); /proc would have. Do what
+        // the sysctl handler does, once.
+        if plans.iter().any(|p| p.sysctls.iter().any(|(k, _)| *k == sysctl::RP.0))
+            && let Err(e) = sysctl::flush_route_cache()
+        {
+            errors.push(format!("flushing the route cache after changing rp_filter: {e}"));
         }
         if let Some(s) = &host.filter {
             self.nft_writes += 1;
@@ -499,7 +520,10 @@ impl Engine {
         let mut names: BTreeSet<String> = self.records.keys().cloned().collect();
         for l in k.links.iter().filter(|_| !release_all) {
             if !self.records.contains_key(&l.name) && self.cfg.manages(&l.name) && filter::quotable(&l.name) && k.addressed(l.index) {
-                let f = k.facts(l);
+                let f = self.facts(k, l);
+                if f.addresses.is_empty() && f.addresses6.is_empty() {
+                    continue;
+                }
                 let v4_unknown = !f.addresses.is_empty() && lease_in_force(&Record::default(), l.index).is_none() && k.main_gateway(l.index).is_none();
                 let v6_unknown = f.addresses.is_empty() && k.main_gateway6(l.index).is_none();
                 if v4_unknown || v6_unknown {

@@ -39,6 +39,12 @@ pub fn write(ifname: &str, knob: &str, value: u32) -> io::Result<()> {
     std::fs::write(path(ifname, knob), format!("{value}\n"))
 }
 
+/// What writing rp_filter through /proc does besides setting it (devinet_conf_proc): invalidate
+/// cached routes, so established sockets are checked again.
+pub fn flush_route_cache() -> io::Result<()> {
+    std::fs::write("/proc/sys/net/ipv4/route/flush", "1\n")
+}
+
 /// The value the kernel acts on: IN_DEV_MAXCONF for all four knobs.
 pub fn effective(ifname: &str, knob: &str) -> io::Result<u32> {
     Ok(read("all", knob)?.max(read(ifname, knob)?))

@@ -156,6 +156,13 @@ fn ipv6_slaac_dhcpv6_router_lifetime_and_prefix_change() {
     assert!(r6.contains("4105:\tfrom 2001:db8:77::1 lookup 100"), "foreign IPv6 rule gone:\n{r6}");
     assert!(lab.host_ok(&["ip", "-6", "route", "show", "table", "100"]).contains("blackhole 2001:db8:77::/64"), "foreign IPv6 route gone");
     lab.kill_child("watch");
+    // `ipv6 = no`: the IPv6 policy goes at the next sync, the IPv4 one stays.
+    lab.write_host_file("/etc/stronghost/stronghost.conf", "ipv6 = no\n");
+    let out = lab.stronghost(&["sync"]);
+    assert!(out.status.success(), "sync with ipv6 = no: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(lab.host_ok(&["ip", "-6", "route", "show", "table", "all", "proto", "83"]).trim(), "", "IPv6 routes kept with ipv6 = no");
+    assert!(!lab.host_ok(&["ip", "-6", "rule"]).contains("proto 83"), "IPv6 rules kept with ipv6 = no");
+    assert!(lab.host_ok(&["ip", "-4", "rule"]).contains(&format!("from {} ", addr(0))), "IPv4 rules lost with ipv6 = no");
     let out = lab.stronghost(&["release", "--all"]);
     assert!(out.status.success(), "release --all: {}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(lab.host_ok(&["ip", "-6", "route", "show", "table", "all", "proto", "83"]).trim(), "", "IPv6 routes left behind");

@@ -22,6 +22,23 @@ pub fn parse_lease(text: &str, warnings: &mut Vec<String>) -> Result<Lease, Stri
 
 /// The current networkd lease of an interface, if networkd manages it.
 pub fn lease_for(ifindex: u32) -> Option<Lease> {
+    // Most hosts do not run networkd: one look at the directory per second (the watcher lives
+    // long, networkd may start later), not one failed open per interface.
+    static PRESENT: std::sync::Mutex<Option<(std::time::Instant, bool)>> = std::sync::Mutex::new(None);
+    let present = {
+        let mut p = PRESENT.lock().unwrap_or_else(|e| e.into_inner());
+        match *p {
+            Some((at, v)) if at.elapsed() < std::time::Duration::from_secs(1) => v,
+            _ => {
+                let v = std::path::Path::new(LEASE_DIR).is_dir();
+                *p = Some((std::time::Instant::now(), v));
+                v
+            }
+        }
+    };
+    if !present {
+        return None;
+    }
     let path = format!("{LEASE_DIR}/{ifindex}");
     let text = std::fs::read_to_string(&path).ok()?;
     let mut warnings = Vec::new();

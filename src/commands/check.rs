@@ -31,7 +31,7 @@ pub fn violations(e: &mut Engine) -> Result<(Vec<String>, usize), String> {
         if link.group != e.cfg.link_group {
             v.push(format!("{name}: link group is {} not {}: main-table routes through it would leak traffic of other interfaces; run `stronghost apply {name}`", link.group, e.cfg.link_group));
         }
-        let facts = k.facts(&link);
+        let facts = e.facts(&k, &link);
         let addrs: Vec<IpAddr> = facts.addresses.iter().map(|a| IpAddr::V4(a.0)).chain(facts.addresses6.iter().map(|a| IpAddr::V6(a.0))).collect();
         for a in &addrs {
             let probe = if a.is_ipv6() { PROBE6 } else { PROBE };

@@ -16,7 +16,7 @@ pub fn collect(e: &mut Engine) -> Result<Value, String> {
     for (name, rec) in &e.records {
         let table = e.tables.get(name).copied();
         let link = k.link(name);
-        let facts = link.map(|l| k.facts(l));
+        let facts = link.map(|l| e.facts(&k, l));
         let addrs: Vec<String> = facts.iter().flat_map(|f| f.addresses.iter().map(|(a, l)| format!("{a}/{l}"))).collect();
         let addrs6: Vec<String> = facts.iter().flat_map(|f| f.addresses6.iter().map(|(a, l)| format!("{a}/{l}"))).collect();
         let rules = |v6: bool| -> Vec<String> {
