@@ -9,7 +9,7 @@ use crate::policy::{self, Gateways, InterfaceFacts, Route, Rule, Selector, RT_TA
 use crate::state::{Record, State};
 use crate::sysctl;
 use netlink_packet_route::route::RouteType;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -19,11 +19,50 @@ pub struct Kernel {
     pub addrs: Vec<Address>,
     pub rules: Vec<crate::netlink::Owned<Rule>>,
     pub routes: Vec<KernelRoute>,
+    // Lookups a plan makes per interface, indexed once: a `sync` of hundreds of interfaces would
+    // otherwise scan every link, address and route for each of them.
+    by_name: HashMap<String, usize>,
+    by_index: HashMap<u32, usize>,
+    addrs_of: HashMap<u32, Vec<usize>>,
+    routes_in: HashMap<u32, Vec<usize>>,
+    main_via: HashMap<u32, Vec<usize>>,
 }
 
 impl Kernel {
+    pub fn new(links: Vec<Link>, addrs: Vec<Address>, rules: Vec<crate::netlink::Owned<Rule>>, routes: Vec<KernelRoute>) -> Kernel {
+        let by_name = links.iter().enumerate().map(|(i, l)| (l.name.clone(), i)).collect();
+        let by_index = links.iter().enumerate().map(|(i, l)| (l.index, i)).collect();
+        let mut addrs_of: HashMap<u32, Vec<usize>> = HashMap::new();
+        for (i, a) in addrs.iter().enumerate() {
+            addrs_of.entry(a.index).or_default().push(i);
+        }
+        let mut routes_in: HashMap<u32, Vec<usize>> = HashMap::new();
+        let mut main_via: HashMap<u32, Vec<usize>> = HashMap::new();
+        for (i, r) in routes.iter().enumerate() {
+            routes_in.entry(r.table).or_default().push(i);
+            if let (RT_TABLE_MAIN, Some(o)) = (r.table, r.oif) {
+                main_via.entry(o).or_default().push(i);
+            }
+        }
+        Kernel { links, addrs, rules, routes, by_name, by_index, addrs_of, routes_in, main_via }
+    }
+
     pub fn read(nl: &mut Netlink) -> io::Result<Kernel> {
-        Ok(Kernel { links: nl.links()?, addrs: nl.addresses(0)?, rules: nl.rules()?, routes: nl.routes(0)? })
+        Ok(Kernel::new(nl.links()?, nl.addresses(0)?, nl.rules()?, nl.routes(0)?))
+    }
+
+    fn addrs_of(&self, index: u32) -> impl Iterator<Item = &Address> {
+        self.addrs_of.get(&index).into_iter().flatten().map(|&i| &self.addrs[i])
+    }
+
+    /// The main-table routes through one interface.
+    fn main_via(&self, index: u32) -> impl Iterator<Item = &KernelRoute> {
+        self.main_via.get(&index).into_iter().flatten().map(|&i| &self.routes[i])
+    }
+
+    /// The routes of one table.
+    pub fn routes_in(&self, table: u32) -> impl Iterator<Item = &KernelRoute> {
+        self.routes_in.get(&table).into_iter().flatten().map(|&i| &self.routes[i])
     }
 
     /// What one interface's plan needs, and no more: its link and addresses, every rule (few),
@@ -37,20 +76,20 @@ impl Kernel {
         };
         let mut routes = nl.routes(table)?;
         routes.extend(nl.routes(RT_TABLE_MAIN)?);
-        Ok(Kernel { links, addrs, rules: nl.rules()?, routes })
+        Ok(Kernel::new(links, addrs, nl.rules()?, routes))
     }
 
     pub fn link(&self, name: &str) -> Option<&Link> {
-        self.links.iter().find(|l| l.name == name)
+        self.by_name.get(name).map(|&i| &self.links[i])
     }
 
     pub fn name_of(&self, index: u32) -> String {
-        self.links.iter().find(|l| l.index == index).map(|l| l.name.clone()).unwrap_or_else(|| format!("if{index}"))
+        self.by_index.get(&index).map(|&i| self.links[i].name.clone()).unwrap_or_else(|| format!("if{index}"))
     }
 
     pub fn facts(&self, link: &Link) -> InterfaceFacts {
         let mut f = InterfaceFacts { name: link.name.clone(), index: link.index, addresses: vec![], addresses6: vec![] };
-        for a in self.addrs.iter().filter(|a| a.index == link.index) {
+        for a in self.addrs_of(link.index) {
             // Deprecated and tentative addresses keep their rules: sockets bound to them still
             // send. Link-local ones need none, and one that failed DAD is not the host's.
             match a.addr {
@@ -64,16 +103,12 @@ impl Kernel {
 
     /// Whether the interface has an address stronghost makes a policy for.
     pub fn addressed(&self, index: u32) -> bool {
-        self.addrs.iter().any(|a| a.index == index && a.gets_policy())
+        self.addrs_of(index).any(|a| a.gets_policy())
     }
 
     /// The main-table default routes through this interface, best first.
     fn main_defaults(&self, index: u32, v6: bool) -> impl Iterator<Item = IpAddr> + '_ {
-        let mut v: Vec<&KernelRoute> = self
-            .routes
-            .iter()
-            .filter(|r| r.table == RT_TABLE_MAIN && r.dst.is_default() && r.dst.is_v6() == v6 && r.oif == Some(index) && r.kind == RouteType::Unicast)
-            .collect();
+        let mut v: Vec<&KernelRoute> = self.main_via(index).filter(|r| r.dst.is_default() && r.dst.is_v6() == v6 && r.kind == RouteType::Unicast).collect();
         // Several routers on a link (IPv6 keeps one route per advertising router): the same one
         // every time, so the policy does not flap between them.
         v.sort_by_key(|r| (r.metric, r.gateway));
@@ -99,9 +134,8 @@ impl Kernel {
     /// IPv6 prefixes main holds as on-link through this interface (address prefixes, and the
     /// prefixes router advertisements mark on-link).
     fn onlink6(&self, index: u32) -> Vec<crate::net::IpNet> {
-        self.routes
-            .iter()
-            .filter(|r| r.table == RT_TABLE_MAIN && r.dst.is_v6() && !r.dst.is_default() && r.oif == Some(index))
+        self.main_via(index)
+            .filter(|r| r.dst.is_v6() && !r.dst.is_default())
             .filter(|r| r.kind == RouteType::Unicast && r.gateway.is_none() && !r.exotic)
             .filter(|r| matches!(r.dst.addr, IpAddr::V6(a) if crate::net::is_routable_v6(a)))
             .map(|r| r.dst)
@@ -110,7 +144,7 @@ impl Kernel {
 
     /// Something in `table` that stronghost did not write, described for the admin.
     fn foreign_in_table(&self, table: u32, protocol: u8) -> Option<String> {
-        if let Some(r) = self.routes.iter().find(|r| r.table == table && r.protocol != protocol) {
+        if let Some(r) = self.routes_in(table).find(|r| r.protocol != protocol) {
             return Some(format!("route {} (protocol {})", r.dst, r.protocol));
         }
         self.rules
@@ -121,7 +155,7 @@ impl Kernel {
 
     fn owned_routes(&self, table: u32, protocol: u8) -> Vec<Route> {
         let names = |i| self.name_of(i);
-        self.routes.iter().filter(|r| r.table == table && r.protocol == protocol).filter_map(|r| r.model(&names)).collect()
+        self.routes_in(table).filter(|r| r.protocol == protocol).filter_map(|r| r.model(&names)).collect()
     }
 
     fn owned_rules(&self, protocol: u8) -> impl Iterator<Item = &Rule> {
