@@ -31,6 +31,7 @@ use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 
 pub const TABLE: &str = "stronghost";
+const CHAIN: &str = "receive";
 /// Names the rule's version: a table with an older rule (v1 covered IPv4 only) is rewritten.
 const RULE_TAG: &str = "stronghost wrong-interface drop v2 ipv4+ipv6";
 
@@ -64,8 +65,8 @@ pub fn read() -> Result<Current, String> {
     }
     let mut c = Current { exists: true, ..Default::default() };
     // prerouting (hook 0), priority raw (-300), policy accept (1): the chain stronghost creates.
-    let chain_ok = nft.chain(TABLE, "receive").map_err(err)? == Some((0, -300, 1));
-    let rules = nft.rule_userdata(TABLE, "receive").map_err(err)?.unwrap_or_default();
+    let chain_ok = nft.chain(TABLE, CHAIN).map_err(err)? == Some((0, -300, 1));
+    let rules = nft.rule_userdata(TABLE, CHAIN).map_err(err)?.unwrap_or_default();
     c.rule_ok = chain_ok && rules.len() == 1 && rules[0].windows(RULE_TAG.len()).any(|w| w == RULE_TAG.as_bytes());
     c.set = nft.elements(TABLE, "managed").map_err(err)?.unwrap_or_default().into_iter().map(|(k, _)| k).collect();
     c.set.sort();
@@ -83,7 +84,10 @@ pub fn read() -> Result<Current, String> {
 /// A change to the receive filter.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
-    /// Write the whole table (it is missing, or not as stronghost left it).
+    /// Create the table: over nfnetlink in one transaction (`nft -f` if that fails).
+    Create(Members),
+    /// Rewrite the whole table with `nft -f` (it is not as stronghost left it): nft merges with
+    /// what is there and keeps the counters.
     Script(String),
     /// Only members come or go: done over nfnetlink, one transaction, no `nft` process.
     Members { add: Vec<(String, String)>, remove: Vec<(String, String)> },
@@ -94,6 +98,7 @@ impl Change {
     pub fn describe(&self) -> String {
         match self {
             Change::Script(s) => format!("nft -f - <<'EOF'\n{s}EOF"),
+            Change::Create(want) => Change::Script(script(&Current::default(), want).unwrap_or_default()).describe(),
             Change::Members { add, remove } => {
                 let t = format!("inet {TABLE}");
                 let mut s = Vec::new();
@@ -116,6 +121,9 @@ pub fn plan(cur: &Current, want: &Members) -> Option<Change> {
         && cur.set.iter().eq(cur.map.keys())
         && cur.map.values().all(|c| cur.counters.contains_key(c))
         && cur.counters.keys().all(|c| cur.map.values().any(|m| m == c));
+    if !cur.exists && !want.is_empty() {
+        return Some(Change::Create(want.clone()));
+    }
     if want.is_empty() || !intact {
         return script(cur, want).map(Change::Script);
     }
@@ -169,6 +177,16 @@ pub fn script(cur: &Current, want: &Members) -> Option<String> {
 pub fn apply(change: &Change) -> Result<(), String> {
     match change {
         Change::Script(s) => run_script(s),
+        Change::Create(want) => {
+            let members: Vec<(String, String)> = want.iter().map(|(n, c)| (n.clone(), c.clone())).collect();
+            Nft::open().and_then(|mut n| n.create_table(TABLE, CHAIN, &members, RULE_TAG)).or_else(|e| {
+                log::info!("creating the receive filter over nfnetlink failed ({e}); writing it with nft");
+                match script(&Current::default(), want) {
+                    Some(s) => run_script(&s),
+                    None => Ok(()),
+                }
+            })
+        }
         Change::Members { add, remove } => Nft::open()
             .and_then(|mut n| n.update_members(TABLE, add, remove))
             .or_else(|e| {

@@ -1,7 +1,8 @@
-//! Reading stronghost's nftables table over nfnetlink, without running `nft`: which interfaces
-//! the receive filter covers, its counters, and whether its rule is the one stronghost wrote.
-//! Writes still go through `nft -f` (one atomic transaction) and only happen when something
-//! differs; this makes the common case — a converged host — cost no extra process.
+//! stronghost's nftables table over nfnetlink, without running `nft`: reading which interfaces
+//! the receive filter covers, its counters, and whether its rule is the one stronghost wrote;
+//! creating the table; changing its members. Each write is one nftables transaction. Repairing a
+//! table someone else changed still goes through `nft -f` (filter.rs), which merges with what is
+//! there and keeps the counters.
 
 use netlink_sys::{Socket, SocketAddr};
 use std::collections::BTreeMap;
@@ -14,6 +15,10 @@ const NFT_MSG_GETCHAIN: u16 = 4;
 const NFT_MSG_GETRULE: u16 = 7;
 const NFT_MSG_GETSETELEM: u16 = 13;
 const NFT_MSG_GETOBJ: u16 = 19;
+const NFT_MSG_NEWTABLE: u16 = 0;
+const NFT_MSG_NEWCHAIN: u16 = 3;
+const NFT_MSG_NEWRULE: u16 = 6;
+const NFT_MSG_NEWSET: u16 = 9;
 const NFT_MSG_NEWSETELEM: u16 = 12;
 const NFT_MSG_DELSETELEM: u16 = 14;
 const NFT_MSG_NEWOBJ: u16 = 18;
@@ -30,6 +35,7 @@ const NLM_F_REQUEST: u16 = 1;
 const NLM_F_ACK: u16 = 4;
 const NLM_F_DUMP: u16 = 0x300;
 const NFT_OBJECT_COUNTER: u32 = 1;
+const NLM_F_APPEND: u16 = 0x800;
 
 /// An answer from the kernel: its type, sequence number and what follows the header.
 struct Message {
@@ -111,6 +117,8 @@ impl Nft {
         let mut sock = Socket::new(NETLINK_NETFILTER)?;
         sock.bind_auto()?;
         sock.connect(&SocketAddr::new(0, 0))?;
+        // Reads of a large table come back in many messages.
+        let _ = sock.set_rx_buf_sz(1 << 20);
         Ok(Nft { sock, seq: 0 })
     }
 
@@ -174,6 +182,11 @@ impl Nft {
     /// Adds and removes receive-filter members in one nftables transaction: the counter object,
     /// the `managed` set element and the `wrong_iface` map element of each. All or nothing.
     pub fn update_members(&mut self, table: &str, add: &[(String, String)], remove: &[(String, String)]) -> io::Result<()> {
+        let msgs = self.member_messages(table, add, remove);
+        self.transaction(&msgs)
+    }
+
+    fn member_messages(&self, table: &str, add: &[(String, String)], remove: &[(String, String)]) -> Vec<(u16, u16, Vec<u8>)> {
         let mut msgs: Vec<(u16, u16, Vec<u8>)> = Vec::new();
         let key = |ifname: &str| {
             let mut v = ifname.as_bytes().to_vec();
@@ -222,37 +235,182 @@ impl Nft {
             msgs.push((NFT_MSG_NEWSETELEM, NLM_F_CREATE, elements("managed", add, false)));
             msgs.push((NFT_MSG_NEWSETELEM, NLM_F_CREATE, elements("wrong_iface", add, true)));
         }
+        msgs
+    }
+
+    /// Creates the whole receive-filter table in one transaction, as filter.rs's script would:
+    ///
+    /// ```text
+    /// chain receive { type filter hook prerouting priority -300; policy accept; }
+    /// set managed { type ifname; }   map wrong_iface { type ifname : counter; }
+    /// iifname @managed fib daddr . iif type != local fib daddr type local
+    ///     counter name iifname map @wrong_iface drop comment "<tag>"
+    /// ```
+    /// The bytecode is what `nft --debug=netlink` shows for that rule; the sets carry the same
+    /// user data nft writes (key byte order), so `nft list` prints them as usual.
+    pub fn create_table(&mut self, table: &str, chain: &str, members: &[(String, String)], tag: &str) -> io::Result<()> {
+        const NFT_REG_VERDICT: u32 = 0;
+        const NFT_REG_1: u32 = 1;
+        const NFT_META_IIFNAME: u32 = 6;
+        const NFT_FIB_RESULT_ADDRTYPE: u32 = 3;
+        const NFTA_FIB_F_DADDR: u32 = 2;
+        const NFTA_FIB_F_IIF: u32 = 8;
+        const NFT_CMP_EQ: u32 = 0;
+        const NFT_CMP_NEQ: u32 = 1;
+        const RTN_LOCAL: u32 = 2;
+        const NF_DROP: u32 = 0;
+        const NFT_SET_OBJECT: u32 = 0x40;
+        const TYPE_IFNAME: u32 = 41;
+        const NF_INET_PRE_ROUTING: u32 = 0;
+        const PRIORITY_RAW: i32 = -300;
+        let be = |v: u32| v.to_be_bytes();
+        let nested = |kind: u16, f: &dyn Fn(&mut Vec<u8>)| {
+            let mut inner = Vec::new();
+            f(&mut inner);
+            let mut out = Vec::new();
+            attr(&mut out, kind | NLA_F_NESTED, &inner);
+            out
+        };
+        let mut msgs: Vec<(u16, u16, Vec<u8>)> = Vec::new();
+
+        let mut a = Vec::new();
+        attr(&mut a, 1, &cstr(table)); // NFTA_TABLE_NAME
+        attr(&mut a, 2, &be(0)); // NFTA_TABLE_FLAGS
+        msgs.push((NFT_MSG_NEWTABLE, NLM_F_CREATE, a));
+
+        let mut a = Vec::new();
+        attr(&mut a, 1, &cstr(table)); // NFTA_CHAIN_TABLE
+        attr(&mut a, 3, &cstr(chain)); // NFTA_CHAIN_NAME
+        attr(&mut a, 7, &cstr("filter")); // NFTA_CHAIN_TYPE
+        attr(&mut a, 5, &be(1)); // NFTA_CHAIN_POLICY: accept
+        a.extend(nested(4, &|h| {
+            attr(h, 1, &be(NF_INET_PRE_ROUTING)); // NFTA_HOOK_HOOKNUM
+            attr(h, 2, &PRIORITY_RAW.to_be_bytes()); // NFTA_HOOK_PRIORITY
+        }));
+        msgs.push((NFT_MSG_NEWCHAIN, NLM_F_CREATE, a));
+
+        // NFTNL_UDATA_SET_KEYBYTEORDER = host; for the map also NFTNL_UDATA_SET_MERGE_ELEMENTS-style
+        // trailer nft adds (type 6, 0), so both print as nft would have made them.
+        let set = |name: &str, id: u32, map: bool| {
+            let mut a = Vec::new();
+            attr(&mut a, 1, &cstr(table)); // NFTA_SET_TABLE
+            attr(&mut a, 2, &cstr(name)); // NFTA_SET_NAME
+            attr(&mut a, 3, &be(if map { NFT_SET_OBJECT } else { 0 })); // NFTA_SET_FLAGS
+            attr(&mut a, 4, &be(TYPE_IFNAME)); // NFTA_SET_KEY_TYPE
+            attr(&mut a, 5, &be(IFNAMSIZ as u32)); // NFTA_SET_KEY_LEN
+            if map {
+                attr(&mut a, 15, &be(NFT_OBJECT_COUNTER)); // NFTA_SET_OBJ_TYPE
+            }
+            attr(&mut a, 10, &be(id)); // NFTA_SET_ID
+            let udata: &[u8] = if map { &[0, 4, 1, 0, 0, 0, 6, 4, 0, 0, 0, 0] } else { &[0, 4, 1, 0, 0, 0] };
+            attr(&mut a, 13, udata); // NFTA_SET_USERDATA
+            a
+        };
+        msgs.push((NFT_MSG_NEWSET, NLM_F_CREATE, set("managed", 1, false)));
+        msgs.push((NFT_MSG_NEWSET, NLM_F_CREATE, set("wrong_iface", 2, true)));
+
+        let expr = |name: &str, f: &dyn Fn(&mut Vec<u8>)| {
+            let mut e = Vec::new();
+            attr(&mut e, 1, &cstr(name)); // NFTA_EXPR_NAME
+            e.extend(nested(2, f)); // NFTA_EXPR_DATA
+            let mut out = Vec::new();
+            attr(&mut out, 1 | NLA_F_NESTED, &e); // NFTA_LIST_ELEM
+            out
+        };
+        let iifname = || {
+            expr("meta", &|d| {
+                attr(d, 2, &be(NFT_META_IIFNAME)); // NFTA_META_KEY
+                attr(d, 1, &be(NFT_REG_1)); // NFTA_META_DREG
+            })
+        };
+        let fib_type = |flags: u32| {
+            expr("fib", &move |d| {
+                attr(d, 3, &be(flags)); // NFTA_FIB_FLAGS
+                attr(d, 2, &be(NFT_FIB_RESULT_ADDRTYPE)); // NFTA_FIB_RESULT
+                attr(d, 1, &be(NFT_REG_1)); // NFTA_FIB_DREG
+            })
+        };
+        let cmp_local = |op: u32| {
+            expr("cmp", &move |d| {
+                attr(d, 1, &be(NFT_REG_1)); // NFTA_CMP_SREG
+                attr(d, 2, &be(op)); // NFTA_CMP_OP
+                d.extend(nested(3, &|v| attr(v, 1, &RTN_LOCAL.to_ne_bytes()))); // NFTA_CMP_DATA / NFTA_DATA_VALUE (host order)
+            })
+        };
+        let mut list = Vec::new();
+        list.extend(iifname());
+        list.extend(expr("lookup", &|d| {
+            attr(d, 2, &be(NFT_REG_1)); // NFTA_LOOKUP_SREG
+            attr(d, 1, &cstr("managed")); // NFTA_LOOKUP_SET
+            attr(d, 4, &be(1)); // NFTA_LOOKUP_SET_ID
+        }));
+        list.extend(fib_type(NFTA_FIB_F_DADDR | NFTA_FIB_F_IIF));
+        list.extend(cmp_local(NFT_CMP_NEQ));
+        list.extend(fib_type(NFTA_FIB_F_DADDR));
+        list.extend(cmp_local(NFT_CMP_EQ));
+        list.extend(iifname());
+        list.extend(expr("objref", &|d| {
+            attr(d, 3, &be(NFT_REG_1)); // NFTA_OBJREF_SET_SREG
+            attr(d, 4, &cstr("wrong_iface")); // NFTA_OBJREF_SET_NAME
+            attr(d, 5, &be(2)); // NFTA_OBJREF_SET_ID
+        }));
+        list.extend(expr("immediate", &|d| {
+            attr(d, 1, &be(NFT_REG_VERDICT)); // NFTA_IMMEDIATE_DREG
+            d.extend(nested(2, &|v| v.extend(nested(2, &|verdict| attr(verdict, 1, &be(NF_DROP)))))); // DATA / VERDICT / CODE
+        }));
+
+        // The counters and elements, as update_members writes them.
+        msgs.extend(self.member_messages(table, members, &[]));
+
+        let mut a = Vec::new();
+        attr(&mut a, 1, &cstr(table)); // NFTA_RULE_TABLE
+        attr(&mut a, 2, &cstr(chain)); // NFTA_RULE_CHAIN
+        attr(&mut a, 4 | NLA_F_NESTED, &list); // NFTA_RULE_EXPRESSIONS
+        let mut comment = vec![0u8, (tag.len() + 1) as u8]; // NFTNL_UDATA_RULE_COMMENT, length
+        comment.extend_from_slice(&cstr(tag));
+        attr(&mut a, 7, &comment); // NFTA_RULE_USERDATA
+        msgs.push((NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND, a));
         self.transaction(&msgs)
     }
 
-    /// Sends messages as one nfnetlink batch (one nftables transaction) and checks every ACK.
+    /// Sends messages as one nfnetlink batch (one nftables transaction). Only the last message
+    /// asks for an ACK: every failing message is answered with its error anyway, before the last
+    /// one's answer, and an ACK per message (each echoing its request) would overrun the socket
+    /// for a table of hundreds of members.
     fn transaction(&mut self, msgs: &[(u16, u16, Vec<u8>)]) -> io::Result<()> {
+        if msgs.is_empty() {
+            return Ok(());
+        }
         let mut buf = Vec::new();
         let first = self.seq + 1;
         self.seq += 1;
         put_message(&mut buf, self.seq, NFNL_MSG_BATCH_BEGIN, 0, 0, NFNL_SUBSYS_NFTABLES, &[]);
-        for (kind, flags, attrs) in msgs {
+        for (i, (kind, flags, attrs)) in msgs.iter().enumerate() {
             self.seq += 1;
-            put_message(&mut buf, self.seq, (NFNL_SUBSYS_NFTABLES << 8) | kind, NLM_F_ACK | flags, NFPROTO_INET, 0, attrs);
+            let ack = if i + 1 == msgs.len() { NLM_F_ACK } else { 0 };
+            put_message(&mut buf, self.seq, (NFNL_SUBSYS_NFTABLES << 8) | kind, ack | flags, NFPROTO_INET, 0, attrs);
         }
+        let last = self.seq;
         self.seq += 1;
         put_message(&mut buf, self.seq, NFNL_MSG_BATCH_END, 0, 0, NFNL_SUBSYS_NFTABLES, &[]);
         self.sock.send(&buf, 0)?;
-        let mut pending = msgs.len();
+        let mut failed = None;
         let mut rx = vec![0u8; 1 << 16];
-        while pending > 0 {
+        loop {
             for m in self.receive(&mut rx)? {
-                if m.kind != NLMSG_ERROR || m.seq <= first || m.seq > self.seq {
+                if m.kind != NLMSG_ERROR || m.seq <= first || m.seq > last {
                     continue;
                 }
-                // The first error aborts the transaction as a whole: nothing of it took effect.
-                match m.error_code() {
-                    0 => pending -= 1,
-                    code => return Err(io::Error::from_raw_os_error(-code)),
+                // Any error aborts the transaction as a whole: nothing of it took effect.
+                let code = m.error_code();
+                if code != 0 && failed.is_none() {
+                    failed = Some(io::Error::from_raw_os_error(-code));
+                }
+                if m.seq == last {
+                    return failed.map_or(Ok(()), Err);
                 }
             }
         }
-        Ok(())
     }
 
     /// Elements of a set (keys) or map (key → object name) of an inet table; `None` if absent.
