@@ -227,7 +227,7 @@ mod shipped_file {
             .filter(|l| l.contains(" = ") && !l.starts_with(' '))
             .map(|l| format!("{l}\n"))
             .collect();
-        assert_eq!(uncommented.lines().count(), 9, "{uncommented}");
+        assert_eq!(uncommented.lines().count(), 10, "{uncommented}");
         assert_eq!(Config::parse(&uncommented).unwrap(), Config::default());
     }
 }

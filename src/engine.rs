@@ -68,14 +68,21 @@ impl Kernel {
     /// What one interface's plan needs, and no more: its link and addresses, every rule (few),
     /// and the routes of its table and of main. The cost of an event then does not grow with
     /// the number of interfaces on the host.
-    pub fn read_one(nl: &mut Netlink, ifname: &str, table: u32) -> io::Result<Kernel> {
+    pub fn read_one(nl: &mut Netlink, ifname: &str, table: Option<u32>) -> io::Result<Kernel> {
         let links: Vec<Link> = nl.link(ifname)?.into_iter().collect();
         let addrs = match links.first() {
             Some(l) => nl.addresses(l.index)?,
             None => vec![],
         };
-        let mut routes = nl.routes(table)?;
-        routes.extend(nl.routes(RT_TABLE_MAIN)?);
+        let routes = match table {
+            // No table yet: allocating one looks at every table in the range.
+            None => nl.routes(0)?,
+            Some(t) => {
+                let mut r = nl.routes(t)?;
+                r.extend(nl.routes(RT_TABLE_MAIN)?);
+                r
+            }
+        };
         Ok(Kernel::new(links, addrs, nl.rules()?, routes))
     }
 
@@ -275,13 +282,11 @@ impl Engine {
         Ok(guard)
     }
 
-    /// The kernel as one interface's plan sees it; everything when it has no table yet (the
-    /// allocation looks at every table in the range).
+    /// The kernel as one interface's plan sees it; every route when it has no table yet (the
+    /// allocation looks at every table in the range), but never every link.
     pub fn kernel_for(&mut self, ifname: &str) -> Result<Kernel, String> {
-        match self.tables.get(ifname).copied() {
-            Some(t) => Kernel::read_one(&mut self.nl, ifname, t).map_err(|e| format!("reading the kernel's routing state: {e}")),
-            None => self.kernel(),
-        }
+        let table = self.tables.get(ifname).copied();
+        Kernel::read_one(&mut self.nl, ifname, table).map_err(|e| format!("reading the kernel's routing state: {e}"))
     }
 
     pub fn kernel(&mut self) -> Result<Kernel, String> {
