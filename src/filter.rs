@@ -86,6 +86,8 @@ pub fn read() -> Result<Current, String> {
 pub enum Change {
     /// Create the table: over nfnetlink in one transaction (`nft -f` if that fails).
     Create(Members),
+    /// Remove the table (no interface is managed any more): over nfnetlink.
+    Delete,
     /// Rewrite the whole table with `nft -f` (it is not as stronghost left it): nft merges with
     /// what is there and keeps the counters.
     Script(String),
@@ -99,6 +101,7 @@ impl Change {
         match self {
             Change::Script(s) => format!("nft -f - <<'EOF'\n{s}EOF"),
             Change::Create(want) => Change::Script(script(&Current::default(), want).unwrap_or_default()).describe(),
+            Change::Delete => format!("nft delete table inet {TABLE}"),
             Change::Members { add, remove } => {
                 let t = format!("inet {TABLE}");
                 let mut s = Vec::new();
@@ -121,7 +124,10 @@ pub fn plan(cur: &Current, want: &Members) -> Option<Change> {
         && cur.set.iter().eq(cur.map.keys())
         && cur.map.values().all(|c| cur.counters.contains_key(c))
         && cur.counters.keys().all(|c| cur.map.values().any(|m| m == c));
-    if !cur.exists && !want.is_empty() {
+    if want.is_empty() {
+        return cur.exists.then_some(Change::Delete);
+    }
+    if !cur.exists {
         return Some(Change::Create(want.clone()));
     }
     if want.is_empty() || !intact {
@@ -177,6 +183,10 @@ pub fn script(cur: &Current, want: &Members) -> Option<String> {
 pub fn apply(change: &Change) -> Result<(), String> {
     match change {
         Change::Script(s) => run_script(s),
+        Change::Delete => Nft::open().and_then(|mut n| n.delete_table(TABLE)).or_else(|e| {
+            log::info!("removing the receive filter over nfnetlink failed ({e}); removing it with nft");
+            run_script(&format!("add table inet {TABLE}\ndelete table inet {TABLE}\n"))
+        }),
         Change::Create(want) => {
             let members: Vec<(String, String)> = want.iter().map(|(n, c)| (n.clone(), c.clone())).collect();
             Nft::open().and_then(|mut n| n.create_table(TABLE, CHAIN, &members, RULE_TAG)).or_else(|e| {

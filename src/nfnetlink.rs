@@ -16,6 +16,7 @@ const NFT_MSG_GETRULE: u16 = 7;
 const NFT_MSG_GETSETELEM: u16 = 13;
 const NFT_MSG_GETOBJ: u16 = 19;
 const NFT_MSG_NEWTABLE: u16 = 0;
+const NFT_MSG_DELTABLE: u16 = 2;
 const NFT_MSG_NEWCHAIN: u16 = 3;
 const NFT_MSG_NEWRULE: u16 = 6;
 const NFT_MSG_NEWSET: u16 = 9;
@@ -371,6 +372,16 @@ impl Nft {
         attr(&mut a, 7, &comment); // NFTA_RULE_USERDATA
         msgs.push((NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND, a));
         self.transaction(&msgs)
+    }
+
+    /// Deletes the table and everything in it; already gone is fine.
+    pub fn delete_table(&mut self, table: &str) -> io::Result<()> {
+        let mut a = Vec::new();
+        attr(&mut a, 1, &cstr(table)); // NFTA_TABLE_NAME
+        match self.transaction(&[(NFT_MSG_DELTABLE, 0, a)]) {
+            Err(e) if e.raw_os_error() == Some(2) => Ok(()), // ENOENT
+            r => r,
+        }
     }
 
     /// Sends messages as one nfnetlink batch (one nftables transaction). Only the last message

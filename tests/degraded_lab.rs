@@ -30,9 +30,15 @@ fn failures_are_reported_and_contained() {
     assert!(!lab.host_ok(&["ip", "rule"]).contains("proto 83"), "applied despite a broken configuration");
     lab.host_ok(&["rm", "/etc/stronghost/stronghost.conf"]);
 
-    // No nft binary: routing is applied all the same; the filter failure is reported once with
-    // the two ways out, and the exit status says something went wrong.
-    lab.host_ok(&["rm", "/usr/sbin/nft"]);
+    // No nft binary: the receive filter is created over nfnetlink all the same.
+    lab.host_ok(&["mv", "/usr/sbin/nft", "/usr/sbin/nft.away"]);
+    let (code, said) = run(&lab, &["/usr/sbin/stronghost", "apply", "eth0"]);
+    assert_eq!(code, 0, "{said}");
+    let st = lab.stronghost_json(&["status", "--json"]);
+    assert!(st["receive_filter"]["present"] == true && st["receive_filter"]["members"] == serde_json::json!(["eth0"]), "{st}");
+    // Repairing a table someone changed needs nft: without it, routing is applied all the same;
+    // the filter failure is reported once with the two ways out, and the exit status says so.
+    lab.host_ok(&["/usr/sbin/nft.away", "flush", "chain", "inet", "stronghost", "receive"]);
     let (code, said) = run(&lab, &["/usr/sbin/stronghost", "apply", "eth0"]);
     assert_eq!(code, 1, "{said}");
     assert_eq!(said.matches("cannot run nft").count(), 1, "{said}");
