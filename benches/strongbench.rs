@@ -88,6 +88,29 @@ impl Bench {
         s
     }
 
+    /// The netlink work stronghost itself does for interfaces `ks`, in one `ip -batch`: its link
+    /// group, on-link, default and terminator routes, `from` and `oif` rules, and the shared rule
+    /// (the sysctl values it also sets cannot be written by `ip`).
+    fn same_work(&self, ks: std::ops::Range<usize>) -> (String, String) {
+        let (mut s, mut undo) = (String::new(), String::new());
+        let _ = writeln!(s, "rule add priority 4100 from all lookup main suppress_prefixlength 0 suppress_ifgroup 4100");
+        let _ = writeln!(undo, "rule del priority 4100 from all lookup main suppress_prefixlength 0 suppress_ifgroup 4100");
+        for k in ks {
+            let (a, t) = (addr(k), 2000 + k);
+            let _ = writeln!(s, "link set eth{k} group 4100");
+            let _ = writeln!(s, "route add 198.18.0.0/15 dev eth{k} scope link src {a} table {t}");
+            let _ = writeln!(s, "route add default via {GW} dev eth{k} src {a} table {t}");
+            let _ = writeln!(s, "route add unreachable default metric 4294967295 table {t}");
+            let _ = writeln!(s, "rule add priority 4110 from {a} lookup {t}");
+            let _ = writeln!(s, "rule add priority 4120 oif eth{k} lookup {t}");
+            let _ = writeln!(undo, "link set eth{k} group 0");
+            let _ = writeln!(undo, "route flush table {t}");
+            let _ = writeln!(undo, "rule del priority 4110 from {a} lookup {t}");
+            let _ = writeln!(undo, "rule del priority 4120 oif eth{k} lookup {t}");
+        }
+        (s, undo)
+    }
+
     fn undo_recipe(&self, n: usize) {
         let mut s = String::new();
         for k in 0..n {
@@ -104,9 +127,12 @@ impl Bench {
         let env = ["env", "reason=BOUND", "interface=eth1", "new_subnet_mask=255.254.0.0", "new_routers=198.18.0.1"];
         let ip = format!("new_ip_address={}", addr(1));
         let hook: Vec<&str> = env.iter().copied().chain([ip.as_str(), "/usr/sbin/stronghost", "hook", "dhclient"]).collect();
-        let (mut first, mut again, mut shell, mut floor) = (vec![], vec![], vec![], vec![]);
+        let (mut first, mut again, mut shell, mut floor, mut same) = (vec![], vec![], vec![], vec![], vec![]);
         self.lab.write_host_file("/tmp/recipe1.sh", &self.shell_recipe(2).lines().skip(4).collect::<Vec<_>>().join("\n"));
         self.lab.write_host_file("/tmp/batch1", &self.batch(2).lines().skip(3).collect::<Vec<_>>().join("\n"));
+        let (work, undo) = self.same_work(1..2);
+        self.lab.write_host_file("/tmp/same1", &work);
+        self.lab.write_host_file("/tmp/same1.undo", &undo);
         for _ in 0..runs {
             first.push(self.timed(&hook));
             again.push(self.timed(&hook));
@@ -115,43 +141,56 @@ impl Bench {
             self.undo_recipe(2);
             floor.push(self.timed(&["ip", "-batch", "/tmp/batch1"]));
             self.undo_recipe(2);
+            same.push(self.timed(&["ip", "-batch", "/tmp/same1"]));
+            let _ = self.lab.host(&["ip", "-force", "-batch", "/tmp/same1.undo"]);
         }
-        let (first, again, shell, floor) = (Stats::new(first), Stats::new(again), Stats::new(shell), Stats::new(floor));
+        let (first, again, shell, floor, same) = (Stats::new(first), Stats::new(again), Stats::new(shell), Stats::new(floor), Stats::new(same));
         let _ = writeln!(self.report, "\n### One event: a BOUND lease for one interface ({runs} runs, ms: median (p10–p90))\n");
         let _ = writeln!(self.report, "| variant | wall time | shell recipe ÷ this |\n|---|---|---|");
         let _ = writeln!(self.report, "| `stronghost hook dhclient`, first bind | {} | {} |", first.show(), ratio(shell.median(), first.median()));
         let _ = writeln!(self.report, "| `stronghost hook dhclient`, converged re-apply | {} | {} |", again.show(), ratio(shell.median(), again.median()));
         let _ = writeln!(self.report, "| shell recipe (2 × ip route, ip rule, iptables) | {} | 1.0× |", shell.show());
-        let _ = writeln!(self.report, "| floor: the same netlink work in one `ip -batch` | {} | {} |", floor.show(), ratio(shell.median(), floor.median()));
+        let _ = writeln!(self.report, "| floor: the recipe's netlink work in one `ip -batch` | {} | {} |", floor.show(), ratio(shell.median(), floor.median()));
+        let _ = writeln!(self.report, "| floor: stronghost's netlink work (link group, 3 routes, 3 rules) in one `ip -batch` | {} | {} |", same.show(), ratio(shell.median(), same.median()));
     }
 
     fn scale(&mut self, sizes: &[usize]) {
         let _ = writeln!(self.report, "\n### `stronghost sync` at N interfaces (ms: median (p10–p90))\n");
-        let _ = writeln!(self.report, "| N | stronghost sync | ip -batch floor | sync ÷ floor | shell recipe | shell ÷ sync | sync per interface |\n|---|---|---|---|---|---|---|");
+        let _ = writeln!(
+            self.report,
+            "| N | stronghost sync | floor: recipe's work | sync ÷ floor | floor: stronghost's work | sync ÷ floor | shell recipe | shell ÷ sync | sync per interface |\n|---|---|---|---|---|---|---|---|---|"
+        );
         for &n in sizes {
             self.config(n, true);
             let runs = if n >= 64 { 5 } else { 10 };
-            let (mut sync, mut floor, mut shell) = (vec![], vec![], vec![]);
+            let (mut sync, mut floor, mut same, mut shell) = (vec![], vec![], vec![], vec![]);
             self.lab.write_host_file("/tmp/recipe.sh", &self.shell_recipe(n));
             self.lab.write_host_file("/tmp/batch", &self.batch(n));
+            let (work, undo) = self.same_work(0..n);
+            self.lab.write_host_file("/tmp/same", &work);
+            self.lab.write_host_file("/tmp/same.undo", &undo);
             for r in 0..runs {
                 sync.push(self.timed(&["/usr/sbin/stronghost", "sync"]));
                 self.lab.host_ok(&["/usr/sbin/stronghost", "release", "--all"]);
                 floor.push(self.timed(&["ip", "-batch", "/tmp/batch"]));
                 self.undo_recipe(n);
+                same.push(self.timed(&["ip", "-batch", "/tmp/same"]));
+                let _ = self.lab.host(&["ip", "-force", "-batch", "/tmp/same.undo"]);
                 if r < 3 {
                     shell.push(self.timed(&["sh", "/tmp/recipe.sh"]));
                     self.undo_recipe(n);
                 }
             }
-            let (sync, floor, shell) = (Stats::new(sync), Stats::new(floor), Stats::new(shell));
+            let (sync, floor, same, shell) = (Stats::new(sync), Stats::new(floor), Stats::new(same), Stats::new(shell));
             let per = sync.median() / n as u32;
             let _ = writeln!(
                 self.report,
-                "| {n} | {} | {} | {} | {} | {} | {} |",
+                "| {n} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 sync.show(),
                 floor.show(),
                 ratio(sync.median(), floor.median()),
+                same.show(),
+                ratio(sync.median(), same.median()),
                 shell.show(),
                 ratio(shell.median(), sync.median()),
                 Stats::ms(per)

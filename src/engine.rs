@@ -481,17 +481,14 @@ impl Engine {
         let mut ops: Vec<(String, Op)> = host.rules_add.iter().map(|r| (String::new(), Op::AddRule(r.clone()))).collect();
         for p in plans {
             let name = || p.ifname.clone();
-            if let Some((index, group)) = p.link_group {
-                ops.push((name(), Op::SetGroup { index, group }));
+            if let Some(index) = p.ifindex.filter(|_| p.link_group.is_some() || !p.sysctls.is_empty()) {
+                self.sysctl_writes += p.sysctls.len() as u32;
+                ops.push((name(), Op::SetLink { index, group: p.link_group.map(|(_, g)| g), sysctls: p.sysctls.clone() }));
             }
             ops.extend(p.rules_del.iter().map(|r| (name(), Op::DelRule(r.clone()))));
             ops.extend(p.routes_del.iter().map(|r| (name(), Op::DelRoute(r.clone()))));
             ops.extend(p.routes_add.iter().map(|r| (name(), Op::AddRoute(r.clone()))));
             ops.extend(p.rules_add.iter().map(|r| (name(), Op::AddRule(r.clone()))));
-            if let (Some(index), false) = (p.ifindex, p.sysctls.is_empty()) {
-                self.sysctl_writes += p.sysctls.len() as u32;
-                ops.push((name(), Op::SetSysctls { index, values: p.sysctls.clone() }));
-            }
         }
         ops.extend(host.rules_del.iter().map(|r| (String::new(), Op::DelRule(r.clone()))));
         let just_ops: Vec<Op> = ops.iter().map(|(_, o)| o.clone()).collect();

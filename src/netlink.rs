@@ -328,7 +328,8 @@ impl Netlink {
                 p.serialize(&mut buf[at..at + p.buffer_len()]);
                 at += p.buffer_len();
             }
-            self.writes += ops[start..end].iter().filter(|o| !matches!(o, Op::SetSysctls { .. })).count() as u32;
+            // Sysctl values are counted as sysctl writes by the caller.
+            self.writes += ops[start..end].iter().filter(|o| !matches!(o, Op::SetLink { group: None, .. })).count() as u32;
             self.socket.send(&buf, 0)?;
             let last_seq = self.seq;
             let mut rx = vec![0u8; 1 << 16];
@@ -453,10 +454,10 @@ pub enum Op {
     DelRule(Rule),
     AddRoute(Route),
     DelRoute(Route),
-    SetGroup { index: u32, group: u32 },
-    /// `net.ipv4.conf.<link>.<knob>` values, set over netlink (IFLA_AF_SPEC / AF_INET /
-    /// IFLA_INET_CONF) in the same batch instead of one /proc write each.
-    SetSysctls { index: u32, values: Vec<(&'static str, u32)> },
+    /// The link's group and `net.ipv4.conf.<link>.<knob>` values (IFLA_AF_SPEC / AF_INET /
+    /// IFLA_INET_CONF), in one request: each link change makes the kernel announce it and
+    /// re-check every route through the link (NETDEV_CHANGE), so one per link, not one per knob.
+    SetLink { index: u32, group: Option<u32>, sysctls: Vec<(&'static str, u32)> },
 }
 
 /// IPV4_DEVCONF_* (linux/ip.h): the attribute number of each knob in IFLA_INET_CONF.
@@ -470,7 +471,7 @@ fn devconf_index(knob: &str) -> Option<u16> {
     })
 }
 
-fn sysctl_message(index: u32, values: &[(&'static str, u32)]) -> LinkMessage {
+fn setlink_message(index: u32, group: Option<u32>, values: &[(&'static str, u32)]) -> LinkMessage {
     const IFLA_INET_CONF: u16 = 1;
     const NLA_F_NESTED: u16 = 1 << 15;
     let mut conf = Vec::new();
@@ -482,8 +483,13 @@ fn sysctl_message(index: u32, values: &[(&'static str, u32)]) -> LinkMessage {
     }
     let mut m = LinkMessage::default();
     m.header.index = index;
-    let inet = AfSpecInet::Other(DefaultNla::new(IFLA_INET_CONF | NLA_F_NESTED, conf));
-    m.attributes.push(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet(vec![inet])]));
+    if let Some(g) = group {
+        m.attributes.push(LinkAttribute::Group(g));
+    }
+    if !conf.is_empty() {
+        let inet = AfSpecInet::Other(DefaultNla::new(IFLA_INET_CONF | NLA_F_NESTED, conf));
+        m.attributes.push(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet(vec![inet])]));
+    }
     m
 }
 
@@ -494,13 +500,7 @@ impl Op {
             Op::DelRule(r) => (RouteNetlinkMessage::DelRule(rule_message(r, protocol)), 0),
             Op::AddRoute(r) => (RouteNetlinkMessage::NewRoute(route_message(r, protocol)), NLM_F_CREATE | NLM_F_EXCL),
             Op::DelRoute(r) => (RouteNetlinkMessage::DelRoute(route_message(r, protocol)), 0),
-            Op::SetGroup { index, group } => {
-                let mut m = LinkMessage::default();
-                m.header.index = *index;
-                m.attributes.push(LinkAttribute::Group(*group));
-                (RouteNetlinkMessage::SetLink(m), 0)
-            }
-            Op::SetSysctls { index, values } => (RouteNetlinkMessage::SetLink(sysctl_message(*index, values)), 0),
+            Op::SetLink { index, group, sysctls } => (RouteNetlinkMessage::SetLink(setlink_message(*index, *group, sysctls)), 0),
         }
     }
 
@@ -511,8 +511,12 @@ impl Op {
             Op::DelRule(r) => format!("{} rule del {r}", r.ip()),
             Op::AddRoute(r) => format!("{} route add {r}", r.ip()),
             Op::DelRoute(r) => format!("{} route del {r}", r.ip()),
-            Op::SetGroup { group, .. } => format!("ip link set {ifname} group {group}"),
-            Op::SetSysctls { values, .. } => values.iter().map(|(k, v)| crate::sysctl::command(ifname, k, *v)).collect::<Vec<_>>().join("; "),
+            Op::SetLink { group, sysctls, .. } => group
+                .map(|g| format!("ip link set {ifname} group {g}"))
+                .into_iter()
+                .chain(sysctls.iter().map(|(k, v)| crate::sysctl::command(ifname, k, *v)))
+                .collect::<Vec<_>>()
+                .join("; "),
         }
     }
 
