@@ -1,5 +1,6 @@
-//! Doing, for the receive filter: nftables table `inet stronghost`, driven through `nft -f` so
-//! every change is one atomic transaction.
+//! Doing, for the receive filter: nftables table `inet stronghost`. Every change is one atomic
+//! transaction: creating, removing and changing members over nfnetlink (nfnetlink.rs); repairing a
+//! table someone else altered with `nft -f`, which merges with what is there.
 //!
 //! ```text
 //! table inet stronghost {
