@@ -83,8 +83,8 @@ impl Netlink {
         Ok(Netlink { socket, seq: 0, writes: 0 })
     }
 
-    /// Sends one request and collects every answer up to DONE (dump) or the ACK.
-    fn request(&mut self, msg: RouteNetlinkMessage, flags: u16) -> io::Result<Vec<RouteNetlinkMessage>> {
+    /// Sends one request under the next sequence number.
+    fn send_request(&mut self, msg: RouteNetlinkMessage, flags: u16) -> io::Result<()> {
         self.seq += 1;
         let mut header = NetlinkHeader::default();
         header.flags = NLM_F_REQUEST | flags;
@@ -93,7 +93,12 @@ impl Netlink {
         packet.finalize();
         let mut buf = vec![0u8; packet.buffer_len()];
         packet.serialize(&mut buf);
-        self.socket.send(&buf, 0)?;
+        self.socket.send(&buf, 0).map(|_| ())
+    }
+
+    /// Sends one request and collects every answer up to DONE (dump) or the ACK.
+    fn request(&mut self, msg: RouteNetlinkMessage, flags: u16) -> io::Result<Vec<RouteNetlinkMessage>> {
+        self.send_request(msg, flags)?;
 
         let mut out = Vec::new();
         let mut rx = vec![0u8; 1 << 16];
@@ -160,15 +165,7 @@ impl Netlink {
     fn request_raw(&mut self, msg: RouteNetlinkMessage, flags: u16) -> io::Result<Vec<(u16, Vec<u8>)>> {
         const NLMSG_ERROR: u16 = 2;
         const NLMSG_DONE: u16 = 3;
-        self.seq += 1;
-        let mut header = NetlinkHeader::default();
-        header.flags = NLM_F_REQUEST | flags;
-        header.sequence_number = self.seq;
-        let mut packet = NetlinkMessage::new(header, NetlinkPayload::from(msg));
-        packet.finalize();
-        let mut buf = vec![0u8; packet.buffer_len()];
-        packet.serialize(&mut buf);
-        self.socket.send(&buf, 0)?;
+        self.send_request(msg, flags)?;
         let mut out = Vec::new();
         let mut rx = vec![0u8; 1 << 16];
         loop {

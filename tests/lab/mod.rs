@@ -420,18 +420,27 @@ impl Lab {
 
     /// Starts isc-dhcp-client on ethK in the foreground (its PID is tracked).
     pub fn start_dhclient(&mut self, k: usize) {
+        self.start_isc_client(k, "-4", "dhclient");
+    }
+
+    /// Starts `dhclient -6` (DHCPv6, stateful) on ethK, tracked; the host's exit hook runs for it.
+    pub fn start_dhclient6(&mut self, k: usize) {
+        self.start_isc_client(k, "-6", "dhclient6");
+    }
+
+    fn start_isc_client(&mut self, k: usize, family: &str, name: &str) {
         let d = self.dir.display().to_string();
         let e = format!("eth{k}");
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join(format!("dhclient.{e}.log"))).unwrap();
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join(format!("{name}.{e}.log"))).unwrap();
         let c = self
-            .host_cmd(&["dhclient", "-4", "-d", "-v", "-pf", &format!("{d}/dhclient.{e}.pid"), "-lf", &format!("{d}/dhclient.{e}.leases"), &e])
+            .host_cmd(&["dhclient", family, "-d", "-v", "-pf", &format!("{d}/{name}.{e}.pid"), "-lf", &format!("{d}/{name}.{e}.leases"), &e])
             .env_remove("STRONGHOST_LOG_STDERR")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .unwrap();
-        self.children.push((format!("dhclient-{e}"), c));
+        self.children.push((format!("{name}-{e}"), c));
     }
 
     /// `dhclient -r`: RELEASE, and the running client for ethK exits.
@@ -662,22 +671,6 @@ impl Lab {
     pub fn set_ipv6(&mut self, options: Vec<String>) {
         self.ipv6 = options;
         self.reload_dhcp();
-    }
-
-    /// Starts `dhclient -6` (DHCPv6, stateful) on ethK, tracked; the host's exit hook runs for it.
-    pub fn start_dhclient6(&mut self, k: usize) {
-        let d = self.dir.display().to_string();
-        let e = format!("eth{k}");
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join(format!("dhclient6.{e}.log"))).unwrap();
-        let c = self
-            .host_cmd(&["dhclient", "-6", "-d", "-v", "-pf", &format!("{d}/dhclient6.{e}.pid"), "-lf", &format!("{d}/dhclient6.{e}.leases"), &e])
-            .env_remove("STRONGHOST_LOG_STDERR")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.children.push((format!("dhclient6-{e}"), c));
     }
 
     /// Waits until every interface has its address from DHCP (with or without stronghost).
