@@ -175,7 +175,12 @@ impl Lab {
     /// An IPv4 lab whose router also advertises `PREFIX6`/64 (SLAAC) and serves DHCPv6 from
     /// it, with the dhclient hook installed.
     pub fn with_ipv6(n: usize) -> Lab {
-        Lab::with_v6(n, true, &[], false, false, Lab::ipv6_options(PREFIX6, None))
+        Lab::ipv6(n, true)
+    }
+
+    /// As `with_ipv6`, with or without the dhclient hook.
+    pub fn ipv6(n: usize, with_hook: bool) -> Lab {
+        Lab::with_v6(n, with_hook, &[], false, false, Lab::ipv6_options(PREFIX6, None))
     }
 
     /// dnsmasq's IPv6 options: SLAAC and DHCPv6 addresses in `prefix`/64, router advertisements
