@@ -4,7 +4,7 @@
 
 mod lab;
 
-use lab::{addr, mac, wait_for, Lab, PREFIX6};
+use lab::{addr, mac, wait_for, Lab, PREFIX6, RTR6};
 use serde_json::Value;
 use std::time::Duration;
 
@@ -189,4 +189,25 @@ fn dhcpcd_router_advertisements_and_dhcpv6_through_its_hook() {
         assert!(seen.as_ref().is_some_and(|s| addrs.contains(s)) && out == vec![eth(k)], "curl -6 --interface eth{k}: {seen:?} by {out:?}");
     }
     assert!(lab.stronghost(&["check"]).status.success());
+}
+
+/// ifupdown `inet6 static` stanzas: its if-up.d / if-post-down.d hook alone (no watcher) applies
+/// the address's policy with the stanza's gateway, and takes it away at ifdown.
+#[test]
+fn ifupdown_inet6_static_stanza_through_its_hook() {
+    let lab = Lab::ipv6(2, false);
+    lab.install("hooks/ifupdown-hook", "/etc/network/if-up.d/stronghost", "0755");
+    lab.install("hooks/ifupdown-hook", "/etc/network/if-post-down.d/stronghost", "0755");
+    let a = "2001:db8:1::50";
+    lab.write_host_file("/etc/network/interfaces", &format!("iface eth1 inet6 static\n  address {a}/64\n  gateway {}\n", RTR6));
+    lab.host_ok(&["mkdir", "-p", "/run/network"]);
+    lab.host_ok(&["ifup", "eth1"]);
+    wait_for(Duration::from_secs(20), "eth1's static IPv6 address with its rule and gateway", || {
+        lab.status_of("eth1").is_some_and(|s| strings(&s["rules6"]).iter().any(|r| r.contains(&format!("from {a} "))) && s["gateway6"] == RTR6)
+    });
+    assert_eq!(curl6(&lab, a), (Some(a.to_string()), vec![eth(1)]), "curl -6 --interface {a} (ifupdown)");
+    lab.host_ok(&["ifdown", "eth1"]);
+    wait_for(Duration::from_secs(10), "the rule of eth1's static address gone", || {
+        lab.status_of("eth1").is_some_and(|s| !strings(&s["rules6"]).iter().any(|r| r.contains(&format!("from {a} "))))
+    });
 }
