@@ -178,6 +178,11 @@ impl Lab {
         Lab::ipv6(n, true)
     }
 
+    /// As `for_daemons`, with the IPv6 router of `with_ipv6`.
+    pub fn for_daemons_ipv6(n: usize) -> Lab {
+        Lab::with_v6(n, false, &[], true, false, Lab::ipv6_options(PREFIX6, None))
+    }
+
     /// As `with_ipv6`, with or without the dhclient hook.
     pub fn ipv6(n: usize, with_hook: bool) -> Lab {
         Lab::with_v6(n, with_hook, &[], false, false, Lab::ipv6_options(PREFIX6, None))
