@@ -25,7 +25,9 @@ pub struct Kernel {
     by_index: HashMap<u32, usize>,
     addrs_of: HashMap<u32, Vec<usize>>,
     routes_in: HashMap<u32, Vec<usize>>,
-    main_via: HashMap<u32, Vec<usize>>,
+    /// Main-table routes by device: (route, gateway through that device); a multipath route
+    /// appears under each of its devices.
+    main_via: HashMap<u32, Vec<(usize, Option<IpAddr>)>>,
 }
 
 impl Kernel {
@@ -37,11 +39,17 @@ impl Kernel {
             addrs_of.entry(a.index).or_default().push(i);
         }
         let mut routes_in: HashMap<u32, Vec<usize>> = HashMap::new();
-        let mut main_via: HashMap<u32, Vec<usize>> = HashMap::new();
+        let mut main_via: HashMap<u32, Vec<(usize, Option<IpAddr>)>> = HashMap::new();
         for (i, r) in routes.iter().enumerate() {
             routes_in.entry(r.table).or_default().push(i);
-            if let (RT_TABLE_MAIN, Some(o)) = (r.table, r.oif) {
-                main_via.entry(o).or_default().push(i);
+            if r.table != RT_TABLE_MAIN {
+                continue;
+            }
+            if let Some(o) = r.oif {
+                main_via.entry(o).or_default().push((i, r.gateway));
+            }
+            for &(o, gw) in &r.nexthops {
+                main_via.entry(o).or_default().push((i, gw));
             }
         }
         Kernel { links, addrs, rules, routes, by_name, by_index, addrs_of, routes_in, main_via }
@@ -55,9 +63,9 @@ impl Kernel {
         self.addrs_of.get(&index).into_iter().flatten().map(|&i| &self.addrs[i])
     }
 
-    /// The main-table routes through one interface.
-    fn main_via(&self, index: u32) -> impl Iterator<Item = &KernelRoute> {
-        self.main_via.get(&index).into_iter().flatten().map(|&i| &self.routes[i])
+    /// The main-table routes through one interface, each with its gateway through it.
+    fn main_via(&self, index: u32) -> impl Iterator<Item = (&KernelRoute, Option<IpAddr>)> {
+        self.main_via.get(&index).into_iter().flatten().map(|&(i, gw)| (&self.routes[i], gw))
     }
 
     /// The routes of one table.
@@ -66,8 +74,9 @@ impl Kernel {
     }
 
     /// What one interface's plan needs, and no more: its link and addresses, every rule (few),
-    /// and the routes of its table and of main. The cost of an event then does not grow with
-    /// the number of interfaces on the host.
+    /// and the routes of its table and of main (of every table while it has none: allocating one
+    /// looks at all of the range). The cost of an event then hardly grows with the number of
+    /// interfaces on the host.
     pub fn read_one(nl: &mut Netlink, ifname: &str, table: Option<u32>) -> io::Result<Kernel> {
         let links: Vec<Link> = nl.link(ifname)?.into_iter().collect();
         let addrs = match links.first() {
@@ -115,11 +124,15 @@ impl Kernel {
 
     /// The main-table default routes through this interface, best first.
     fn main_defaults(&self, index: u32, v6: bool) -> impl Iterator<Item = IpAddr> + '_ {
-        let mut v: Vec<&KernelRoute> = self.main_via(index).filter(|r| r.dst.is_default() && r.dst.is_v6() == v6 && r.kind == RouteType::Unicast).collect();
+        let mut v: Vec<(u32, IpAddr)> = self
+            .main_via(index)
+            .filter(|(r, _)| r.dst.is_default() && r.dst.is_v6() == v6 && r.kind == RouteType::Unicast)
+            .filter_map(|(r, gw)| Some((r.metric, gw?)))
+            .collect();
         // Several routers on a link (IPv6 keeps one route per advertising router): the same one
         // every time, so the policy does not flap between them.
-        v.sort_by_key(|r| (r.metric, r.gateway));
-        v.into_iter().filter_map(|r| r.gateway)
+        v.sort();
+        v.into_iter().map(|(_, g)| g)
     }
 
     /// A default route in main through this interface (static configuration, another client).
@@ -142,10 +155,9 @@ impl Kernel {
     /// prefixes router advertisements mark on-link).
     fn onlink6(&self, index: u32) -> Vec<crate::net::IpNet> {
         self.main_via(index)
-            .filter(|r| r.dst.is_v6() && !r.dst.is_default())
-            .filter(|r| r.kind == RouteType::Unicast && r.gateway.is_none() && !r.exotic)
-            .filter(|r| matches!(r.dst.addr, IpAddr::V6(a) if crate::net::is_routable_v6(a)))
-            .map(|r| r.dst)
+            .filter(|(r, gw)| r.dst.is_v6() && !r.dst.is_default() && r.kind == RouteType::Unicast && gw.is_none())
+            .filter(|(r, _)| matches!(r.dst.addr, IpAddr::V6(a) if crate::net::is_routable_v6(a)))
+            .map(|(r, _)| r.dst)
             .collect()
     }
 

@@ -718,6 +718,9 @@ pub struct KernelRoute {
     pub onlink: bool,
     /// Multipath, TOS, source-specific or other attributes the model does not carry.
     pub exotic: bool,
+    /// A multipath route's next hops (device, gateway): a main-table default through several
+    /// interfaces still names each one's gateway.
+    pub nexthops: Vec<(u32, Option<IpAddr>)>,
 }
 
 impl KernelRoute {
@@ -734,6 +737,7 @@ impl KernelRoute {
             metric: 0,
             onlink: r.header.flags.contains(RouteFlags::Onlink),
             exotic: r.header.tos != 0 || r.header.source_prefix_length != 0,
+            nexthops: vec![],
         };
         let mut dst = k.dst.addr;
         for a in &r.attributes {
@@ -753,6 +757,13 @@ impl KernelRoute {
                     None => k.exotic = true,
                 },
                 RouteAttribute::Priority(p) => k.metric = *p,
+                RouteAttribute::MultiPath(hops) => {
+                    k.exotic = true;
+                    for h in hops {
+                        let gw = h.attributes.iter().find_map(|a| if let RouteAttribute::Gateway(g) = a { ip_of(g) } else { None });
+                        k.nexthops.push((h.interface_index, gw));
+                    }
+                }
                 // Every IPv6 route reports its router preference ("pref medium").
                 RouteAttribute::CacheInfo(_) | RouteAttribute::Preference(_) => {}
                 _ => k.exotic = true,

@@ -118,6 +118,7 @@ fn ipv6_slaac_dhcpv6_router_lifetime_and_prefix_change() {
     // Router lifetime 0: the router is no longer a default router. The kernel drops its default
     // routes; each table keeps its on-link routes and refuses the rest instead of leaking.
     let slaac: Vec<String> = (0..N).map(|k| lab.global6(k).into_iter().find(|a| *a != leased).unwrap()).collect();
+    let router = lab.status_of("eth0").unwrap()["gateway6"].as_str().unwrap().to_string();
     lab.set_ipv6(Lab::ipv6_options(PREFIX6, Some(0)));
     for k in 0..N {
         wait_policy6(&lab, k, false, "no IPv6 router after router lifetime 0");
@@ -132,6 +133,18 @@ fn ipv6_slaac_dhcpv6_router_lifetime_and_prefix_change() {
     for (k, a) in slaac.iter().enumerate() {
         let out = lab.in_ns("rtr", &["curl", "-s", "--max-time", "2", &format!("http://[{a}]:8080/")]);
         assert!(String::from_utf8_lossy(&out.stdout).contains(a.as_str()), "eth{k}: on-link request to {a} failed");
+    }
+    // A static default through two interfaces at once (the kernel keeps it as one multipath
+    // route): each of them gets its own next hop as its router; the third still refuses.
+    lab.host_ok(&["ip", "-6", "route", "add", "default", "metric", "1024", "nexthop", "via", &router, "dev", "eth0", "nexthop", "via", &router, "dev", "eth1"]);
+    for k in 0..2 {
+        wait_policy6(&lab, k, true, "its next hop of the multipath default as its router");
+        assert_eq!(curl6(&lab, &slaac[k]), (Some(slaac[k].clone()), vec![eth(k)]), "curl -6 --interface {} (multipath default)", slaac[k]);
+    }
+    assert!(lab.status_of("eth2").unwrap()["gateway6"].is_null());
+    lab.host_ok(&["ip", "-6", "route", "del", "default", "metric", "1024"]);
+    for k in 0..2 {
+        wait_policy6(&lab, k, false, "no router once the multipath default is gone");
     }
 
     // A new prefix, and the router is back: new SLAAC addresses get their rules, the old ones
