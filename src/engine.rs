@@ -194,6 +194,8 @@ pub struct Plan {
     pub table: Option<u32>,
     /// The link's index, when it exists.
     pub ifindex: Option<u32>,
+    /// The families the interface has a policy for once the plan is done (IPv4, IPv6).
+    pub families: (bool, bool),
     pub link_group: Option<(u32, u32)>,
     pub rules_del: Vec<Rule>,
     pub routes_del: Vec<Route>,
@@ -394,6 +396,7 @@ impl Engine {
             }
             _ => policy::Desired::default(),
         };
+        plan.families = (desired.rules.iter().any(|r| !r.v6), desired.rules.iter().any(|r| r.v6));
         (plan.rules_del, plan.rules_add) = diff(&cur_rules, &desired.rules);
         (plan.routes_del, plan.routes_add) = diff(&cur_routes, &desired.routes);
 
@@ -445,14 +448,14 @@ impl Engine {
         // The shared rule stays while any interface is routed: one of these plans, or another
         // interface whose rules are in the kernel.
         let proto = self.cfg.protocol;
+        // Per family: a host booted with ipv6.disable=1 cannot hold an IPv6 rule at all, so the
+        // IPv6 one exists only while some interface has an IPv6 policy.
         let planned: BTreeSet<u32> = plans.iter().filter_map(|p| p.table).collect();
-        let routed = plans.iter().any(|p| p.record.as_ref().is_some_and(|r| r.applied))
-            || k.owned_rules(proto).any(|r| r.selector != Selector::All && self.cfg.in_table_range(r.table) && !planned.contains(&r.table));
-        let want_main = match (routed, self.cfg.ipv6) {
-            (true, true) => vec![policy::main_rule(&self.cfg, false), policy::main_rule(&self.cfg, true)],
-            (true, false) => vec![policy::main_rule(&self.cfg, false)],
-            (false, _) => vec![],
+        let routed = |v6: bool| {
+            plans.iter().any(|p| if v6 { p.families.1 } else { p.families.0 })
+                || k.owned_rules(proto).any(|r| r.v6 == v6 && r.selector != Selector::All && self.cfg.in_table_range(r.table) && !planned.contains(&r.table))
         };
+        let want_main: Vec<Rule> = [false, true].into_iter().filter(|&v6| routed(v6)).map(|v6| policy::main_rule(&self.cfg, v6)).collect();
         let cur_main: Vec<Rule> = k.owned_rules(proto).filter(|r| r.selector == Selector::All).cloned().collect();
         let (rules_del, rules_add) = diff(&cur_main, &want_main);
         let mut host = HostPlan { rules_add, rules_del, ..Default::default() };

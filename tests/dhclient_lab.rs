@@ -52,6 +52,10 @@ fn five_interfaces_on_one_subnet_are_a_strong_host_through_the_lease_lifecycle()
         assert!(c["own"] > 0 && c["other"] == 0, "eth{k} ARP requests by source: {c:?}");
     }
 
+    // No IPv6 address, no IPv6 rule at all (not even the shared one: a host booted with
+    // ipv6.disable=1 could not hold it).
+    assert!(!lab.host_ok(&["ip", "-6", "rule"]).contains("proto 83"), "IPv6 rules on an IPv4-only host");
+
     // `check` agrees, and a second apply writes nothing.
     let check = lab.stronghost(&["check"]);
     assert!(check.status.success(), "check: {}", String::from_utf8_lossy(&check.stdout));
