@@ -110,16 +110,11 @@ impl Kernel {
             // send. Link-local ones need none, and one that failed DAD is not the host's.
             match a.addr {
                 IpAddr::V4(v) => f.addresses.push((v, a.prefix_len)),
-                IpAddr::V6(v) if a.gets_policy() => f.addresses6.push((v, a.prefix_len)),
+                IpAddr::V6(v) if a.gets_policy(true) => f.addresses6.push((v, a.prefix_len)),
                 IpAddr::V6(_) => {}
             }
         }
         f
-    }
-
-    /// Whether the interface has an address stronghost makes a policy for.
-    pub fn addressed(&self, index: u32) -> bool {
-        self.addrs_of(index).any(|a| a.gets_policy())
     }
 
     /// The main-table default routes through this interface, best first.
@@ -570,7 +565,7 @@ impl Engine {
         let mut errors = Vec::new();
         let mut names: BTreeSet<String> = self.records.keys().cloned().collect();
         for l in k.links.iter().filter(|_| !release_all) {
-            if !self.records.contains_key(&l.name) && self.cfg.manages(&l.name) && filter::quotable(&l.name) && k.addressed(l.index) {
+            if !self.records.contains_key(&l.name) && self.cfg.manages(&l.name) && filter::quotable(&l.name) {
                 let f = self.facts(k, l);
                 if f.addresses.is_empty() && f.addresses6.is_empty() {
                     continue;

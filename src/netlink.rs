@@ -46,12 +46,12 @@ pub struct Address {
 }
 
 impl Address {
-    /// An address stronghost makes a policy for: any IPv4 address; an IPv6 one with more than
-    /// link scope that has not failed duplicate address detection.
-    pub fn gets_policy(&self) -> bool {
+    /// An address stronghost makes a policy for: any IPv4 address; with `ipv6` (the config key),
+    /// an IPv6 one with more than link scope that has not failed duplicate address detection.
+    pub fn gets_policy(&self, ipv6: bool) -> bool {
         match self.addr {
             IpAddr::V4(_) => true,
-            IpAddr::V6(v) => crate::net::is_routable_v6(v) && !self.dadfailed,
+            IpAddr::V6(v) => ipv6 && crate::net::is_routable_v6(v) && !self.dadfailed,
         }
     }
 }
@@ -83,14 +83,20 @@ impl Netlink {
         Ok(Netlink { socket, seq: 0, writes: 0 })
     }
 
-    /// Sends one request under the next sequence number.
-    fn send_request(&mut self, msg: RouteNetlinkMessage, flags: u16) -> io::Result<()> {
+    /// A request under the next sequence number, ready to serialize.
+    fn packet(&mut self, msg: RouteNetlinkMessage, flags: u16) -> NetlinkMessage<RouteNetlinkMessage> {
         self.seq += 1;
         let mut header = NetlinkHeader::default();
         header.flags = NLM_F_REQUEST | flags;
         header.sequence_number = self.seq;
         let mut packet = NetlinkMessage::new(header, NetlinkPayload::from(msg));
         packet.finalize();
+        packet
+    }
+
+    /// Sends one request under the next sequence number.
+    fn send_request(&mut self, msg: RouteNetlinkMessage, flags: u16) -> io::Result<()> {
+        let packet = self.packet(msg, flags);
         let mut buf = vec![0u8; packet.buffer_len()];
         packet.serialize(&mut buf);
         self.socket.send(&buf, 0).map(|_| ())
@@ -307,12 +313,7 @@ impl Netlink {
             let mut packets = Vec::new();
             while end < ops.len() && (buf.len() < CHUNK || end == start) {
                 let (msg, flags) = ops[end].message(protocol);
-                self.seq += 1;
-                let mut header = NetlinkHeader::default();
-                header.flags = NLM_F_REQUEST | flags;
-                header.sequence_number = self.seq;
-                let mut packet = NetlinkMessage::new(header, NetlinkPayload::from(msg));
-                packet.finalize();
+                let packet = self.packet(msg, flags);
                 buf.resize(buf.len() + packet.buffer_len(), 0);
                 packets.push(packet);
                 end += 1;

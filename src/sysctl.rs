@@ -35,10 +35,6 @@ pub fn read(ifname: &str, knob: &str) -> io::Result<u32> {
     s.trim().parse().map_err(|_| io::Error::new(io::ErrorKind::InvalidData, format!("{knob}: {s:?}")))
 }
 
-pub fn write(ifname: &str, knob: &str, value: u32) -> io::Result<()> {
-    std::fs::write(path(ifname, knob), format!("{value}\n"))
-}
-
 /// What writing rp_filter through /proc does besides setting it (devinet_conf_proc): invalidate
 /// cached routes, so established sockets are checked again.
 pub fn flush_route_cache() -> io::Result<()> {

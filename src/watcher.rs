@@ -282,7 +282,7 @@ fn handle(engine: &mut Engine, cfg: &Config, p: Pending, fights: &mut Fights) {
     for &i in &p.ifindexes {
         if let Ok(Some(l)) = engine.nl.link_by_index(i) {
             // A link-local IPv6 address comes with every link that goes up: not a reason to claim it.
-            if engine.nl.addresses(i).is_ok_and(|a| a.iter().any(|a| a.gets_policy() && (cfg.ipv6 || a.addr.is_ipv4()))) {
+            if engine.nl.addresses(i).is_ok_and(|a| a.iter().any(|a| a.gets_policy(cfg.ipv6))) {
                 addressed.insert(l.name.clone());
             }
             names.insert(l.name);

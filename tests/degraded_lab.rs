@@ -61,7 +61,7 @@ fn failures_are_reported_and_contained() {
     assert_eq!(code, 0);
     lab.host_ok(&["mount", "-o", "remount,rw", "/run"]);
 
-    // (nft is still gone: no filter for the rest.)
+    // (No filter for the rest: what follows is about state files.)
     lab.write_host_file("/etc/stronghost/stronghost.conf", "receive_filter = no\n");
 
     // State files: private modes; a corrupt record is reported and rebuilt from the kernel; a
