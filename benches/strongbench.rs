@@ -61,7 +61,10 @@ impl Bench {
 
     fn config(&self, n: usize, filter: bool) {
         let names: Vec<String> = (0..n).map(|k| format!("eth{k}")).collect();
-        self.lab.write_host_file("/etc/stronghost/stronghost.conf", &format!("interfaces = {}\nreceive_filter = {}\n", names.join(" "), if filter { "yes" } else { "no" }));
+        self.lab.write_host_file(
+            "/etc/stronghost/stronghost.conf",
+            &format!("interfaces = {}\nreceive_filter = {}\n", names.join(" "), if filter { "yes" } else { "no" }),
+        );
     }
 
     /// The classic recipe for interfaces 0..n, one process per command, as a script file.
@@ -144,14 +147,35 @@ impl Bench {
             same.push(self.timed(&["ip", "-batch", "/tmp/same1"]));
             let _ = self.lab.host(&["ip", "-force", "-batch", "/tmp/same1.undo"]);
         }
-        let (first, again, shell, floor, same) = (Stats::new(first), Stats::new(again), Stats::new(shell), Stats::new(floor), Stats::new(same));
+        let (first, again, shell, floor, same) =
+            (Stats::new(first), Stats::new(again), Stats::new(shell), Stats::new(floor), Stats::new(same));
         let _ = writeln!(self.report, "\n### One event: a BOUND lease for one interface ({runs} runs, ms: median (p10–p90))\n");
         let _ = writeln!(self.report, "| variant | wall time | shell recipe ÷ this |\n|---|---|---|");
-        let _ = writeln!(self.report, "| `stronghost hook dhclient`, first bind | {} | {} |", first.show(), ratio(shell.median(), first.median()));
-        let _ = writeln!(self.report, "| `stronghost hook dhclient`, converged re-apply | {} | {} |", again.show(), ratio(shell.median(), again.median()));
+        let _ = writeln!(
+            self.report,
+            "| `stronghost hook dhclient`, first bind | {} | {} |",
+            first.show(),
+            ratio(shell.median(), first.median())
+        );
+        let _ = writeln!(
+            self.report,
+            "| `stronghost hook dhclient`, converged re-apply | {} | {} |",
+            again.show(),
+            ratio(shell.median(), again.median())
+        );
         let _ = writeln!(self.report, "| shell recipe (2 × ip route, ip rule, iptables) | {} | 1.0× |", shell.show());
-        let _ = writeln!(self.report, "| floor: the recipe's netlink work in one `ip -batch` | {} | {} |", floor.show(), ratio(shell.median(), floor.median()));
-        let _ = writeln!(self.report, "| floor: stronghost's netlink work (link group, 3 routes, 3 rules) in one `ip -batch` | {} | {} |", same.show(), ratio(shell.median(), same.median()));
+        let _ = writeln!(
+            self.report,
+            "| floor: the recipe's netlink work in one `ip -batch` | {} | {} |",
+            floor.show(),
+            ratio(shell.median(), floor.median())
+        );
+        let _ = writeln!(
+            self.report,
+            "| floor: stronghost's netlink work (link group, 3 routes, 3 rules) in one `ip -batch` | {} | {} |",
+            same.show(),
+            ratio(shell.median(), same.median())
+        );
     }
 
     fn scale(&mut self, sizes: &[usize]) {
@@ -199,11 +223,11 @@ impl Bench {
     }
 
     fn watcher(&mut self, events: usize) {
-        use netlink_packet_core::{NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_REQUEST};
+        use netlink_packet_core::{NLM_F_ACK, NLM_F_CREATE, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload};
         use netlink_packet_route::address::{AddressAttribute, AddressMessage};
         use netlink_packet_route::rule::RuleAttribute;
         use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
-        use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
+        use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
         use std::net::{IpAddr, Ipv4Addr};
 
         self.config(5, true);
@@ -252,10 +276,11 @@ impl Bench {
                         let Ok(m) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&rx[off..n]) else { break };
                         off += (m.header.length as usize + 3) & !3;
                         if let NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewRule(r)) = m.payload
-                            && r.attributes.iter().any(|x| matches!(x, RuleAttribute::Source(IpAddr::V4(s)) if *s == a)) {
-                                out.push(t0.elapsed());
-                                break 'wait;
-                            }
+                            && r.attributes.iter().any(|x| matches!(x, RuleAttribute::Source(IpAddr::V4(s)) if *s == a))
+                        {
+                            out.push(t0.elapsed());
+                            break 'wait;
+                        }
                         if m.header.length == 0 {
                             break;
                         }
@@ -269,9 +294,17 @@ impl Bench {
         .join()
         .unwrap();
         let pid = self.lab.host_ok(&["sh", "-c", "pidof stronghost || true"]);
-        let status = self.lab.host_ok(&["sh", "-c", &format!("grep -E 'VmRSS|VmHWM' /proc/{}/status", pid.split_whitespace().next().unwrap_or("self"))]);
+        let status = self.lab.host_ok(&[
+            "sh",
+            "-c",
+            &format!("grep -E 'VmRSS|VmHWM' /proc/{}/status", pid.split_whitespace().next().unwrap_or("self")),
+        ]);
         let s = Stats::new(samples);
-        let _ = writeln!(self.report, "\n### Watcher: address added → its rule in the kernel ({} events, seen on an rtnetlink socket)\n", s.samples.len());
+        let _ = writeln!(
+            self.report,
+            "\n### Watcher: address added → its rule in the kernel ({} events, seen on an rtnetlink socket)\n",
+            s.samples.len()
+        );
         let _ = writeln!(
             self.report,
             "p50 {} ms, p90 {} ms, p99 {} ms, worst {} ms (includes the {} ms debounce); watcher memory: {}",
@@ -288,7 +321,10 @@ impl Bench {
     /// TCP throughput from the router to eth0's address, bounded runs of iperf3.
     fn data_plane(&mut self, sizes: &[usize]) {
         let _ = writeln!(self.report, "\n### Data plane: TCP to a managed address (iperf3, 3 × 2 s each, Gbit/s: median)\n");
-        let _ = writeln!(self.report, "| N managed | routing only | + stronghost receive filter | cost | + classic iptables chain | cost |\n|---|---|---|---|---|---|");
+        let _ = writeln!(
+            self.report,
+            "| N managed | routing only | + stronghost receive filter | cost | + classic iptables chain | cost |\n|---|---|---|---|---|---|"
+        );
         self.lab.spawn_in_host("iperf3", &["iperf3", "-s", "-B", &addr(0)]);
         std::thread::sleep(Duration::from_millis(300));
         let measure = |b: &Bench| -> f64 {

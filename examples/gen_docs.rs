@@ -1,9 +1,9 @@
 //! Writes the man pages (one per command) and the shell completions, generated from the CLI
 //! definitions, into a directory: `cargo run --example gen_docs -- OUT_DIR` (used by packaging/).
 
-use stronghost::cli;
 use clap::CommandFactory;
 use std::path::Path;
+use stronghost::cli;
 
 fn write_man(cmd: &clap::Command, name: &'static str, out: &Path) {
     let mut buf = Vec::new();

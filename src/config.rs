@@ -33,10 +33,26 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             interfaces: vec!["*".into()],
-            exclude: ["lo", "docker*", "br-*", "veth*", "virbr*", "vnet*", "tun*", "tap*", "wg*", "tailscale*", "cni*", "flannel*", "cali*", "lxc*", "vxlan*"]
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
+            exclude: [
+                "lo",
+                "docker*",
+                "br-*",
+                "veth*",
+                "virbr*",
+                "vnet*",
+                "tun*",
+                "tap*",
+                "wg*",
+                "tailscale*",
+                "cni*",
+                "flannel*",
+                "cali*",
+                "lxc*",
+                "vxlan*",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
             table_min: 4101,
             table_max: 4356,
             priority: 4100,
@@ -114,7 +130,11 @@ impl Config {
                 "arp_sysctls" => c.arp_sysctls = boolean(value).ok_or_else(|| at(bool_err(key, value)))?,
                 "rp_filter" => c.rp_filter = boolean(value).ok_or_else(|| at(bool_err(key, value)))?,
                 "ipv6" => c.ipv6 = boolean(value).ok_or_else(|| at(bool_err(key, value)))?,
-                _ => return Err(at(format!("unknown key {key:?} (known: interfaces, exclude, tables, priority, link_group, protocol, receive_filter, arp_sysctls, rp_filter, ipv6)"))),
+                _ => {
+                    return Err(at(format!(
+                        "unknown key {key:?} (known: interfaces, exclude, tables, priority, link_group, protocol, receive_filter, arp_sysctls, rp_filter, ipv6)"
+                    )));
+                }
             }
         }
         Ok(c)

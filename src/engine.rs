@@ -5,7 +5,7 @@
 use crate::config::Config;
 use crate::filter;
 use crate::netlink::{Address, KernelRoute, Link, Netlink, Op};
-use crate::policy::{self, Gateways, InterfaceFacts, Route, Rule, Selector, RT_TABLE_MAIN};
+use crate::policy::{self, Gateways, InterfaceFacts, RT_TABLE_MAIN, Route, Rule, Selector};
 use crate::state::{Record, State};
 use crate::sysctl;
 use netlink_packet_route::route::RouteType;
@@ -260,7 +260,18 @@ impl Engine {
     pub fn new(cfg: Config) -> Result<Engine, String> {
         let nl = Netlink::open().map_err(|e| format!("cannot open rtnetlink: {e} (stronghost must run as root)"))?;
         let state = State::open().map_err(|e| format!("state directory: {e}"))?;
-        Ok(Engine { cfg, nl, state, records: BTreeMap::new(), loaded: BTreeMap::new(), names: BTreeSet::new(), tables: BTreeMap::new(), tables_dirty: false, sysctl_writes: 0, nft_writes: 0 })
+        Ok(Engine {
+            cfg,
+            nl,
+            state,
+            records: BTreeMap::new(),
+            loaded: BTreeMap::new(),
+            names: BTreeSet::new(),
+            tables: BTreeMap::new(),
+            tables_dirty: false,
+            sysctl_writes: 0,
+            nft_writes: 0,
+        })
     }
 
     /// Takes the host-wide lock and only then reads stronghost's records: whatever another hook
@@ -307,19 +318,21 @@ impl Engine {
     fn table_for(&mut self, k: &Kernel, ifname: &str) -> Result<u32, String> {
         let proto = self.cfg.protocol;
         if let Some(&t) = self.tables.get(ifname)
-            && self.cfg.in_table_range(t) {
-                if let Some(f) = k.foreign_in_table(t, proto) {
-                    return Err(format!(
-                        "table {t} (allocated to {ifname}) holds a {f} that stronghost did not write; remove it, or drop {ifname} from {} to let stronghost allocate another",
-                        crate::state::LIB_DIR.to_string() + "/tables.json"
-                    ));
-                }
-                return Ok(t);
+            && self.cfg.in_table_range(t)
+        {
+            if let Some(f) = k.foreign_in_table(t, proto) {
+                return Err(format!(
+                    "table {t} (allocated to {ifname}) holds a {f} that stronghost did not write; remove it, or drop {ifname} from {} to let stronghost allocate another",
+                    crate::state::LIB_DIR.to_string() + "/tables.json"
+                ));
             }
+            return Ok(t);
+        }
         let taken: BTreeSet<u32> = self.tables.values().copied().collect();
-        let t = (self.cfg.table_min..=self.cfg.table_max)
-            .find(|t| !taken.contains(t) && k.foreign_in_table(*t, proto).is_none())
-            .ok_or_else(|| format!("no free routing table in {}-{}; widen `tables` in the config", self.cfg.table_min, self.cfg.table_max))?;
+        let t =
+            (self.cfg.table_min..=self.cfg.table_max).find(|t| !taken.contains(t) && k.foreign_in_table(*t, proto).is_none()).ok_or_else(
+                || format!("no free routing table in {}-{}; widen `tables` in the config", self.cfg.table_min, self.cfg.table_max),
+            )?;
         self.tables.insert(ifname.to_string(), t);
         self.tables_dirty = true;
         Ok(t)
@@ -420,9 +433,11 @@ impl Engine {
                 } else if !claimed {
                     // Restore only what still holds our value: a later change by the admin stands.
                     if let Some(&old) = record.saved_sysctls.get(knob)
-                        && cur == want && old != want {
-                            plan.sysctls.push((knob, old));
-                        }
+                        && cur == want
+                        && old != want
+                    {
+                        plan.sysctls.push((knob, old));
+                    }
                 }
             }
         }
@@ -448,7 +463,8 @@ impl Engine {
         let planned: BTreeSet<u32> = plans.iter().filter_map(|p| p.table).collect();
         let routed = |v6: bool| {
             plans.iter().any(|p| if v6 { p.families.1 } else { p.families.0 })
-                || k.owned_rules(proto).any(|r| r.v6 == v6 && r.selector != Selector::All && self.cfg.in_table_range(r.table) && !planned.contains(&r.table))
+                || k.owned_rules(proto)
+                    .any(|r| r.v6 == v6 && r.selector != Selector::All && self.cfg.in_table_range(r.table) && !planned.contains(&r.table))
         };
         let want_main: Vec<Rule> = [false, true].into_iter().filter(|&v6| routed(v6)).map(|v6| policy::main_rule(&self.cfg, v6)).collect();
         let cur_main: Vec<Rule> = k.owned_rules(proto).filter(|r| r.selector == Selector::All).cloned().collect();
@@ -482,10 +498,11 @@ impl Engine {
         }
         for p in plans.iter().filter(|p| !p.orphans) {
             if let Some(r) = &p.record
-                && self.loaded.get(&p.ifname) != Some(r) {
-                    self.state.save_record(&p.ifname, r).map_err(|e| format!("saving state of {}: {e}", p.ifname))?;
-                    self.loaded.insert(p.ifname.clone(), r.clone());
-                }
+                && self.loaded.get(&p.ifname) != Some(r)
+            {
+                self.state.save_record(&p.ifname, r).map_err(|e| format!("saving state of {}: {e}", p.ifname))?;
+                self.loaded.insert(p.ifname.clone(), r.clone());
+            }
         }
         // Every netlink write, in order, sent as one batch.
         let mut ops: Vec<(String, Op)> = host.rules_add.iter().map(|r| (String::new(), Op::AddRule(r.clone()))).collect();
@@ -506,9 +523,10 @@ impl Engine {
             Ok(results) => {
                 for ((ifname, op), r) in ops.iter().zip(results) {
                     if let Err(e) = r
-                        && !op.harmless(e.raw_os_error()) {
-                            errors.push(format!("{}: {e}", op.describe(ifname)));
-                        }
+                        && !op.harmless(e.raw_os_error())
+                    {
+                        errors.push(format!("{}: {e}", op.describe(ifname)));
+                    }
                 }
             }
             Err(e) => errors.push(format!("netlink: {e}")),
@@ -570,7 +588,8 @@ impl Engine {
                 if f.addresses.is_empty() && f.addresses6.is_empty() {
                     continue;
                 }
-                let v4_unknown = !f.addresses.is_empty() && lease_in_force(&Record::default(), l.index).is_none() && k.main_gateway(l.index).is_none();
+                let v4_unknown =
+                    !f.addresses.is_empty() && lease_in_force(&Record::default(), l.index).is_none() && k.main_gateway(l.index).is_none();
                 let v6_unknown = f.addresses.is_empty() && k.main_gateway6(l.index).is_none();
                 if v4_unknown || v6_unknown {
                     log::info!(

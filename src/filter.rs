@@ -71,13 +71,7 @@ pub fn read() -> Result<Current, String> {
     c.rule_ok = chain_ok && rules.len() == 1 && rules[0].windows(RULE_TAG.len()).any(|w| w == RULE_TAG.as_bytes());
     c.set = nft.elements(TABLE, "managed").map_err(err)?.unwrap_or_default().into_iter().map(|(k, _)| k).collect();
     c.set.sort();
-    c.map = nft
-        .elements(TABLE, "wrong_iface")
-        .map_err(err)?
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|(k, o)| Some((k, o?)))
-        .collect();
+    c.map = nft.elements(TABLE, "wrong_iface").map_err(err)?.unwrap_or_default().into_iter().filter_map(|(k, o)| Some((k, o?))).collect();
     c.counters = nft.counters(TABLE).map_err(err)?.unwrap_or_default();
     Ok(c)
 }
@@ -134,8 +128,10 @@ pub fn plan(cur: &Current, want: &Members) -> Option<Change> {
     if want.is_empty() || !intact {
         return script(cur, want).map(Change::Script);
     }
-    let add: Vec<(String, String)> = want.iter().filter(|(n, c)| cur.map.get(*n) != Some(*c)).map(|(n, c)| (n.clone(), c.clone())).collect();
-    let remove: Vec<(String, String)> = cur.map.iter().filter(|(n, c)| want.get(*n) != Some(*c)).map(|(n, c)| (n.clone(), c.clone())).collect();
+    let add: Vec<(String, String)> =
+        want.iter().filter(|(n, c)| cur.map.get(*n) != Some(*c)).map(|(n, c)| (n.clone(), c.clone())).collect();
+    let remove: Vec<(String, String)> =
+        cur.map.iter().filter(|(n, c)| want.get(*n) != Some(*c)).map(|(n, c)| (n.clone(), c.clone())).collect();
     (!add.is_empty() || !remove.is_empty()).then_some(Change::Members { add, remove })
 }
 
@@ -198,22 +194,20 @@ pub fn apply(change: &Change) -> Result<(), String> {
                 }
             })
         }
-        Change::Members { add, remove } => Nft::open()
-            .and_then(|mut n| n.update_members(TABLE, add, remove))
-            .or_else(|e| {
-                // Whatever went wrong, writing the whole table is always correct.
-                log::debug!("nfnetlink update of the receive filter failed ({e}); rewriting it with nft");
-                let cur = read()?;
-                let mut want: Members = cur.map.clone();
-                for (n, _) in remove {
-                    want.remove(n);
-                }
-                want.extend(add.iter().cloned());
-                match script(&Current { rule_ok: false, ..cur }, &want) {
-                    Some(s) => run_script(&s),
-                    None => Ok(()),
-                }
-            }),
+        Change::Members { add, remove } => Nft::open().and_then(|mut n| n.update_members(TABLE, add, remove)).or_else(|e| {
+            // Whatever went wrong, writing the whole table is always correct.
+            log::debug!("nfnetlink update of the receive filter failed ({e}); rewriting it with nft");
+            let cur = read()?;
+            let mut want: Members = cur.map.clone();
+            for (n, _) in remove {
+                want.remove(n);
+            }
+            want.extend(add.iter().cloned());
+            match script(&Current { rule_ok: false, ..cur }, &want) {
+                Some(s) => run_script(&s),
+                None => Ok(()),
+            }
+        }),
     }
 }
 

@@ -3,7 +3,7 @@
 //! The kernel is the authority for addresses; a lease contributes what the kernel cannot tell us:
 //! the gateway and the classless static routes (option 121). Every field is attacker-controlled.
 
-use crate::net::{check_ifname, check_unicast, netmask_to_len, parse_ipv4, printable, Ipv4Net};
+use crate::net::{Ipv4Net, check_ifname, check_unicast, netmask_to_len, parse_ipv4, printable};
 use serde::{Deserialize, Serialize};
 use std::net::Ipv4Addr;
 
@@ -97,7 +97,10 @@ pub fn netmask_field(env: Env, name: &str) -> Result<u8, String> {
 /// A prefix-length variable (0-32).
 pub fn prefix_field(env: Env, name: &str) -> Result<u8, String> {
     let v = required(env, name)?;
-    v.parse::<u8>().ok().filter(|l| *l <= 32 && v.len() <= 2 && v.bytes().all(|b| b.is_ascii_digit())).ok_or_else(|| format!("{name}: {:?} is not a prefix length", printable(&v)))
+    v.parse::<u8>()
+        .ok()
+        .filter(|l| *l <= 32 && v.len() <= 2 && v.bytes().all(|b| b.is_ascii_digit()))
+        .ok_or_else(|| format!("{name}: {:?} is not a prefix length", printable(&v)))
 }
 
 /// An interface-name variable.

@@ -46,11 +46,7 @@ impl Ipv4Net {
 
 impl fmt::Display for Ipv4Net {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.len == 0 {
-            write!(f, "default")
-        } else {
-            write!(f, "{}/{}", self.addr, self.len)
-        }
+        if self.len == 0 { write!(f, "default") } else { write!(f, "{}/{}", self.addr, self.len) }
     }
 }
 
@@ -156,7 +152,8 @@ impl FromStr for IpNet {
         } else {
             IpAddr::V4(parse_ipv4(a)?)
         };
-        let len = l.parse::<u8>().ok().filter(|_| !l.starts_with('+')).ok_or_else(|| format!("{:?} is not a prefix length", printable(l)))?;
+        let len =
+            l.parse::<u8>().ok().filter(|_| !l.starts_with('+')).ok_or_else(|| format!("{:?} is not a prefix length", printable(l)))?;
         IpNet::new(addr, len)
     }
 }
@@ -189,8 +186,7 @@ pub fn parse_ipv4(s: &str) -> Result<Ipv4Addr, String> {
     }
     let mut octets = [0u8; 4];
     for (i, p) in parts.iter().enumerate() {
-        octets[i] = parse_u8_dec(p)
-            .ok_or_else(|| format!("{:?} is not a dotted-quad IPv4 address", printable(s)))?;
+        octets[i] = parse_u8_dec(p).ok_or_else(|| format!("{:?} is not a dotted-quad IPv4 address", printable(s)))?;
     }
     Ok(Ipv4Addr::from(octets))
 }
@@ -303,7 +299,15 @@ mod tests {
         assert!(IpNet::new(a, 64).is_err() && IpNet::new(a, 129).is_err() && IpNet::new(a, 128).is_ok());
         assert_eq!(IpNet::DEFAULT_V6.to_string(), "default");
         assert_eq!(IpNet::from("198.51.100.0/24".parse::<Ipv4Net>().unwrap()).to_string(), "198.51.100.0/24");
-        for (s, routable) in [("2001:db8::1", true), ("fd00::1", true), ("fe80::1", false), ("ff02::1", false), ("::1", false), ("::", false), ("::ffff:1.2.3.4", false)] {
+        for (s, routable) in [
+            ("2001:db8::1", true),
+            ("fd00::1", true),
+            ("fe80::1", false),
+            ("ff02::1", false),
+            ("::1", false),
+            ("::", false),
+            ("::ffff:1.2.3.4", false),
+        ] {
             assert_eq!(is_routable_v6(s.parse().unwrap()), routable, "{s}");
         }
     }

@@ -4,18 +4,18 @@
 
 use crate::net::IpNet;
 use crate::policy::{Route, RouteKind, Rule, Selector};
+use netlink_packet_core::DefaultNla;
 use netlink_packet_core::{
-    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST,
+    NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
 };
 use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
-use netlink_packet_core::DefaultNla;
 use netlink_packet_route::link::{AfSpecInet, AfSpecUnspec, LinkAttribute, LinkMessage};
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
 use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleFlags, RuleMessage};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
-use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
+use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -269,9 +269,10 @@ impl Netlink {
         let mut out = Vec::new();
         for m in self.dump(RouteNetlinkMessage::GetRule(req))? {
             if let RouteNetlinkMessage::NewRule(r) = m
-                && let Some(o) = rule_from_kernel(&r) {
-                    out.push(o);
-                }
+                && let Some(o) = rule_from_kernel(&r)
+            {
+                out.push(o);
+            }
         }
         Ok(out)
     }
@@ -455,7 +456,11 @@ pub enum Op {
     /// The link's group and `net.ipv4.conf.<link>.<knob>` values (IFLA_AF_SPEC / AF_INET /
     /// IFLA_INET_CONF), in one request: each link change makes the kernel announce it and
     /// re-check every route through the link (NETDEV_CHANGE), so one per link, not one per knob.
-    SetLink { index: u32, group: Option<u32>, sysctls: Vec<(&'static str, u32)> },
+    SetLink {
+        index: u32,
+        group: Option<u32>,
+        sysctls: Vec<(&'static str, u32)>,
+    },
 }
 
 /// IPV4_DEVCONF_* (linux/ip.h): the attribute number of each knob in IFLA_INET_CONF.
@@ -568,7 +573,11 @@ fn link_from_raw(kind: u16, p: &[u8]) -> Option<Link> {
             IFLA_IFNAME => link.name = String::from_utf8_lossy(v.split(|b| *b == 0).next().unwrap_or(&[])).into_owned(),
             IFLA_GROUP => link.group = u32_at(v).unwrap_or(0),
             IFLA_AF_SPEC => {
-                for (_, conf) in raw_attributes(v).filter(|(f, _)| *f == AF_INET).flat_map(|(_, inet)| raw_attributes(inet)).filter(|(c, _)| *c == IFLA_INET_CONF) {
+                for (_, conf) in raw_attributes(v)
+                    .filter(|(f, _)| *f == AF_INET)
+                    .flat_map(|(_, inet)| raw_attributes(inet))
+                    .filter(|(c, _)| *c == IFLA_INET_CONF)
+                {
                     link.sysctls = ["rp_filter", "arp_filter", "arp_announce", "arp_ignore"]
                         .into_iter()
                         .filter_map(|knob| {
@@ -824,7 +833,10 @@ mod tests {
         m.emit(&mut buf);
         let l = link_from_raw(16, &buf).unwrap();
         assert_eq!((l.index, l.name.as_str(), l.group, l.up), (7, "eth1", 4100, true));
-        assert_eq!((l.sysctl("arp_ignore"), l.sysctl("arp_announce"), l.sysctl("arp_filter"), l.sysctl("rp_filter")), (Some(1), Some(2), Some(1), Some(2)));
+        assert_eq!(
+            (l.sysctl("arp_ignore"), l.sysctl("arp_announce"), l.sysctl("arp_filter"), l.sysctl("rp_filter")),
+            (Some(1), Some(2), Some(1), Some(2))
+        );
         // Truncated input is refused, not read past.
         for cut in [0, 10, 20, buf.len() - 3] {
             let _ = link_from_raw(16, &buf[..cut]);

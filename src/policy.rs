@@ -60,9 +60,19 @@ pub struct Rule {
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum RouteKind {
     /// On-link: `dev K scope link src a` (IPv6: `dev K`).
-    Link { dev: String, oif: u32, src: Option<IpAddr> },
+    Link {
+        dev: String,
+        oif: u32,
+        src: Option<IpAddr>,
+    },
     /// `via gw dev K src a [onlink]` (IPv6: `via gw dev K`).
-    Via { dev: String, oif: u32, gateway: IpAddr, src: Option<IpAddr>, onlink: bool },
+    Via {
+        dev: String,
+        oif: u32,
+        gateway: IpAddr,
+        src: Option<IpAddr>,
+        onlink: bool,
+    },
     Unreachable,
 }
 
@@ -160,7 +170,12 @@ fn desired_v4(cfg: &Config, iface: &InterfaceFacts, table: u32, gw: &Gateways, d
         onlink: src_for(g).is_none(),
     };
     for &(p, a) in &onlink_prefixes {
-        d.routes.push(Route { table, dst: p.into(), metric: 0, kind: RouteKind::Link { dev: dev(), oif: iface.index, src: Some(IpAddr::V4(a)) } });
+        d.routes.push(Route {
+            table,
+            dst: p.into(),
+            metric: 0,
+            kind: RouteKind::Link { dev: dev(), oif: iface.index, src: Some(IpAddr::V4(a)) },
+        });
     }
     let mut extra = Vec::new();
     for r in &gw.routes {
@@ -189,7 +204,12 @@ fn desired_v6(cfg: &Config, iface: &InterfaceFacts, table: u32, gw: &Gateways, d
         return;
     }
     rules_for(cfg, iface, table, true, iface.addresses6.iter().map(|(a, _)| IpAddr::V6(*a)), d);
-    let link = |dst: IpNet| Route { table, dst, metric: V6_METRIC, kind: RouteKind::Link { dev: iface.name.clone(), oif: iface.index, src: None } };
+    let link = |dst: IpNet| Route {
+        table,
+        dst,
+        metric: V6_METRIC,
+        kind: RouteKind::Link { dev: iface.name.clone(), oif: iface.index, src: None },
+    };
     let mut prefixes: Vec<IpNet> = Vec::new();
     let own = iface.addresses6.iter().filter(|(_, l)| *l < 128).map(|&(a, l)| IpNet::containing(IpAddr::V6(a), l));
     for p in own.chain(gw.onlink6.iter().copied().filter(|p| p.is_v6() && !p.is_default())).chain([IpNet::LINK_LOCAL_V6]) {
@@ -304,7 +324,12 @@ mod tests {
     #[test]
     fn secondary_addresses_get_rules_and_prefixes() {
         let b = Ipv4Addr::new(192, 0, 2, 5);
-        let d = desired(&Config::default(), &eth1(&[(A, 24), (Ipv4Addr::new(198, 51, 100, 12), 24), (b, 24)]), 4102, &Gateways { gateway: Some(GW), routes: vec![], ..Default::default() });
+        let d = desired(
+            &Config::default(),
+            &eth1(&[(A, 24), (Ipv4Addr::new(198, 51, 100, 12), 24), (b, 24)]),
+            4102,
+            &Gateways { gateway: Some(GW), routes: vec![], ..Default::default() },
+        );
         assert_eq!(d.rules.iter().filter(|r| matches!(r.selector, Selector::From(_))).count(), 3);
         let link: Vec<_> = d.routes.iter().filter(|r| matches!(r.kind, RouteKind::Link { .. })).map(|r| r.dst.to_string()).collect();
         assert_eq!(link, ["198.51.100.0/24", "192.0.2.0/24"]);
@@ -317,7 +342,12 @@ mod tests {
             StaticRoute { dst: "192.0.2.0/24".parse().unwrap(), gateway: None },
             StaticRoute { dst: "198.51.100.0/24".parse().unwrap(), gateway: None },
         ];
-        let d = desired(&Config::default(), &eth1(&[(A, 32)]), 4102, &Gateways { gateway: Some(Ipv4Addr::new(203, 0, 113, 1)), routes, ..Default::default() });
+        let d = desired(
+            &Config::default(),
+            &eth1(&[(A, 32)]),
+            4102,
+            &Gateways { gateway: Some(Ipv4Addr::new(203, 0, 113, 1)), routes, ..Default::default() },
+        );
         let l = lines(&d);
         assert!(l.contains(&"192.0.2.0/24 dev eth1 scope link src 198.51.100.11 table 4102".to_string()), "{l:?}");
         assert!(l.contains(&"10.0.0.0/8 via 198.51.100.1 dev eth1 src 198.51.100.11 onlink table 4102".to_string()), "{l:?}");
@@ -329,7 +359,10 @@ mod tests {
 
     #[test]
     fn no_address_no_policy() {
-        assert_eq!(desired(&Config::default(), &eth1(&[]), 4102, &Gateways { gateway: Some(GW), routes: vec![], ..Default::default() }), Desired::default());
+        assert_eq!(
+            desired(&Config::default(), &eth1(&[]), 4102, &Gateways { gateway: Some(GW), routes: vec![], ..Default::default() }),
+            Desired::default()
+        );
     }
 
     #[test]
@@ -345,7 +378,13 @@ mod tests {
             ..Default::default()
         };
         let d = desired(&Config::default(), &f, 4102, &gw);
-        let six: Vec<String> = d.rules.iter().filter(|r| r.v6).map(|r| format!("{} rule add {r}", r.ip())).chain(d.routes.iter().filter(|r| r.dst.is_v6()).map(|r| format!("{} route add {r}", r.ip()))).collect();
+        let six: Vec<String> = d
+            .rules
+            .iter()
+            .filter(|r| r.v6)
+            .map(|r| format!("{} rule add {r}", r.ip()))
+            .chain(d.routes.iter().filter(|r| r.dst.is_v6()).map(|r| format!("{} route add {r}", r.ip())))
+            .collect();
         assert_eq!(
             six,
             [

@@ -43,15 +43,16 @@ fn ensure_dir(p: &Path) -> io::Result<()> {
     match fs::symlink_metadata(p) {
         Ok(m) if m.file_type().is_dir() && m.uid() == nix::unistd::geteuid().as_raw() => Ok(()),
         Ok(_) => Err(io::Error::other(format!("{} is not a directory owned by us; remove it", p.display()))),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            fs::DirBuilder::new().recursive(false).mode(0o700).create(p).or_else(|e| {
-                if e.kind() == io::ErrorKind::AlreadyExists {
-                    Ok(())
-                } else {
-                    Err(io::Error::new(e.kind(), format!("cannot create {}: {e}; stronghost keeps its lock and records there, so nothing was changed", p.display())))
-                }
-            })
-        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => fs::DirBuilder::new().recursive(false).mode(0o700).create(p).or_else(|e| {
+            if e.kind() == io::ErrorKind::AlreadyExists {
+                Ok(())
+            } else {
+                Err(io::Error::new(
+                    e.kind(),
+                    format!("cannot create {}: {e}; stronghost keeps its lock and records there, so nothing was changed", p.display()),
+                ))
+            }
+        }),
         Err(e) => Err(e),
     }
 }

@@ -6,7 +6,7 @@
 //! Bursts are debounced; an overrun of the socket buffer triggers a full sync; an interface that
 //! keeps being undone by another tool is paused instead of fought in a loop.
 
-use crate::commands::apply::{reconcile, Target};
+use crate::commands::apply::{Target, reconcile};
 use crate::config::Config;
 use crate::engine::Engine;
 use netlink_packet_core::{NetlinkMessage, NetlinkPayload};
@@ -15,8 +15,8 @@ use netlink_packet_route::link::{LinkAttribute, LinkMessage};
 use netlink_packet_route::route::{RouteAttribute, RouteMessage};
 use netlink_packet_route::rule::{RuleAttribute, RuleMessage};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
-use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
@@ -57,7 +57,15 @@ impl Pending {
 fn subscribe() -> std::io::Result<Socket> {
     let mut s = Socket::new(NETLINK_ROUTE)?;
     s.bind(&SocketAddr::new(0, 0))?;
-    for g in [RTNLGRP_LINK, RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV4_ROUTE, RTNLGRP_IPV4_RULE, RTNLGRP_IPV6_IFADDR, RTNLGRP_IPV6_ROUTE, RTNLGRP_IPV6_RULE] {
+    for g in [
+        RTNLGRP_LINK,
+        RTNLGRP_IPV4_IFADDR,
+        RTNLGRP_IPV4_ROUTE,
+        RTNLGRP_IPV4_RULE,
+        RTNLGRP_IPV6_IFADDR,
+        RTNLGRP_IPV6_ROUTE,
+        RTNLGRP_IPV6_RULE,
+    ] {
         s.add_membership(g)?;
     }
     s.set_rx_buf_sz(8 << 20)?;
@@ -71,9 +79,10 @@ fn classify(msg: RouteNetlinkMessage, cfg: &Config, p: &mut Pending) {
         // IPv6 addresses change state too (tentative → valid, deprecated): each is an event,
         // and a reconcile of a converged interface writes nothing.
         NewAddress(AddressMessage { header, .. }) | DelAddress(AddressMessage { header, .. })
-            if matches!(header.family, AddressFamily::Inet | AddressFamily::Inet6) => {
-                p.ifindexes.insert(header.index);
-            }
+            if matches!(header.family, AddressFamily::Inet | AddressFamily::Inet6) =>
+        {
+            p.ifindexes.insert(header.index);
+        }
         NewLink(LinkMessage { header, .. }) => {
             // Renames and state changes; the name is re-read from the kernel at reconcile time.
             p.ifindexes.insert(header.index);
@@ -87,21 +96,24 @@ fn classify(msg: RouteNetlinkMessage, cfg: &Config, p: &mut Pending) {
         DelRoute(r) => route_event(&r, true, cfg, p),
         DelRule(RuleMessage { attributes, .. }) => {
             let ours = attributes.iter().any(|a| matches!(a, RuleAttribute::Protocol(x) if u8::from(*x) == cfg.protocol));
-            if ours
-                && let Some(t) = attributes.iter().find_map(|a| if let RuleAttribute::Table(t) = a { Some(*t) } else { None }) {
-                    if cfg.in_table_range(t) {
-                        p.tables.insert(t);
-                    } else {
-                        p.resync = true; // the shared main-table rule
-                    }
+            if ours && let Some(t) = attributes.iter().find_map(|a| if let RuleAttribute::Table(t) = a { Some(*t) } else { None }) {
+                if cfg.in_table_range(t) {
+                    p.tables.insert(t);
+                } else {
+                    p.resync = true; // the shared main-table rule
                 }
+            }
         }
         _ => {}
     }
 }
 
 fn route_event(r: &RouteMessage, deleted: bool, cfg: &Config, p: &mut Pending) {
-    let table = r.attributes.iter().find_map(|a| if let RouteAttribute::Table(t) = a { Some(*t) } else { None }).unwrap_or(u32::from(r.header.table));
+    let table = r
+        .attributes
+        .iter()
+        .find_map(|a| if let RouteAttribute::Table(t) = a { Some(*t) } else { None })
+        .unwrap_or(u32::from(r.header.table));
     if cfg.in_table_range(table) {
         // Our own additions need nothing; anything else in our tables (a flush, a foreign route) does.
         if deleted || u8::from(r.header.protocol) != cfg.protocol {
@@ -321,7 +333,9 @@ fn handle(engine: &mut Engine, cfg: &Config, p: Pending, fights: &mut Fights) {
         match result {
             Ok(done) if !done.lines.is_empty() => {
                 log::info!("{name}: {} change(s) after kernel events", done.lines.len());
-                let rules = |v: &[String]| v.iter().filter(|x| x.starts_with("ip rule ") || x.starts_with("ip -6 rule ")).cloned().collect::<Vec<_>>();
+                let rules = |v: &[String]| {
+                    v.iter().filter(|x| x.starts_with("ip rule ") || x.starts_with("ip -6 rule ")).cloned().collect::<Vec<_>>()
+                };
                 fights.note(&name, &rules(&done.added), &rules(&done.removed));
             }
             Ok(_) => {}

@@ -5,7 +5,7 @@
 
 mod lab;
 
-use lab::{wait_for, Lab};
+use lab::{Lab, wait_for};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -30,7 +30,13 @@ struct Model {
 }
 
 fn hook(lab: &Lab, reason: &str, k: usize, a: Option<&str>) {
-    let mut args = vec!["env".to_string(), "-i".into(), "PATH=/usr/sbin:/usr/bin:/sbin:/bin".into(), format!("reason={reason}"), format!("interface=eth{k}")];
+    let mut args = vec![
+        "env".to_string(),
+        "-i".into(),
+        "PATH=/usr/sbin:/usr/bin:/sbin:/bin".into(),
+        format!("reason={reason}"),
+        format!("interface=eth{k}"),
+    ];
     if let Some(a) = a {
         args.extend([format!("new_ip_address={a}"), "new_subnet_mask=255.255.255.0".into(), "new_routers=198.51.100.1".into()]);
     }
@@ -50,9 +56,10 @@ fn run_interface(lab: &Lab, k: usize, seed: u64) -> Model {
             0 | 1 => {
                 let a = pool(rng.below(10));
                 if let Some(old) = m.lease.take()
-                    && old != a {
-                        let _ = lab.host(&["ip", "addr", "del", &format!("{old}/24"), "dev", &e]);
-                    }
+                    && old != a
+                {
+                    let _ = lab.host(&["ip", "addr", "del", &format!("{old}/24"), "dev", &e]);
+                }
                 m.secondaries.retain(|s| *s != a);
                 let _ = lab.host(&["ip", "addr", "replace", &format!("{a}/24"), "dev", &e]);
                 hook(lab, if rng.below(2) == 0 { "BOUND" } else { "RENEW" }, k, Some(&a));
@@ -110,14 +117,22 @@ fn a_thousand_parallel_events_end_in_the_model_state() {
     std::thread::sleep(Duration::from_secs(1));
     let plan = lab.host_ok(&["/usr/sbin/stronghost", "plan"]);
     if plan.trim() != "# nothing to change" {
-        eprintln!("not converged:\n{plan}\nwatcher:\n{}", lab.log("watch").lines().filter(|l| !l.contains("change(s)")).collect::<Vec<_>>().join("\n"));
+        eprintln!(
+            "not converged:\n{plan}\nwatcher:\n{}",
+            lab.log("watch").lines().filter(|l| !l.contains("change(s)")).collect::<Vec<_>>().join("\n")
+        );
     }
     wait_for(Duration::from_secs(20), "convergence", || {
         std::thread::sleep(Duration::from_millis(300));
         lab.host_ok(&["/usr/sbin/stronghost", "plan"]).trim() == "# nothing to change"
     });
     let status = lab.status();
-    let tables: BTreeMap<String, u64> = status["interfaces"].as_array().unwrap().iter().map(|i| (i["interface"].as_str().unwrap().to_string(), i["table"].as_u64().unwrap())).collect();
+    let tables: BTreeMap<String, u64> = status["interfaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| (i["interface"].as_str().unwrap().to_string(), i["table"].as_u64().unwrap()))
+        .collect();
     let rules = lab.host_ok(&["ip", "-N", "-4", "rule"]);
     let mut expected_rules = 0;
     for (k, m) in models.iter().enumerate() {

@@ -22,7 +22,8 @@ fn state(lab: &Lab) -> String {
     assert_eq!(sorted.len(), ours.len(), "duplicate rule or route:\n{}", ours.join("\n"));
     s += &sorted.join("\n");
     s += "\n--\n";
-    s += &String::from_utf8_lossy(&lab.host(&["nft", "list", "table", "inet", "stronghost"]).stdout).replace(|c: char| c.is_ascii_digit(), "#");
+    s += &String::from_utf8_lossy(&lab.host(&["nft", "list", "table", "inet", "stronghost"]).stdout)
+        .replace(|c: char| c.is_ascii_digit(), "#");
     s += "\n--\n";
     for k in 0..N {
         for knob in ["arp_ignore", "arp_announce", "arp_filter", "rp_filter"] {
@@ -51,7 +52,9 @@ fn killed_anywhere_the_next_run_converges_exactly() {
     lab.host_ok(&["/usr/sbin/stronghost", "release", "--all"]);
     // Released: the kernel as it was; stronghost keeps only its table allocation.
     let clean = state(&lab);
-    let kernel_part = |s: &str| s.lines().filter(|l| !l.starts_with('/') && !l.ends_with(".json") && !l.is_empty()).map(str::to_string).collect::<Vec<_>>();
+    let kernel_part = |s: &str| {
+        s.lines().filter(|l| !l.starts_with('/') && !l.ends_with(".json") && !l.is_empty()).map(str::to_string).collect::<Vec<_>>()
+    };
     assert_eq!(kernel_part(&clean), kernel_part(&pristine), "release --all did not restore the host");
     assert!(clean.contains("tables.json") && !clean.contains("eth0.json"), "{clean}");
 

@@ -16,7 +16,17 @@ fn failures_are_reported_and_contained() {
     let lab = Lab::new(2, false);
     lab.host_ok(&["ip", "addr", "add", "198.51.100.20/24", "dev", "eth0"]);
     lab.host_ok(&["ip", "route", "add", "default", "via", "198.51.100.1", "dev", "eth0"]);
-    let hook = ["env", "reason=BOUND", "interface=eth0", "new_ip_address=198.51.100.20", "new_subnet_mask=255.255.255.0", "new_routers=198.51.100.1", "/usr/sbin/stronghost", "hook", "dhclient"];
+    let hook = [
+        "env",
+        "reason=BOUND",
+        "interface=eth0",
+        "new_ip_address=198.51.100.20",
+        "new_subnet_mask=255.255.255.0",
+        "new_routers=198.51.100.1",
+        "/usr/sbin/stronghost",
+        "hook",
+        "dhclient",
+    ];
 
     // An invalid configuration: the CLI stops with the line and the accepted values; a hook
     // logs the same and returns 0.
@@ -68,7 +78,16 @@ fn failures_are_reported_and_contained() {
     // symlink planted in stronghost's directory is never followed.
     let (code, said) = run(&lab, &["/usr/sbin/stronghost", "apply", "eth0"]);
     assert_eq!(code, 0, "{said}");
-    let modes = lab.host_ok(&["stat", "-c", "%a %n", "/run/stronghost", "/run/stronghost/iface", "/run/stronghost/iface/eth0.json", "/var/lib/stronghost", "/var/lib/stronghost/tables.json"]);
+    let modes = lab.host_ok(&[
+        "stat",
+        "-c",
+        "%a %n",
+        "/run/stronghost",
+        "/run/stronghost/iface",
+        "/run/stronghost/iface/eth0.json",
+        "/var/lib/stronghost",
+        "/var/lib/stronghost/tables.json",
+    ]);
     for l in modes.lines() {
         let (m, n) = l.split_once(' ').unwrap();
         assert!(m == "700" || m == "600", "{n} has mode {m}");

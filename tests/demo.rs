@@ -4,7 +4,7 @@
 
 mod lab;
 
-use lab::{addr, Lab};
+use lab::{Lab, addr};
 use std::time::Duration;
 
 /// What breaks for ethK's IPv6 address `a`: by address, by name, the reply interface, the
@@ -17,7 +17,11 @@ fn failures6(lab: &Lab, k: usize, a: &str) -> Vec<String> {
         let seen = lab.curl6_from_host(&bind);
         let out = lab.nonzero("inet", "web_");
         if seen.as_deref() != Some(a) || out != e {
-            f.push(format!("curl -6 --interface {bind}: server saw {}, packets left by {}", seen.as_deref().unwrap_or("nothing (failed)"), out.join("+")));
+            f.push(format!(
+                "curl -6 --interface {bind}: server saw {}, packets left by {}",
+                seen.as_deref().unwrap_or("nothing (failed)"),
+                out.join("+")
+            ));
         }
     }
     lab.reset_counters();
@@ -38,7 +42,12 @@ fn report(lab: &Lab, title: &str) -> usize {
     for k in 0..lab.n {
         let a = addr(k);
         let f = lab.evaluate(k, &a).failures(k, &a);
-        broken += show(k, &a, f, "bound traffic leaves by eth{k} from {a}; replies leave by eth{k}; wrong-interface packets dropped; only eth{k} answers ARP");
+        broken += show(
+            k,
+            &a,
+            f,
+            "bound traffic leaves by eth{k} from {a}; replies leave by eth{k}; wrong-interface packets dropped; only eth{k} answers ARP",
+        );
         // The SLAAC address (EUI-64: the privacy extensions are off in a fresh namespace).
         if let Some(a6) = lab.global6(k).into_iter().next() {
             let f = failures6(lab, k, &a6);
@@ -66,7 +75,11 @@ fn show(k: usize, a: &str, f: Vec<String>, pass: &str) -> usize {
 fn demo() {
     let n = 5;
     println!("Lab: a host with eth0..eth4 on 198.51.100.0/24 and {}/64 behind one router (198.51.100.1, dnsmasq:", lab::PREFIX6);
-    println!("DHCP and router advertisements), an 'internet' server at {} and [{}] that echoes the source address it", lab::SERVER, lab::SERVER6);
+    println!(
+        "DHCP and router advertisements), an 'internet' server at {} and [{}] that echoes the source address it",
+        lab::SERVER,
+        lab::SERVER6
+    );
     println!("sees; isc-dhcp-client on each interface, IPv6 addresses by SLAAC.");
     let mut lab = Lab::ipv6(n, false);
     for k in 0..n {
@@ -87,7 +100,10 @@ fn demo() {
         lab.wait_applied(k, &addr(k));
     }
     lab::wait_for(Duration::from_secs(20), "IPv6 rules", || {
-        (0..n).all(|k| lab.status_of(&format!("eth{k}")).is_some_and(|s| s["rules6"].as_array().is_some_and(|r| r.len() >= 2) && s["gateway6"].is_string()))
+        (0..n).all(|k| {
+            lab.status_of(&format!("eth{k}"))
+                .is_some_and(|s| s["rules6"].as_array().is_some_and(|r| r.len() >= 2) && s["gateway6"].is_string())
+        })
     });
     let strong = report(&lab, "with stronghost: a strong host");
     println!("\n== stronghost status ==");

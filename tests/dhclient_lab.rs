@@ -2,7 +2,7 @@
 
 mod lab;
 
-use lab::{addr, Lab, GW};
+use lab::{GW, Lab, addr};
 use std::collections::BTreeMap;
 
 fn eth(k: usize) -> String {
@@ -24,7 +24,12 @@ fn five_interfaces_on_one_subnet_are_a_strong_host_through_the_lease_lifecycle()
     }
     lab.assert_foreign_intact("after bind");
     let status = lab.status();
-    let tables: BTreeMap<String, u64> = status["interfaces"].as_array().unwrap().iter().map(|i| (i["interface"].as_str().unwrap().to_string(), i["table"].as_u64().unwrap())).collect();
+    let tables: BTreeMap<String, u64> = status["interfaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| (i["interface"].as_str().unwrap().to_string(), i["table"].as_u64().unwrap()))
+        .collect();
     assert!(!tables.values().any(|t| *t == 4102), "table 4102 holds a foreign route and must not be allocated: {tables:?}");
     for i in status["interfaces"].as_array().unwrap() {
         assert_eq!(i["gateway"], GW, "{i}");
@@ -88,7 +93,10 @@ fn five_interfaces_on_one_subnet_are_a_strong_host_through_the_lease_lifecycle()
     let t4 = tables["eth4"];
     let no_policy = |lab: &Lab, ifname: &str, t: u64| {
         let dump = lab.routing_dump();
-        assert!(!dump.contains(&format!("lookup {t} ")) && !dump.contains(&format!("table {t} ")), "{ifname}'s policy left behind:\n{dump}");
+        assert!(
+            !dump.contains(&format!("lookup {t} ")) && !dump.contains(&format!("table {t} ")),
+            "{ifname}'s policy left behind:\n{dump}"
+        );
         assert!(!dump.contains(&format!("oif {ifname} ")), "{dump}");
     };
     no_policy(&lab, "eth4", t4);
@@ -100,7 +108,16 @@ fn five_interfaces_on_one_subnet_are_a_strong_host_through_the_lease_lifecycle()
 
     // Expire (as dhclient-script does it: the address is removed, then the hook runs).
     lab.host_ok(&["ip", "addr", "flush", "dev", "eth3"]);
-    lab.host_ok(&["env", "-i", "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "reason=EXPIRE", "interface=eth3", "sh", "-c", ". /etc/dhcp/dhclient-exit-hooks.d/stronghost"]);
+    lab.host_ok(&[
+        "env",
+        "-i",
+        "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
+        "reason=EXPIRE",
+        "interface=eth3",
+        "sh",
+        "-c",
+        ". /etc/dhcp/dhclient-exit-hooks.d/stronghost",
+    ]);
     assert_eq!(lab.status_of("eth3").unwrap()["applied"], false, "eth3 still routed after EXPIRE");
     no_policy(&lab, "eth3", tables["eth3"]);
 

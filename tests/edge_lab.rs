@@ -3,7 +3,7 @@
 
 mod lab;
 
-use lab::{addr, Lab};
+use lab::{Lab, addr};
 use std::process::Command;
 
 fn setup() -> Lab {
@@ -49,7 +49,11 @@ fn classless_routes_no_gateway_containers_and_damage() {
     // address must still not take it; unbound traffic keeps main's choice.
     let main = lab.host_ok(&["ip", "-4", "route", "show", "table", "main"]);
     assert!(main.contains("192.0.2.0/24 via 198.51.100.1 dev eth1"), "lab premise: main has the classless route via eth1\n{main}");
-    assert_eq!(route_get(&lab, &["192.0.2.5", "from", &addr(0)]), Ok("eth0".into()), "eth0's traffic leaked to eth1 via a main-table route");
+    assert_eq!(
+        route_get(&lab, &["192.0.2.5", "from", &addr(0)]),
+        Ok("eth0".into()),
+        "eth0's traffic leaked to eth1 via a main-table route"
+    );
     assert_eq!(route_get(&lab, &["192.0.2.5"]), Ok("eth1".into()), "unbound traffic must keep main's choice");
 
     // eth2 has no gateway: its off-link traffic is refused, and nothing leaves by any interface.
@@ -90,7 +94,13 @@ fn classless_routes_no_gateway_containers_and_damage() {
         ("new_subnet_mask", "255.0.255.0".to_string()),
         ("interface", format!("eth0$(touch {})", canary.display())),
     ] {
-        let mut env = vec![("reason", "BOUND".to_string()), ("interface", "eth0".to_string()), ("new_ip_address", addr(0)), ("new_subnet_mask", "255.255.255.0".to_string()), ("new_routers", lab::GW.to_string())];
+        let mut env = vec![
+            ("reason", "BOUND".to_string()),
+            ("interface", "eth0".to_string()),
+            ("new_ip_address", addr(0)),
+            ("new_subnet_mask", "255.255.255.0".to_string()),
+            ("new_routers", lab::GW.to_string()),
+        ];
         env.retain(|(k, _)| *k != field);
         env.push((field, value.clone()));
         let mut c = lab.host_cmd(&["env", "-i", "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "STRONGHOST_LOG_STDERR=1"]);
@@ -105,9 +115,27 @@ fn classless_routes_no_gateway_containers_and_damage() {
         assert!(!canary.exists(), "{field}={value:?}: a command was executed");
     }
     // A malformed option 121 is ignored with a warning naming it; the router option applies.
-    let out = lab::run(&mut lab.host_cmd(&["env", "-i", "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "STRONGHOST_LOG_STDERR=1", "reason=RENEW", "interface=eth0", &format!("new_ip_address={}", addr(0)), "new_subnet_mask=255.255.255.0", "new_routers=198.51.100.1", "new_rfc3442_classless_static_routes=33 1 2 3 4 5 6 7 8", "/usr/sbin/stronghost", "hook", "dhclient"]));
+    let out = lab::run(&mut lab.host_cmd(&[
+        "env",
+        "-i",
+        "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
+        "STRONGHOST_LOG_STDERR=1",
+        "reason=RENEW",
+        "interface=eth0",
+        &format!("new_ip_address={}", addr(0)),
+        "new_subnet_mask=255.255.255.0",
+        "new_routers=198.51.100.1",
+        "new_rfc3442_classless_static_routes=33 1 2 3 4 5 6 7 8",
+        "/usr/sbin/stronghost",
+        "hook",
+        "dhclient",
+    ]));
     assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("new_rfc3442_classless_static_routes ignored"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("new_rfc3442_classless_static_routes ignored"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(lab.routing_dump(), before, "rejected or equivalent input changed the routing policy");
 
     // Damage: an admin deletes eth0's `from` rule. `check` reports the leak, `plan` shows the

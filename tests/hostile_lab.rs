@@ -4,7 +4,7 @@
 
 mod lab;
 
-use lab::{addr, wait_for, Lab};
+use lab::{Lab, addr, wait_for};
 use std::time::Duration;
 
 struct Case {
@@ -35,13 +35,28 @@ fn hostile_dhcp_options_change_nothing_they_should_not() {
     let mut cases = vec![
         // (A router of 0.0.0.0 cannot be sent this way: dnsmasq reads 0.0.0.0 as its own address.
         // The lease parser's unit tests cover it.)
-        case("router is our own address", &[&format!("--dhcp-option-force=tag:if0,3,{}", addr(0))], Some("is the lease's own address"), None),
+        case(
+            "router is our own address",
+            &[&format!("--dhcp-option-force=tag:if0,3,{}", addr(0))],
+            Some("is the lease's own address"),
+            None,
+        ),
         case("router multicast", &["--dhcp-option-force=tag:if0,3,224.0.0.1"], Some("multicast"), None),
         case("router broadcast", &["--dhcp-option-force=tag:if0,3,255.255.255.255"], Some("broadcast"), None),
-        case("router loopback, then a good one", &["--dhcp-option-force=tag:if0,3,127.0.0.1,198.51.100.1"], Some("loopback"), Some("198.51.100.1")),
+        case(
+            "router loopback, then a good one",
+            &["--dhcp-option-force=tag:if0,3,127.0.0.1,198.51.100.1"],
+            Some("loopback"),
+            Some("198.51.100.1"),
+        ),
         case("router off-subnet (kept, onlink)", &["--dhcp-option-force=tag:if0,3,203.0.113.1"], None, Some("203.0.113.1")),
         case("option 121 with a /0 only", &["--dhcp-option-force=tag:if0,121,0.0.0.0/0,198.51.100.1"], None, Some("198.51.100.1")),
-        case("option 121 without a default: router ignored (RFC 3442)", &["--dhcp-option-force=tag:if0,121,192.0.2.0/24,198.51.100.1"], None, None),
+        case(
+            "option 121 without a default: router ignored (RFC 3442)",
+            &["--dhcp-option-force=tag:if0,121,192.0.2.0/24,198.51.100.1"],
+            None,
+            None,
+        ),
         case("tiny MTU", &["--dhcp-option-force=tag:if0,26,68"], None, Some("198.51.100.1")),
         case("huge MTU", &["--dhcp-option-force=tag:if0,26,65535"], None, Some("198.51.100.1")),
     ];
@@ -53,7 +68,12 @@ fn hostile_dhcp_options_change_nothing_they_should_not() {
     // Many classless routes (as many as fit in a DHCP packet of the size dhclient accepts; more
     // than stronghost's limit of 64 cannot reach it this way, the parser's unit tests cover that).
     let many: Vec<String> = (1..=30).map(|i| format!("10.{i}.0.0/16,198.51.100.1")).collect();
-    cases.push(Case { name: "option 121 with 30 routes", options: vec![format!("--dhcp-option-force=tag:if0,121,{},0.0.0.0/0,198.51.100.1", many.join(","))], logged: None, gateway: Some("198.51.100.1") });
+    cases.push(Case {
+        name: "option 121 with 30 routes",
+        options: vec![format!("--dhcp-option-force=tag:if0,121,{},0.0.0.0/0,198.51.100.1", many.join(","))],
+        logged: None,
+        gateway: Some("198.51.100.1"),
+    });
 
     let total = cases.len();
     for c in cases {
@@ -87,17 +107,42 @@ fn hostile_dhcp_options_change_nothing_they_should_not() {
 #[test]
 fn raw_hostile_leases_are_contained() {
     let canary = std::env::temp_dir().join(format!("stronghost-canary-raw-{}", std::process::id()));
-    let junk: Vec<u8> = (1u8..=255).filter(|b| *b != b'\n').chain(format!("\n$(touch {})\n`touch {}`", canary.display(), canary.display()).bytes()).collect();
-    let many = |n: usize| -> Vec<u8> { (0..n).flat_map(|i| [24u8, 10, (i / 250) as u8 + 1, (i % 250) as u8, 198, 51, 100, 1]).chain([0, 198, 51, 100, 1]).collect() };
+    let junk: Vec<u8> = (1u8..=255)
+        .filter(|b| *b != b'\n')
+        .chain(format!("\n$(touch {})\n`touch {}`", canary.display(), canary.display()).bytes())
+        .collect();
+    let many = |n: usize| -> Vec<u8> {
+        (0..n).flat_map(|i| [24u8, 10, (i / 250) as u8 + 1, (i % 250) as u8, 198, 51, 100, 1]).chain([0, 198, 51, 100, 1]).collect()
+    };
     let gw = vec![198, 51, 100, 1];
     let cases: Vec<(&str, Vec<(u8, Vec<u8>)>, Option<&str>, Option<&str>)> = vec![
         ("router 0.0.0.0", vec![(3, vec![0, 0, 0, 0])], Some("new_routers: gateway 0.0.0.0 is unspecified"), None),
-        ("option 121 with 70 routes over several instances", vec![(3, gw.clone()), (121, many(70))], Some("71 routes, more than the 64 accepted"), Some("198.51.100.1")),
-        ("option 121 with 100 routes", vec![(3, gw.clone()), (121, many(100))], Some("101 routes, more than the 64 accepted"), Some("198.51.100.1")),
-        ("newlines, metacharacters and binary junk in text options", vec![(3, gw.clone()), (12, junk.clone()), (15, junk.clone())], None, Some("198.51.100.1")),
+        (
+            "option 121 with 70 routes over several instances",
+            vec![(3, gw.clone()), (121, many(70))],
+            Some("71 routes, more than the 64 accepted"),
+            Some("198.51.100.1"),
+        ),
+        (
+            "option 121 with 100 routes",
+            vec![(3, gw.clone()), (121, many(100))],
+            Some("101 routes, more than the 64 accepted"),
+            Some("198.51.100.1"),
+        ),
+        (
+            "newlines, metacharacters and binary junk in text options",
+            vec![(3, gw.clone()), (12, junk.clone()), (15, junk.clone())],
+            None,
+            Some("198.51.100.1"),
+        ),
         ("lease time 2^32-1", vec![(3, gw.clone()), (51, u32::MAX.to_be_bytes().to_vec())], None, Some("198.51.100.1")),
         // (A lease time of 0 never reaches stronghost: dhclient itself never binds such a lease.)
-        ("non-contiguous netmask", vec![(3, gw.clone()), (1, vec![255, 0, 255, 0])], Some("new_subnet_mask: netmask 255.0.255.0 is not contiguous"), None),
+        (
+            "non-contiguous netmask",
+            vec![(3, gw.clone()), (1, vec![255, 0, 255, 0])],
+            Some("new_subnet_mask: netmask 255.0.255.0 is not contiguous"),
+            None,
+        ),
     ];
     let total = cases.len();
     for (name, options, logged, gateway) in cases {
@@ -130,4 +175,3 @@ fn raw_hostile_leases_are_contained() {
     }
     println!("hostile DHCP (raw server): {total} cases, no command executed, no lease declined");
 }
-

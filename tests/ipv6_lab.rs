@@ -4,7 +4,7 @@
 
 mod lab;
 
-use lab::{addr, mac, wait_for, Lab, PREFIX6, RTR6};
+use lab::{Lab, PREFIX6, RTR6, addr, mac, wait_for};
 use serde_json::Value;
 use std::time::Duration;
 
@@ -26,7 +26,8 @@ fn wait_policy6(lab: &Lab, k: usize, router: bool, what: &str) -> Vec<String> {
     wait_for(Duration::from_secs(30), &format!("eth{k}: {what}"), || {
         addrs = lab.global6(k);
         let Some(s) = lab.status_of(&eth(k)) else { return false };
-        let mut from: Vec<String> = strings(&s["rules6"]).iter().filter_map(|r| r.split(" from ").nth(1)?.split(' ').next().map(str::to_string)).collect();
+        let mut from: Vec<String> =
+            strings(&s["rules6"]).iter().filter_map(|r| r.split(" from ").nth(1)?.split(' ').next().map(str::to_string)).collect();
         let mut want = addrs.clone();
         from.sort();
         want.sort();
@@ -76,7 +77,11 @@ fn ipv6_slaac_dhcpv6_router_lifetime_and_prefix_change() {
         assert_eq!(lab.nonzero("inet", "srv_"), vec![eth(k)], "the reply from {a} left by");
         // Neighbour discovery resolved the address to ethK's MAC (and only ethK answers).
         let neigh = lab.in_ns("rtr", &["ip", "-6", "neigh", "show", &a, "dev", "lan0"]);
-        assert!(String::from_utf8_lossy(&neigh.stdout).contains(&mac(k)), "router's neighbour entry for {a}: {}", String::from_utf8_lossy(&neigh.stdout));
+        assert!(
+            String::from_utf8_lossy(&neigh.stdout).contains(&mac(k)),
+            "router's neighbour entry for {a}: {}",
+            String::from_utf8_lossy(&neigh.stdout)
+        );
 
         let j = (k + 1) % N;
         let before = lab.drops(&eth(j));
@@ -136,7 +141,10 @@ fn ipv6_slaac_dhcpv6_router_lifetime_and_prefix_change() {
     }
     // A static default through two interfaces at once (the kernel keeps it as one multipath
     // route): each of them gets its own next hop as its router; the third still refuses.
-    lab.host_ok(&["ip", "-6", "route", "add", "default", "metric", "1024", "nexthop", "via", &router, "dev", "eth0", "nexthop", "via", &router, "dev", "eth1"]);
+    lab.host_ok(&[
+        "ip", "-6", "route", "add", "default", "metric", "1024", "nexthop", "via", &router, "dev", "eth0", "nexthop", "via", &router,
+        "dev", "eth1",
+    ]);
     for k in 0..2 {
         wait_policy6(&lab, k, true, "its next hop of the multipath default as its router");
         assert_eq!(curl6(&lab, &slaac[k]), (Some(slaac[k].clone()), vec![eth(k)]), "curl -6 --interface {} (multipath default)", slaac[k]);
@@ -153,7 +161,11 @@ fn ipv6_slaac_dhcpv6_router_lifetime_and_prefix_change() {
     lab.set_ipv6(Lab::ipv6_options("2001:db8:2::", None));
     for (k, old) in slaac.iter().enumerate() {
         let addrs = wait_policy6(&lab, k, true, "an address in the new prefix, and the router back");
-        let new = addrs.iter().find(|a| a.starts_with("2001:db8:2:")).unwrap_or_else(|| panic!("eth{k}: no address in 2001:db8:2::/64: {addrs:?}")).clone();
+        let new = addrs
+            .iter()
+            .find(|a| a.starts_with("2001:db8:2:"))
+            .unwrap_or_else(|| panic!("eth{k}: no address in 2001:db8:2::/64: {addrs:?}"))
+            .clone();
         assert!(addrs.contains(old), "eth{k}: the old address went early: {addrs:?}");
         assert_eq!(curl6(&lab, &new), (Some(new.clone()), vec![eth(k)]), "curl -6 --interface {new} (new prefix)");
         let routes = strings(&lab.status_of(&eth(k)).unwrap()["routes6"]);
@@ -189,7 +201,10 @@ fn ipv6_slaac_dhcpv6_router_lifetime_and_prefix_change() {
 fn dhcpcd_router_advertisements_and_dhcpv6_through_its_hook() {
     let mut lab = Lab::with_ipv6(2);
     lab.install("hooks/dhcpcd-hook", "/usr/lib/dhcpcd/dhcpcd-hooks/70-stronghost", "0644");
-    lab.write_host_file("/etc/dhcpcd.conf", "nodev\nnoarp\nipv6only\nslaac hwaddr\nnohook resolv.conf, hostname, ntp.conf, timesyncd.conf, chrony.conf, openntpd.conf\n");
+    lab.write_host_file(
+        "/etc/dhcpcd.conf",
+        "nodev\nnoarp\nipv6only\nslaac hwaddr\nnohook resolv.conf, hostname, ntp.conf, timesyncd.conf, chrony.conf, openntpd.conf\n",
+    );
     for k in 0..2 {
         lab.spawn_in_host(&format!("dhcpcd-eth{k}"), &["dhcpcd", "-B", "-6", "-f", "/etc/dhcpcd.conf", &eth(k)]);
     }
@@ -216,7 +231,8 @@ fn ifupdown_inet6_static_stanza_through_its_hook() {
     lab.host_ok(&["mkdir", "-p", "/run/network"]);
     lab.host_ok(&["ifup", "eth1"]);
     wait_for(Duration::from_secs(20), "eth1's static IPv6 address with its rule and gateway", || {
-        lab.status_of("eth1").is_some_and(|s| strings(&s["rules6"]).iter().any(|r| r.contains(&format!("from {a} "))) && s["gateway6"] == RTR6)
+        lab.status_of("eth1")
+            .is_some_and(|s| strings(&s["rules6"]).iter().any(|r| r.contains(&format!("from {a} "))) && s["gateway6"] == RTR6)
     });
     assert_eq!(curl6(&lab, a), (Some(a.to_string()), vec![eth(1)]), "curl -6 --interface {a} (ifupdown)");
     lab.host_ok(&["ifdown", "eth1"]);

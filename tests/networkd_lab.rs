@@ -4,7 +4,7 @@
 
 mod lab;
 
-use lab::{addr, wait_for, Lab};
+use lab::{Lab, addr, wait_for};
 use std::time::Duration;
 
 fn acquisitions(lab: &Lab, ifname: &str) -> usize {
@@ -21,7 +21,10 @@ fn networkd_with_watcher_through_reconfigure_and_a_new_address() {
     let mut lab = Lab::for_daemons(n);
     lab.seed_foreign();
     lab.install("dist/networkd.conf.d/stronghost.conf", "/usr/lib/systemd/networkd.conf.d/stronghost.conf", "0644");
-    lab.write_host_file("/etc/systemd/network/10-eth.network", "[Match]\nName=eth*\n\n[Network]\nDHCP=ipv4\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n\n[DHCPv4]\nSendHostname=no\n");
+    lab.write_host_file(
+        "/etc/systemd/network/10-eth.network",
+        "[Match]\nName=eth*\n\n[Network]\nDHCP=ipv4\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n\n[DHCPv4]\nSendHostname=no\n",
+    );
     lab.spawn_in_host("watch", &["/usr/sbin/stronghost", "watch"]);
     wait_for(Duration::from_secs(10), "the watcher", || lab.log("watch").contains("watching"));
     lab.spawn_in_host("networkd", &["/lib/systemd/systemd-networkd"]);

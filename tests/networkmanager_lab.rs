@@ -4,13 +4,12 @@
 
 mod lab;
 
-use lab::{addr, wait_for, Lab};
+use lab::{Lab, addr, wait_for};
 use std::time::Duration;
 
 fn connection(k: usize) -> String {
     format!("[connection]\nid=eth{k}\ntype=ethernet\ninterface-name=eth{k}\n\n[ipv4]\nmethod=auto\n\n[ipv6]\nmethod=disabled\n")
 }
-
 
 #[test]
 fn networkmanager_dispatcher_drives_stronghost() {
@@ -31,7 +30,17 @@ fn networkmanager_dispatcher_drives_stronghost() {
     // run the dispatcher service ourselves, as activation would.
     lab.spawn_in_host("nm-dispatcher", &["/usr/lib/NetworkManager/nm-dispatcher", "--persist", "--debug"]);
     wait_for(Duration::from_secs(10), "nm-dispatcher on the bus", || {
-        lab.host(&["dbus-send", "--system", "--print-reply", "--dest=org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus.NameHasOwner", "string:org.freedesktop.nm_dispatcher"]).stdout.ends_with(b"true\n")
+        lab.host(&[
+            "dbus-send",
+            "--system",
+            "--print-reply",
+            "--dest=org.freedesktop.DBus",
+            "/org/freedesktop/DBus",
+            "org.freedesktop.DBus.NameHasOwner",
+            "string:org.freedesktop.nm_dispatcher",
+        ])
+        .stdout
+        .ends_with(b"true\n")
     });
     lab.spawn_in_host("nm", &["NetworkManager", "--no-daemon", "--debug"]);
     for k in 0..n {
@@ -70,7 +79,17 @@ fn networkmanager_ipv6_only_connection() {
     lab.host_ok(&["chmod", "0600", path]);
     lab.spawn_in_host("nm-dispatcher", &["/usr/lib/NetworkManager/nm-dispatcher", "--persist", "--debug"]);
     wait_for(Duration::from_secs(10), "nm-dispatcher on the bus", || {
-        lab.host(&["dbus-send", "--system", "--print-reply", "--dest=org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus.NameHasOwner", "string:org.freedesktop.nm_dispatcher"]).stdout.ends_with(b"true\n")
+        lab.host(&[
+            "dbus-send",
+            "--system",
+            "--print-reply",
+            "--dest=org.freedesktop.DBus",
+            "/org/freedesktop/DBus",
+            "org.freedesktop.DBus.NameHasOwner",
+            "string:org.freedesktop.nm_dispatcher",
+        ])
+        .stdout
+        .ends_with(b"true\n")
     });
     lab.spawn_in_host("nm", &["NetworkManager", "--no-daemon", "--debug"]);
     let mut addrs = Vec::new();

@@ -5,7 +5,7 @@
 
 mod lab;
 
-use lab::{addr, ok, Lab};
+use lab::{Lab, addr, ok};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::Command;
@@ -15,7 +15,8 @@ fn repo() -> PathBuf {
 }
 
 fn build(script: &str) -> PathBuf {
-    let out = ok(Command::new("bash").arg(repo().join("packaging").join(script)).arg("--binary").arg(lab::stronghost_bin()).current_dir(repo()));
+    let out =
+        ok(Command::new("bash").arg(repo().join("packaging").join(script)).arg("--binary").arg(lab::stronghost_bin()).current_dir(repo()));
     repo().join(out.lines().last().unwrap().trim())
 }
 
@@ -62,17 +63,20 @@ fn deb_lints_clean_installs_works_removes_and_purges() {
     let tar = ok(Command::new("sh").arg("-c").arg(format!("dpkg-deb --fsys-tarfile {} | tar -t", deb.display())));
     let have: BTreeSet<String> = tar.lines().filter(|l| !l.ends_with('/')).map(|l| l.trim_start_matches('.').to_string()).collect();
     let mut want = files(COMMON);
-    want.extend(files("
+    want.extend(files(
+        "
 /etc/dhcp/dhclient-exit-hooks.d/stronghost
 /usr/lib/dhcpcd/dhcpcd-hooks/70-stronghost
 /etc/network/if-up.d/stronghost
 /etc/network/if-post-down.d/stronghost
 /usr/share/doc/stronghost/changelog.Debian.gz
 /usr/share/lintian/overrides/stronghost
-"));
+",
+    ));
     assert_eq!(have, want, "package contents differ");
     let conffiles = ok(Command::new("sh").arg("-c").arg(format!("dpkg-deb --ctrl-tarfile {} | tar -xO ./conffiles", deb.display())));
-    for c in ["/etc/stronghost/stronghost.conf", "/etc/dhcp/dhclient-exit-hooks.d/stronghost", "/etc/iproute2/rt_tables.d/stronghost.conf"] {
+    for c in ["/etc/stronghost/stronghost.conf", "/etc/dhcp/dhclient-exit-hooks.d/stronghost", "/etc/iproute2/rt_tables.d/stronghost.conf"]
+    {
         assert!(conffiles.contains(c), "{c} is not a conffile");
     }
     let control = ok(Command::new("dpkg-deb").arg("-f").arg(&deb).arg("Version").arg("Depends"));
@@ -84,7 +88,12 @@ fn deb_lints_clean_installs_works_removes_and_purges() {
     lab.seed_foreign();
     lab.host_ok(&["dpkg", "-i", deb.to_str().unwrap()]);
     // The units as installed are valid (their man page is installed too).
-    let verify = lab.host(&["systemd-analyze", "verify", "/usr/lib/systemd/system/stronghost-watch.service", "/usr/lib/systemd/system/stronghost-sync.service"]);
+    let verify = lab.host(&[
+        "systemd-analyze",
+        "verify",
+        "/usr/lib/systemd/system/stronghost-watch.service",
+        "/usr/lib/systemd/system/stronghost-sync.service",
+    ]);
     let said = String::from_utf8_lossy(&verify.stdout).into_owned() + &String::from_utf8_lossy(&verify.stderr);
     assert!(verify.status.success() && said.trim().is_empty(), "systemd-analyze verify: {said}");
     for k in 0..3 {
@@ -130,10 +139,12 @@ fn rpm_lints_clean_has_every_file_and_scriptlets() {
     assert!(lint.contains(" 0 errors"), "rpmlint:\n{lint}");
 
     let mut want = files(COMMON);
-    want.extend(files("
+    want.extend(files(
+        "
 /etc/dhcp/dhclient.d/stronghost.sh
 /usr/libexec/dhcpcd-hooks/70-stronghost
-"));
+",
+    ));
     let have: BTreeSet<String> = files(&ok(Command::new("rpm").args(["-qlp", "--nodigest", "--nosignature"]).arg(&rpm)))
         .into_iter()
         .filter(|f| !["/etc/stronghost", "/usr/lib/stronghost"].contains(&f.as_str()))

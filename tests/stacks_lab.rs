@@ -4,7 +4,7 @@
 
 mod lab;
 
-use lab::{addr, wait_for, Lab};
+use lab::{Lab, addr, wait_for};
 use std::time::Duration;
 
 fn strong_everywhere(lab: &Lab, addrs: &[(usize, String)]) {
@@ -13,7 +13,6 @@ fn strong_everywhere(lab: &Lab, addrs: &[(usize, String)]) {
     }
     assert!(lab.stronghost(&["check"]).status.success(), "{}", String::from_utf8_lossy(&lab.stronghost(&["check"]).stdout));
 }
-
 
 #[test]
 fn dhcpcd() {
@@ -45,7 +44,23 @@ fn udhcpc() {
     lab.seed_foreign();
     lab.install("hooks/udhcpc-script", "/usr/lib/stronghost/udhcpc-script", "0755");
     for k in 0..n {
-        lab.spawn_in_host(&format!("udhcpc-eth{k}"), &["udhcpc", "-f", "-i", &format!("eth{k}"), "-s", "/usr/lib/stronghost/udhcpc-script", "-t", "10", "-T", "1", "-O", "staticroutes"]);
+        lab.spawn_in_host(
+            &format!("udhcpc-eth{k}"),
+            &[
+                "udhcpc",
+                "-f",
+                "-i",
+                &format!("eth{k}"),
+                "-s",
+                "/usr/lib/stronghost/udhcpc-script",
+                "-t",
+                "10",
+                "-T",
+                "1",
+                "-O",
+                "staticroutes",
+            ],
+        );
     }
     for k in 0..n {
         lab.wait_applied(k, &addr(k));
@@ -61,7 +76,10 @@ fn udhcpc() {
     lab.write_dhcp_hosts(&std::collections::BTreeMap::from([(1, new1.clone())]));
     lab.reload_dhcp();
     lab.kill_child("udhcpc-eth1");
-    lab.spawn_in_host("udhcpc-eth1b", &["udhcpc", "-f", "-i", "eth1", "-s", "/usr/lib/stronghost/udhcpc-script", "-t", "10", "-T", "1", "-r", &addr(1)]);
+    lab.spawn_in_host(
+        "udhcpc-eth1b",
+        &["udhcpc", "-f", "-i", "eth1", "-s", "/usr/lib/stronghost/udhcpc-script", "-t", "10", "-T", "1", "-r", &addr(1)],
+    );
     lab.wait_applied(1, &new1);
     let addrs = lab.host_ok(&["ip", "-4", "-o", "addr", "show", "dev", "eth1"]);
     assert!(!addrs.contains(&format!("{}/", addr(1))), "old address left on eth1: {addrs}");

@@ -3,7 +3,7 @@
 
 mod lab;
 
-use lab::{wait_for, Lab, GW};
+use lab::{GW, Lab, wait_for};
 use std::time::{Duration, Instant};
 
 fn rules(lab: &Lab) -> String {
@@ -36,7 +36,9 @@ fn watcher_follows_hand_made_addresses_flushes_and_removals() {
     // the table is repaired.
     let t1 = lab.status_of("eth1").unwrap()["table"].as_u64().unwrap().to_string();
     lab.host_ok(&["ip", "route", "flush", "table", &t1]);
-    wait_for(Duration::from_secs(5), "eth1's table repaired", || lab.host_ok(&["ip", "route", "show", "table", &t1]).contains("default via"));
+    wait_for(Duration::from_secs(5), "eth1's table repaired", || {
+        lab.host_ok(&["ip", "route", "show", "table", &t1]).contains("default via")
+    });
     assert_eq!(lab.curl_from_host(a1).as_deref(), Some(a1));
 
     // Latency from an address appearing to its rule being in the kernel, over 100 events.
@@ -53,7 +55,12 @@ fn watcher_follows_hand_made_addresses_flushes_and_removals() {
         lab.host_ok(&["ip", "addr", "del", &format!("{a}/24"), "dev", "eth2"]);
     }
     samples.sort();
-    println!("watcher: address added -> rule in place (as seen by polling `ip rule`): median {:?}, worst {:?} over {} events", samples[50], samples[99], samples.len());
+    println!(
+        "watcher: address added -> rule in place (as seen by polling `ip rule`): median {:?}, worst {:?} over {} events",
+        samples[50],
+        samples[99],
+        samples.len()
+    );
     wait_for(Duration::from_secs(5), "eth2 without rules", || !rules(&lab).contains("from 198.51.100.1"));
 
     // An address removed by hand: its rule goes. An interface removed: everything of it goes.

@@ -3,7 +3,7 @@
 
 mod lab;
 
-use lab::{addr, Lab};
+use lab::{Lab, addr};
 
 #[test]
 fn plain_linux_host_fails_every_strong_host_requirement() {

@@ -1,7 +1,7 @@
 //! isc-dhcp-client: the dhclient-script environment (reason, interface, new_*).
 
-use super::{triage, LeaseEvent, Reasons, Triage};
-use crate::lease::{assemble, check_address, ipv4_field, netmask_field, parse_rfc3442_bytes, parse_rfc3442_descriptors, Env};
+use super::{LeaseEvent, Reasons, Triage, triage};
+use crate::lease::{Env, assemble, check_address, ipv4_field, netmask_field, parse_rfc3442_bytes, parse_rfc3442_descriptors};
 
 pub fn event(env: Env, warnings: &mut Vec<String>) -> Result<LeaseEvent, String> {
     let reason = env("reason").unwrap_or_default();
@@ -23,7 +23,9 @@ pub fn event(env: Env, warnings: &mut Vec<String>) -> Result<LeaseEvent, String>
     let classless = if let Some(v) = env("new_rfc3442_classless_static_routes").filter(|v| !v.trim().is_empty()) {
         Some(("new_rfc3442_classless_static_routes", parse_rfc3442_bytes(&v)))
     } else {
-        env("new_classless_static_routes").filter(|v| !v.trim().is_empty()).map(|v| ("new_classless_static_routes", parse_rfc3442_descriptors(&v)))
+        env("new_classless_static_routes")
+            .filter(|v| !v.trim().is_empty())
+            .map(|v| ("new_classless_static_routes", parse_rfc3442_descriptors(&v)))
     };
     let lease = assemble(address, prefix_len, ("new_routers", env("new_routers")), classless, "dhclient", warnings);
     Ok(LeaseEvent::Bound { ifname, lease })
@@ -47,12 +49,8 @@ mod tests {
         }
     }
 
-    const BASE: [(&str, &str); 4] = [
-        ("reason", "BOUND"),
-        ("interface", "eth1"),
-        ("new_ip_address", "198.51.100.11"),
-        ("new_subnet_mask", "255.255.255.0"),
-    ];
+    const BASE: [(&str, &str); 4] =
+        [("reason", "BOUND"), ("interface", "eth1"), ("new_ip_address", "198.51.100.11"), ("new_subnet_mask", "255.255.255.0")];
 
     #[test]
     fn plain_lease_takes_first_router() {
@@ -82,7 +80,15 @@ mod tests {
 
     #[test]
     fn malformed_121_falls_back_to_routers_with_warning() {
-        for bad in ["33 1 2 3 4 5 6 7 8 9", "24 10 0", "8 11 1 2 3", "24 10 0 0 0 0 0 0 24 10 0 0 0 0 0 0", "8 10 224 0 0 1", "8 10 198 51 100 11", "x"] {
+        for bad in [
+            "33 1 2 3 4 5 6 7 8 9",
+            "24 10 0",
+            "8 11 1 2 3",
+            "24 10 0 0 0 0 0 0 24 10 0 0 0 0 0 0",
+            "8 10 224 0 0 1",
+            "8 10 198 51 100 11",
+            "x",
+        ] {
             let mut v = BASE.to_vec();
             v.push(("new_routers", "198.51.100.1"));
             v.push(("new_rfc3442_classless_static_routes", bad));
@@ -111,7 +117,13 @@ mod tests {
 
     #[test]
     fn invalid_address_or_mask_rejects_the_event() {
-        for (k, v) in [("new_ip_address", "198.51.100.11\nid"), ("new_ip_address", "224.0.0.5"), ("new_subnet_mask", "255.0.255.0"), ("new_ip_address", "198.51.100.255"), ("interface", "../../etc")] {
+        for (k, v) in [
+            ("new_ip_address", "198.51.100.11\nid"),
+            ("new_ip_address", "224.0.0.5"),
+            ("new_subnet_mask", "255.0.255.0"),
+            ("new_ip_address", "198.51.100.255"),
+            ("interface", "../../etc"),
+        ] {
             let mut vars: Vec<(&str, &str)> = BASE.iter().filter(|(n, _)| *n != k).cloned().collect();
             vars.push((k, v));
             let e = event(&vars).0.unwrap_err();

@@ -1,8 +1,8 @@
 //! dhcpcd: the dhcpcd-run-hooks environment (reason, interface, new_*). dhcpcd configures the
 //! address and its routes itself; stronghost adds the per-interface policy.
 
-use super::{triage, LeaseEvent, Reasons, Triage};
-use crate::lease::{assemble, check_address, ipv4_field, netmask_field, parse_route_pairs, prefix_field, Env};
+use super::{LeaseEvent, Reasons, Triage, triage};
+use crate::lease::{Env, assemble, check_address, ipv4_field, netmask_field, parse_route_pairs, prefix_field};
 
 pub fn event(env: Env, warnings: &mut Vec<String>) -> Result<LeaseEvent, String> {
     let reason = env("reason").unwrap_or_default();
@@ -26,9 +26,8 @@ pub fn event(env: Env, warnings: &mut Vec<String>) -> Result<LeaseEvent, String>
         32
     };
     check_address("new_ip_address", address, prefix_len)?;
-    let classless = env("new_classless_static_routes")
-        .filter(|v| !v.trim().is_empty())
-        .map(|v| ("new_classless_static_routes", parse_route_pairs(&v)));
+    let classless =
+        env("new_classless_static_routes").filter(|v| !v.trim().is_empty()).map(|v| ("new_classless_static_routes", parse_route_pairs(&v)));
     let lease = assemble(address, prefix_len, ("new_routers", env("new_routers")), classless, "dhcpcd", warnings);
     Ok(LeaseEvent::Bound { ifname, lease })
 }
@@ -42,7 +41,14 @@ mod tests {
     #[test]
     fn bound_with_cidr_and_classless_routes() {
         let (r, w) = testenv::with(
-            &[("reason", "BOUND"), ("interface", "eth2"), ("new_ip_address", "198.51.100.12"), ("new_subnet_cidr", "24"), ("new_routers", "198.51.100.1"), ("new_classless_static_routes", "192.0.2.0/24 198.51.100.254 0.0.0.0/0 198.51.100.2")],
+            &[
+                ("reason", "BOUND"),
+                ("interface", "eth2"),
+                ("new_ip_address", "198.51.100.12"),
+                ("new_subnet_cidr", "24"),
+                ("new_routers", "198.51.100.1"),
+                ("new_classless_static_routes", "192.0.2.0/24 198.51.100.254 0.0.0.0/0 198.51.100.2"),
+            ],
             |e, w| event(e, w),
         );
         assert!(w.is_empty(), "{w:?}");
@@ -57,7 +63,10 @@ mod tests {
             assert!(matches!(r.unwrap(), LeaseEvent::Ignored { .. }), "{reason}");
         }
         for reason in ["BOUND6", "ROUTERADVERT", "INFORM6", "EXPIRE6"] {
-            let (r, _) = testenv::with(&[("reason", reason), ("interface", "eth2"), ("new_dhcp6_ia_na1_ia_addr1", "junk;$(id)")], |e, w| event(e, w));
+            let (r, _) =
+                testenv::with(&[("reason", reason), ("interface", "eth2"), ("new_dhcp6_ia_na1_ia_addr1", "junk;$(id)")], |e, w| {
+                    event(e, w)
+                });
             assert_eq!(r.unwrap(), LeaseEvent::Changed { ifname: "eth2".into() }, "{reason}");
         }
         let (r, _) = testenv::with(&[("reason", "NOCARRIER"), ("interface", "eth2")], |e, w| event(e, w));
@@ -66,7 +75,10 @@ mod tests {
 
     #[test]
     fn bad_cidr_rejects() {
-        let (r, _) = testenv::with(&[("reason", "BOUND"), ("interface", "eth2"), ("new_ip_address", "198.51.100.12"), ("new_subnet_cidr", "33")], |e, w| event(e, w));
+        let (r, _) = testenv::with(
+            &[("reason", "BOUND"), ("interface", "eth2"), ("new_ip_address", "198.51.100.12"), ("new_subnet_cidr", "33")],
+            |e, w| event(e, w),
+        );
         assert!(r.unwrap_err().starts_with("new_subnet_cidr"));
     }
 }

@@ -6,8 +6,8 @@
 //! subnet cannot have one ("RTNETLINK answers: File exists" and ifup fails). For those, the stanza
 //! option `stronghost-gateway ADDRESS` gives the interface's gateway to stronghost only.
 
-use super::{ignored, LeaseEvent};
-use crate::lease::{check_address, first_router, ifname_field, Env, Lease};
+use super::{LeaseEvent, ignored};
+use crate::lease::{Env, Lease, check_address, first_router, ifname_field};
 use crate::net::{netmask_to_len, parse_ipv4, printable};
 
 pub fn event(env: Env, warnings: &mut Vec<String>) -> Result<LeaseEvent, String> {
@@ -37,8 +37,12 @@ pub fn event(env: Env, warnings: &mut Vec<String>) -> Result<LeaseEvent, String>
     let address = parse_ipv4(&a).map_err(|e| format!("IF_ADDRESS: {e}"))?;
     let prefix_len = match len {
         None => 32,
-        Some(l) if l.contains('.') => netmask_to_len(parse_ipv4(&l).map_err(|e| format!("IF_NETMASK: {e}"))?).map_err(|e| format!("IF_NETMASK: {e}"))?,
-        Some(l) => l.parse::<u8>().ok().filter(|l| *l <= 32).ok_or_else(|| format!("IF_NETMASK: {:?} is not a prefix length", printable(&l)))?,
+        Some(l) if l.contains('.') => {
+            netmask_to_len(parse_ipv4(&l).map_err(|e| format!("IF_NETMASK: {e}"))?).map_err(|e| format!("IF_NETMASK: {e}"))?
+        }
+        Some(l) => {
+            l.parse::<u8>().ok().filter(|l| *l <= 32).ok_or_else(|| format!("IF_NETMASK: {:?} is not a prefix length", printable(&l)))?
+        }
     };
     check_address("IF_ADDRESS", address, prefix_len)?;
     let gateway = match env("IF_STRONGHOST_GATEWAY").filter(|v| !v.is_empty()) {
@@ -59,7 +63,15 @@ mod tests {
 
     #[test]
     fn static_stanzas_only() {
-        let base = [("IFACE", "eth1"), ("ADDRFAM", "inet"), ("METHOD", "static"), ("MODE", "start"), ("IF_ADDRESS", "198.51.100.21"), ("IF_NETMASK", "255.255.255.0"), ("IF_GATEWAY", "198.51.100.1")];
+        let base = [
+            ("IFACE", "eth1"),
+            ("ADDRFAM", "inet"),
+            ("METHOD", "static"),
+            ("MODE", "start"),
+            ("IF_ADDRESS", "198.51.100.21"),
+            ("IF_NETMASK", "255.255.255.0"),
+            ("IF_GATEWAY", "198.51.100.1"),
+        ];
         let LeaseEvent::Bound { lease, .. } = ev(&base).unwrap() else { panic!() };
         assert_eq!((lease.prefix_len, lease.gateway.map(|g| g.to_string())), (24, Some("198.51.100.1".into())));
         let mut cidr = base.to_vec();

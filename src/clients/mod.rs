@@ -91,9 +91,31 @@ mod robustness {
             (seed % n as u64) as usize
         };
         let names = [
-            "reason", "interface", "new_ip_address", "new_subnet_mask", "new_subnet_cidr", "new_routers", "new_rfc3442_classless_static_routes",
-            "new_classless_static_routes", "ip", "mask", "subnet", "router", "staticroutes", "IP4_ADDRESS_0", "IP4_GATEWAY", "IP4_NUM_ROUTES",
-            "IP4_ROUTE_0", "IFACE", "MODE", "METHOD", "ADDRFAM", "IF_ADDRESS", "IF_NETMASK", "IF_GATEWAY", "IF_STRONGHOST_GATEWAY",
+            "reason",
+            "interface",
+            "new_ip_address",
+            "new_subnet_mask",
+            "new_subnet_cidr",
+            "new_routers",
+            "new_rfc3442_classless_static_routes",
+            "new_classless_static_routes",
+            "ip",
+            "mask",
+            "subnet",
+            "router",
+            "staticroutes",
+            "IP4_ADDRESS_0",
+            "IP4_GATEWAY",
+            "IP4_NUM_ROUTES",
+            "IP4_ROUTE_0",
+            "IFACE",
+            "MODE",
+            "METHOD",
+            "ADDRFAM",
+            "IF_ADDRESS",
+            "IF_NETMASK",
+            "IF_GATEWAY",
+            "IF_STRONGHOST_GATEWAY",
         ];
         let reasons = ["BOUND", "RENEW", "EXPIRE", "bound", "start", "up"];
         for _ in 0..20_000 {

@@ -2,7 +2,7 @@
 //! ("private, do not parse" — but the only place the gateway and option 121 are kept), supplies
 //! them when no hook recorded a lease; the watcher reacts to networkd's address events.
 
-use crate::lease::{assemble, check_address, ipv4_field, netmask_field, parse_route_pairs, Env, Lease};
+use crate::lease::{Env, Lease, assemble, check_address, ipv4_field, netmask_field, parse_route_pairs};
 use std::collections::HashMap;
 
 pub const LEASE_DIR: &str = "/run/systemd/netif/leases";

@@ -2,9 +2,9 @@
 //! IP4_* (address "a/len gw", gateway, routes "dst/len next-hop metric"). At down time NM passes no
 //! IP variables at all, so `Gone` relies on stronghost's own record.
 
-use super::{ignored, LeaseEvent};
-use crate::lease::{check_address, first_router, Env, Lease, StaticRoute};
-use crate::net::{check_ifname, check_unicast, parse_ipv4, printable, Ipv4Net};
+use super::{LeaseEvent, ignored};
+use crate::lease::{Env, Lease, StaticRoute, check_address, first_router};
+use crate::net::{Ipv4Net, check_ifname, check_unicast, parse_ipv4, printable};
 
 pub fn event(ifname: &str, action: &str, env: Env, warnings: &mut Vec<String>) -> Result<LeaseEvent, String> {
     let up = matches!(action, "up" | "dhcp4-change" | "reapply");
@@ -31,7 +31,8 @@ pub fn event(ifname: &str, action: &str, env: Env, warnings: &mut Vec<String>) -
     let addr_part = first.split_ascii_whitespace().next().unwrap_or("");
     let (a, l) = addr_part.split_once('/').ok_or_else(|| format!("IP4_ADDRESS_0: {:?} is not ADDRESS/LENGTH", printable(&first)))?;
     let address = parse_ipv4(a).map_err(|e| format!("IP4_ADDRESS_0: {e}"))?;
-    let prefix_len = l.parse::<u8>().ok().filter(|l| *l <= 32).ok_or_else(|| format!("IP4_ADDRESS_0: {:?} is not a prefix length", printable(l)))?;
+    let prefix_len =
+        l.parse::<u8>().ok().filter(|l| *l <= 32).ok_or_else(|| format!("IP4_ADDRESS_0: {:?} is not a prefix length", printable(l)))?;
     check_address("IP4_ADDRESS_0", address, prefix_len)?;
     let gateway = first_router("IP4_GATEWAY", env("IP4_GATEWAY").filter(|g| g != "0.0.0.0").as_deref(), address, warnings);
     // NM's routes for this connection, option 121 included; each one validated on its own.
@@ -67,7 +68,13 @@ mod tests {
 
     #[test]
     fn up_uses_nm_view() {
-        let vars = [("IP4_ADDRESS_0", "198.51.100.11/24 198.51.100.1"), ("IP4_GATEWAY", "198.51.100.1"), ("IP4_NUM_ROUTES", "2"), ("IP4_ROUTE_0", "192.0.2.0/24 198.51.100.254 100"), ("IP4_ROUTE_1", "bogus")];
+        let vars = [
+            ("IP4_ADDRESS_0", "198.51.100.11/24 198.51.100.1"),
+            ("IP4_GATEWAY", "198.51.100.1"),
+            ("IP4_NUM_ROUTES", "2"),
+            ("IP4_ROUTE_0", "192.0.2.0/24 198.51.100.254 100"),
+            ("IP4_ROUTE_1", "bogus"),
+        ];
         let (r, w) = testenv::with(&vars, |e, w| event("eth1", "dhcp4-change", e, w));
         let LeaseEvent::Bound { lease, .. } = r.unwrap() else { panic!() };
         assert_eq!(lease.gateway, Some(Ipv4Addr::new(198, 51, 100, 1)));

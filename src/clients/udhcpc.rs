@@ -2,8 +2,8 @@
 //! (interface, ip, mask or subnet, router, staticroutes). udhcpc configures nothing itself; the
 //! script does, so stronghost's udhcpc script also sets the address (see commands/hook.rs).
 
-use super::{ignored, triage, LeaseEvent, Reasons, Triage};
-use crate::lease::{assemble, check_address, ipv4_field, netmask_field, parse_route_pairs, prefix_field, Env};
+use super::{LeaseEvent, Reasons, Triage, ignored, triage};
+use crate::lease::{Env, assemble, check_address, ipv4_field, netmask_field, parse_route_pairs, prefix_field};
 
 pub fn event(action: &str, env: Env, warnings: &mut Vec<String>) -> Result<LeaseEvent, String> {
     // udhcpc6 runs the same kind of script with `ipv6` instead of `ip`; stronghost's script

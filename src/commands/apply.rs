@@ -1,8 +1,8 @@
 //! `apply`, `release`, `sync` and `plan`: the same engine run, with or without writing.
 
-use super::{engine, LOCK_WAIT};
+use super::{LOCK_WAIT, engine};
 use crate::config::Config;
-use crate::engine::{render, touched, Engine, Intent, Plan};
+use crate::engine::{Engine, Intent, Plan, render, touched};
 
 /// What a reconcile did (or, dry, would do).
 #[derive(Debug, Default)]

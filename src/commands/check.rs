@@ -1,6 +1,6 @@
 //! `check`: asks the kernel how it would route and compares with what a strong host must do.
 
-use super::{engine, LOCK_WAIT};
+use super::{LOCK_WAIT, engine};
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::filter;
@@ -32,7 +32,8 @@ pub fn violations(e: &mut Engine) -> Result<(Vec<String>, usize), String> {
             v.push(format!("{name}: link group is {} not {}: main-table routes through it would leak traffic of other interfaces; run `stronghost apply {name}`", link.group, e.cfg.link_group));
         }
         let facts = e.facts(&k, &link);
-        let addrs: Vec<IpAddr> = facts.addresses.iter().map(|a| IpAddr::V4(a.0)).chain(facts.addresses6.iter().map(|a| IpAddr::V6(a.0))).collect();
+        let addrs: Vec<IpAddr> =
+            facts.addresses.iter().map(|a| IpAddr::V4(a.0)).chain(facts.addresses6.iter().map(|a| IpAddr::V6(a.0))).collect();
         for a in &addrs {
             let probe = if a.is_ipv6() { PROBE6 } else { PROBE };
             match e.nl.route_get(probe, Some(*a), None) {
@@ -71,7 +72,10 @@ pub fn violations(e: &mut Engine) -> Result<(Vec<String>, usize), String> {
         }
         match &nft {
             Some(Ok(c)) if c.rule_ok && c.set.contains(&name) => {}
-            Some(Ok(_)) => v.push(format!("{name}: not covered by the receive filter (nft table inet {}); run `stronghost apply {name}`", filter::TABLE)),
+            Some(Ok(_)) => v.push(format!(
+                "{name}: not covered by the receive filter (nft table inet {}); run `stronghost apply {name}`",
+                filter::TABLE
+            )),
             Some(Err(err)) => v.push(format!("{name}: receive filter: {err}")),
             None => {}
         }

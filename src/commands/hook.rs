@@ -1,15 +1,15 @@
 //! `hook CLIENT`: runs inside a network stack's hook. Whatever happens it exits 0: a non-zero
 //! status makes dhclient decline the lease and ifup abort.
 
-use super::apply::{reconcile, Target};
+use super::apply::{Target, reconcile};
 use super::engine;
 use crate::cli::HookClient;
 use crate::clients::{self, LeaseEvent};
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::lease::Lease;
-use crate::net::{printable, Ipv4Net};
-use crate::policy::{Route, RouteKind, RT_TABLE_MAIN};
+use crate::net::{Ipv4Net, printable};
+use crate::policy::{RT_TABLE_MAIN, Route, RouteKind};
 use std::net::IpAddr;
 
 pub fn run(cfg: &Config, client: &HookClient) -> i32 {
@@ -19,13 +19,17 @@ pub fn run(cfg: &Config, client: &HookClient) -> i32 {
         HookClient::Dhclient => ("dhclient", clients::dhclient::event(&env, &mut warnings)),
         HookClient::Dhcpcd => ("dhcpcd", clients::dhcpcd::event(&env, &mut warnings)),
         HookClient::Udhcpc { action } => ("udhcpc", clients::udhcpc::event(action, &env, &mut warnings)),
-        HookClient::Networkmanager { interface, action } => ("NetworkManager", clients::networkmanager::event(interface, action, &env, &mut warnings)),
+        HookClient::Networkmanager { interface, action } => {
+            ("NetworkManager", clients::networkmanager::event(interface, action, &env, &mut warnings))
+        }
         HookClient::Ifupdown => ("ifupdown", clients::ifupdown::event(&env, &mut warnings)),
     };
     let what = match client {
         HookClient::Networkmanager { interface, action } => format!("{name} {} on {}", printable(action), printable(interface)),
         HookClient::Udhcpc { action } => format!("{name} {} on {}", printable(action), printable(&env("interface").unwrap_or_default())),
-        HookClient::Ifupdown => format!("{name} {} on {}", printable(&env("MODE").unwrap_or_default()), printable(&env("IFACE").unwrap_or_default())),
+        HookClient::Ifupdown => {
+            format!("{name} {} on {}", printable(&env("MODE").unwrap_or_default()), printable(&env("IFACE").unwrap_or_default()))
+        }
         _ => format!("{name} {} on {}", printable(&env("reason").unwrap_or_default()), printable(&env("interface").unwrap_or_default())),
     };
     for w in &warnings {
@@ -91,7 +95,13 @@ fn configure_for_udhcpc(e: &mut Engine, ifname: &str, lease: Option<&Lease>) {
             table: RT_TABLE_MAIN,
             dst: Ipv4Net::DEFAULT.into(),
             metric,
-            kind: RouteKind::Via { dev: ifname.to_string(), oif: link.index, gateway: IpAddr::V4(g), src: Some(IpAddr::V4(l.address)), onlink: !Ipv4Net::containing(l.address, l.prefix_len).contains(g) },
+            kind: RouteKind::Via {
+                dev: ifname.to_string(),
+                oif: link.index,
+                gateway: IpAddr::V4(g),
+                src: Some(IpAddr::V4(l.address)),
+                onlink: !Ipv4Net::containing(l.address, l.prefix_len).contains(g),
+            },
         })
     };
     if let Some(o) = &old {
@@ -99,10 +109,9 @@ fn configure_for_udhcpc(e: &mut Engine, ifname: &str, lease: Option<&Lease>) {
         if let (true, Some(r)) = (lease.is_none_or(|n| default_via(n) != default_via(o)), default_via(o)) {
             let _ = e.nl.del_route(&r, proto);
         }
-        if changed
-            && let Err(err) = e.nl.del_address(link.index, o.address, o.prefix_len) {
-                log::debug!("removing {} from {ifname}: {err}", o.address);
-            }
+        if changed && let Err(err) = e.nl.del_address(link.index, o.address, o.prefix_len) {
+            log::debug!("removing {} from {ifname}: {err}", o.address);
+        }
     }
     match lease {
         Some(n) => {

@@ -1,12 +1,12 @@
 //! `status`: what stronghost has in force, per interface, read from the kernel.
 
-use super::{engine, LOCK_WAIT};
+use super::{LOCK_WAIT, engine};
 use crate::config::Config;
 use crate::engine::{Engine, Kernel};
 use crate::filter;
 use crate::policy::Selector;
 use crate::sysctl;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 pub fn collect(e: &mut Engine) -> Result<Value, String> {
     let _lock = e.lock(LOCK_WAIT)?;
@@ -22,7 +22,9 @@ pub fn collect(e: &mut Engine) -> Result<Value, String> {
         let rules = |v6: bool| -> Vec<String> {
             k.rules
                 .iter()
-                .filter(|r| r.item.v6 == v6 && r.protocol == e.cfg.protocol && Some(r.item.table) == table && r.item.selector != Selector::All)
+                .filter(|r| {
+                    r.item.v6 == v6 && r.protocol == e.cfg.protocol && Some(r.item.table) == table && r.item.selector != Selector::All
+                })
                 .map(|r| r.item.to_string())
                 .collect()
         };
@@ -36,12 +38,19 @@ pub fn collect(e: &mut Engine) -> Result<Value, String> {
         };
         // What is in force: the default route of the interface's table.
         let gateway = |v6: bool| {
-            k.routes.iter().find(|r| Some(r.table) == table && r.dst.is_default() && r.dst.is_v6() == v6 && r.gateway.is_some()).and_then(|r| r.gateway).map(|g| g.to_string())
+            k.routes
+                .iter()
+                .find(|r| Some(r.table) == table && r.dst.is_default() && r.dst.is_v6() == v6 && r.gateway.is_some())
+                .and_then(|r| r.gateway)
+                .map(|g| g.to_string())
         };
         let sysctls: serde_json::Map<String, Value> = sysctl::wanted(&e.cfg)
             .iter()
             .map(|(knob, want)| {
-                (knob.to_string(), json!({"wanted": want, "interface": sysctl::read(name, knob).ok(), "effective": sysctl::effective(name, knob).ok()}))
+                (
+                    knob.to_string(),
+                    json!({"wanted": want, "interface": sysctl::read(name, knob).ok(), "effective": sysctl::effective(name, knob).ok()}),
+                )
             })
             .collect();
         let lease = link.and_then(|l| crate::engine::lease_in_force(rec, l.index));

@@ -21,12 +21,12 @@ pub mod rogue_dhcp;
 
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 pub const GW: &str = "198.51.100.1";
@@ -98,11 +98,7 @@ pub fn require_root() {
 fn unsafe_geteuid() -> u32 {
     // Read from /proc to avoid a libc dependency in the tests.
     let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    s.lines()
-        .find(|l| l.starts_with("Uid:"))
-        .and_then(|l| l.split_whitespace().nth(2))
-        .and_then(|u| u.parse().ok())
-        .unwrap_or(u32::MAX)
+    s.lines().find(|l| l.starts_with("Uid:")).and_then(|l| l.split_whitespace().nth(2)).and_then(|u| u.parse().ok()).unwrap_or(u32::MAX)
 }
 
 pub struct Lab {
@@ -126,7 +122,6 @@ pub struct Lab {
 }
 
 pub fn run(cmd: &mut Command) -> Output {
-    
     cmd.stdin(Stdio::null()).output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"))
 }
 
@@ -354,7 +349,21 @@ impl Lab {
     fn start_dnsmasq(&mut self) {
         let d = &self.dir;
         let c = Command::new("ip")
-            .args(["netns", "exec", &self.ns("rtr"), "dnsmasq", "--keep-in-foreground", "--port=0", "--conf-file=/dev/null", "--user=root", "--bind-interfaces", "--interface=lan0", "--no-ping", "--log-dhcp", "--log-facility=-"])
+            .args([
+                "netns",
+                "exec",
+                &self.ns("rtr"),
+                "dnsmasq",
+                "--keep-in-foreground",
+                "--port=0",
+                "--conf-file=/dev/null",
+                "--user=root",
+                "--bind-interfaces",
+                "--interface=lan0",
+                "--no-ping",
+                "--log-dhcp",
+                "--log-facility=-",
+            ])
             .arg("--dhcp-range=198.51.100.100,198.51.100.199,255.255.255.0,2m")
             .arg(format!("--dhcp-option=option:router,{GW}"))
             .arg(format!("--dhcp-hostsfile={}", d.join("dhcp-hosts").display()))
@@ -443,7 +452,17 @@ impl Lab {
         let e = format!("eth{k}");
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join(format!("{name}.{e}.log"))).unwrap();
         let c = self
-            .host_cmd(&["dhclient", family, "-d", "-v", "-pf", &format!("{d}/{name}.{e}.pid"), "-lf", &format!("{d}/{name}.{e}.leases"), &e])
+            .host_cmd(&[
+                "dhclient",
+                family,
+                "-d",
+                "-v",
+                "-pf",
+                &format!("{d}/{name}.{e}.pid"),
+                "-lf",
+                &format!("{d}/{name}.{e}.leases"),
+                &e,
+            ])
             .env_remove("STRONGHOST_LOG_STDERR")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -538,7 +557,11 @@ impl Lab {
 
     /// The interfaces whose `prefix_ethK` counter is non-zero.
     pub fn nonzero(&self, family: &str, prefix: &str) -> Vec<String> {
-        self.counters(family, "lab").into_iter().filter(|(n, p)| n.starts_with(prefix) && *p > 0).map(|(n, _)| n[prefix.len()..].to_string()).collect()
+        self.counters(family, "lab")
+            .into_iter()
+            .filter(|(n, p)| n.starts_with(prefix) && *p > 0)
+            .map(|(n, _)| n[prefix.len()..].to_string())
+            .collect()
     }
 
     /// `curl --interface X http://SERVER/` from the host: the source address the server saw.
@@ -598,7 +621,10 @@ impl Lab {
         let e = format!("eth{k}");
         wait_for(Duration::from_secs(30), &format!("{e} strong with {addr}"), || {
             self.status_of(&e).is_some_and(|s| {
-                s["applied"] == true && s["addresses"].as_array().is_some_and(|a| a.len() == 1 && a[0].as_str().unwrap_or("").starts_with(&format!("{addr}/")))
+                s["applied"] == true
+                    && s["addresses"]
+                        .as_array()
+                        .is_some_and(|a| a.len() == 1 && a[0].as_str().unwrap_or("").starts_with(&format!("{addr}/")))
                     && s["rules"].as_array().is_some_and(|r| r.iter().any(|x| x.as_str().unwrap_or("").contains(&format!("from {addr} "))))
             })
         });
@@ -630,13 +656,19 @@ impl Outcome {
     pub fn failures(&self, k: usize, addr: &str) -> Vec<String> {
         let e = vec![format!("eth{k}")];
         let mut f = Vec::new();
-        for (what, (seen, out)) in [(format!("curl --interface {addr}"), &self.by_addr), (format!("curl --interface eth{k}"), &self.by_name)] {
+        for (what, (seen, out)) in
+            [(format!("curl --interface {addr}"), &self.by_addr), (format!("curl --interface eth{k}"), &self.by_name)]
+        {
             if seen.as_deref() != Some(addr) || *out != e {
                 f.push(format!("{what}: server saw {}, packets left by {}", seen.as_deref().unwrap_or("nothing (failed)"), out.join("+")));
             }
         }
         if self.served.0.as_deref() != Some(addr) || self.served.1 != e {
-            f.push(format!("request to {addr}: answered by {}, reply left by {}", self.served.0.as_deref().unwrap_or("nobody"), self.served.1.join("+")));
+            f.push(format!(
+                "request to {addr}: answered by {}, reply left by {}",
+                self.served.0.as_deref().unwrap_or("nobody"),
+                self.served.1.join("+")
+            ));
         }
         if self.wrong_interface_accepted {
             f.push(format!("{addr} reached through another interface was accepted"));
@@ -720,7 +752,11 @@ impl Lab {
         let before = self.drops(&format!("eth{}", (k + 1) % self.n));
         let failures = self.evaluate(k, a).failures(k, a);
         assert!(failures.is_empty(), "eth{k} is not a strong host:\n{}", failures.join("\n"));
-        assert!(self.drops(&format!("eth{}", (k + 1) % self.n)) > before, "the wrong-interface drop for {a} was not counted on eth{}", (k + 1) % self.n);
+        assert!(
+            self.drops(&format!("eth{}", (k + 1) % self.n)) > before,
+            "the wrong-interface drop for {a} was not counted on eth{}",
+            (k + 1) % self.n
+        );
     }
 
     pub fn drops(&self, ifname: &str) -> u64 {
