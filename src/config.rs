@@ -2,7 +2,7 @@
 //! are errors that name the file, the line and what is accepted.
 
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub const DEFAULT_PATH: &str = crate::cli::DEFAULT_CONFIG;
 
@@ -27,6 +27,8 @@ pub struct Config {
     pub rp_filter: bool,
     /// Rules and tables for IPv6 addresses too.
     pub ipv6: bool,
+    /// The file this came from, for messages that tell the admin what to edit.
+    pub path: PathBuf,
 }
 
 impl Default for Config {
@@ -62,6 +64,7 @@ impl Default for Config {
             arp_sysctls: true,
             rp_filter: true,
             ipv6: true,
+            path: PathBuf::from(DEFAULT_PATH),
         }
     }
 }
@@ -79,8 +82,10 @@ impl Config {
     /// Loads the file; a missing file means the documented defaults.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         match std::fs::read_to_string(path) {
-            Ok(text) => Config::parse(&text).map_err(|e| ConfigError(format!("{}: {e}", path.display()))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
+            Ok(text) => Config::parse(&text)
+                .map(|c| Config { path: path.to_path_buf(), ..c })
+                .map_err(|e| ConfigError(format!("{}: {e}", path.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config { path: path.to_path_buf(), ..Config::default() }),
             Err(e) => Err(ConfigError(format!("{}: cannot read: {e}", path.display()))),
         }
     }

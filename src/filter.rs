@@ -1,5 +1,5 @@
 //! Doing, for the receive filter: nftables table `inet stronghost`. Every change is one atomic
-//! transaction: creating, removing and changing members over nfnetlink (nfnetlink.rs); repairing a
+//! transaction: creating, removing and changing members over nfnetlink (netlink/nftables.rs); repairing a
 //! table someone else altered with `nft -f`, which merges with what is there.
 //!
 //! ```text
@@ -25,7 +25,7 @@
 //! rp_filter would otherwise drop the packet uncounted. Named counters survive rule replacement, so
 //! the per-interface drop counts are never reset by an unrelated change.
 
-use crate::nfnetlink::Nft;
+use crate::netlink::nftables::{Nft, receive_rule};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::unix::process::CommandExt;
@@ -59,16 +59,17 @@ fn nft_binary() -> &'static str {
 
 /// Reads our table over nfnetlink; `Ok(Current::default())` when it does not exist.
 pub fn read() -> Result<Current, String> {
-    let err = |e: std::io::Error| format!("reading nft table inet {TABLE}: {e}");
-    let mut nft = Nft::open().map_err(err)?;
+    let err = |e: crate::netlink::NetlinkError| format!("reading nft table inet {TABLE}: {e}");
+    let mut nft = Nft::open().map_err(|e| err(e.into()))?;
     if !nft.table_exists(TABLE).map_err(err)? {
         return Ok(Current::default());
     }
     let mut c = Current { exists: true, ..Default::default() };
     // prerouting (hook 0), priority raw (-300), policy accept (1): the chain stronghost creates.
     let chain_ok = nft.chain(TABLE, CHAIN).map_err(err)? == Some((0, -300, 1));
-    let rules = nft.rule_userdata(TABLE, CHAIN).map_err(err)?.unwrap_or_default();
-    c.rule_ok = chain_ok && rules.len() == 1 && rules[0].windows(RULE_TAG.len()).any(|w| w == RULE_TAG.as_bytes());
+    // Judged by its body, whatever its comment says: an edited rule is not ours any more.
+    let rules = nft.rules(TABLE, CHAIN).map_err(err)?.unwrap_or_default();
+    c.rule_ok = chain_ok && rules.len() == 1 && rules[0].exprs.as_deref() == Some(&receive_rule()[..]);
     c.set = nft.elements(TABLE, "managed").map_err(err)?.unwrap_or_default().into_iter().map(|(k, _)| k).collect();
     c.set.sort();
     c.map = nft.elements(TABLE, "wrong_iface").map_err(err)?.unwrap_or_default().into_iter().filter_map(|(k, o)| Some((k, o?))).collect();
@@ -176,17 +177,21 @@ pub fn script(cur: &Current, want: &Members) -> Option<String> {
     Some(s)
 }
 
+fn nft() -> Result<Nft, crate::netlink::NetlinkError> {
+    Ok(Nft::open()?)
+}
+
 /// Makes a change; each kind is one transaction: all of it takes effect or none does.
 pub fn apply(change: &Change) -> Result<(), String> {
     match change {
         Change::Script(s) => run_script(s),
-        Change::Delete => Nft::open().and_then(|mut n| n.delete_table(TABLE)).or_else(|e| {
+        Change::Delete => nft().and_then(|mut n| n.delete_table(TABLE)).or_else(|e| {
             log::info!("removing the receive filter over nfnetlink failed ({e}); removing it with nft");
             run_script(&format!("add table inet {TABLE}\ndelete table inet {TABLE}\n"))
         }),
         Change::Create(want) => {
             let members: Vec<(String, String)> = want.iter().map(|(n, c)| (n.clone(), c.clone())).collect();
-            Nft::open().and_then(|mut n| n.create_table(TABLE, CHAIN, &members, RULE_TAG)).or_else(|e| {
+            nft().and_then(|mut n| n.create_table(TABLE, CHAIN, &members, RULE_TAG)).or_else(|e| {
                 log::info!("creating the receive filter over nfnetlink failed ({e}); writing it with nft");
                 match script(&Current::default(), want) {
                     Some(s) => run_script(&s),
@@ -194,7 +199,7 @@ pub fn apply(change: &Change) -> Result<(), String> {
                 }
             })
         }
-        Change::Members { add, remove } => Nft::open().and_then(|mut n| n.update_members(TABLE, add, remove)).or_else(|e| {
+        Change::Members { add, remove } => nft().and_then(|mut n| n.update_members(TABLE, add, remove)).or_else(|e| {
             // Whatever went wrong, writing the whole table is always correct.
             log::debug!("nfnetlink update of the receive filter failed ({e}); rewriting it with nft");
             let cur = read()?;
@@ -211,6 +216,8 @@ pub fn apply(change: &Change) -> Result<(), String> {
     }
 }
 
+const NFT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 fn run_script(script: &str) -> Result<(), String> {
     let mut cmd = Command::new(nft_binary());
     // If stronghost dies (killed mid-run), nft dies with it: a transaction must never land after
@@ -226,12 +233,25 @@ fn run_script(script: &str) -> Result<(), String> {
         .spawn()
         .map_err(|e| format!("cannot run nft ({e}); install the nftables package or set receive_filter = no"))?;
     child.stdin.take().expect("piped").write_all(script.as_bytes()).map_err(|e| format!("nft: {e}"))?;
-    let out = child.wait_with_output().map_err(|e| format!("nft: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!("nft -f refused the receive filter: {}", String::from_utf8_lossy(&out.stderr).trim()))
-    }
+    // nft answers in milliseconds; one that hangs must not hold the host-wide lock for ever.
+    let start = std::time::Instant::now();
+    let status = loop {
+        match child.try_wait().map_err(|e| format!("nft: {e}"))? {
+            Some(s) => break s,
+            None if start.elapsed() > NFT_TIMEOUT => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "nft -f did not finish within {} s and was killed; run `stronghost sync` again",
+                    NFT_TIMEOUT.as_secs()
+                ));
+            }
+            None => std::thread::sleep(std::time::Duration::from_millis(2)),
+        }
+    };
+    let mut stderr = String::new();
+    let _ = std::io::Read::read_to_string(&mut child.stderr.take().expect("piped"), &mut stderr);
+    if status.success() { Ok(()) } else { Err(format!("nft -f refused the receive filter: {}", stderr.trim())) }
 }
 
 /// Names safe to place inside an nft string literal.
@@ -245,6 +265,34 @@ mod tests {
 
     fn members(v: &[(&str, &str)]) -> Members {
         v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+    }
+
+    /// The nft text (written when a table is repaired) and the bytecode (written when it is
+    /// created, and what an installed rule is judged by) are the same rule: nft's own translation
+    /// of the text reads back as `receive_rule()`. A rule edited behind stronghost's back is not
+    /// taken for its own, whatever its comment says. In a network namespace of the test's own.
+    #[test]
+    fn nft_text_and_bytecode_are_one_rule_and_edits_are_noticed() {
+        crate::netlink::testns::in_new_netns(|| {
+            let want = members(&[("eth0", "drop_4101"), ("eth1", "drop_4102")]);
+            run_script(&script(&Current::default(), &want).unwrap()).expect("nft -f");
+            let cur = read().unwrap();
+            assert!(cur.exists && cur.rule_ok, "{cur:?}");
+            assert_eq!(plan(&cur, &want), None);
+            // Same comment, different verdict.
+            let edited = format!(
+                "flush chain inet {TABLE} {CHAIN}\nadd rule inet {TABLE} {CHAIN} iifname @managed fib daddr . iif type != local \
+                 fib daddr type local counter name iifname map @wrong_iface accept comment \"{RULE_TAG}\"\n"
+            );
+            run_script(&edited).expect("nft -f");
+            let cur = read().unwrap();
+            assert!(!cur.rule_ok);
+            assert!(matches!(plan(&cur, &want), Some(Change::Script(_))));
+            // Created over nfnetlink: the same.
+            apply(&Change::Delete).unwrap();
+            apply(&Change::Create(want.clone())).unwrap();
+            assert!(read().unwrap().rule_ok);
+        });
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use clap::Parser;
 use stronghost::cli::{Cli, Command};
-use stronghost::commands::apply::Target;
+use stronghost::reconcile::Target;
 use stronghost::{commands, config, logging, watcher};
 
 fn main() {

@@ -105,11 +105,14 @@ impl State {
                     std::thread::sleep(Duration::from_millis(5));
                 }
                 Err(_) => {
-                    return Err(io::Error::other(format!(
-                        "another stronghost has held {} for {}s; is one stuck? (see `ps -C stronghost`)",
-                        p.display(),
-                        wait.as_secs()
-                    )));
+                    return Err(io::Error::new(
+                        io::ErrorKind::WouldBlock,
+                        format!(
+                            "another stronghost has held {} for {}s; is one stuck? (see `ps -C stronghost`)",
+                            p.display(),
+                            wait.as_secs()
+                        ),
+                    ));
                 }
             }
         }

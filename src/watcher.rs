@@ -6,9 +6,8 @@
 //! Bursts are debounced; an overrun of the socket buffer triggers a full sync; an interface that
 //! keeps being undone by another tool is paused instead of fought in a loop.
 
-use crate::commands::apply::{Target, reconcile};
 use crate::config::Config;
-use crate::engine::Engine;
+use crate::reconcile::{ClientEvent, Engine, Target, reconcile};
 use netlink_packet_core::{NetlinkMessage, NetlinkPayload};
 use netlink_packet_route::address::AddressMessage;
 use netlink_packet_route::link::{LinkAttribute, LinkMessage};
@@ -134,6 +133,27 @@ fn has_gateway(r: &RouteMessage) -> bool {
     r.attributes.iter().any(|a| matches!(a, RouteAttribute::Gateway(_)))
 }
 
+/// Classifies every event of one datagram into `p`. An event that cannot be read (a newer
+/// kernel's attribute) does not hide the ones after it, and asks for a full sync: whatever it
+/// was, that catches up with it.
+fn absorb(datagram: &[u8], cfg: &Config, p: &mut Pending) {
+    for m in crate::netlink::transport::split(datagram) {
+        let decoded = m.and_then(|m| {
+            NetlinkMessage::<RouteNetlinkMessage>::deserialize(&m.bytes)
+                .map_err(|e| crate::netlink::NetlinkError::Malformed(format!("event of type {}: {e}", m.kind)))
+        });
+        match decoded {
+            Ok(NetlinkMessage { payload: NetlinkPayload::InnerMessage(msg), .. }) => classify(msg, cfg, p),
+            Ok(NetlinkMessage { payload: NetlinkPayload::Overrun(_), .. }) => p.resync = true,
+            Ok(_) => {}
+            Err(e) => {
+                log::warn!("{e}; resynchronising every interface");
+                p.resync = true;
+            }
+        }
+    }
+}
+
 /// Reads everything queued on the socket into `p`. Returns false if the socket overran.
 fn drain(sock: &Socket, cfg: &Config, p: &mut Pending, buf: &mut Vec<u8>) -> bool {
     loop {
@@ -141,23 +161,10 @@ fn drain(sock: &Socket, cfg: &Config, p: &mut Pending, buf: &mut Vec<u8>) -> boo
         match sock.recv(buf, 0) {
             Ok(0) => return true,
             Ok(_) => {
-                let mut off = 0;
-                while off < buf.len() {
-                    let Ok(m) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&buf[off..]) else { break };
-                    let len = m.header.length as usize;
-                    if len == 0 {
-                        break;
-                    }
-                    off += (len + 3) & !3;
-                    match m.payload {
-                        NetlinkPayload::InnerMessage(msg) => classify(msg, cfg, p),
-                        NetlinkPayload::Overrun(_) => p.resync = true,
-                        _ => {}
-                    }
-                }
+                absorb(buf, cfg, p);
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
-            Err(e) if e.raw_os_error() == Some(105) => {
+            Err(e) if e.raw_os_error() == Some(nix::errno::Errno::ENOBUFS as i32) => {
                 // ENOBUFS: events were lost; only a full sync is safe now.
                 log::warn!("netlink event buffer overran; resynchronising every interface");
                 p.resync = true;
@@ -240,7 +247,7 @@ pub fn run(cfg: &Config) -> i32 {
         }
     };
     // Subscribed first, then synced: nothing that happens in between is missed.
-    if let Err(e) = reconcile(&mut engine, &Target::Sync, false, |_| {}) {
+    if let Err(e) = reconcile(&mut engine, &Target::Sync, false, ClientEvent::default()) {
         log::error!("initial sync: {e}");
     }
     log::info!("watching address, link, route and rule events");
@@ -283,7 +290,7 @@ pub fn run(cfg: &Config) -> i32 {
 
 fn handle(engine: &mut Engine, cfg: &Config, p: Pending, fights: &mut Fights) {
     if p.resync {
-        if let Err(e) = reconcile(engine, &Target::Sync, false, |_| {}) {
+        if let Err(e) = reconcile(engine, &Target::Sync, false, ClientEvent::default()) {
             log::error!("sync: {e}");
         }
         return;
@@ -321,13 +328,13 @@ fn handle(engine: &mut Engine, cfg: &Config, p: Pending, fights: &mut Fights) {
         let target = if cfg.manages(&name) { Target::Apply(&name) } else { Target::Release(&name) };
         // A failure can be a race with the very change that raised the event (an address removed
         // while its routes were being written): look again once before calling it an error.
-        let result = reconcile(engine, &target, false, |_| {}).or_else(|e| {
+        let result = reconcile(engine, &target, false, ClientEvent::default()).or_else(|e| {
             log::debug!("{name}: {e}; retrying");
-            reconcile(engine, &target, false, |_| {})
+            reconcile(engine, &target, false, ClientEvent::default())
         });
         let result = match result {
             // Gone between the event and now: forget it.
-            Err(e) if e.ends_with("no such interface") => reconcile(engine, &Target::Release(&name), false, |_| {}),
+            Err(e) if e.is_vanished_interface() => reconcile(engine, &Target::Release(&name), false, ClientEvent::default()),
             r => r,
         };
         match result {
@@ -341,5 +348,48 @@ fn handle(engine: &mut Engine, cfg: &Config, p: Pending, fights: &mut Fights) {
             Ok(_) => {}
             Err(e) => log::error!("{name}: {e}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use netlink_packet_core::NetlinkHeader;
+
+    fn event(msg: RouteNetlinkMessage) -> Vec<u8> {
+        let mut m = NetlinkMessage::new(NetlinkHeader::default(), NetlinkPayload::from(msg));
+        m.finalize();
+        let mut b = vec![0; m.buffer_len()];
+        m.serialize(&mut b);
+        b
+    }
+
+    fn new_address(index: u32) -> Vec<u8> {
+        let mut a = AddressMessage::default();
+        a.header.family = AddressFamily::Inet;
+        a.header.index = index;
+        event(RouteNetlinkMessage::NewAddress(a))
+    }
+
+    #[test]
+    fn an_unreadable_event_resyncs_and_hides_nothing_after_it() {
+        let cfg = Config::default();
+        let mut datagram = new_address(3);
+        // RTM_NEWADDR too short to hold its ifaddrmsg: well framed, undecodable.
+        let mut bad = new_address(4);
+        bad.truncate(16 + 4);
+        bad[0..4].copy_from_slice(&20u32.to_ne_bytes());
+        datagram.extend(bad);
+        datagram.extend(new_address(5));
+        let mut p = Pending::default();
+        absorb(&datagram, &cfg, &mut p);
+        assert!(p.resync);
+        assert_eq!(p.ifindexes.into_iter().collect::<Vec<_>>(), [3, 5]);
+        // A length that does not fit ends the datagram, and resyncs too.
+        let mut p = Pending::default();
+        let mut broken = new_address(6);
+        broken[0] = 0xff;
+        absorb(&broken, &cfg, &mut p);
+        assert!(p.resync && p.ifindexes.is_empty());
     }
 }

@@ -3,15 +3,17 @@
 use super::{LeaseEvent, Reasons, Triage, triage};
 use crate::lease::{Env, assemble, check_address, ipv4_field, netmask_field, parse_rfc3442_bytes, parse_rfc3442_descriptors};
 
+/// The reasons the hook passes on (hooks/dhclient-exit-hook lists the same).
+pub const REASONS: Reasons = Reasons {
+    bound: &["BOUND", "RENEW", "REBIND", "REBOOT", "TIMEOUT"],
+    gone: &["EXPIRE", "FAIL", "RELEASE", "STOP"],
+    // dhclient -6: dhclient-script has added or removed the address when the exit hook runs.
+    changed: &["BOUND6", "RENEW6", "REBIND6", "DEPREF6", "EXPIRE6", "RELEASE6", "STOP6"],
+};
+
 pub fn event(env: Env, warnings: &mut Vec<String>) -> Result<LeaseEvent, String> {
     let reason = env("reason").unwrap_or_default();
-    let reasons = Reasons {
-        bound: &["BOUND", "RENEW", "REBIND", "REBOOT", "TIMEOUT"],
-        gone: &["EXPIRE", "FAIL", "RELEASE", "STOP"],
-        // dhclient -6: dhclient-script has added or removed the address when the exit hook runs.
-        changed: &["BOUND6", "RENEW6", "REBIND6", "DEPREF6", "EXPIRE6", "RELEASE6", "STOP6"],
-    };
-    let ifname = match triage(reason.as_str(), &reasons, env, "interface")? {
+    let ifname = match triage(reason.as_str(), &REASONS, env, "interface")? {
         Triage::Done(e) => return Ok(e),
         Triage::Bound(ifname) => ifname,
     };

@@ -4,16 +4,18 @@
 use super::{LeaseEvent, Reasons, Triage, triage};
 use crate::lease::{Env, assemble, check_address, ipv4_field, netmask_field, parse_route_pairs, prefix_field};
 
+/// The reasons the hook passes on (hooks/dhcpcd-hook lists the same).
+pub const REASONS: Reasons = Reasons {
+    bound: &["BOUND", "RENEW", "REBIND", "REBOOT", "STATIC"],
+    gone: &["EXPIRE", "NAK", "NOCARRIER", "STOP", "RELEASE", "DEPARTED", "FAIL"],
+    // DHCPv6 and router advertisements: dhcpcd has configured the addresses and routes.
+    changed: &["BOUND6", "RENEW6", "REBIND6", "REBOOT6", "INFORM6", "ROUTERADVERT", "DELEGATED6", "EXPIRE6", "RELEASE6", "STOP6"],
+};
+
 pub fn event(env: Env, warnings: &mut Vec<String>) -> Result<LeaseEvent, String> {
     let reason = env("reason").unwrap_or_default();
     // TEST is `dhcpcd -T`: nothing is configured, so nothing may be applied.
-    let reasons = Reasons {
-        bound: &["BOUND", "RENEW", "REBIND", "REBOOT", "STATIC"],
-        gone: &["EXPIRE", "NAK", "NOCARRIER", "STOP", "RELEASE", "DEPARTED", "FAIL"],
-        // DHCPv6 and router advertisements: dhcpcd has configured the addresses and routes.
-        changed: &["BOUND6", "RENEW6", "REBIND6", "REBOOT6", "INFORM6", "ROUTERADVERT", "DELEGATED6", "EXPIRE6", "RELEASE6", "STOP6"],
-    };
-    let ifname = match triage(reason.as_str(), &reasons, env, "interface")? {
+    let ifname = match triage(reason.as_str(), &REASONS, env, "interface")? {
         Triage::Done(e) => return Ok(e),
         Triage::Bound(ifname) => ifname,
     };

@@ -39,6 +39,7 @@ pub enum Triage {
 
 /// The reasons a client's hook acts on: an IPv4 lease in force, an IPv4 lease ended, and
 /// IPv6 events (whose data stronghost does not need: the kernel has the addresses).
+#[derive(Debug)]
 pub struct Reasons<'a> {
     pub bound: &'a [&'a str],
     pub gone: &'a [&'a str],
@@ -150,5 +151,33 @@ mod robustness {
             let text: String = names.iter().map(|n| format!("{n}={}\n", env[n])).collect();
             let _ = networkd::parse_lease(&text, &mut w);
         }
+    }
+}
+
+/// Every shell hook passes on exactly the reasons its parser acts on: a reason missing from a hook
+/// would never reach stronghost, and one missing from the parser would start it for nothing.
+#[cfg(test)]
+mod hook_reasons {
+    use super::Reasons;
+    use std::collections::BTreeSet;
+
+    /// The alternatives of the first `case` pattern in a hook.
+    fn case_list(hook: &str) -> BTreeSet<String> {
+        let text = std::fs::read_to_string(format!("{}/hooks/{hook}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+        let after_case = text.split_once(" in\n").unwrap().1;
+        let pattern = after_case.split_once(')').unwrap().0;
+        pattern.split(['|', '\\', '\n', ' ', '\t']).filter(|w| !w.is_empty()).map(str::to_string).collect()
+    }
+
+    fn all(r: &Reasons) -> BTreeSet<String> {
+        r.bound.iter().chain(r.gone).chain(r.changed).map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn every_hook_passes_on_exactly_what_its_parser_handles() {
+        assert_eq!(case_list("dhclient-exit-hook"), all(&super::dhclient::REASONS));
+        assert_eq!(case_list("dhcpcd-hook"), all(&super::dhcpcd::REASONS));
+        assert_eq!(case_list("udhcpc-script"), all(&super::udhcpc::REASONS));
+        assert_eq!(case_list("networkmanager-dispatcher"), all(&super::networkmanager::ACTIONS));
     }
 }

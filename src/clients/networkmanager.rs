@@ -6,10 +6,14 @@ use super::{LeaseEvent, ignored};
 use crate::lease::{Env, Lease, StaticRoute, check_address, first_router};
 use crate::net::{Ipv4Net, check_ifname, check_unicast, parse_ipv4, printable};
 
+/// The dispatcher actions the script passes on (hooks/networkmanager-dispatcher lists the same).
+pub const ACTIONS: super::Reasons =
+    super::Reasons { bound: &["up", "dhcp4-change", "reapply"], gone: &["down", "pre-down"], changed: &["dhcp6-change"] };
+
 pub fn event(ifname: &str, action: &str, env: Env, warnings: &mut Vec<String>) -> Result<LeaseEvent, String> {
-    let up = matches!(action, "up" | "dhcp4-change" | "reapply");
-    let gone = matches!(action, "down" | "pre-down");
-    let v6 = action == "dhcp6-change";
+    let up = ACTIONS.bound.contains(&action);
+    let gone = ACTIONS.gone.contains(&action);
+    let v6 = ACTIONS.changed.contains(&action);
     if !up && !gone && !v6 {
         return ignored(action);
     }

@@ -1,9 +1,10 @@
 //! `check`: asks the kernel how it would route and compares with what a strong host must do.
 
-use super::{LOCK_WAIT, engine};
+use super::engine;
 use crate::config::Config;
-use crate::engine::Engine;
+use crate::error::Error;
 use crate::filter;
+use crate::reconcile::Engine;
 use crate::sysctl;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -12,13 +13,14 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 const PROBE: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
 const PROBE6: IpAddr = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0xffff, 0, 0, 0, 1));
 
-pub fn violations(e: &mut Engine) -> Result<(Vec<String>, usize), String> {
-    let _lock = e.lock(LOCK_WAIT)?;
-    let k = e.kernel()?;
-    let nft = if e.cfg.receive_filter { Some(filter::read()) } else { None };
+pub fn violations(e: &mut Engine) -> Result<(Vec<String>, usize), Error> {
+    let _lock = e.lock()?;
+    let g = e.gather(None)?;
+    let k = &g.kernel;
+    let nft = if e.cfg.receive_filter { Some(g.filter.clone()) } else { None };
     let mut v = Vec::new();
     let mut checked = 0;
-    let records: Vec<(String, bool)> = e.records.iter().map(|(n, r)| (n.clone(), r.applied)).collect();
+    let records: Vec<(String, bool)> = g.records.iter().map(|(n, r)| (n.clone(), r.applied)).collect();
     for (name, applied) in records {
         if !applied {
             continue;
@@ -31,7 +33,7 @@ pub fn violations(e: &mut Engine) -> Result<(Vec<String>, usize), String> {
         if link.group != e.cfg.link_group {
             v.push(format!("{name}: link group is {} not {}: main-table routes through it would leak traffic of other interfaces; run `stronghost apply {name}`", link.group, e.cfg.link_group));
         }
-        let facts = e.facts(&k, &link);
+        let facts = crate::plan::facts(&e.cfg, k, &link);
         let addrs: Vec<IpAddr> =
             facts.addresses.iter().map(|a| IpAddr::V4(a.0)).chain(facts.addresses6.iter().map(|a| IpAddr::V6(a.0))).collect();
         for a in &addrs {
@@ -55,7 +57,10 @@ pub fn violations(e: &mut Engine) -> Result<(Vec<String>, usize), String> {
                         v.push(format!("{name}: traffic bound to {name} would use source {s}, not one of its own addresses"));
                     }
                 }
-                Ok((o, _)) => v.push(format!("{name}: traffic to {probe} bound to {name} would leave by {:?}", o.map(|o| k.name_of(o)))),
+                Ok((o, _)) => v.push(format!(
+                    "{name}: traffic to {probe} bound to {name} would leave by {}; run `stronghost apply {name}`",
+                    o.map(|o| k.name_of(o)).unwrap_or_else(|| "no interface".into())
+                )),
                 Err(_) => {}
             }
         }

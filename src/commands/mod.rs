@@ -6,12 +6,9 @@ pub mod hook;
 pub mod status;
 
 use crate::config::Config;
-use crate::engine::Engine;
-use std::time::Duration;
+use crate::error::Error;
+use crate::reconcile::Engine;
 
-/// How long a command waits for another stronghost (a hook for another interface) to finish.
-pub const LOCK_WAIT: Duration = Duration::from_secs(10);
-
-pub fn engine(cfg: &Config) -> Result<Engine, String> {
+pub fn engine(cfg: &Config) -> Result<Engine, Error> {
     Engine::new(cfg.clone())
 }

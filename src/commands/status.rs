@@ -1,22 +1,26 @@
 //! `status`: what stronghost has in force, per interface, read from the kernel.
 
-use super::{LOCK_WAIT, engine};
+use super::engine;
 use crate::config::Config;
-use crate::engine::{Engine, Kernel};
+use crate::error::Error;
 use crate::filter;
 use crate::policy::Selector;
+use crate::reconcile::Engine;
 use crate::sysctl;
 use serde_json::{Value, json};
 
-pub fn collect(e: &mut Engine) -> Result<Value, String> {
-    let _lock = e.lock(LOCK_WAIT)?;
-    let k: Kernel = e.kernel()?;
-    let nft = if e.cfg.receive_filter { filter::read() } else { Ok(filter::Current::default()) };
+pub fn collect(e: &mut Engine) -> Result<Value, Error> {
+    let g = {
+        let _lock = e.lock()?;
+        e.gather(None)?
+    };
+    let k = &g.kernel;
+    let nft = if e.cfg.receive_filter { g.filter.clone() } else { Ok(filter::Current::default()) };
     let mut ifaces = Vec::new();
-    for (name, rec) in &e.records {
-        let table = e.tables.get(name).copied();
+    for (name, rec) in &g.records {
+        let table = g.tables.get(name).copied();
         let link = k.link(name);
-        let facts = link.map(|l| e.facts(&k, l));
+        let facts = link.map(|l| crate::plan::facts(&e.cfg, k, l));
         let addrs: Vec<String> = facts.iter().flat_map(|f| f.addresses.iter().map(|(a, l)| format!("{a}/{l}"))).collect();
         let addrs6: Vec<String> = facts.iter().flat_map(|f| f.addresses6.iter().map(|(a, l)| format!("{a}/{l}"))).collect();
         let rules = |v6: bool| -> Vec<String> {
@@ -53,7 +57,7 @@ pub fn collect(e: &mut Engine) -> Result<Value, String> {
                 )
             })
             .collect();
-        let lease = link.and_then(|l| crate::engine::lease_in_force(rec, l.index));
+        let lease = link.and_then(|l| rec.lease.clone().or_else(|| g.stack_leases.get(&l.index).cloned()));
         let drops = match (&nft, table) {
             (Ok(c), Some(t)) => c.counters.get(&filter::counter_name(t)).copied(),
             _ => None,

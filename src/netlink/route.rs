@@ -2,6 +2,7 @@
 //! of both families into the model of policy.rs and writes rules and routes, acknowledged.
 //! Every write is counted, so a converged host can be shown to cost zero writes.
 
+use super::transport::{Answer, NetlinkError, Transport, attributes as raw_attributes};
 use crate::net::IpNet;
 use crate::policy::{Route, RouteKind, Rule, Selector};
 use netlink_packet_core::DefaultNla;
@@ -15,8 +16,8 @@ use netlink_packet_route::route::{
 };
 use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleFlags, RuleMessage};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
-use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
-use std::io;
+use netlink_sys::protocols::NETLINK_ROUTE;
+use nix::errno::Errno;
 use std::net::{IpAddr, Ipv4Addr};
 
 #[derive(Clone, Debug)]
@@ -64,174 +65,103 @@ pub struct Owned<T> {
 }
 
 pub struct Netlink {
-    socket: Socket,
-    seq: u32,
+    t: Transport,
     /// Write requests sent (each add or delete of a rule or route, each link change).
     pub writes: u32,
 }
 
+/// How often a dump the kernel reports as interrupted (its state changed under it) is repeated.
+const DUMP_TRIES: usize = 3;
+
 impl Netlink {
-    pub fn open() -> io::Result<Netlink> {
-        let mut socket = Socket::new(NETLINK_ROUTE)?;
-        socket.bind_auto()?;
-        socket.connect(&SocketAddr::new(0, 0))?;
-        let _ = socket.set_ext_ack(true);
-        // Lets dumps be filtered by the kernel (addresses of one interface, routes of one table).
-        let _ = socket.set_netlink_get_strict_chk(true);
-        // Dumps of a host with hundreds of interfaces are large; don't lose the tail.
-        let _ = socket.set_rx_buf_sz(4 << 20);
-        Ok(Netlink { socket, seq: 0, writes: 0 })
+    pub fn open() -> std::io::Result<Netlink> {
+        Ok(Netlink { t: Transport::open(NETLINK_ROUTE)?, writes: 0 })
     }
 
-    /// A request under the next sequence number, ready to serialize.
-    fn packet(&mut self, msg: RouteNetlinkMessage, flags: u16) -> NetlinkMessage<RouteNetlinkMessage> {
-        self.seq += 1;
+    /// `msg` under sequence number `seq`, serialized.
+    fn encode(msg: RouteNetlinkMessage, flags: u16, seq: u32) -> Vec<u8> {
         let mut header = NetlinkHeader::default();
         header.flags = NLM_F_REQUEST | flags;
-        header.sequence_number = self.seq;
+        header.sequence_number = seq;
         let mut packet = NetlinkMessage::new(header, NetlinkPayload::from(msg));
         packet.finalize();
-        packet
-    }
-
-    /// Sends one request under the next sequence number.
-    fn send_request(&mut self, msg: RouteNetlinkMessage, flags: u16) -> io::Result<()> {
-        let packet = self.packet(msg, flags);
         let mut buf = vec![0u8; packet.buffer_len()];
         packet.serialize(&mut buf);
-        self.socket.send(&buf, 0).map(|_| ())
+        buf
     }
 
-    /// Sends one request and collects every answer up to DONE (dump) or the ACK.
-    fn request(&mut self, msg: RouteNetlinkMessage, flags: u16) -> io::Result<Vec<RouteNetlinkMessage>> {
-        self.send_request(msg, flags)?;
-
-        let mut out = Vec::new();
-        let mut rx = vec![0u8; 1 << 16];
+    /// Sends one request and returns every answer, undecoded; an interrupted dump is repeated.
+    fn request_raw(&mut self, msg: RouteNetlinkMessage, flags: u16) -> Result<Vec<Answer>, NetlinkError> {
+        let mut tries = 0;
         loop {
-            for msg in self.receive(&mut rx)? {
-                if msg.header.sequence_number != self.seq {
-                    continue;
-                }
-                match msg.payload {
-                    // A plain get (no dump, no ack) is answered by exactly one message.
-                    NetlinkPayload::InnerMessage(m) if flags & (NLM_F_DUMP | NLM_F_ACK) == 0 => return Ok(vec![m]),
-                    NetlinkPayload::InnerMessage(m) => out.push(m),
-                    NetlinkPayload::Done(_) => return Ok(out),
-                    NetlinkPayload::Error(e) => {
-                        return match e.code {
-                            None => Ok(out),
-                            Some(c) => Err(io::Error::from_raw_os_error(-c.get())),
-                        };
-                    }
-                    _ => {}
-                }
+            match self.t.request(flags, |seq| Self::encode(msg.clone(), flags, seq)) {
+                Err(e) if e.errno() == Some(Errno::EINTR) && tries + 1 < DUMP_TRIES => tries += 1,
+                r => return r,
             }
         }
     }
 
-    /// One datagram from the kernel, split into its messages.
-    fn receive(&self, rx: &mut [u8]) -> io::Result<Vec<NetlinkMessage<RouteNetlinkMessage>>> {
-        let n = self.socket.recv(&mut &mut rx[..], 0)?;
-        let mut out = Vec::new();
-        let mut off = 0;
-        while off < n {
-            let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&rx[off..n])
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("netlink: {e}")))?;
-            let len = msg.header.length as usize;
-            if len == 0 {
-                break;
-            }
-            off += (len + 3) & !3;
-            out.push(msg);
-        }
-        Ok(out)
+    /// Sends one request and decodes every answer.
+    fn request(&mut self, msg: RouteNetlinkMessage, flags: u16) -> Result<Vec<RouteNetlinkMessage>, NetlinkError> {
+        self.request_raw(msg, flags)?
+            .iter()
+            .filter_map(|a| match NetlinkMessage::<RouteNetlinkMessage>::deserialize(&a.bytes) {
+                Ok(NetlinkMessage { payload: NetlinkPayload::InnerMessage(m), .. }) => Some(Ok(m)),
+                Ok(_) => None,
+                Err(e) => Some(Err(NetlinkError::Malformed(format!("rtnetlink message type {}: {e}", a.kind)))),
+            })
+            .collect()
     }
 
-    fn dump(&mut self, msg: RouteNetlinkMessage) -> io::Result<Vec<RouteNetlinkMessage>> {
+    fn dump(&mut self, msg: RouteNetlinkMessage) -> Result<Vec<RouteNetlinkMessage>, NetlinkError> {
         self.request(msg, NLM_F_DUMP)
     }
 
-    fn write(&mut self, msg: RouteNetlinkMessage, flags: u16) -> io::Result<()> {
+    fn write(&mut self, msg: RouteNetlinkMessage, flags: u16) -> Result<(), NetlinkError> {
         self.writes += 1;
         self.request(msg, NLM_F_ACK | flags).map(|_| ())
     }
 
     /// Every link. Link messages are large (a kilobyte of per-family configuration each) and only
     /// four of their attributes matter here, so they are read in place rather than decoded whole:
-    /// on a host with hundreds of interfaces decoding them was the biggest cost of a `sync`.
-    pub fn links(&mut self) -> io::Result<Vec<Link>> {
+    /// on a host with hundreds of interfaces decoding them was the biggest cost of a `sync` (and
+    /// a link attribute the crate cannot decode cannot fail the read).
+    pub fn links(&mut self) -> Result<Vec<Link>, NetlinkError> {
         // Counters are the bulk of a link dump and of no use here.
         let mut m = LinkMessage::default();
         m.attributes.push(LinkAttribute::ExtMask(vec![netlink_packet_route::link::LinkExtentMask::SkipStats]));
-        Ok(self.request_raw(RouteNetlinkMessage::GetLink(m), NLM_F_DUMP)?.iter().filter_map(|(t, p)| link_from_raw(*t, p)).collect())
-    }
-
-    /// As `request`, but hands back each answer's type and undecoded payload.
-    fn request_raw(&mut self, msg: RouteNetlinkMessage, flags: u16) -> io::Result<Vec<(u16, Vec<u8>)>> {
-        const NLMSG_ERROR: u16 = 2;
-        const NLMSG_DONE: u16 = 3;
-        self.send_request(msg, flags)?;
-        let mut out = Vec::new();
-        let mut rx = vec![0u8; 1 << 16];
-        loop {
-            let n = self.socket.recv(&mut &mut rx[..], 0)?;
-            let mut off = 0;
-            while off + 16 <= n {
-                let len = u32::from_ne_bytes(rx[off..off + 4].try_into().unwrap()) as usize;
-                let kind = u16::from_ne_bytes(rx[off + 4..off + 6].try_into().unwrap());
-                let seq = u32::from_ne_bytes(rx[off + 8..off + 12].try_into().unwrap());
-                if len < 16 || off + len > n {
-                    return Err(io::Error::new(io::ErrorKind::InvalidData, "netlink: truncated message"));
-                }
-                let payload = &rx[off + 16..off + len];
-                off += (len + 3) & !3;
-                if seq != self.seq {
-                    continue;
-                }
-                match kind {
-                    NLMSG_DONE => return Ok(out),
-                    NLMSG_ERROR => {
-                        let code = payload.get(..4).map(|b| i32::from_ne_bytes(b.try_into().unwrap())).unwrap_or(0);
-                        return if code == 0 { Ok(out) } else { Err(io::Error::from_raw_os_error(-code)) };
-                    }
-                    _ => {
-                        out.push((kind, payload.to_vec()));
-                        // A plain get (no dump, no ack) is answered by exactly one message.
-                        if flags & (NLM_F_DUMP | NLM_F_ACK) == 0 {
-                            return Ok(out);
-                        }
-                    }
-                }
-            }
-        }
+        Ok(self
+            .request_raw(RouteNetlinkMessage::GetLink(m), NLM_F_DUMP)?
+            .iter()
+            .filter_map(|a| link_from_raw(a.kind, a.payload()))
+            .collect())
     }
 
     /// One link, asked for by name; `None` if there is no such interface.
-    pub fn link(&mut self, name: &str) -> io::Result<Option<Link>> {
+    pub fn link(&mut self, name: &str) -> Result<Option<Link>, NetlinkError> {
         let mut m = LinkMessage::default();
         m.attributes.push(LinkAttribute::IfName(name.to_string()));
         self.get_link(m)
     }
 
     /// One link, asked for by index; `None` if it is gone.
-    pub fn link_by_index(&mut self, index: u32) -> io::Result<Option<Link>> {
+    pub fn link_by_index(&mut self, index: u32) -> Result<Option<Link>, NetlinkError> {
         let mut m = LinkMessage::default();
         m.header.index = index;
         self.get_link(m)
     }
 
-    fn get_link(&mut self, mut m: LinkMessage) -> io::Result<Option<Link>> {
+    fn get_link(&mut self, mut m: LinkMessage) -> Result<Option<Link>, NetlinkError> {
         m.attributes.push(LinkAttribute::ExtMask(vec![netlink_packet_route::link::LinkExtentMask::SkipStats]));
         match self.request_raw(RouteNetlinkMessage::GetLink(m), 0) {
-            Ok(v) => Ok(v.iter().find_map(|(t, p)| link_from_raw(*t, p))),
-            Err(e) if e.raw_os_error() == Some(19) => Ok(None), // ENODEV
+            Ok(v) => Ok(v.iter().find_map(|a| link_from_raw(a.kind, a.payload()))),
+            Err(e) if e.errno() == Some(Errno::ENODEV) => Ok(None),
             Err(e) => Err(e),
         }
     }
 
     /// Addresses of both families of every interface (`index` 0) or of one.
-    pub fn addresses(&mut self, index: u32) -> io::Result<Vec<Address>> {
+    pub fn addresses(&mut self, index: u32) -> Result<Vec<Address>, NetlinkError> {
         let mut req = AddressMessage::default();
         req.header.family = AddressFamily::Unspec;
         req.header.index = index;
@@ -263,7 +193,7 @@ impl Netlink {
     }
 
     /// The rules of both families.
-    pub fn rules(&mut self) -> io::Result<Vec<Owned<Rule>>> {
+    pub fn rules(&mut self) -> Result<Vec<Owned<Rule>>, NetlinkError> {
         let mut req = RuleMessage::default();
         req.header.family = AddressFamily::Unspec;
         let mut out = Vec::new();
@@ -280,7 +210,7 @@ impl Netlink {
     /// The routes of both families in one table, or in every table (`table` 0), as the kernel
     /// holds them. (An unspecified family also spares the error a family-specific dump of a table
     /// that does not exist yet gets.)
-    pub fn routes(&mut self, table: u32) -> io::Result<Vec<KernelRoute>> {
+    pub fn routes(&mut self, table: u32) -> Result<Vec<KernelRoute>, NetlinkError> {
         let mut req = RouteMessage::default();
         req.header.address_family = AddressFamily::Unspec;
         if table != 0 {
@@ -300,80 +230,56 @@ impl Netlink {
     /// Sends many write requests at once — as many per system call as fit — and returns each
     /// one's result, in order. The kernel handles them one after the other, as if sent singly.
     /// Only the last request of each send asks for an acknowledgement: the kernel reports every
-    /// failed request anyway (an error is always answered), in order, so once the last one is
-    /// answered every earlier one that said nothing succeeded. One receive per send, not one per
-    /// request (over a thousand on a first `sync` of 256 interfaces).
-    pub fn batch(&mut self, ops: &[Op], protocol: u8) -> io::Result<Vec<io::Result<()>>> {
+    /// failed request anyway, in order, so once the last one is answered every earlier one that
+    /// said nothing succeeded. One receive per send, not one per request.
+    pub fn batch(&mut self, ops: &[Op], protocol: u8) -> Result<Vec<Result<(), NetlinkError>>, NetlinkError> {
         const CHUNK: usize = 32 * 1024;
-        let mut results: Vec<Option<io::Result<()>>> = (0..ops.len()).map(|_| None).collect();
-        let first_seq = self.seq + 1;
+        let mut results: Vec<Option<Result<(), NetlinkError>>> = (0..ops.len()).map(|_| None).collect();
         let mut start = 0;
         while start < ops.len() {
-            let mut buf = Vec::with_capacity(CHUNK);
-            let mut end = start;
-            let mut packets = Vec::new();
+            let mut buf = Vec::with_capacity(CHUNK + 1024);
+            let first = self.t.next_seq();
+            let (mut seq, mut end, mut last_at) = (first, start, 0);
             while end < ops.len() && (buf.len() < CHUNK || end == start) {
+                if end > start {
+                    seq = self.t.next_seq();
+                }
                 let (msg, flags) = ops[end].message(protocol);
-                let packet = self.packet(msg, flags);
-                buf.resize(buf.len() + packet.buffer_len(), 0);
-                packets.push(packet);
+                last_at = buf.len();
+                buf.extend_from_slice(&Self::encode(msg, flags, seq));
                 end += 1;
             }
-            if let Some(last) = packets.last_mut() {
-                last.header.flags |= NLM_F_ACK;
-            }
-            let mut at = 0;
-            for p in &packets {
-                p.serialize(&mut buf[at..at + p.buffer_len()]);
-                at += p.buffer_len();
-            }
+            // The last request of the send asks for the ACK (nlmsg_flags sits at byte 6).
+            let flags = u16::from_ne_bytes([buf[last_at + 6], buf[last_at + 7]]) | NLM_F_ACK;
+            buf[last_at + 6..last_at + 8].copy_from_slice(&flags.to_ne_bytes());
             // Sysctl values are counted as sysctl writes by the caller.
             self.writes += ops[start..end].iter().filter(|o| !matches!(o, Op::SetLink { group: None, .. })).count() as u32;
-            self.socket.send(&buf, 0)?;
-            let last_seq = self.seq;
-            let mut rx = vec![0u8; 1 << 16];
-            'answers: loop {
-                for msg in self.receive(&mut rx)? {
-                    let seq = msg.header.sequence_number;
-                    if seq < first_seq || seq > last_seq {
-                        continue;
-                    }
-                    if let NetlinkPayload::Error(e) = msg.payload {
-                        let i = (seq - first_seq) as usize;
-                        results[i] = Some(match e.code {
-                            None => Ok(()),
-                            Some(c) => Err(io::Error::from_raw_os_error(-c.get())),
-                        });
-                        if seq == last_seq {
-                            break 'answers;
-                        }
-                    }
-                }
-            }
+            let base = start;
+            self.t.batch(&buf, first, seq, |s, r| results[base + (s - first) as usize] = Some(r))?;
             start = end;
         }
         Ok(results.into_iter().map(|r| r.unwrap_or(Ok(()))).collect())
     }
 
-    pub fn add_route(&mut self, r: &Route, protocol: u8) -> io::Result<()> {
+    pub fn add_route(&mut self, r: &Route, protocol: u8) -> Result<(), NetlinkError> {
         self.write(RouteNetlinkMessage::NewRoute(route_message(r, protocol)), NLM_F_CREATE | NLM_F_EXCL)
     }
 
-    pub fn del_route(&mut self, r: &Route, protocol: u8) -> io::Result<()> {
+    pub fn del_route(&mut self, r: &Route, protocol: u8) -> Result<(), NetlinkError> {
         self.write(RouteNetlinkMessage::DelRoute(route_message(r, protocol)), 0)
     }
 
     /// Adds (or refreshes) an IPv4 address; the protocol marks it as stronghost's (IFA_PROTO).
-    pub fn add_address(&mut self, index: u32, addr: Ipv4Addr, prefix_len: u8, protocol: u8) -> io::Result<()> {
+    pub fn add_address(&mut self, index: u32, addr: Ipv4Addr, prefix_len: u8, protocol: u8) -> Result<(), NetlinkError> {
         self.write(RouteNetlinkMessage::NewAddress(address_message(index, addr, prefix_len, Some(protocol))), NLM_F_CREATE | NLM_F_REPLACE)
     }
 
-    pub fn del_address(&mut self, index: u32, addr: Ipv4Addr, prefix_len: u8) -> io::Result<()> {
+    pub fn del_address(&mut self, index: u32, addr: Ipv4Addr, prefix_len: u8) -> Result<(), NetlinkError> {
         self.write(RouteNetlinkMessage::DelAddress(address_message(index, addr, prefix_len, None)), 0)
     }
 
     /// Sets the link administratively up.
-    pub fn set_link_up(&mut self, index: u32) -> io::Result<()> {
+    pub fn set_link_up(&mut self, index: u32) -> Result<(), NetlinkError> {
         let mut m = LinkMessage::default();
         m.header.index = index;
         m.header.flags = netlink_packet_route::link::LinkFlags::Up;
@@ -382,7 +288,7 @@ impl Netlink {
     }
 
     /// The kernel's answer to `ip route get DST from SRC` / `oif DEV`: (oif, preferred source).
-    pub fn route_get(&mut self, dst: IpAddr, src: Option<IpAddr>, oif: Option<u32>) -> io::Result<(Option<u32>, Option<IpAddr>)> {
+    pub fn route_get(&mut self, dst: IpAddr, src: Option<IpAddr>, oif: Option<u32>) -> Result<(Option<u32>, Option<IpAddr>), NetlinkError> {
         let mut m = RouteMessage::default();
         let width = if dst.is_ipv6() { 128 } else { 32 };
         m.header.address_family = family(dst.is_ipv6());
@@ -524,30 +430,14 @@ impl Op {
     }
 
     /// Errors that only mean the work was already done: deleting what is gone.
-    pub fn harmless(&self, errno: Option<i32>) -> bool {
+    pub fn harmless(&self, errno: Option<Errno>) -> bool {
         match self {
-            Op::DelRule(_) => errno == Some(2),
-            Op::DelRoute(_) => matches!(errno, Some(3) | Some(19)),
+            Op::DelRule(_) => errno == Some(Errno::ENOENT),
+            // ESRCH: no such route; ENODEV: its device is gone, and the route with it.
+            Op::DelRoute(_) => matches!(errno, Some(Errno::ESRCH) | Some(Errno::ENODEV)),
             _ => false,
         }
     }
-}
-
-/// The netlink attributes in `buf`, as (type without flag bits, value).
-fn raw_attributes(mut buf: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
-    std::iter::from_fn(move || {
-        if buf.len() < 4 {
-            return None;
-        }
-        let len = u16::from_ne_bytes([buf[0], buf[1]]) as usize;
-        let kind = u16::from_ne_bytes([buf[2], buf[3]]) & 0x3fff;
-        if len < 4 || len > buf.len() {
-            return None;
-        }
-        let value = &buf[4..len];
-        buf = &buf[((len + 3) & !3).min(buf.len())..];
-        Some((kind, value))
-    })
 }
 
 /// An RTM_NEWLINK payload (struct ifinfomsg, then attributes) read in place: name, group, up, and

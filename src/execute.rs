@@ -1,0 +1,131 @@
+//! Doing: the one place that writes. Table allocations and records first (a crash part-way then
+//! leaves enough behind for the next run to converge and to restore what it changed), then every
+//! netlink write of the plans in one batch, then the receive filter, then records of released
+//! interfaces. Every failure is collected and reported; nothing is dropped.
+
+use crate::error::Error;
+use crate::filter;
+use crate::netlink::{Netlink, Op};
+use crate::plan::{ClientPlan, Gathered, Plans};
+use crate::state::State;
+use crate::sysctl;
+
+/// Writes made, by kind: a converged host costs none.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct Writes {
+    pub netlink: u32,
+    pub sysctl: u32,
+    pub nft: u32,
+}
+
+pub fn execute(nl: &mut Netlink, state: &State, writes: &mut Writes, g: &Gathered, plans: &Plans, protocol: u8) -> Result<(), Error> {
+    let mut errors = Vec::new();
+    if let Some(t) = &plans.tables {
+        state.save_tables(t).map_err(|source| Error::State { doing: "saving the table allocation".into(), source })?;
+    }
+    for p in plans.interfaces.iter().filter(|p| !p.orphans) {
+        if let Some(r) = &p.record
+            && g.on_disk.get(&p.ifname) != Some(r)
+        {
+            state
+                .save_record(&p.ifname, r)
+                .map_err(|source| Error::State { doing: format!("saving the record of {}", p.ifname), source })?;
+        }
+    }
+    // Every netlink write, in order, sent as one batch.
+    let host = &plans.host;
+    let mut ops: Vec<(String, Op)> = host.rules_add.iter().map(|r| (String::new(), Op::AddRule(r.clone()))).collect();
+    for p in &plans.interfaces {
+        let name = || p.ifname.clone();
+        if let Some(index) = p.ifindex.filter(|_| p.link_group.is_some() || !p.sysctls.is_empty()) {
+            writes.sysctl += p.sysctls.len() as u32;
+            ops.push((name(), Op::SetLink { index, group: p.link_group.map(|(_, g)| g), sysctls: p.sysctls.clone() }));
+        }
+        ops.extend(p.rules_del.iter().map(|r| (name(), Op::DelRule(r.clone()))));
+        ops.extend(p.routes_del.iter().map(|r| (name(), Op::DelRoute(r.clone()))));
+        ops.extend(p.routes_add.iter().map(|r| (name(), Op::AddRoute(r.clone()))));
+        ops.extend(p.rules_add.iter().map(|r| (name(), Op::AddRule(r.clone()))));
+    }
+    ops.extend(host.rules_del.iter().map(|r| (String::new(), Op::DelRule(r.clone()))));
+    run_ops(nl, writes, &ops, protocol, &mut errors);
+    // Set over netlink, rp_filter does not invalidate the routes sockets have cached (early
+    // demux would skip the new check for established connections); /proc would have. Do what
+    // the sysctl handler does, once.
+    if plans.interfaces.iter().any(|p| p.sysctls.iter().any(|(k, _)| *k == sysctl::RP.0))
+        && let Err(source) = sysctl::flush_route_cache()
+    {
+        errors.push(Error::Sysctl { doing: "flushing the route cache after changing rp_filter".into(), source });
+    }
+    if let Some(s) = &host.filter {
+        writes.nft += 1;
+        if let Err(detail) = filter::apply(s) {
+            errors.push(Error::Filter { detail });
+        }
+    }
+    if let Some(e) = &host.filter_error {
+        errors.push(Error::Filter { detail: format!("receive filter not applied: {e}") });
+    }
+    for p in plans.interfaces.iter().filter(|p| !p.orphans && p.record.is_none()) {
+        if let Err(source) = state.remove_record(&p.ifname) {
+            errors.push(Error::State { doing: format!("removing the record of {}", p.ifname), source });
+        }
+    }
+    Error::collect(errors).map_or(Ok(()), Err)
+}
+
+/// udhcpc's own configuration: the address and main default route of its lease.
+pub fn execute_client(nl: &mut Netlink, writes: &mut Writes, c: &ClientPlan, protocol: u8) -> Result<(), Error> {
+    let mut errors = Vec::new();
+    let dev = &c.ifname;
+    if let Some(r) = &c.route_del {
+        note(&mut errors, nl.del_route(r, protocol).or_else(gone), || format!("ip route del {r}"));
+    }
+    if let Some((a, l)) = c.address_del {
+        note(&mut errors, nl.del_address(c.ifindex, a, l).or_else(gone), || format!("ip address del {a}/{l} dev {dev}"));
+    }
+    if c.link_up {
+        note(&mut errors, nl.set_link_up(c.ifindex), || format!("ip link set {dev} up"));
+    }
+    if let Some((a, l)) = c.address_add {
+        note(&mut errors, nl.add_address(c.ifindex, a, l, protocol), || format!("ip address replace {a}/{l} dev {dev}"));
+    }
+    if let Some(r) = &c.route_add {
+        // Already there (a renewal): nothing to do.
+        let r2 = nl.add_route(r, protocol).or_else(|e| if e.errno() == Some(nix::errno::Errno::EEXIST) { Ok(()) } else { Err(e) });
+        note(&mut errors, r2, || format!("ip route add {r}"));
+    }
+    writes.netlink = nl.writes;
+    Error::collect(errors).map_or(Ok(()), Err)
+}
+
+/// Deleting what is already gone is done.
+fn gone(e: crate::netlink::NetlinkError) -> Result<(), crate::netlink::NetlinkError> {
+    use nix::errno::Errno;
+    if matches!(e.errno(), Some(Errno::ESRCH) | Some(Errno::EADDRNOTAVAIL) | Some(Errno::ENOENT)) { Ok(()) } else { Err(e) }
+}
+
+fn note(errors: &mut Vec<Error>, r: Result<(), crate::netlink::NetlinkError>, what: impl FnOnce() -> String) {
+    if let Err(source) = r {
+        errors.push(Error::Netlink { doing: what(), source });
+    }
+}
+
+fn run_ops(nl: &mut Netlink, writes: &mut Writes, ops: &[(String, Op)], protocol: u8, errors: &mut Vec<Error>) {
+    if ops.is_empty() {
+        return;
+    }
+    let just_ops: Vec<Op> = ops.iter().map(|(_, o)| o.clone()).collect();
+    match nl.batch(&just_ops, protocol) {
+        Ok(results) => {
+            for ((ifname, op), r) in ops.iter().zip(results) {
+                if let Err(source) = r
+                    && !op.harmless(source.errno())
+                {
+                    errors.push(Error::Netlink { doing: op.describe(ifname), source });
+                }
+            }
+        }
+        Err(source) => errors.push(Error::Netlink { doing: "sending the changes".into(), source }),
+    }
+    writes.netlink = nl.writes;
+}

@@ -1,0 +1,186 @@
+//! The kernel snapshot: one read of the links, addresses, rules and routes a decision needs,
+//! indexed for the lookups planning makes per interface. Reading is the only thing it does.
+
+use crate::netlink::{Address, KernelRoute, Link, Netlink, NetlinkError, Owned};
+use crate::policy::{InterfaceFacts, RT_TABLE_MAIN, Route, Rule};
+use netlink_packet_route::route::RouteType;
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// One read of everything the engine looks at.
+pub struct Kernel {
+    pub links: Vec<Link>,
+    pub addrs: Vec<Address>,
+    pub rules: Vec<Owned<Rule>>,
+    pub routes: Vec<KernelRoute>,
+    // Lookups a plan makes per interface, indexed once: a `sync` of hundreds of interfaces would
+    // otherwise scan every link, address and route for each of them.
+    by_name: HashMap<String, usize>,
+    by_index: HashMap<u32, usize>,
+    addrs_of: HashMap<u32, Vec<usize>>,
+    routes_in: HashMap<u32, Vec<usize>>,
+    /// Main-table routes by device: (route, gateway through that device); a multipath route
+    /// appears under each of its devices.
+    main_via: HashMap<u32, Vec<(usize, Option<IpAddr>)>>,
+}
+
+impl Kernel {
+    pub fn new(links: Vec<Link>, addrs: Vec<Address>, rules: Vec<Owned<Rule>>, routes: Vec<KernelRoute>) -> Kernel {
+        let by_name = links.iter().enumerate().map(|(i, l)| (l.name.clone(), i)).collect();
+        let by_index = links.iter().enumerate().map(|(i, l)| (l.index, i)).collect();
+        let mut addrs_of: HashMap<u32, Vec<usize>> = HashMap::new();
+        for (i, a) in addrs.iter().enumerate() {
+            addrs_of.entry(a.index).or_default().push(i);
+        }
+        let mut routes_in: HashMap<u32, Vec<usize>> = HashMap::new();
+        let mut main_via: HashMap<u32, Vec<(usize, Option<IpAddr>)>> = HashMap::new();
+        for (i, r) in routes.iter().enumerate() {
+            routes_in.entry(r.table).or_default().push(i);
+            if r.table != RT_TABLE_MAIN {
+                continue;
+            }
+            if let Some(o) = r.oif {
+                main_via.entry(o).or_default().push((i, r.gateway));
+            }
+            for &(o, gw) in &r.nexthops {
+                main_via.entry(o).or_default().push((i, gw));
+            }
+        }
+        Kernel { links, addrs, rules, routes, by_name, by_index, addrs_of, routes_in, main_via }
+    }
+
+    pub fn read(nl: &mut Netlink) -> Result<Kernel, NetlinkError> {
+        Ok(Kernel::new(nl.links()?, nl.addresses(0)?, nl.rules()?, nl.routes(0)?))
+    }
+
+    pub fn addrs_of(&self, index: u32) -> impl Iterator<Item = &Address> {
+        self.addrs_of.get(&index).into_iter().flatten().map(|&i| &self.addrs[i])
+    }
+
+    /// The main-table routes through one interface, each with its gateway through it.
+    fn main_via(&self, index: u32) -> impl Iterator<Item = (&KernelRoute, Option<IpAddr>)> {
+        self.main_via.get(&index).into_iter().flatten().map(|&(i, gw)| (&self.routes[i], gw))
+    }
+
+    /// The routes of one table.
+    pub fn routes_in(&self, table: u32) -> impl Iterator<Item = &KernelRoute> {
+        self.routes_in.get(&table).into_iter().flatten().map(|&i| &self.routes[i])
+    }
+
+    /// What one interface's plan needs, and no more: its link and addresses, every rule (few),
+    /// and the routes of its table and of main (of every table while it has none: allocating one
+    /// looks at all of the range). The cost of an event then hardly grows with the number of
+    /// interfaces on the host.
+    pub fn read_one(nl: &mut Netlink, ifname: &str, table: Option<u32>) -> Result<Kernel, NetlinkError> {
+        let links: Vec<Link> = nl.link(ifname)?.into_iter().collect();
+        let addrs = match links.first() {
+            Some(l) => nl.addresses(l.index)?,
+            None => vec![],
+        };
+        let routes = match table {
+            // No table yet: allocating one looks at every table in the range.
+            None => nl.routes(0)?,
+            Some(t) => {
+                let mut r = nl.routes(t)?;
+                r.extend(nl.routes(RT_TABLE_MAIN)?);
+                r
+            }
+        };
+        Ok(Kernel::new(links, addrs, nl.rules()?, routes))
+    }
+
+    /// Fills in, from /proc, the knobs a link dump did not carry (a kernel without
+    /// IFLA_INET_CONF in dumps), so that deciding never has to read anything.
+    pub fn complete_sysctls(&mut self, knobs: &[(&'static str, u32)]) {
+        for l in &mut self.links {
+            for (knob, _) in knobs {
+                if l.sysctl(knob).is_none()
+                    && let Ok(v) = crate::sysctl::read(&l.name, knob)
+                {
+                    l.sysctls.push((knob, v));
+                }
+            }
+        }
+    }
+
+    pub fn link(&self, name: &str) -> Option<&Link> {
+        self.by_name.get(name).map(|&i| &self.links[i])
+    }
+
+    pub fn name_of(&self, index: u32) -> String {
+        self.by_index.get(&index).map(|&i| self.links[i].name.clone()).unwrap_or_else(|| format!("if{index}"))
+    }
+
+    pub fn facts(&self, link: &Link) -> InterfaceFacts {
+        let mut f = InterfaceFacts { name: link.name.clone(), index: link.index, addresses: vec![], addresses6: vec![] };
+        for a in self.addrs_of(link.index) {
+            // Deprecated and tentative addresses keep their rules: sockets bound to them still
+            // send. Link-local ones need none, and one that failed DAD is not the host's.
+            match a.addr {
+                IpAddr::V4(v) => f.addresses.push((v, a.prefix_len)),
+                IpAddr::V6(v) if a.gets_policy(true) => f.addresses6.push((v, a.prefix_len)),
+                IpAddr::V6(_) => {}
+            }
+        }
+        f
+    }
+
+    /// The main-table default routes through this interface, best first.
+    fn main_defaults(&self, index: u32, v6: bool) -> impl Iterator<Item = IpAddr> + '_ {
+        let mut v: Vec<(u32, IpAddr)> = self
+            .main_via(index)
+            .filter(|(r, _)| r.dst.is_default() && r.dst.is_v6() == v6 && r.kind == RouteType::Unicast)
+            .filter_map(|(r, gw)| Some((r.metric, gw?)))
+            .collect();
+        // Several routers on a link (IPv6 keeps one route per advertising router): the same one
+        // every time, so the policy does not flap between them.
+        v.sort();
+        v.into_iter().map(|(_, g)| g)
+    }
+
+    /// A default route in main through this interface (static configuration, another client).
+    pub fn main_gateway(&self, index: u32) -> Option<Ipv4Addr> {
+        self.main_defaults(index, false).find_map(|g| match g {
+            IpAddr::V4(g) => Some(g),
+            IpAddr::V6(_) => None,
+        })
+    }
+
+    /// The IPv6 router through this interface: what router advertisements (or the admin) put in main.
+    pub fn main_gateway6(&self, index: u32) -> Option<Ipv6Addr> {
+        self.main_defaults(index, true).find_map(|g| match g {
+            IpAddr::V6(g) => Some(g),
+            IpAddr::V4(_) => None,
+        })
+    }
+
+    /// IPv6 prefixes main holds as on-link through this interface (address prefixes, and the
+    /// prefixes router advertisements mark on-link).
+    pub fn onlink6(&self, index: u32) -> Vec<crate::net::IpNet> {
+        self.main_via(index)
+            .filter(|(r, gw)| r.dst.is_v6() && !r.dst.is_default() && r.kind == RouteType::Unicast && gw.is_none())
+            .filter(|(r, _)| matches!(r.dst.addr, IpAddr::V6(a) if crate::net::is_routable_v6(a)))
+            .map(|(r, _)| r.dst)
+            .collect()
+    }
+
+    /// Something in `table` that stronghost did not write, described for the admin.
+    pub fn foreign_in_table(&self, table: u32, protocol: u8) -> Option<String> {
+        if let Some(r) = self.routes_in(table).find(|r| r.protocol != protocol) {
+            return Some(format!("route {} (protocol {})", r.dst, r.protocol));
+        }
+        self.rules
+            .iter()
+            .find(|r| r.item.table == table && r.protocol != protocol)
+            .map(|r| format!("rule `{}` (protocol {})", r.item, r.protocol))
+    }
+
+    pub fn owned_routes(&self, table: u32, protocol: u8) -> Vec<Route> {
+        let names = |i| self.name_of(i);
+        self.routes_in(table).filter(|r| r.protocol == protocol).filter_map(|r| r.model(&names)).collect()
+    }
+
+    pub fn owned_rules(&self, protocol: u8) -> impl Iterator<Item = &Rule> {
+        self.rules.iter().filter(move |r| r.protocol == protocol).map(|r| &r.item)
+    }
+}

@@ -1,0 +1,815 @@
+//! Deciding what to change: pure functions from what was gathered — the kernel snapshot,
+//! stronghost's records and table allocations, the stacks' leases, the receive filter as it is —
+//! to plans. Nothing here reads or writes anything: `reconcile.rs` gathers, `execute.rs` writes.
+//! Table allocations are part of the plan (the executor saves them first).
+
+use crate::config::Config;
+use crate::error::Error;
+use crate::filter;
+use crate::kernel::Kernel;
+use crate::lease::Lease;
+use crate::net::Ipv4Net;
+use crate::netlink::Link;
+use crate::policy::{self, Gateways, InterfaceFacts, RT_TABLE_MAIN, Route, RouteKind, Rule, Selector};
+use crate::state::Record;
+use crate::sysctl;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+/// Everything a decision looks at, read under the host-wide lock before deciding.
+pub struct Gathered {
+    pub kernel: Kernel,
+    /// Records of the interfaces being decided (every one for `sync`), as the decision should see
+    /// them: a hook's new lease is put here before planning.
+    pub records: BTreeMap<String, Record>,
+    /// The same records as they are on disk, so the executor writes only what changed.
+    pub on_disk: BTreeMap<String, Record>,
+    /// Names of every interface stronghost has a record for.
+    pub names: BTreeSet<String>,
+    /// Interface → table, as allocated so far.
+    pub tables: BTreeMap<String, u32>,
+    /// Leases that network stacks keep themselves (systemd-networkd), by interface index.
+    pub stack_leases: BTreeMap<u32, Lease>,
+    /// The receive filter as it is, or why it could not be read.
+    pub filter: Result<filter::Current, String>,
+}
+
+/// The changes for one interface, in the order they are made.
+#[derive(Debug, Default, Clone)]
+pub struct Plan {
+    pub ifname: String,
+    pub table: Option<u32>,
+    /// The link's index, when it exists.
+    pub ifindex: Option<u32>,
+    /// The families the interface has a policy for once the plan is done (IPv4, IPv6).
+    pub families: (bool, bool),
+    pub link_group: Option<(u32, u32)>,
+    pub rules_del: Vec<Rule>,
+    pub routes_del: Vec<Route>,
+    pub routes_add: Vec<Route>,
+    pub rules_add: Vec<Rule>,
+    pub sysctls: Vec<(&'static str, u32)>,
+    /// The record to keep (`None`: remove it).
+    pub record: Option<Record>,
+    /// Cleanup of objects no interface claims: no record to keep or remove.
+    pub orphans: bool,
+}
+
+/// Host-wide changes: the shared main-table rule and the receive filter.
+#[derive(Debug, Default, Clone)]
+pub struct HostPlan {
+    pub rules_add: Vec<Rule>,
+    pub rules_del: Vec<Rule>,
+    pub filter: Option<filter::Change>,
+    pub filter_error: Option<String>,
+}
+
+/// Everything one run decided.
+#[derive(Debug, Default)]
+pub struct Plans {
+    pub interfaces: Vec<Plan>,
+    pub host: HostPlan,
+    /// The table allocation to save first, when planning changed it.
+    pub tables: Option<BTreeMap<String, u32>>,
+}
+
+/// What a client's event asks of the interface itself, when stronghost configures it in the
+/// client's place (udhcpc runs no configuration script of its own on Debian).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct ClientPlan {
+    pub ifindex: u32,
+    pub ifname: String,
+    /// (address, prefix length) to remove / to add (or refresh).
+    pub address_del: Option<(std::net::Ipv4Addr, u8)>,
+    pub address_add: Option<(std::net::Ipv4Addr, u8)>,
+    /// The lease's default route in main.
+    pub route_del: Option<Route>,
+    pub route_add: Option<Route>,
+    /// udhcpc needs the link up before its first lease.
+    pub link_up: bool,
+}
+
+pub enum Intent {
+    Apply,
+    Release,
+}
+
+/// Deletions and additions that turn `current` into `desired`.
+pub fn diff<T: Clone + PartialEq>(current: &[T], desired: &[T]) -> (Vec<T>, Vec<T>) {
+    let mut del: Vec<T> = Vec::new();
+    let mut seen: Vec<&T> = Vec::new();
+    for c in current {
+        // Anything not desired goes, and so does a second copy of something desired.
+        if !desired.contains(c) || seen.contains(&c) {
+            del.push(c.clone());
+        } else {
+            seen.push(c);
+        }
+    }
+    let add = desired.iter().filter(|d| !current.contains(d)).cloned().collect();
+    (del, add)
+}
+
+pub struct Planner<'a> {
+    cfg: &'a Config,
+    g: &'a Gathered,
+    tables: BTreeMap<String, u32>,
+    tables_changed: bool,
+}
+
+impl<'a> Planner<'a> {
+    pub fn new(cfg: &'a Config, g: &'a Gathered) -> Planner<'a> {
+        Planner { cfg, g, tables: g.tables.clone(), tables_changed: false }
+    }
+
+    /// The plans, with the table allocation they made.
+    pub fn finish(self, interfaces: Vec<Plan>) -> Plans {
+        let host = self.host(&interfaces);
+        Plans { interfaces, host, tables: self.tables_changed.then_some(self.tables) }
+    }
+
+    /// A hook's lease, else the stack's own; `None`: the gateway comes from main (static
+    /// configuration).
+    fn lease_in_force(&self, record: &Record, ifindex: u32) -> Option<Lease> {
+        record.lease.clone().or_else(|| self.g.stack_leases.get(&ifindex).cloned())
+    }
+
+    /// The interface's table: the one it had, or the lowest free one in range that nobody else
+    /// uses. A table holding anything stronghost did not write is never taken.
+    fn table_for(&mut self, ifname: &str) -> Result<u32, Error> {
+        let (k, proto) = (&self.g.kernel, self.cfg.protocol);
+        if let Some(&t) = self.tables.get(ifname)
+            && self.cfg.in_table_range(t)
+        {
+            if let Some(what) = k.foreign_in_table(t, proto) {
+                return Err(Error::ForeignInTable { ifname: ifname.into(), table: t, what });
+            }
+            return Ok(t);
+        }
+        let taken: BTreeSet<u32> = self.tables.values().copied().collect();
+        let t = (self.cfg.table_min..=self.cfg.table_max)
+            .find(|t| !taken.contains(t) && k.foreign_in_table(*t, proto).is_none())
+            .ok_or_else(|| Error::NoFreeTable { min: self.cfg.table_min, max: self.cfg.table_max, config: self.cfg.path.clone() })?;
+        self.tables.insert(ifname.to_string(), t);
+        self.tables_changed = true;
+        Ok(t)
+    }
+
+    /// The interface as the policy sees it: without IPv6 addresses when `ipv6 = no`.
+    pub fn facts(&self, link: &Link) -> InterfaceFacts {
+        facts(self.cfg, &self.g.kernel, link)
+    }
+
+    pub fn interface(&mut self, ifname: &str, intent: Intent) -> Result<Plan, Error> {
+        let (cfg, k) = (self.cfg, &self.g.kernel);
+        let mut plan = Plan { ifname: ifname.to_string(), ..Default::default() };
+        let mut record = self.g.records.get(ifname).cloned().unwrap_or_default();
+        let link = k.link(ifname);
+        let facts = link.map(|l| self.facts(l));
+        // Claimed: stronghost manages the interface (ARP and rp_filter hardening, link group,
+        // receive filter). Routed: it also has addresses, so it gets its rules and table.
+        let claimed = matches!(intent, Intent::Apply) && link.is_some();
+        let applying = claimed && facts.as_ref().is_some_and(|f| !f.addresses.is_empty() || !f.addresses6.is_empty());
+        if matches!(intent, Intent::Apply) && link.is_none() {
+            return Err(Error::NoSuchInterface { ifname: ifname.into() });
+        }
+        if claimed && (!cfg.manages(ifname) || !filter::quotable(ifname)) {
+            return Err(Error::NotManaged { ifname: ifname.into(), config: cfg.path.clone() });
+        }
+        let proto = cfg.protocol;
+        let table = if claimed { Some(self.table_for(ifname)?) } else { self.tables.get(ifname).copied() };
+        let k = &self.g.kernel;
+        plan.table = table;
+
+        // What stronghost owns for this interface now.
+        let addrs: Vec<IpAddr> = facts
+            .iter()
+            .flat_map(|f| f.addresses.iter().map(|a| IpAddr::V4(a.0)).chain(f.addresses6.iter().map(|a| IpAddr::V6(a.0))))
+            .collect();
+        let cur_rules: Vec<Rule> = k
+            .owned_rules(proto)
+            .filter(|r| r.selector != Selector::All)
+            .filter(|r| {
+                Some(r.table) == table
+                    || r.selector == Selector::Oif(ifname.to_string())
+                    || matches!(r.selector, Selector::From(a) if addrs.contains(&a) && cfg.in_table_range(r.table))
+            })
+            .cloned()
+            .collect();
+        let cur_routes = table.map(|t| k.owned_routes(t, proto)).unwrap_or_default();
+
+        let desired = match (&facts, applying, table) {
+            (Some(f), true, Some(t)) => {
+                let mut gw = match self.lease_in_force(&record, f.index) {
+                    Some(l) => Gateways { gateway: l.gateway, routes: l.routes, ..Default::default() },
+                    None => Gateways { gateway: k.main_gateway(f.index), ..Default::default() },
+                };
+                // DHCPv6 has no routes: the IPv6 router and on-link prefixes always come from main.
+                if !f.addresses6.is_empty() {
+                    gw.gateway6 = k.main_gateway6(f.index);
+                    gw.onlink6 = k.onlink6(f.index);
+                }
+                let mut d = policy::desired(cfg, f, t, &gw);
+                // An interface that is down cannot carry routes (the kernel refuses and flushes
+                // them); its table keeps only the terminator until it comes up again.
+                if !link.is_some_and(|l| l.up) {
+                    d.routes.retain(|r| r.kind == RouteKind::Unreachable);
+                }
+                d
+            }
+            _ => policy::Desired::default(),
+        };
+        plan.families = (desired.rules.iter().any(|r| !r.v6), desired.rules.iter().any(|r| r.v6));
+        (plan.rules_del, plan.rules_add) = diff(&cur_rules, &desired.rules);
+        (plan.routes_del, plan.routes_add) = diff(&cur_routes, &desired.routes);
+
+        if let Some(l) = link {
+            let g = cfg.link_group;
+            if claimed && l.group != g {
+                if l.group != 0 {
+                    return Err(Error::ForeignLinkGroup { ifname: ifname.into(), group: l.group, want: g, config: cfg.path.clone() });
+                }
+                record.saved_group.get_or_insert(l.group);
+                plan.link_group = Some((l.index, g));
+            } else if !claimed && l.group == g {
+                plan.link_group = Some((l.index, record.saved_group.unwrap_or(0)));
+            }
+            plan.ifindex = Some(l.index);
+            for (knob, want) in sysctl::wanted(cfg) {
+                let Some(cur) = l.sysctl(knob) else { continue };
+                if claimed && cur != want {
+                    record.saved_sysctls.entry(knob.to_string()).or_insert(cur);
+                    plan.sysctls.push((knob, want));
+                } else if !claimed {
+                    // Restore only what still holds our value: a later change by the admin stands.
+                    if let Some(&old) = record.saved_sysctls.get(knob)
+                        && cur == want
+                        && old != want
+                    {
+                        plan.sysctls.push((knob, old));
+                    }
+                }
+            }
+        }
+        record.applied = applying;
+        plan.record = claimed.then_some(record);
+        Ok(plan)
+    }
+
+    /// The shared rule and the filter for the set of interfaces applied once `plans` are done.
+    pub fn host(&self, plans: &[Plan]) -> HostPlan {
+        let (cfg, k) = (self.cfg, &self.g.kernel);
+        let mut names = self.g.names.clone();
+        for p in plans.iter().filter(|p| !p.orphans) {
+            match &p.record {
+                Some(_) => names.insert(p.ifname.clone()),
+                None => names.remove(&p.ifname),
+            };
+        }
+        // The shared rule stays while any interface is routed: one of these plans, or another
+        // interface whose rules are in the kernel.
+        let proto = cfg.protocol;
+        // Per family: a host booted with ipv6.disable=1 cannot hold an IPv6 rule at all, so the
+        // IPv6 one exists only while some interface has an IPv6 policy.
+        let planned: BTreeSet<u32> = plans.iter().filter_map(|p| p.table).collect();
+        let routed = |v6: bool| {
+            plans.iter().any(|p| if v6 { p.families.1 } else { p.families.0 })
+                || k.owned_rules(proto)
+                    .any(|r| r.v6 == v6 && r.selector != Selector::All && cfg.in_table_range(r.table) && !planned.contains(&r.table))
+        };
+        let want_main: Vec<Rule> = [false, true].into_iter().filter(|&v6| routed(v6)).map(|v6| policy::main_rule(cfg, v6)).collect();
+        let cur_main: Vec<Rule> = k.owned_rules(proto).filter(|r| r.selector == Selector::All).cloned().collect();
+        let (rules_del, rules_add) = diff(&cur_main, &want_main);
+        let mut host = HostPlan { rules_add, rules_del, ..Default::default() };
+
+        // Every claimed interface, addressed or not: an interface without an address must not
+        // accept packets for the others' addresses either.
+        let members: filter::Members = if cfg.receive_filter {
+            names.iter().filter_map(|n| Some((n.clone(), filter::counter_name(*self.tables.get(n)?)))).collect()
+        } else {
+            filter::Members::new()
+        };
+        match &self.g.filter {
+            Ok(cur) => host.filter = filter::plan(cur, &members),
+            // Without nft the routing half still works; say so once, with what to do.
+            Err(e) if members.is_empty() => log::debug!("{e}"),
+            Err(e) => host.filter_error = Some(e.clone()),
+        }
+        host
+    }
+
+    /// Plans for `sync`: every managed interface with an address is applied; every recorded one
+    /// that is gone, unmanaged or without address is released; orphans in our range are removed.
+    ///
+    /// An interface not yet managed whose gateway nobody can tell (no lease seen, no default route
+    /// through it) is left alone until its next lease or address event: taking it now would refuse
+    /// its off-link traffic and cut the connections it carries (an SSH session when the package is
+    /// installed, say). `apply IFACE` takes it regardless.
+    pub fn sync(&mut self, release_all: bool) -> (Vec<Plan>, Vec<Error>) {
+        let (cfg, k) = (self.cfg, &self.g.kernel);
+        let mut plans = Vec::new();
+        let mut errors = Vec::new();
+        let mut names: BTreeSet<String> = self.g.records.keys().cloned().collect();
+        for l in k.links.iter().filter(|_| !release_all) {
+            if !self.g.records.contains_key(&l.name) && cfg.manages(&l.name) && filter::quotable(&l.name) {
+                let f = self.facts(l);
+                if f.addresses.is_empty() && f.addresses6.is_empty() {
+                    continue;
+                }
+                let v4_unknown = !f.addresses.is_empty()
+                    && self.lease_in_force(&Record::default(), l.index).is_none()
+                    && k.main_gateway(l.index).is_none();
+                let v6_unknown = f.addresses.is_empty() && k.main_gateway6(l.index).is_none();
+                if v4_unknown || v6_unknown {
+                    log::info!(
+                        "{}: no gateway known yet (no lease seen, no default route through it); left as it is until its next lease or \
+                         address change. `stronghost apply {}` manages it now, refusing its off-link traffic until a gateway is known",
+                        l.name,
+                        l.name
+                    );
+                    continue;
+                }
+                names.insert(l.name.clone());
+            }
+        }
+        for n in &names {
+            let manage = !release_all && cfg.manages(n) && k.link(n).is_some();
+            let intent = if manage { Intent::Apply } else { Intent::Release };
+            match self.interface(n, intent) {
+                Ok(p) => plans.push(p),
+                Err(e) => errors.push(e),
+            }
+        }
+        if let Some(o) = self.orphans(&plans) {
+            plans.push(o);
+        }
+        (plans, errors)
+    }
+
+    /// Our rules and routes in our range whose table no live record uses (a crash between
+    /// allocation and record, an interface renamed while nothing watched).
+    fn orphans(&self, plans: &[Plan]) -> Option<Plan> {
+        let (cfg, k) = (self.cfg, &self.g.kernel);
+        let live: BTreeSet<u32> = plans.iter().filter(|p| p.record.as_ref().is_some_and(|r| r.applied)).filter_map(|p| p.table).collect();
+        let mut orphan = Plan { ifname: "(orphans)".into(), orphans: true, ..Default::default() };
+        let claimed: Vec<&Rule> = plans.iter().flat_map(|p| p.rules_del.iter()).collect();
+        for r in k.owned_rules(cfg.protocol) {
+            if r.selector != Selector::All && cfg.in_table_range(r.table) && !live.contains(&r.table) && !claimed.contains(&r) {
+                orphan.rules_del.push(r.clone());
+            }
+        }
+        let claimed: Vec<&Route> = plans.iter().flat_map(|p| p.routes_del.iter()).collect();
+        for t in cfg.table_min..=cfg.table_max {
+            if !live.contains(&t) {
+                orphan.routes_del.extend(k.owned_routes(t, cfg.protocol).into_iter().filter(|r| !claimed.contains(&r)));
+            }
+        }
+        (!orphan.rules_del.is_empty() || !orphan.routes_del.is_empty()).then_some(orphan)
+    }
+}
+
+/// The interface as the policy sees it: without IPv6 addresses when `ipv6 = no`.
+pub fn facts(cfg: &Config, k: &Kernel, link: &Link) -> InterfaceFacts {
+    let mut f = k.facts(link);
+    if !cfg.ipv6 {
+        f.addresses6.clear();
+    }
+    f
+}
+
+/// What udhcpc's event asks of the interface: the new lease's address and main default route
+/// (marked with stronghost's protocol), the previous lease's removed where they changed.
+pub fn client(k: &Kernel, ifname: &str, old: Option<&Lease>, new: Option<&Lease>) -> Option<ClientPlan> {
+    let link = k.link(ifname)?;
+    let metric = 1000 + link.index;
+    let default_via = |l: &Lease| {
+        l.gateway.map(|g| Route {
+            table: RT_TABLE_MAIN,
+            dst: Ipv4Net::DEFAULT.into(),
+            metric,
+            kind: RouteKind::Via {
+                dev: ifname.to_string(),
+                oif: link.index,
+                gateway: IpAddr::V4(g),
+                src: Some(IpAddr::V4(l.address)),
+                onlink: !Ipv4Net::containing(l.address, l.prefix_len).contains(g),
+            },
+        })
+    };
+    let mut p = ClientPlan { ifindex: link.index, ifname: ifname.into(), ..Default::default() };
+    if let Some(o) = old {
+        if new.is_none_or(|n| n.address != o.address || n.prefix_len != o.prefix_len) {
+            p.address_del = Some((o.address, o.prefix_len));
+        }
+        if new.is_none_or(|n| default_via(n) != default_via(o)) {
+            p.route_del = default_via(o);
+        }
+    }
+    match new {
+        Some(n) => {
+            p.address_add = Some((n.address, n.prefix_len));
+            p.route_add = default_via(n);
+        }
+        // deconfig also comes first, before any lease: udhcpc needs the link up.
+        None => p.link_up = !link.up,
+    }
+    Some(p)
+}
+
+impl ClientPlan {
+    pub fn render(&self) -> Vec<String> {
+        let dev = &self.ifname;
+        let mut out = Vec::new();
+        if let Some(r) = &self.route_del {
+            out.push(format!("ip route del {r}"));
+        }
+        if let Some((a, l)) = self.address_del {
+            out.push(format!("ip address del {a}/{l} dev {dev}"));
+        }
+        if self.link_up {
+            out.push(format!("ip link set {dev} up"));
+        }
+        if let Some((a, l)) = self.address_add {
+            out.push(format!("ip address replace {a}/{l} dev {dev}"));
+        }
+        if let Some(r) = &self.route_add {
+            out.push(format!("ip route add {r}"));
+        }
+        out
+    }
+}
+/// The rules and routes plans add and remove, by their `ip` description: the watcher uses them to
+/// notice an object it added being removed behind its back, again and again.
+pub fn touched(plans: &[Plan], host: &HostPlan) -> (Vec<String>, Vec<String>) {
+    let rule = |r: &Rule| format!("{} rule {r}", r.ip());
+    let route = |r: &Route| format!("{} route {r}", r.ip());
+    let mut added: Vec<String> = host.rules_add.iter().map(rule).collect();
+    let mut removed: Vec<String> = host.rules_del.iter().map(rule).collect();
+    for p in plans {
+        added.extend(p.rules_add.iter().map(rule).chain(p.routes_add.iter().map(route)));
+        removed.extend(p.rules_del.iter().map(rule).chain(p.routes_del.iter().map(route)));
+    }
+    (added, removed)
+}
+
+/// The equivalent commands for a plan, for `stronghost plan` and for logs.
+pub fn render(plans: &[Plan], host: &HostPlan, protocol: u8) -> Vec<String> {
+    let mut out = Vec::new();
+    for r in &host.rules_add {
+        out.push(format!("{} rule add {r} protocol {protocol}", r.ip()));
+    }
+    for p in plans {
+        if let Some((_, g)) = p.link_group {
+            out.push(format!("ip link set dev {} group {g}", p.ifname));
+        }
+        out.extend(p.rules_del.iter().map(|r| format!("{} rule del {r}", r.ip())));
+        out.extend(p.routes_del.iter().map(|r| format!("{} route del {r}", r.ip())));
+        out.extend(p.routes_add.iter().map(|r| format!("{} route add {r} proto {protocol}", r.ip())));
+        out.extend(p.rules_add.iter().map(|r| format!("{} rule add {r} protocol {protocol}", r.ip())));
+        out.extend(p.sysctls.iter().map(|(k, v)| sysctl::command(&p.ifname, k, *v)));
+    }
+    for r in &host.rules_del {
+        out.push(format!("{} rule del {r}", r.ip()));
+    }
+    if let Some(c) = &host.filter {
+        out.push(c.describe());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    /// A small deterministic generator: the properties below hold for every seed.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+    }
+
+    fn random_rules(rng: &mut Rng, n: u64) -> Vec<Rule> {
+        (0..rng.below(n))
+            .map(|_| Rule {
+                priority: 4110 + 10 * rng.below(2) as u32,
+                v6: false,
+                selector: Selector::From(IpAddr::V4(Ipv4Addr::new(198, 51, 100, rng.below(6) as u8))),
+                table: 4101 + rng.below(3) as u32,
+                suppress_ifgroup: None,
+            })
+            .collect()
+    }
+
+    /// Applying a plan reaches the desired state exactly (duplicates included), and a converged
+    /// state plans nothing — for random kernel states and random desired policies.
+    #[test]
+    fn diff_converges_and_converged_plans_nothing() {
+        let mut rng = Rng(0x9e3779b97f4a7c15);
+        for _ in 0..20_000 {
+            let current = random_rules(&mut rng, 8);
+            let mut desired = random_rules(&mut rng, 6);
+            desired.dedup();
+            desired.sort();
+            desired.dedup();
+            let (del, add) = diff(&current, &desired);
+            let mut state = current.clone();
+            for d in &del {
+                let i = state.iter().position(|x| x == d).expect("deleting something that is there");
+                state.remove(i);
+            }
+            state.extend(add);
+            state.sort();
+            assert_eq!(state, desired);
+            let (del, add) = diff(&state, &desired);
+            assert!(del.is_empty() && add.is_empty());
+        }
+    }
+
+    // ---- Deciding against kernel fixtures: every rule that needs the host's state. ----
+
+    use crate::netlink::{Address, KernelRoute, Owned};
+    use netlink_packet_route::route::{RouteScope, RouteType};
+    use std::net::Ipv6Addr;
+
+    const PROTO: u8 = 83;
+
+    fn link(index: u32, name: &str, group: u32, sysctls: &[(&'static str, u32)]) -> Link {
+        Link { index, name: name.into(), group, up: true, sysctls: sysctls.to_vec() }
+    }
+
+    fn v4(index: u32, last: u8) -> Address {
+        Address { index, addr: IpAddr::V4(Ipv4Addr::new(198, 51, 100, last)), prefix_len: 24, dadfailed: false }
+    }
+
+    fn v6(index: u32, last: u16) -> Address {
+        Address { index, addr: IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, last)), prefix_len: 64, dadfailed: false }
+    }
+
+    /// A route as the kernel would dump it after stronghost (or `protocol`) wrote it.
+    fn dumped(r: &Route, protocol: u8) -> KernelRoute {
+        let (kind, scope, oif, gateway, src, onlink) = match &r.kind {
+            RouteKind::Unreachable => (RouteType::Unreachable, RouteScope::Universe, None, None, None, false),
+            RouteKind::Link { oif, src, .. } => {
+                let scope = if r.dst.is_v6() { RouteScope::Universe } else { RouteScope::Link };
+                (RouteType::Unicast, scope, Some(*oif), None, *src, false)
+            }
+            RouteKind::Via { oif, gateway, src, onlink, .. } => {
+                (RouteType::Unicast, RouteScope::Universe, Some(*oif), Some(*gateway), *src, *onlink)
+            }
+        };
+        KernelRoute {
+            table: r.table,
+            protocol,
+            kind,
+            scope,
+            dst: r.dst,
+            oif,
+            gateway,
+            src,
+            metric: r.metric,
+            onlink,
+            exotic: false,
+            nexthops: vec![],
+        }
+    }
+
+    fn main_default(oif: u32, gw: [u8; 4]) -> KernelRoute {
+        let r = Route {
+            table: RT_TABLE_MAIN,
+            dst: Ipv4Net::DEFAULT.into(),
+            metric: 100,
+            kind: RouteKind::Via { dev: String::new(), oif, gateway: IpAddr::V4(gw.into()), src: None, onlink: false },
+        };
+        KernelRoute { src: None, ..dumped(&r, 4) }
+    }
+
+    fn gathered(links: Vec<Link>, addrs: Vec<Address>, rules: Vec<Owned<Rule>>, routes: Vec<KernelRoute>) -> Gathered {
+        Gathered {
+            kernel: Kernel::new(links, addrs, rules, routes),
+            records: BTreeMap::new(),
+            on_disk: BTreeMap::new(),
+            names: BTreeSet::new(),
+            tables: BTreeMap::new(),
+            stack_leases: BTreeMap::new(),
+            filter: Ok(filter::Current::default()),
+        }
+    }
+
+    /// The kernel after `plans` were executed on `g`'s kernel (rules and routes only).
+    fn after(g: &Gathered, plans: &Plans) -> Gathered {
+        let mut rules: Vec<Owned<Rule>> = g.kernel.rules.clone();
+        let mut routes: Vec<KernelRoute> = g.kernel.routes.clone();
+        let all = plans.interfaces.iter().map(|p| (&p.rules_del, &p.rules_add, &p.routes_del, &p.routes_add));
+        for (rd, ra, od, oa) in all.chain([(&plans.host.rules_del, &plans.host.rules_add, &vec![], &vec![])]) {
+            rules.retain(|r| !(r.protocol == PROTO && rd.contains(&r.item)));
+            rules.extend(ra.iter().map(|r| Owned { protocol: PROTO, item: r.clone() }));
+            let names = |i| g.kernel.name_of(i);
+            routes.retain(|r| !(r.protocol == PROTO && r.model(&names).is_some_and(|m| od.contains(&m))));
+            routes.extend(oa.iter().map(|r| dumped(r, PROTO)));
+        }
+        let mut links = g.kernel.links.clone();
+        for p in &plans.interfaces {
+            if let Some(l) = links.iter_mut().find(|l| Some(l.index) == p.ifindex) {
+                if let Some((_, grp)) = p.link_group {
+                    l.group = grp;
+                }
+                for (k, v) in &p.sysctls {
+                    l.sysctls.retain(|(x, _)| x != k);
+                    l.sysctls.push((k, *v));
+                }
+            }
+        }
+        let mut n = gathered(links, g.kernel.addrs.clone(), rules, routes);
+        n.tables = plans.tables.clone().unwrap_or_else(|| g.tables.clone());
+        for p in &plans.interfaces {
+            match &p.record {
+                Some(r) if !p.orphans => {
+                    n.records.insert(p.ifname.clone(), r.clone());
+                    n.names.insert(p.ifname.clone());
+                }
+                _ => {}
+            }
+        }
+        n
+    }
+
+    fn plan_one(cfg: &Config, g: &Gathered, ifname: &str, intent: Intent) -> Result<Plans, Error> {
+        let mut p = Planner::new(cfg, g);
+        let plan = p.interface(ifname, intent)?;
+        Ok(p.finish(vec![plan]))
+    }
+
+    fn is_empty(p: &Plans) -> bool {
+        p.tables.is_none()
+            && p.host.rules_add.is_empty()
+            && p.host.rules_del.is_empty()
+            && p.interfaces.iter().all(|p| {
+                p.rules_add.is_empty()
+                    && p.rules_del.is_empty()
+                    && p.routes_add.is_empty()
+                    && p.routes_del.is_empty()
+                    && p.sysctls.is_empty()
+                    && p.link_group.is_none()
+            })
+    }
+
+    #[test]
+    fn applying_converges_and_a_converged_host_plans_nothing() {
+        let cfg = Config::default();
+        let knobs = [("arp_ignore", 0), ("arp_announce", 0), ("arp_filter", 0), ("rp_filter", 2)];
+        let g = gathered(
+            vec![link(2, "eth0", 0, &knobs), link(3, "eth1", 0, &knobs)],
+            vec![v4(2, 10), v4(3, 11), v6(3, 11)],
+            vec![],
+            vec![main_default(2, [198, 51, 100, 1])],
+        );
+        let p = plan_one(&cfg, &g, "eth0", Intent::Apply).unwrap();
+        assert_eq!(p.tables.as_ref().and_then(|t| t.get("eth0")), Some(&4101));
+        assert!(p.interfaces[0].routes_add.iter().any(|r| matches!(r.kind, RouteKind::Via { .. })), "default via the main gateway");
+        assert_eq!(p.host.rules_add, vec![policy::main_rule(&cfg, false)], "the IPv6 shared rule only with an IPv6 policy");
+        let g = after(&g, &p);
+        assert!(is_empty(&plan_one(&cfg, &g, "eth0", Intent::Apply).unwrap()));
+        // eth1 has IPv6 too: the IPv6 shared rule comes with it, and goes with it.
+        let p = plan_one(&cfg, &g, "eth1", Intent::Apply).unwrap();
+        assert_eq!(p.tables.as_ref().and_then(|t| t.get("eth1")), Some(&4102));
+        assert_eq!(p.host.rules_add, vec![policy::main_rule(&cfg, true)]);
+        let g = after(&g, &p);
+        assert!(is_empty(&plan_one(&cfg, &g, "eth1", Intent::Apply).unwrap()));
+        let p = plan_one(&cfg, &g, "eth1", Intent::Release).unwrap();
+        assert_eq!(p.host.rules_del, vec![policy::main_rule(&cfg, true)]);
+        assert!(p.interfaces[0].record.is_none());
+    }
+
+    #[test]
+    fn sysctls_are_saved_once_and_restored_only_while_still_ours() {
+        let cfg = Config::default();
+        let knobs = [("arp_ignore", 0), ("arp_announce", 0), ("arp_filter", 0), ("rp_filter", 2)];
+        let g = gathered(vec![link(2, "eth0", 0, &knobs)], vec![v4(2, 10)], vec![], vec![main_default(2, [198, 51, 100, 1])]);
+        let p = plan_one(&cfg, &g, "eth0", Intent::Apply).unwrap();
+        let plan = &p.interfaces[0];
+        assert_eq!(plan.sysctls, vec![("arp_ignore", 1), ("arp_announce", 2), ("arp_filter", 1), ("rp_filter", 1)]);
+        let saved = &plan.record.as_ref().unwrap().saved_sysctls;
+        assert_eq!(saved.get("rp_filter"), Some(&2));
+        // The admin changes arp_ignore afterwards; release restores the rest and leaves it.
+        let mut g = after(&g, &p);
+        let l = &mut g.kernel.links[0];
+        l.sysctls.retain(|(k, _)| *k != "arp_ignore");
+        l.sysctls.push(("arp_ignore", 2));
+        g.kernel = Kernel::new(g.kernel.links.clone(), g.kernel.addrs.clone(), g.kernel.rules.clone(), g.kernel.routes.clone());
+        let p = plan_one(&cfg, &g, "eth0", Intent::Release).unwrap();
+        assert_eq!(p.interfaces[0].sysctls, vec![("arp_announce", 0), ("arp_filter", 0), ("rp_filter", 2)]);
+    }
+
+    #[test]
+    fn link_groups_of_other_tools_are_refused_and_ours_restored() {
+        let cfg = Config::default();
+        let g = gathered(vec![link(2, "eth0", 7, &[]), link(3, "eth1", 0, &[])], vec![v4(2, 10), v4(3, 11)], vec![], vec![]);
+        let e = plan_one(&cfg, &g, "eth0", Intent::Apply).unwrap_err();
+        assert_eq!(e.kind(), "foreign-link-group");
+        assert!(e.to_string().contains("link group 7"), "{e}");
+        let p = plan_one(&cfg, &g, "eth1", Intent::Apply).unwrap();
+        assert_eq!(p.interfaces[0].link_group, Some((3, cfg.link_group)));
+        assert_eq!(p.interfaces[0].record.as_ref().unwrap().saved_group, Some(0));
+        let g = after(&g, &p);
+        let p = plan_one(&cfg, &g, "eth1", Intent::Release).unwrap();
+        assert_eq!(p.interfaces[0].link_group, Some((3, 0)));
+    }
+
+    #[test]
+    fn tables_skip_taken_and_foreign_ones_and_run_out_loudly() {
+        let cfg = Config { table_min: 4101, table_max: 4103, ..Config::default() };
+        let foreign = Route {
+            table: 4102,
+            dst: Ipv4Net::DEFAULT.into(),
+            metric: 0,
+            kind: RouteKind::Via { dev: String::new(), oif: 9, gateway: IpAddr::V4([192, 0, 2, 1].into()), src: None, onlink: true },
+        };
+        let mut g = gathered(
+            vec![link(2, "eth0", 0, &[]), link(3, "eth1", 0, &[]), link(4, "eth2", 0, &[])],
+            vec![v4(2, 10), v4(3, 11), v4(4, 12)],
+            vec![],
+            vec![dumped(&foreign, 4)],
+        );
+        g.tables.insert("old0".into(), 4101);
+        let p = plan_one(&cfg, &g, "eth0", Intent::Apply).unwrap();
+        assert_eq!(p.interfaces[0].table, Some(4103), "4101 is allocated, 4102 holds another tool's route");
+        let g2 = after(&g, &p);
+        let e = plan_one(&cfg, &g2, "eth1", Intent::Apply).unwrap_err();
+        assert_eq!(e.kind(), "no-free-table");
+        // An allocation whose table someone else wrote into is not used.
+        g.tables.insert("eth2".into(), 4102);
+        assert_eq!(plan_one(&cfg, &g, "eth2", Intent::Apply).unwrap_err().kind(), "foreign-table-content");
+    }
+
+    #[test]
+    fn sync_removes_orphans_and_waits_for_a_gateway() {
+        let cfg = Config::default();
+        let orphan_rule = Rule {
+            v6: false,
+            priority: 4110,
+            selector: Selector::From(IpAddr::V4([198, 51, 100, 99].into())),
+            table: 4150,
+            suppress_ifgroup: None,
+        };
+        let foreign_rule = Rule { table: 4151, ..orphan_rule.clone() };
+        let orphan_route = Route { table: 4150, dst: Ipv4Net::DEFAULT.into(), metric: u32::MAX, kind: RouteKind::Unreachable };
+        let mut g = gathered(
+            vec![link(2, "eth0", 0, &[]), link(3, "eth1", 0, &[]), link(4, "eth2", 0, &[])],
+            vec![v4(2, 10), v4(3, 11), v4(4, 12)],
+            vec![Owned { protocol: PROTO, item: orphan_rule.clone() }, Owned { protocol: 4, item: foreign_rule }],
+            vec![main_default(2, [198, 51, 100, 1]), dumped(&orphan_route, PROTO)],
+        );
+        // eth1's gateway is known from networkd's lease; eth2's from nowhere.
+        g.stack_leases.insert(
+            3,
+            Lease {
+                address: [198, 51, 100, 11].into(),
+                prefix_len: 24,
+                gateway: Some([198, 51, 100, 1].into()),
+                routes: vec![],
+                source: "networkd".into(),
+            },
+        );
+        let mut p = Planner::new(&cfg, &g);
+        let (plans, errors) = p.sync(false);
+        assert!(errors.is_empty());
+        let names: Vec<&str> = plans.iter().map(|p| p.ifname.as_str()).collect();
+        assert_eq!(names, ["eth0", "eth1", "(orphans)"]);
+        let o = plans.last().unwrap();
+        assert_eq!((o.rules_del.clone(), o.routes_del.clone()), (vec![orphan_rule], vec![orphan_route]), "another tool's rule stays");
+        // release --all takes everything stronghost recorded, and nothing else.
+        g.records.insert("eth0".into(), Record { applied: true, ..Default::default() });
+        let mut p = Planner::new(&cfg, &g);
+        let (plans, _) = p.sync(true);
+        assert!(plans.iter().filter(|p| !p.orphans).all(|p| p.record.is_none()));
+    }
+
+    #[test]
+    fn udhcpc_moves_address_and_route_with_the_lease() {
+        let g = gathered(vec![Link { up: false, ..link(2, "eth0", 0, &[]) }], vec![], vec![], vec![]);
+        let lease = |a: u8, gw: u8| Lease {
+            address: [198, 51, 100, a].into(),
+            prefix_len: 24,
+            gateway: Some([198, 51, 100, gw].into()),
+            routes: vec![],
+            source: "udhcpc".into(),
+        };
+        let c = client(&g.kernel, "eth0", None, None).unwrap();
+        assert!(c.link_up && c.address_add.is_none());
+        let c = client(&g.kernel, "eth0", Some(&lease(10, 1)), Some(&lease(20, 1))).unwrap();
+        assert_eq!(c.address_del, Some(([198, 51, 100, 10].into(), 24)));
+        assert_eq!(c.address_add, Some(([198, 51, 100, 20].into(), 24)));
+        assert!(c.route_del.is_some() && c.route_add.is_some(), "the route's src changed");
+        let c = client(&g.kernel, "eth0", Some(&lease(10, 1)), Some(&lease(10, 1))).unwrap();
+        assert!(c.address_del.is_none() && c.route_del.is_none(), "a renewal removes nothing");
+        assert!(client(&g.kernel, "eth9", None, None).is_none());
+    }
+}

@@ -1,0 +1,187 @@
+//! One run of stronghost, for every command, hook and the watcher: take the host-wide lock,
+//! gather what the decision needs, plan (plan.rs, pure), and — unless it is a dry run — execute
+//! (execute.rs). The lock is held from the first read to the last write, so two hooks for two
+//! interfaces never decide on a state the other is changing.
+
+use crate::clients::networkd;
+use crate::config::Config;
+use crate::error::Error;
+use crate::execute::{self, Writes};
+use crate::filter;
+use crate::kernel::Kernel;
+use crate::lease::Lease;
+use crate::netlink::Netlink;
+use crate::plan::{self, Gathered, Intent, Planner, Plans, render, touched};
+use crate::state::State;
+use crate::sysctl;
+use nix::fcntl::Flock;
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::time::Duration;
+
+/// How long a run waits for another stronghost (a hook for another interface) to finish.
+pub const LOCK_WAIT: Duration = Duration::from_secs(10);
+
+pub enum Target<'a> {
+    Apply(&'a str),
+    Release(&'a str),
+    /// A DHCP lease ended: the interface stays managed (its other addresses keep their policy,
+    /// its ARP hardening stays); released only if the interface itself is gone.
+    LeaseGone(&'a str),
+    Sync,
+    /// Everything stronghost has set up, everywhere (package removal).
+    ReleaseAll,
+}
+
+impl Target<'_> {
+    fn one(&self) -> Option<&str> {
+        match self {
+            Target::Apply(n) | Target::Release(n) | Target::LeaseGone(n) => Some(n),
+            Target::Sync | Target::ReleaseAll => None,
+        }
+    }
+}
+
+/// What a DHCP client's hook adds to a run.
+#[derive(Default)]
+pub struct ClientEvent {
+    /// The new lease, to record before deciding.
+    pub lease: Option<Lease>,
+    /// stronghost configures the address and main default route itself (udhcpc).
+    pub configure: bool,
+}
+
+/// What a reconcile did (or, dry, would do).
+#[derive(Debug, Default)]
+pub struct Done {
+    /// The changes as equivalent commands.
+    pub lines: Vec<String>,
+    /// Rules and routes added and removed, by description.
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+}
+
+pub struct Engine {
+    pub cfg: Config,
+    pub nl: Netlink,
+    pub state: State,
+    pub writes: Writes,
+}
+
+impl Engine {
+    pub fn new(cfg: Config) -> Result<Engine, Error> {
+        let nl = Netlink::open().map_err(|e| Error::Netlink { doing: "opening rtnetlink".into(), source: e.into() })?;
+        let state = State::open().map_err(|source| Error::State { doing: "opening the state directory".into(), source })?;
+        Ok(Engine { cfg, nl, state, writes: Writes::default() })
+    }
+
+    /// Takes the host-wide lock. Everything read after it is what the previous holder left.
+    pub fn lock(&self) -> Result<Flock<File>, Error> {
+        let guard = self.state.lock(LOCK_WAIT).map_err(|source| match source.kind() {
+            std::io::ErrorKind::WouldBlock => Error::Busy { detail: source.to_string() },
+            _ => Error::State { doing: "taking the lock".into(), source },
+        })?;
+        self.state.clean_temporaries();
+        Ok(guard)
+    }
+
+    /// Everything a decision about `one` interface (or, `None`, every interface) looks at. For
+    /// one interface, only its own state: the cost of an event hardly grows with the number of
+    /// interfaces on the host.
+    pub fn gather(&mut self, one: Option<&str>) -> Result<Gathered, Error> {
+        let names: std::collections::BTreeSet<String> = self.state.recorded().into_iter().collect();
+        let records: BTreeMap<String, _> = match one {
+            Some(n) => names.iter().filter(|r| *r == n).map(|n| (n.clone(), self.state.record(n))).collect(),
+            None => names.iter().map(|n| (n.clone(), self.state.record(n))).collect(),
+        };
+        let tables = self.state.tables();
+        let mut kernel = match one {
+            Some(n) => Kernel::read_one(&mut self.nl, n, tables.get(n).copied()),
+            None => Kernel::read(&mut self.nl),
+        }
+        .map_err(Error::netlink("reading the kernel's routing state"))?;
+        kernel.complete_sysctls(&sysctl::wanted(&self.cfg));
+        let stack_leases = kernel
+            .links
+            .iter()
+            .filter(|l| self.cfg.manages(&l.name))
+            .filter_map(|l| Some((l.index, networkd::lease_for(l.index)?)))
+            .collect();
+        Ok(Gathered { kernel, on_disk: records.clone(), records, names, tables, stack_leases, filter: filter::read() })
+    }
+}
+
+/// Plans and (unless `dry_run`) executes under the host-wide lock.
+pub fn reconcile(e: &mut Engine, target: &Target, dry_run: bool, client: ClientEvent) -> Result<Done, Error> {
+    let _lock = e.lock()?;
+    let mut errors = Vec::new();
+    let mut lines = Vec::new();
+    let mut g = e.gather(target.one())?;
+    if let (true, Some(n)) = (client.configure, target.one()) {
+        let old = g.records.get(n).and_then(|r| r.lease.as_ref()).filter(|l| l.source == "udhcpc");
+        if let Some(c) = plan::client(&g.kernel, n, old, client.lease.as_ref()) {
+            lines.extend(c.render());
+            if !dry_run {
+                if let Err(err) = execute::execute_client(&mut e.nl, &mut e.writes, &c, e.cfg.protocol) {
+                    errors.push(err);
+                }
+                // The addresses changed: decide on what the kernel holds now.
+                g = e.gather(Some(n))?;
+            }
+        }
+    }
+    if let (Some(l), Some(n)) = (client.lease, target.one()) {
+        g.records.entry(n.to_string()).or_default().lease = Some(l);
+    }
+    let plans = decide(&e.cfg, &mut g, target, &mut errors);
+    if target.one().is_some() && !errors.is_empty() {
+        // The one interface asked about cannot be decided on: change nothing.
+        return Err(Error::collect(errors).expect("an error"));
+    }
+    lines.extend(render(&plans.interfaces, &plans.host, e.cfg.protocol));
+    let (added, removed) = touched(&plans.interfaces, &plans.host);
+    if !dry_run {
+        for l in &lines {
+            log::debug!("{l}");
+        }
+        if let Err(err) = execute::execute(&mut e.nl, &e.state, &mut e.writes, &g, &plans, e.cfg.protocol) {
+            errors.push(err);
+        }
+    }
+    match Error::collect(errors) {
+        None => Ok(Done { lines, added, removed }),
+        Some(err) => Err(err),
+    }
+}
+
+/// The plans for `target`; an interface that cannot be planned is an error in `errors`, the
+/// others are still planned.
+fn decide(cfg: &Config, g: &mut Gathered, target: &Target, errors: &mut Vec<Error>) -> Plans {
+    if let Target::LeaseGone(n) = target
+        && let Some(r) = g.records.get_mut(*n)
+    {
+        r.lease = None;
+    }
+    let mut planner = Planner::new(cfg, g);
+    let mut one = |p: &mut Planner, n: &str, intent| match p.interface(n, intent) {
+        Ok(plan) => vec![plan],
+        Err(e) => {
+            errors.push(e);
+            vec![]
+        }
+    };
+    let interfaces = match target {
+        Target::Apply(n) => one(&mut planner, n, Intent::Apply),
+        Target::Release(n) => one(&mut planner, n, Intent::Release),
+        Target::LeaseGone(n) => {
+            let intent = if g.kernel.link(n).is_some() && g.names.contains(*n) { Intent::Apply } else { Intent::Release };
+            one(&mut planner, n, intent)
+        }
+        Target::Sync | Target::ReleaseAll => {
+            let (plans, errs) = planner.sync(matches!(target, Target::ReleaseAll));
+            errors.extend(errs);
+            plans
+        }
+    };
+    planner.finish(interfaces)
+}
