@@ -4,7 +4,7 @@
 //! Whole-process wall times; every variant runs through the same `nsenter` wrapper. Not a test:
 //! it reports, it does not judge. Addresses are from 198.18.0.0/15, the benchmarking range.
 
-#[path = "../tests/lab/mod.rs"]
+#[path = "../tests/labs/lab/mod.rs"]
 mod lab;
 
 use lab::Lab;
@@ -365,7 +365,7 @@ fn main() {
     }
     let n = 256;
     eprintln!("building a lab with {n} interfaces on 198.18.0.0/15 ...");
-    let lab = Lab::new(n, false);
+    let lab = Lab::builder(n).build();
     // Addresses on one subnet and a default route through each (static configuration, so that
     // `sync` knows every gateway); the router answers for the gateway address.
     let mut b = String::new();

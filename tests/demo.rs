@@ -2,6 +2,7 @@
 //! hook and watcher installed; IPv4 from DHCP and IPv6 from router advertisements (SLAAC). Run it with `bash tests/demo.sh` (or `cargo test --test demo -- --ignored
 //! --nocapture` as root). It only ever touches namespaces it creates and removes them at the end.
 
+#[path = "labs/lab/mod.rs"]
 mod lab;
 
 use lab::{Lab, addr};
@@ -81,7 +82,7 @@ fn demo() {
         lab::SERVER6
     );
     println!("sees; isc-dhcp-client on each interface, IPv6 addresses by SLAAC.");
-    let mut lab = Lab::ipv6(n, false);
+    let mut lab = Lab::builder(n).ipv6().build();
     for k in 0..n {
         lab.start_dhclient(k);
     }

@@ -3,9 +3,7 @@
 //! dhclient hook and, for everything else, the watcher. Afterwards the kernel holds exactly the
 //! policy the final addresses and leases call for.
 
-mod lab;
-
-use lab::{Lab, wait_for};
+use crate::lab::{Lab, wait_for};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -99,7 +97,7 @@ fn run_interface(lab: &Lab, k: usize, seed: u64) -> Model {
 
 #[test]
 fn a_thousand_parallel_events_end_in_the_model_state() {
-    let mut lab = Lab::new(IFACES, true);
+    let mut lab = Lab::builder(IFACES).dhclient_hook().build();
     lab.seed_foreign();
     // Removing a primary address would otherwise take the secondaries of its subnet with it.
     for k in 0..IFACES {

@@ -2,9 +2,7 @@
 //! is reported once, plainly, with what to do; routing is applied where it can be; a hook never
 //! fails its DHCP client.
 
-mod lab;
-
-use lab::Lab;
+use crate::lab::Lab;
 
 fn run(lab: &Lab, args: &[&str]) -> (i32, String) {
     let out = lab.host(args);
@@ -13,7 +11,7 @@ fn run(lab: &Lab, args: &[&str]) -> (i32, String) {
 
 #[test]
 fn failures_are_reported_and_contained() {
-    let lab = Lab::new(2, false);
+    let lab = Lab::builder(2).build();
     lab.host_ok(&["ip", "addr", "add", "198.51.100.20/24", "dev", "eth0"]);
     lab.host_ok(&["ip", "route", "add", "default", "via", "198.51.100.1", "dev", "eth0"]);
     let hook = [

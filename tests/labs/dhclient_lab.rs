@@ -1,8 +1,7 @@
 //! End to end with isc-dhcp-client: five interfaces on one subnet behind one gateway.
 
-mod lab;
-
-use lab::{GW, Lab, addr};
+use crate::lab;
+use crate::lab::{GW, Lab, addr};
 use std::collections::BTreeMap;
 
 fn eth(k: usize) -> String {
@@ -12,7 +11,7 @@ fn eth(k: usize) -> String {
 #[test]
 fn five_interfaces_on_one_subnet_are_a_strong_host_through_the_lease_lifecycle() {
     let n = 5;
-    let mut lab = Lab::new(n, true);
+    let mut lab = Lab::builder(n).dhclient_hook().build();
     lab.seed_foreign();
 
     // Five leases bound in the same second: the lock serialises the hooks, all must be applied.
@@ -64,12 +63,24 @@ fn five_interfaces_on_one_subnet_are_a_strong_host_through_the_lease_lifecycle()
     // `check` agrees, and a second apply writes nothing.
     let check = lab.stronghost(&["check"]);
     assert!(check.status.success(), "check: {}", String::from_utf8_lossy(&check.stdout));
-    for k in 0..n {
-        let v = lab.stronghost_json(&["apply", &eth(k), "--json"]);
-        assert_eq!(v["writes"], serde_json::json!({"netlink": 0, "sysctl": 0, "nft": 0}), "second apply of eth{k} wrote");
-    }
-    let sync = lab.stronghost_json(&["sync", "--json"]);
-    assert_eq!(sync["writes"], serde_json::json!({"netlink": 0, "sysctl": 0, "nft": 0}), "sync of a converged host wrote");
+    // Stronghost says it wrote nothing, and the kernel announced no change.
+    let changes = lab.kernel_changes_during(|lab| {
+        for k in 0..n {
+            let v = lab.stronghost_json(&["apply", &eth(k), "--json"]);
+            assert_eq!(v["writes"], serde_json::json!({"netlink": 0, "sysctl": 0, "nft": 0}), "second apply of eth{k} wrote");
+        }
+        let sync = lab.stronghost_json(&["sync", "--json"]);
+        assert_eq!(sync["writes"], serde_json::json!({"netlink": 0, "sysctl": 0, "nft": 0}), "sync of a converged host wrote");
+    });
+    assert!(changes.is_empty(), "a converged host was changed:\n{}", changes.join("\n"));
+    // The monitors do see changes (so the emptiness above means something).
+    let control = lab.kernel_changes_during(|lab| {
+        lab.host_ok(&["ip", "rule", "add", "priority", "31000", "from", "192.0.2.99", "lookup", "main"]);
+        lab.host_ok(&["ip", "rule", "del", "priority", "31000", "from", "192.0.2.99", "lookup", "main"]);
+        lab.host_ok(&["nft", "add", "table", "inet", "monitor_control"]);
+        lab.host_ok(&["nft", "delete", "table", "inet", "monitor_control"]);
+    });
+    assert!(control.len() >= 4, "the monitors missed changes: {control:?}");
 
     // A new address: eth2's reservation changes; its client restarts (as after a reboot) and asks
     // for its old address, dnsmasq NAKs it, dhclient-script runs EXPIRE for the old address and

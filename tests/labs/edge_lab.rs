@@ -1,18 +1,16 @@
 //! The cases around the main path: classless static routes, an interface without a gateway, a
 //! container bridge on the host, hostile hook input, and `check`/`plan` on a damaged policy.
 
-mod lab;
-
-use lab::{Lab, addr};
+use crate::lab;
+use crate::lab::{Lab, addr};
 use std::process::Command;
 
 fn setup() -> Lab {
     // eth1: option 121 with a route and a default; eth2: no router at all.
-    let mut lab = Lab::with_dhcp_options(
-        3,
-        true,
-        &["--dhcp-option=tag:if1,121,192.0.2.0/24,198.51.100.1,0.0.0.0/0,198.51.100.1", "--dhcp-option=tag:if2,3"],
-    );
+    let mut lab = Lab::builder(3)
+        .dhclient_hook()
+        .dhcp_options(&["--dhcp-option=tag:if1,121,192.0.2.0/24,198.51.100.1,0.0.0.0/0,198.51.100.1", "--dhcp-option=tag:if2,3"])
+        .build();
     for k in 0..3 {
         lab.start_dhclient(k);
     }

@@ -2,9 +2,8 @@
 //! hook: nothing is ever executed, invalid values are rejected with a log line naming the field,
 //! what is valid is applied as documented, and dhclient keeps its lease every time.
 
-mod lab;
-
-use lab::{Lab, addr, wait_for};
+use crate::lab;
+use crate::lab::{Lab, addr, wait_for};
 use std::time::Duration;
 
 struct Case {
@@ -78,7 +77,7 @@ fn hostile_dhcp_options_change_nothing_they_should_not() {
     let total = cases.len();
     for c in cases {
         let opts: Vec<&str> = c.options.iter().map(String::as_str).collect();
-        let mut lab = Lab::with_dhcp_options(1, true, &opts);
+        let mut lab = Lab::builder(1).dhclient_hook().dhcp_options(&opts).build();
         lab.start_dhclient(0);
         wait_for(Duration::from_secs(20), &format!("{}: dhclient bound", c.name), || lab.dhclient_log(0).contains("bound to"));
         lab.wait_applied(0, &addr(0));
@@ -115,7 +114,9 @@ fn raw_hostile_leases_are_contained() {
         (0..n).flat_map(|i| [24u8, 10, (i / 250) as u8 + 1, (i % 250) as u8, 198, 51, 100, 1]).chain([0, 198, 51, 100, 1]).collect()
     };
     let gw = vec![198, 51, 100, 1];
-    let cases: Vec<(&str, Vec<(u8, Vec<u8>)>, Option<&str>, Option<&str>)> = vec![
+    // (what, options sent, the log line expected, the gateway expected in the kernel)
+    type Case<'a> = (&'a str, Vec<(u8, Vec<u8>)>, Option<&'a str>, Option<&'a str>);
+    let cases: Vec<Case> = vec![
         ("router 0.0.0.0", vec![(3, vec![0, 0, 0, 0])], Some("new_routers: gateway 0.0.0.0 is unspecified"), None),
         (
             "option 121 with 70 routes over several instances",
@@ -146,7 +147,7 @@ fn raw_hostile_leases_are_contained() {
     ];
     let total = cases.len();
     for (name, options, logged, gateway) in cases {
-        let mut lab = Lab::new(1, true);
+        let mut lab = Lab::builder(1).dhclient_hook().build();
         lab.stop_dhcp();
         lab.in_ns("rtr", &["ip", "route", "add", "255.255.255.255/32", "dev", "lan0"]);
         let _rogue = lab::rogue_dhcp::start(&lab.ns("rtr"), addr(0).parse().unwrap(), options);

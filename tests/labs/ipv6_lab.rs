@@ -2,9 +2,7 @@
 //! advertises a prefix and itself as default router and serves DHCPv6; the host runs dhclient -4
 //! with stronghost's hook on every interface, dhclient -6 on eth0, and `stronghost watch`.
 
-mod lab;
-
-use lab::{Lab, PREFIX6, RTR6, addr, mac, wait_for};
+use crate::lab::{Lab, PREFIX6, RTR6, addr, mac, wait_for};
 use serde_json::Value;
 use std::time::Duration;
 
@@ -45,7 +43,7 @@ fn curl6(lab: &Lab, bind: &str) -> (Option<String>, Vec<String>) {
 
 #[test]
 fn ipv6_slaac_dhcpv6_router_lifetime_and_prefix_change() {
-    let mut lab = Lab::with_ipv6(N);
+    let mut lab = Lab::builder(N).dhclient_hook().ipv6().build();
     lab.seed_foreign();
     lab.host_ok(&["ip", "-6", "rule", "add", "priority", "4105", "from", "2001:db8:77::1", "lookup", "100"]);
     lab.host_ok(&["ip", "-6", "route", "add", "blackhole", "2001:db8:77::/64", "table", "100"]);
@@ -145,9 +143,9 @@ fn ipv6_slaac_dhcpv6_router_lifetime_and_prefix_change() {
         "ip", "-6", "route", "add", "default", "metric", "1024", "nexthop", "via", &router, "dev", "eth0", "nexthop", "via", &router,
         "dev", "eth1",
     ]);
-    for k in 0..2 {
+    for (k, a) in slaac.iter().enumerate().take(2) {
         wait_policy6(&lab, k, true, "its next hop of the multipath default as its router");
-        assert_eq!(curl6(&lab, &slaac[k]), (Some(slaac[k].clone()), vec![eth(k)]), "curl -6 --interface {} (multipath default)", slaac[k]);
+        assert_eq!(curl6(&lab, a), (Some(a.clone()), vec![eth(k)]), "curl -6 --interface {a} (multipath default)");
     }
     assert!(lab.status_of("eth2").unwrap()["gateway6"].is_null());
     lab.host_ok(&["ip", "-6", "route", "del", "default", "metric", "1024"]);
@@ -199,7 +197,7 @@ fn ipv6_slaac_dhcpv6_router_lifetime_and_prefix_change() {
 /// the IPv6 policy in step.
 #[test]
 fn dhcpcd_router_advertisements_and_dhcpv6_through_its_hook() {
-    let mut lab = Lab::with_ipv6(2);
+    let mut lab = Lab::builder(2).dhclient_hook().ipv6().build();
     lab.install("hooks/dhcpcd-hook", "/usr/lib/dhcpcd/dhcpcd-hooks/70-stronghost", "0644");
     lab.write_host_file(
         "/etc/dhcpcd.conf",
@@ -223,7 +221,7 @@ fn dhcpcd_router_advertisements_and_dhcpv6_through_its_hook() {
 /// the address's policy with the stanza's gateway, and takes it away at ifdown.
 #[test]
 fn ifupdown_inet6_static_stanza_through_its_hook() {
-    let lab = Lab::ipv6(2, false);
+    let lab = Lab::builder(2).ipv6().build();
     lab.install("hooks/ifupdown-hook", "/etc/network/if-up.d/stronghost", "0755");
     lab.install("hooks/ifupdown-hook", "/etc/network/if-post-down.d/stronghost", "0755");
     let a = "2001:db8:1::50";

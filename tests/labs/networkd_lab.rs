@@ -2,9 +2,7 @@
 //! events) with the gateway and option 121 from networkd's lease files, and the routes the kernel
 //! flushes when networkd re-adds an address on `networkctl reconfigure` are repaired.
 
-mod lab;
-
-use lab::{Lab, addr, wait_for};
+use crate::lab::{Lab, addr, wait_for};
 use std::time::Duration;
 
 fn acquisitions(lab: &Lab, ifname: &str) -> usize {
@@ -18,7 +16,7 @@ fn wait_check(lab: &Lab, what: &str) {
 #[test]
 fn networkd_with_watcher_through_reconfigure_and_a_new_address() {
     let n = 3;
-    let mut lab = Lab::for_daemons(n);
+    let mut lab = Lab::builder(n).daemons().build();
     lab.seed_foreign();
     lab.install("dist/networkd.conf.d/stronghost.conf", "/usr/lib/systemd/networkd.conf.d/stronghost.conf", "0644");
     lab.write_host_file(

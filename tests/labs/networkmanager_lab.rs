@@ -2,9 +2,7 @@
 //! dhcp4-change, reapply and down (at down NM passes no IP variables; stronghost's own record
 //! suffices).
 
-mod lab;
-
-use lab::{Lab, addr, wait_for};
+use crate::lab::{Lab, addr, wait_for};
 use std::time::Duration;
 
 fn connection(k: usize) -> String {
@@ -14,7 +12,7 @@ fn connection(k: usize) -> String {
 #[test]
 fn networkmanager_dispatcher_drives_stronghost() {
     let n = 3;
-    let mut lab = Lab::for_daemons(n);
+    let mut lab = Lab::builder(n).daemons().build();
     lab.seed_foreign();
     lab.install("hooks/networkmanager-dispatcher", "/usr/lib/NetworkManager/dispatcher.d/70-stronghost", "0755");
     lab.write_host_file(
@@ -68,7 +66,7 @@ fn networkmanager_dispatcher_drives_stronghost() {
 /// dispatcher hook alone, no watcher, gives the addresses their policy with NM's router.
 #[test]
 fn networkmanager_ipv6_only_connection() {
-    let mut lab = Lab::for_daemons_ipv6(1);
+    let mut lab = Lab::builder(1).daemons().ipv6().build();
     lab.install("hooks/networkmanager-dispatcher", "/usr/lib/NetworkManager/dispatcher.d/70-stronghost", "0755");
     lab.write_host_file(
         "/etc/NetworkManager/NetworkManager.conf",

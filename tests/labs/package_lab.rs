@@ -3,9 +3,8 @@
 //! nothing), driven by the dhclient hook it installed, then removed (nothing of stronghost's
 //! left in the kernel, sysctls and link groups restored) and purged.
 
-mod lab;
-
-use lab::{Lab, addr, ok};
+use crate::lab;
+use crate::lab::{Lab, addr, ok};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::Command;
@@ -84,7 +83,7 @@ fn deb_lints_clean_installs_works_removes_and_purges() {
     assert!(control.contains("nftables") && control.contains("iproute2"), "{control}");
 
     // A real install into the lab host, then the dhclient scenario with the installed files only.
-    let mut lab = Lab::bare(3);
+    let mut lab = Lab::builder(3).bare().build();
     lab.seed_foreign();
     lab.host_ok(&["dpkg", "-i", deb.to_str().unwrap()]);
     // The units as installed are valid (their man page is installed too).

@@ -2,9 +2,7 @@
 //! ifupdown (a static stanza, and a dhcp stanza that runs dhclient). Each is checked with the same
 //! user-level assertions as the dhclient lab, and foreign state stays untouched.
 
-mod lab;
-
-use lab::{Lab, addr, wait_for};
+use crate::lab::{Lab, addr, wait_for};
 use std::time::Duration;
 
 fn strong_everywhere(lab: &Lab, addrs: &[(usize, String)]) {
@@ -17,7 +15,7 @@ fn strong_everywhere(lab: &Lab, addrs: &[(usize, String)]) {
 #[test]
 fn dhcpcd() {
     let n = 3;
-    let mut lab = Lab::new(n, false);
+    let mut lab = Lab::builder(n).build();
     lab.seed_foreign();
     lab.install("hooks/dhcpcd-hook", "/usr/lib/dhcpcd/dhcpcd-hooks/70-stronghost", "0644");
     // No udev here (nodev); no ARP probing (noarp) to keep the lab fast.
@@ -40,7 +38,7 @@ fn dhcpcd() {
 #[test]
 fn udhcpc() {
     let n = 3;
-    let mut lab = Lab::new(n, false);
+    let mut lab = Lab::builder(n).build();
     lab.seed_foreign();
     lab.install("hooks/udhcpc-script", "/usr/lib/stronghost/udhcpc-script", "0755");
     for k in 0..n {
@@ -90,7 +88,7 @@ fn udhcpc() {
 #[test]
 fn ifupdown_static_and_dhcp_stanzas() {
     let n = 3;
-    let lab = Lab::new(n, true); // the dhcp stanza's dhclient runs the dhclient hook
+    let lab = Lab::builder(n).dhclient_hook().build(); // the dhcp stanza's dhclient runs the dhclient hook
     lab.seed_foreign();
     lab.install("hooks/ifupdown-hook", "/etc/network/if-up.d/stronghost", "0755");
     lab.install("hooks/ifupdown-hook", "/etc/network/if-post-down.d/stronghost", "0755");

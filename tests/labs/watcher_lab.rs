@@ -1,9 +1,7 @@
 //! `stronghost watch` alone: addresses and routes configured by hand (or by any stack without a
 //! hook) are followed, kernel route flushes repaired, vanished interfaces released.
 
-mod lab;
-
-use lab::{GW, Lab, wait_for};
+use crate::lab::{GW, Lab, wait_for};
 use std::time::{Duration, Instant};
 
 fn rules(lab: &Lab) -> String {
@@ -12,7 +10,7 @@ fn rules(lab: &Lab) -> String {
 
 #[test]
 fn watcher_follows_hand_made_addresses_flushes_and_removals() {
-    let mut lab = Lab::new(3, false);
+    let mut lab = Lab::builder(3).build();
     lab.host_ok(&["ip", "rule", "add", "priority", "4115", "from", "192.0.2.77", "lookup", "100"]);
     lab.spawn_in_host("watch", &["/usr/sbin/stronghost", "watch"]);
     wait_for(Duration::from_secs(10), "the watcher to start", || lab.log("watch").contains("watching"));

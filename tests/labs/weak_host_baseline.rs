@@ -1,14 +1,12 @@
 //! The lab's measurements on a plain Linux host (no stronghost): each requirement must be seen
 //! to fail, or the strong-host tests would prove nothing.
 
-mod lab;
-
-use lab::{Lab, addr};
+use crate::lab::{Lab, addr};
 
 #[test]
 fn plain_linux_host_fails_every_strong_host_requirement() {
     let n = 3;
-    let mut lab = Lab::new(n, false);
+    let mut lab = Lab::builder(n).build();
     for k in 0..n {
         lab.start_dhclient(k);
     }

@@ -121,6 +121,53 @@ pub struct Lab {
     pub ipv6: Vec<String>,
 }
 
+/// What a lab is made of; `Lab::builder(n)` starts one.
+pub struct LabBuilder {
+    n: usize,
+    hook: bool,
+    dhcp_options: Vec<String>,
+    daemons: bool,
+    bare: bool,
+    ipv6: Vec<String>,
+}
+
+impl LabBuilder {
+    /// stronghost's dhclient exit hook installed in the host.
+    pub fn dhclient_hook(mut self) -> Self {
+        self.hook = true;
+        self
+    }
+
+    /// Extra dnsmasq options (tags `ifK` select interface K's client).
+    pub fn dhcp_options(mut self, options: &[&str]) -> Self {
+        self.dhcp_options.extend(options.iter().map(|o| o.to_string()));
+        self
+    }
+
+    /// A host that can run systemd-networkd or NetworkManager: /sys read-only (else their links
+    /// wait for udev forever) and a private system D-Bus (networkctl, nmcli, dispatcher).
+    pub fn daemons(mut self) -> Self {
+        self.daemons = true;
+        self
+    }
+
+    /// No /usr/sbin/stronghost in the host: a package installs it.
+    pub fn bare(mut self) -> Self {
+        self.bare = true;
+        self
+    }
+
+    /// The router also advertises `PREFIX6`/64 (SLAAC) and serves DHCPv6 from it.
+    pub fn ipv6(mut self) -> Self {
+        self.ipv6 = Lab::ipv6_options(PREFIX6, None);
+        self
+    }
+
+    pub fn build(self) -> Lab {
+        Lab::build_from(self)
+    }
+}
+
 pub fn run(cmd: &mut Command) -> Output {
     cmd.stdin(Stdio::null()).output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"))
 }
@@ -145,42 +192,10 @@ pub fn addr(k: usize) -> String {
 }
 
 impl Lab {
-    /// Builds the topology with `n` host interfaces. `with_hook`: install stronghost's dhclient
-    /// hook in the host (false gives the plain weak host).
-    pub fn new(n: usize, with_hook: bool) -> Lab {
-        Lab::with(n, with_hook, &[], false, false)
-    }
-
-    /// As `new`, with extra dnsmasq options (tags `ifK` select interface K's client).
-    pub fn with_dhcp_options(n: usize, with_hook: bool, dhcp_options: &[&str]) -> Lab {
-        Lab::with(n, with_hook, dhcp_options, false, false)
-    }
-
-    /// A host without stronghost: for installing it from its package.
-    pub fn bare(n: usize) -> Lab {
-        Lab::with(n, false, &[], false, true)
-    }
-
-    /// A lab whose host can run systemd-networkd or NetworkManager: /sys read-only (else their
-    /// links wait for udev forever) and a private system D-Bus (networkctl, nmcli, dispatcher).
-    pub fn for_daemons(n: usize) -> Lab {
-        Lab::with(n, false, &[], true, false)
-    }
-
-    /// An IPv4 lab whose router also advertises `PREFIX6`/64 (SLAAC) and serves DHCPv6 from
-    /// it, with the dhclient hook installed.
-    pub fn with_ipv6(n: usize) -> Lab {
-        Lab::ipv6(n, true)
-    }
-
-    /// As `for_daemons`, with the IPv6 router of `with_ipv6`.
-    pub fn for_daemons_ipv6(n: usize) -> Lab {
-        Lab::with_v6(n, false, &[], true, false, Lab::ipv6_options(PREFIX6, None))
-    }
-
-    /// As `with_ipv6`, with or without the dhclient hook.
-    pub fn ipv6(n: usize, with_hook: bool) -> Lab {
-        Lab::with_v6(n, with_hook, &[], false, false, Lab::ipv6_options(PREFIX6, None))
+    /// A lab of `n` host interfaces: `Lab::builder(n)…build()`. By default the plain weak host
+    /// with stronghost's binary and nothing that runs it.
+    pub fn builder(n: usize) -> LabBuilder {
+        LabBuilder { n, hook: false, dhcp_options: vec![], daemons: false, bare: false, ipv6: vec![] }
     }
 
     /// dnsmasq's IPv6 options: SLAAC and DHCPv6 addresses in `prefix`/64, router advertisements
@@ -194,11 +209,7 @@ impl Lab {
         o
     }
 
-    fn with(n: usize, with_hook: bool, dhcp_options: &[&str], daemons: bool, bare: bool) -> Lab {
-        Lab::with_v6(n, with_hook, dhcp_options, daemons, bare, vec![])
-    }
-
-    fn with_v6(n: usize, with_hook: bool, dhcp_options: &[&str], daemons: bool, bare: bool, ipv6: Vec<String>) -> Lab {
+    fn build_from(b: LabBuilder) -> Lab {
         require_root();
         let id = format!("sh{}x{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst));
         let dir = std::env::temp_dir().join(format!("stronghost-lab-{id}"));
@@ -206,19 +217,19 @@ impl Lab {
         let mut lab = Lab {
             id,
             dir,
-            n,
+            n: b.n,
             holder: None,
             children: vec![],
             dnsmasq: None,
             namespaces: vec![],
             stop: Arc::new(AtomicBool::new(false)),
             threads: vec![],
-            dhcp_options: dhcp_options.iter().map(|o| o.to_string()).collect(),
-            daemons,
-            bare,
-            ipv6,
+            dhcp_options: b.dhcp_options,
+            daemons: b.daemons,
+            bare: b.bare,
+            ipv6: b.ipv6,
         };
-        lab.build(with_hook);
+        lab.build(b.hook);
         lab
     }
 
@@ -612,8 +623,29 @@ impl Lab {
     }
 
     /// Whether stronghost has its routing policy in force on the interface.
+    /// Whether the kernel holds `ifname`'s policy: stronghost's `oif` rule for it, of either
+    /// family (read with `ip`, not from stronghost's own view).
     pub fn routed(&self, ifname: &str) -> bool {
-        self.status_of(ifname).is_some_and(|s| s["applied"] == true)
+        let pat = format!("oif {ifname} lookup");
+        ["-4", "-6"].iter().any(|f| self.host_ok(&["ip", "-N", f, "rule"]).lines().any(|l| l.contains(&pat) && l.contains("proto 83")))
+    }
+
+    /// Every change the kernel announces while `f` runs — links (group, sysctls), addresses,
+    /// rules, routes (rtnetlink, `ip monitor`) and nftables objects (`nft monitor`) — so a test
+    /// can show a run wrote nothing without trusting stronghost's own count.
+    pub fn kernel_changes_during(&mut self, f: impl FnOnce(&Lab)) -> Vec<String> {
+        self.spawn_in_host("ip-monitor", &["ip", "-o", "monitor", "link", "address", "route", "rule"]);
+        self.spawn_in_host("nft-monitor", &["nft", "monitor"]);
+        // Both listening before `f` starts: each prints nothing until an event, so wait for them
+        // to have their sockets (a short settle; a late start could only miss events, never add).
+        std::thread::sleep(Duration::from_millis(300));
+        f(self);
+        std::thread::sleep(Duration::from_millis(300));
+        self.kill_child("ip-monitor");
+        self.kill_child("nft-monitor");
+        let mut out: Vec<String> = self.log("ip-monitor").lines().chain(self.log("nft-monitor").lines()).map(str::to_string).collect();
+        out.retain(|l| !l.trim().is_empty());
+        out
     }
 
     /// Waits until stronghost reports ethK strong with exactly `addr`.
