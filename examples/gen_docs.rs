@@ -1,5 +1,7 @@
 //! Writes the man pages (one per command) and the shell completions, generated from the CLI
-//! definitions, into a directory: `cargo run --example gen_docs -- OUT_DIR` (used by packaging/).
+//! definitions, and iproute2's names for the table range and protocol, from the shipped
+//! configuration, into a directory: `cargo run --example gen_docs -- OUT_DIR [CONFIG]` (used by
+//! packaging/).
 
 use clap::CommandFactory;
 use std::path::Path;
@@ -25,6 +27,22 @@ fn main() {
         let name: &'static str = Box::leak(format!("stronghost-{}", sub.get_name()).into_boxed_str());
         write_man(sub, name, &man);
     }
+    // `ip rule` and `ip route` then say whose tables and routes these are, for the range and
+    // protocol the package ships, whatever they are.
+    let config = std::env::args().nth(2).unwrap_or_else(|| "dist/stronghost.conf".into());
+    let cfg = stronghost::config::Config::load(Path::new(&config)).unwrap_or_else(|e| panic!("{e}"));
+    let iproute2 = out.join("iproute2");
+    std::fs::create_dir_all(&iproute2).unwrap();
+    let mut tables = format!("# stronghost: one routing table per managed interface (see {})\n", stronghost::config::DEFAULT_PATH);
+    for t in cfg.table_min..=cfg.table_max {
+        tables.push_str(&format!("{t}\tstronghost-{t}\n"));
+    }
+    std::fs::write(iproute2.join("rt_tables.conf"), tables).unwrap();
+    std::fs::write(
+        iproute2.join("rt_protos.conf"),
+        format!("# stronghost: rules and routes written by stronghost\n{}\tstronghost\n", cfg.protocol),
+    )
+    .unwrap();
     for shell in [clap_complete::Shell::Bash, clap_complete::Shell::Zsh, clap_complete::Shell::Fish] {
         clap_complete::generate_to(shell, &mut cli::Cli::command(), "stronghost", &completions).unwrap();
     }

@@ -28,21 +28,16 @@ fedora)
 	doc=usr/share/doc/stronghost
 	;;
 esac
-# Names for stronghost's table range and protocol, so `ip rule` and `ip route` say whose they are.
-mkdir -p "$root/etc/iproute2/rt_tables.d" "$root/etc/iproute2/rt_protos.d"
-{
-	echo "# stronghost: one routing table per managed interface (see /etc/stronghost/stronghost.conf)"
-	for t in $(seq 4101 4356); do echo "$t	stronghost-$t"; done
-} >"$root/etc/iproute2/rt_tables.d/stronghost.conf"
-printf '# stronghost: rules and routes written by stronghost\n83\tstronghost\n' >"$root/etc/iproute2/rt_protos.d/stronghost.conf"
-chmod 0644 "$root/etc/iproute2/rt_tables.d/stronghost.conf" "$root/etc/iproute2/rt_protos.d/stronghost.conf"
-# Man pages and completions, generated from the CLI definitions.
+# Man pages and completions, generated from the CLI definitions; names for the table range and
+# protocol (so `ip rule` and `ip route` say whose they are), generated from the shipped config.
 gen=$(mktemp -d)
 if [ -x "$top/target/debug/examples/gen_docs" ]; then
-	"$top/target/debug/examples/gen_docs" "$gen"
+	"$top/target/debug/examples/gen_docs" "$gen" "$top/dist/stronghost.conf"
 else
-	(cd "$top" && cargo run -q --locked --example gen_docs -- "$gen")
+	(cd "$top" && cargo run -q --locked --example gen_docs -- "$gen" "$top/dist/stronghost.conf")
 fi
+inst 0644 "$gen/iproute2/rt_tables.conf" etc/iproute2/rt_tables.d/stronghost.conf
+inst 0644 "$gen/iproute2/rt_protos.conf" etc/iproute2/rt_protos.d/stronghost.conf
 for m in "$gen"/man/*.8; do
 	gzip -9n -c "$m" >"$gen/$(basename "$m").gz"
 	inst 0644 "$gen/$(basename "$m").gz" "usr/share/man/man8/$(basename "$m").gz"
