@@ -18,7 +18,15 @@ pub struct Writes {
     pub nft: u32,
 }
 
-pub fn execute(nl: &mut Netlink, state: &State, writes: &mut Writes, g: &Gathered, plans: &Plans, protocol: u8) -> Result<(), Error> {
+pub fn execute(
+    nl: &mut Netlink,
+    state: &State,
+    writes: &mut Writes,
+    g: &Gathered,
+    plans: &Plans,
+    cfg: &crate::config::Config,
+) -> Result<(), Error> {
+    let protocol = cfg.protocol;
     let mut errors = Vec::new();
     if let Some(t) = &plans.tables {
         state.save_tables(t).map_err(|source| Error::State { doing: "saving the table allocation".into(), source })?;
@@ -58,7 +66,7 @@ pub fn execute(nl: &mut Netlink, state: &State, writes: &mut Writes, g: &Gathere
     }
     if let Some(s) = &host.filter {
         writes.nft += 1;
-        if let Err(detail) = filter::apply(s) {
+        if let Err(detail) = filter::apply(s, cfg.rp_filter) {
             errors.push(Error::Filter { detail });
         }
     }

@@ -1,94 +1,284 @@
-//! Doing, for the receive filter: nftables table `inet stronghost`. Every change is one atomic
-//! transaction: creating, removing and changing members over nfnetlink (netlink/nftables.rs); repairing a
-//! table someone else altered with `nft -f`, which merges with what is there.
+//! The receive side and the connections: nftables table `inet stronghost`. Every change is one
+//! atomic transaction: creating and repairing with `nft -f` (which merges with what is there and
+//! keeps the counters), changing members and removing the table over nfnetlink
+//! (netlink/nftables.rs).
 //!
 //! ```text
 //! table inet stronghost {
-//!   set managed { type ifname; elements = { "eth0", ... } }
-//!   map wrong_iface { type ifname : counter; elements = { "eth0" : "drop_4101", ... } }
-//!   counter drop_4101 { }
-//!   chain receive {
-//!     type filter hook prerouting priority raw; policy accept;
+//!   set managed     { type ifname; }                        every managed interface K
+//!   map wrong_iface { type ifname : counter; }              K : drop_T(K)
+//!   map rpf_iface   { type ifname : counter; }              K : rpf_T(K)
+//!   set rpf_ok      { type iface_index . iface_index; }     K . K
+//!   map conn_mark   { type ifname : mark; }                 K : T(K)
+//!   set conn_marks  { type mark; }                          T(K)
+//!   chain receive { type filter hook prerouting priority raw; policy accept;
 //!     iifname @managed fib daddr . iif type != local fib daddr type local
 //!         counter name iifname map @wrong_iface drop
+//!     meta nfproto ipv4 iifname @managed fib daddr type local iif . fib saddr oif != @rpf_ok
+//!         counter name iifname map @rpf_iface drop                    (with rp_filter = yes)
+//!     ip6 daddr != fe80::/10 iifname @managed ... (the same, for IPv6)
+//!   }
+//!   chain connections { type filter hook prerouting priority mangle; policy accept;
+//!     ct state new ct mark 0 iifname @managed ct mark set iifname map @conn_mark
+//!     meta mark 0 ct direction reply ct mark @conn_marks meta mark set ct mark
+//!   }
+//!   chain replies { type route hook output priority mangle; policy accept;
+//!     meta mark 0 ct direction reply ct mark @conn_marks meta mark set ct mark
 //!   }
 //! }
 //! ```
-//! One rule for both families. For IPv6, neighbour discovery, DHCPv6 and router advertisements
-//! are multicast or go to the interface's own (link-local) address, so they pass. (IPv6 is strong
-//! already where it matters least: ND answers only for the receiving interface's addresses, and a
-//! link-local destination is only local on its own link.)
+//! `receive` drops, and counts per interface and reason, what a strong host must not accept: a
+//! packet for an address of this host that is not one of the arrival interface's (wrong
+//! interface), and a packet for this host whose source would not be routed back out of the
+//! interface it came in by (reverse path). Both run before connection tracking and NAT, so the
+//! reverse path is judged against the address the client asked for, not the container a DNAT rule
+//! sends it to: published ports work on every interface. Broadcast, multicast, DHCP, forwarded
+//! traffic and anything arriving on unmanaged interfaces (lo included) pass. One rule per reason for
+//! both families; for IPv6, neighbour discovery and router advertisements are multicast or go to
+//! link-local addresses, which the reverse-path lookup keeps on their link.
 //!
-//! A packet is dropped only when its destination is an address of this host but not of the
-//! interface it arrived on; broadcast, multicast, DHCP, forwarded traffic and anything arriving on
-//! unmanaged interfaces (lo included, so host-local traffic) pass. It runs before routing because
-//! rp_filter would otherwise drop the packet uncounted. Named counters survive rule replacement, so
-//! the per-interface drop counts are never reset by an unrelated change.
+//! `connections` gives every connection that arrives on K the connection mark T(K) (unless another
+//! tool marked it), and every reply packet of a marked connection that packet mark, so the fwmark
+//! rule routes it by T(K): replies from a container behind DNAT or a host behind a port forward
+//! leave by K. `replies` does the same for replies the host itself sends. Named counters survive
+//! rule replacement, so per-interface drop counts are never reset by an unrelated change.
 
-use crate::netlink::nftables::{Nft, receive_rule};
-use std::collections::BTreeMap;
+use crate::netlink::nftables::*;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 
 pub const TABLE: &str = "stronghost";
-const CHAIN: &str = "receive";
-/// Names the rule's version: a table with an older rule (v1 covered IPv4 only) is rewritten.
-const RULE_TAG: &str = "stronghost wrong-interface drop v2 ipv4+ipv6";
+const T: &str = "inet stronghost";
 
-/// Interface name → counter name for every interface the filter covers.
-pub type Members = BTreeMap<String, String>;
+/// The chains: name, type, hook (prerouting 0, output 3), priority, nft's spelling.
+const CHAINS: [(&str, &str, u32, i32, &str); 3] = [
+    ("receive", "filter", 0, -300, "type filter hook prerouting priority raw; policy accept;"),
+    ("connections", "filter", 0, -150, "type filter hook prerouting priority mangle; policy accept;"),
+    ("replies", "route", 3, -150, "type route hook output priority mangle; policy accept;"),
+];
 
-pub fn counter_name(table: u32) -> String {
+/// The rules, as nft text for each chain, with the comment that names them for a reader.
+fn rule_texts(reverse_path: bool) -> Vec<(&'static str, String, &'static str)> {
+    let restore = "meta mark 0 ct direction reply ct mark @conn_marks meta mark set ct mark";
+    let mut v = vec![(
+        "receive",
+        "iifname @managed fib daddr . iif type != local fib daddr type local counter name iifname map @wrong_iface drop".to_string(),
+        "stronghost: wrong interface",
+    )];
+    if reverse_path {
+        let rpf = "iifname @managed fib daddr type local iif . fib saddr oif != @rpf_ok counter name iifname map @rpf_iface drop";
+        v.push(("receive", format!("meta nfproto ipv4 {rpf}"), "stronghost: reverse path"));
+        // Not for link-local destinations: the way back to a source seen from a link-local
+        // address is any link's (a router's unicast advertisement from its global address).
+        v.push(("receive", format!("ip6 daddr != fe80::/10 {rpf}"), "stronghost: reverse path"));
+    }
+    v.push((
+        "connections",
+        "ct state new ct mark 0 iifname @managed ct mark set iifname map @conn_mark".into(),
+        "stronghost: connection arrived on",
+    ));
+    v.push(("connections", restore.into(), "stronghost: reply of a connection"));
+    v.push(("replies", restore.into(), "stronghost: reply of a connection"));
+    v
+}
+
+/// The same rules as the kernel holds them (what nft makes of the text above: a unit test proves
+/// it), per chain: an installed rule is judged by this, not by its comment.
+fn rule_bodies(reverse_path: bool) -> BTreeMap<&'static str, Vec<Vec<Expr>>> {
+    let local = RTN_LOCAL.to_ne_bytes().to_vec(); // fib results are in host order
+    let iifname = Expr::Meta { key: NFT_META_IIFNAME, dreg: NFT_REG_1 };
+    let managed = Expr::Lookup { set: "managed".into(), sreg: NFT_REG_1, dreg: None, invert: false };
+    let lookup = |set: &str| Expr::Lookup { set: set.into(), sreg: NFT_REG_1, dreg: None, invert: false };
+    let daddr_local = [
+        Expr::Fib { flags: NFTA_FIB_F_DADDR, result: NFT_FIB_RESULT_ADDRTYPE, dreg: NFT_REG_1 },
+        Expr::Cmp { sreg: NFT_REG_1, op: NFT_CMP_EQ, data: local.clone() },
+    ];
+    let counted_drop = |map: &str| [iifname.clone(), Expr::ObjrefMap { set: map.into(), sreg: NFT_REG_1 }, Expr::Verdict { code: NF_DROP }];
+    let ct_mark = Expr::Ct { key: NFT_CT_MARK, dreg: NFT_REG_1 };
+    let zero = |key| [key, Expr::Cmp { sreg: NFT_REG_1, op: NFT_CMP_EQ, data: vec![0; 4] }];
+    let restore: Vec<Expr> = zero(Expr::Meta { key: NFT_META_MARK, dreg: NFT_REG_1 })
+        .into_iter()
+        .chain([
+            Expr::Ct { key: NFT_CT_DIRECTION, dreg: NFT_REG_1 },
+            Expr::Cmp { sreg: NFT_REG_1, op: NFT_CMP_EQ, data: vec![1] }, // IP_CT_DIR_REPLY
+            ct_mark.clone(),
+            lookup("conn_marks"),
+            ct_mark.clone(),
+            Expr::MetaSet { key: NFT_META_MARK, sreg: NFT_REG_1 },
+        ])
+        .collect();
+
+    let mut wrong = vec![iifname.clone(), managed.clone()];
+    wrong.push(Expr::Fib { flags: NFTA_FIB_F_DADDR | NFTA_FIB_F_IIF, result: NFT_FIB_RESULT_ADDRTYPE, dreg: NFT_REG_1 });
+    wrong.push(Expr::Cmp { sreg: NFT_REG_1, op: NFT_CMP_NEQ, data: local.clone() });
+    wrong.extend(daddr_local.clone());
+    wrong.extend(counted_drop("wrong_iface"));
+    let mut receive = vec![wrong];
+    if reverse_path {
+        let nfproto =
+            |p: u8| [Expr::Meta { key: NFT_META_NFPROTO, dreg: NFT_REG_1 }, Expr::Cmp { sreg: NFT_REG_1, op: NFT_CMP_EQ, data: vec![p] }];
+        let mut check = vec![iifname.clone(), managed.clone()];
+        check.extend(daddr_local);
+        check.push(Expr::Meta { key: NFT_META_IIF, dreg: NFT_REG_1 });
+        check.push(Expr::Fib { flags: NFTA_FIB_F_SADDR, result: NFT_FIB_RESULT_OIF, dreg: NFT_REG32_01 });
+        check.push(Expr::Lookup { set: "rpf_ok".into(), sreg: NFT_REG_1, dreg: None, invert: true });
+        check.extend(counted_drop("rpf_iface"));
+        let v4: Vec<Expr> = nfproto(2).into_iter().chain(check.clone()).collect(); // NFPROTO_IPV4
+        let mut fe80 = [0u8; 16];
+        fe80[..2].copy_from_slice(&[0xfe, 0x80]);
+        let mut mask = [0u8; 16];
+        mask[..2].copy_from_slice(&[0xff, 0xc0]);
+        let v6: Vec<Expr> = nfproto(10) // NFPROTO_IPV6
+            .into_iter()
+            .chain([
+                Expr::Payload { base: NFT_PAYLOAD_NETWORK_HEADER, offset: 24, len: 16, dreg: NFT_REG_1 }, // ip6 daddr
+                Expr::Bitwise { sreg: NFT_REG_1, dreg: NFT_REG_1, mask: mask.to_vec(), xor: vec![0; 16] },
+                Expr::Cmp { sreg: NFT_REG_1, op: NFT_CMP_NEQ, data: fe80.to_vec() },
+            ])
+            .chain(check)
+            .collect();
+        receive.push(v4);
+        receive.push(v6);
+    }
+    let new_state = [
+        Expr::Ct { key: NFT_CT_STATE, dreg: NFT_REG_1 },
+        Expr::Bitwise { sreg: NFT_REG_1, dreg: NFT_REG_1, mask: 8u32.to_ne_bytes().to_vec(), xor: vec![0; 4] }, // IP_CT_NEW's bit
+        Expr::Cmp { sreg: NFT_REG_1, op: NFT_CMP_NEQ, data: vec![0; 4] },
+    ];
+    let mark_new: Vec<Expr> = new_state
+        .into_iter()
+        .chain(zero(ct_mark))
+        .chain([
+            iifname.clone(),
+            managed,
+            iifname,
+            Expr::Lookup { set: "conn_mark".into(), sreg: NFT_REG_1, dreg: Some(NFT_REG_1), invert: false },
+            Expr::CtSet { key: NFT_CT_MARK, sreg: NFT_REG_1 },
+        ])
+        .collect();
+    BTreeMap::from([("receive", receive), ("connections", vec![mark_new, restore.clone()]), ("replies", vec![restore])])
+}
+
+pub fn drop_counter(table: u32) -> String {
     format!("drop_{table}")
+}
+
+pub fn rpf_counter(table: u32) -> String {
+    format!("rpf_{table}")
+}
+
+/// The interfaces the table covers: name → its routing table, which names its counters
+/// (`drop_T`, `rpf_T`) and is its connection mark.
+pub type Members = BTreeMap<String, u32>;
+
+/// What the table should hold.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Want {
+    pub members: Members,
+    /// Interface indexes of the members (the reverse-path check compares indexes).
+    pub indexes: BTreeSet<u32>,
+    /// `indexes` are all of them (a full read of the host), so others are stale; otherwise the
+    /// ones in the table are kept. A stale pair is harmless: it only ever says "arrived on i,
+    /// routed back by i", true for whichever interface has that index.
+    pub exact: bool,
+    /// The reverse-path rule (config `rp_filter`).
+    pub reverse_path: bool,
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Current {
     pub exists: bool,
-    pub rule_ok: bool,
-    pub set: Vec<String>,
-    pub map: Members,
+    /// Every chain and rule as stronghost writes them (for `reverse_path` as read).
+    pub rules_ok: bool,
+    pub managed: BTreeSet<String>,
+    pub wrong_iface: BTreeMap<String, String>,
+    pub rpf_iface: BTreeMap<String, String>,
+    pub conn_mark: BTreeMap<String, u32>,
+    pub conn_marks: BTreeSet<u32>,
+    pub rpf_ok: BTreeSet<u32>,
     /// Counter name → packets dropped.
     pub counters: BTreeMap<String, u64>,
 }
 
-fn nft_binary() -> &'static str {
-    if std::path::Path::new("/usr/sbin/nft").exists() { "/usr/sbin/nft" } else { "nft" }
+impl Current {
+    /// The members, when every set, map and counter agrees on them and holds nothing else.
+    pub fn members(&self) -> Option<Members> {
+        let m = &self.conn_mark;
+        let each = m.iter().all(|(n, t)| {
+            self.wrong_iface.get(n) == Some(&drop_counter(*t))
+                && self.rpf_iface.get(n) == Some(&rpf_counter(*t))
+                && self.conn_marks.contains(t)
+                && self.counters.contains_key(&drop_counter(*t))
+                && self.counters.contains_key(&rpf_counter(*t))
+        });
+        let nothing_else = self.managed.iter().eq(m.keys())
+            && self.wrong_iface.len() == m.len()
+            && self.rpf_iface.len() == m.len()
+            && self.conn_marks.len() == m.len()
+            && self.counters.len() == 2 * m.len();
+        (each && nothing_else).then(|| m.clone())
+    }
+
+    /// Packets dropped on the interface with routing table `table`: (wrong interface, reverse path).
+    pub fn drops(&self, table: u32) -> (Option<u64>, Option<u64>) {
+        (self.counters.get(&drop_counter(table)).copied(), self.counters.get(&rpf_counter(table)).copied())
+    }
 }
 
-/// Reads our table over nfnetlink; `Ok(Current::default())` when it does not exist.
-pub fn read() -> Result<Current, String> {
-    let err = |e: crate::netlink::NetlinkError| format!("reading nft table inet {TABLE}: {e}");
+fn name_of(key: &[u8]) -> String {
+    String::from_utf8_lossy(key.split(|b| *b == 0).next().unwrap_or(&[])).into_owned()
+}
+
+fn u32_of(v: &[u8]) -> Option<u32> {
+    Some(u32::from_ne_bytes(v.get(..4)?.try_into().ok()?))
+}
+
+/// Reads the table over nfnetlink; `Ok(Current::default())` when it does not exist.
+pub fn read(reverse_path: bool) -> Result<Current, String> {
+    let err = |e: crate::netlink::NetlinkError| format!("reading nft table {T}: {e}");
     let mut nft = Nft::open().map_err(|e| err(e.into()))?;
     if !nft.table_exists(TABLE).map_err(err)? {
         return Ok(Current::default());
     }
-    let mut c = Current { exists: true, ..Default::default() };
-    // prerouting (hook 0), priority raw (-300), policy accept (1): the chain stronghost creates.
-    let chain_ok = nft.chain(TABLE, CHAIN).map_err(err)? == Some((0, -300, 1));
-    // Judged by its body, whatever its comment says: an edited rule is not ours any more.
-    let rules = nft.rules(TABLE, CHAIN).map_err(err)?.unwrap_or_default();
-    c.rule_ok = chain_ok && rules.len() == 1 && rules[0].exprs.as_deref() == Some(&receive_rule()[..]);
-    c.set = nft.elements(TABLE, "managed").map_err(err)?.unwrap_or_default().into_iter().map(|(k, _)| k).collect();
-    c.set.sort();
-    c.map = nft.elements(TABLE, "wrong_iface").map_err(err)?.unwrap_or_default().into_iter().filter_map(|(k, o)| Some((k, o?))).collect();
+    let mut c = Current { exists: true, rules_ok: true, ..Default::default() };
+    let bodies = rule_bodies(reverse_path);
+    for (name, kind, hook, priority, _) in CHAINS {
+        let chain = nft.chain(TABLE, name).map_err(err)?;
+        let rules = nft.rules(TABLE, name).map_err(err)?.unwrap_or_default();
+        // Judged by their bodies, whatever their comments say: an edited rule is not ours any more.
+        let bodies_now: Vec<Option<Vec<Expr>>> = rules.into_iter().map(|r| r.exprs).collect();
+        let want: Vec<Option<Vec<Expr>>> = bodies[name].iter().cloned().map(Some).collect();
+        c.rules_ok &= chain == Some(Chain { kind: kind.into(), hook, priority, policy: 1 }) && bodies_now == want;
+    }
+    let mut elements = |set: &str| nft.elements(TABLE, set).map_err(err).map(Option::unwrap_or_default);
+    c.managed = elements("managed")?.into_iter().map(|e| name_of(&e.key)).collect();
+    c.wrong_iface = elements("wrong_iface")?.into_iter().filter_map(|e| Some((name_of(&e.key), e.objref?))).collect();
+    c.rpf_iface = elements("rpf_iface")?.into_iter().filter_map(|e| Some((name_of(&e.key), e.objref?))).collect();
+    c.conn_mark = elements("conn_mark")?.into_iter().filter_map(|e| Some((name_of(&e.key), u32_of(e.data.as_deref()?)?))).collect();
+    c.conn_marks = elements("conn_marks")?.into_iter().filter_map(|e| u32_of(&e.key)).collect();
+    // Pairs i . i; anything else is not ours.
+    let pairs = elements("rpf_ok")?;
+    c.rpf_ok =
+        pairs.iter().filter_map(|e| Some((u32_of(&e.key)?, u32_of(e.key.get(4..)?)?))).filter(|(a, b)| a == b).map(|(a, _)| a).collect();
+    c.rules_ok &= c.rpf_ok.len() == pairs.len();
     c.counters = nft.counters(TABLE).map_err(err)?.unwrap_or_default();
     Ok(c)
 }
 
-/// A change to the receive filter.
+/// A change to the table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
-    /// Create the table: over nfnetlink in one transaction (`nft -f` if that fails).
-    Create(Members),
+    /// Create the table with `nft -f`.
+    Create(Want),
     /// Remove the table (no interface is managed any more): over nfnetlink.
     Delete,
     /// Rewrite the whole table with `nft -f` (it is not as stronghost left it): nft merges with
     /// what is there and keeps the counters.
     Script(String),
-    /// Only members come or go: done over nfnetlink, one transaction, no `nft` process.
-    Members { add: Vec<(String, String)>, remove: Vec<(String, String)> },
+    /// Only members come or go: over nfnetlink, one transaction, no `nft` process.
+    Members { add: Vec<(String, u32)>, remove: Vec<(String, u32)>, add_indexes: Vec<u32>, remove_indexes: Vec<u32> },
 }
 
 impl Change {
@@ -96,16 +286,31 @@ impl Change {
     pub fn describe(&self) -> String {
         match self {
             Change::Script(s) => format!("nft -f - <<'EOF'\n{s}EOF"),
-            Change::Create(want) => Change::Script(script(&Current::default(), want).unwrap_or_default()).describe(),
-            Change::Delete => format!("nft delete table inet {TABLE}"),
-            Change::Members { add, remove } => {
-                let t = format!("inet {TABLE}");
+            Change::Create(want) => Change::Script(script(&Current::default(), want)).describe(),
+            Change::Delete => format!("nft delete table {T}"),
+            Change::Members { add, remove, add_indexes, remove_indexes } => {
                 let mut s = Vec::new();
-                for (n, c) in remove {
-                    s.push(format!("nft delete element {t} wrong_iface {{ \"{n}\" }}; nft delete element {t} managed {{ \"{n}\" }}; nft delete counter {t} {c}"));
+                for (n, t) in remove {
+                    let (d, r) = (drop_counter(*t), rpf_counter(*t));
+                    s.push(format!(
+                        "nft delete element {T} wrong_iface {{ \"{n}\" }}; nft delete element {T} rpf_iface {{ \"{n}\" }}; \
+                         nft delete element {T} conn_mark {{ \"{n}\" }}; nft delete element {T} conn_marks {{ {t} }}; \
+                         nft delete element {T} managed {{ \"{n}\" }}; nft delete counter {T} {d}; nft delete counter {T} {r}"
+                    ));
                 }
-                for (n, c) in add {
-                    s.push(format!("nft add counter {t} {c}; nft add element {t} managed {{ \"{n}\" }}; nft add element {t} wrong_iface {{ \"{n}\" : \"{c}\" }}"));
+                for i in remove_indexes {
+                    s.push(format!("nft delete element {T} rpf_ok {{ {i} . {i} }}"));
+                }
+                for i in add_indexes {
+                    s.push(format!("nft add element {T} rpf_ok {{ {i} . {i} }}"));
+                }
+                for (n, t) in add {
+                    let (d, r) = (drop_counter(*t), rpf_counter(*t));
+                    s.push(format!(
+                        "nft add counter {T} {d}; nft add counter {T} {r}; nft add element {T} managed {{ \"{n}\" }}; \
+                         nft add element {T} wrong_iface {{ \"{n}\" : \"{d}\" }}; nft add element {T} rpf_iface {{ \"{n}\" : \"{r}\" }}; \
+                         nft add element {T} conn_mark {{ \"{n}\" : {t} }}; nft add element {T} conn_marks {{ {t} }}"
+                    ));
                 }
                 s.join("\n")
             }
@@ -114,106 +319,155 @@ impl Change {
 }
 
 /// What brings the table from `cur` to `want`, or `None` when it is converged.
-pub fn plan(cur: &Current, want: &Members) -> Option<Change> {
-    let intact = cur.exists
-        && cur.rule_ok
-        && cur.set.iter().eq(cur.map.keys())
-        && cur.map.values().all(|c| cur.counters.contains_key(c))
-        && cur.counters.keys().all(|c| cur.map.values().any(|m| m == c));
-    if want.is_empty() {
+pub fn plan(cur: &Current, want: &Want) -> Option<Change> {
+    if want.members.is_empty() {
         return cur.exists.then_some(Change::Delete);
     }
     if !cur.exists {
         return Some(Change::Create(want.clone()));
     }
-    if want.is_empty() || !intact {
-        return script(cur, want).map(Change::Script);
-    }
-    let add: Vec<(String, String)> =
-        want.iter().filter(|(n, c)| cur.map.get(*n) != Some(*c)).map(|(n, c)| (n.clone(), c.clone())).collect();
-    let remove: Vec<(String, String)> =
-        cur.map.iter().filter(|(n, c)| want.get(*n) != Some(*c)).map(|(n, c)| (n.clone(), c.clone())).collect();
-    (!add.is_empty() || !remove.is_empty()).then_some(Change::Members { add, remove })
+    let Some(have) = cur.members().filter(|_| cur.rules_ok) else {
+        return Some(Change::Script(script(cur, want)));
+    };
+    let add: Vec<(String, u32)> = want.members.iter().filter(|(n, t)| have.get(*n) != Some(*t)).map(|(n, t)| (n.clone(), *t)).collect();
+    let remove: Vec<(String, u32)> = have.iter().filter(|(n, t)| want.members.get(*n) != Some(*t)).map(|(n, t)| (n.clone(), *t)).collect();
+    let indexes = wanted_indexes(cur, want);
+    let add_indexes: Vec<u32> = indexes.difference(&cur.rpf_ok).copied().collect();
+    let remove_indexes: Vec<u32> = cur.rpf_ok.difference(&indexes).copied().collect();
+    (!add.is_empty() || !remove.is_empty() || !add_indexes.is_empty() || !remove_indexes.is_empty()).then_some(Change::Members {
+        add,
+        remove,
+        add_indexes,
+        remove_indexes,
+    })
 }
 
-/// The transaction that brings the table from `cur` to `want`, or `None` when it is converged.
-pub fn script(cur: &Current, want: &Members) -> Option<String> {
-    if want.is_empty() {
-        // `add` first makes the delete succeed even if the table went away meanwhile.
-        return cur.exists.then(|| format!("add table inet {TABLE}\ndelete table inet {TABLE}\n"));
+fn wanted_indexes(cur: &Current, want: &Want) -> BTreeSet<u32> {
+    if want.exact { want.indexes.clone() } else { cur.rpf_ok.union(&want.indexes).copied().collect() }
+}
+
+/// The `nft -f` transaction that makes the table what `want` says, keeping its counters.
+pub fn script(cur: &Current, want: &Want) -> String {
+    let mut s = format!("add table {T}\n");
+    for (name, _, _, _, spec) in CHAINS {
+        s += &format!("add chain {T} {name} {{ {spec} }}\nflush chain {T} {name}\n");
     }
-    let names: Vec<String> = want.keys().cloned().collect();
-    let converged = cur.exists
-        && cur.rule_ok
-        && cur.set == names
-        && cur.map == *want
-        && want.values().all(|c| cur.counters.contains_key(c))
-        && cur.counters.keys().all(|c| want.values().any(|w| w == c));
-    if converged {
-        return None;
+    for (kind, name, spec) in [
+        ("set", "managed", "type ifname;"),
+        ("map", "wrong_iface", "type ifname : counter;"),
+        ("map", "rpf_iface", "type ifname : counter;"),
+        ("map", "conn_mark", "type ifname : mark;"),
+        ("set", "conn_marks", "type mark;"),
+        ("set", "rpf_ok", "type iface_index . iface_index;"),
+    ] {
+        s += &format!("add {kind} {T} {name} {{ {spec} }}\nflush {kind} {T} {name}\n");
     }
-    let t = format!("inet {TABLE}");
-    let mut s = String::new();
-    s += &format!("add table {t}\n");
-    s += &format!("add chain {t} receive {{ type filter hook prerouting priority -300; policy accept; }}\n");
-    s += &format!("flush chain {t} receive\n");
-    s += &format!("add set {t} managed {{ type ifname; }}\n");
-    s += &format!("flush set {t} managed\n");
-    s += &format!("add map {t} wrong_iface {{ type ifname : counter; }}\n");
-    s += &format!("flush map {t} wrong_iface\n");
-    for c in want.values() {
-        s += &format!("add counter {t} {c}\n");
+    let counters: BTreeSet<String> = want.members.values().flat_map(|t| [drop_counter(*t), rpf_counter(*t)]).collect();
+    for c in &counters {
+        s += &format!("add counter {T} {c}\n");
     }
-    let quoted: Vec<String> = names.iter().map(|n| format!("\"{n}\"")).collect();
-    s += &format!("add element {t} managed {{ {} }}\n", quoted.join(", "));
-    let pairs: Vec<String> = want.iter().map(|(n, c)| format!("\"{n}\" : \"{c}\"")).collect();
-    s += &format!("add element {t} wrong_iface {{ {} }}\n", pairs.join(", "));
-    for c in cur.counters.keys().filter(|c| !want.values().any(|w| w == *c)) {
-        s += &format!("delete counter {t} {c}\n");
+    let list = |f: &dyn Fn(&String, u32) -> String| want.members.iter().map(|(n, t)| f(n, *t)).collect::<Vec<_>>().join(", ");
+    s += &format!("add element {T} managed {{ {} }}\n", list(&|n, _| format!("\"{n}\"")));
+    s += &format!("add element {T} wrong_iface {{ {} }}\n", list(&|n, t| format!("\"{n}\" : \"{}\"", drop_counter(t))));
+    s += &format!("add element {T} rpf_iface {{ {} }}\n", list(&|n, t| format!("\"{n}\" : \"{}\"", rpf_counter(t))));
+    s += &format!("add element {T} conn_mark {{ {} }}\n", list(&|n, t| format!("\"{n}\" : {t}")));
+    let marks: BTreeSet<u32> = want.members.values().copied().collect();
+    s += &format!("add element {T} conn_marks {{ {} }}\n", marks.iter().map(u32::to_string).collect::<Vec<_>>().join(", "));
+    let indexes = wanted_indexes(cur, want);
+    if !indexes.is_empty() {
+        s += &format!("add element {T} rpf_ok {{ {} }}\n", indexes.iter().map(|i| format!("{i} . {i}")).collect::<Vec<_>>().join(", "));
     }
-    s += &format!(
-        "add rule {t} receive iifname @managed fib daddr . iif type != local fib daddr type local counter name iifname map @wrong_iface drop comment \"{RULE_TAG}\"\n"
-    );
-    Some(s)
+    for c in cur.counters.keys().filter(|c| !counters.contains(*c)) {
+        s += &format!("delete counter {T} {c}\n");
+    }
+    for (chain, rule, comment) in rule_texts(want.reverse_path) {
+        s += &format!("add rule {T} {chain} {rule} comment \"{comment}\"\n");
+    }
+    s
 }
 
 fn nft() -> Result<Nft, crate::netlink::NetlinkError> {
     Ok(Nft::open()?)
 }
 
+/// The nfnetlink edits of a `Change::Members`: everything of the interfaces that leave first,
+/// counters last (the maps refer to them); for those that come, counters first.
+fn edits(add: &[(String, u32)], remove: &[(String, u32)], add_indexes: &[u32], remove_indexes: &[u32]) -> Vec<Edit> {
+    let by_name = |list: &[(String, u32)], value: &dyn Fn(u32) -> (Option<Vec<u8>>, Option<String>)| -> Vec<Element> {
+        list.iter()
+            .map(|(n, t)| {
+                let (data, objref) = value(*t);
+                Element { key: Element::ifname(n), data, objref }
+            })
+            .collect()
+    };
+    let marks = |list: &[(String, u32)]| -> Vec<Element> {
+        list.iter().map(|(_, t)| Element { key: t.to_ne_bytes().to_vec(), data: None, objref: None }).collect()
+    };
+    let pairs = |list: &[u32]| -> Vec<Element> {
+        list.iter().map(|i| Element { key: [i.to_ne_bytes(), i.to_ne_bytes()].concat(), data: None, objref: None }).collect()
+    };
+    let none = |_| (None, None);
+    let mut e = Vec::new();
+    if !remove.is_empty() {
+        for set in ["wrong_iface", "rpf_iface", "conn_mark", "managed"] {
+            e.push(Edit::DelElements { set: set.into(), elements: by_name(remove, &none) });
+        }
+        e.push(Edit::DelElements { set: "conn_marks".into(), elements: marks(remove) });
+        e.extend(remove.iter().flat_map(|(_, t)| [Edit::DelCounter(drop_counter(*t)), Edit::DelCounter(rpf_counter(*t))]));
+    }
+    if !remove_indexes.is_empty() {
+        e.push(Edit::DelElements { set: "rpf_ok".into(), elements: pairs(remove_indexes) });
+    }
+    if !add_indexes.is_empty() {
+        e.push(Edit::AddElements { set: "rpf_ok".into(), elements: pairs(add_indexes) });
+    }
+    if !add.is_empty() {
+        e.extend(add.iter().flat_map(|(_, t)| [Edit::AddCounter(drop_counter(*t)), Edit::AddCounter(rpf_counter(*t))]));
+        e.push(Edit::AddElements { set: "managed".into(), elements: by_name(add, &none) });
+        e.push(Edit::AddElements { set: "wrong_iface".into(), elements: by_name(add, &|t| (None, Some(drop_counter(t)))) });
+        e.push(Edit::AddElements { set: "rpf_iface".into(), elements: by_name(add, &|t| (None, Some(rpf_counter(t)))) });
+        e.push(Edit::AddElements { set: "conn_mark".into(), elements: by_name(add, &|t| (Some(t.to_ne_bytes().to_vec()), None)) });
+        e.push(Edit::AddElements { set: "conn_marks".into(), elements: marks(add) });
+    }
+    e
+}
+
 /// Makes a change; each kind is one transaction: all of it takes effect or none does.
-pub fn apply(change: &Change) -> Result<(), String> {
+pub fn apply(change: &Change, reverse_path: bool) -> Result<(), String> {
     match change {
-        Change::Script(s) => run_script(s),
+        Change::Create(want) => run_script(&script(&Current::default(), want)),
+        Change::Script(s) => run_script(s).or_else(|e| {
+            // A chain of another type or hook under one of our names: nft cannot change it in place.
+            log::warn!("repairing nft table {T} failed ({e}); recreating it (its drop counters start again from 0)");
+            let want = Want { members: read(reverse_path)?.conn_mark, reverse_path, ..Default::default() };
+            nft().and_then(|mut n| n.delete_table(TABLE)).map_err(|e| format!("deleting nft table {T}: {e}"))?;
+            run_script(&script(&Current::default(), &want))
+        }),
         Change::Delete => nft().and_then(|mut n| n.delete_table(TABLE)).or_else(|e| {
             log::info!("removing the receive filter over nfnetlink failed ({e}); removing it with nft");
-            run_script(&format!("add table inet {TABLE}\ndelete table inet {TABLE}\n"))
+            run_script(&format!("add table {T}\ndelete table {T}\n"))
         }),
-        Change::Create(want) => {
-            let members: Vec<(String, String)> = want.iter().map(|(n, c)| (n.clone(), c.clone())).collect();
-            nft().and_then(|mut n| n.create_table(TABLE, CHAIN, &members, RULE_TAG)).or_else(|e| {
-                log::info!("creating the receive filter over nfnetlink failed ({e}); writing it with nft");
-                match script(&Current::default(), want) {
-                    Some(s) => run_script(&s),
-                    None => Ok(()),
+        Change::Members { add, remove, add_indexes, remove_indexes } => {
+            nft().and_then(|mut n| n.edit(TABLE, &edits(add, remove, add_indexes, remove_indexes))).or_else(|e| {
+                // Whatever went wrong, writing the whole table is always correct.
+                log::debug!("nfnetlink update of nft table {T} failed ({e}); rewriting it with nft");
+                let cur = read(reverse_path)?;
+                let mut members = cur.conn_mark.clone();
+                for (n, _) in remove {
+                    members.remove(n);
                 }
+                members.extend(add.iter().cloned());
+                let mut indexes: BTreeSet<u32> = cur.rpf_ok.iter().filter(|i| !remove_indexes.contains(i)).copied().collect();
+                indexes.extend(add_indexes);
+                run_script(&script(&Current { rules_ok: false, ..cur }, &Want { members, indexes, exact: true, reverse_path }))
             })
         }
-        Change::Members { add, remove } => nft().and_then(|mut n| n.update_members(TABLE, add, remove)).or_else(|e| {
-            // Whatever went wrong, writing the whole table is always correct.
-            log::debug!("nfnetlink update of the receive filter failed ({e}); rewriting it with nft");
-            let cur = read()?;
-            let mut want: Members = cur.map.clone();
-            for (n, _) in remove {
-                want.remove(n);
-            }
-            want.extend(add.iter().cloned());
-            match script(&Current { rule_ok: false, ..cur }, &want) {
-                Some(s) => run_script(&s),
-                None => Ok(()),
-            }
-        }),
     }
+}
+
+fn nft_binary() -> &'static str {
+    if std::path::Path::new("/usr/sbin/nft").exists() { "/usr/sbin/nft" } else { "nft" }
 }
 
 const NFT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -263,59 +517,102 @@ pub fn quotable(ifname: &str) -> bool {
 mod tests {
     use super::*;
 
-    fn members(v: &[(&str, &str)]) -> Members {
-        v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+    fn want(v: &[(&str, u32)], indexes: &[u32]) -> Want {
+        Want {
+            members: v.iter().map(|(a, b)| (a.to_string(), *b)).collect(),
+            indexes: indexes.iter().copied().collect(),
+            exact: true,
+            reverse_path: true,
+        }
     }
 
-    /// The nft text (written when a table is repaired) and the bytecode (written when it is
-    /// created, and what an installed rule is judged by) are the same rule: nft's own translation
-    /// of the text reads back as `receive_rule()`. A rule edited behind stronghost's back is not
-    /// taken for its own, whatever its comment says. In a network namespace of the test's own.
+    /// The nft text (written when a table is created or repaired) and the rule bodies an installed
+    /// table is judged by are the same rules: nft's own translation of the text reads back as
+    /// `rule_bodies`. A rule edited behind stronghost's back is not taken for its own, whatever its
+    /// comment says; members change over nfnetlink and read back. In a network namespace of the
+    /// test's own.
     #[test]
-    fn nft_text_and_bytecode_are_one_rule_and_edits_are_noticed() {
+    fn nft_text_and_rule_bodies_agree_and_edits_are_noticed() {
         crate::netlink::testns::in_new_netns(|| {
-            let want = members(&[("eth0", "drop_4101"), ("eth1", "drop_4102")]);
-            run_script(&script(&Current::default(), &want).unwrap()).expect("nft -f");
-            let cur = read().unwrap();
-            assert!(cur.exists && cur.rule_ok, "{cur:?}");
-            assert_eq!(plan(&cur, &want), None);
+            for reverse_path in [true, false] {
+                let w = Want { reverse_path, ..want(&[("eth0", 4101), ("eth1", 4102)], &[2, 3]) };
+                apply(&Change::Create(w.clone()), reverse_path).expect("nft -f");
+                let cur = read(reverse_path).unwrap();
+                assert!(cur.exists && cur.rules_ok, "{cur:?}");
+                assert_eq!(cur.rpf_ok, [2, 3].into());
+                assert_eq!(plan(&cur, &w), None);
+                // The other setting's rules are not these.
+                assert!(!read(!reverse_path).unwrap().rules_ok);
+                apply(&Change::Delete, reverse_path).unwrap();
+            }
+            let w = want(&[("eth0", 4101), ("eth1", 4102)], &[2, 3]);
+            apply(&Change::Create(w.clone()), true).unwrap();
             // Same comment, different verdict.
             let edited = format!(
-                "flush chain inet {TABLE} {CHAIN}\nadd rule inet {TABLE} {CHAIN} iifname @managed fib daddr . iif type != local \
-                 fib daddr type local counter name iifname map @wrong_iface accept comment \"{RULE_TAG}\"\n"
+                "flush chain {T} receive\nadd rule {T} receive iifname @managed fib daddr . iif type != local \
+                 fib daddr type local counter name iifname map @wrong_iface accept comment \"stronghost: wrong interface\"\n"
             );
             run_script(&edited).expect("nft -f");
-            let cur = read().unwrap();
-            assert!(!cur.rule_ok);
-            assert!(matches!(plan(&cur, &want), Some(Change::Script(_))));
-            // Created over nfnetlink: the same.
-            apply(&Change::Delete).unwrap();
-            apply(&Change::Create(want.clone())).unwrap();
-            assert!(read().unwrap().rule_ok);
+            let cur = read(true).unwrap();
+            assert!(!cur.rules_ok);
+            let Some(Change::Script(s)) = plan(&cur, &w) else { panic!("no repair") };
+            apply(&Change::Script(s), true).unwrap();
+            assert!(read(true).unwrap().rules_ok);
+            // Members over nfnetlink: one leaves, one comes, an index goes stale.
+            let w2 = want(&[("eth0", 4101), ("eth2", 4103)], &[2, 4]);
+            let change = plan(&read(true).unwrap(), &w2).unwrap();
+            assert!(matches!(change, Change::Members { .. }), "{change:?}");
+            apply(&change, true).unwrap();
+            let cur = read(true).unwrap();
+            assert_eq!(cur.members(), Some(w2.members.clone()));
+            assert_eq!(cur.rpf_ok, [2, 4].into());
+            assert_eq!(plan(&cur, &w2), None);
+            // A gather of one interface adds indexes and keeps the others.
+            assert_eq!(
+                plan(&cur, &Want { exact: false, ..want(&[("eth0", 4101), ("eth2", 4103)], &[9]) }),
+                Some(Change::Members { add: vec![], remove: vec![], add_indexes: vec![9], remove_indexes: vec![] })
+            );
+            apply(&plan(&cur, &Want::default()).unwrap(), true).unwrap();
+            assert!(!read(true).unwrap().exists);
         });
     }
 
     #[test]
     fn converged_table_needs_no_transaction() {
-        let want = members(&[("eth0", "drop_4101"), ("eth1", "drop_4102")]);
+        let w = want(&[("eth0", 4101), ("eth1", 4102)], &[2, 3]);
         let cur = Current {
             exists: true,
-            rule_ok: true,
-            set: vec!["eth0".into(), "eth1".into()],
-            map: want.clone(),
-            counters: [("drop_4101".to_string(), 3), ("drop_4102".to_string(), 0)].into(),
+            rules_ok: true,
+            managed: ["eth0".to_string(), "eth1".to_string()].into(),
+            wrong_iface: [("eth0".to_string(), "drop_4101".to_string()), ("eth1".to_string(), "drop_4102".to_string())].into(),
+            rpf_iface: [("eth0".to_string(), "rpf_4101".to_string()), ("eth1".to_string(), "rpf_4102".to_string())].into(),
+            conn_mark: w.members.clone(),
+            conn_marks: [4101, 4102].into(),
+            rpf_ok: [2, 3].into(),
+            counters: [
+                ("drop_4101".to_string(), 3),
+                ("drop_4102".to_string(), 0),
+                ("rpf_4101".to_string(), 1),
+                ("rpf_4102".to_string(), 0),
+            ]
+            .into(),
         };
-        assert_eq!(script(&cur, &want), None);
+        assert_eq!(plan(&cur, &w), None);
+        assert_eq!(cur.drops(4101), (Some(3), Some(1)));
         // One member fewer on an intact table: a nfnetlink update, not a script.
-        let fewer = members(&[("eth0", "drop_4101")]);
-        assert_eq!(plan(&cur, &fewer), Some(Change::Members { add: vec![], remove: vec![("eth1".into(), "drop_4102".into())] }));
-        let more = members(&[("eth0", "drop_4101"), ("eth1", "drop_4102"), ("eth2", "drop_4103")]);
-        assert_eq!(plan(&cur, &more), Some(Change::Members { add: vec![("eth2".into(), "drop_4103".into())], remove: vec![] }));
-        assert_eq!(plan(&cur, &want), None);
-        assert!(matches!(plan(&Current { rule_ok: false, ..cur.clone() }, &want), Some(Change::Script(_))));
-        let s = script(&cur, &fewer).unwrap();
-        assert!(s.contains("delete counter inet stronghost drop_4102") && !s.contains("delete counter inet stronghost drop_4101"));
-        assert_eq!(script(&cur, &Members::new()).unwrap(), "add table inet stronghost\ndelete table inet stronghost\n");
-        assert_eq!(script(&Current::default(), &Members::new()), None);
+        let fewer = want(&[("eth0", 4101)], &[2]);
+        assert_eq!(
+            plan(&cur, &fewer),
+            Some(Change::Members { add: vec![], remove: vec![("eth1".into(), 4102)], add_indexes: vec![], remove_indexes: vec![3] })
+        );
+        assert!(matches!(plan(&Current { rules_ok: false, ..cur.clone() }, &w), Some(Change::Script(_))));
+        // A counter missing: not intact.
+        let mut broken = cur.clone();
+        broken.counters.remove("rpf_4102");
+        assert!(matches!(plan(&broken, &w), Some(Change::Script(_))));
+        let s = script(&cur, &fewer);
+        assert!(s.contains("delete counter inet stronghost drop_4102") && !s.contains("delete counter inet stronghost drop_4101"), "{s}");
+        assert_eq!(plan(&cur, &Want::default()), Some(Change::Delete));
+        assert_eq!(plan(&Current::default(), &Want::default()), None);
     }
 }

@@ -1,6 +1,7 @@
 //! The kernel snapshot: one read of the links, addresses, rules and routes a decision needs,
 //! indexed for the lookups planning makes per interface. Reading is the only thing it does.
 
+use crate::net::IpNet;
 use crate::netlink::{Address, KernelRoute, Link, Netlink, NetlinkError, Owned};
 use crate::policy::{InterfaceFacts, RT_TABLE_MAIN, Route, Rule};
 use netlink_packet_route::route::RouteType;
@@ -101,6 +102,45 @@ impl Kernel {
                 }
             }
         }
+    }
+
+    /// Networks directly connected through unmanaged interfaces (neither in `group` nor named in
+    /// `managed`: being claimed now, before their group is set), as main's routes for them say: the
+    /// routes the kernel made for those interfaces' own addresses (a container bridge, a tunnel's
+    /// peer). Device routes someone added (a VPN's `0.0.0.0/1 dev wg0`), defaults, loopback and
+    /// link-local are not among them.
+    pub fn connected_unmanaged(&self, group: u32, managed: &std::collections::BTreeSet<String>) -> Vec<(IpNet, u32)> {
+        let is_managed = |l: &Link| l.group == group || managed.contains(&l.name);
+        const RTPROT_KERNEL: u8 = 2;
+        // A network a managed interface is on stays its own (its table's on-link route), even if
+        // an unmanaged interface is on it too.
+        let managed_nets: Vec<IpNet> = self
+            .links
+            .iter()
+            .filter(|l| is_managed(l))
+            .flat_map(|l| self.addrs_of(l.index))
+            .map(|a| IpNet::containing(a.addr, a.prefix_len))
+            .collect();
+        let mut out: Vec<(IpNet, u32)> = Vec::new();
+        for r in self.routes_in(RT_TABLE_MAIN) {
+            let Some(link) = r.oif.and_then(|o| self.by_index.get(&o)).map(|&i| &self.links[i]) else { continue };
+            let usable = r.kind == RouteType::Unicast
+                && r.protocol == RTPROT_KERNEL
+                && r.gateway.is_none()
+                && !r.exotic
+                && !r.dst.is_default()
+                && !is_managed(link)
+                && link.name != "lo"
+                && match r.dst.addr {
+                    IpAddr::V4(a) => !a.is_loopback(),
+                    IpAddr::V6(a) => crate::net::is_routable_v6(a),
+                };
+            if usable && !out.iter().any(|(n, _)| *n == r.dst) && !managed_nets.contains(&r.dst) {
+                out.push((r.dst, link.index));
+            }
+        }
+        out.sort();
+        out
     }
 
     pub fn link(&self, name: &str) -> Option<&Link> {

@@ -173,6 +173,17 @@ pub fn is_routable_v6(a: Ipv6Addr) -> bool {
     !(a.is_unspecified() || a.is_loopback() || a.is_multicast() || (first & 0xffc0) == 0xfe80 || a.to_ipv4_mapped().is_some())
 }
 
+/// An address inside a network that is not one of `taken` (the host's own, which route to lo):
+/// a destination in it for a route lookup. The network's own address for a single address.
+pub fn probe_in(n: IpNet, taken: &[IpAddr]) -> IpAddr {
+    let nth = |i: u32| match n.addr {
+        IpAddr::V4(a) if n.len < 32 => IpAddr::V4(Ipv4Addr::from(u32::from(a).wrapping_add(i))),
+        IpAddr::V6(a) if n.len < 128 => IpAddr::V6(Ipv6Addr::from(u128::from(a).wrapping_add(u128::from(i)))),
+        a => a,
+    };
+    (1..64).map(nth).find(|a| n.contains(*a) && !taken.contains(a)).unwrap_or(n.addr)
+}
+
 pub fn mask(len: u8) -> u32 {
     if len == 0 { 0 } else { u32::MAX << (32 - u32::from(len.min(32))) }
 }

@@ -8,7 +8,7 @@ use crate::error::Error;
 use crate::filter;
 use crate::kernel::Kernel;
 use crate::lease::Lease;
-use crate::net::Ipv4Net;
+use crate::net::{IpNet, Ipv4Net};
 use crate::netlink::Link;
 use crate::policy::{self, Gateways, InterfaceFacts, RT_TABLE_MAIN, Route, RouteKind, Rule, Selector};
 use crate::state::Record;
@@ -32,6 +32,8 @@ pub struct Gathered {
     pub stack_leases: BTreeMap<u32, Lease>,
     /// The receive filter as it is, or why it could not be read.
     pub filter: Result<filter::Current, String>,
+    /// The kernel snapshot holds every link and route (not just one interface's).
+    pub complete: bool,
 }
 
 /// The changes for one interface, in the order they are made.
@@ -62,6 +64,9 @@ pub struct HostPlan {
     pub rules_del: Vec<Rule>,
     pub filter: Option<filter::Change>,
     pub filter_error: Option<String>,
+    /// A family gets its first policy in a run that read one interface, which cannot tell which
+    /// networks are connected through unmanaged interfaces: a pass over the whole host follows.
+    pub needs_host_pass: bool,
 }
 
 /// Everything one run decided.
@@ -272,27 +277,45 @@ impl<'a> Planner<'a> {
         // Per family: a host booted with ipv6.disable=1 cannot hold an IPv6 rule at all, so the
         // IPv6 one exists only while some interface has an IPv6 policy.
         let planned: BTreeSet<u32> = plans.iter().filter_map(|p| p.table).collect();
-        let routed = |v6: bool| {
-            plans.iter().any(|p| if v6 { p.families.1 } else { p.families.0 })
-                || k.owned_rules(proto)
-                    .any(|r| r.v6 == v6 && r.selector != Selector::All && cfg.in_table_range(r.table) && !planned.contains(&r.table))
+        let others_routed = |v6: bool| {
+            k.owned_rules(proto)
+                .any(|r| r.v6 == v6 && r.selector != Selector::All && cfg.in_table_range(r.table) && !planned.contains(&r.table))
         };
-        let want_main: Vec<Rule> = [false, true].into_iter().filter(|&v6| routed(v6)).map(|v6| policy::main_rule(cfg, v6)).collect();
-        let cur_main: Vec<Rule> = k.owned_rules(proto).filter(|r| r.selector == Selector::All).cloned().collect();
-        let (rules_del, rules_add) = diff(&cur_main, &want_main);
-        let mut host = HostPlan { rules_add, rules_del, ..Default::default() };
+        let routed = |v6: bool| plans.iter().any(|p| if v6 { p.families.1 } else { p.families.0 }) || others_routed(v6);
+        let routed_before =
+            |v6: bool| k.owned_rules(proto).any(|r| r.v6 == v6 && r.selector != Selector::All && cfg.in_table_range(r.table));
+        // The networks directly connected through unmanaged interfaces, as main has them now; a
+        // gather of one interface does not see which interfaces those are, so it keeps the rules
+        // as they are (the watcher and `sync` keep them current).
+        let connected: Vec<IpNet> = if self.g.complete {
+            k.connected_unmanaged(cfg.link_group, &names).into_iter().map(|(n, _)| n).collect()
+        } else {
+            k.owned_rules(proto).filter_map(|r| if let Selector::To(n) = r.selector { Some(n) } else { None }).collect()
+        };
+        let want: Vec<Rule> = connected.into_iter().filter(|n| routed(n.is_v6())).map(|n| policy::connected_rule(cfg, n)).collect();
+        // The shared rules: `to` rules into main (and the single `from all` rule of earlier versions).
+        let cur: Vec<Rule> = k
+            .owned_rules(proto)
+            .filter(|r| r.table == RT_TABLE_MAIN && matches!(r.selector, Selector::All | Selector::To(_)))
+            .cloned()
+            .collect();
+        let (rules_del, rules_add) = diff(&cur, &want);
+        let needs_host_pass = !self.g.complete && [false, true].into_iter().any(|v6| routed(v6) && !routed_before(v6));
+        let mut host = HostPlan { rules_add, rules_del, needs_host_pass, ..Default::default() };
 
         // Every claimed interface, addressed or not: an interface without an address must not
         // accept packets for the others' addresses either.
         let members: filter::Members = if cfg.receive_filter {
-            names.iter().filter_map(|n| Some((n.clone(), filter::counter_name(*self.tables.get(n)?)))).collect()
+            names.iter().filter_map(|n| Some((n.clone(), *self.tables.get(n)?))).collect()
         } else {
-            filter::Members::new()
+            Default::default()
         };
+        let indexes = members.keys().filter_map(|n| k.link(n)).map(|l| l.index).collect();
+        let want = filter::Want { members, indexes, exact: self.g.complete, reverse_path: cfg.rp_filter };
         match &self.g.filter {
-            Ok(cur) => host.filter = filter::plan(cur, &members),
+            Ok(cur) => host.filter = filter::plan(cur, &want),
             // Without nft the routing half still works; say so once, with what to do.
-            Err(e) if members.is_empty() => log::debug!("{e}"),
+            Err(e) if want.members.is_empty() => log::debug!("{e}"),
             Err(e) => host.filter_error = Some(e.clone()),
         }
         host
@@ -503,7 +526,7 @@ mod tests {
                 v6: false,
                 selector: Selector::From(IpAddr::V4(Ipv4Addr::new(198, 51, 100, rng.below(6) as u8))),
                 table: 4101 + rng.below(3) as u32,
-                suppress_ifgroup: None,
+                suppress: None,
             })
             .collect()
     }
@@ -600,6 +623,7 @@ mod tests {
             tables: BTreeMap::new(),
             stack_leases: BTreeMap::new(),
             filter: Ok(filter::Current::default()),
+            complete: true,
         }
     }
 
@@ -661,31 +685,82 @@ mod tests {
             })
     }
 
+    /// A route main has through `oif` (`gw` None: on-link), written by `protocol`.
+    fn main_route(oif: u32, dst: &str, gw: Option<&str>, protocol: u8) -> KernelRoute {
+        let dst: IpNet = dst.parse().unwrap();
+        let kind = match gw {
+            Some(g) => RouteKind::Via { dev: String::new(), oif, gateway: g.parse().unwrap(), src: None, onlink: false },
+            None => RouteKind::Link { dev: String::new(), oif, src: None },
+        };
+        let r = dumped(&Route { table: RT_TABLE_MAIN, dst, metric: 0, kind }, protocol);
+        KernelRoute { scope: if gw.is_none() && !dst.is_v6() { RouteScope::Link } else { RouteScope::Universe }, ..r }
+    }
+
     #[test]
     fn applying_converges_and_a_converged_host_plans_nothing() {
         let cfg = Config::default();
         let knobs = [("arp_ignore", 0), ("arp_announce", 0), ("arp_filter", 0), ("rp_filter", 2)];
+        // docker0 (unmanaged, a bridge with IPv4 and IPv6 networks) and tun0 (a def1 VPN: its
+        // peer is connected, its /1 routes go via a gateway and are not).
         let g = gathered(
-            vec![link(2, "eth0", 0, &knobs), link(3, "eth1", 0, &knobs)],
+            vec![link(2, "eth0", 0, &knobs), link(3, "eth1", 0, &knobs), link(8, "docker0", 0, &[]), link(9, "tun0", 0, &[])],
             vec![v4(2, 10), v4(3, 11), v6(3, 11)],
             vec![],
-            vec![main_default(2, [198, 51, 100, 1])],
+            vec![
+                main_default(2, [198, 51, 100, 1]),
+                main_route(8, "172.17.0.0/16", None, 2),
+                main_route(8, "2001:db8:99::/64", None, 2),
+                main_route(8, "fe80::/64", None, 2),
+                main_route(9, "10.8.0.5/32", None, 2),
+                main_route(9, "0.0.0.0/1", Some("10.8.0.5"), 3),
+                main_route(9, "128.0.0.0/1", Some("10.8.0.5"), 3),
+                main_route(9, "10.9.0.0/16", None, 4),
+            ],
         );
+        let connected = |n: &str| policy::connected_rule(&cfg, n.parse().unwrap());
+        // Read for one interface, the first policy of a family asks for a pass over the whole host.
+        let first =
+            Gathered { complete: false, ..gathered(g.kernel.links.clone(), g.kernel.addrs.clone(), vec![], g.kernel.routes.clone()) };
+        let p = plan_one(&cfg, &first, "eth0", Intent::Apply).unwrap();
+        assert!(p.host.needs_host_pass && p.host.rules_add.is_empty());
         let p = plan_one(&cfg, &g, "eth0", Intent::Apply).unwrap();
+        assert!(!p.host.needs_host_pass);
         assert_eq!(p.tables.as_ref().and_then(|t| t.get("eth0")), Some(&4101));
         assert!(p.interfaces[0].routes_add.iter().any(|r| matches!(r.kind, RouteKind::Via { .. })), "default via the main gateway");
-        assert_eq!(p.host.rules_add, vec![policy::main_rule(&cfg, false)], "the IPv6 shared rule only with an IPv6 policy");
+        assert!(p.interfaces[0].rules_add.contains(&Rule {
+            v6: false,
+            priority: 4105,
+            selector: Selector::Fwmark(4101),
+            table: 4101,
+            suppress: None
+        }));
+        // Only the kernel's connected networks through unmanaged interfaces, only IPv4 so far.
+        assert_eq!(p.host.rules_add, vec![connected("10.8.0.5/32"), connected("172.17.0.0/16")]);
+        assert_eq!(
+            p.host.rules_add[1].to_string(),
+            "priority 4100 to 172.17.0.0/16 lookup main suppress_prefixlength 15 suppress_ifgroup 4100"
+        );
         let g = after(&g, &p);
         assert!(is_empty(&plan_one(&cfg, &g, "eth0", Intent::Apply).unwrap()));
-        // eth1 has IPv6 too: the IPv6 shared rule comes with it, and goes with it.
+        // eth1 has IPv6 too: the IPv6 connected network's rule comes with it, and goes with it.
         let p = plan_one(&cfg, &g, "eth1", Intent::Apply).unwrap();
         assert_eq!(p.tables.as_ref().and_then(|t| t.get("eth1")), Some(&4102));
-        assert_eq!(p.host.rules_add, vec![policy::main_rule(&cfg, true)]);
+        assert_eq!(p.host.rules_add, vec![connected("2001:db8:99::/64")]);
         let g = after(&g, &p);
         assert!(is_empty(&plan_one(&cfg, &g, "eth1", Intent::Apply).unwrap()));
         let p = plan_one(&cfg, &g, "eth1", Intent::Release).unwrap();
-        assert_eq!(p.host.rules_del, vec![policy::main_rule(&cfg, true)]);
+        assert_eq!(p.host.rules_del, vec![connected("2001:db8:99::/64")]);
         assert!(p.interfaces[0].record.is_none());
+        // A gather of one interface cannot tell which links are unmanaged: it keeps the rules.
+        let mut one = after(&g, &p);
+        one.complete = false;
+        one.kernel = Kernel::new(
+            one.kernel.links.iter().filter(|l| l.name == "eth0").cloned().collect(),
+            one.kernel.addrs.clone(),
+            one.kernel.rules.clone(),
+            one.kernel.routes.clone(),
+        );
+        assert!(is_empty(&plan_one(&cfg, &one, "eth0", Intent::Apply).unwrap()));
     }
 
     #[test]
@@ -695,7 +770,7 @@ mod tests {
         let g = gathered(vec![link(2, "eth0", 0, &knobs)], vec![v4(2, 10)], vec![], vec![main_default(2, [198, 51, 100, 1])]);
         let p = plan_one(&cfg, &g, "eth0", Intent::Apply).unwrap();
         let plan = &p.interfaces[0];
-        assert_eq!(plan.sysctls, vec![("arp_ignore", 1), ("arp_announce", 2), ("arp_filter", 1), ("rp_filter", 1)]);
+        assert_eq!(plan.sysctls, vec![("arp_ignore", 1), ("arp_announce", 2), ("arp_filter", 1), ("rp_filter", 0)]);
         let saved = &plan.record.as_ref().unwrap().saved_sysctls;
         assert_eq!(saved.get("rp_filter"), Some(&2));
         // The admin changes arp_ignore afterwards; release restores the rest and leaves it.
@@ -757,7 +832,7 @@ mod tests {
             priority: 4110,
             selector: Selector::From(IpAddr::V4([198, 51, 100, 99].into())),
             table: 4150,
-            suppress_ifgroup: None,
+            suppress: None,
         };
         let foreign_rule = Rule { table: 4151, ..orphan_rule.clone() };
         let orphan_route = Route { table: 4150, dst: Ipv4Net::DEFAULT.into(), metric: u32::MAX, kind: RouteKind::Unreachable };

@@ -3,7 +3,10 @@
 //! Per managed interface K with table T(K), for each family K has addresses of:
 //!
 //! ```text
-//! prio P     from all     lookup main suppress_prefixlength 0 suppress_ifgroup G   (one per family, shared)
+//! prio P     to <n> lookup main suppress_prefixlength len(n)-1 suppress_ifgroup G
+//!                                            for every network n directly connected through an
+//!                                            unmanaged interface (docker0, a tunnel's peer), shared
+//! prio P+5   fwmark T(K) lookup T(K)         replies of connections that arrived on K
 //! prio P+10  from <a>     lookup T(K)        for every address a on K (IPv6: global and unique-local)
 //! prio P+20  oif K        lookup T(K)
 //! IPv4 table T(K): <prefix> dev K scope link src a        for every on-link prefix
@@ -18,12 +21,19 @@
 //! IPv6 routes carry no `src`: the kernel's source selection already prefers an address of the
 //! outgoing interface (RFC 6724 rule 5), and K may have several (SLAAC, temporary, DHCPv6).
 //!
-//! Managed interfaces are put in link group G, so the first rule lets traffic from a managed address
-//! use main-table routes through *unmanaged* interfaces (docker0, a VPN, ...) but never a main-table
-//! route through another managed interface, however specific; everything else falls to T(K). For
-//! sources that are not managed addresses the first rule changes nothing: what it does not suppress,
-//! main at 32766 would have chosen anyway. The `unreachable` terminator also stops a socket bound to
-//! K's address but to another device from escaping through that device's table.
+//! Traffic from K's addresses or bound to K meets T(K) and nothing else of main's but the networks
+//! directly connected through unmanaged interfaces: a container bridge, a tunnel's own peer subnet.
+//! A route of main via a gateway through an unmanaged interface — a VPN's `0.0.0.0/1`, a default
+//! through a tunnel — never carries it; unbound traffic, which no rule of stronghost matches, still
+//! takes main (and the VPN). The suppressions keep the `to` rules to what they are for: a route
+//! less specific than the network (the tunnel's default, once the network's own route is gone) or
+//! through a managed interface (group G) falls through to T(K). The `unreachable` terminator also
+//! stops a socket bound to K's address but to another device from escaping through that device's
+//! table.
+//!
+//! Connections are K's when they arrive on K: the receive filter marks them (conntrack mark T(K))
+//! and gives their reply packets that mark, so a reply routed as another address's packet — from a
+//! container behind DNAT, from a host behind a port forward — still leaves by K (fwmark rule).
 
 use crate::config::Config;
 use crate::lease::StaticRoute;
@@ -43,6 +53,10 @@ pub enum Selector {
     All,
     From(IpAddr),
     Oif(String),
+    /// `to <network>`.
+    To(IpNet),
+    /// `fwmark <mark>` (all 32 bits).
+    Fwmark(u32),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -52,8 +66,8 @@ pub struct Rule {
     pub priority: u32,
     pub selector: Selector,
     pub table: u32,
-    /// `suppress_prefixlength 0 suppress_ifgroup G` (only on the shared main-table rule).
-    pub suppress_ifgroup: Option<u32>,
+    /// `suppress_prefixlength L suppress_ifgroup G` (the shared `to` rules into main).
+    pub suppress: Option<(u32, u32)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -115,9 +129,21 @@ pub struct Desired {
     pub routes: Vec<Route>,
 }
 
-/// The shared rule that consults main for routes through unmanaged interfaces.
-pub fn main_rule(cfg: &Config, v6: bool) -> Rule {
-    Rule { v6, priority: cfg.priority, selector: Selector::All, table: RT_TABLE_MAIN, suppress_ifgroup: Some(cfg.link_group) }
+/// The shared rule that lets managed sources reach `net`, a network directly connected through an
+/// unmanaged interface, by main's route for it — only by a route at least as specific as `net`,
+/// and never one through a managed interface.
+pub fn connected_rule(cfg: &Config, net: IpNet) -> Rule {
+    Rule {
+        v6: net.is_v6(),
+        priority: cfg.priority,
+        selector: Selector::To(net),
+        table: RT_TABLE_MAIN,
+        suppress: Some((u32::from(net.len.saturating_sub(1)), cfg.link_group)),
+    }
+}
+
+pub fn fwmark_priority(cfg: &Config) -> u32 {
+    cfg.priority + 5
 }
 
 pub fn from_priority(cfg: &Config) -> u32 {
@@ -138,13 +164,15 @@ pub fn desired(cfg: &Config, iface: &InterfaceFacts, table: u32, gw: &Gateways) 
 }
 
 fn rules_for(cfg: &Config, iface: &InterfaceFacts, table: u32, v6: bool, addrs: impl Iterator<Item = IpAddr>, d: &mut Desired) {
+    // The connection mark is the table number (the receive filter sets it).
+    d.rules.push(Rule { v6, priority: fwmark_priority(cfg), selector: Selector::Fwmark(table), table, suppress: None });
     for a in addrs {
-        let r = Rule { v6, priority: from_priority(cfg), selector: Selector::From(a), table, suppress_ifgroup: None };
+        let r = Rule { v6, priority: from_priority(cfg), selector: Selector::From(a), table, suppress: None };
         if !d.rules.contains(&r) {
             d.rules.push(r);
         }
     }
-    d.rules.push(Rule { v6, priority: oif_priority(cfg), selector: Selector::Oif(iface.name.clone()), table, suppress_ifgroup: None });
+    d.rules.push(Rule { v6, priority: oif_priority(cfg), selector: Selector::Oif(iface.name.clone()), table, suppress: None });
 }
 
 fn desired_v4(cfg: &Config, iface: &InterfaceFacts, table: u32, gw: &Gateways, d: &mut Desired) {
@@ -250,11 +278,13 @@ impl fmt::Display for Rule {
             Selector::All => write!(f, "from all")?,
             Selector::From(a) => write!(f, "from {a}")?,
             Selector::Oif(d) => write!(f, "oif {d}")?,
+            Selector::To(n) => write!(f, "to {n}")?,
+            Selector::Fwmark(m) => write!(f, "fwmark {m:#x}")?,
         }
         let table = if self.table == RT_TABLE_MAIN { "main".to_string() } else { self.table.to_string() };
         write!(f, " lookup {table}")?;
-        if let Some(g) = self.suppress_ifgroup {
-            write!(f, " suppress_prefixlength 0 suppress_ifgroup {g}")?;
+        if let Some((l, g)) = self.suppress {
+            write!(f, " suppress_prefixlength {l} suppress_ifgroup {g}")?;
         }
         Ok(())
     }
@@ -305,6 +335,7 @@ mod tests {
         assert_eq!(
             lines(&d),
             [
+                "priority 4105 fwmark 0x1006 lookup 4102",
                 "priority 4110 from 198.51.100.11 lookup 4102",
                 "priority 4120 oif eth1 lookup 4102",
                 "198.51.100.0/24 dev eth1 scope link src 198.51.100.11 table 4102",
@@ -388,6 +419,7 @@ mod tests {
         assert_eq!(
             six,
             [
+                "ip -6 rule add priority 4105 fwmark 0x1006 lookup 4102",
                 "ip -6 rule add priority 4110 from 2001:db8:1::2ff:fe00:101 lookup 4102",
                 "ip -6 rule add priority 4110 from 2001:db8:1::1:11 lookup 4102",
                 "ip -6 rule add priority 4120 oif eth1 lookup 4102",
@@ -399,7 +431,7 @@ mod tests {
             ]
         );
         // The IPv4 half is unchanged by the IPv6 one.
-        assert_eq!(d.rules.iter().filter(|r| !r.v6).count(), 2);
+        assert_eq!(d.rules.iter().filter(|r| !r.v6).count(), 3);
     }
 
     #[test]

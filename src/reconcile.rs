@@ -107,7 +107,16 @@ impl Engine {
             .filter(|l| self.cfg.manages(&l.name))
             .filter_map(|l| Some((l.index, networkd::lease_for(l.index)?)))
             .collect();
-        Ok(Gathered { kernel, on_disk: records.clone(), records, names, tables, stack_leases, filter: filter::read() })
+        Ok(Gathered {
+            kernel,
+            on_disk: records.clone(),
+            records,
+            names,
+            tables,
+            stack_leases,
+            filter: filter::read(self.cfg.rp_filter),
+            complete: one.is_none(),
+        })
     }
 }
 
@@ -144,7 +153,20 @@ pub fn reconcile(e: &mut Engine, target: &Target, dry_run: bool, client: ClientE
         for l in &lines {
             log::debug!("{l}");
         }
-        if let Err(err) = execute::execute(&mut e.nl, &e.state, &mut e.writes, &g, &plans, e.cfg.protocol) {
+        if let Err(err) = execute::execute(&mut e.nl, &e.state, &mut e.writes, &g, &plans, &e.cfg) {
+            errors.push(err);
+        }
+    }
+    if plans.host.needs_host_pass {
+        // Under the same lock: the shared rules for the networks connected through unmanaged
+        // interfaces, which only a read of every link can tell.
+        let g = e.gather(None)?;
+        let mut host = Planner::new(&e.cfg, &g).finish(vec![]);
+        // The receive filter was this run's already (and said so if it failed).
+        host.host.filter = None;
+        host.host.filter_error = None;
+        lines.extend(render(&host.interfaces, &host.host, e.cfg.protocol));
+        if !dry_run && let Err(err) = execute::execute(&mut e.nl, &e.state, &mut e.writes, &g, &host, &e.cfg) {
             errors.push(err);
         }
     }

@@ -11,9 +11,11 @@ use std::path::PathBuf;
 /// arp_ignore=1: answer ARP only for addresses of the receiving interface.
 /// arp_announce=2: ARP requests carry the outgoing interface's own address.
 /// arp_filter=1: answer only if the reply would leave by that interface.
-/// rp_filter=1: strict reverse-path check, using the policy routing tables.
+/// rp_filter=0: the kernel's reverse-path check runs after DNAT, on the container's address, and
+/// would drop connections to published ports on every interface but main's default one without
+/// counting them; stronghost's own check (filter.rs) runs before NAT and counts what it drops.
 pub const ARP: [(&str, u32); 3] = [("arp_ignore", 1), ("arp_announce", 2), ("arp_filter", 1)];
-pub const RP: (&str, u32) = ("rp_filter", 1);
+pub const RP: (&str, u32) = ("rp_filter", 0);
 
 pub fn wanted(cfg: &Config) -> Vec<(&'static str, u32)> {
     let mut v = Vec::new();

@@ -44,12 +44,15 @@ struct Pending {
     /// Names of links that went away (their index no longer resolves).
     gone: BTreeSet<String>,
     tables: BTreeSet<u32>,
+    /// Devices of main-table routes the kernel made for an address (a network comes or goes):
+    /// through an unmanaged interface, that changes the shared `to` rules.
+    connected: BTreeSet<u32>,
     resync: bool,
 }
 
 impl Pending {
     fn is_empty(&self) -> bool {
-        self.ifindexes.is_empty() && self.gone.is_empty() && self.tables.is_empty() && !self.resync
+        self.ifindexes.is_empty() && self.gone.is_empty() && self.tables.is_empty() && self.connected.is_empty() && !self.resync
     }
 }
 
@@ -117,6 +120,17 @@ fn route_event(r: &RouteMessage, deleted: bool, cfg: &Config, p: &mut Pending) {
         // Our own additions need nothing; anything else in our tables (a flush, a foreign route) does.
         if deleted || u8::from(r.header.protocol) != cfg.protocol {
             p.tables.insert(table);
+        }
+    } else if table == crate::policy::RT_TABLE_MAIN
+        && r.header.protocol == netlink_packet_route::route::RouteProtocol::Kernel
+        && r.header.destination_prefix_length != 0
+        && !has_gateway(r)
+        && let Some(o) = r.attributes.iter().find_map(|a| if let RouteAttribute::Oif(o) = a { Some(*o) } else { None })
+    {
+        p.connected.insert(o);
+        // IPv6 on-link prefixes are copied into the interface's own table too.
+        if r.header.address_family == AddressFamily::Inet6 {
+            p.ifindexes.insert(o);
         }
     } else if table == crate::policy::RT_TABLE_MAIN
         && (r.header.destination_prefix_length == 0 || (r.header.address_family == AddressFamily::Inet6 && !has_gateway(r)))
@@ -290,6 +304,15 @@ pub fn run(cfg: &Config) -> i32 {
 
 fn handle(engine: &mut Engine, cfg: &Config, p: Pending, fights: &mut Fights) {
     if p.resync {
+        if let Err(e) = reconcile(engine, &Target::Sync, false, ClientEvent::default()) {
+            log::error!("sync: {e}");
+        }
+        return;
+    }
+    // A network directly connected through an unmanaged interface came or went (a container
+    // bridge, a tunnel): the shared rules follow, which takes the whole host.
+    let unmanaged = |i: &u32| engine.nl.link_by_index(*i).ok().flatten().is_none_or(|l| l.group != cfg.link_group);
+    if p.connected.iter().any(unmanaged) {
         if let Err(e) = reconcile(engine, &Target::Sync, false, ClientEvent::default()) {
             log::error!("sync: {e}");
         }

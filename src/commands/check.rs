@@ -13,14 +13,18 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 const PROBE: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
 const PROBE6: IpAddr = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0xffff, 0, 0, 0, 1));
 
-pub fn violations(e: &mut Engine) -> Result<(Vec<String>, usize), Error> {
+/// Violations, the number of interfaces checked, and the drops the policy counted so far.
+pub fn violations(e: &mut Engine) -> Result<(Vec<String>, usize, Vec<String>), Error> {
     let _lock = e.lock()?;
     let g = e.gather(None)?;
     let k = &g.kernel;
     let nft = if e.cfg.receive_filter { Some(g.filter.clone()) } else { None };
     let mut v = Vec::new();
     let mut checked = 0;
+    let mut drops = Vec::new();
     let records: Vec<(String, bool)> = g.records.iter().map(|(n, r)| (n.clone(), r.applied)).collect();
+    let connected = k.connected_unmanaged(e.cfg.link_group, &g.names);
+    let locals: Vec<IpAddr> = k.addrs.iter().map(|a| a.addr).collect();
     for (name, applied) in records {
         if !applied {
             continue;
@@ -38,7 +42,7 @@ pub fn violations(e: &mut Engine) -> Result<(Vec<String>, usize), Error> {
             facts.addresses.iter().map(|a| IpAddr::V4(a.0)).chain(facts.addresses6.iter().map(|a| IpAddr::V6(a.0))).collect();
         for a in &addrs {
             let probe = if a.is_ipv6() { PROBE6 } else { PROBE };
-            match e.nl.route_get(probe, Some(*a), None) {
+            match e.nl.route_get(probe, Some(*a), None, None) {
                 Ok((Some(o), _)) if o == link.index => {}
                 Ok((Some(o), _)) => v.push(format!("{name}: traffic from {a} to {probe} would leave by {}, not {name}; run `stronghost apply {name}` and look for rules below priority {} (`ip rule`, `ip -6 rule`)", k.name_of(o), e.cfg.priority)),
                 Ok((None, _)) => v.push(format!("{name}: traffic from {a} has no route out")),
@@ -46,12 +50,29 @@ pub fn violations(e: &mut Engine) -> Result<(Vec<String>, usize), Error> {
                 Err(_) => {}
             }
         }
+        // Networks directly connected through unmanaged interfaces (a container bridge, a tunnel's
+        // peer) stay reachable from the interface's addresses, by their own interface.
+        for a in &addrs {
+            for (net, via) in connected.iter().filter(|(n, _)| n.is_v6() == a.is_ipv6()) {
+                let dst = crate::net::probe_in(*net, &locals);
+                match e.nl.route_get(dst, Some(*a), None, None) {
+                    Ok((Some(o), _)) if o == *via => {}
+                    Ok((o, _)) => v.push(format!(
+                        "{name}: traffic from {a} to {net} (directly connected through {}) would leave by {}; run `stronghost sync` \
+                         (the watcher does it by itself when a network comes or goes)",
+                        k.name_of(*via),
+                        o.map(|o| k.name_of(o)).unwrap_or_else(|| "no interface".into())
+                    )),
+                    Err(err) => v.push(format!("{name}: traffic from {a} to {net} is refused: {err}; run `stronghost sync`")),
+                }
+            }
+        }
         // Bound to the interface, for each family it has addresses of.
         for (probe, has) in [(PROBE, !facts.addresses.is_empty()), (PROBE6, !facts.addresses6.is_empty())] {
             if !has {
                 continue;
             }
-            match e.nl.route_get(probe, None, Some(link.index)) {
+            match e.nl.route_get(probe, None, Some(link.index), None) {
                 Ok((Some(o), src)) if o == link.index => {
                     if let Some(s) = src.filter(|s| !addrs.contains(s)) {
                         v.push(format!("{name}: traffic bound to {name} would use source {s}, not one of its own addresses"));
@@ -64,9 +85,34 @@ pub fn violations(e: &mut Engine) -> Result<(Vec<String>, usize), Error> {
                 Err(_) => {}
             }
         }
+        // Replies of connections that arrived here (marked by the receive filter): routed as a
+        // container's or a forwarded host's packet, they must still leave by this interface.
+        if let Some(t) = g.tables.get(&name).copied().filter(|_| e.cfg.receive_filter) {
+            for (probe, has) in [(PROBE, !facts.addresses.is_empty()), (PROBE6, !facts.addresses6.is_empty())] {
+                match e.nl.route_get(probe, None, None, Some(t)) {
+                    Ok((Some(o), _)) if o == link.index || !has => {}
+                    Ok((o, _)) if has => v.push(format!(
+                        "{name}: replies of connections that arrived on {name} (published ports, port forwards) would leave by {}; \
+                         run `stronghost apply {name}` and look for rules below priority {} (`ip rule`)",
+                        o.map(|o| k.name_of(o)).unwrap_or_else(|| "no interface".into()),
+                        e.cfg.priority + 5
+                    )),
+                    _ => {}
+                }
+            }
+        }
         for (knob, want) in sysctl::wanted(&e.cfg) {
             match sysctl::effective(&name, knob) {
                 Ok(eff) if eff == want => {}
+                // The kernel's loose check (2) passes whatever main can route back: harmless.
+                Ok(2) if knob == sysctl::RP.0 => {}
+                Ok(eff) if knob == sysctl::RP.0 => v.push(format!(
+                    "{name}: the kernel's strict reverse-path check is on (rp_filter effectively {eff}, net.ipv4.conf.all.rp_filter={}): \
+                     it runs after DNAT and drops, uncounted, connections to published ports on every interface but the one of main's \
+                     default route (nstat TcpExtIPReversePathFilter); stronghost's own check replaces it — set \
+                     net.ipv4.conf.all.rp_filter to 0 or 2",
+                    sysctl::read("all", knob).unwrap_or(0)
+                )),
                 Ok(eff) => {
                     let all = sysctl::read("all", knob).unwrap_or(0);
                     let why = if all > want { format!(" because net.ipv4.conf.all.{knob}={all} overrides it") } else { String::new() };
@@ -76,7 +122,7 @@ pub fn violations(e: &mut Engine) -> Result<(Vec<String>, usize), Error> {
             }
         }
         match &nft {
-            Some(Ok(c)) if c.rule_ok && c.set.contains(&name) => {}
+            Some(Ok(c)) if c.rules_ok && c.members().is_some() && c.managed.contains(&name) => {}
             Some(Ok(_)) => v.push(format!(
                 "{name}: not covered by the receive filter (nft table inet {}); run `stronghost apply {name}`",
                 filter::TABLE
@@ -84,19 +130,35 @@ pub fn violations(e: &mut Engine) -> Result<(Vec<String>, usize), Error> {
             Some(Err(err)) => v.push(format!("{name}: receive filter: {err}")),
             None => {}
         }
+        if let (Some(Ok(c)), Some(t)) = (&nft, g.tables.get(&name)) {
+            let (wrong, rpf) = c.drops(*t);
+            if wrong.unwrap_or(0) + rpf.unwrap_or(0) > 0 {
+                drops.push(format!(
+                    "{name}: dropped {} packet(s) for another interface's address, {} whose source is not routed back by {name}",
+                    wrong.unwrap_or(0),
+                    rpf.unwrap_or(0)
+                ));
+            }
+        }
     }
-    Ok((v, checked))
+    Ok((v, checked, drops))
 }
 
 pub fn run(cfg: &Config) -> i32 {
     match engine(cfg).and_then(|mut e| violations(&mut e)) {
-        Ok((v, n)) if v.is_empty() => {
+        Ok((v, n, drops)) if v.is_empty() => {
             println!("ok: {n} interface(s) behave as a strong host");
+            for d in drops {
+                println!("drops: {d}");
+            }
             0
         }
-        Ok((v, _)) => {
+        Ok((v, _, drops)) => {
             for x in &v {
                 println!("violation: {x}");
+            }
+            for d in drops {
+                println!("drops: {d}");
             }
             1
         }

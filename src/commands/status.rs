@@ -58,9 +58,9 @@ pub fn collect(e: &mut Engine) -> Result<Value, Error> {
             })
             .collect();
         let lease = link.and_then(|l| rec.lease.clone().or_else(|| g.stack_leases.get(&l.index).cloned()));
-        let drops = match (&nft, table) {
-            (Ok(c), Some(t)) => c.counters.get(&filter::counter_name(t)).copied(),
-            _ => None,
+        let (wrong, rpf) = match (&nft, table) {
+            (Ok(c), Some(t)) => c.drops(t),
+            _ => (None, None),
         };
         ifaces.push(json!({
             "interface": name,
@@ -79,12 +79,16 @@ pub fn collect(e: &mut Engine) -> Result<Value, Error> {
             "rules6": rules(true),
             "routes6": routes(true),
             "sysctls": sysctls,
-            "wrong_interface_drops": drops,
+            "wrong_interface_drops": wrong,
+            "drops": {"wrong_interface": wrong, "reverse_path": rpf},
         }));
     }
     Ok(json!({
         "interfaces": ifaces,
-        "receive_filter": match &nft { Ok(c) => json!({"present": c.exists, "members": c.set}), Err(err) => json!({"error": err}) },
+        "receive_filter": match &nft {
+            Ok(c) => json!({"present": c.exists, "intact": c.rules_ok && c.members().is_some(), "members": c.managed}),
+            Err(err) => json!({"error": err}),
+        },
     }))
 }
 
@@ -132,7 +136,10 @@ pub fn run(cfg: &Config, as_json: bool) -> i32 {
             s.push(format!("{k}={} (effective {})", x["interface"], x["effective"]));
         }
         println!("  sysctl {}", s.join(", "));
-        println!("  wrong-interface drops: {}", i["wrong_interface_drops"]);
+        println!(
+            "  dropped: {} for another interface's address, {} failing the reverse path",
+            i["drops"]["wrong_interface"], i["drops"]["reverse_path"]
+        );
     }
     if let Some(err) = v["receive_filter"]["error"].as_str() {
         println!("receive filter: {err}");

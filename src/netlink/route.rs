@@ -287,8 +287,15 @@ impl Netlink {
         self.write(RouteNetlinkMessage::SetLink(m), 0)
     }
 
-    /// The kernel's answer to `ip route get DST from SRC` / `oif DEV`: (oif, preferred source).
-    pub fn route_get(&mut self, dst: IpAddr, src: Option<IpAddr>, oif: Option<u32>) -> Result<(Option<u32>, Option<IpAddr>), NetlinkError> {
+    /// The kernel's answer to `ip route get DST from SRC` / `oif DEV` / `mark MARK`: (oif,
+    /// preferred source).
+    pub fn route_get(
+        &mut self,
+        dst: IpAddr,
+        src: Option<IpAddr>,
+        oif: Option<u32>,
+        mark: Option<u32>,
+    ) -> Result<(Option<u32>, Option<IpAddr>), NetlinkError> {
         let mut m = RouteMessage::default();
         let width = if dst.is_ipv6() { 128 } else { 32 };
         m.header.address_family = family(dst.is_ipv6());
@@ -300,6 +307,9 @@ impl Netlink {
         }
         if let Some(o) = oif {
             m.attributes.push(RouteAttribute::Oif(o));
+        }
+        if let Some(x) = mark {
+            m.attributes.push(RouteAttribute::Mark(x));
         }
         let answer = self.request(RouteNetlinkMessage::GetRoute(m), 0)?;
         for a in answer {
@@ -503,19 +513,27 @@ fn rule_message(r: &Rule, protocol: u8) -> RuleMessage {
             m.attributes.push(RuleAttribute::Source(*a));
         }
         Selector::Oif(d) => m.attributes.push(RuleAttribute::Oifname(d.clone())),
+        Selector::To(n) => {
+            m.header.dst_len = n.len;
+            m.attributes.push(RuleAttribute::Destination(n.addr));
+        }
+        Selector::Fwmark(mark) => {
+            m.attributes.push(RuleAttribute::FwMark(*mark));
+            m.attributes.push(RuleAttribute::FwMask(u32::MAX));
+        }
     }
-    if let Some(g) = r.suppress_ifgroup {
-        m.attributes.push(RuleAttribute::SuppressPrefixLen(0));
+    if let Some((l, g)) = r.suppress {
+        m.attributes.push(RuleAttribute::SuppressPrefixLen(l));
         m.attributes.push(RuleAttribute::SuppressIfGroup(g));
     }
     m
 }
 
-/// Rules the model cannot express (other actions, iif, fwmark, ...) are never ours: skip them.
+/// Rules the model cannot express (other actions, iif, masked fwmarks, ...) are never ours: skip them.
 fn rule_from_kernel(r: &RuleMessage) -> Option<Owned<Rule>> {
     // A rule whose oif is gone stays in the kernel flagged "detached"; it is still ours to remove.
     let detached = RuleFlags::OifDetached;
-    if r.header.action != RuleAction::ToTable || r.header.dst_len != 0 || r.header.tos != 0 || !detached.contains(r.header.flags) {
+    if r.header.action != RuleAction::ToTable || r.header.tos != 0 || !detached.contains(r.header.flags) {
         return None;
     }
     let v6 = match r.header.family {
@@ -527,7 +545,9 @@ fn rule_from_kernel(r: &RuleMessage) -> Option<Owned<Rule>> {
     let mut table = u32::from(r.header.table);
     let mut protocol = 0;
     let mut src = None;
+    let mut dst = None;
     let mut oif = None;
+    let (mut mark, mut mask) = (None, u32::MAX);
     let (mut spl, mut sig) = (None, None);
     for a in &r.attributes {
         match a {
@@ -535,6 +555,9 @@ fn rule_from_kernel(r: &RuleMessage) -> Option<Owned<Rule>> {
             RuleAttribute::Table(t) => table = *t,
             RuleAttribute::Protocol(p) => protocol = protocol_number(*p),
             RuleAttribute::Source(s) if s.is_ipv6() == v6 => src = Some(*s),
+            RuleAttribute::Destination(d) if d.is_ipv6() == v6 => dst = Some(*d),
+            RuleAttribute::FwMark(m) => mark = Some(*m),
+            RuleAttribute::FwMask(m) => mask = *m,
             RuleAttribute::Oifname(o) => oif = Some(o.clone()),
             // The kernel reports "unset" as -1.
             RuleAttribute::SuppressPrefixLen(l) => spl = Some(*l).filter(|l| *l != u32::MAX),
@@ -546,18 +569,23 @@ fn rule_from_kernel(r: &RuleMessage) -> Option<Owned<Rule>> {
         }
     }
     let width = if v6 { 128 } else { 32 };
-    let selector = match (src, oif, r.header.src_len) {
-        (None, None, 0) => Selector::All,
-        (Some(s), None, l) if l == width => Selector::From(s),
-        (None, Some(o), 0) => Selector::Oif(o),
+    if mask != u32::MAX {
+        return None;
+    }
+    let selector = match (src, oif, dst, mark, r.header.src_len, r.header.dst_len) {
+        (None, None, None, None, 0, 0) => Selector::All,
+        (Some(s), None, None, None, l, 0) if l == width => Selector::From(s),
+        (None, Some(o), None, None, 0, 0) => Selector::Oif(o),
+        (None, None, Some(d), None, 0, l) => Selector::To(IpNet::new(d, l).ok()?),
+        (None, None, None, Some(m), 0, 0) if m != 0 => Selector::Fwmark(m),
         _ => return None,
     };
-    let suppress_ifgroup = match (spl, sig) {
+    let suppress = match (spl, sig) {
         (None, None) => None,
-        (Some(0), Some(g)) => Some(g),
+        (Some(l), Some(g)) => Some((l, g)),
         _ => return None,
     };
-    Some(Owned { protocol, item: Rule { v6, priority, selector, table, suppress_ifgroup } })
+    Some(Owned { protocol, item: Rule { v6, priority, selector, table, suppress } })
 }
 
 fn route_message(r: &Route, protocol: u8) -> RouteMessage {

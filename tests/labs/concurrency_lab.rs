@@ -103,8 +103,7 @@ fn a_thousand_parallel_events_end_in_the_model_state() {
     for k in 0..IFACES {
         lab.host_ok(&["sysctl", "-qw", &format!("net.ipv4.conf.eth{k}.promote_secondaries=1")]);
     }
-    lab.spawn_in_host("watch", &["/usr/sbin/stronghost", "watch"]);
-    wait_for(Duration::from_secs(10), "the watcher", || lab.log("watch").contains("watching"));
+    lab.start_watcher();
     let models: Vec<Model> = std::thread::scope(|s| {
         let lab = &lab;
         let handles: Vec<_> = (0..IFACES).map(|k| s.spawn(move || run_interface(lab, k, 0x1234_5678 + k as u64 * 7919))).collect();
@@ -157,7 +156,8 @@ fn a_thousand_parallel_events_end_in_the_model_state() {
                 assert!(!table.contains("unreachable"), "{e} has no address but a table:\n{table}");
             } else {
                 assert!(rules.contains(&format!("oif {e} lookup {t} proto 83")), "{e}: no oif rule");
-                expected_rules += 1;
+                assert!(rules.contains(&format!("fwmark {t:#x} lookup {t} proto 83")), "{e}: no fwmark rule:\n{rules}");
+                expected_rules += 2;
             }
         }
     }

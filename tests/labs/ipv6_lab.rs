@@ -47,8 +47,7 @@ fn ipv6_slaac_dhcpv6_router_lifetime_and_prefix_change() {
     lab.seed_foreign();
     lab.host_ok(&["ip", "-6", "rule", "add", "priority", "4105", "from", "2001:db8:77::1", "lookup", "100"]);
     lab.host_ok(&["ip", "-6", "route", "add", "blackhole", "2001:db8:77::/64", "table", "100"]);
-    lab.spawn_in_host("watch", &["/usr/sbin/stronghost", "watch"]);
-    wait_for(Duration::from_secs(10), "the watcher to start", || lab.log("watch").contains("watching"));
+    lab.start_watcher();
     for k in 0..N {
         lab.start_dhclient(k);
     }
@@ -107,8 +106,7 @@ fn ipv6_slaac_dhcpv6_router_lifetime_and_prefix_change() {
     let addrs0 = wait_policy6(&lab, 0, true, "the DHCPv6 address's rule");
     assert!(addrs0.contains(&leased), "{addrs0:?}");
     assert_eq!(curl6(&lab, &leased), (Some(leased.clone()), vec![eth(0)]), "curl -6 --interface {leased} (DHCPv6)");
-    lab.spawn_in_host("watch", &["/usr/sbin/stronghost", "watch"]);
-    wait_for(Duration::from_secs(10), "the watcher to restart", || lab.log("watch").contains("watching"));
+    lab.start_watcher();
 
     // `check` agrees, and a converged host costs nothing.
     let check = lab.stronghost(&["check"]);

@@ -3,6 +3,7 @@
 //! `cargo test --test labs dhclient_lab` runs one.
 
 mod concurrency_lab;
+mod connections_lab;
 mod crash_lab;
 mod degraded_lab;
 mod dhclient_lab;

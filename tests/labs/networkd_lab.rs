@@ -23,8 +23,7 @@ fn networkd_with_watcher_through_reconfigure_and_a_new_address() {
         "/etc/systemd/network/10-eth.network",
         "[Match]\nName=eth*\n\n[Network]\nDHCP=ipv4\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n\n[DHCPv4]\nSendHostname=no\n",
     );
-    lab.spawn_in_host("watch", &["/usr/sbin/stronghost", "watch"]);
-    wait_for(Duration::from_secs(10), "the watcher", || lab.log("watch").contains("watching"));
+    lab.start_watcher();
     lab.spawn_in_host("networkd", &["/lib/systemd/systemd-networkd"]);
     for k in 0..n {
         lab.wait_applied(k, &addr(k));

@@ -12,8 +12,7 @@ fn rules(lab: &Lab) -> String {
 fn watcher_follows_hand_made_addresses_flushes_and_removals() {
     let mut lab = Lab::builder(3).build();
     lab.host_ok(&["ip", "rule", "add", "priority", "4115", "from", "192.0.2.77", "lookup", "100"]);
-    lab.spawn_in_host("watch", &["/usr/sbin/stronghost", "watch"]);
-    wait_for(Duration::from_secs(10), "the watcher to start", || lab.log("watch").contains("watching"));
+    lab.start_watcher();
 
     // Static configuration by hand: addresses, and default routes through two interfaces.
     let (a0, a1) = ("198.51.100.40", "198.51.100.41");

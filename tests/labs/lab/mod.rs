@@ -237,6 +237,33 @@ impl Lab {
         format!("{}-{name}", self.id)
     }
 
+    /// Another namespace of the lab (a container, a backend, a VPN server), deleted with it.
+    pub fn add_ns(&mut self, name: &str) -> String {
+        let ns = self.ns(name);
+        ip(&["netns", "add", &ns]);
+        self.namespaces.push(ns.clone());
+        ip(&["-n", &ns, "link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// An HTTP echo ("<client> <server>") on `port` in the lab's namespace `name`.
+    pub fn serve_echo(&mut self, name: &str, port: u16) {
+        let ns = self.ns(name);
+        self.threads.push(echo_server(&ns, port, self.stop.clone()));
+    }
+
+    /// `curl URL` from the lab's namespace `name`: (client address, server address) as the echo
+    /// server saw them.
+    pub fn curl_in(&self, name: &str, url: &str, extra: &[&str]) -> Option<(String, String)> {
+        let mut args = vec!["curl", "-sS", "--max-time", "2"];
+        args.extend_from_slice(extra);
+        args.push(url);
+        let out = if name == "host" { self.host(&args) } else { self.in_ns(name, &args) };
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let mut w = text.split_whitespace();
+        out.status.success().then(|| (w.next().unwrap_or("").to_string(), w.next().unwrap_or("").to_string()))
+    }
+
     fn build(&mut self, with_hook: bool) {
         for name in ["lan", "rtr", "inet", "host"] {
             let ns = self.ns(name);
@@ -414,6 +441,12 @@ impl Lab {
         let log = std::fs::File::create(self.dir.join(format!("{name}.log"))).unwrap();
         let c = self.host_cmd(args).stdin(Stdio::null()).stdout(log.try_clone().unwrap()).stderr(log).spawn().unwrap();
         self.children.push((name.to_string(), c));
+    }
+
+    /// Starts `stronghost watch` in the host and waits until it follows events.
+    pub fn start_watcher(&mut self) {
+        self.spawn_in_host("watch", &["/usr/sbin/stronghost", "watch"]);
+        wait_for(Duration::from_secs(10), "the watcher to start", || self.log("watch").contains("watching"));
     }
 
     /// Ends a tracked process started with `spawn_in_host`.
