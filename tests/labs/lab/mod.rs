@@ -443,6 +443,21 @@ impl Lab {
         self.children.push((name.to_string(), c));
     }
 
+    /// Starts a long-running command in the lab's namespace `name` (not the host), tracked and
+    /// ended with the lab, its output in `<dir>/<log>.log`.
+    pub fn spawn_in(&mut self, name: &str, log: &str, args: &[&str]) {
+        let f = std::fs::File::create(self.dir.join(format!("{log}.log"))).unwrap();
+        let c = Command::new("ip")
+            .args(["netns", "exec", &self.ns(name)])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(f.try_clone().unwrap())
+            .stderr(f)
+            .spawn()
+            .unwrap();
+        self.children.push((log.to_string(), c));
+    }
+
     /// Starts `stronghost watch` in the host and waits until it follows events.
     pub fn start_watcher(&mut self) {
         self.spawn_in_host("watch", &["/usr/sbin/stronghost", "watch"]);
