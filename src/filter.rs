@@ -1,7 +1,7 @@
 //! The receive side and the connections: nftables table `inet stronghost`. Every change is one
-//! atomic transaction: creating and repairing with `nft -f` (which merges with what is there and
-//! keeps the counters), changing members and removing the table over nfnetlink
-//! (netlink/nftables.rs).
+//! atomic transaction: creating it, changing members and removing it over nfnetlink
+//! (netlink/nftables.rs); repairing a table someone else altered with `nft -f`, which merges with
+//! what is there and keeps the counters.
 //!
 //! ```text
 //! table inet stronghost {
@@ -270,13 +270,14 @@ pub fn read(reverse_path: bool) -> Result<Current, String> {
 /// A change to the table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
-    /// Create the table with `nft -f`.
+    /// Create the table: over nfnetlink in one transaction (`nft -f` if that fails).
     Create(Want),
     /// Remove the table (no interface is managed any more): over nfnetlink.
     Delete,
     /// Rewrite the whole table with `nft -f` (it is not as stronghost left it): nft merges with
-    /// what is there and keeps the counters.
-    Script(String),
+    /// what is there and keeps the counters. Without nft, or if nft refuses (a chain of another
+    /// type under one of stronghost's names), the table is recreated over nfnetlink instead.
+    Repair { script: String, want: Want },
     /// Only members come or go: over nfnetlink, one transaction, no `nft` process.
     Members { add: Vec<(String, u32)>, remove: Vec<(String, u32)>, add_indexes: Vec<u32>, remove_indexes: Vec<u32> },
 }
@@ -285,8 +286,8 @@ impl Change {
     /// The equivalent `nft` commands.
     pub fn describe(&self) -> String {
         match self {
-            Change::Script(s) => format!("nft -f - <<'EOF'\n{s}EOF"),
-            Change::Create(want) => Change::Script(script(&Current::default(), want)).describe(),
+            Change::Repair { script, .. } => format!("nft -f - <<'EOF'\n{script}EOF"),
+            Change::Create(want) => format!("nft -f - <<'EOF'\n{}EOF", script(&Current::default(), want)),
             Change::Delete => format!("nft delete table {T}"),
             Change::Members { add, remove, add_indexes, remove_indexes } => {
                 let mut s = Vec::new();
@@ -327,7 +328,7 @@ pub fn plan(cur: &Current, want: &Want) -> Option<Change> {
         return Some(Change::Create(want.clone()));
     }
     let Some(have) = cur.members().filter(|_| cur.rules_ok) else {
-        return Some(Change::Script(script(cur, want)));
+        return Some(Change::Repair { script: script(cur, want), want: want.clone() });
     };
     let add: Vec<(String, u32)> = want.members.iter().filter(|(n, t)| have.get(*n) != Some(*t)).map(|(n, t)| (n.clone(), *t)).collect();
     let remove: Vec<(String, u32)> = have.iter().filter(|(n, t)| want.members.get(*n) != Some(*t)).map(|(n, t)| (n.clone(), *t)).collect();
@@ -433,16 +434,75 @@ fn edits(add: &[(String, u32)], remove: &[(String, u32)], add_indexes: &[u32], r
     e
 }
 
+/// The whole table in one nfnetlink transaction, as `script` would write it: no `nft` process on
+/// the common path (a first lease on a fresh host).
+fn create(want: &Want) -> Result<(), crate::netlink::NetlinkError> {
+    const NFT_SET_MAP: u32 = 0x8;
+    const NFT_SET_OBJECT: u32 = 0x40;
+    const NFT_OBJECT_COUNTER: u32 = 1;
+    // nft's datatypes: ifname, mark, and iface_index . iface_index (6 bits per concatenated type).
+    const TYPE_IFNAME: u32 = 41;
+    const TYPE_MARK: u32 = 19;
+    const TYPE_IFINDEX: u32 = 20;
+    let set = |name: &str, flags: u32, key_type: u32, key_len: u32, data: Option<(u32, u32)>, obj_type: Option<u32>| SetSpec {
+        name: name.into(),
+        flags,
+        key_type,
+        key_len,
+        data,
+        obj_type,
+    };
+    let bodies = rule_bodies(want.reverse_path);
+    let mut taken: BTreeMap<&str, usize> = BTreeMap::new();
+    let rules = rule_texts(want.reverse_path)
+        .into_iter()
+        .map(|(chain, _, comment)| {
+            let i = taken.entry(chain).or_default();
+            *i += 1;
+            (chain.to_string(), bodies[chain][*i - 1].clone(), comment.to_string())
+        })
+        .collect();
+    let spec = TableSpec {
+        chains: CHAINS
+            .iter()
+            .map(|(name, kind, hook, priority, _)| ChainSpec {
+                name: name.to_string(),
+                kind: kind.to_string(),
+                hook: *hook,
+                priority: *priority,
+                policy: 1,
+            })
+            .collect(),
+        sets: vec![
+            set("managed", 0, TYPE_IFNAME, 16, None, None),
+            set("wrong_iface", NFT_SET_OBJECT, TYPE_IFNAME, 16, None, Some(NFT_OBJECT_COUNTER)),
+            set("rpf_iface", NFT_SET_OBJECT, TYPE_IFNAME, 16, None, Some(NFT_OBJECT_COUNTER)),
+            set("conn_mark", NFT_SET_MAP, TYPE_IFNAME, 16, Some((TYPE_MARK, 4)), None),
+            set("conn_marks", 0, TYPE_MARK, 4, None, None),
+            set("rpf_ok", 0, (TYPE_IFINDEX << 6) | TYPE_IFINDEX, 8, None, None),
+        ],
+        rules,
+    };
+    let members: Vec<(String, u32)> = want.members.iter().map(|(n, t)| (n.clone(), *t)).collect();
+    let indexes: Vec<u32> = want.indexes.iter().copied().collect();
+    nft()?.create_table(TABLE, &spec, &edits(&members, &[], &indexes, &[]))
+}
+
 /// Makes a change; each kind is one transaction: all of it takes effect or none does.
 pub fn apply(change: &Change, reverse_path: bool) -> Result<(), String> {
     match change {
-        Change::Create(want) => run_script(&script(&Current::default(), want)),
-        Change::Script(s) => run_script(s).or_else(|e| {
-            // A chain of another type or hook under one of our names: nft cannot change it in place.
-            log::warn!("repairing nft table {T} failed ({e}); recreating it (its drop counters start again from 0)");
-            let want = Want { members: read(reverse_path)?.conn_mark, reverse_path, ..Default::default() };
-            nft().and_then(|mut n| n.delete_table(TABLE)).map_err(|e| format!("deleting nft table {T}: {e}"))?;
-            run_script(&script(&Current::default(), &want))
+        Change::Create(want) => create(want).or_else(|e| {
+            log::info!("creating nft table {T} over nfnetlink failed ({e}); writing it with nft");
+            run_script(&script(&Current::default(), want))
+        }),
+        Change::Repair { script, want } => run_script(script).or_else(|e| {
+            log::warn!(
+                "repairing nft table {T} with nft failed ({e}); recreating it over nfnetlink (its drop counters start again from 0)"
+            );
+            nft()
+                .and_then(|mut n| n.delete_table(TABLE))
+                .and_then(|()| create(want))
+                .map_err(|e2| format!("{e}; recreating nft table {T} over nfnetlink failed too: {e2}"))
         }),
         Change::Delete => nft().and_then(|mut n| n.delete_table(TABLE)).or_else(|e| {
             log::info!("removing the receive filter over nfnetlink failed ({e}); removing it with nft");
@@ -460,7 +520,8 @@ pub fn apply(change: &Change, reverse_path: bool) -> Result<(), String> {
                 members.extend(add.iter().cloned());
                 let mut indexes: BTreeSet<u32> = cur.rpf_ok.iter().filter(|i| !remove_indexes.contains(i)).copied().collect();
                 indexes.extend(add_indexes);
-                run_script(&script(&Current { rules_ok: false, ..cur }, &Want { members, indexes, exact: true, reverse_path }))
+                let want = Want { members, indexes, exact: true, reverse_path };
+                apply(&Change::Repair { script: script(&Current { rules_ok: false, ..cur }, &want), want }, reverse_path)
             })
         }
     }
@@ -545,8 +606,13 @@ mod tests {
                 assert!(!read(!reverse_path).unwrap().rules_ok);
                 apply(&Change::Delete, reverse_path).unwrap();
             }
+            // Created over nfnetlink: the same rules, sets and members, and nft reads it as its own.
             let w = want(&[("eth0", 4101), ("eth1", 4102)], &[2, 3]);
-            apply(&Change::Create(w.clone()), true).unwrap();
+            create(&w).expect("nfnetlink");
+            let cur = read(true).unwrap();
+            assert!(cur.rules_ok && cur.members() == Some(w.members.clone()) && cur.rpf_ok == [2, 3].into(), "{cur:?}");
+            run_script(&script(&cur, &w)).expect("nft -f over a table made over nfnetlink");
+            assert!(read(true).unwrap().rules_ok);
             // Same comment, different verdict.
             let edited = format!(
                 "flush chain {T} receive\nadd rule {T} receive iifname @managed fib daddr . iif type != local \
@@ -555,12 +621,15 @@ mod tests {
             run_script(&edited).expect("nft -f");
             let cur = read(true).unwrap();
             assert!(!cur.rules_ok);
-            let Some(Change::Script(s)) = plan(&cur, &w) else { panic!("no repair") };
-            apply(&Change::Script(s), true).unwrap();
+            let Some(repair @ Change::Repair { .. }) = plan(&cur, &w) else { panic!("no repair") };
+            apply(&repair, true).unwrap();
             assert!(read(true).unwrap().rules_ok);
             // Members over nfnetlink: one leaves, one comes, an index goes stale.
             let w2 = want(&[("eth0", 4101), ("eth2", 4103)], &[2, 4]);
-            let change = plan(&read(true).unwrap(), &w2).unwrap();
+            // (nft -f added elements to a table made over nfnetlink: the marks are in host order.)
+            let before = read(true).unwrap();
+            assert_eq!(before.conn_mark, w.members);
+            let change = plan(&before, &w2).unwrap();
             assert!(matches!(change, Change::Members { .. }), "{change:?}");
             apply(&change, true).unwrap();
             let cur = read(true).unwrap();
@@ -605,11 +674,11 @@ mod tests {
             plan(&cur, &fewer),
             Some(Change::Members { add: vec![], remove: vec![("eth1".into(), 4102)], add_indexes: vec![], remove_indexes: vec![3] })
         );
-        assert!(matches!(plan(&Current { rules_ok: false, ..cur.clone() }, &w), Some(Change::Script(_))));
+        assert!(matches!(plan(&Current { rules_ok: false, ..cur.clone() }, &w), Some(Change::Repair { .. })));
         // A counter missing: not intact.
         let mut broken = cur.clone();
         broken.counters.remove("rpf_4102");
-        assert!(matches!(plan(&broken, &w), Some(Change::Script(_))));
+        assert!(matches!(plan(&broken, &w), Some(Change::Repair { .. })));
         let s = script(&cur, &fewer);
         assert!(s.contains("delete counter inet stronghost drop_4102") && !s.contains("delete counter inet stronghost drop_4101"), "{s}");
         assert_eq!(plan(&cur, &Want::default()), Some(Change::Delete));

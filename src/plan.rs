@@ -292,11 +292,15 @@ impl<'a> Planner<'a> {
         } else {
             k.owned_rules(proto).filter_map(|r| if let Selector::To(n) = r.selector { Some(n) } else { None }).collect()
         };
-        let want: Vec<Rule> = connected.into_iter().filter(|n| routed(n.is_v6())).map(|n| policy::connected_rule(cfg, n)).collect();
-        // The shared rules: `to` rules into main (and the single `from all` rule of earlier versions).
+        let mut want: Vec<Rule> = connected.into_iter().filter(|n| routed(n.is_v6())).map(|n| policy::connected_rule(cfg, n)).collect();
+        want.extend([false, true].into_iter().filter(|v6| routed(*v6)).map(|v6| policy::unmarked_rule(cfg, v6)));
+        // The shared rules: `to` rules into main, the unmarked packets' shortcut (and the single
+        // `from all` rule of earlier versions).
         let cur: Vec<Rule> = k
             .owned_rules(proto)
-            .filter(|r| r.table == RT_TABLE_MAIN && matches!(r.selector, Selector::All | Selector::To(_)))
+            .filter(|r| {
+                (r.table == RT_TABLE_MAIN && matches!(r.selector, Selector::All | Selector::To(_))) || r.selector == Selector::Unmarked
+            })
             .cloned()
             .collect();
         let (rules_del, rules_add) = diff(&cur, &want);
@@ -527,6 +531,7 @@ mod tests {
                 selector: Selector::From(IpAddr::V4(Ipv4Addr::new(198, 51, 100, rng.below(6) as u8))),
                 table: 4101 + rng.below(3) as u32,
                 suppress: None,
+                goto: None,
             })
             .collect()
     }
@@ -722,7 +727,7 @@ mod tests {
         let first =
             Gathered { complete: false, ..gathered(g.kernel.links.clone(), g.kernel.addrs.clone(), vec![], g.kernel.routes.clone()) };
         let p = plan_one(&cfg, &first, "eth0", Intent::Apply).unwrap();
-        assert!(p.host.needs_host_pass && p.host.rules_add.is_empty());
+        assert!(p.host.needs_host_pass && p.host.rules_add == [policy::unmarked_rule(&cfg, false)]);
         let p = plan_one(&cfg, &g, "eth0", Intent::Apply).unwrap();
         assert!(!p.host.needs_host_pass);
         assert_eq!(p.tables.as_ref().and_then(|t| t.get("eth0")), Some(&4101));
@@ -732,10 +737,13 @@ mod tests {
             priority: 4105,
             selector: Selector::Fwmark(4101),
             table: 4101,
-            suppress: None
+            suppress: None,
+            goto: None,
         }));
-        // Only the kernel's connected networks through unmanaged interfaces, only IPv4 so far.
-        assert_eq!(p.host.rules_add, vec![connected("10.8.0.5/32"), connected("172.17.0.0/16")]);
+        // Only the kernel's connected networks through unmanaged interfaces, only IPv4 so far; and
+        // the shortcut that spares unmarked packets the walk through every fwmark rule.
+        assert_eq!(p.host.rules_add, vec![connected("10.8.0.5/32"), connected("172.17.0.0/16"), policy::unmarked_rule(&cfg, false)]);
+        assert_eq!(p.host.rules_add[2].to_string(), "priority 4104 fwmark 0/0xffffffff goto 4110");
         assert_eq!(
             p.host.rules_add[1].to_string(),
             "priority 4100 to 172.17.0.0/16 lookup main suppress_prefixlength 15 suppress_ifgroup 4100"
@@ -745,11 +753,11 @@ mod tests {
         // eth1 has IPv6 too: the IPv6 connected network's rule comes with it, and goes with it.
         let p = plan_one(&cfg, &g, "eth1", Intent::Apply).unwrap();
         assert_eq!(p.tables.as_ref().and_then(|t| t.get("eth1")), Some(&4102));
-        assert_eq!(p.host.rules_add, vec![connected("2001:db8:99::/64")]);
+        assert_eq!(p.host.rules_add, vec![connected("2001:db8:99::/64"), policy::unmarked_rule(&cfg, true)]);
         let g = after(&g, &p);
         assert!(is_empty(&plan_one(&cfg, &g, "eth1", Intent::Apply).unwrap()));
         let p = plan_one(&cfg, &g, "eth1", Intent::Release).unwrap();
-        assert_eq!(p.host.rules_del, vec![connected("2001:db8:99::/64")]);
+        assert_eq!(p.host.rules_del, vec![connected("2001:db8:99::/64"), policy::unmarked_rule(&cfg, true)]);
         assert!(p.interfaces[0].record.is_none());
         // A gather of one interface cannot tell which links are unmanaged: it keeps the rules.
         let mut one = after(&g, &p);
@@ -833,6 +841,7 @@ mod tests {
             selector: Selector::From(IpAddr::V4([198, 51, 100, 99].into())),
             table: 4150,
             suppress: None,
+            goto: None,
         };
         let foreign_rule = Rule { table: 4151, ..orphan_rule.clone() };
         let orphan_route = Route { table: 4150, dst: Ipv4Net::DEFAULT.into(), metric: u32::MAX, kind: RouteKind::Unreachable };

@@ -6,6 +6,7 @@
 //! prio P     to <n> lookup main suppress_prefixlength len(n)-1 suppress_ifgroup G
 //!                                            for every network n directly connected through an
 //!                                            unmanaged interface (docker0, a tunnel's peer), shared
+//! prio P+4   fwmark 0/0xffffffff goto P+10   shared: unmarked packets skip the fwmark rules
 //! prio P+5   fwmark T(K) lookup T(K)         replies of connections that arrived on K
 //! prio P+10  from <a>     lookup T(K)        for every address a on K (IPv6: global and unique-local)
 //! prio P+20  oif K        lookup T(K)
@@ -57,6 +58,8 @@ pub enum Selector {
     To(IpNet),
     /// `fwmark <mark>` (all 32 bits).
     Fwmark(u32),
+    /// `fwmark 0/0xffffffff`: packets without any mark.
+    Unmarked,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -68,6 +71,8 @@ pub struct Rule {
     pub table: u32,
     /// `suppress_prefixlength L suppress_ifgroup G` (the shared `to` rules into main).
     pub suppress: Option<(u32, u32)>,
+    /// `goto <priority>` instead of a table lookup (`table` is then 0).
+    pub goto: Option<u32>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -139,7 +144,14 @@ pub fn connected_rule(cfg: &Config, net: IpNet) -> Rule {
         selector: Selector::To(net),
         table: RT_TABLE_MAIN,
         suppress: Some((u32::from(net.len.saturating_sub(1)), cfg.link_group)),
+        goto: None,
     }
+}
+
+/// The shared rule that lets every unmarked packet skip the `fwmark` rules (one per interface):
+/// a lookup then walks one rule, not hundreds, before the `from` rules.
+pub fn unmarked_rule(cfg: &Config, v6: bool) -> Rule {
+    Rule { v6, priority: cfg.priority + 4, selector: Selector::Unmarked, table: 0, suppress: None, goto: Some(from_priority(cfg)) }
 }
 
 pub fn fwmark_priority(cfg: &Config) -> u32 {
@@ -165,14 +177,14 @@ pub fn desired(cfg: &Config, iface: &InterfaceFacts, table: u32, gw: &Gateways) 
 
 fn rules_for(cfg: &Config, iface: &InterfaceFacts, table: u32, v6: bool, addrs: impl Iterator<Item = IpAddr>, d: &mut Desired) {
     // The connection mark is the table number (the receive filter sets it).
-    d.rules.push(Rule { v6, priority: fwmark_priority(cfg), selector: Selector::Fwmark(table), table, suppress: None });
+    d.rules.push(Rule { v6, priority: fwmark_priority(cfg), selector: Selector::Fwmark(table), table, suppress: None, goto: None });
     for a in addrs {
-        let r = Rule { v6, priority: from_priority(cfg), selector: Selector::From(a), table, suppress: None };
+        let r = Rule { v6, priority: from_priority(cfg), selector: Selector::From(a), table, suppress: None, goto: None };
         if !d.rules.contains(&r) {
             d.rules.push(r);
         }
     }
-    d.rules.push(Rule { v6, priority: oif_priority(cfg), selector: Selector::Oif(iface.name.clone()), table, suppress: None });
+    d.rules.push(Rule { v6, priority: oif_priority(cfg), selector: Selector::Oif(iface.name.clone()), table, suppress: None, goto: None });
 }
 
 fn desired_v4(cfg: &Config, iface: &InterfaceFacts, table: u32, gw: &Gateways, d: &mut Desired) {
@@ -280,6 +292,10 @@ impl fmt::Display for Rule {
             Selector::Oif(d) => write!(f, "oif {d}")?,
             Selector::To(n) => write!(f, "to {n}")?,
             Selector::Fwmark(m) => write!(f, "fwmark {m:#x}")?,
+            Selector::Unmarked => write!(f, "fwmark 0/0xffffffff")?,
+        }
+        if let Some(p) = self.goto {
+            return write!(f, " goto {p}");
         }
         let table = if self.table == RT_TABLE_MAIN { "main".to_string() } else { self.table.to_string() };
         write!(f, " lookup {table}")?;

@@ -8,16 +8,34 @@ use crate::reconcile::Engine;
 use crate::sysctl;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-/// Off-link destinations for route lookups (TEST-NET-1 and the IPv6 documentation prefix, never
-/// routed on a real network).
-const PROBE: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
-const PROBE6: IpAddr = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0xffff, 0, 0, 0, 1));
+/// Candidate off-link destinations for route lookups: documentation ranges (TEST-NET-1..3, the
+/// IPv6 documentation prefixes), never routed on a real network — but a lab or an odd host may
+/// use one, so the first that is neither an address of the host nor on a network it is connected
+/// to is taken.
+const PROBES: [IpAddr; 3] =
+    [IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)), IpAddr::V4(Ipv4Addr::new(203, 0, 113, 254)), IpAddr::V4(Ipv4Addr::new(198, 51, 100, 254))];
+const PROBES6: [IpAddr; 3] = [
+    IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0xffff, 0, 0, 0, 1)),
+    IpAddr::V6(Ipv6Addr::new(0x3fff, 0xfff, 0xffff, 0xffff, 0, 0, 0, 1)),
+    IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0xfffe, 0xffff, 0, 0, 0, 1)),
+];
+
+/// A destination off every link of the host: not one of its addresses, not in a network any
+/// route of any table reaches without a gateway.
+fn probe(k: &crate::kernel::Kernel, candidates: &[IpAddr]) -> IpAddr {
+    let on_link = |a: &IpAddr| {
+        k.addrs.iter().any(|x| x.addr == *a)
+            || k.routes.iter().any(|r| r.gateway.is_none() && !r.dst.is_default() && r.dst.contains(*a) && r.oif.is_some())
+    };
+    candidates.iter().copied().find(|a| !on_link(a)).unwrap_or(candidates[0])
+}
 
 /// Violations, the number of interfaces checked, and the drops the policy counted so far.
 pub fn violations(e: &mut Engine) -> Result<(Vec<String>, usize, Vec<String>), Error> {
     let _lock = e.lock()?;
     let g = e.gather(None)?;
     let k = &g.kernel;
+    let (probe4, probe6) = (probe(k, &PROBES), probe(k, &PROBES6));
     let nft = if e.cfg.receive_filter { Some(g.filter.clone()) } else { None };
     let mut v = Vec::new();
     let mut checked = 0;
@@ -41,7 +59,7 @@ pub fn violations(e: &mut Engine) -> Result<(Vec<String>, usize, Vec<String>), E
         let addrs: Vec<IpAddr> =
             facts.addresses.iter().map(|a| IpAddr::V4(a.0)).chain(facts.addresses6.iter().map(|a| IpAddr::V6(a.0))).collect();
         for a in &addrs {
-            let probe = if a.is_ipv6() { PROBE6 } else { PROBE };
+            let probe = if a.is_ipv6() { probe6 } else { probe4 };
             match e.nl.route_get(probe, Some(*a), None, None) {
                 Ok((Some(o), _)) if o == link.index => {}
                 Ok((Some(o), _)) => v.push(format!("{name}: traffic from {a} to {probe} would leave by {}, not {name}; run `stronghost apply {name}` and look for rules below priority {} (`ip rule`, `ip -6 rule`)", k.name_of(o), e.cfg.priority)),
@@ -68,7 +86,7 @@ pub fn violations(e: &mut Engine) -> Result<(Vec<String>, usize, Vec<String>), E
             }
         }
         // Bound to the interface, for each family it has addresses of.
-        for (probe, has) in [(PROBE, !facts.addresses.is_empty()), (PROBE6, !facts.addresses6.is_empty())] {
+        for (probe, has) in [(probe4, !facts.addresses.is_empty()), (probe6, !facts.addresses6.is_empty())] {
             if !has {
                 continue;
             }
@@ -88,7 +106,7 @@ pub fn violations(e: &mut Engine) -> Result<(Vec<String>, usize, Vec<String>), E
         // Replies of connections that arrived here (marked by the receive filter): routed as a
         // container's or a forwarded host's packet, they must still leave by this interface.
         if let Some(t) = g.tables.get(&name).copied().filter(|_| e.cfg.receive_filter) {
-            for (probe, has) in [(PROBE, !facts.addresses.is_empty()), (PROBE6, !facts.addresses6.is_empty())] {
+            for (probe, has) in [(probe4, !facts.addresses.is_empty()), (probe6, !facts.addresses6.is_empty())] {
                 match e.nl.route_get(probe, None, None, Some(t)) {
                     Ok((Some(o), _)) if o == link.index || !has => {}
                     Ok((o, _)) if has => v.push(format!(

@@ -12,8 +12,11 @@ use std::collections::BTreeMap;
 
 const NETLINK_NETFILTER: isize = 12;
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
-#[cfg(test)]
 const NFT_MSG_NEWTABLE: u16 = 0;
+const NFT_MSG_NEWCHAIN: u16 = 3;
+const NFT_MSG_NEWRULE: u16 = 6;
+const NFT_MSG_NEWSET: u16 = 9;
+const NLM_F_APPEND: u16 = 0x800;
 const NFT_MSG_GETTABLE: u16 = 1;
 const NFT_MSG_DELTABLE: u16 = 2;
 const NFT_MSG_GETCHAIN: u16 = 4;
@@ -169,6 +172,89 @@ fn put_message(buf: &mut Vec<u8>, seq: u32, kind: u16, flags: u16, family: u8, r
 }
 
 impl Expr {
+    /// NFTA_LIST_ELEM { NFTA_EXPR_NAME, NFTA_EXPR_DATA { ... } }, as nft writes the same
+    /// expression; `set_id` gives the transaction id of a set created in the same transaction.
+    fn encode(&self, out: &mut Vec<u8>, set_id: &dyn Fn(&str) -> u32) {
+        let be = |v: u32| v.to_be_bytes();
+        let mut d = Vec::new();
+        let name = match self {
+            Expr::Meta { key, dreg } => {
+                attr(&mut d, 2, &be(*key));
+                attr(&mut d, 1, &be(*dreg));
+                "meta"
+            }
+            Expr::Payload { base, offset, len, dreg } => {
+                attr(&mut d, 1, &be(*dreg));
+                attr(&mut d, 2, &be(*base));
+                attr(&mut d, 3, &be(*offset));
+                attr(&mut d, 4, &be(*len));
+                "payload"
+            }
+            Expr::MetaSet { key, sreg } => {
+                attr(&mut d, 2, &be(*key));
+                attr(&mut d, 3, &be(*sreg));
+                "meta"
+            }
+            Expr::Ct { key, dreg } => {
+                attr(&mut d, 2, &be(*key));
+                attr(&mut d, 1, &be(*dreg));
+                "ct"
+            }
+            Expr::CtSet { key, sreg } => {
+                attr(&mut d, 2, &be(*key));
+                attr(&mut d, 4, &be(*sreg));
+                "ct"
+            }
+            Expr::Lookup { set, sreg, dreg, invert } => {
+                attr(&mut d, 1, &cstr(set));
+                attr(&mut d, 2, &be(*sreg));
+                if let Some(r) = dreg {
+                    attr(&mut d, 3, &be(*r));
+                }
+                attr(&mut d, 4, &be(set_id(set)));
+                if *invert {
+                    attr(&mut d, 5, &be(NFT_LOOKUP_F_INV));
+                }
+                "lookup"
+            }
+            Expr::Fib { flags, result, dreg } => {
+                attr(&mut d, 1, &be(*dreg));
+                attr(&mut d, 2, &be(*result));
+                attr(&mut d, 3, &be(*flags));
+                "fib"
+            }
+            Expr::Cmp { sreg, op, data } => {
+                attr(&mut d, 1, &be(*sreg));
+                attr(&mut d, 2, &be(*op));
+                nested(&mut d, 3, |v| attr(v, 1, data));
+                "cmp"
+            }
+            Expr::Bitwise { sreg, dreg, mask, xor } => {
+                attr(&mut d, 1, &be(*sreg));
+                attr(&mut d, 2, &be(*dreg));
+                attr(&mut d, 3, &be(mask.len() as u32));
+                nested(&mut d, 4, |v| attr(v, 1, mask));
+                nested(&mut d, 5, |v| attr(v, 1, xor));
+                "bitwise"
+            }
+            Expr::ObjrefMap { set, sreg } => {
+                attr(&mut d, 3, &be(*sreg));
+                attr(&mut d, 4, &cstr(set));
+                attr(&mut d, 5, &be(set_id(set)));
+                "objref"
+            }
+            Expr::Verdict { code } => {
+                attr(&mut d, 1, &be(NFT_REG_VERDICT));
+                nested(&mut d, 2, |v| nested(v, 2, |verdict| attr(verdict, 1, &be(*code))));
+                "immediate"
+            }
+        };
+        nested(out, 1, |e| {
+            attr(e, 1, &cstr(name)); // NFTA_EXPR_NAME
+            attr(e, 2 | NLA_F_NESTED, &d); // NFTA_EXPR_DATA
+        });
+    }
+
     /// One dumped expression, if it is one of the shapes above with nothing else set (an
     /// inverted lookup, a different register or any attribute stronghost does not write makes
     /// it another rule).
@@ -265,6 +351,76 @@ impl Nft {
         let mut msgs = Vec::new();
         for e in edits {
             e.messages(table, &mut msgs);
+        }
+        self.transaction(NFNL_SUBSYS_NFTABLES, &msgs)
+    }
+
+    /// Creates a table in one transaction: its chains, sets and maps, then `edits` (counters and
+    /// elements), then the rules, each with its comment. Sets are referred to by the ids they get
+    /// in this transaction, as nft does.
+    pub fn create_table(&mut self, table: &str, spec: &TableSpec, edits: &[Edit]) -> Result<(), NetlinkError> {
+        let be = |v: u32| v.to_be_bytes();
+        let mut msgs: Vec<(u16, u16, Vec<u8>)> = Vec::new();
+        let mut a = Vec::new();
+        attr(&mut a, 1, &cstr(table)); // NFTA_TABLE_NAME
+        attr(&mut a, 2, &be(0)); // NFTA_TABLE_FLAGS
+        msgs.push((NFT_MSG_NEWTABLE, NLM_F_CREATE, a));
+        for c in &spec.chains {
+            let mut a = Vec::new();
+            attr(&mut a, 1, &cstr(table)); // NFTA_CHAIN_TABLE
+            attr(&mut a, 3, &cstr(&c.name)); // NFTA_CHAIN_NAME
+            attr(&mut a, 7, &cstr(&c.kind)); // NFTA_CHAIN_TYPE
+            attr(&mut a, 5, &be(c.policy)); // NFTA_CHAIN_POLICY
+            nested(&mut a, 4, |h| {
+                attr(h, 1, &be(c.hook)); // NFTA_HOOK_HOOKNUM
+                attr(h, 2, &c.priority.to_be_bytes()); // NFTA_HOOK_PRIORITY
+            });
+            msgs.push((NFT_MSG_NEWCHAIN, NLM_F_CREATE, a));
+        }
+        let id = |name: &str| spec.sets.iter().position(|s| s.name == name).map_or(0, |i| i as u32 + 1);
+        for (i, set) in spec.sets.iter().enumerate() {
+            let mut a = Vec::new();
+            attr(&mut a, 1, &cstr(table)); // NFTA_SET_TABLE
+            attr(&mut a, 2, &cstr(&set.name)); // NFTA_SET_NAME
+            attr(&mut a, 3, &be(set.flags)); // NFTA_SET_FLAGS
+            attr(&mut a, 4, &be(set.key_type)); // NFTA_SET_KEY_TYPE
+            attr(&mut a, 5, &be(set.key_len)); // NFTA_SET_KEY_LEN
+            if let Some((t, l)) = set.data {
+                attr(&mut a, 6, &be(t)); // NFTA_SET_DATA_TYPE
+                attr(&mut a, 7, &be(l)); // NFTA_SET_DATA_LEN
+            }
+            if let Some(o) = set.obj_type {
+                attr(&mut a, 15, &be(o)); // NFTA_SET_OBJ_TYPE
+            }
+            attr(&mut a, 10, &be(i as u32 + 1)); // NFTA_SET_ID
+            // NFTNL_UDATA_SET_KEYBYTEORDER (and DATABYTEORDER for a map's data): host, as nft
+            // writes them. nft reads them back to print the set — and to encode what it adds to
+            // it: without them, `nft -f` would store a mark in network order.
+            let mut udata = vec![0, 4, 1, 0, 0, 0];
+            if set.data.is_some() {
+                udata.extend([1, 4, 1, 0, 0, 0]);
+            }
+            attr(&mut a, 13, &udata); // NFTA_SET_USERDATA
+            msgs.push((NFT_MSG_NEWSET, NLM_F_CREATE, a));
+        }
+        for e in edits {
+            e.messages(table, &mut msgs);
+        }
+        for (chain, exprs, comment) in &spec.rules {
+            let mut list = Vec::new();
+            for x in exprs {
+                x.encode(&mut list, &id);
+            }
+            let mut a = Vec::new();
+            attr(&mut a, 1, &cstr(table)); // NFTA_RULE_TABLE
+            attr(&mut a, 2, &cstr(chain)); // NFTA_RULE_CHAIN
+            attr(&mut a, 4 | NLA_F_NESTED, &list); // NFTA_RULE_EXPRESSIONS
+            let c = &comment.as_bytes()[..comment.len().min(250)];
+            let mut udata = vec![0u8, (c.len() + 1) as u8]; // NFTNL_UDATA_RULE_COMMENT, length
+            udata.extend_from_slice(c);
+            udata.push(0);
+            attr(&mut a, 7, &udata); // NFTA_RULE_USERDATA
+            msgs.push((NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND, a));
         }
         self.transaction(NFNL_SUBSYS_NFTABLES, &msgs)
     }
@@ -443,6 +599,36 @@ pub struct Chain {
     pub hook: u32,
     pub priority: i32,
     pub policy: u32,
+}
+
+/// A table to create: its chains, sets (in the order their transaction ids are given) and rules.
+#[derive(Debug, Clone, Default)]
+pub struct TableSpec {
+    pub chains: Vec<ChainSpec>,
+    pub sets: Vec<SetSpec>,
+    /// (chain, expressions, comment)
+    pub rules: Vec<(String, Vec<Expr>, String)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ChainSpec {
+    pub name: String,
+    pub kind: String,
+    pub hook: u32,
+    pub priority: i32,
+    pub policy: u32,
+}
+
+/// A set or map: key type and length (nft's datatype numbers), flags, and for a map its data
+/// type and length or its object type.
+#[derive(Debug, Clone)]
+pub struct SetSpec {
+    pub name: String,
+    pub flags: u32,
+    pub key_type: u32,
+    pub key_len: u32,
+    pub data: Option<(u32, u32)>,
+    pub obj_type: Option<u32>,
 }
 
 /// One change of a transaction.

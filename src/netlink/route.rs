@@ -500,11 +500,16 @@ fn protocol_number(p: RouteProtocol) -> u8 {
 fn rule_message(r: &Rule, protocol: u8) -> RuleMessage {
     let mut m = RuleMessage::default();
     m.header.family = family(r.v6);
-    m.header.action = RuleAction::ToTable;
-    // Tables above 255 travel in FRA_TABLE only.
-    m.header.table = if r.table < 256 { r.table as u8 } else { 0 };
     m.attributes.push(RuleAttribute::Priority(r.priority));
-    m.attributes.push(RuleAttribute::Table(r.table));
+    if let Some(p) = r.goto {
+        m.header.action = RuleAction::Goto;
+        m.attributes.push(RuleAttribute::Goto(p));
+    } else {
+        m.header.action = RuleAction::ToTable;
+        // Tables above 255 travel in FRA_TABLE only.
+        m.header.table = if r.table < 256 { r.table as u8 } else { 0 };
+        m.attributes.push(RuleAttribute::Table(r.table));
+    }
     m.attributes.push(RuleAttribute::Protocol(RouteProtocol::from(protocol)));
     match &r.selector {
         Selector::All => {}
@@ -521,6 +526,10 @@ fn rule_message(r: &Rule, protocol: u8) -> RuleMessage {
             m.attributes.push(RuleAttribute::FwMark(*mark));
             m.attributes.push(RuleAttribute::FwMask(u32::MAX));
         }
+        Selector::Unmarked => {
+            m.attributes.push(RuleAttribute::FwMark(0));
+            m.attributes.push(RuleAttribute::FwMask(u32::MAX));
+        }
     }
     if let Some((l, g)) = r.suppress {
         m.attributes.push(RuleAttribute::SuppressPrefixLen(l));
@@ -531,9 +540,10 @@ fn rule_message(r: &Rule, protocol: u8) -> RuleMessage {
 
 /// Rules the model cannot express (other actions, iif, masked fwmarks, ...) are never ours: skip them.
 fn rule_from_kernel(r: &RuleMessage) -> Option<Owned<Rule>> {
-    // A rule whose oif is gone stays in the kernel flagged "detached"; it is still ours to remove.
-    let detached = RuleFlags::OifDetached;
-    if r.header.action != RuleAction::ToTable || r.header.tos != 0 || !detached.contains(r.header.flags) {
+    // A rule whose oif is gone stays in the kernel flagged "detached", and a goto rule whose target
+    // priority holds no rule (for now) "unresolved"; either is still ours to keep or remove.
+    let detached = RuleFlags::OifDetached | RuleFlags::Unresolved;
+    if !matches!(r.header.action, RuleAction::ToTable | RuleAction::Goto) || r.header.tos != 0 || !detached.contains(r.header.flags) {
         return None;
     }
     let v6 = match r.header.family {
@@ -547,7 +557,8 @@ fn rule_from_kernel(r: &RuleMessage) -> Option<Owned<Rule>> {
     let mut src = None;
     let mut dst = None;
     let mut oif = None;
-    let (mut mark, mut mask) = (None, u32::MAX);
+    let (mut mark, mut mask) = (None, None);
+    let mut goto = None;
     let (mut spl, mut sig) = (None, None);
     for a in &r.attributes {
         match a {
@@ -557,7 +568,8 @@ fn rule_from_kernel(r: &RuleMessage) -> Option<Owned<Rule>> {
             RuleAttribute::Source(s) if s.is_ipv6() == v6 => src = Some(*s),
             RuleAttribute::Destination(d) if d.is_ipv6() == v6 => dst = Some(*d),
             RuleAttribute::FwMark(m) => mark = Some(*m),
-            RuleAttribute::FwMask(m) => mask = *m,
+            RuleAttribute::FwMask(m) => mask = Some(*m),
+            RuleAttribute::Goto(p) => goto = Some(*p),
             RuleAttribute::Oifname(o) => oif = Some(o.clone()),
             // The kernel reports "unset" as -1.
             RuleAttribute::SuppressPrefixLen(l) => spl = Some(*l).filter(|l| *l != u32::MAX),
@@ -569,11 +581,14 @@ fn rule_from_kernel(r: &RuleMessage) -> Option<Owned<Rule>> {
         }
     }
     let width = if v6 { 128 } else { 32 };
-    if mask != u32::MAX {
+    if mask.is_some_and(|m| m != u32::MAX) || (r.header.action == RuleAction::Goto) != goto.is_some() {
         return None;
     }
+    // The kernel reports `fwmark 0/0xffffffff` as the mask alone.
+    let mark = mark.or(mask.map(|_| 0));
     let selector = match (src, oif, dst, mark, r.header.src_len, r.header.dst_len) {
         (None, None, None, None, 0, 0) => Selector::All,
+        (None, None, None, Some(0), 0, 0) => Selector::Unmarked,
         (Some(s), None, None, None, l, 0) if l == width => Selector::From(s),
         (None, Some(o), None, None, 0, 0) => Selector::Oif(o),
         (None, None, Some(d), None, 0, l) => Selector::To(IpNet::new(d, l).ok()?),
@@ -585,7 +600,8 @@ fn rule_from_kernel(r: &RuleMessage) -> Option<Owned<Rule>> {
         (Some(l), Some(g)) => Some((l, g)),
         _ => return None,
     };
-    Some(Owned { protocol, item: Rule { v6, priority, selector, table, suppress } })
+    let table = if goto.is_some() { 0 } else { table };
+    Some(Owned { protocol, item: Rule { v6, priority, selector, table, suppress, goto } })
 }
 
 fn route_message(r: &Route, protocol: u8) -> RouteMessage {
@@ -760,5 +776,48 @@ mod tests {
             let _ = link_from_raw(16, &buf[..cut]);
         }
         assert!(link_from_raw(17, &buf).is_none());
+    }
+
+    /// Every shape of rule stronghost writes reads back from the kernel as itself (otherwise it
+    /// would be written again on every run, and never removed). In a network namespace of the
+    /// test's own.
+    #[test]
+    fn every_rule_shape_reads_back_as_written() {
+        use crate::config::Config;
+        use crate::policy::{self, Selector};
+        crate::netlink::testns::in_new_netns(|| {
+            let cfg = Config::default();
+            let mut nl = Netlink::open().unwrap();
+            let rule =
+                |v6: bool, priority: u32, selector: Selector| Rule { v6, priority, selector, table: 4101, suppress: None, goto: None };
+            let rules = vec![
+                policy::connected_rule(&cfg, "172.17.0.0/16".parse().unwrap()),
+                policy::connected_rule(&cfg, "2001:db8:17::/64".parse().unwrap()),
+                policy::unmarked_rule(&cfg, false),
+                policy::unmarked_rule(&cfg, true),
+                rule(false, 4105, Selector::Fwmark(4101)),
+                rule(true, 4105, Selector::Fwmark(4101)),
+                rule(false, 4110, Selector::From("198.51.100.10".parse().unwrap())),
+                rule(true, 4110, Selector::From("2001:db8:1::10".parse().unwrap())),
+                rule(false, 4120, Selector::Oif("lo".into())),
+            ];
+            let ops: Vec<Op> = rules.iter().cloned().map(Op::AddRule).collect();
+            for (r, result) in rules.iter().zip(nl.batch(&ops, 83).unwrap()) {
+                result.unwrap_or_else(|e| panic!("ip rule add {r}: {e}"));
+            }
+            let read_back = |nl: &mut Netlink| {
+                let mut v: Vec<Rule> = nl.rules().unwrap().into_iter().filter(|r| r.protocol == 83).map(|r| r.item).collect();
+                v.sort();
+                v
+            };
+            let mut want = rules.clone();
+            want.sort();
+            assert_eq!(read_back(&mut nl), want);
+            // The `goto` rules' target gone (the last `from` rules removed): still the same rules.
+            let from: Vec<Op> = rules.iter().filter(|r| matches!(r.selector, Selector::From(_))).cloned().map(Op::DelRule).collect();
+            nl.batch(&from, 83).unwrap().into_iter().for_each(|r| r.unwrap());
+            want.retain(|r| !matches!(r.selector, Selector::From(_)));
+            assert_eq!(read_back(&mut nl), want);
+        });
     }
 }

@@ -1,7 +1,7 @@
 //! Connections, not just addresses: published container ports (DNAT to a bridge, as Docker writes
 //! them with nft and with iptables-nft), a port forward to a host behind the machine, full-tunnel
-//! VPNs (OpenVPN's def1 routes, wg-quick's fwmark rules) — IPv4 and IPv6 — and the reverse-path
-//! drop, provoked on purpose and counted.
+//! VPNs (OpenVPN's def1 routes, a plain default through the tunnel, wg-quick's fwmark rules) —
+//! IPv4 and IPv6 — and the reverse-path drop, provoked on purpose and counted.
 //!
 //! ```text
 //!   {id}-ctr   172.17.0.2 / 2001:db8:17::2, echo on :80   — docker0 (bridge) in the host
@@ -285,6 +285,18 @@ fn published_ports_port_forwards_and_vpns_follow_their_connection() {
     for r in ["::/1", "8000::/1"] {
         lab.host_ok(&["ip", "-6", "route", "del", r, "via", "2001:db8:ff08::1", "dev", "tun0"]);
     }
+
+    // A plain default route through the tunnel, in place of the DHCP client's (IPv6: preferred to
+    // the router advertisements', by metric).
+    let main_default = lab.host_ok(&["ip", "-4", "route", "show", "default"]);
+    let main_default: Vec<&str> = main_default.split_whitespace().collect();
+    lab.host_ok(&["ip", "route", "replace", "default", "via", "10.8.0.1", "dev", "tun0"]);
+    lab.host_ok(&["ip", "-6", "route", "add", "default", "via", "2001:db8:ff08::1", "dev", "tun0", "metric", "1"]);
+    assert_vpn_respected(&lab, "tun0", "default route through a tunnel");
+    let mut restore = vec!["ip", "route", "replace"];
+    restore.extend(&main_default);
+    lab.host_ok(&restore);
+    lab.host_ok(&["ip", "-6", "route", "del", "default", "via", "2001:db8:ff08::1", "dev", "tun0", "metric", "1"]);
 
     // Full-tunnel VPN, wg-quick style: its own table, reached by every packet without its mark.
     // wg-quick adds its rules without a priority: the kernel puts them just before the first rule
