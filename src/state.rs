@@ -2,6 +2,9 @@
 //! - /run/stronghost/iface/<name>.json: the last lease, what stronghost changed on the interface
 //!   (sysctl and link-group values before it), per boot like the kernel state it describes;
 //! - /var/lib/stronghost/tables.json: interface → routing table, kept across reboots;
+//! - /var/lib/stronghost/originals/<name>.json: the sysctl values and link group found before
+//!   stronghost changed them, kept across reboots: a VM or container whose interfaces keep their
+//!   state over a warm reboot still gets them back on removal;
 //! - /run/stronghost/lock: the host-wide lock serialising hooks, the CLI and the watcher.
 //!
 //! Paths are opened with O_NOFOLLOW and directories checked, so a symlink planted by someone else
@@ -37,6 +40,15 @@ pub struct Record {
 pub struct State {
     run: PathBuf,
     lib: PathBuf,
+}
+
+/// What a record keeps across reboots: the values to restore.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct Originals {
+    #[serde(default)]
+    saved_sysctls: BTreeMap<String, u32>,
+    #[serde(default)]
+    saved_group: Option<u32>,
 }
 
 fn ensure_dir(p: &Path) -> io::Result<()> {
@@ -118,10 +130,11 @@ impl State {
         }
     }
 
-    /// Removes half-written files left by a stronghost that died mid-write. Only called with the
-    /// lock held: every writer holds it, so any temporary file found then is an orphan.
+    /// Removes half-written files left by a stronghost that died mid-write, and the originals
+    /// directory if one that died mid-release left it empty. Only called with the lock held: every
+    /// writer holds it, so any temporary file found then is an orphan.
     pub fn clean_temporaries(&self) {
-        for dir in [self.run.join("iface"), self.lib.clone()] {
+        for dir in [self.run.join("iface"), self.lib.clone(), self.lib.join("originals")] {
             for e in fs::read_dir(&dir).into_iter().flatten().flatten() {
                 let name = e.file_name();
                 let name = name.to_string_lossy();
@@ -130,47 +143,70 @@ impl State {
                 }
             }
         }
+        let _ = fs::remove_dir(self.lib.join("originals"));
     }
 
     fn record_path(&self, ifname: &str) -> PathBuf {
         self.run.join("iface").join(format!("{ifname}.json"))
     }
 
-    /// The interface's record; a corrupt one is reported and treated as absent.
+    fn originals_path(&self, ifname: &str) -> PathBuf {
+        self.lib.join("originals").join(format!("{ifname}.json"))
+    }
+
+    /// The interface's record; a corrupt one is reported and treated as absent. The values to
+    /// restore come from /var/lib when /run has none (after a reboot).
     pub fn record(&self, ifname: &str) -> Record {
-        match read_nofollow(&self.record_path(ifname)) {
-            Ok(Some(s)) => serde_json::from_str(&s).unwrap_or_else(|e| {
-                log::warn!("{}: corrupt ({e}); rebuilding it from the kernel", self.record_path(ifname).display());
-                Record::default()
-            }),
-            Ok(None) => Record::default(),
-            Err(e) => {
+        let read = |p: &Path| -> Option<String> {
+            read_nofollow(p).unwrap_or_else(|e| {
                 log::warn!("{e}; rebuilding the record from the kernel");
-                Record::default()
-            }
+                None
+            })
+        };
+        fn parse<T: serde::de::DeserializeOwned>(p: &Path, s: String) -> Option<T> {
+            serde_json::from_str(&s).map_err(|e| log::warn!("{}: corrupt ({e}); rebuilding it from the kernel", p.display())).ok()
         }
+        let mut r: Record = read(&self.record_path(ifname)).and_then(|s| parse(&self.record_path(ifname), s)).unwrap_or_default();
+        let o: Option<Originals> = read(&self.originals_path(ifname)).and_then(|s| parse(&self.originals_path(ifname), s));
+        if let Some(o) = o {
+            for (k, v) in o.saved_sysctls {
+                r.saved_sysctls.entry(k).or_insert(v);
+            }
+            r.saved_group = r.saved_group.or(o.saved_group);
+        }
+        r
     }
 
     pub fn save_record(&self, ifname: &str, r: &Record) -> io::Result<()> {
+        let o = Originals { saved_sysctls: r.saved_sysctls.clone(), saved_group: r.saved_group };
+        if o != Originals::default() {
+            ensure_dir(&self.lib.join("originals"))?;
+            write_atomic(&self.originals_path(ifname), serde_json::to_string_pretty(&o)?.as_bytes())?;
+        }
         write_atomic(&self.record_path(ifname), serde_json::to_string_pretty(r)?.as_bytes())
     }
 
     pub fn remove_record(&self, ifname: &str) -> io::Result<()> {
-        match fs::remove_file(self.record_path(ifname)) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
+        for p in [self.record_path(ifname), self.originals_path(ifname)] {
+            match fs::remove_file(p) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
         }
+        // The last one gone: leave /var/lib/stronghost as it was before (fails while not empty).
+        let _ = fs::remove_dir(self.lib.join("originals"));
+        Ok(())
     }
 
-    /// Names of every interface that has a record.
+    /// Names of every interface that has a record, or values to restore from before a reboot.
     pub fn recorded(&self) -> Vec<String> {
-        let mut v: Vec<String> = fs::read_dir(self.run.join("iface"))
-            .into_iter()
-            .flatten()
-            .flatten()
+        let mut v: Vec<String> = [self.run.join("iface"), self.lib.join("originals")]
+            .iter()
+            .flat_map(|d| fs::read_dir(d).into_iter().flatten().flatten())
             .filter_map(|e| e.file_name().to_str()?.strip_suffix(".json").map(str::to_string))
             .collect();
         v.sort();
+        v.dedup();
         v
     }
 

@@ -151,6 +151,13 @@ fn five_interfaces_on_one_subnet_are_a_strong_host_through_the_lease_lifecycle()
     lab.assert_strong(4, &addr(4));
     lab.assert_foreign_intact("after re-bind");
 
+    // A warm reboot (a VM or container whose interfaces keep their state): /run is empty again and
+    // the boot-time sync finds the interfaces hardened. The values to restore were kept in
+    // /var/lib, so they are still the ones from before stronghost, not the hardened ones.
+    lab.host_ok(&["rm", "-rf", "/run/stronghost"]);
+    lab.host_ok(&["/usr/sbin/stronghost", "sync"]);
+    assert!(lab.host_ok(&["ls", "/var/lib/stronghost/originals"]).contains("eth1.json"));
+
     // Removal: `release --all` (what the package's prerm runs) leaves the host as it found it.
     let sysctls_before_any: Vec<String> = vec!["0".into(); 4];
     let out = lab.stronghost(&["release", "--all"]);
