@@ -50,6 +50,9 @@ pub enum Command {
     Status {
         #[arg(long)]
         json: bool,
+        /// Print Prometheus metrics (text exposition format, for node_exporter's textfile collector).
+        #[arg(long, conflicts_with = "json")]
+        prometheus: bool,
     },
     /// Verify the strong-host invariants on the live host; exits 1 and explains each violation.
     Check,

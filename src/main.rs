@@ -23,7 +23,7 @@ fn main() {
         Command::Release { json, .. } => commands::apply::run(&cfg, Target::ReleaseAll, *json),
         Command::Sync { json } => commands::apply::run(&cfg, Target::Sync, *json),
         Command::Plan { interface } => commands::apply::plan(&cfg, interface.as_deref()),
-        Command::Status { json } => commands::status::run(&cfg, *json),
+        Command::Status { json, prometheus } => commands::status::run(&cfg, *json, *prometheus),
         Command::Check => commands::check::run(&cfg),
         Command::Hook { client } => commands::hook::run(&cfg, client),
         Command::Watch => watcher::run(&cfg),

@@ -92,7 +92,74 @@ pub fn collect(e: &mut Engine) -> Result<Value, Error> {
     }))
 }
 
-pub fn run(cfg: &Config, as_json: bool) -> i32 {
+/// The status as Prometheus metrics: per interface whether it is strong and whether each family
+/// has a gateway, every drop counter by interface and reason, and whether the nftables table is
+/// intact. Interface names are validated on the way in; labels are escaped all the same.
+pub fn prometheus(v: &Value) -> String {
+    let label = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+    let mut out = String::new();
+    let mut metric = |name: &str, kind: &str, help: &str, samples: Vec<(String, f64)>| {
+        out += &format!("# HELP stronghost_{name} {help}\n# TYPE stronghost_{name} {kind}\n");
+        for (labels, value) in samples {
+            out += &format!("stronghost_{name}{labels} {value}\n");
+        }
+    };
+    let list = v["interfaces"].as_array().cloned().unwrap_or_default();
+    let name = |i: &Value| label(i["interface"].as_str().unwrap_or(""));
+    metric(
+        "interface_strong",
+        "gauge",
+        "1 when the interface has its strong-host policy in force, 0 when it is gone or has no address.",
+        list.iter()
+            .map(|i| {
+                let strong = i["present"] == true && i["applied"] == true;
+                (format!("{{interface=\"{}\",table=\"{}\"}}", name(i), i["table"]), if strong { 1.0 } else { 0.0 })
+            })
+            .collect(),
+    );
+    metric(
+        "interface_gateway_known",
+        "gauge",
+        "1 when off-link traffic from the interface's addresses of that family has a gateway; 0: refused.",
+        list.iter()
+            .flat_map(|i| {
+                [("ipv4", ""), ("ipv6", "6")]
+                    .into_iter()
+                    .filter(|(_, s)| i[format!("addresses{s}")].as_array().is_some_and(|a| !a.is_empty()))
+                    .map(move |(family, s)| {
+                        (
+                            format!("{{interface=\"{}\",family=\"{family}\"}}", name(i)),
+                            if i[format!("gateway{s}")].is_string() { 1.0 } else { 0.0 },
+                        )
+                    })
+            })
+            .collect(),
+    );
+    metric(
+        "dropped_packets_total",
+        "counter",
+        "Packets the strong-host policy dropped on the interface, by reason (wrong_interface, reverse_path).",
+        list.iter()
+            .flat_map(|i| {
+                ["wrong_interface", "reverse_path"]
+                    .into_iter()
+                    .filter_map(move |r| Some((format!("{{interface=\"{}\",reason=\"{r}\"}}", name(i)), i["drops"][r].as_u64()? as f64)))
+            })
+            .collect(),
+    );
+    let f = &v["receive_filter"];
+    if f.get("error").is_none() {
+        metric(
+            "receive_filter_intact",
+            "gauge",
+            "1 when nft table inet stronghost holds exactly the chains, rules and members stronghost wrote.",
+            vec![(String::new(), if f["present"] == true && f["intact"] == true { 1.0 } else { 0.0 })],
+        );
+    }
+    out
+}
+
+pub fn run(cfg: &Config, as_json: bool, as_prometheus: bool) -> i32 {
     let v = match engine(cfg).and_then(|mut e| collect(&mut e)) {
         Ok(v) => v,
         Err(err) => {
@@ -102,6 +169,10 @@ pub fn run(cfg: &Config, as_json: bool) -> i32 {
     };
     if as_json {
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        return 0;
+    }
+    if as_prometheus {
+        print!("{}", prometheus(&v));
         return 0;
     }
     let list = v["interfaces"].as_array().cloned().unwrap_or_default();
@@ -149,4 +220,37 @@ pub fn run(cfg: &Config, as_json: bool) -> i32 {
 
 fn join(v: &Value) -> String {
     v.as_array().map(|a| a.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(" ")).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prometheus_metrics_name_interface_and_reason() {
+        let v = json!({
+            "interfaces": [
+                {"interface": "eth1", "present": true, "applied": true, "table": 4102,
+                 "addresses": ["198.51.100.11/24"], "gateway": "198.51.100.1", "addresses6": [], "gateway6": null,
+                 "drops": {"wrong_interface": 2, "reverse_path": 5}},
+                {"interface": "eth9", "present": false, "applied": false, "table": 4109,
+                 "addresses": [], "addresses6": ["2001:db8::9/64"], "gateway6": null,
+                 "drops": {"wrong_interface": null, "reverse_path": null}}
+            ],
+            "receive_filter": {"present": true, "intact": true, "members": ["eth1", "eth9"]}
+        });
+        let p = prometheus(&v);
+        for line in [
+            "stronghost_interface_strong{interface=\"eth1\",table=\"4102\"} 1",
+            "stronghost_interface_strong{interface=\"eth9\",table=\"4109\"} 0",
+            "stronghost_interface_gateway_known{interface=\"eth1\",family=\"ipv4\"} 1",
+            "stronghost_interface_gateway_known{interface=\"eth9\",family=\"ipv6\"} 0",
+            "stronghost_dropped_packets_total{interface=\"eth1\",reason=\"reverse_path\"} 5",
+            "# TYPE stronghost_dropped_packets_total counter",
+            "stronghost_receive_filter_intact 1",
+        ] {
+            assert!(p.lines().any(|l| l == line), "{line} missing from\n{p}");
+        }
+        assert!(!p.contains("eth9\",reason"), "a counter that does not exist is not a zero");
+    }
 }

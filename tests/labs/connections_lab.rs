@@ -344,6 +344,10 @@ fn published_ports_port_forwards_and_vpns_follow_their_connection() {
         check.contains("eth1: dropped 0 packet(s) for another interface's address") && check.contains("not routed back by eth1"),
         "{check}"
     );
+    let prom = lab.host_ok(&["/usr/sbin/stronghost", "status", "--prometheus"]);
+    let rpf = "stronghost_dropped_packets_total{interface=\"eth1\",reason=\"reverse_path\"} ";
+    assert!(prom.lines().any(|l| l.strip_prefix(rpf).is_some_and(|n| n != "0")), "{prom}");
+    assert!(prom.lines().any(|l| l == "stronghost_receive_filter_intact 1"), "{prom}");
 
     // What `check` says when the setup is broken (the watcher stopped, so it stays broken):
     // replies of eth2's connections without their fwmark rule; a foreign rule sending bound
