@@ -771,6 +771,22 @@ mod tests {
         assert!(is_empty(&plan_one(&cfg, &one, "eth0", Intent::Apply).unwrap()));
     }
 
+    /// A host set up by an earlier version: its single shared `from all lookup main` rule goes.
+    #[test]
+    fn the_shared_rule_of_earlier_versions_is_replaced() {
+        let cfg = Config::default();
+        let old = Rule { v6: false, priority: 4100, selector: Selector::All, table: RT_TABLE_MAIN, suppress: Some((0, 4100)), goto: None };
+        let g = gathered(
+            vec![link(2, "eth0", 0, &[])],
+            vec![v4(2, 10)],
+            vec![Owned { protocol: PROTO, item: old.clone() }],
+            vec![main_default(2, [198, 51, 100, 1])],
+        );
+        let p = plan_one(&cfg, &g, "eth0", Intent::Apply).unwrap();
+        assert_eq!(p.host.rules_del, vec![old]);
+        assert_eq!(p.host.rules_add, vec![policy::unmarked_rule(&cfg, false)]);
+    }
+
     #[test]
     fn sysctls_are_saved_once_and_restored_only_while_still_ours() {
         let cfg = Config::default();
