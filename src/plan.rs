@@ -271,11 +271,11 @@ impl<'a> Planner<'a> {
                 None => names.remove(&p.ifname),
             };
         }
-        // The shared rule stays while any interface is routed: one of these plans, or another
-        // interface whose rules are in the kernel.
+        // The shared rules stay while any interface is routed: one of these plans, or another
+        // interface whose rules are in the kernel. Per family: a host booted with ipv6.disable=1
+        // cannot hold an IPv6 rule at all, so IPv6 ones exist only while some interface has an
+        // IPv6 policy.
         let proto = cfg.protocol;
-        // Per family: a host booted with ipv6.disable=1 cannot hold an IPv6 rule at all, so the
-        // IPv6 one exists only while some interface has an IPv6 policy.
         let planned: BTreeSet<u32> = plans.iter().filter_map(|p| p.table).collect();
         let others_routed = |v6: bool| {
             k.owned_rules(proto)
