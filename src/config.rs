@@ -23,6 +23,8 @@ pub struct Config {
     /// Route and rule protocol number marking stronghost's own objects.
     pub protocol: u8,
     pub receive_filter: bool,
+    /// stronghost's reverse-path check in the receive filter, and the kernel's off on managed
+    /// interfaces (only together with `receive_filter`).
     pub arp_sysctls: bool,
     pub rp_filter: bool,
     /// Rules and tables for IPv6 addresses too.

@@ -797,6 +797,10 @@ mod tests {
         assert_eq!(plan.sysctls, vec![("arp_ignore", 1), ("arp_announce", 2), ("arp_filter", 1), ("rp_filter", 0)]);
         let saved = &plan.record.as_ref().unwrap().saved_sysctls;
         assert_eq!(saved.get("rp_filter"), Some(&2));
+        // Without the receive filter, nothing replaces the kernel's check: rp_filter stays.
+        let no_filter = Config { receive_filter: false, ..Config::default() };
+        let p2 = plan_one(&no_filter, &g, "eth0", Intent::Apply).unwrap();
+        assert!(!p2.interfaces[0].sysctls.iter().any(|(k, _)| *k == "rp_filter"));
         // The admin changes arp_ignore afterwards; release restores the rest and leaves it.
         let mut g = after(&g, &p);
         let l = &mut g.kernel.links[0];

@@ -22,7 +22,9 @@ pub fn wanted(cfg: &Config) -> Vec<(&'static str, u32)> {
     if cfg.arp_sysctls {
         v.extend(ARP);
     }
-    if cfg.rp_filter {
+    // The kernel's check is turned off only where stronghost's own (in the receive filter)
+    // replaces it: with the filter off, rp_filter is left as the admin has it.
+    if cfg.rp_filter && cfg.receive_filter {
         v.push(RP);
     }
     v
