@@ -8,6 +8,7 @@
 //!   set managed     { type ifname; }                        every managed interface K
 //!   map wrong_iface { type ifname : counter; }              K : drop_T(K)
 //!   map rpf_iface   { type ifname : counter; }              K : rpf_T(K)
+//!   map src_iface   { type ifname : counter; }              K : src_T(K)
 //!   set rpf_ok      { type iface_index . iface_index; }     K . K
 //!   map conn_mark   { type ifname : mark; }                 K : T(K)
 //!   set conn_marks  { type mark; }                          T(K)
@@ -25,6 +26,10 @@
 //!   chain replies { type route hook output priority mangle; policy accept;
 //!     meta mark 0 ct direction reply ct mark @conn_marks meta mark set ct mark
 //!   }
+//!   chain egress { type filter hook postrouting priority 200; policy accept;
+//!     oifname @managed fib saddr type local fib saddr . oif type != local
+//!         counter name oifname map @src_iface drop
+//!   }
 //! }
 //! ```
 //! `receive` drops, and counts per interface and reason, what a strong host must not accept: a
@@ -36,6 +41,15 @@
 //! traffic and anything arriving on unmanaged interfaces (lo included) pass. One rule per reason for
 //! both families; for IPv6, neighbour discovery and router advertisements are multicast or go to
 //! link-local addresses, which the reverse-path lookup keeps on their link.
+//!
+//! `egress` drops, and counts, what would leave K with a source address of this host that is not
+//! one of K's: traffic bound by name to an interface that has no address (the kernel then borrows
+//! another interface's), a masquerade on an interface without an address, a route through K used
+//! by a socket bound to another interface's address. It runs after source NAT (priority 200 >
+//! srcnat 100), so it judges the address that goes on the wire, and before neighbour resolution,
+//! so no ARP request is sent for such a packet either: with arp_announce=2, an ARP request only
+//! ever carries a borrowed sender address when the packet behind it had a borrowed source, and
+//! that packet never gets this far. Forwarded traffic (a source that is not the host's) passes.
 //!
 //! `connections` gives every connection that arrives on K the connection mark T(K) (unless another
 //! tool marked it), and every reply packet of a marked connection that packet mark, so the fwmark
@@ -52,11 +66,12 @@ use std::process::{Command, Stdio};
 pub const TABLE: &str = "stronghost";
 const T: &str = "inet stronghost";
 
-/// The chains: name, type, hook (prerouting 0, output 3), priority, nft's spelling.
-const CHAINS: [(&str, &str, u32, i32, &str); 3] = [
+/// The chains: name, type, hook (prerouting 0, output 3, postrouting 4), priority, nft's spelling.
+const CHAINS: [(&str, &str, u32, i32, &str); 4] = [
     ("receive", "filter", 0, -300, "type filter hook prerouting priority raw; policy accept;"),
     ("connections", "filter", 0, -150, "type filter hook prerouting priority mangle; policy accept;"),
     ("replies", "route", 3, -150, "type route hook output priority mangle; policy accept;"),
+    ("egress", "filter", 4, 200, "type filter hook postrouting priority 200; policy accept;"),
 ];
 
 /// The rules, as nft text for each chain, with the comment that names them for a reader.
@@ -81,6 +96,11 @@ fn rule_texts(reverse_path: bool) -> Vec<(&'static str, String, &'static str)> {
     ));
     v.push(("connections", restore.into(), "stronghost: reply of a connection"));
     v.push(("replies", restore.into(), "stronghost: reply of a connection"));
+    v.push((
+        "egress",
+        "oifname @managed fib saddr type local fib saddr . oif type != local counter name oifname map @src_iface drop".into(),
+        "stronghost: source not of this interface",
+    ));
     v
 }
 
@@ -158,7 +178,24 @@ fn rule_bodies(reverse_path: bool) -> BTreeMap<&'static str, Vec<Vec<Expr>>> {
             Expr::CtSet { key: NFT_CT_MARK, sreg: NFT_REG_1 },
         ])
         .collect();
-    BTreeMap::from([("receive", receive), ("connections", vec![mark_new, restore.clone()]), ("replies", vec![restore])])
+    let oifname = Expr::Meta { key: NFT_META_OIFNAME, dreg: NFT_REG_1 };
+    let egress = vec![
+        oifname.clone(),
+        Expr::Lookup { set: "managed".into(), sreg: NFT_REG_1, dreg: None, invert: false },
+        Expr::Fib { flags: NFTA_FIB_F_SADDR, result: NFT_FIB_RESULT_ADDRTYPE, dreg: NFT_REG_1 },
+        Expr::Cmp { sreg: NFT_REG_1, op: NFT_CMP_EQ, data: local.clone() },
+        Expr::Fib { flags: NFTA_FIB_F_SADDR | NFTA_FIB_F_OIF, result: NFT_FIB_RESULT_ADDRTYPE, dreg: NFT_REG_1 },
+        Expr::Cmp { sreg: NFT_REG_1, op: NFT_CMP_NEQ, data: local },
+        oifname,
+        Expr::ObjrefMap { set: "src_iface".into(), sreg: NFT_REG_1 },
+        Expr::Verdict { code: NF_DROP },
+    ];
+    BTreeMap::from([
+        ("receive", receive),
+        ("connections", vec![mark_new, restore.clone()]),
+        ("replies", vec![restore]),
+        ("egress", vec![egress]),
+    ])
 }
 
 pub fn drop_counter(table: u32) -> String {
@@ -167,6 +204,29 @@ pub fn drop_counter(table: u32) -> String {
 
 pub fn rpf_counter(table: u32) -> String {
     format!("rpf_{table}")
+}
+
+pub fn src_counter(table: u32) -> String {
+    format!("src_{table}")
+}
+
+/// The counters of one member, and the map that names each for it.
+fn counters_of(table: u32) -> [(&'static str, String); 3] {
+    [("wrong_iface", drop_counter(table)), ("rpf_iface", rpf_counter(table)), ("src_iface", src_counter(table))]
+}
+
+/// Packets dropped on one interface, by reason.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Drops {
+    pub wrong_interface: Option<u64>,
+    pub reverse_path: Option<u64>,
+    pub foreign_source: Option<u64>,
+}
+
+impl Drops {
+    pub fn total(&self) -> u64 {
+        self.wrong_interface.unwrap_or(0) + self.reverse_path.unwrap_or(0) + self.foreign_source.unwrap_or(0)
+    }
 }
 
 /// The interfaces the table covers: name → its routing table, which names its counters
@@ -195,6 +255,7 @@ pub struct Current {
     pub managed: BTreeSet<String>,
     pub wrong_iface: BTreeMap<String, String>,
     pub rpf_iface: BTreeMap<String, String>,
+    pub src_iface: BTreeMap<String, String>,
     pub conn_mark: BTreeMap<String, u32>,
     pub conn_marks: BTreeSet<u32>,
     pub rpf_ok: BTreeSet<u32>,
@@ -207,23 +268,28 @@ impl Current {
     pub fn members(&self) -> Option<Members> {
         let m = &self.conn_mark;
         let each = m.iter().all(|(n, t)| {
-            self.wrong_iface.get(n) == Some(&drop_counter(*t))
-                && self.rpf_iface.get(n) == Some(&rpf_counter(*t))
+            counters_of(*t).into_iter().all(|(map, c)| self.map(map).get(n) == Some(&c) && self.counters.contains_key(&c))
                 && self.conn_marks.contains(t)
-                && self.counters.contains_key(&drop_counter(*t))
-                && self.counters.contains_key(&rpf_counter(*t))
         });
         let nothing_else = self.managed.iter().eq(m.keys())
-            && self.wrong_iface.len() == m.len()
-            && self.rpf_iface.len() == m.len()
+            && ["wrong_iface", "rpf_iface", "src_iface"].iter().all(|map| self.map(map).len() == m.len())
             && self.conn_marks.len() == m.len()
-            && self.counters.len() == 2 * m.len();
+            && self.counters.len() == 3 * m.len();
         (each && nothing_else).then(|| m.clone())
     }
 
-    /// Packets dropped on the interface with routing table `table`: (wrong interface, reverse path).
-    pub fn drops(&self, table: u32) -> (Option<u64>, Option<u64>) {
-        (self.counters.get(&drop_counter(table)).copied(), self.counters.get(&rpf_counter(table)).copied())
+    fn map(&self, name: &str) -> &BTreeMap<String, String> {
+        match name {
+            "wrong_iface" => &self.wrong_iface,
+            "rpf_iface" => &self.rpf_iface,
+            _ => &self.src_iface,
+        }
+    }
+
+    /// Packets dropped on the interface with routing table `table`, by reason.
+    pub fn drops(&self, table: u32) -> Drops {
+        let get = |c: String| self.counters.get(&c).copied();
+        Drops { wrong_interface: get(drop_counter(table)), reverse_path: get(rpf_counter(table)), foreign_source: get(src_counter(table)) }
     }
 }
 
@@ -256,6 +322,7 @@ pub fn read(reverse_path: bool) -> Result<Current, String> {
     c.managed = elements("managed")?.into_iter().map(|e| name_of(&e.key)).collect();
     c.wrong_iface = elements("wrong_iface")?.into_iter().filter_map(|e| Some((name_of(&e.key), e.objref?))).collect();
     c.rpf_iface = elements("rpf_iface")?.into_iter().filter_map(|e| Some((name_of(&e.key), e.objref?))).collect();
+    c.src_iface = elements("src_iface")?.into_iter().filter_map(|e| Some((name_of(&e.key), e.objref?))).collect();
     c.conn_mark = elements("conn_mark")?.into_iter().filter_map(|e| Some((name_of(&e.key), u32_of(e.data.as_deref()?)?))).collect();
     c.conn_marks = elements("conn_marks")?.into_iter().filter_map(|e| u32_of(&e.key)).collect();
     // Pairs i . i; anything else is not ours.
@@ -292,12 +359,12 @@ impl Change {
             Change::Members { add, remove, add_indexes, remove_indexes } => {
                 let mut s = Vec::new();
                 for (n, t) in remove {
-                    let (d, r) = (drop_counter(*t), rpf_counter(*t));
-                    s.push(format!(
-                        "nft delete element {T} wrong_iface {{ \"{n}\" }}; nft delete element {T} rpf_iface {{ \"{n}\" }}; \
-                         nft delete element {T} conn_mark {{ \"{n}\" }}; nft delete element {T} conn_marks {{ {t} }}; \
-                         nft delete element {T} managed {{ \"{n}\" }}; nft delete counter {T} {d}; nft delete counter {T} {r}"
-                    ));
+                    let mut c: Vec<String> =
+                        counters_of(*t).iter().map(|(map, _)| format!("nft delete element {T} {map} {{ \"{n}\" }}")).collect();
+                    c.push(format!("nft delete element {T} conn_mark {{ \"{n}\" }}; nft delete element {T} conn_marks {{ {t} }}"));
+                    c.push(format!("nft delete element {T} managed {{ \"{n}\" }}"));
+                    c.extend(counters_of(*t).iter().map(|(_, ctr)| format!("nft delete counter {T} {ctr}")));
+                    s.push(c.join("; "));
                 }
                 for i in remove_indexes {
                     s.push(format!("nft delete element {T} rpf_ok {{ {i} . {i} }}"));
@@ -306,12 +373,11 @@ impl Change {
                     s.push(format!("nft add element {T} rpf_ok {{ {i} . {i} }}"));
                 }
                 for (n, t) in add {
-                    let (d, r) = (drop_counter(*t), rpf_counter(*t));
-                    s.push(format!(
-                        "nft add counter {T} {d}; nft add counter {T} {r}; nft add element {T} managed {{ \"{n}\" }}; \
-                         nft add element {T} wrong_iface {{ \"{n}\" : \"{d}\" }}; nft add element {T} rpf_iface {{ \"{n}\" : \"{r}\" }}; \
-                         nft add element {T} conn_mark {{ \"{n}\" : {t} }}; nft add element {T} conn_marks {{ {t} }}"
-                    ));
+                    let mut c: Vec<String> = counters_of(*t).iter().map(|(_, ctr)| format!("nft add counter {T} {ctr}")).collect();
+                    c.push(format!("nft add element {T} managed {{ \"{n}\" }}"));
+                    c.extend(counters_of(*t).iter().map(|(map, ctr)| format!("nft add element {T} {map} {{ \"{n}\" : \"{ctr}\" }}")));
+                    c.push(format!("nft add element {T} conn_mark {{ \"{n}\" : {t} }}; nft add element {T} conn_marks {{ {t} }}"));
+                    s.push(c.join("; "));
                 }
                 s.join("\n")
             }
@@ -357,13 +423,14 @@ pub fn script(cur: &Current, want: &Want) -> String {
         ("set", "managed", "type ifname;"),
         ("map", "wrong_iface", "type ifname : counter;"),
         ("map", "rpf_iface", "type ifname : counter;"),
+        ("map", "src_iface", "type ifname : counter;"),
         ("map", "conn_mark", "type ifname : mark;"),
         ("set", "conn_marks", "type mark;"),
         ("set", "rpf_ok", "type iface_index . iface_index;"),
     ] {
         s += &format!("add {kind} {T} {name} {{ {spec} }}\nflush {kind} {T} {name}\n");
     }
-    let counters: BTreeSet<String> = want.members.values().flat_map(|t| [drop_counter(*t), rpf_counter(*t)]).collect();
+    let counters: BTreeSet<String> = want.members.values().flat_map(|t| counters_of(*t).map(|(_, c)| c)).collect();
     for c in &counters {
         s += &format!("add counter {T} {c}\n");
     }
@@ -371,6 +438,7 @@ pub fn script(cur: &Current, want: &Want) -> String {
     s += &format!("add element {T} managed {{ {} }}\n", list(&|n, _| format!("\"{n}\"")));
     s += &format!("add element {T} wrong_iface {{ {} }}\n", list(&|n, t| format!("\"{n}\" : \"{}\"", drop_counter(t))));
     s += &format!("add element {T} rpf_iface {{ {} }}\n", list(&|n, t| format!("\"{n}\" : \"{}\"", rpf_counter(t))));
+    s += &format!("add element {T} src_iface {{ {} }}\n", list(&|n, t| format!("\"{n}\" : \"{}\"", src_counter(t))));
     s += &format!("add element {T} conn_mark {{ {} }}\n", list(&|n, t| format!("\"{n}\" : {t}")));
     let marks: BTreeSet<u32> = want.members.values().copied().collect();
     s += &format!("add element {T} conn_marks {{ {} }}\n", marks.iter().map(u32::to_string).collect::<Vec<_>>().join(", "));
@@ -411,11 +479,11 @@ fn edits(add: &[(String, u32)], remove: &[(String, u32)], add_indexes: &[u32], r
     let none = |_| (None, None);
     let mut e = Vec::new();
     if !remove.is_empty() {
-        for set in ["wrong_iface", "rpf_iface", "conn_mark", "managed"] {
+        for set in ["wrong_iface", "rpf_iface", "src_iface", "conn_mark", "managed"] {
             e.push(Edit::DelElements { set: set.into(), elements: by_name(remove, &none) });
         }
         e.push(Edit::DelElements { set: "conn_marks".into(), elements: marks(remove) });
-        e.extend(remove.iter().flat_map(|(_, t)| [Edit::DelCounter(drop_counter(*t)), Edit::DelCounter(rpf_counter(*t))]));
+        e.extend(remove.iter().flat_map(|(_, t)| counters_of(*t).map(|(_, c)| Edit::DelCounter(c))));
     }
     if !remove_indexes.is_empty() {
         e.push(Edit::DelElements { set: "rpf_ok".into(), elements: pairs(remove_indexes) });
@@ -424,10 +492,11 @@ fn edits(add: &[(String, u32)], remove: &[(String, u32)], add_indexes: &[u32], r
         e.push(Edit::AddElements { set: "rpf_ok".into(), elements: pairs(add_indexes) });
     }
     if !add.is_empty() {
-        e.extend(add.iter().flat_map(|(_, t)| [Edit::AddCounter(drop_counter(*t)), Edit::AddCounter(rpf_counter(*t))]));
+        e.extend(add.iter().flat_map(|(_, t)| counters_of(*t).map(|(_, c)| Edit::AddCounter(c))));
         e.push(Edit::AddElements { set: "managed".into(), elements: by_name(add, &none) });
         e.push(Edit::AddElements { set: "wrong_iface".into(), elements: by_name(add, &|t| (None, Some(drop_counter(t)))) });
         e.push(Edit::AddElements { set: "rpf_iface".into(), elements: by_name(add, &|t| (None, Some(rpf_counter(t)))) });
+        e.push(Edit::AddElements { set: "src_iface".into(), elements: by_name(add, &|t| (None, Some(src_counter(t)))) });
         e.push(Edit::AddElements { set: "conn_mark".into(), elements: by_name(add, &|t| (Some(t.to_ne_bytes().to_vec()), None)) });
         e.push(Edit::AddElements { set: "conn_marks".into(), elements: marks(add) });
     }
@@ -477,6 +546,7 @@ fn create(want: &Want) -> Result<(), crate::netlink::NetlinkError> {
             set("managed", 0, TYPE_IFNAME, 16, None, None),
             set("wrong_iface", NFT_SET_OBJECT, TYPE_IFNAME, 16, None, Some(NFT_OBJECT_COUNTER)),
             set("rpf_iface", NFT_SET_OBJECT, TYPE_IFNAME, 16, None, Some(NFT_OBJECT_COUNTER)),
+            set("src_iface", NFT_SET_OBJECT, TYPE_IFNAME, 16, None, Some(NFT_OBJECT_COUNTER)),
             set("conn_mark", NFT_SET_MAP, TYPE_IFNAME, 16, Some((TYPE_MARK, 4)), None),
             set("conn_marks", 0, TYPE_MARK, 4, None, None),
             set("rpf_ok", 0, (TYPE_IFINDEX << 6) | TYPE_IFINDEX, 8, None, None),
@@ -655,6 +725,7 @@ mod tests {
             managed: ["eth0".to_string(), "eth1".to_string()].into(),
             wrong_iface: [("eth0".to_string(), "drop_4101".to_string()), ("eth1".to_string(), "drop_4102".to_string())].into(),
             rpf_iface: [("eth0".to_string(), "rpf_4101".to_string()), ("eth1".to_string(), "rpf_4102".to_string())].into(),
+            src_iface: [("eth0".to_string(), "src_4101".to_string()), ("eth1".to_string(), "src_4102".to_string())].into(),
             conn_mark: w.members.clone(),
             conn_marks: [4101, 4102].into(),
             rpf_ok: [2, 3].into(),
@@ -663,11 +734,13 @@ mod tests {
                 ("drop_4102".to_string(), 0),
                 ("rpf_4101".to_string(), 1),
                 ("rpf_4102".to_string(), 0),
+                ("src_4101".to_string(), 2),
+                ("src_4102".to_string(), 0),
             ]
             .into(),
         };
         assert_eq!(plan(&cur, &w), None);
-        assert_eq!(cur.drops(4101), (Some(3), Some(1)));
+        assert_eq!(cur.drops(4101), Drops { wrong_interface: Some(3), reverse_path: Some(1), foreign_source: Some(2) });
         // One member fewer on an intact table: a nfnetlink update, not a script.
         let fewer = want(&[("eth0", 4101)], &[2]);
         assert_eq!(

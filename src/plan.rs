@@ -203,7 +203,12 @@ impl<'a> Planner<'a> {
             .collect();
         let cur_routes = table.map(|t| k.owned_routes(t, proto)).unwrap_or_default();
 
-        let desired = match (&facts, applying, table) {
+        let desired = match (&facts, claimed, table) {
+            (Some(f), true, Some(t)) if !applying => {
+                let mut d = policy::Desired::default();
+                policy::refusal_v4(cfg, f, t, &mut d);
+                d
+            }
             (Some(f), true, Some(t)) => {
                 let mut gw = match self.lease_in_force(&record, f.index) {
                     Some(l) => Gateways { gateway: l.gateway, routes: l.routes, ..Default::default() },
@@ -215,6 +220,7 @@ impl<'a> Planner<'a> {
                     gw.onlink6 = k.onlink6(f.index);
                 }
                 let mut d = policy::desired(cfg, f, t, &gw);
+                policy::refusal_v4(cfg, f, t, &mut d);
                 // An interface that is down cannot carry routes (the kernel refuses and flushes
                 // them); its table keeps only the terminator until it comes up again.
                 if !link.is_some_and(|l| l.up) {
@@ -377,7 +383,7 @@ impl<'a> Planner<'a> {
     /// allocation and record, an interface renamed while nothing watched).
     fn orphans(&self, plans: &[Plan]) -> Option<Plan> {
         let (cfg, k) = (self.cfg, &self.g.kernel);
-        let live: BTreeSet<u32> = plans.iter().filter(|p| p.record.as_ref().is_some_and(|r| r.applied)).filter_map(|p| p.table).collect();
+        let live: BTreeSet<u32> = plans.iter().filter(|p| p.record.is_some()).filter_map(|p| p.table).collect();
         let mut orphan = Plan { ifname: "(orphans)".into(), orphans: true, ..Default::default() };
         let claimed: Vec<&Rule> = plans.iter().flat_map(|p| p.rules_del.iter()).collect();
         for r in k.owned_rules(cfg.protocol) {

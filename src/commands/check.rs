@@ -30,8 +30,19 @@ fn probe(k: &crate::kernel::Kernel, candidates: &[IpAddr]) -> IpAddr {
     candidates.iter().copied().find(|a| !on_link(a)).unwrap_or(candidates[0])
 }
 
-/// Violations, the number of interfaces checked, and the drops the policy counted so far.
-pub fn violations(e: &mut Engine) -> Result<(Vec<String>, usize, Vec<String>), Error> {
+/// What `check` found.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Where the host is not a strong host.
+    pub violations: Vec<String>,
+    /// Strong, but limited: an interface that cannot send beyond its own network.
+    pub warnings: Vec<String>,
+    pub checked: usize,
+    /// The drops the policy counted so far.
+    pub drops: Vec<String>,
+}
+
+pub fn violations(e: &mut Engine) -> Result<Report, Error> {
     let _lock = e.lock()?;
     let g = e.gather(None)?;
     let k = &g.kernel;
@@ -40,18 +51,28 @@ pub fn violations(e: &mut Engine) -> Result<(Vec<String>, usize, Vec<String>), E
     let mut v = Vec::new();
     let mut checked = 0;
     let mut drops = Vec::new();
+    let mut warnings = Vec::new();
     let records: Vec<(String, bool)> = g.records.iter().map(|(n, r)| (n.clone(), r.applied)).collect();
     let connected = k.connected_unmanaged(e.cfg.link_group, &g.names);
     let locals: Vec<IpAddr> = k.addrs.iter().map(|a| a.addr).collect();
     for (name, applied) in records {
-        if !applied {
-            continue;
-        }
         checked += 1;
         let Some(link) = k.link(&name).cloned() else {
             v.push(format!("{name}: recorded as managed but the interface is gone; run `stronghost sync`"));
             continue;
         };
+        if !applied {
+            // Managed, without an address (a lease that ended, `nmcli con down` with the link
+            // up): traffic bound to it must be refused here, not sent with another's address.
+            if let Ok((Some(o), src)) = e.nl.route_get(probe4, None, Some(link.index), None) {
+                v.push(format!(
+                    "{name}: has no IPv4 address, yet traffic bound to it would leave by {} with source {}; run `stronghost apply {name}`",
+                    k.name_of(o),
+                    src.map(|s| s.to_string()).unwrap_or_else(|| "none".into())
+                ));
+            }
+            continue;
+        }
         if link.group != e.cfg.link_group {
             v.push(format!("{name}: link group is {} not {}: main-table routes through it would leak traffic of other interfaces; run `stronghost apply {name}`", link.group, e.cfg.link_group));
         }
@@ -64,8 +85,14 @@ pub fn violations(e: &mut Engine) -> Result<(Vec<String>, usize, Vec<String>), E
                 Ok((Some(o), _)) if o == link.index => {}
                 Ok((Some(o), _)) => v.push(format!("{name}: traffic from {a} to {probe} would leave by {}, not {name}; run `stronghost apply {name}` and look for rules below priority {} (`ip rule`, `ip -6 rule`)", k.name_of(o), e.cfg.priority)),
                 Ok((None, _)) => v.push(format!("{name}: traffic from {a} has no route out")),
-                // Refused (no gateway known): strict, not a leak.
-                Err(_) => {}
+                // Refused (no gateway known): strict, not a leak — but say so.
+                Err(_) => warnings.push(format!(
+                    "{name}: no gateway known, so traffic from {a} reaches only {name}'s own network{}; name one with `gateway.{name} = \
+                     <address>` in {} (or let DHCP, a default route through {name}, or another interface on the same network provide it), \
+                     then run `stronghost apply {name}`",
+                    if a.is_ipv6() { " (no router advertises itself on it)" } else { "" },
+                    e.cfg.path.display()
+                )),
             }
         }
         // Networks directly connected through unmanaged interfaces (a container bridge, a tunnel's
@@ -149,36 +176,37 @@ pub fn violations(e: &mut Engine) -> Result<(Vec<String>, usize, Vec<String>), E
             None => {}
         }
         if let (Some(Ok(c)), Some(t)) = (&nft, g.tables.get(&name)) {
-            let (wrong, rpf) = c.drops(*t);
-            if wrong.unwrap_or(0) + rpf.unwrap_or(0) > 0 {
+            let d = c.drops(*t);
+            if d.total() > 0 {
                 drops.push(format!(
-                    "{name}: dropped {} packet(s) for another interface's address, {} whose source is not routed back by {name}",
-                    wrong.unwrap_or(0),
-                    rpf.unwrap_or(0)
+                    "{name}: dropped {} packet(s) for another interface's address, {} whose source is not routed back by {name}, \
+                     {} leaving {name} with a source of another interface",
+                    d.wrong_interface.unwrap_or(0),
+                    d.reverse_path.unwrap_or(0),
+                    d.foreign_source.unwrap_or(0)
                 ));
             }
         }
     }
-    Ok((v, checked, drops))
+    Ok(Report { violations: v, warnings, checked, drops })
 }
 
 pub fn run(cfg: &Config) -> i32 {
     match engine(cfg).and_then(|mut e| violations(&mut e)) {
-        Ok((v, n, drops)) if v.is_empty() => {
-            println!("ok: {n} interface(s) behave as a strong host");
-            for d in drops {
-                println!("drops: {d}");
+        Ok(r) => {
+            if r.violations.is_empty() {
+                println!("ok: {} interface(s) behave as a strong host", r.checked);
             }
-            0
-        }
-        Ok((v, _, drops)) => {
-            for x in &v {
+            for x in &r.violations {
                 println!("violation: {x}");
             }
-            for d in drops {
+            for w in &r.warnings {
+                println!("warning: {w}");
+            }
+            for d in &r.drops {
                 println!("drops: {d}");
             }
-            1
+            if r.violations.is_empty() { 0 } else { 1 }
         }
         Err(err) => {
             log::error!("{err}");

@@ -58,9 +58,9 @@ pub fn collect(e: &mut Engine) -> Result<Value, Error> {
             })
             .collect();
         let lease = link.and_then(|l| rec.lease.clone().or_else(|| g.stack_leases.get(&l.index).cloned()));
-        let (wrong, rpf) = match (&nft, table) {
+        let drops = match (&nft, table) {
             (Ok(c), Some(t)) => c.drops(t),
-            _ => (None, None),
+            _ => Default::default(),
         };
         ifaces.push(json!({
             "interface": name,
@@ -79,8 +79,8 @@ pub fn collect(e: &mut Engine) -> Result<Value, Error> {
             "rules6": rules(true),
             "routes6": routes(true),
             "sysctls": sysctls,
-            "wrong_interface_drops": wrong,
-            "drops": {"wrong_interface": wrong, "reverse_path": rpf},
+            "wrong_interface_drops": drops.wrong_interface,
+            "drops": {"wrong_interface": drops.wrong_interface, "reverse_path": drops.reverse_path, "foreign_source": drops.foreign_source},
         }));
     }
     Ok(json!({
@@ -138,10 +138,10 @@ pub fn prometheus(v: &Value) -> String {
     metric(
         "dropped_packets_total",
         "counter",
-        "Packets the strong-host policy dropped on the interface, by reason (wrong_interface, reverse_path).",
+        "Packets the strong-host policy dropped on the interface, by reason (wrong_interface, reverse_path, foreign_source).",
         list.iter()
             .flat_map(|i| {
-                ["wrong_interface", "reverse_path"]
+                ["wrong_interface", "reverse_path", "foreign_source"]
                     .into_iter()
                     .filter_map(move |r| Some((format!("{{interface=\"{}\",reason=\"{r}\"}}", name(i)), i["drops"][r].as_u64()? as f64)))
             })
@@ -208,8 +208,8 @@ pub fn run(cfg: &Config, as_json: bool, as_prometheus: bool) -> i32 {
         }
         println!("  sysctl {}", s.join(", "));
         println!(
-            "  dropped: {} for another interface's address, {} failing the reverse path",
-            i["drops"]["wrong_interface"], i["drops"]["reverse_path"]
+            "  dropped: {} for another interface's address, {} failing the reverse path, {} leaving with another interface's source",
+            i["drops"]["wrong_interface"], i["drops"]["reverse_path"], i["drops"]["foreign_source"]
         );
     }
     if let Some(err) = v["receive_filter"]["error"].as_str() {
@@ -232,7 +232,7 @@ mod tests {
             "interfaces": [
                 {"interface": "eth1", "present": true, "applied": true, "table": 4102,
                  "addresses": ["198.51.100.11/24"], "gateway": "198.51.100.1", "addresses6": [], "gateway6": null,
-                 "drops": {"wrong_interface": 2, "reverse_path": 5}},
+                 "drops": {"wrong_interface": 2, "reverse_path": 5, "foreign_source": 7}},
                 {"interface": "eth9", "present": false, "applied": false, "table": 4109,
                  "addresses": [], "addresses6": ["2001:db8::9/64"], "gateway6": null,
                  "drops": {"wrong_interface": null, "reverse_path": null}}
@@ -246,6 +246,7 @@ mod tests {
             "stronghost_interface_gateway_known{interface=\"eth1\",family=\"ipv4\"} 1",
             "stronghost_interface_gateway_known{interface=\"eth9\",family=\"ipv6\"} 0",
             "stronghost_dropped_packets_total{interface=\"eth1\",reason=\"reverse_path\"} 5",
+            "stronghost_dropped_packets_total{interface=\"eth1\",reason=\"foreign_source\"} 7",
             "# TYPE stronghost_dropped_packets_total counter",
             "stronghost_receive_filter_intact 1",
         ] {
