@@ -29,6 +29,9 @@ pub struct Config {
     pub rp_filter: bool,
     /// Rules and tables for IPv6 addresses too.
     pub ipv6: bool,
+    /// Gateways the admin names per interface (`gateway.eth3 = 198.51.100.1`): for addresses no
+    /// DHCP lease describes. They take precedence over every learned gateway.
+    pub gateways: std::collections::BTreeMap<String, std::net::Ipv4Addr>,
     /// The file this came from, for messages that tell the admin what to edit.
     pub path: PathBuf,
 }
@@ -66,6 +69,7 @@ impl Default for Config {
             arp_sysctls: true,
             rp_filter: true,
             ipv6: true,
+            gateways: Default::default(),
             path: PathBuf::from(DEFAULT_PATH),
         }
     }
@@ -137,9 +141,17 @@ impl Config {
                 "arp_sysctls" => c.arp_sysctls = boolean(value).ok_or_else(|| at(bool_err(key, value)))?,
                 "rp_filter" => c.rp_filter = boolean(value).ok_or_else(|| at(bool_err(key, value)))?,
                 "ipv6" => c.ipv6 = boolean(value).ok_or_else(|| at(bool_err(key, value)))?,
+                _ if key.starts_with("gateway.") => {
+                    let ifname = &key["gateway.".len()..];
+                    crate::net::check_ifname(ifname).map_err(|e| at(format!("{key}: {e}")))?;
+                    let gw = crate::net::parse_ipv4(value)
+                        .and_then(|g| crate::net::check_unicast("gateway", g).map(|()| g))
+                        .map_err(|e| at(format!("{key}: expected the IPv4 address of {ifname}'s gateway: {e}")))?;
+                    c.gateways.insert(ifname.to_string(), gw);
+                }
                 _ => {
                     return Err(at(format!(
-                        "unknown key {key:?} (known: interfaces, exclude, tables, priority, link_group, protocol, receive_filter, arp_sysctls, rp_filter, ipv6)"
+                        "unknown key {key:?} (known: interfaces, exclude, tables, priority, link_group, protocol, receive_filter, arp_sysctls, rp_filter, ipv6, gateway.<interface>)"
                     )));
                 }
             }
@@ -213,7 +225,8 @@ mod tests {
 
     #[test]
     fn parses_every_key() {
-        let c = Config::parse("# c\ninterfaces = eth* ens*\nexclude = eth9\ntables = 5000-5010\npriority=200\nlink_group = 7\nprotocol = 99\nreceive_filter = no\narp_sysctls = off\nrp_filter = false\nipv6 = no\n").unwrap();
+        let c = Config::parse("# c\ninterfaces = eth* ens*\nexclude = eth9\ntables = 5000-5010\npriority=200\nlink_group = 7\nprotocol = 99\nreceive_filter = no\narp_sysctls = off\nrp_filter = false\nipv6 = no\ngateway.eth3 = 198.51.100.1\n").unwrap();
+        assert_eq!(c.gateways.get("eth3"), Some(&std::net::Ipv4Addr::new(198, 51, 100, 1)));
         assert!(c.manages("eth1") && !c.manages("eth9") && !c.manages("wlan0"));
         assert_eq!((c.table_min, c.table_max, c.priority, c.link_group, c.protocol), (5000, 5010, 200, 7, 99));
         assert!(!c.receive_filter && !c.arp_sysctls && !c.rp_filter && !c.ipv6);
@@ -227,6 +240,9 @@ mod tests {
             ("receive_filter = maybe", "expected yes or no"),
             ("colour = blue", "unknown key"),
             ("just words", "key = value"),
+            ("gateway.eth3 = 0.0.0.0", "gateway.eth3: expected the IPv4 address"),
+            ("gateway.eth3 = example.net", "gateway.eth3: expected the IPv4 address"),
+            ("gateway.a/b = 192.0.2.1", "line 1: gateway.a/b"),
         ] {
             let e = Config::parse(text).unwrap_err();
             assert!(e.contains(needle), "{text:?}: {e}");

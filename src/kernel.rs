@@ -186,6 +186,24 @@ impl Kernel {
         })
     }
 
+    /// Every IPv4 gateway of a default route in the snapshot: main's, best first, then those of
+    /// stronghost's own tables.
+    pub fn default_gateways(&self, protocol: u8) -> Vec<Ipv4Addr> {
+        let mut v: Vec<(bool, u32, Ipv4Addr)> = Vec::new();
+        for r in self.routes.iter().filter(|r| r.dst.is_default() && !r.dst.is_v6() && r.kind == RouteType::Unicast) {
+            if r.table != RT_TABLE_MAIN && r.protocol != protocol {
+                continue;
+            }
+            for gw in r.gateway.iter().chain(r.nexthops.iter().filter_map(|(_, g)| g.as_ref())) {
+                if let IpAddr::V4(g) = gw {
+                    v.push((r.table != RT_TABLE_MAIN, r.metric, *g));
+                }
+            }
+        }
+        v.sort();
+        v.into_iter().map(|(_, _, g)| g).collect()
+    }
+
     /// The IPv6 router through this interface: what router advertisements (or the admin) put in main.
     pub fn main_gateway6(&self, index: u32) -> Option<Ipv6Addr> {
         self.main_defaults(index, true).find_map(|g| match g {

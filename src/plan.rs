@@ -14,7 +14,7 @@ use crate::policy::{self, Gateways, InterfaceFacts, RT_TABLE_MAIN, Route, RouteK
 use crate::state::Record;
 use crate::sysctl;
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
 /// Everything a decision looks at, read under the host-wide lock before deciding.
 pub struct Gathered {
@@ -139,6 +139,44 @@ impl<'a> Planner<'a> {
         record.lease.clone().or_else(|| self.g.stack_leases.get(&ifindex).cloned())
     }
 
+    /// The IPv4 gateway and routes for K, and where they came from, in order of authority: the
+    /// admin's `gateway.K`; a DHCP lease (a hook's, networkd's, dhclient's lease file); a default
+    /// route through K in main; a gateway known for another interface that is on one of K's
+    /// networks — on one segment it is on-link for both (addresses added by hand or by static
+    /// configuration next to DHCP ones).
+    fn gateways(&self, record: &Record, f: &InterfaceFacts) -> (Gateways, Option<String>) {
+        let lease = self.lease_in_force(record, f.index);
+        let routes = lease.as_ref().map(|l| l.routes.clone()).unwrap_or_default();
+        if let Some(&g) = self.cfg.gateways.get(&f.name) {
+            return (Gateways { gateway: Some(g), routes, ..Default::default() }, Some("configuration".into()));
+        }
+        if let Some(l) = lease {
+            // The lease speaks for its network: one without a default route means none.
+            let from = l.gateway.map(|_| format!("{} lease", l.source));
+            return (Gateways { gateway: l.gateway, routes, ..Default::default() }, from);
+        }
+        let k = &self.g.kernel;
+        if let Some(g) = k.main_gateway(f.index) {
+            return (Gateways { gateway: Some(g), ..Default::default() }, Some("main table".into()));
+        }
+        let nets: Vec<Ipv4Net> = f.addresses.iter().filter(|(_, l)| *l < 32).map(|&(a, l)| Ipv4Net::containing(a, l)).collect();
+        let own = |g: &Ipv4Addr| f.addresses.iter().any(|(a, _)| a == g);
+        let known = k
+            .default_gateways(self.cfg.protocol)
+            .into_iter()
+            .chain(self.cfg.gateways.values().copied())
+            .chain(self.g.records.values().filter_map(|r| r.lease.as_ref()?.gateway))
+            .chain(self.g.stack_leases.values().filter_map(|l| l.gateway));
+        for g in known {
+            if !own(&g)
+                && let Some(n) = nets.iter().find(|n| n.contains(g))
+            {
+                return (Gateways { gateway: Some(g), ..Default::default() }, Some(format!("another interface on {n}")));
+            }
+        }
+        (Gateways::default(), None)
+    }
+
     /// The interface's table: the one it had, or the lowest free one in range that nobody else
     /// uses. A table holding anything stronghost did not write is never taken.
     fn table_for(&mut self, ifname: &str) -> Result<u32, Error> {
@@ -210,10 +248,8 @@ impl<'a> Planner<'a> {
                 d
             }
             (Some(f), true, Some(t)) => {
-                let mut gw = match self.lease_in_force(&record, f.index) {
-                    Some(l) => Gateways { gateway: l.gateway, routes: l.routes, ..Default::default() },
-                    None => Gateways { gateway: k.main_gateway(f.index), ..Default::default() },
-                };
+                let (mut gw, from) = self.gateways(&record, f);
+                record.gateway_from = from.filter(|_| !f.addresses.is_empty());
                 // DHCPv6 has no routes: the IPv6 router and on-link prefixes always come from main.
                 if !f.addresses6.is_empty() {
                     gw.gateway6 = k.main_gateway6(f.index);
@@ -246,6 +282,9 @@ impl<'a> Planner<'a> {
                 plan.link_group = Some((l.index, record.saved_group.unwrap_or(0)));
             }
             plan.ifindex = Some(l.index);
+            if claimed {
+                record.ifindex = Some(l.index);
+            }
             for (knob, want) in sysctl::wanted(cfg) {
                 let Some(cur) = l.sysctl(knob) else { continue };
                 if claimed && cur != want {
@@ -332,12 +371,10 @@ impl<'a> Planner<'a> {
     }
 
     /// Plans for `sync`: every managed interface with an address is applied; every recorded one
-    /// that is gone, unmanaged or without address is released; orphans in our range are removed.
-    ///
-    /// An interface not yet managed whose gateway nobody can tell (no lease seen, no default route
-    /// through it) is left alone until its next lease or address event: taking it now would refuse
-    /// its off-link traffic and cut the connections it carries (an SSH session when the package is
-    /// installed, say). `apply IFACE` takes it regardless.
+    /// that is gone or unmanaged is released; orphans in our range are removed. An interface whose
+    /// gateway nobody can tell is applied all the same (its off-link traffic is refused, and
+    /// `check` says so): the hooks and the watcher do the same, so the host does not depend on
+    /// which of them saw the address first.
     pub fn sync(&mut self, release_all: bool) -> (Vec<Plan>, Vec<Error>) {
         let (cfg, k) = (self.cfg, &self.g.kernel);
         let mut plans = Vec::new();
@@ -346,23 +383,9 @@ impl<'a> Planner<'a> {
         for l in k.links.iter().filter(|_| !release_all) {
             if !self.g.records.contains_key(&l.name) && cfg.manages(&l.name) && filter::quotable(&l.name) {
                 let f = self.facts(l);
-                if f.addresses.is_empty() && f.addresses6.is_empty() {
-                    continue;
+                if !f.addresses.is_empty() || !f.addresses6.is_empty() {
+                    names.insert(l.name.clone());
                 }
-                let v4_unknown = !f.addresses.is_empty()
-                    && self.lease_in_force(&Record::default(), l.index).is_none()
-                    && k.main_gateway(l.index).is_none();
-                let v6_unknown = f.addresses.is_empty() && k.main_gateway6(l.index).is_none();
-                if v4_unknown || v6_unknown {
-                    log::info!(
-                        "{}: no gateway known yet (no lease seen, no default route through it); left as it is until its next lease or \
-                         address change. `stronghost apply {}` manages it now, refusing its off-link traffic until a gateway is known",
-                        l.name,
-                        l.name
-                    );
-                    continue;
-                }
-                names.insert(l.name.clone());
             }
         }
         for n in &names {
@@ -638,6 +661,14 @@ mod tests {
         }
     }
 
+    impl Planner<'_> {
+        fn sync_plans(mut self, release_all: bool) -> Plans {
+            let (plans, errors) = self.sync(release_all);
+            assert!(errors.is_empty(), "{errors:?}");
+            self.finish(plans)
+        }
+    }
+
     /// The kernel after `plans` were executed on `g`'s kernel (rules and routes only).
     fn after(g: &Gathered, plans: &Plans) -> Gathered {
         let mut rules: Vec<Owned<Rule>> = g.kernel.rules.clone();
@@ -842,8 +873,20 @@ mod tests {
             kind: RouteKind::Via { dev: String::new(), oif: 9, gateway: IpAddr::V4([192, 0, 2, 1].into()), src: None, onlink: true },
         };
         let mut g = gathered(
-            vec![link(2, "eth0", 0, &[]), link(3, "eth1", 0, &[]), link(4, "eth2", 0, &[])],
-            vec![v4(2, 10), v4(3, 11), v4(4, 12)],
+            vec![
+                link(2, "eth0", 0, &[]),
+                link(3, "eth1", 0, &[]),
+                link(4, "eth2", 0, &[]),
+                link(5, "eth3", 0, &[]),
+                link(6, "eth4", 0, &[]),
+            ],
+            vec![
+                v4(2, 10),
+                v4(3, 11),
+                v4(4, 12),
+                Address { index: 5, addr: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 5)), prefix_len: 24, dadfailed: false },
+                Address { index: 6, addr: IpAddr::V4(Ipv4Addr::new(203, 0, 113, 6)), prefix_len: 24, dadfailed: false },
+            ],
             vec![],
             vec![dumped(&foreign, 4)],
         );
@@ -859,7 +902,7 @@ mod tests {
     }
 
     #[test]
-    fn sync_removes_orphans_and_waits_for_a_gateway() {
+    fn sync_removes_orphans_and_takes_gateways_from_every_source() {
         let cfg = Config::default();
         let orphan_rule = Rule {
             v6: false,
@@ -872,12 +915,25 @@ mod tests {
         let foreign_rule = Rule { table: 4151, ..orphan_rule.clone() };
         let orphan_route = Route { table: 4150, dst: Ipv4Net::DEFAULT.into(), metric: u32::MAX, kind: RouteKind::Unreachable };
         let mut g = gathered(
-            vec![link(2, "eth0", 0, &[]), link(3, "eth1", 0, &[]), link(4, "eth2", 0, &[])],
-            vec![v4(2, 10), v4(3, 11), v4(4, 12)],
+            vec![
+                link(2, "eth0", 0, &[]),
+                link(3, "eth1", 0, &[]),
+                link(4, "eth2", 0, &[]),
+                link(5, "eth3", 0, &[]),
+                link(6, "eth4", 0, &[]),
+            ],
+            vec![
+                v4(2, 10),
+                v4(3, 11),
+                v4(4, 12),
+                Address { index: 5, addr: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 5)), prefix_len: 24, dadfailed: false },
+                Address { index: 6, addr: IpAddr::V4(Ipv4Addr::new(203, 0, 113, 6)), prefix_len: 24, dadfailed: false },
+            ],
             vec![Owned { protocol: PROTO, item: orphan_rule.clone() }, Owned { protocol: 4, item: foreign_rule }],
             vec![main_default(2, [198, 51, 100, 1]), dumped(&orphan_route, PROTO)],
         );
-        // eth1's gateway is known from networkd's lease; eth2's from nowhere.
+        // eth0's gateway is main's, eth1's from networkd's lease, eth2's from its neighbour on the
+        // same network, eth3's from the configuration; eth4's from nowhere.
         g.stack_leases.insert(
             3,
             Lease {
@@ -888,11 +944,29 @@ mod tests {
                 source: "networkd".into(),
             },
         );
+        let cfg = Config { gateways: [("eth3".to_string(), Ipv4Addr::new(192, 0, 2, 1))].into(), ..cfg };
         let mut p = Planner::new(&cfg, &g);
         let (plans, errors) = p.sync(false);
         assert!(errors.is_empty());
         let names: Vec<&str> = plans.iter().map(|p| p.ifname.as_str()).collect();
-        assert_eq!(names, ["eth0", "eth1", "(orphans)"]);
+        assert_eq!(names, ["eth0", "eth1", "eth2", "eth3", "eth4", "(orphans)"]);
+        let from: Vec<Option<&str>> = plans[..5].iter().map(|p| p.record.as_ref().unwrap().gateway_from.as_deref()).collect();
+        assert_eq!(
+            from,
+            [Some("main table"), Some("networkd lease"), Some("another interface on 198.51.100.0/24"), Some("configuration"), None]
+        );
+        let default_via = |p: &Plan| {
+            p.routes_add.iter().find_map(|r| match &r.kind {
+                RouteKind::Via { gateway, .. } if r.dst.is_default() => Some(*gateway),
+                _ => None,
+            })
+        };
+        assert_eq!(default_via(&plans[2]), Some(IpAddr::V4(Ipv4Addr::new(198, 51, 100, 1))));
+        assert_eq!(default_via(&plans[3]), Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1))));
+        // No gateway: managed all the same, off-link refused by the terminator.
+        assert_eq!(default_via(&plans[4]), None);
+        assert!(plans[4].rules_add.iter().any(|r| r.selector == Selector::Oif("eth4".into())));
+        assert!(plans[4].routes_add.iter().any(|r| r.kind == RouteKind::Unreachable));
         let o = plans.last().unwrap();
         assert_eq!((o.rules_del.clone(), o.routes_del.clone()), (vec![orphan_rule], vec![orphan_route]), "another tool's rule stays");
         // release --all takes everything stronghost recorded, and nothing else.
@@ -900,6 +974,27 @@ mod tests {
         let mut p = Planner::new(&cfg, &g);
         let (plans, _) = p.sync(true);
         assert!(plans.iter().filter(|p| !p.orphans).all(|p| p.record.is_none()));
+    }
+
+    /// A managed interface that loses its address (lease expired, `nmcli con down` with the link
+    /// up) keeps an `oif` rule into a table that refuses everything, through `sync` and its
+    /// orphan sweep, and converges.
+    #[test]
+    fn an_interface_without_address_refuses_bound_traffic() {
+        let cfg = Config::default();
+        let mut g = gathered(vec![link(2, "eth0", 0, &[]), link(3, "eth1", 4100, &[])], vec![v4(2, 10)], vec![], vec![]);
+        g.records.insert("eth1".into(), Record { applied: true, ..Default::default() });
+        g.names.insert("eth1".into());
+        g.tables.insert("eth1".into(), 4102);
+        let plans = Planner::new(&cfg, &g).sync_plans(false);
+        let eth1 = plans.interfaces.iter().find(|p| p.ifname == "eth1").unwrap();
+        assert_eq!(eth1.rules_add.iter().map(|r| &r.selector).collect::<Vec<_>>(), [&Selector::Oif("eth1".into())]);
+        assert_eq!(eth1.routes_add.iter().map(|r| &r.kind).collect::<Vec<_>>(), [&RouteKind::Unreachable]);
+        assert!(eth1.record.as_ref().is_some_and(|r| !r.applied));
+        assert!(plans.interfaces.iter().all(|p| !p.orphans), "the refusal is not an orphan");
+        let g2 = after(&g, &plans);
+        let again = Planner::new(&cfg, &g2).sync_plans(false);
+        assert!(again.interfaces.iter().all(|p| p.rules_add.is_empty() && p.rules_del.is_empty() && p.routes_add.is_empty()));
     }
 
     #[test]

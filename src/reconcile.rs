@@ -3,7 +3,7 @@
 //! (execute.rs). The lock is held from the first read to the last write, so two hooks for two
 //! interfaces never decide on a state the other is changing.
 
-use crate::clients::networkd;
+use crate::clients::{lease_files, networkd};
 use crate::config::Config;
 use crate::error::Error;
 use crate::execute::{self, Writes};
@@ -101,12 +101,7 @@ impl Engine {
         }
         .map_err(Error::netlink("reading the kernel's routing state"))?;
         kernel.complete_sysctls(&sysctl::wanted(&self.cfg));
-        let stack_leases = kernel
-            .links
-            .iter()
-            .filter(|l| self.cfg.manages(&l.name))
-            .filter_map(|l| Some((l.index, networkd::lease_for(l.index)?)))
-            .collect();
+        let stack_leases = stack_leases(&self.cfg, &kernel, &records);
         Ok(Gathered {
             kernel,
             on_disk: records.clone(),
@@ -118,6 +113,29 @@ impl Engine {
             complete: one.is_none(),
         })
     }
+}
+
+/// The leases the network stacks keep themselves, for the managed interfaces no hook has told
+/// stronghost about: networkd's, else the newest of dhclient's lease files. Only a lease for an
+/// address the interface has now counts: a file outlives the lease it describes.
+fn stack_leases(cfg: &Config, k: &Kernel, records: &BTreeMap<String, crate::state::Record>) -> BTreeMap<u32, Lease> {
+    let holds = |l: &crate::netlink::Link, lease: &Lease| k.addrs_of(l.index).any(|a| a.addr == std::net::IpAddr::V4(lease.address));
+    let unknown: Vec<&crate::netlink::Link> =
+        k.links.iter().filter(|l| cfg.manages(&l.name) && records.get(&l.name).is_none_or(|r| r.lease.is_none())).collect();
+    let mut out = BTreeMap::new();
+    for l in &unknown {
+        if let Some(lease) = networkd::lease_for(l.index).filter(|lease| holds(l, lease)) {
+            out.insert(l.index, lease);
+        }
+    }
+    let names = unknown.iter().filter(|l| !out.contains_key(&l.index)).map(|l| l.name.clone()).collect();
+    let files = lease_files::read(&names, lease_files::now());
+    for l in unknown {
+        if let Some(lease) = files.get(&l.name).and_then(|v| v.iter().rev().find(|lease| holds(l, lease))) {
+            out.entry(l.index).or_insert_with(|| lease.clone());
+        }
+    }
+    out
 }
 
 /// Plans and (unless `dry_run`) executes under the host-wide lock.
@@ -146,6 +164,28 @@ pub fn reconcile(e: &mut Engine, target: &Target, dry_run: bool, client: ClientE
     if target.one().is_some() && !errors.is_empty() {
         // The one interface asked about cannot be decided on: change nothing.
         return Err(Error::collect(errors).expect("an error"));
+    }
+    for p in &plans.interfaces {
+        let Some(r) = p.record.as_ref().filter(|r| r.applied) else { continue };
+        let before = g.on_disk.get(&p.ifname).and_then(|r| r.gateway_from.clone());
+        if r.gateway_from == before {
+            continue;
+        }
+        match &r.gateway_from {
+            Some(from) => log::info!("{}: gateway from {from}", p.ifname),
+            None if r.lease.is_none()
+                && g.kernel.link(&p.ifname).is_some_and(|l| !plan::facts(&e.cfg, &g.kernel, l).addresses.is_empty()) =>
+            {
+                log::warn!(
+                    "{}: no gateway known (no lease, no default route through it, none on its network, none configured): its \
+                     addresses reach only its own network. Name one with `gateway.{} = <address>` in {}",
+                    p.ifname,
+                    p.ifname,
+                    e.cfg.path.display()
+                )
+            }
+            None => {}
+        }
     }
     lines.extend(render(&plans.interfaces, &plans.host, e.cfg.protocol));
     let (added, removed) = touched(&plans.interfaces, &plans.host);

@@ -35,6 +35,13 @@ pub struct Record {
     /// Whether the policy is in force (the interface had an address at the last apply).
     #[serde(default)]
     pub applied: bool,
+    /// Where the IPv4 gateway in force came from (`None`: no gateway known), for status and to
+    /// say once when that changes.
+    #[serde(default)]
+    pub gateway_from: Option<String>,
+    /// The interface's index when last applied: a record follows its interface through a rename.
+    #[serde(default)]
+    pub ifindex: Option<u32>,
 }
 
 pub struct State {

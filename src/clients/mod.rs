@@ -5,6 +5,7 @@
 pub mod dhclient;
 pub mod dhcpcd;
 pub mod ifupdown;
+pub mod lease_files;
 pub mod networkd;
 pub mod networkmanager;
 pub mod udhcpc;
