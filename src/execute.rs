@@ -40,6 +40,12 @@ pub fn execute(
                 .map_err(|source| Error::State { doing: format!("saving the record of {}", p.ifname), source })?;
         }
     }
+    // Renamed interfaces: their records now live under the new names (saved just above).
+    for (old, _) in &g.renames {
+        if let Err(source) = state.remove_record(old) {
+            errors.push(Error::State { doing: format!("removing the record of {old} (renamed)"), source });
+        }
+    }
     // Every netlink write, in order, sent as one batch.
     let host = &plans.host;
     let mut ops: Vec<(String, Op)> = host.rules_add.iter().map(|r| (String::new(), Op::AddRule(r.clone()))).collect();

@@ -147,6 +147,10 @@ impl Kernel {
         self.by_name.get(name).map(|&i| &self.links[i])
     }
 
+    pub fn link_by_index(&self, index: u32) -> Option<&Link> {
+        self.by_index.get(&index).map(|&i| &self.links[i])
+    }
+
     pub fn name_of(&self, index: u32) -> String {
         self.by_index.get(&index).map(|&i| self.links[i].name.clone()).unwrap_or_else(|| format!("if{index}"))
     }

@@ -34,6 +34,40 @@ pub struct Gathered {
     pub filter: Result<filter::Current, String>,
     /// The kernel snapshot holds every link and route (not just one interface's).
     pub complete: bool,
+    /// Names of every link that exists, when they were read (for a full gather, and for one
+    /// interface that needs a table): a table whose interface is gone can be given to another.
+    pub present: Option<BTreeSet<String>>,
+    /// Interfaces renamed since their record was written (old name, new name): record, lease and
+    /// table moved to the new name before planning.
+    pub renames: Vec<(String, String)>,
+}
+
+impl Gathered {
+    /// Moves the records and tables of renamed interfaces to their new names. A record follows
+    /// its interface index: a gone name whose index now carries a name without a record.
+    pub fn follow_renames(&mut self) {
+        let k = &self.kernel;
+        let renames: Vec<(String, String)> = self
+            .records
+            .iter()
+            .filter(|(old, _)| k.link(old).is_none())
+            .filter_map(|(old, r)| {
+                let l = k.link_by_index(r.ifindex?)?;
+                (!self.records.contains_key(&l.name)).then(|| (old.clone(), l.name.clone()))
+            })
+            .collect();
+        for (old, new) in &renames {
+            if let Some(r) = self.records.remove(old) {
+                self.records.insert(new.clone(), r);
+            }
+            self.names.remove(old);
+            self.names.insert(new.clone());
+            if let Some(t) = self.tables.remove(old) {
+                self.tables.insert(new.clone(), t);
+            }
+        }
+        self.renames = renames;
+    }
 }
 
 /// The changes for one interface, in the order they are made.
@@ -124,7 +158,7 @@ pub struct Planner<'a> {
 
 impl<'a> Planner<'a> {
     pub fn new(cfg: &'a Config, g: &'a Gathered) -> Planner<'a> {
-        Planner { cfg, g, tables: g.tables.clone(), tables_changed: false }
+        Planner { cfg, g, tables: g.tables.clone(), tables_changed: !g.renames.is_empty() }
     }
 
     /// The plans, with the table allocation they made.
@@ -190,9 +224,34 @@ impl<'a> Planner<'a> {
             return Ok(t);
         }
         let taken: BTreeSet<u32> = self.tables.values().copied().collect();
-        let t = (self.cfg.table_min..=self.cfg.table_max)
-            .find(|t| !taken.contains(t) && k.foreign_in_table(*t, proto).is_none())
-            .ok_or_else(|| Error::NoFreeTable { min: self.cfg.table_min, max: self.cfg.table_max, config: self.cfg.path.clone() })?;
+        let free = (self.cfg.table_min..=self.cfg.table_max).find(|t| !taken.contains(t) && k.foreign_in_table(*t, proto).is_none());
+        // None free: take the table of an interface that is gone (a USB NIC, a container's link,
+        // a ppp session). Only then: an interface keeps its number across reboots while it exists.
+        let reclaimed = || {
+            let present = self.g.present.as_ref()?;
+            self.tables
+                .iter()
+                .filter(|(n, t)| {
+                    !present.contains(*n)
+                        && !self.g.names.contains(*n)
+                        && self.cfg.in_table_range(**t)
+                        && k.foreign_in_table(**t, proto).is_none()
+                })
+                .min_by_key(|(_, t)| **t)
+                .map(|(n, t)| (n.clone(), *t))
+        };
+        let t = match free {
+            Some(t) => t,
+            None => {
+                let (gone, t) = reclaimed().ok_or_else(|| Error::NoFreeTable {
+                    min: self.cfg.table_min,
+                    max: self.cfg.table_max,
+                    config: self.cfg.path.clone(),
+                })?;
+                self.tables.remove(&gone);
+                t
+            }
+        };
         self.tables.insert(ifname.to_string(), t);
         self.tables_changed = true;
         Ok(t)
@@ -658,6 +717,8 @@ mod tests {
             stack_leases: BTreeMap::new(),
             filter: Ok(filter::Current::default()),
             complete: true,
+            present: None,
+            renames: vec![],
         }
     }
 
@@ -995,6 +1056,58 @@ mod tests {
         let g2 = after(&g, &plans);
         let again = Planner::new(&cfg, &g2).sync_plans(false);
         assert!(again.interfaces.iter().all(|p| p.rules_add.is_empty() && p.rules_del.is_empty() && p.routes_add.is_empty()));
+    }
+
+    /// Renamed while its record was kept: record, lease and table follow the interface index,
+    /// the rule naming the old device goes, and no second table is taken.
+    #[test]
+    fn a_renamed_interface_keeps_its_table_and_lease() {
+        let cfg = Config::default();
+        let old_oif = Rule { v6: false, priority: 4120, selector: Selector::Oif("eth1".into()), table: 4102, suppress: None, goto: None };
+        let mut g =
+            gathered(vec![link(3, "lan1", 4100, &[])], vec![v4(3, 11)], vec![Owned { protocol: PROTO, item: old_oif.clone() }], vec![]);
+        let lease = Lease {
+            address: [198, 51, 100, 11].into(),
+            prefix_len: 24,
+            gateway: Some([198, 51, 100, 1].into()),
+            routes: vec![],
+            source: "dhclient".into(),
+        };
+        g.records.insert("eth1".into(), Record { applied: true, lease: Some(lease.clone()), ifindex: Some(3), ..Default::default() });
+        g.on_disk = g.records.clone();
+        g.names.insert("eth1".into());
+        g.tables.insert("eth1".into(), 4102);
+        g.follow_renames();
+        assert_eq!(g.renames, [("eth1".to_string(), "lan1".to_string())]);
+        let plans = Planner::new(&cfg, &g).sync_plans(false);
+        let lan1 = plans.interfaces.iter().find(|p| p.ifname == "lan1").unwrap();
+        assert_eq!(lan1.table, Some(4102));
+        assert_eq!(lan1.record.as_ref().unwrap().lease, Some(lease));
+        assert_eq!(lan1.rules_del, [old_oif]);
+        assert!(lan1.rules_add.iter().any(|r| r.selector == Selector::Oif("lan1".into()) && r.table == 4102));
+        assert_eq!(plans.tables, Some([("lan1".to_string(), 4102)].into()));
+        assert!(plans.interfaces.iter().all(|p| p.ifname != "eth1"));
+    }
+
+    /// The range exhausted by interfaces that are gone: a new one takes the lowest of their
+    /// tables; while they exist (or are recorded), their numbers are theirs.
+    #[test]
+    fn tables_of_gone_interfaces_are_reclaimed_only_when_needed() {
+        let cfg = Config { table_min: 4101, table_max: 4102, ..Config::default() };
+        let mut g = gathered(vec![link(2, "eth0", 0, &[])], vec![v4(2, 10)], vec![], vec![]);
+        g.tables = [("usb0".to_string(), 4102), ("usb1".to_string(), 4101)].into();
+        g.complete = false;
+        // Nobody read which links exist: no guessing.
+        assert!(matches!(Planner::new(&cfg, &g).interface("eth0", Intent::Apply), Err(Error::NoFreeTable { .. })));
+        g.present = Some(["eth0".to_string(), "usb0".to_string()].into());
+        let mut p = Planner::new(&cfg, &g);
+        assert_eq!(p.interface("eth0", Intent::Apply).unwrap().table, Some(4101));
+        let plans = p.finish(vec![]);
+        assert_eq!(plans.tables, Some([("eth0".to_string(), 4101), ("usb0".to_string(), 4102)].into()));
+        // A recorded interface is not gone, whatever the links say.
+        g.present = Some(["eth0".to_string()].into());
+        g.names = ["usb0".to_string(), "usb1".to_string()].into();
+        assert!(Planner::new(&cfg, &g).interface("eth0", Intent::Apply).is_err());
     }
 
     #[test]

@@ -102,7 +102,15 @@ impl Engine {
         .map_err(Error::netlink("reading the kernel's routing state"))?;
         kernel.complete_sysctls(&sysctl::wanted(&self.cfg));
         let stack_leases = stack_leases(&self.cfg, &kernel, &records);
-        Ok(Gathered {
+        let present = match one {
+            None => Some(kernel.links.iter().map(|l| l.name.clone()).collect()),
+            // A table to allocate, which may mean taking one of an interface that is gone.
+            Some(n) if !tables.contains_key(n) => {
+                Some(self.nl.links().map_err(Error::netlink("reading the links"))?.into_iter().map(|l| l.name).collect())
+            }
+            Some(_) => None,
+        };
+        let mut g = Gathered {
             kernel,
             on_disk: records.clone(),
             records,
@@ -111,7 +119,13 @@ impl Engine {
             stack_leases,
             filter: filter::read(self.cfg.rp_filter),
             complete: one.is_none(),
-        })
+            present,
+            renames: vec![],
+        };
+        if one.is_none() {
+            g.follow_renames();
+        }
+        Ok(g)
     }
 }
 

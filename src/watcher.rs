@@ -44,6 +44,8 @@ struct Pending {
     /// Names of links that went away (their index no longer resolves).
     gone: BTreeSet<String>,
     tables: BTreeSet<u32>,
+    /// Link names as link events carry them, by index: a rename is a name change of an index.
+    links: BTreeMap<u32, String>,
     /// Devices of main-table routes the kernel made for an address (a network comes or goes):
     /// through an unmanaged interface, that changes the shared `to` rules.
     connected: BTreeSet<u32>,
@@ -85,9 +87,12 @@ fn classify(msg: RouteNetlinkMessage, cfg: &Config, p: &mut Pending) {
         {
             p.ifindexes.insert(header.index);
         }
-        NewLink(LinkMessage { header, .. }) => {
+        NewLink(LinkMessage { header, attributes, .. }) => {
             // Renames and state changes; the name is re-read from the kernel at reconcile time.
             p.ifindexes.insert(header.index);
+            if let Some(n) = attributes.iter().find_map(|a| if let LinkAttribute::IfName(n) = a { Some(n.clone()) } else { None }) {
+                p.links.insert(header.index, n);
+            }
         }
         DelLink(LinkMessage { attributes, .. }) => {
             if let Some(n) = attributes.iter().find_map(|a| if let LinkAttribute::IfName(n) = a { Some(n.clone()) } else { None }) {
@@ -267,6 +272,8 @@ pub fn run(cfg: &Config) -> i32 {
     log::info!("watching address, link, route and rule events");
     let mut fights = Fights { present: BTreeSet::new(), undone: BTreeMap::new(), paused: BTreeMap::new() };
     let mut buf = Vec::with_capacity(1 << 16);
+    let mut names: BTreeMap<u32, String> =
+        engine.nl.links().map(|v| v.into_iter().map(|l| (l.index, l.name)).collect()).unwrap_or_default();
     loop {
         let mut p = Pending::default();
         let mut fds = [PollFd::new(sock.as_fd(), PollFlags::POLLIN)];
@@ -297,6 +304,12 @@ pub fn run(cfg: &Config) -> i32 {
         }
         if p.is_empty() {
             continue;
+        }
+        // A managed interface renamed: its record, lease and table follow it (a full sync, which
+        // matches records to interfaces by index; renames are rare).
+        let renamed: Vec<String> = p.links.iter().filter_map(|(i, n)| names.insert(*i, n.clone()).filter(|old| old != n)).collect();
+        if !renamed.is_empty() && engine.state.recorded().iter().any(|r| renamed.contains(r)) {
+            p.resync = true;
         }
         handle(&mut engine, cfg, p, &mut fights);
     }

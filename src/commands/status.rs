@@ -72,7 +72,8 @@ pub fn collect(e: &mut Engine) -> Result<Value, Error> {
             "addresses6": addrs6,
             "gateway": gateway(false),
             "gateway6": gateway(true),
-            "lease_source": lease.as_ref().map(|l| l.source.clone()).unwrap_or_else(|| "main table".into()),
+            "lease_source": lease.as_ref().map(|l| l.source.clone()),
+            "gateway_source": rec.gateway_from,
             "classless_routes": lease.as_ref().map(|l| l.routes.len()).unwrap_or(0),
             "rules": rules(false),
             "routes": routes(false),
@@ -194,7 +195,11 @@ pub fn run(cfg: &Config, as_json: bool, as_prometheus: bool) -> i32 {
                 continue;
             }
             println!("  {fam} addresses: {}", join(addrs));
-            println!("  {fam} gateway: {}", i[format!("gateway{sfx}")].as_str().unwrap_or("none (off-link traffic refused)"));
+            let from = match (sfx, i["gateway_source"].as_str()) {
+                ("", Some(f)) => format!(" (from {f})"),
+                _ => String::new(),
+            };
+            println!("  {fam} gateway: {}{from}", i[format!("gateway{sfx}")].as_str().unwrap_or("none (off-link traffic refused)"));
             for r in i[format!("rules{sfx}")].as_array().into_iter().flatten() {
                 println!("  rule  {}", r.as_str().unwrap_or(""));
             }
