@@ -30,6 +30,13 @@ pub struct Lease {
     pub source: String,
 }
 
+impl Lease {
+    /// Written by the admin (an ifupdown static stanza), not sent by a DHCP server.
+    pub fn is_static(&self) -> bool {
+        self.source == "ifupdown"
+    }
+}
+
 /// The hook environment, one variable at a time (values that are not UTF-8 come back lossy and
 /// then fail validation).
 pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;

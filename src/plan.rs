@@ -185,9 +185,12 @@ impl<'a> Planner<'a> {
             return (Gateways { gateway: Some(g), routes, ..Default::default() }, Some("configuration".into()));
         }
         if let Some(l) = lease {
-            // The lease speaks for its network: one without a default route means none.
-            let from = l.gateway.map(|_| format!("{} lease", l.source));
-            return (Gateways { gateway: l.gateway, routes, ..Default::default() }, from);
+            // A DHCP server speaks for its network: a lease without a router means there is none.
+            // A static stanza without `gateway` only means the admin did not write one there.
+            if l.gateway.is_some() || !l.is_static() {
+                let from = l.gateway.map(|_| format!("lease ({})", l.source));
+                return (Gateways { gateway: l.gateway, routes, ..Default::default() }, from);
+            }
         }
         let k = &self.g.kernel;
         if let Some(g) = k.main_gateway(f.index) {
@@ -300,12 +303,7 @@ impl<'a> Planner<'a> {
             .collect();
         let cur_routes = table.map(|t| k.owned_routes(t, proto)).unwrap_or_default();
 
-        let desired = match (&facts, claimed, table) {
-            (Some(f), true, Some(t)) if !applying => {
-                let mut d = policy::Desired::default();
-                policy::refusal_v4(cfg, f, t, &mut d);
-                d
-            }
+        let desired = match (&facts, applying, table) {
             (Some(f), true, Some(t)) => {
                 let (mut gw, from) = self.gateways(&record, f);
                 record.gateway_from = from.filter(|_| !f.addresses.is_empty());
@@ -315,7 +313,6 @@ impl<'a> Planner<'a> {
                     gw.onlink6 = k.onlink6(f.index);
                 }
                 let mut d = policy::desired(cfg, f, t, &gw);
-                policy::refusal_v4(cfg, f, t, &mut d);
                 // An interface that is down cannot carry routes (the kernel refuses and flushes
                 // them); its table keeps only the terminator until it comes up again.
                 if !link.is_some_and(|l| l.up) {
@@ -1014,7 +1011,7 @@ mod tests {
         let from: Vec<Option<&str>> = plans[..5].iter().map(|p| p.record.as_ref().unwrap().gateway_from.as_deref()).collect();
         assert_eq!(
             from,
-            [Some("main table"), Some("networkd lease"), Some("another interface on 198.51.100.0/24"), Some("configuration"), None]
+            [Some("main table"), Some("lease (networkd)"), Some("another interface on 198.51.100.0/24"), Some("configuration"), None]
         );
         let default_via = |p: &Plan| {
             p.routes_add.iter().find_map(|r| match &r.kind {
@@ -1035,27 +1032,6 @@ mod tests {
         let mut p = Planner::new(&cfg, &g);
         let (plans, _) = p.sync(true);
         assert!(plans.iter().filter(|p| !p.orphans).all(|p| p.record.is_none()));
-    }
-
-    /// A managed interface that loses its address (lease expired, `nmcli con down` with the link
-    /// up) keeps an `oif` rule into a table that refuses everything, through `sync` and its
-    /// orphan sweep, and converges.
-    #[test]
-    fn an_interface_without_address_refuses_bound_traffic() {
-        let cfg = Config::default();
-        let mut g = gathered(vec![link(2, "eth0", 0, &[]), link(3, "eth1", 4100, &[])], vec![v4(2, 10)], vec![], vec![]);
-        g.records.insert("eth1".into(), Record { applied: true, ..Default::default() });
-        g.names.insert("eth1".into());
-        g.tables.insert("eth1".into(), 4102);
-        let plans = Planner::new(&cfg, &g).sync_plans(false);
-        let eth1 = plans.interfaces.iter().find(|p| p.ifname == "eth1").unwrap();
-        assert_eq!(eth1.rules_add.iter().map(|r| &r.selector).collect::<Vec<_>>(), [&Selector::Oif("eth1".into())]);
-        assert_eq!(eth1.routes_add.iter().map(|r| &r.kind).collect::<Vec<_>>(), [&RouteKind::Unreachable]);
-        assert!(eth1.record.as_ref().is_some_and(|r| !r.applied));
-        assert!(plans.interfaces.iter().all(|p| !p.orphans), "the refusal is not an orphan");
-        let g2 = after(&g, &plans);
-        let again = Planner::new(&cfg, &g2).sync_plans(false);
-        assert!(again.interfaces.iter().all(|p| p.rules_add.is_empty() && p.rules_del.is_empty() && p.routes_add.is_empty()));
     }
 
     /// Renamed while its record was kept: record, lease and table follow the interface index,

@@ -175,25 +175,6 @@ pub fn desired(cfg: &Config, iface: &InterfaceFacts, table: u32, gw: &Gateways) 
     d
 }
 
-/// A managed interface without an IPv4 address: traffic bound to it by name is refused here.
-/// Left to main, the kernel would take any destination for on-link and send it with another
-/// interface's source address — and the gateway's ARP entry for that address would move to this
-/// interface's MAC, cutting the other interface off for seconds.
-pub fn refusal_v4(cfg: &Config, iface: &InterfaceFacts, table: u32, d: &mut Desired) {
-    if !iface.addresses.is_empty() {
-        return;
-    }
-    d.rules.push(Rule {
-        v6: false,
-        priority: oif_priority(cfg),
-        selector: Selector::Oif(iface.name.clone()),
-        table,
-        suppress: None,
-        goto: None,
-    });
-    d.routes.push(Route { table, dst: IpNet::DEFAULT_V4, metric: TERMINATOR_METRIC, kind: RouteKind::Unreachable });
-}
-
 fn rules_for(cfg: &Config, iface: &InterfaceFacts, table: u32, v6: bool, addrs: impl Iterator<Item = IpAddr>, d: &mut Desired) {
     // The connection mark is the table number (the receive filter sets it).
     d.rules.push(Rule { v6, priority: fwmark_priority(cfg), selector: Selector::Fwmark(table), table, suppress: None, goto: None });

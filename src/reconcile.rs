@@ -181,8 +181,9 @@ pub fn reconcile(e: &mut Engine, target: &Target, dry_run: bool, client: ClientE
     }
     for p in &plans.interfaces {
         let Some(r) = p.record.as_ref().filter(|r| r.applied) else { continue };
-        let before = g.on_disk.get(&p.ifname).and_then(|r| r.gateway_from.clone());
-        if r.gateway_from == before {
+        // Said once: when the interface gets its policy, and when the gateway's source changes.
+        let before = g.on_disk.get(&p.ifname).filter(|r| r.applied).map(|r| &r.gateway_from);
+        if before == Some(&r.gateway_from) {
             continue;
         }
         match &r.gateway_from {

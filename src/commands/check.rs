@@ -63,12 +63,14 @@ pub fn violations(e: &mut Engine) -> Result<Report, Error> {
         };
         if !applied {
             // Managed, without an address (a lease that ended, `nmcli con down` with the link
-            // up): traffic bound to it must be refused here, not sent with another's address.
-            if let Ok((Some(o), src)) = e.nl.route_get(probe4, None, Some(link.index), None) {
+            // up): the kernel takes traffic bound to it for on-link and borrows another
+            // interface's address; the receive filter's egress chain must be there to drop it.
+            let covered = matches!(&nft, Some(Ok(c)) if c.rules_ok && c.managed.contains(&name));
+            if !covered && let Ok((Some(_), Some(src))) = e.nl.route_get(probe4, None, Some(link.index), None) {
                 v.push(format!(
-                    "{name}: has no IPv4 address, yet traffic bound to it would leave by {} with source {}; run `stronghost apply {name}`",
-                    k.name_of(o),
-                    src.map(|s| s.to_string()).unwrap_or_else(|| "none".into())
+                    "{name}: has no IPv4 address, and traffic bound to it would leave with {src}, another interface's address \
+                     (the receive filter that drops it is not in place); set receive_filter = yes in {} and run `stronghost apply {name}`",
+                    e.cfg.path.display()
                 ));
             }
             continue;

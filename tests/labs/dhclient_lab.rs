@@ -97,20 +97,13 @@ fn five_interfaces_on_one_subnet_are_a_strong_host_through_the_lease_lifecycle()
     lab.assert_foreign_intact("after renew with a new address");
 
     // Release: eth4's routing policy goes; it stays managed without an address, so its ARP
-    // hardening stays (else it would answer ARP for the others' addresses) and it stays in the
-    // receive filter.
+    // hardening stays (else it would answer ARP for the others' addresses), it stays in the
+    // receive filter, and traffic bound to it is dropped rather than sent with another
+    // interface's address.
     lab.release_dhclient(4);
     lab::wait_for(std::time::Duration::from_secs(10), "eth4 released", || lab.status_of("eth4").is_some_and(|s| s["applied"] == false));
     let t4 = tables["eth4"];
-    let no_policy = |lab: &Lab, ifname: &str, t: u64| {
-        let dump = lab.routing_dump();
-        assert!(
-            !dump.contains(&format!("lookup {t} ")) && !dump.contains(&format!("table {t} ")),
-            "{ifname}'s policy left behind:\n{dump}"
-        );
-        assert!(!dump.contains(&format!("oif {ifname} ")), "{dump}");
-    };
-    no_policy(&lab, "eth4", t4);
+    lab.assert_addressless_refused("eth4", t4);
     assert_eq!(lab.host_ok(&["cat", "/proc/sys/net/ipv4/conf/eth4/arp_ignore"]).trim(), "1");
     for k in 0..4 {
         let a = if k == 2 { new2.clone() } else { addr(k) };
@@ -130,7 +123,7 @@ fn five_interfaces_on_one_subnet_are_a_strong_host_through_the_lease_lifecycle()
         ". /etc/dhcp/dhclient-exit-hooks.d/stronghost",
     ]);
     assert_eq!(lab.status_of("eth3").unwrap()["applied"], false, "eth3 still routed after EXPIRE");
-    no_policy(&lab, "eth3", tables["eth3"]);
+    lab.assert_addressless_refused("eth3", tables["eth3"]);
 
     // An explicit release gives the interface back as it was: sysctls, link group, filter.
     let out = lab.stronghost(&["release", "eth4"]);

@@ -506,22 +506,24 @@ impl Lab {
         self.start_isc_client(k, "-6", "dhclient6");
     }
 
+    /// Starts dhclient on ethK with its lease file where Debian's ifupdown keeps it
+    /// (/var/lib/dhcp/dhclient.ethK.leases, in the host's private /var).
+    pub fn start_dhclient_debian(&mut self, k: usize) {
+        let lf = format!("/var/lib/dhcp/dhclient.eth{k}.leases");
+        self.start_isc_client_at(k, "-4", "dhclient", Some(&lf));
+    }
+
     fn start_isc_client(&mut self, k: usize, family: &str, name: &str) {
+        self.start_isc_client_at(k, family, name, None);
+    }
+
+    fn start_isc_client_at(&mut self, k: usize, family: &str, name: &str, lease_file: Option<&str>) {
         let d = self.dir.display().to_string();
         let e = format!("eth{k}");
+        let lf = lease_file.map(str::to_string).unwrap_or_else(|| format!("{d}/{name}.{e}.leases"));
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join(format!("{name}.{e}.log"))).unwrap();
         let c = self
-            .host_cmd(&[
-                "dhclient",
-                family,
-                "-d",
-                "-v",
-                "-pf",
-                &format!("{d}/{name}.{e}.pid"),
-                "-lf",
-                &format!("{d}/{name}.{e}.leases"),
-                &e,
-            ])
+            .host_cmd(&["dhclient", family, "-d", "-v", "-pf", &format!("{d}/{name}.{e}.pid"), "-lf", &lf, &e])
             .env_remove("STRONGHOST_LOG_STDERR")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -670,12 +672,40 @@ impl Lab {
         self.status()["interfaces"].as_array().unwrap().iter().find(|i| i["interface"] == ifname).cloned()
     }
 
-    /// Whether stronghost has its routing policy in force on the interface.
-    /// Whether the kernel holds `ifname`'s policy: stronghost's `oif` rule for it, of either
-    /// family (read with `ip`, not from stronghost's own view).
+    /// Whether the kernel holds `ifname`'s policy for addresses, of either family (read with
+    /// `ip`, not from stronghost's own view): stronghost's `oif` rule for it, and a `from` rule
+    /// into the same table. (A managed interface without an address keeps only the `oif` rule,
+    /// into a table that refuses everything.)
     pub fn routed(&self, ifname: &str) -> bool {
-        let pat = format!("oif {ifname} lookup");
-        ["-4", "-6"].iter().any(|f| self.host_ok(&["ip", "-N", f, "rule"]).lines().any(|l| l.contains(&pat) && l.contains("proto 83")))
+        let pat = format!("oif {ifname} lookup ");
+        ["-4", "-6"].iter().any(|f| {
+            let rules = self.host_ok(&["ip", "-N", f, "rule"]);
+            let table = rules
+                .lines()
+                .find(|l| l.contains(&pat) && l.contains("proto 83"))
+                .and_then(|l| l.split(&pat).nth(1)?.split_whitespace().next().map(str::to_string));
+            table.is_some_and(|t| {
+                rules.lines().any(|l| l.contains(&format!("lookup {t} ")) && l.contains("from ") && !l.contains("from all"))
+            })
+        })
+    }
+
+    /// `ifname` is managed without an address: no routing policy is left for it (table `t` is
+    /// empty), yet traffic bound to it is not sent: the kernel would take any destination for
+    /// on-link and borrow another interface's address, and the receive filter's egress chain drops
+    /// that, counted on `ifname`.
+    pub fn assert_addressless_refused(&self, ifname: &str, t: u64) {
+        let dump = self.routing_dump();
+        assert!(
+            !dump.contains(&format!("lookup {t} ")) && !dump.contains(&format!("table {t} ")),
+            "{ifname}'s policy left behind:\n{dump}"
+        );
+        assert!(!dump.contains(&format!("oif {ifname} ")), "{dump}");
+        let before = self.status_of(ifname).unwrap()["drops"]["foreign_source"].as_u64().unwrap_or(0);
+        let out = self.host(&["curl", "-sS", "--max-time", "2", "--interface", ifname, &format!("http://{SERVER}/")]);
+        assert!(!out.status.success(), "traffic bound to {ifname} without an address got through");
+        let after = self.status_of(ifname).unwrap()["drops"]["foreign_source"].as_u64().unwrap_or(0);
+        assert!(after > before, "{ifname}: the borrowed-address packet was not dropped and counted ({before} → {after})");
     }
 
     /// Every change the kernel announces while `f` runs — links (group, sysctls), addresses,
