@@ -58,3 +58,27 @@ fn networkd_with_watcher_through_reconfigure_and_a_new_address() {
     assert!(!lab.host_ok(&["ip", "-4", "rule"]).contains(&format!("from {} ", addr(1))), "rule of the old address left behind");
     lab.assert_foreign_intact("after a new address");
 }
+
+/// Installed on a host whose networkd leases are already bound (no watcher yet): the first `sync`
+/// takes the gateway of every interface from networkd's lease files, at once.
+#[test]
+fn networkd_leases_bound_before_installation() {
+    let n = 3;
+    let mut lab = Lab::builder(n).daemons().build();
+    lab.install("dist/networkd.conf.d/stronghost.conf", "/usr/lib/systemd/networkd.conf.d/stronghost.conf", "0644");
+    lab.write_host_file(
+        "/etc/systemd/network/10-eth.network",
+        "[Match]\nName=eth*\n\n[Network]\nDHCP=ipv4\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n\n[DHCPv4]\nSendHostname=no\n",
+    );
+    lab.spawn_in_host("networkd", &["/lib/systemd/systemd-networkd"]);
+    lab.wait_addresses(&(0..n).map(addr).collect::<Vec<_>>());
+    let out = lab.stronghost(&["sync"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for k in 0..n {
+        let s = lab.status_of(&format!("eth{k}")).unwrap();
+        assert_eq!((s["gateway"].as_str(), s["gateway_source"].as_str()), (Some(crate::lab::GW), Some("lease (networkd)")), "{s}");
+    }
+    for k in 0..n {
+        lab.assert_strong(k, &addr(k));
+    }
+}
