@@ -46,6 +46,8 @@ struct Pending {
     tables: BTreeSet<u32>,
     /// Link names as link events carry them, by index: a rename is a name change of an index.
     links: BTreeMap<u32, String>,
+    /// Indexes of links that were deleted.
+    unlinked: BTreeSet<u32>,
     /// Devices of main-table routes the kernel made for an address (a network comes or goes):
     /// through an unmanaged interface, that changes the shared `to` rules.
     connected: BTreeSet<u32>,
@@ -90,12 +92,13 @@ fn classify(msg: RouteNetlinkMessage, cfg: &Config, p: &mut Pending) {
         NewLink(LinkMessage { header, attributes, .. }) => {
             // Renames and state changes; the name is re-read from the kernel at reconcile time.
             p.ifindexes.insert(header.index);
-            if let Some(n) = attributes.iter().find_map(|a| if let LinkAttribute::IfName(n) = a { Some(n.clone()) } else { None }) {
+            if let Some(n) = ifname(&attributes) {
                 p.links.insert(header.index, n);
             }
         }
-        DelLink(LinkMessage { attributes, .. }) => {
-            if let Some(n) = attributes.iter().find_map(|a| if let LinkAttribute::IfName(n) = a { Some(n.clone()) } else { None }) {
+        DelLink(LinkMessage { header, attributes, .. }) => {
+            p.unlinked.insert(header.index);
+            if let Some(n) = ifname(&attributes) {
                 p.gone.insert(n);
             }
         }
@@ -113,6 +116,10 @@ fn classify(msg: RouteNetlinkMessage, cfg: &Config, p: &mut Pending) {
         }
         _ => {}
     }
+}
+
+fn ifname(attributes: &[LinkAttribute]) -> Option<String> {
+    attributes.iter().find_map(|a| if let LinkAttribute::IfName(n) = a { Some(n.clone()) } else { None })
 }
 
 fn route_event(r: &RouteMessage, deleted: bool, cfg: &Config, p: &mut Pending) {
@@ -308,6 +315,9 @@ pub fn run(cfg: &Config) -> i32 {
         // A managed interface renamed: its record, lease and table follow it (a full sync, which
         // matches records to interfaces by index; renames are rare).
         let renamed: Vec<String> = p.links.iter().filter_map(|(i, n)| names.insert(*i, n.clone()).filter(|old| old != n)).collect();
+        for i in &p.unlinked {
+            names.remove(i);
+        }
         if !renamed.is_empty() && engine.state.recorded().iter().any(|r| renamed.contains(r)) {
             p.resync = true;
         }

@@ -32,8 +32,7 @@ pub fn read(ifnames: &BTreeSet<String>, now: i64) -> BTreeMap<String, Vec<Lease>
             .flatten()
             .filter_map(|e| e.file_name().into_string().ok())
             // dhclient.leases, dhclient.eth0.leases, dhclient-<uuid>-eth0.lease; not dhclient6.
-            .filter(|n| n.starts_with("dhclient") && !n.starts_with("dhclient6") && (n.ends_with(".lease") || n.ends_with(".leases")))
-            .filter(|n| !n.contains("6.lease") && (is_shared(n) || ifnames.iter().any(|i| names_interface(n, i))))
+            .filter(|n| is_lease_file(n) && (is_shared(n) || ifnames.iter().any(|i| names_interface(n, i))))
             .collect();
         files.sort();
         for name in files {
@@ -51,6 +50,11 @@ pub fn read(ifnames: &BTreeSet<String>, now: i64) -> BTreeMap<String, Vec<Lease>
         }
     }
     out
+}
+
+/// dhclient's IPv4 lease files (`dhclient6…` ones hold only `lease6` blocks).
+fn is_lease_file(file: &str) -> bool {
+    file.starts_with("dhclient") && !file.starts_with("dhclient6") && (file.ends_with(".lease") || file.ends_with(".leases"))
 }
 
 fn is_shared(file: &str) -> bool {
@@ -302,5 +306,7 @@ lease {
         assert!(names_interface("dhclient-5b6e-4c2a-eth0.lease", "eth0"));
         assert!(!names_interface("dhclient.veth0.leases", "eth0"));
         assert!(!names_interface("dhclient.eth0.leases", "eth"));
+        assert!(is_lease_file("dhclient.eth6.leases") && names_interface("dhclient.eth6.leases", "eth6"));
+        assert!(!is_lease_file("dhclient6.eth0.leases") && !is_lease_file("dhclient.eth0.leases~"));
     }
 }

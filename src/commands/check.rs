@@ -190,6 +190,24 @@ pub fn violations(e: &mut Engine) -> Result<Report, Error> {
             }
         }
     }
+    // An interface stronghost should manage but does not (the hooks ran into an error — a
+    // foreign link group, no free table — or only hooks run and the address was added by hand):
+    // it is a weak host's interface, whatever the others are.
+    for l in &k.links {
+        if g.records.contains_key(&l.name) || !e.cfg.manages(&l.name) || !filter::quotable(&l.name) {
+            continue;
+        }
+        let f = crate::plan::facts(&e.cfg, k, l);
+        if let Some(a) = f.addresses.first().map(|a| a.0.to_string()).or_else(|| f.addresses6.first().map(|a| a.0.to_string())) {
+            v.push(format!(
+                "{}: has address {a} but is not managed (its traffic is routed as on a weak host); run `stronghost apply {}` to \
+                 see why, or exclude it in {}",
+                l.name,
+                l.name,
+                e.cfg.path.display()
+            ));
+        }
+    }
     Ok(Report { violations: v, warnings, checked, drops })
 }
 

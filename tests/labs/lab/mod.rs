@@ -672,22 +672,11 @@ impl Lab {
         self.status()["interfaces"].as_array().unwrap().iter().find(|i| i["interface"] == ifname).cloned()
     }
 
-    /// Whether the kernel holds `ifname`'s policy for addresses, of either family (read with
-    /// `ip`, not from stronghost's own view): stronghost's `oif` rule for it, and a `from` rule
-    /// into the same table. (A managed interface without an address keeps only the `oif` rule,
-    /// into a table that refuses everything.)
+    /// Whether the kernel holds `ifname`'s policy: stronghost's `oif` rule for it, of either
+    /// family (read with `ip`, not from stronghost's own view).
     pub fn routed(&self, ifname: &str) -> bool {
-        let pat = format!("oif {ifname} lookup ");
-        ["-4", "-6"].iter().any(|f| {
-            let rules = self.host_ok(&["ip", "-N", f, "rule"]);
-            let table = rules
-                .lines()
-                .find(|l| l.contains(&pat) && l.contains("proto 83"))
-                .and_then(|l| l.split(&pat).nth(1)?.split_whitespace().next().map(str::to_string));
-            table.is_some_and(|t| {
-                rules.lines().any(|l| l.contains(&format!("lookup {t} ")) && l.contains("from ") && !l.contains("from all"))
-            })
-        })
+        let pat = format!("oif {ifname} lookup");
+        ["-4", "-6"].iter().any(|f| self.host_ok(&["ip", "-N", f, "rule"]).lines().any(|l| l.contains(&pat) && l.contains("proto 83")))
     }
 
     /// `ifname` is managed without an address: no routing policy is left for it (table `t` is
