@@ -1,6 +1,7 @@
 #!/bin/bash
 # The benchmarks (not tests): a 256-interface lab in namespaces, measured in one run.
 # Writes target/bench-results.md. Needs root; touches only namespaces it creates.
+# STRONGBENCH_ONLY=scale (per_event, scale, watcher, data_plane; comma-separated) runs a part.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tests/deps.sh

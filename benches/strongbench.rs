@@ -446,10 +446,21 @@ fn main() {
     lab.in_ns("rtr", &["ip", "addr", "add", "198.18.0.1/15", "dev", "lan0"]);
     let mut bench = Bench { lab, report: String::new() };
     let started = Instant::now();
-    bench.per_event(30);
-    bench.scale(&[1, 5, 64, 256]);
-    bench.watcher(1000);
-    bench.data_plane(&[5, 256]);
+    // STRONGBENCH_ONLY=scale (or per_event, watcher, data_plane, comma-separated) runs a part.
+    let only = std::env::var("STRONGBENCH_ONLY").ok();
+    let runs = |part: &str| only.as_deref().is_none_or(|o| o.split(',').any(|p| p == part));
+    if runs("per_event") {
+        bench.per_event(30);
+    }
+    if runs("scale") {
+        bench.scale(&[1, 5, 64, 256]);
+    }
+    if runs("watcher") {
+        bench.watcher(1000);
+    }
+    if runs("data_plane") {
+        bench.data_plane(&[5, 256]);
+    }
     let head = format!(
         "## Benchmarks\n\nMeasured by `bash benches/run.sh` on {} ({} CPUs), {} s in all.\n",
         std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
