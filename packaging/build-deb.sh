@@ -1,26 +1,35 @@
 #!/bin/bash
-# Builds target/package/stronghost_VERSION-1_amd64.deb. The version comes from Cargo.toml.
+# Builds target/package/stronghost_VERSION-1_amd64.deb with debhelper (dpkg-buildpackage) from
+# packaging/debian and the tree packaging/stage.sh lays out.
 # build-deb.sh [--binary PATH]   (default: a release build)
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
-bin=
-if [ "${1-}" = --binary ]; then bin=$2; else
+if [ "${1-}" = --binary ]; then bin=$(realpath "$2"); else
 	cargo build --release --locked
-	bin=target/release/stronghost
+	bin=$top/target/release/stronghost
 fi
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
-out=target/package
-root=$out/deb-root
-mkdir -p "$out"
-bash packaging/stage.sh debian "$bin" "$root"
-mkdir -p "$root/DEBIAN"
-size=$(du -sk --exclude=DEBIAN "$root" | cut -f1)
-sed -e "s/@VERSION@/$version/" -e "s/@SIZE@/$size/" packaging/deb/control.in >"$root/DEBIAN/control"
-install -m 0644 packaging/deb/conffiles "$root/DEBIAN/conffiles"
-for s in postinst prerm postrm; do install -m 0755 "packaging/deb/$s" "$root/DEBIAN/$s"; done
-(cd "$root" && find . -path ./DEBIAN -prune -o -type f -printf '%P\n' | sort | xargs md5sum) >"$root/DEBIAN/md5sums"
-chmod 0644 "$root/DEBIAN/md5sums"
-deb="$out/stronghost_${version}-1_amd64.deb"
-dpkg-deb --root-owner-group -Zxz --build "$root" "$deb" >/dev/null
-echo "$deb"
+debversion=$(dpkg-parsechangelog -l packaging/debian/changelog -S Version)
+if [ "${debversion%-*}" != "$version" ]; then
+	echo "packaging/debian/changelog is at $debversion but Cargo.toml at $version: add a changelog entry (dch -v $version-1)" >&2
+	exit 1
+fi
+if ! command -v dh >/dev/null; then
+	echo "debhelper is not installed: apt-get install debhelper" >&2
+	exit 1
+fi
+out=$top/target/package
+build=$out/deb-build/stronghost-$version
+rm -rf "$out/deb-build"
+mkdir -p "$build"
+cp -a packaging/debian "$build/debian"
+bash packaging/stage.sh debian "$bin" "$build/stage"
+# -b: binary only; -d: the build dependency is debhelper itself, checked above.
+(cd "$build" && dpkg-buildpackage -b -d -uc -us --no-sign >"$out/deb-build/build.log" 2>&1) || {
+	cat "$out/deb-build/build.log" >&2
+	exit 1
+}
+deb=$out/stronghost_${debversion}_amd64.deb
+mv "$out/deb-build/stronghost_${debversion}_amd64.deb" "$deb"
+echo "${deb#"$top"/}"

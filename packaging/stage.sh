@@ -9,23 +9,30 @@ inst() { install -D -m "$1" "$2" "$root/$3"; }
 inst 0755 "$bin" usr/sbin/stronghost
 strip --strip-unneeded "$root/usr/sbin/stronghost" 2>/dev/null || :
 inst 0644 "$top/dist/stronghost.conf" etc/stronghost/stronghost.conf
-inst 0644 "$top/dist/systemd/stronghost-watch.service" usr/lib/systemd/system/stronghost-watch.service
-inst 0644 "$top/dist/systemd/stronghost-sync.service" usr/lib/systemd/system/stronghost-sync.service
 inst 0644 "$top/dist/networkd.conf.d/stronghost.conf" usr/lib/systemd/networkd.conf.d/stronghost.conf
 inst 0755 "$top/hooks/networkmanager-dispatcher" usr/lib/NetworkManager/dispatcher.d/70-stronghost
 inst 0755 "$top/hooks/udhcpc-script" usr/lib/stronghost/udhcpc-script
 case "$distro" in
 debian)
+	# Debian 12 ships units under /lib (moving them to /usr/lib is unsafe before trixie's
+	# dpkg); debhelper's dh_installsystemd looks for them there.
+	inst 0644 "$top/dist/systemd/stronghost-watch.service" lib/systemd/system/stronghost-watch.service
 	inst 0644 "$top/hooks/dhclient-exit-hook" etc/dhcp/dhclient-exit-hooks.d/stronghost
 	inst 0644 "$top/hooks/dhcpcd-hook" usr/lib/dhcpcd/dhcpcd-hooks/70-stronghost
 	inst 0755 "$top/hooks/ifupdown-hook" etc/network/if-up.d/stronghost
 	inst 0755 "$top/hooks/ifupdown-hook" etc/network/if-post-down.d/stronghost
 	doc=usr/share/doc/stronghost
+	zsh=usr/share/zsh/vendor-completions
 	;;
 fedora)
-	inst 0644 "$top/hooks/dhclient.d/stronghost.sh" etc/dhcp/dhclient.d/stronghost.sh
+	inst 0644 "$top/dist/systemd/stronghost-watch.service" usr/lib/systemd/system/stronghost-watch.service
+	inst 0644 "$top/dist/systemd/80-stronghost.preset" usr/lib/systemd/system-preset/80-stronghost.preset
+	# dhclient-script and NetworkManager's dhclient glue source only executable scripts.
+	inst 0755 "$top/hooks/dhclient.d/stronghost.sh" etc/dhcp/dhclient.d/stronghost.sh
 	inst 0644 "$top/hooks/dhcpcd-hook" usr/libexec/dhcpcd-hooks/70-stronghost
 	doc=usr/share/doc/stronghost
+	zsh=usr/share/zsh/site-functions
+	inst 0644 "$top/packaging/debian/copyright" usr/share/licenses/stronghost/copyright
 	;;
 esac
 # Man pages and completions, generated from the CLI definitions; names for the table range and
@@ -43,13 +50,8 @@ for m in "$gen"/man/*.8; do
 	inst 0644 "$gen/$(basename "$m").gz" "usr/share/man/man8/$(basename "$m").gz"
 done
 inst 0644 "$gen/completions/stronghost.bash" usr/share/bash-completion/completions/stronghost
-inst 0644 "$gen/completions/_stronghost" usr/share/zsh/vendor-completions/_stronghost
+inst 0644 "$gen/completions/_stronghost" "$zsh/_stronghost"
 inst 0644 "$gen/completions/stronghost.fish" usr/share/fish/vendor_completions.d/stronghost.fish
 rm -rf "$gen"
 inst 0644 "$top/README.md" "$doc/README.md"
-inst 0644 "$top/packaging/copyright" "$doc/copyright"
-if [ "$distro" = debian ]; then
-	inst 0644 "$top/packaging/deb/lintian-overrides" usr/share/lintian/overrides/stronghost
-	gzip -9n -c "$top/packaging/changelog" >"$root/$doc/changelog.Debian.gz"
-	chmod 0644 "$root/$doc/changelog.Debian.gz"
-fi
+# Debian: debhelper installs copyright, changelog and lintian overrides from packaging/debian.

@@ -4,7 +4,7 @@
 use clap::Parser;
 use stronghost::cli::{Cli, Command};
 use stronghost::reconcile::Target;
-use stronghost::{commands, config, logging, watcher};
+use stronghost::{commands, config, host, logging, watcher};
 
 fn main() {
     let cli = Cli::parse();
@@ -17,6 +17,11 @@ fn main() {
             std::process::exit(if matches!(cli.command, Command::Hook { .. }) { 0 } else { 2 });
         }
     };
+    let writes = !matches!(cli.command, Command::Plan { .. } | Command::Status { .. } | Command::Check);
+    if let Some(why) = writes.then(host::refuse_writes).flatten() {
+        log::error!("{why}");
+        std::process::exit(if matches!(cli.command, Command::Hook { .. }) { 0 } else { 2 });
+    }
     let code = match &cli.command {
         Command::Apply { interface, json } => commands::apply::run(&cfg, Target::Apply(interface), *json),
         Command::Release { interface: Some(i), all: false, json } => commands::apply::run(&cfg, Target::Release(i), *json),

@@ -1,3 +1,4 @@
+#!/bin/sh
 # stronghost for RHEL/Fedora dhclient-script: /etc/dhcp/dhclient.d/stronghost.sh (sourced).
 # dhclient-script calls stronghost_config on BOUND/RENEW/REBIND/REBOOT and stronghost_restore on
 # EXPIRE/FAIL/RELEASE/STOP. NetworkManager's 11-dhclient dispatcher calls these functions too,

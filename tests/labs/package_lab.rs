@@ -28,8 +28,6 @@ const COMMON: &str = "
 /etc/stronghost/stronghost.conf
 /etc/iproute2/rt_tables.d/stronghost.conf
 /etc/iproute2/rt_protos.d/stronghost.conf
-/usr/lib/systemd/system/stronghost-watch.service
-/usr/lib/systemd/system/stronghost-sync.service
 /usr/lib/systemd/networkd.conf.d/stronghost.conf
 /usr/lib/NetworkManager/dispatcher.d/70-stronghost
 /usr/lib/stronghost/udhcpc-script
@@ -43,10 +41,7 @@ const COMMON: &str = "
 /usr/share/man/man8/stronghost-watch.8.gz
 /usr/share/man/man8/stronghost-hook.8.gz
 /usr/share/bash-completion/completions/stronghost
-/usr/share/zsh/vendor-completions/_stronghost
 /usr/share/fish/vendor_completions.d/stronghost.fish
-/usr/share/doc/stronghost/README.md
-/usr/share/doc/stronghost/copyright
 ";
 
 #[test]
@@ -68,6 +63,10 @@ fn deb_lints_clean_installs_works_removes_and_purges() {
 /usr/lib/dhcpcd/dhcpcd-hooks/70-stronghost
 /etc/network/if-up.d/stronghost
 /etc/network/if-post-down.d/stronghost
+/lib/systemd/system/stronghost-watch.service
+/usr/share/zsh/vendor-completions/_stronghost
+/usr/share/doc/stronghost/README.md.gz
+/usr/share/doc/stronghost/copyright
 /usr/share/doc/stronghost/changelog.Debian.gz
 /usr/share/lintian/overrides/stronghost
 ",
@@ -85,14 +84,16 @@ fn deb_lints_clean_installs_works_removes_and_purges() {
     // A real install into the lab host, then the dhclient scenario with the installed files only.
     let mut lab = Lab::builder(3).bare().build();
     lab.seed_foreign();
-    lab.host_ok(&["dpkg", "-i", deb.to_str().unwrap()]);
+    let installed = lab.host(&["dpkg", "-i", deb.to_str().unwrap()]);
+    let said = String::from_utf8_lossy(&installed.stderr).into_owned();
+    assert!(installed.status.success(), "dpkg -i: {said}");
+    // This lab host does not run systemd: installing changes nothing in the kernel and says how
+    // the policy gets applied instead.
+    assert!(said.contains("systemd is not running here"), "{said}");
+    assert!(!lab.host_ok(&["ip", "-N", "-4", "rule"]).contains("proto 83"), "dpkg -i applied policy without systemd");
+    assert!(!lab.host(&["nft", "list", "table", "inet", "stronghost"]).status.success(), "dpkg -i made the nft table");
     // The units as installed are valid (their man page is installed too).
-    let verify = lab.host(&[
-        "systemd-analyze",
-        "verify",
-        "/usr/lib/systemd/system/stronghost-watch.service",
-        "/usr/lib/systemd/system/stronghost-sync.service",
-    ]);
+    let verify = lab.host(&["systemd-analyze", "verify", "/lib/systemd/system/stronghost-watch.service"]);
     let said = String::from_utf8_lossy(&verify.stdout).into_owned() + &String::from_utf8_lossy(&verify.stderr);
     assert!(verify.status.success() && said.trim().is_empty(), "systemd-analyze verify: {said}");
     for k in 0..3 {
@@ -133,24 +134,40 @@ fn deb_lints_clean_installs_works_removes_and_purges() {
 fn rpm_lints_clean_has_every_file_and_scriptlets() {
     lab::require_root();
     let rpm = build("build-rpm.sh");
-    let lint = Command::new("rpmlint").arg("-c").arg(repo().join("packaging/rpmlint.toml")).arg(&rpm).output().unwrap();
+    let lint = Command::new("rpmlint").arg("-c").arg(repo().join("packaging/rpm/rpmlint.toml")).arg(&rpm).output().unwrap();
     let lint = String::from_utf8_lossy(&lint.stdout).into_owned();
     assert!(lint.contains(" 0 errors"), "rpmlint:\n{lint}");
 
     let mut want = files(COMMON);
     want.extend(files(
         "
+/usr/lib/systemd/system/stronghost-watch.service
+/usr/lib/systemd/system-preset/80-stronghost.preset
 /etc/dhcp/dhclient.d/stronghost.sh
 /usr/libexec/dhcpcd-hooks/70-stronghost
+/usr/share/zsh/site-functions/_stronghost
+/usr/share/doc/stronghost/README.md
+/usr/share/licenses/stronghost/copyright
 ",
     ));
-    let have: BTreeSet<String> = files(&ok(Command::new("rpm").args(["-qlp", "--nodigest", "--nosignature"]).arg(&rpm)))
-        .into_iter()
-        .filter(|f| !["/etc/stronghost", "/usr/lib/stronghost"].contains(&f.as_str()))
-        .collect();
+    // Files (directories are listed by `rpm -qlv` with a leading d: every one is owned).
+    let listing = ok(Command::new("rpm").args(["-qlvp", "--nodigest", "--nosignature"]).arg(&rpm));
+    let have: BTreeSet<String> =
+        listing.lines().filter(|l| !l.starts_with('d')).filter_map(|l| l.split_whitespace().last().map(str::to_string)).collect();
     assert_eq!(have, want, "rpm contents differ");
+    let owned_dirs: BTreeSet<&str> = listing.lines().filter(|l| l.starts_with('d')).filter_map(|l| l.split_whitespace().last()).collect();
+    for d in ["/usr/share/doc/stronghost", "/usr/share/licenses/stronghost", "/etc/dhcp/dhclient.d", "/usr/lib/stronghost"] {
+        assert!(owned_dirs.contains(d), "{d} is not owned by the package: {owned_dirs:?}");
+    }
+    // dhclient-script sources only executable hooks.
+    assert!(listing.lines().any(|l| l.starts_with("-rwxr-xr-x") && l.ends_with("/etc/dhcp/dhclient.d/stronghost.sh")), "{listing}");
+    // Unit handling by the systemd macros: preset on install, stop on erase, restart on upgrade;
+    // nothing applied to the network by a scriptlet itself.
     let scripts = ok(Command::new("rpm").args(["-qp", "--scripts", "--nodigest", "--nosignature"]).arg(&rpm));
-    assert!(scripts.contains("postinstall scriptlet") && scripts.contains("stronghost sync"), "{scripts}");
+    assert!(scripts.contains("preset stronghost-watch.service"), "{scripts}");
+    assert!(scripts.contains("disable --now stronghost-watch.service"), "{scripts}");
+    assert!(scripts.contains("try-restart stronghost-watch.service"), "{scripts}");
+    assert!(!scripts.contains("stronghost sync"), "{scripts}");
     assert!(scripts.contains("preuninstall scriptlet") && scripts.contains("stronghost release --all"), "{scripts}");
     let config = ok(Command::new("rpm").args(["-qcp", "--nodigest", "--nosignature"]).arg(&rpm));
     assert!(config.contains("/etc/stronghost/stronghost.conf"), "{config}");
