@@ -12,10 +12,10 @@ pub const ALLOW_CHROOT: &str = "STRONGHOST_ALLOW_CHROOT";
 /// mountinfo lists mounts relative to our root, and has no mount on "/" when the root is a plain
 /// directory. Without /proc it cannot tell, and says no, as `ischroot` does.
 pub fn in_chroot() -> bool {
-    if let (Ok(ours), Ok(init)) = (std::fs::metadata("/"), std::fs::metadata("/proc/1/root")) {
-        if (ours.dev(), ours.ino()) != (init.dev(), init.ino()) {
-            return true;
-        }
+    if let (Ok(ours), Ok(init)) = (std::fs::metadata("/"), std::fs::metadata("/proc/1/root"))
+        && (ours.dev(), ours.ino()) != (init.dev(), init.ino())
+    {
+        return true;
     }
     std::fs::read_to_string("/proc/self/mountinfo").is_ok_and(|m| !has_root_mount(&m))
 }
