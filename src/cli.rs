@@ -87,3 +87,16 @@ pub enum HookClient {
     /// ifupdown if-up.d / if-post-down.d (IFACE, MODE, METHOD, IF_*): static IPv4 stanzas.
     Ifupdown,
 }
+
+impl HookClient {
+    /// The client's name, as logs and the journal's EVENT_SOURCE give it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            HookClient::Dhclient => "dhclient",
+            HookClient::Dhcpcd => "dhcpcd",
+            HookClient::Udhcpc { .. } => "udhcpc",
+            HookClient::Networkmanager { .. } => "NetworkManager",
+            HookClient::Ifupdown => "ifupdown",
+        }
+    }
+}

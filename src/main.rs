@@ -9,6 +9,11 @@ use stronghost::{commands, config, host, logging, watcher};
 fn main() {
     let cli = Cli::parse();
     logging::init(cli.verbose);
+    logging::set_source(match &cli.command {
+        Command::Hook { client } => client.name(),
+        Command::Watch => "watcher",
+        _ => "cli",
+    });
     let cfg = match config::Config::load(&cli.config) {
         Ok(c) => c,
         Err(e) => {

@@ -186,12 +186,13 @@ pub fn reconcile(e: &mut Engine, target: &Target, dry_run: bool, client: ClientE
         if before == Some(&r.gateway_from) {
             continue;
         }
+        let (iface, table) = (p.ifname.as_str(), p.table.unwrap_or(0));
         match &r.gateway_from {
-            Some(from) => log::info!("{}: gateway from {from}", p.ifname),
+            Some(from) => log::info!(iface, table; "{iface}: gateway from {from}"),
             None if r.lease.is_none()
                 && g.kernel.link(&p.ifname).is_some_and(|l| !plan::facts(&e.cfg, &g.kernel, l).addresses.is_empty()) =>
             {
-                log::warn!(
+                log::warn!(iface, table;
                     "{}: no gateway known (no lease, no default route through it, none on its network, none configured): its \
                      addresses reach only its own network. Name one with `gateway.{} = <address>` in {}",
                     p.ifname,
@@ -210,6 +211,14 @@ pub fn reconcile(e: &mut Engine, target: &Target, dry_run: bool, client: ClientE
         }
         if let Err(err) = execute::execute(&mut e.nl, &e.state, &mut e.writes, &g, &plans, &e.cfg) {
             errors.push(err);
+        }
+        // One line per interface changed, with its journal fields (IFACE, TABLE).
+        for p in &plans.interfaces {
+            let n = p.rules_del.len() + p.routes_del.len() + p.routes_add.len() + p.rules_add.len() + p.sysctls.len();
+            if n > 0 {
+                let (iface, table) = (p.ifname.as_str(), p.table.unwrap_or(0));
+                log::info!(iface, table; "{iface}: {n} change(s) to its rules, routes and sysctls (table {table})");
+            }
         }
     }
     if plans.host.needs_host_pass {

@@ -385,14 +385,14 @@ fn handle(engine: &mut Engine, cfg: &Config, p: Pending, fights: &mut Fights) {
         };
         match result {
             Ok(done) if !done.lines.is_empty() => {
-                log::info!("{name}: {} change(s) after kernel events", done.lines.len());
+                log::info!(iface = name.as_str(); "{name}: {} change(s) after kernel events", done.lines.len());
                 let rules = |v: &[String]| {
                     v.iter().filter(|x| x.starts_with("ip rule ") || x.starts_with("ip -6 rule ")).cloned().collect::<Vec<_>>()
                 };
                 fights.note(&name, &rules(&done.added), &rules(&done.removed));
             }
             Ok(_) => {}
-            Err(e) => log::error!("{name}: {e}"),
+            Err(e) => log::error!(iface = name.as_str(); "{name}: {e}"),
         }
     }
 }

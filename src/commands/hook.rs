@@ -11,14 +11,13 @@ use crate::reconcile::{ClientEvent, Target, reconcile};
 pub fn run(cfg: &Config, client: &HookClient) -> i32 {
     let env = |k: &str| std::env::var_os(k).map(|v| v.to_string_lossy().into_owned());
     let mut warnings = Vec::new();
-    let (name, event) = match client {
-        HookClient::Dhclient => ("dhclient", clients::dhclient::event(&env, &mut warnings)),
-        HookClient::Dhcpcd => ("dhcpcd", clients::dhcpcd::event(&env, &mut warnings)),
-        HookClient::Udhcpc { action } => ("udhcpc", clients::udhcpc::event(action, &env, &mut warnings)),
-        HookClient::Networkmanager { interface, action } => {
-            ("NetworkManager", clients::networkmanager::event(interface, action, &env, &mut warnings))
-        }
-        HookClient::Ifupdown => ("ifupdown", clients::ifupdown::event(&env, &mut warnings)),
+    let name = client.name();
+    let event = match client {
+        HookClient::Dhclient => clients::dhclient::event(&env, &mut warnings),
+        HookClient::Dhcpcd => clients::dhcpcd::event(&env, &mut warnings),
+        HookClient::Udhcpc { action } => clients::udhcpc::event(action, &env, &mut warnings),
+        HookClient::Networkmanager { interface, action } => clients::networkmanager::event(interface, action, &env, &mut warnings),
+        HookClient::Ifupdown => clients::ifupdown::event(&env, &mut warnings),
     };
     let what = match client {
         HookClient::Networkmanager { interface, action } => format!("{name} {} on {}", printable(action), printable(interface)),
@@ -65,8 +64,8 @@ pub fn run(cfg: &Config, client: &HookClient) -> i32 {
     };
     let lease = if let LeaseEvent::Bound { lease, .. } = &event { Some(lease.clone()) } else { None };
     match reconcile(&mut e, &target, false, ClientEvent { lease, configure }) {
-        Ok(done) => log::info!("{what}: {} change(s)", done.lines.len()),
-        Err(err) => log::error!("{what}: {err}"),
+        Ok(done) => log::info!(iface = ifname.as_str(); "{what}: {} change(s)", done.lines.len()),
+        Err(err) => log::error!(iface = ifname.as_str(); "{what}: {err}"),
     }
     0
 }
