@@ -16,5 +16,6 @@ mod networkd_lab;
 mod networkmanager_lab;
 mod package_lab;
 mod stacks_lab;
+mod system_lab;
 mod watcher_lab;
 mod weak_host_baseline;

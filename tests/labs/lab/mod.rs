@@ -18,6 +18,7 @@
 #![allow(dead_code)]
 
 pub mod rogue_dhcp;
+pub mod system;
 
 use serde_json::Value;
 use std::collections::BTreeMap;

@@ -1,0 +1,176 @@
+//! The package on a real system: Debian 12 booted with systemd as PID 1 (lab/system.rs), the
+//! freshly built .deb installed with apt, for systemd-networkd, NetworkManager and ifupdown +
+//! dhclient. After install, a warm reboot and a cold one: the watcher enabled and active, the
+//! policy in place without a manual step, the same table numbers, a clean journal with
+//! stronghost's fields; `apt remove` and `apt purge` leave the system as before. And an image
+//! build: the package installed into a chroot on a host running stronghost changes nothing there.
+
+use crate::lab::system::{Stack, System};
+use crate::lab::{self, Lab, ok, wait_for};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+fn deb() -> &'static Path {
+    static DEB: OnceLock<PathBuf> = OnceLock::new();
+    DEB.get_or_init(|| {
+        let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let out =
+            ok(Command::new("bash").arg(repo.join("packaging/build-deb.sh")).arg("--binary").arg(lab::stronghost_bin()).current_dir(&repo));
+        repo.join(out.lines().last().unwrap().trim())
+    })
+}
+
+/// interface → table, as `stronghost status` reports them.
+fn tables(s: &System) -> BTreeMap<String, u64> {
+    let v: serde_json::Value = serde_json::from_str(&s.sh("stronghost status --json")).unwrap();
+    v["interfaces"].as_array().unwrap().iter().filter_map(|i| Some((i["interface"].as_str()?.to_string(), i["table"].as_u64()?))).collect()
+}
+
+/// The watcher enabled and running, the policy in place (check ok), every interface strong, the
+/// journal clean.
+fn assert_in_force(s: &System, when: &str) {
+    assert_eq!(s.sh("systemctl is-enabled stronghost-watch.service").trim(), "enabled", "{when}");
+    wait_for(Duration::from_secs(30), "stronghost check to pass", || s.exec("stronghost check").status.success());
+    assert_eq!(s.sh("systemctl is-active stronghost-watch.service").trim(), "active", "{when}");
+    s.assert_strong(when);
+    // No warning or error of stronghost's, no failed unit of its, no ordering cycle this boot.
+    let warnings = s.sh("journalctl -b -q --no-pager -t stronghost -p warning");
+    assert!(warnings.trim().is_empty(), "{when}: stronghost warned:\n{warnings}");
+    let about = s.sh("journalctl -b -q --no-pager -p warning -o cat | grep -i stronghost || true");
+    assert!(about.trim().is_empty(), "{when}: warnings about stronghost:\n{about}");
+    let cycles = s.sh("journalctl -b -q --no-pager | grep -i 'ordering cycle' || true");
+    assert!(cycles.trim().is_empty(), "{when}: {cycles}");
+    let failed = s.sh("systemctl --failed --no-legend --plain");
+    assert!(!failed.contains("stronghost"), "{when}: {failed}");
+}
+
+fn installed_then_rebooted_then_removed(stack: Stack) {
+    let mut s = System::new(stack, 3);
+    s.copy_in(deb(), "/root/stronghost.deb");
+    s.boot();
+    s.wait_addresses();
+    let before = s.network_state();
+    s.count_egress();
+
+    let out = s.sh("DEBIAN_FRONTEND=noninteractive apt-get install -y -q /root/stronghost.deb 2>&1");
+    assert!(out.contains("Setting up nftables") && out.contains("Setting up stronghost"), "apt install:\n{out}");
+    assert_in_force(&s, "after apt install");
+    let tables_installed = tables(&s);
+    assert_eq!(tables_installed.len(), s.n, "{tables_installed:?}");
+
+    // The journal has each interface's history under its own field.
+    let entries = s.sh("journalctl -q --no-pager -t stronghost IFACE=eth1 -o json");
+    let first: serde_json::Value = serde_json::from_str(entries.lines().next().expect("no journal entry with IFACE=eth1")).unwrap();
+    assert_eq!(first["SYSLOG_IDENTIFIER"], "stronghost");
+    assert_eq!(first["EVENT_SOURCE"], "watcher", "{first}");
+    assert_eq!(first["TABLE"].as_str(), Some(tables_installed["eth1"].to_string().as_str()), "{first}");
+
+    if stack == Stack::Networkd {
+        // An upgrade (here: the same version again) restarts the watcher: the new binary runs.
+        let pid = s.sh("systemctl show -p MainPID --value stronghost-watch.service");
+        s.sh("DEBIAN_FRONTEND=noninteractive apt-get install -y -q --reinstall /root/stronghost.deb");
+        let after = s.sh("systemctl show -p MainPID --value stronghost-watch.service");
+        assert_ne!(pid.trim(), after.trim(), "the watcher was not restarted by the upgrade");
+        assert_in_force(&s, "after an upgrade");
+    }
+
+    s.reboot_warm();
+    s.wait_addresses();
+    assert_in_force(&s, "after a warm reboot");
+    assert_eq!(tables(&s), tables_installed, "table numbers changed over a warm reboot");
+
+    s.reboot_cold();
+    s.count_egress();
+    s.wait_addresses();
+    assert_in_force(&s, "after a cold reboot");
+    assert_eq!(tables(&s), tables_installed, "table numbers changed over a cold reboot");
+    // The stack's own hook ran at boot too (NetworkManager's dispatcher is D-Bus activated).
+    let hook = match stack {
+        Stack::NetworkManager => Some("NetworkManager"),
+        Stack::Ifupdown => Some("dhclient"),
+        Stack::Networkd => None, // networkd has no hooks: the watcher is its integration
+    };
+    if let Some(source) = hook {
+        let seen = s.sh(&format!("journalctl -b -q --no-pager -t stronghost EVENT_SOURCE={source} IFACE=eth2"));
+        assert!(!seen.trim().is_empty(), "no {source} hook run for eth2 in this boot's journal");
+    }
+
+    s.sh("DEBIAN_FRONTEND=noninteractive apt-get remove -y -q stronghost");
+    let unit = s.exec("systemctl is-active stronghost-watch.service");
+    assert!(!unit.status.success(), "the watcher still runs after apt remove");
+    assert_eq!(s.network_state(), before, "apt remove did not restore the network as it was before install");
+    s.sh("DEBIAN_FRONTEND=noninteractive apt-get purge -y -q stronghost");
+    let left = s.sh("find / -xdev -name '*stronghost*' -not -path /root/stronghost.deb 2>/dev/null || true");
+    assert!(left.trim().is_empty(), "left after purge:\n{left}");
+    let units = s.sh("systemctl list-units --all --no-legend --plain 'stronghost*'");
+    assert!(units.trim().is_empty(), "units left after purge:\n{units}");
+    assert_eq!(s.network_state(), before, "apt purge changed the network");
+}
+
+#[test]
+fn system_networkd() {
+    installed_then_rebooted_then_removed(Stack::Networkd);
+}
+
+#[test]
+fn system_networkmanager() {
+    installed_then_rebooted_then_removed(Stack::NetworkManager);
+}
+
+#[test]
+fn system_ifupdown_dhclient() {
+    installed_then_rebooted_then_removed(Stack::Ifupdown);
+}
+
+/// An image build on a host that runs stronghost: the package installed into, and removed from, a
+/// chroot (the host's kernel, the image's files) changes nothing of the host's policy.
+#[test]
+fn system_image_build_in_a_chroot_leaves_the_host_alone() {
+    lab::require_root();
+    let n = 2;
+    let mut host = Lab::builder(n).dhclient_hook().build();
+    for k in 0..n {
+        host.start_dhclient(k);
+    }
+    for k in 0..n {
+        host.wait_applied(k, &lab::addr(k));
+    }
+    let dump = |l: &Lab| {
+        l.host_ok(&["ip", "-4", "rule"])
+            + &l.host_ok(&["ip", "-4", "route", "show", "table", "all"])
+            + &l.host_ok(&["nft", "list", "table", "inet", "stronghost"])
+            + &l.host_ok(&["sh", "-c", "grep . /proc/sys/net/ipv4/conf/eth*/arp_* /proc/sys/net/ipv4/conf/eth*/rp_filter"])
+    };
+    let before = dump(&host);
+
+    let image = host.dir.join("image");
+    ok(Command::new("cp").arg("-a").arg(crate::lab::system::rootfs()).arg(&image));
+    ok(Command::new("cp").arg(deb()).arg(image.join("root/stronghost.deb")));
+    let i = image.display().to_string();
+    // As mmdebstrap --include or a Dockerfile RUN does it: /proc mounted, no systemd running.
+    let in_image = |cmd: &str| {
+        let out =
+            host.host(&["sh", "-c", &format!("mount -t proc proc {i}/proc && chroot {i} sh -c '{cmd}'; echo rc=$?; umount {i}/proc")]);
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    };
+    let said = in_image("DEBIAN_FRONTEND=noninteractive apt-get install -y -q /root/stronghost.deb");
+    assert!(said.contains("Setting up stronghost") && said.contains("rc=0"), "{said}");
+    assert!(said.contains("systemd is not running here"), "{said}");
+    // Enabled in the image, for its first boot.
+    let wants = image.join("etc/systemd/system/multi-user.target.wants/stronghost-watch.service");
+    assert!(wants.symlink_metadata().is_ok(), "not enabled in the image: {said}");
+    for cmd in ["stronghost sync", "stronghost release --all"] {
+        let said = in_image(cmd);
+        assert!(said.contains("running in a chroot") && said.contains("rc=2"), "{cmd}: {said}");
+    }
+    let said = in_image("DEBIAN_FRONTEND=noninteractive apt-get remove -y -q stronghost");
+    assert!(said.contains("rc=0"), "{said}");
+    assert_eq!(dump(&host), before, "the chroot install changed the host's network");
+    for k in 0..n {
+        host.assert_strong(k, &lab::addr(k));
+    }
+    let _ = std::fs::remove_dir_all(&image);
+}
