@@ -110,6 +110,60 @@ fn installed_then_rebooted_then_removed(stack: Stack) {
     assert_eq!(s.network_state(), before, "apt purge changed the network");
 }
 
+/// 0.1.0 as released (its packaging from git, today's binary): a sync unit enabled under
+/// network-online.target and the watcher under multi-user.target, both hand-enabled by postinst.
+fn deb_0_1_0() -> Option<PathBuf> {
+    const RELEASE: &str = "ae88cfd"; // the last commit of 0.1.0's packaging
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let tree = std::env::temp_dir().join(format!("stronghost-0.1.0-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tree);
+    std::fs::create_dir_all(tree.join("target/debug/examples")).unwrap();
+    let archive = Command::new("sh")
+        .arg("-c")
+        .arg(format!("git archive {RELEASE} Cargo.toml README.md packaging dist hooks | tar -x -C {}", tree.display()))
+        .current_dir(&repo)
+        .output()
+        .unwrap();
+    if !archive.status.success() {
+        return None;
+    }
+    ok(Command::new("cp").arg(repo.join("target/debug/examples/gen_docs")).arg(tree.join("target/debug/examples/")));
+    let out = ok(Command::new("bash").arg("packaging/build-deb.sh").arg("--binary").arg(lab::stronghost_bin()).current_dir(&tree));
+    let deb = std::env::temp_dir().join("stronghost_0.1.0-1_amd64.deb");
+    ok(Command::new("cp").arg(tree.join(out.lines().last().unwrap().trim())).arg(&deb));
+    let _ = std::fs::remove_dir_all(&tree);
+    Some(deb)
+}
+
+/// An upgrade from 0.1.0: its sync unit goes entirely (not left "not-found, active (exited)"), the
+/// watcher is restarted with the new binary, the policy stays.
+#[test]
+fn system_upgrade_from_0_1_0() {
+    let Some(old) = deb_0_1_0() else {
+        eprintln!("SKIPPED system_upgrade_from_0_1_0: this clone has no git history of 0.1.0 (a shallow clone?)");
+        return;
+    };
+    let mut s = System::new(Stack::Networkd, 2);
+    s.copy_in(&old, "/root/old.deb");
+    s.copy_in(deb(), "/root/stronghost.deb");
+    let _ = std::fs::remove_file(&old);
+    s.boot();
+    s.wait_addresses();
+    s.count_egress();
+    s.sh("DEBIAN_FRONTEND=noninteractive apt-get install -y -q /root/old.deb");
+    assert!(s.sh("systemctl list-units --all --no-legend --plain 'stronghost*'").contains("stronghost-sync.service"));
+    let out = s.sh("DEBIAN_FRONTEND=noninteractive apt-get install -y -q /root/stronghost.deb 2>&1");
+    assert!(out.contains("Unpacking stronghost (0.2.0-1) over (0.1.0-1)"), "{out}");
+    let units = s.sh("systemctl list-units --all --no-legend --plain 'stronghost*'");
+    assert!(!units.contains("stronghost-sync"), "the old sync unit is left after the upgrade:\n{units}");
+    let wants = s.sh("find /etc/systemd/system -name 'stronghost-sync*'");
+    assert!(wants.trim().is_empty(), "enablement of the old sync unit left:\n{wants}");
+    assert_in_force(&s, "after the upgrade from 0.1.0");
+    s.reboot_warm();
+    s.wait_addresses();
+    assert_in_force(&s, "after the upgrade from 0.1.0 and a reboot");
+}
+
 #[test]
 fn system_networkd() {
     installed_then_rebooted_then_removed(Stack::Networkd);
