@@ -12,7 +12,7 @@ use crate::kernel::Kernel;
 use crate::lease::Lease;
 use crate::netlink::Netlink;
 use crate::plan::{self, Gathered, Intent, Planner, Plans, render, touched};
-use crate::state::State;
+use crate::state::{Queued, State};
 use crate::sysctl;
 use nix::fcntl::Flock;
 use std::collections::BTreeMap;
@@ -31,13 +31,16 @@ pub enum Target<'a> {
     Sync,
     /// Everything stronghost has set up, everywhere (package removal).
     ReleaseAll,
+    /// Hook events for several interfaces that queued up while another run held the lock (a
+    /// boot storm): decided together, in one run over the whole host.
+    Events(&'a [Queued]),
 }
 
 impl Target<'_> {
     fn one(&self) -> Option<&str> {
         match self {
             Target::Apply(n) | Target::Release(n) | Target::LeaseGone(n) => Some(n),
-            Target::Sync | Target::ReleaseAll => None,
+            Target::Sync | Target::ReleaseAll | Target::Events(_) => None,
         }
     }
 }
@@ -152,9 +155,59 @@ fn stack_leases(cfg: &Config, k: &Kernel, records: &BTreeMap<String, crate::stat
     out
 }
 
-/// Plans and (unless `dry_run`) executes under the host-wide lock.
+/// How many rounds of queued events one run applies before letting go of the lock.
+const QUEUE_ROUNDS: usize = 8;
+
+/// Plans and (unless `dry_run`) executes under the host-wide lock; then, still holding it,
+/// applies the hook events that queued up meanwhile.
 pub fn reconcile(e: &mut Engine, target: &Target, dry_run: bool, client: ClientEvent) -> Result<Done, Error> {
     let _lock = e.lock()?;
+    let done = reconcile_locked(e, target, dry_run, client);
+    if !dry_run {
+        drain_queue(e);
+    }
+    done
+}
+
+/// A hook's event: queued, then applied under the lock together with whatever else is queued.
+/// Returns what the run did and whether this event was among it (false: an earlier holder of the
+/// lock applied it already, which is just as good — it was applied before that run let go).
+pub fn reconcile_queued(e: &mut Engine, q: &Queued) -> Result<(Done, bool), Error> {
+    e.state.enqueue(q).map_err(|source| Error::State { doing: format!("queueing the event for {}", q.ifname), source })?;
+    let _lock = e.lock()?;
+    let batch = e.state.take_queue();
+    let ours = batch.iter().any(|b| b == q || b.ifname == q.ifname);
+    let done = if batch.is_empty() { Ok(Done::default()) } else { run_queued(e, &batch) };
+    drain_queue(e);
+    done.map(|d| (d, ours))
+}
+
+fn run_queued(e: &mut Engine, batch: &[Queued]) -> Result<Done, Error> {
+    match batch {
+        [q] => {
+            let target = if q.gone { Target::LeaseGone(&q.ifname) } else { Target::Apply(&q.ifname) };
+            reconcile_locked(e, &target, false, ClientEvent { lease: q.lease.clone(), configure: false })
+        }
+        _ => reconcile_locked(e, &Target::Events(batch), false, ClientEvent::default()),
+    }
+}
+
+/// Applies the events queued while this run held the lock, in a few rounds at most.
+fn drain_queue(e: &mut Engine) {
+    for _ in 0..QUEUE_ROUNDS {
+        let batch = e.state.take_queue();
+        if batch.is_empty() {
+            return;
+        }
+        let names: Vec<&str> = batch.iter().map(|q| q.ifname.as_str()).collect();
+        match run_queued(e, &batch) {
+            Ok(done) => log::info!("{} queued event(s) applied ({}): {} change(s)", batch.len(), names.join(" "), done.lines.len()),
+            Err(err) => log::error!("queued events for {}: {err}", names.join(" ")),
+        }
+    }
+}
+
+fn reconcile_locked(e: &mut Engine, target: &Target, dry_run: bool, client: ClientEvent) -> Result<Done, Error> {
     let mut errors = Vec::new();
     let mut lines = Vec::new();
     let mut g = e.gather(target.one())?;
@@ -248,6 +301,17 @@ fn decide(cfg: &Config, g: &mut Gathered, target: &Target, errors: &mut Vec<Erro
     {
         r.lease = None;
     }
+    if let Target::Events(batch) = target {
+        for q in batch.iter() {
+            if q.gone {
+                if let Some(r) = g.records.get_mut(&q.ifname) {
+                    r.lease = None;
+                }
+            } else if let Some(l) = &q.lease {
+                g.records.entry(q.ifname.clone()).or_default().lease = Some(l.clone());
+            }
+        }
+    }
     let mut planner = Planner::new(cfg, g);
     let mut one = |p: &mut Planner, n: &str, intent| match p.interface(n, intent) {
         Ok(plan) => vec![plan],
@@ -262,6 +326,15 @@ fn decide(cfg: &Config, g: &mut Gathered, target: &Target, errors: &mut Vec<Erro
         Target::LeaseGone(n) => {
             let intent = if g.kernel.link(n).is_some() && g.names.contains(*n) { Intent::Apply } else { Intent::Release };
             one(&mut planner, n, intent)
+        }
+        Target::Events(batch) => {
+            let mut plans = vec![];
+            for q in batch.iter() {
+                let n = q.ifname.as_str();
+                let keep = !q.gone || g.kernel.link(n).is_some() && g.names.contains(n);
+                plans.extend(one(&mut planner, n, if keep { Intent::Apply } else { Intent::Release }));
+            }
+            plans
         }
         Target::Sync | Target::ReleaseAll => {
             let (plans, errs) = planner.sync(matches!(target, Target::ReleaseAll));

@@ -5,7 +5,10 @@
 //! - /var/lib/stronghost/originals/<name>.json: the sysctl values and link group found before
 //!   stronghost changed them, kept across reboots: a VM or container whose interfaces keep their
 //!   state over a warm reboot still gets them back on removal;
-//! - /run/stronghost/lock: the host-wide lock serialising hooks, the CLI and the watcher.
+//! - /run/stronghost/lock: the host-wide lock serialising hooks, the CLI and the watcher;
+//! - /run/stronghost/queue/<name>: a hook's event waiting for the lock (the newest per
+//!   interface), applied by whichever run holds the lock next: N leases arriving together cost a
+//!   few runs, not N.
 //!
 //! Paths are opened with O_NOFOLLOW and directories checked, so a symlink planted by someone else
 //! is refused rather than followed. A corrupt record is reported and rebuilt from the kernel.
@@ -42,6 +45,16 @@ pub struct Record {
     /// The interface's index when last applied: a record follows its interface through a rename.
     #[serde(default)]
     pub ifindex: Option<u32>,
+}
+
+/// A DHCP client's event for one interface, queued until some run holds the lock.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Queued {
+    pub ifname: String,
+    /// The lease ended (EXPIRE, RELEASE, STOP…): the interface keeps what it has without a lease.
+    pub gone: bool,
+    /// The new lease (BOUND, RENEW…); None for an event that only says "look again".
+    pub lease: Option<Lease>,
 }
 
 pub struct State {
@@ -206,6 +219,58 @@ impl State {
     }
 
     /// Names of every interface that has a record, or values to restore from before a reboot.
+    /// Queues a hook's event, under a name that sorts by time of arrival. Written atomically:
+    /// the lock is not needed.
+    pub fn enqueue(&self, q: &Queued) -> io::Result<()> {
+        crate::net::check_ifname(&q.ifname).map_err(io::Error::other)?;
+        let dir = self.run.join("queue");
+        ensure_dir(&dir)?;
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let name = format!("{:020}-{}-{}", now.as_nanos(), std::process::id(), q.ifname);
+        write_atomic(&dir.join(name), serde_json::to_string(q)?.as_bytes())
+    }
+
+    /// Takes every queued event (call with the lock held), merged per interface in order of
+    /// arrival: the last word on a lease wins, and an event that carries no lease keeps the one
+    /// before it. Each entry is renamed away before it is read; entries a crashed holder had taken
+    /// are taken again.
+    pub fn take_queue(&self) -> Vec<Queued> {
+        let dir = self.run.join("queue");
+        let Ok(entries) = fs::read_dir(&dir) else { return vec![] };
+        let mut names: Vec<String> = entries.flatten().filter_map(|e| e.file_name().into_string().ok()).collect();
+        // Arrival order; an entry taken by a crashed holder sorts as what it was.
+        names.sort_by(|a, b| a.trim_start_matches(".taken-").cmp(b.trim_start_matches(".taken-")));
+        let mut out: Vec<Queued> = Vec::new();
+        for name in names {
+            if name.rsplit_once(".tmp").is_some_and(|(_, pid)| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit())) {
+                continue; // being written
+            }
+            let taken = if name.starts_with(".taken-") {
+                dir.join(&name)
+            } else {
+                let t = dir.join(format!(".taken-{name}"));
+                if fs::rename(dir.join(&name), &t).is_err() {
+                    continue;
+                }
+                t
+            };
+            let text = read_nofollow(&taken).ok().flatten();
+            let _ = fs::remove_file(&taken);
+            match text.as_deref().map(serde_json::from_str::<Queued>) {
+                Some(Ok(q)) if crate::net::check_ifname(&q.ifname).is_ok() => match out.iter_mut().find(|o| o.ifname == q.ifname) {
+                    Some(o) => {
+                        if q.gone || q.lease.is_some() {
+                            *o = q;
+                        }
+                    }
+                    None => out.push(q),
+                },
+                _ => log::warn!("{}: not a queued event; ignored", taken.display()),
+            }
+        }
+        out
+    }
+
     pub fn recorded(&self) -> Vec<String> {
         let mut v: Vec<String> = [self.run.join("iface"), self.lib.join("originals")]
             .iter()
@@ -234,5 +299,51 @@ impl State {
 
     pub fn save_tables(&self, t: &BTreeMap<String, u32>) -> io::Result<()> {
         write_atomic(&self.lib.join("tables.json"), serde_json::to_string_pretty(t)?.as_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state() -> (State, PathBuf) {
+        let d = std::env::temp_dir().join(format!("stronghost-state-test-{}-{:?}", std::process::id(), std::thread::current().id()));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(&d).unwrap();
+        let s = State { run: d.join("run"), lib: d.join("lib") };
+        ensure_dir(&s.run).unwrap();
+        (s, d)
+    }
+
+    fn lease(last: u8) -> Lease {
+        Lease { address: Ipv4Addr::new(198, 51, 100, last), prefix_len: 24, gateway: None, routes: vec![], source: "dhclient".into() }
+    }
+
+    use std::net::Ipv4Addr;
+
+    #[test]
+    fn queued_events_merge_per_interface_in_order_of_arrival() {
+        let (s, d) = state();
+        let q = |n: &str, gone: bool, l: Option<Lease>| Queued { ifname: n.into(), gone, lease: l };
+        s.enqueue(&q("eth1", false, Some(lease(11)))).unwrap();
+        s.enqueue(&q("eth2", false, Some(lease(12)))).unwrap();
+        // "Look again" keeps the lease before it; a newer lease or its end replaces it.
+        s.enqueue(&q("eth1", false, None)).unwrap();
+        s.enqueue(&q("eth2", true, None)).unwrap();
+        s.enqueue(&q("eth3", true, None)).unwrap();
+        s.enqueue(&q("eth3", false, Some(lease(13)))).unwrap();
+        let mut got = s.take_queue();
+        got.sort_by(|a, b| a.ifname.cmp(&b.ifname));
+        assert_eq!(got, vec![q("eth1", false, Some(lease(11))), q("eth2", true, None), q("eth3", false, Some(lease(13)))]);
+        assert!(s.take_queue().is_empty(), "taken once");
+        // An entry a crashed holder had renamed away is taken again; garbage is skipped.
+        s.enqueue(&q("eth4", false, Some(lease(14)))).unwrap();
+        let dir = s.run.join("queue");
+        let name = fs::read_dir(&dir).unwrap().flatten().next().unwrap().file_name().into_string().unwrap();
+        fs::rename(dir.join(&name), dir.join(format!(".taken-{name}"))).unwrap();
+        fs::write(dir.join("00000000000000000001-1-bad"), "{not json").unwrap();
+        assert_eq!(s.take_queue(), vec![q("eth4", false, Some(lease(14)))]);
+        assert!(s.enqueue(&q("../etc", false, None)).is_err(), "a name that is not an interface's is refused");
+        let _ = fs::remove_dir_all(d);
     }
 }

@@ -8,6 +8,7 @@
 
 use crate::config::Config;
 use crate::reconcile::{ClientEvent, Engine, Target, reconcile};
+use crate::state::Queued;
 use netlink_packet_core::{NetlinkMessage, NetlinkPayload};
 use netlink_packet_route::address::AddressMessage;
 use netlink_packet_route::link::{LinkAttribute, LinkMessage};
@@ -361,14 +362,27 @@ fn handle(engine: &mut Engine, cfg: &Config, p: Pending, fights: &mut Fights) {
         }
     }
     let recorded = engine.state.recorded();
-    for name in names {
-        let known = recorded.contains(&name);
-        // Claim an interface when an address appears on it (a lease, a hand-made address): an
-        // event, unlike `sync`, means someone is configuring it now. After that, follow it.
-        if !(known || cfg.manages(&name) && addressed.contains(&name)) {
-            continue;
+    // Claim an interface when an address appears on it (a lease, a hand-made address): an event,
+    // unlike `sync`, means someone is configuring it now. After that, follow it.
+    let names: Vec<String> = names
+        .into_iter()
+        .filter(|n| recorded.contains(n) || cfg.manages(n) && addressed.contains(n))
+        .filter(|n| !fights.is_paused(n))
+        .collect();
+    let applies: Vec<Queued> =
+        names.iter().filter(|n| cfg.manages(n)).map(|n| Queued { ifname: n.clone(), gone: false, lease: None }).collect();
+    if applies.len() > 1 {
+        // Many interfaces at once (a boot, a switch port flapping a trunk): one run over the whole
+        // host instead of one per interface.
+        let n = applies.len();
+        match reconcile(engine, &Target::Events(&applies), false, ClientEvent::default()) {
+            Ok(done) if !done.lines.is_empty() => log::info!("{n} interfaces: {} change(s) after kernel events", done.lines.len()),
+            Ok(_) => {}
+            Err(e) => log::error!("{n} interfaces: {e}"),
         }
-        if fights.is_paused(&name) {
+    }
+    for name in names {
+        if applies.len() > 1 && cfg.manages(&name) {
             continue;
         }
         let target = if cfg.manages(&name) { Target::Apply(&name) } else { Target::Release(&name) };

@@ -11,6 +11,7 @@ pub fn run(cfg: &Config, target: Target, json: bool) -> i32 {
         Target::Release(n) | Target::LeaseGone(n) => format!("release {n}"),
         Target::Sync => "sync".to_string(),
         Target::ReleaseAll => "release --all".to_string(),
+        Target::Events(b) => format!("{} queued events", b.len()),
     };
     let (result, w) = match engine(cfg) {
         Ok(mut e) => (reconcile(&mut e, &target, false, ClientEvent::default()), e.writes.clone()),

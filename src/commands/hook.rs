@@ -6,7 +6,8 @@ use crate::cli::HookClient;
 use crate::clients::{self, LeaseEvent};
 use crate::config::Config;
 use crate::net::printable;
-use crate::reconcile::{ClientEvent, Target, reconcile};
+use crate::reconcile::{ClientEvent, Target, reconcile, reconcile_queued};
+use crate::state::Queued;
 
 pub fn run(cfg: &Config, client: &HookClient) -> i32 {
     let env = |k: &str| std::env::var_os(k).map(|v| v.to_string_lossy().into_owned());
@@ -63,8 +64,19 @@ pub fn run(cfg: &Config, client: &HookClient) -> i32 {
         _ => Target::LeaseGone(&ifname),
     };
     let lease = if let LeaseEvent::Bound { lease, .. } = &event { Some(lease.clone()) } else { None };
-    match reconcile(&mut e, &target, false, ClientEvent { lease, configure }) {
-        Ok(done) => log::info!(iface = ifname.as_str(); "{what}: {} change(s)", done.lines.len()),
+    if configure {
+        match reconcile(&mut e, &target, false, ClientEvent { lease, configure }) {
+            Ok(done) => log::info!(iface = ifname.as_str(); "{what}: {} change(s)", done.lines.len()),
+            Err(err) => log::error!(iface = ifname.as_str(); "{what}: {err}"),
+        }
+        return 0;
+    }
+    // Queued, then applied under the lock with whatever else is queued: when every interface
+    // gets its lease in the same second, the first hook to hold the lock applies them all.
+    let q = Queued { ifname: ifname.clone(), gone: matches!(target, Target::LeaseGone(_)), lease };
+    match reconcile_queued(&mut e, &q) {
+        Ok((done, true)) => log::info!(iface = ifname.as_str(); "{what}: {} change(s)", done.lines.len()),
+        Ok((_, false)) => log::info!(iface = ifname.as_str(); "{what}: applied by another run"),
         Err(err) => log::error!(iface = ifname.as_str(); "{what}: {err}"),
     }
     0

@@ -484,6 +484,11 @@ impl Nft {
                 }
             }
         }
+        // A dump that runs while the kernel resizes the set's hash table (after many elements
+        // were deleted, the shrink is deferred) can return an element twice. A set has each
+        // member once: a copy must not look like a second member to delete.
+        out.sort();
+        out.dedup();
         Ok(Some(out))
     }
 
