@@ -1,6 +1,8 @@
 //! stronghost's benchmarks, in one run on the same namespaces (run with `bash benches/run.sh`):
-//! per-event cost against the classic shell recipe and the `ip -batch` floor, `sync` at 1, 5, 64
-//! and 256 interfaces, the watcher's latency and memory, and the receive filter's data-plane cost.
+//! per-event cost against the classic shell recipe and the `ip -batch` floor (on a 5- and a
+//! 4,096-interface host), `sync` at 1 to 4,096 interfaces, a boot storm (every interface's lease
+//! in the same second, hooks and watcher running), the watcher's latency and memory under churn on
+//! 1,000 interfaces, and the receive filter's data-plane cost.
 //! Whole-process wall times; every variant runs through the same `nsenter` wrapper. Not a test:
 //! it reports, it does not judge. Addresses are from 198.18.0.0/15, the benchmarking range.
 
@@ -12,6 +14,12 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 const GW: &str = "198.18.0.1";
+/// Interfaces in the lab; stronghost's table range holds them all.
+const N_MAX: usize = 4096;
+const TABLES: &str = "4101-8300";
+/// The recipes' own tables, away from stronghost's range.
+const RECIPE_TABLE: usize = 20000;
+const FLOOR_TABLE: usize = 30000;
 
 fn addr(k: usize) -> String {
     format!("198.18.{}.{}", 1 + k / 200, 10 + k % 200)
@@ -42,12 +50,14 @@ impl Stats {
 }
 
 fn ratio(a: Duration, b: Duration) -> String {
-    format!("{:.1}×", a.as_secs_f64() / b.as_secs_f64())
+    format!("{:.2}×", a.as_secs_f64() / b.as_secs_f64())
 }
 
 struct Bench {
     lab: Lab,
     report: String,
+    /// The one-event table for the big host, printed after the per-event one.
+    big_event: Option<String>,
 }
 
 impl Bench {
@@ -63,7 +73,7 @@ impl Bench {
         let names: Vec<String> = (0..n).map(|k| format!("eth{k}")).collect();
         self.lab.write_host_file(
             "/etc/stronghost/stronghost.conf",
-            &format!("interfaces = {}\nreceive_filter = {}\n", names.join(" "), if filter { "yes" } else { "no" }),
+            &format!("interfaces = {}\nreceive_filter = {}\ntables = {TABLES}\n", names.join(" "), if filter { "yes" } else { "no" }),
         );
     }
 
@@ -71,7 +81,7 @@ impl Bench {
     fn shell_recipe(&self, n: usize) -> String {
         let mut s = String::new();
         for k in 0..n {
-            let (a, t) = (addr(k), 1000 + k);
+            let (a, t) = (addr(k), RECIPE_TABLE + k);
             let _ = writeln!(s, "ip route add 198.18.0.0/15 dev eth{k} src {a} table {t}");
             let _ = writeln!(s, "ip route add default via {GW} dev eth{k} table {t}");
             let _ = writeln!(s, "ip rule add from {a} table {t}");
@@ -83,7 +93,7 @@ impl Bench {
     fn batch(&self, n: usize) -> String {
         let mut s = String::new();
         for k in 0..n {
-            let (a, t) = (addr(k), 1000 + k);
+            let (a, t) = (addr(k), RECIPE_TABLE + k);
             let _ = writeln!(s, "route add 198.18.0.0/15 dev eth{k} src {a} table {t}");
             let _ = writeln!(s, "route add default via {GW} dev eth{k} table {t}");
             let _ = writeln!(s, "rule add from {a} table {t}");
@@ -97,7 +107,7 @@ impl Bench {
     fn same_work(&self, ks: std::ops::Range<usize>) -> (String, String) {
         let (mut s, mut undo) = (String::new(), String::new());
         for k in ks {
-            let (a, t) = (addr(k), 2000 + k);
+            let (a, t) = (addr(k), FLOOR_TABLE + k);
             let _ = writeln!(s, "link set eth{k} group 4100");
             let _ = writeln!(s, "route add 198.18.0.0/15 dev eth{k} scope link src {a} table {t}");
             let _ = writeln!(s, "route add default via {GW} dev eth{k} src {a} table {t}");
@@ -117,8 +127,8 @@ impl Bench {
     fn undo_recipe(&self, n: usize) {
         let mut s = String::new();
         for k in 0..n {
-            let _ = writeln!(s, "route flush table {}", 1000 + k);
-            let _ = writeln!(s, "rule del from {} table {}", addr(k), 1000 + k);
+            let _ = writeln!(s, "route flush table {}", RECIPE_TABLE + k);
+            let _ = writeln!(s, "rule del from {} table {}", addr(k), RECIPE_TABLE + k);
         }
         self.lab.write_host_file("/tmp/undo.batch", &s);
         let _ = self.lab.host(&["ip", "-force", "-batch", "/tmp/undo.batch"]);
@@ -147,8 +157,30 @@ impl Bench {
             same.push(self.timed(&["ip", "-batch", "/tmp/same1"]));
             let _ = self.lab.host(&["ip", "-force", "-batch", "/tmp/same1.undo"]);
         }
+        // The same event on a host where stronghost manages every one of N_MAX interfaces.
+        self.config(N_MAX, true);
+        self.lab.host_ok(&["/usr/sbin/stronghost", "sync"]);
+        let (mut big_first, mut big_again) = (vec![], vec![]);
+        for _ in 0..runs {
+            self.lab.host_ok(&["/usr/sbin/stronghost", "release", "eth1"]);
+            big_first.push(self.timed(&hook));
+            big_again.push(self.timed(&hook));
+        }
+        self.lab.host_ok(&["/usr/sbin/stronghost", "release", "--all"]);
+        let (big_first, big_again) = (Stats::new(big_first), Stats::new(big_again));
         let (first, again, shell, floor, same) =
             (Stats::new(first), Stats::new(again), Stats::new(shell), Stats::new(floor), Stats::new(same));
+        self.big_event = Some(format!(
+            "\n### One event on a {N_MAX}-interface host (the same BOUND, every interface managed; ms: median (p10–p90))\n\n\
+             | variant | 5 interfaces | {N_MAX} interfaces | ratio |\n|---|---|---|---|\n\
+             | first bind | {} | {} | {} |\n| converged re-apply | {} | {} | {} |\n",
+            first.show(),
+            big_first.show(),
+            ratio(big_first.median(), first.median()),
+            again.show(),
+            big_again.show(),
+            ratio(big_again.median(), again.median()),
+        ));
         let _ = writeln!(self.report, "\n### One event: a BOUND lease for one interface ({runs} runs, ms: median (p10–p90))\n");
         let _ = writeln!(self.report, "| variant | wall time | shell recipe ÷ this |\n|---|---|---|");
         let _ = writeln!(
@@ -176,6 +208,9 @@ impl Bench {
             same.show(),
             ratio(shell.median(), same.median())
         );
+        if let Some(b) = self.big_event.take() {
+            self.report += &b;
+        }
     }
 
     fn scale(&mut self, sizes: &[usize]) {
@@ -186,7 +221,13 @@ impl Bench {
         );
         for &n in sizes {
             self.config(n, true);
-            let runs = if n >= 64 { 5 } else { 10 };
+            let runs = if n >= 1024 {
+                3
+            } else if n >= 64 {
+                5
+            } else {
+                10
+            };
             let (mut sync, mut floor, mut same, mut shell) = (vec![], vec![], vec![], vec![]);
             self.lab.write_host_file("/tmp/recipe.sh", &self.shell_recipe(n));
             self.lab.write_host_file("/tmp/batch", &self.batch(n));
@@ -200,29 +241,133 @@ impl Bench {
                 self.undo_recipe(n);
                 same.push(self.timed(&["ip", "-batch", "/tmp/same"]));
                 let _ = self.lab.host(&["ip", "-force", "-batch", "/tmp/same.undo"]);
-                if r < 3 {
+                // One process per command: at thousands of interfaces, minutes; measured up to 256.
+                if r < 3 && n <= 256 {
                     shell.push(self.timed(&["sh", "/tmp/recipe.sh"]));
                     self.undo_recipe(n);
                 }
             }
-            let (sync, floor, same, shell) = (Stats::new(sync), Stats::new(floor), Stats::new(same), Stats::new(shell));
+            let (sync, floor, same) = (Stats::new(sync), Stats::new(floor), Stats::new(same));
+            let (shell, shell_ratio) = if shell.is_empty() {
+                ("—".to_string(), "—".to_string())
+            } else {
+                let shell = Stats::new(shell);
+                (shell.show(), ratio(shell.median(), sync.median()))
+            };
             let per = sync.median() / n as u32;
             let _ = writeln!(
                 self.report,
-                "| {n} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {n} | {} | {} | {} | {} | {} | {shell} | {shell_ratio} | {} |",
                 sync.show(),
                 floor.show(),
                 ratio(sync.median(), floor.median()),
                 same.show(),
                 ratio(sync.median(), same.median()),
-                shell.show(),
-                ratio(shell.median(), sync.median()),
                 Stats::ms(per)
             );
         }
     }
 
-    fn watcher(&mut self, events: usize) {
+    /// Addresses (and main's default route through each) off interfaces 0..n: as before a boot.
+    fn unaddress(&self, n: usize) {
+        let mut b = String::new();
+        for k in 0..n {
+            let _ = writeln!(b, "addr flush dev eth{k}");
+        }
+        self.lab.write_host_file("/tmp/unaddress.batch", &b);
+        self.lab.host_ok(&["ip", "-force", "-batch", "/tmp/unaddress.batch"]);
+    }
+
+    /// Addresses and a default route through each of interfaces 0..n (static, so that `sync`
+    /// knows every gateway), as the lab starts.
+    fn address(&self, n: usize) {
+        let mut b = String::new();
+        for k in 0..n {
+            let _ = writeln!(b, "addr replace {}/15 dev eth{k}", addr(k));
+            let _ = writeln!(b, "route replace default via {GW} dev eth{k} metric {}", 100 + k);
+        }
+        self.lab.write_host_file("/tmp/addrs.batch", &b);
+        self.lab.host_ok(&["ip", "-force", "-batch", "/tmp/addrs.batch"]);
+    }
+
+    /// Every one of n interfaces gets its lease within one second, as at boot: each "client" adds
+    /// its address and default route and runs the dhclient hook, with the watcher running too.
+    fn boot_storm(&mut self, sizes: &[usize]) {
+        let _ = writeln!(
+            self.report,
+            "\n### Boot storm: N leases within one second, hooks and the watcher running\n\n\
+             | N | first lease → host converged (ms) | last hook returned (ms) | runs (hooks + watcher) | one `sync` of that host (ms) | storm ÷ sync | writes left for a `sync` after |\n|---|---|---|---|---|---|---|"
+        );
+        for &n in sizes {
+            self.config(n, true);
+            // One sync of the same host, from nothing: the yardstick.
+            self.address(n);
+            self.lab.host_ok(&["/usr/sbin/stronghost", "release", "--all"]);
+            let one_sync = self.timed(&["/usr/sbin/stronghost", "sync"]);
+            self.lab.host_ok(&["/usr/sbin/stronghost", "release", "--all"]);
+            self.unaddress(n);
+            let log = format!("storm{n}");
+            self.lab.spawn_in_host(&log, &["/usr/sbin/stronghost", "-v", "watch"]);
+            lab::wait_for(Duration::from_secs(30), "watcher", || self.lab.log(&log).contains("watching"));
+            let mut script = String::from("#!/bin/sh\n: > /tmp/storm-hooks.log\n");
+            for k in 0..n {
+                let _ = writeln!(
+                    script,
+                    "(sleep {:.4}; ip addr add {a}/15 dev eth{k}; ip route add default via {GW} dev eth{k} metric {m}; \
+                     env reason=BOUND interface=eth{k} new_ip_address={a} new_subnet_mask=255.254.0.0 new_routers={GW} \
+                     /usr/sbin/stronghost -v hook dhclient 2>>/tmp/storm-hooks.log) &",
+                    k as f64 / n as f64,
+                    a = addr(k),
+                    m = 100 + k
+                );
+            }
+            script += "wait\n";
+            self.lab.write_host_file("/tmp/storm.sh", &script);
+            let t0 = Instant::now();
+            let mut storm = self.lab.host_cmd(&["sh", "/tmp/storm.sh"]).stdout(std::process::Stdio::null()).spawn().unwrap();
+            let (mut converged, mut hooks_done) = (None, None);
+            while converged.is_none() || hooks_done.is_none() {
+                if hooks_done.is_none() && storm.try_wait().unwrap().is_some() {
+                    hooks_done = Some(t0.elapsed());
+                }
+                if converged.is_none() {
+                    let c = self.lab.host_ok(&["sh", "-c", "ip -4 rule | grep -c -e ' from 198.18' -e ' oif eth' || true"]);
+                    if c.trim().parse::<usize>().unwrap_or(0) >= 2 * n {
+                        converged = Some(t0.elapsed());
+                    }
+                }
+                assert!(t0.elapsed() < Duration::from_secs(300), "the boot storm of {n} did not converge in 5 minutes");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            // Quiet, then count the runs and ask a sync what is left to do (0: converged).
+            std::thread::sleep(Duration::from_millis(500));
+            self.lab.kill_child(&log);
+            let hooks_log = self.lab.host_ok(&["cat", "/tmp/storm-hooks.log"]);
+            let watch_log = self.lab.log(&log);
+            let watch_runs = watch_log.split_once("watching").map_or(0, |(_, after)| after.matches("run: ").count());
+            let runs = hooks_log.matches("run: ").count() + watch_runs;
+            let after: serde_json::Value = serde_json::from_str(&self.lab.host_ok(&["/usr/sbin/stronghost", "sync", "--json"])).unwrap();
+            let w = &after["writes"];
+            let left = w["netlink"].as_u64().unwrap_or(0) + w["sysctl"].as_u64().unwrap_or(0) + w["nft"].as_u64().unwrap_or(0);
+            let (c, h) = (converged.unwrap(), hooks_done.unwrap());
+            let _ = writeln!(
+                self.report,
+                "| {n} | {} | {} | {runs} ({} + {watch_runs}) | {} | {} | {left} |",
+                Stats::ms(c),
+                Stats::ms(h),
+                runs - watch_runs,
+                Stats::ms(one_sync),
+                ratio(c, one_sync)
+            );
+            self.lab.host_ok(&["/usr/sbin/stronghost", "release", "--all"]);
+            self.address(n);
+        }
+    }
+
+    /// The watcher under churn: addresses added to and removed from `ifaces` interfaces in a
+    /// random order, each event timed from the request to stronghost's rule appearing (or going)
+    /// on an rtnetlink socket; at the end the kernel's rules must be exactly the model's.
+    fn watcher(&mut self, ifaces: usize, events: usize) {
         use netlink_packet_core::{NLM_F_ACK, NLM_F_CREATE, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload};
         use netlink_packet_route::address::{AddressAttribute, AddressMessage};
         use netlink_packet_route::rule::RuleAttribute;
@@ -230,13 +375,22 @@ impl Bench {
         use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
         use std::net::{IpAddr, Ipv4Addr};
 
-        self.config(5, true);
+        self.config(ifaces, true);
         self.lab.host_ok(&["/usr/sbin/stronghost", "release", "--all"]);
+        self.unaddress(ifaces);
         self.lab.spawn_in_host("watch", &["/usr/sbin/stronghost", "watch"]);
-        lab::wait_for(Duration::from_secs(10), "watcher", || self.lab.log("watch").contains("watching"));
+        lab::wait_for(Duration::from_secs(30), "watcher", || self.lab.log("watch").contains("watching"));
         let ns = self.lab.ns("host");
-        let index: u32 = self.lab.host_ok(&["cat", "/sys/class/net/eth2/ifindex"]).trim().parse().unwrap();
-        let samples = std::thread::spawn(move || {
+        let links = self.lab.host_ok(&["ip", "-o", "link", "show"]);
+        let index: Vec<u32> = (0..ifaces)
+            .map(|k| {
+                let name = format!(" eth{k}@");
+                let line = links.lines().find(|l| l.contains(&name)).unwrap();
+                line.split(':').next().unwrap().trim().parse().unwrap()
+            })
+            .collect();
+        let addrs: Vec<Ipv4Addr> = (0..ifaces).map(|k| addr(k).parse().unwrap()).collect();
+        let (samples, up) = std::thread::spawn(move || {
             let f = std::fs::File::open(format!("/run/netns/{ns}")).unwrap();
             nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
             let mut mon = Socket::new(NETLINK_ROUTE).unwrap();
@@ -245,7 +399,7 @@ impl Bench {
             let mut cmd = Socket::new(NETLINK_ROUTE).unwrap();
             cmd.bind_auto().unwrap();
             cmd.connect(&SocketAddr::new(0, 0)).unwrap();
-            let send = |sock: &Socket, add: bool, a: Ipv4Addr| {
+            let send = |sock: &Socket, add: bool, index: u32, a: Ipv4Addr| {
                 let mut m = AddressMessage::default();
                 m.header.family = AddressFamily::Inet;
                 m.header.prefix_len = 15;
@@ -264,20 +418,29 @@ impl Bench {
                 sock.recv(&mut &mut rx[..], 0).unwrap();
             };
             let mut out = Vec::new();
+            let mut up = vec![false; addrs.len()];
             let mut rx = vec![0u8; 1 << 16];
-            for i in 0..events {
-                let a = Ipv4Addr::new(198, 19, (i / 250) as u8, (i % 250) as u8 + 2);
+            let mut seed: u64 = 0x5eed;
+            for _ in 0..events {
+                // A fixed pseudo-random order (the same every run).
+                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                let k = (seed >> 33) as usize % addrs.len();
+                let (add, a) = (!up[k], addrs[k]);
                 let t0 = Instant::now();
-                send(&cmd, true, a);
+                send(&cmd, add, index[k], a);
+                up[k] = add;
                 'wait: loop {
                     let n = mon.recv(&mut &mut rx[..], 0).unwrap();
                     let mut off = 0;
                     while off < n {
                         let Ok(m) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&rx[off..n]) else { break };
                         off += (m.header.length as usize + 3) & !3;
-                        if let NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewRule(r)) = m.payload
-                            && r.attributes.iter().any(|x| matches!(x, RuleAttribute::Source(IpAddr::V4(s)) if *s == a))
-                        {
+                        let (is_add, r) = match m.payload {
+                            NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewRule(r)) => (true, r),
+                            NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelRule(r)) => (false, r),
+                            _ => continue,
+                        };
+                        if is_add == add && r.attributes.iter().any(|x| matches!(x, RuleAttribute::Source(IpAddr::V4(s)) if *s == a)) {
                             out.push(t0.elapsed());
                             break 'wait;
                         }
@@ -286,13 +449,22 @@ impl Bench {
                         }
                     }
                 }
-                send(&cmd, false, a);
                 std::thread::sleep(Duration::from_millis(2));
             }
-            out
+            (out, up)
         })
         .join()
         .unwrap();
+        // Nothing lost: once quiet, the kernel has a `from` rule for exactly the addresses up.
+        std::thread::sleep(Duration::from_millis(300));
+        let rules = self.lab.host_ok(&["ip", "-4", "rule"]);
+        let have: std::collections::BTreeSet<String> = rules
+            .lines()
+            .filter_map(|l| l.split_whitespace().skip_while(|w| *w != "from").nth(1))
+            .filter(|a| a.starts_with("198.18."))
+            .map(str::to_string)
+            .collect();
+        let want: std::collections::BTreeSet<String> = (0..ifaces).filter(|k| up[*k]).map(addr).collect();
         let pid = self.lab.host_ok(&["sh", "-c", "pidof stronghost || true"]);
         let status = self.lab.host_ok(&[
             "sh",
@@ -302,20 +474,34 @@ impl Bench {
         let s = Stats::new(samples);
         let _ = writeln!(
             self.report,
-            "\n### Watcher: address added → its rule in the kernel ({} events, seen on an rtnetlink socket)\n",
+            "\n### Watcher under churn: addresses added and removed on {ifaces} interfaces ({} events, each until stronghost's rule appears or goes, seen on an rtnetlink socket)\n",
             s.samples.len()
         );
         let _ = writeln!(
             self.report,
-            "p50 {} ms, p90 {} ms, p99 {} ms, worst {} ms (includes the {} ms debounce); watcher memory: {}",
+            "p50 {} ms, p90 {} ms, p99 {} ms, worst {} ms (includes the {} ms debounce); watcher memory: {}; \
+             at the end {} of {} interfaces with an address, and the kernel's rules {} the model",
             Stats::ms(s.median()),
             Stats::ms(s.q(0.9)),
             Stats::ms(s.q(0.99)),
             Stats::ms(*s.samples.last().unwrap()),
             5,
-            status.split_whitespace().collect::<Vec<_>>().join(" ")
+            status.split_whitespace().collect::<Vec<_>>().join(" "),
+            want.len(),
+            ifaces,
+            if have == want { "match" } else { "DO NOT match" }
         );
+        if have != want {
+            let _ = writeln!(
+                self.report,
+                "\nmissing: {:?}; extra: {:?}",
+                want.difference(&have).collect::<Vec<_>>(),
+                have.difference(&want).collect::<Vec<_>>()
+            );
+        }
         self.lab.kill_child("watch");
+        self.lab.host_ok(&["/usr/sbin/stronghost", "release", "--all"]);
+        self.address(ifaces);
     }
 
     /// The data plane, with the variants interleaved (each round measures every variant once, so
@@ -431,7 +617,7 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo bench -- --list` and friends: nothing to list.
     }
-    let n = 256;
+    let n = N_MAX;
     eprintln!("building a lab with {n} interfaces on 198.18.0.0/15 ...");
     let lab = Lab::builder(n).build();
     // Addresses on one subnet and a default route through each (static configuration, so that
@@ -444,7 +630,7 @@ fn main() {
     lab.write_host_file("/tmp/addrs.batch", &b);
     lab.host_ok(&["ip", "-batch", "/tmp/addrs.batch"]);
     lab.in_ns("rtr", &["ip", "addr", "add", "198.18.0.1/15", "dev", "lan0"]);
-    let mut bench = Bench { lab, report: String::new() };
+    let mut bench = Bench { lab, report: String::new(), big_event: None };
     let started = Instant::now();
     // STRONGBENCH_ONLY=scale (or per_event, watcher, data_plane, comma-separated) runs a part.
     let only = std::env::var("STRONGBENCH_ONLY").ok();
@@ -453,10 +639,13 @@ fn main() {
         bench.per_event(30);
     }
     if runs("scale") {
-        bench.scale(&[1, 5, 64, 256]);
+        bench.scale(&[1, 64, 256, 1024, N_MAX]);
+    }
+    if runs("storm") {
+        bench.boot_storm(&[64, 1024]);
     }
     if runs("watcher") {
-        bench.watcher(1000);
+        bench.watcher(1000, 3000);
     }
     if runs("data_plane") {
         bench.data_plane(&[5, 256]);

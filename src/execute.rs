@@ -31,15 +31,16 @@ pub fn execute(
     if let Some(t) = &plans.tables {
         state.save_tables(t).map_err(|source| Error::State { doing: "saving the table allocation".into(), source })?;
     }
-    for p in plans.interfaces.iter().filter(|p| !p.orphans) {
-        if let Some(r) = &p.record
-            && g.on_disk.get(&p.ifname) != Some(r)
-        {
-            state
-                .save_record(&p.ifname, r)
-                .map_err(|source| Error::State { doing: format!("saving the record of {}", p.ifname), source })?;
-        }
-    }
+    let changed: Vec<(&str, &crate::state::Record, Option<&crate::state::Record>)> = plans
+        .interfaces
+        .iter()
+        .filter(|p| !p.orphans)
+        .filter_map(|p| {
+            let before = g.on_disk.get(&p.ifname);
+            p.record.as_ref().filter(|r| before != Some(*r)).map(|r| (p.ifname.as_str(), r, before))
+        })
+        .collect();
+    state.save_records(&changed).map_err(|source| Error::State { doing: "saving the interfaces' records".into(), source })?;
     // Renamed interfaces: their records now live under the new names (saved just above).
     for (old, _) in &g.renames {
         if let Err(source) = state.remove_record(old) {

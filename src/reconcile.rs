@@ -37,6 +37,16 @@ pub enum Target<'a> {
 }
 
 impl Target<'_> {
+    pub fn describe(&self) -> String {
+        match self {
+            Target::Apply(n) => format!("apply {n}"),
+            Target::Release(n) | Target::LeaseGone(n) => format!("release {n}"),
+            Target::Sync => "sync".to_string(),
+            Target::ReleaseAll => "release --all".to_string(),
+            Target::Events(b) => format!("{} queued events", b.len()),
+        }
+    }
+
     fn one(&self) -> Option<&str> {
         match self {
             Target::Apply(n) | Target::Release(n) | Target::LeaseGone(n) => Some(n),
@@ -208,6 +218,8 @@ fn drain_queue(e: &mut Engine) {
 }
 
 fn reconcile_locked(e: &mut Engine, target: &Target, dry_run: bool, client: ClientEvent) -> Result<Done, Error> {
+    // One line per run (-v): the benchmarks count runs by it.
+    log::debug!("run: {}", target.describe());
     let mut errors = Vec::new();
     let mut lines = Vec::new();
     let mut g = e.gather(target.one())?;

@@ -107,12 +107,20 @@ fn libc_o_nofollow() -> i32 {
 
 /// Write to a fresh temporary file beside the target, fsync, rename: readers see old or new.
 fn write_atomic(p: &Path, data: &[u8]) -> io::Result<()> {
+    let tmp = write_new(p, data, true)?;
+    fs::rename(&tmp, p)
+}
+
+/// Writes `data` to a fresh temporary file beside `p` (flushed if `sync`); returns its path.
+fn write_new(p: &Path, data: &[u8], sync: bool) -> io::Result<PathBuf> {
     let tmp = p.with_extension(format!("tmp{}", std::process::id()));
     let _ = fs::remove_file(&tmp);
     let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).custom_flags(libc_o_nofollow()).open(&tmp)?;
     f.write_all(data)?;
-    f.sync_all()?;
-    fs::rename(&tmp, p)
+    if sync {
+        f.sync_all()?;
+    }
+    Ok(tmp)
 }
 
 impl State {
@@ -129,12 +137,16 @@ impl State {
         let p = self.run.join("lock");
         let mut f = OpenOptions::new().create(true).truncate(false).write(true).mode(0o600).custom_flags(libc_o_nofollow()).open(&p)?;
         let start = Instant::now();
+        // Polled (a blocking flock cannot time out), backing off from 1 to 16 ms: a thousand
+        // hooks waiting in a boot storm must not take the CPU from the one holding the lock.
+        let mut pause = Duration::from_millis(1);
         loop {
             match Flock::lock(f, FlockArg::LockExclusiveNonblock) {
                 Ok(l) => return Ok(l),
                 Err((back, _)) if start.elapsed() < wait => {
                     f = back;
-                    std::thread::sleep(Duration::from_millis(5));
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(16));
                 }
                 Err(_) => {
                     return Err(io::Error::new(
@@ -197,13 +209,38 @@ impl State {
         r
     }
 
-    pub fn save_record(&self, ifname: &str, r: &Record) -> io::Result<()> {
-        let o = Originals { saved_sysctls: r.saved_sysctls.clone(), saved_group: r.saved_group };
-        if o != Originals::default() {
-            ensure_dir(&self.lib.join("originals"))?;
-            write_atomic(&self.originals_path(ifname), serde_json::to_string_pretty(&o)?.as_bytes())?;
+    /// Saves the records a run changed (`before`: what was on disk). The originals under
+    /// /var/lib are written only where they changed — once in an interface's life — and made
+    /// durable together: every new file written, one syncfs, then each renamed over the old one
+    /// (a crash leaves old or new, never an empty file), then the directory flushed. The records
+    /// themselves are in /run (tmpfs).
+    pub fn save_records(&self, batch: &[(&str, &Record, Option<&Record>)]) -> io::Result<()> {
+        let of = |r: &Record| Originals { saved_sysctls: r.saved_sysctls.clone(), saved_group: r.saved_group };
+        let mut originals = Vec::new();
+        for (name, r, before) in batch {
+            let o = of(r);
+            let p = self.originals_path(name);
+            if o != Originals::default() && (before.map(&of) != Some(o.clone()) || !p.exists()) {
+                originals.push((p, serde_json::to_string_pretty(&o)?));
+            }
         }
-        write_atomic(&self.record_path(ifname), serde_json::to_string_pretty(r)?.as_bytes())
+        if !originals.is_empty() {
+            let dir = self.lib.join("originals");
+            ensure_dir(&dir)?;
+            let mut staged = Vec::with_capacity(originals.len());
+            for (p, text) in &originals {
+                staged.push((write_new(p, text.as_bytes(), false)?, p));
+            }
+            nix::unistd::syncfs(File::open(&dir)?).map_err(io::Error::from)?;
+            for (tmp, p) in staged {
+                fs::rename(tmp, p)?;
+            }
+            File::open(&dir)?.sync_all()?;
+        }
+        for (name, r, _) in batch {
+            write_atomic(&self.record_path(name), serde_json::to_string_pretty(r)?.as_bytes())?;
+        }
+        Ok(())
     }
 
     pub fn remove_record(&self, ifname: &str) -> io::Result<()> {

@@ -6,13 +6,7 @@ use crate::error::Error;
 use crate::reconcile::{ClientEvent, Target, reconcile};
 
 pub fn run(cfg: &Config, target: Target, json: bool) -> i32 {
-    let what = match &target {
-        Target::Apply(n) => format!("apply {n}"),
-        Target::Release(n) | Target::LeaseGone(n) => format!("release {n}"),
-        Target::Sync => "sync".to_string(),
-        Target::ReleaseAll => "release --all".to_string(),
-        Target::Events(b) => format!("{} queued events", b.len()),
-    };
+    let what = target.describe();
     let (result, w) = match engine(cfg) {
         Ok(mut e) => (reconcile(&mut e, &target, false, ClientEvent::default()), e.writes.clone()),
         Err(err) => (Err(err), Default::default()),
