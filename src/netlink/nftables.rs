@@ -466,7 +466,34 @@ impl Nft {
     }
 
     /// Elements of a set or map of an inet table; `None` if it does not exist.
+    ///
+    /// A dump longer than one message is resumed by position, and the kernel resizes a hash set
+    /// some time after many elements were added or removed (deferred work): a resize between two
+    /// parts of a dump (or inside one) reorders the buckets, so the dump repeats some elements and
+    /// misses others, and nothing in the answer says so (NLM_F_DUMP_INTR tracks transactions, not
+    /// resizes): seen here as 2,350 members of 3,000. Skipping is by count and a restarted walk
+    /// only counts more, so a dump never returns fewer entries than the set has members: one
+    /// without a repeat holds every member. Repeated until one is, and an error if none is.
     pub fn elements(&mut self, table: &str, set: &str) -> Result<Option<Vec<Element>>, NetlinkError> {
+        const TRIES: u32 = 20;
+        for attempt in 0..TRIES {
+            let Some(mut out) = self.elements_once(table, set)? else { return Ok(None) };
+            let n = out.len();
+            out.sort();
+            out.dedup();
+            if out.len() == n {
+                return Ok(Some(out));
+            }
+            log::debug!("{table}/{set}: a dump returned {} element(s) twice (set resized meanwhile); dumping again", n - out.len());
+            std::thread::sleep(std::time::Duration::from_millis(1 << attempt.min(4)));
+        }
+        Err(NetlinkError::Kernel {
+            errno: Errno::EAGAIN,
+            extack: Some(format!("the elements of {table}/{set} kept changing under {TRIES} dumps; try again")),
+        })
+    }
+
+    fn elements_once(&mut self, table: &str, set: &str) -> Result<Option<Vec<Element>>, NetlinkError> {
         let mut a = Vec::new();
         attr(&mut a, 1, &cstr(table)); // NFTA_SET_ELEM_LIST_TABLE
         attr(&mut a, 2, &cstr(set)); // NFTA_SET_ELEM_LIST_SET
@@ -484,11 +511,6 @@ impl Nft {
                 }
             }
         }
-        // A dump that runs while the kernel resizes the set's hash table (after many elements
-        // were deleted, the shrink is deferred) can return an element twice. A set has each
-        // member once: a copy must not look like a second member to delete.
-        out.sort();
-        out.dedup();
         Ok(Some(out))
     }
 
