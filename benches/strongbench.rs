@@ -56,8 +56,8 @@ fn ratio(a: Duration, b: Duration) -> String {
 struct Bench {
     lab: Lab,
     report: String,
-    /// The one-event table for the big host, printed after the per-event one.
-    big_event: Option<String>,
+    /// The 5-interface host's first bind and converged re-apply, for the big host's comparison.
+    small: Option<(Stats, Stats)>,
 }
 
 impl Bench {
@@ -157,30 +157,9 @@ impl Bench {
             same.push(self.timed(&["ip", "-batch", "/tmp/same1"]));
             let _ = self.lab.host(&["ip", "-force", "-batch", "/tmp/same1.undo"]);
         }
-        // The same event on a host where stronghost manages every one of N_MAX interfaces.
-        self.config(N_MAX, true);
-        self.lab.host_ok(&["/usr/sbin/stronghost", "sync"]);
-        let (mut big_first, mut big_again) = (vec![], vec![]);
-        for _ in 0..runs {
-            self.lab.host_ok(&["/usr/sbin/stronghost", "release", "eth1"]);
-            big_first.push(self.timed(&hook));
-            big_again.push(self.timed(&hook));
-        }
         self.lab.host_ok(&["/usr/sbin/stronghost", "release", "--all"]);
-        let (big_first, big_again) = (Stats::new(big_first), Stats::new(big_again));
         let (first, again, shell, floor, same) =
             (Stats::new(first), Stats::new(again), Stats::new(shell), Stats::new(floor), Stats::new(same));
-        self.big_event = Some(format!(
-            "\n### One event on a {N_MAX}-interface host (the same BOUND, every interface managed; ms: median (p10–p90))\n\n\
-             | variant | 5 interfaces | {N_MAX} interfaces | ratio |\n|---|---|---|---|\n\
-             | first bind | {} | {} | {} |\n| converged re-apply | {} | {} | {} |\n",
-            first.show(),
-            big_first.show(),
-            ratio(big_first.median(), first.median()),
-            again.show(),
-            big_again.show(),
-            ratio(big_again.median(), again.median()),
-        ));
         let _ = writeln!(self.report, "\n### One event: a BOUND lease for one interface ({runs} runs, ms: median (p10–p90))\n");
         let _ = writeln!(self.report, "| variant | wall time | shell recipe ÷ this |\n|---|---|---|");
         let _ = writeln!(
@@ -208,9 +187,38 @@ impl Bench {
             same.show(),
             ratio(shell.median(), same.median())
         );
-        if let Some(b) = self.big_event.take() {
-            self.report += &b;
+        self.small = Some((first, again));
+    }
+
+    /// The same event on a host where stronghost manages every one of `N_MAX` interfaces, beside
+    /// the figures of the 5-interface host (`per_event`, run first in a lab of its own).
+    fn big_event(&mut self, runs: usize) {
+        let Some((first, again)) = self.small.take() else { return };
+        self.config(N_MAX, true);
+        self.lab.host_ok(&["/usr/sbin/stronghost", "sync"]);
+        let ip = format!("new_ip_address={}", addr(1));
+        let hook = ["env", "reason=BOUND", "interface=eth1", "new_subnet_mask=255.254.0.0", "new_routers=198.18.0.1", &ip];
+        let hook: Vec<&str> = hook.into_iter().chain(["/usr/sbin/stronghost", "hook", "dhclient"]).collect();
+        let (mut big_first, mut big_again) = (vec![], vec![]);
+        for _ in 0..runs {
+            self.lab.host_ok(&["/usr/sbin/stronghost", "release", "eth1"]);
+            big_first.push(self.timed(&hook));
+            big_again.push(self.timed(&hook));
         }
+        self.lab.host_ok(&["/usr/sbin/stronghost", "release", "--all"]);
+        let (big_first, big_again) = (Stats::new(big_first), Stats::new(big_again));
+        let _ = write!(
+            self.report,
+            "\n### One event on a {N_MAX}-interface host (the same BOUND, every interface managed; ms: median (p10–p90))\n\n\
+             | variant | 5-interface host | {N_MAX}-interface host | ratio |\n|---|---|---|---|\n\
+             | first bind | {} | {} | {} |\n| converged re-apply | {} | {} | {} |\n",
+            first.show(),
+            big_first.show(),
+            ratio(big_first.median(), first.median()),
+            again.show(),
+            big_again.show(),
+            ratio(big_again.median(), again.median()),
+        );
     }
 
     fn scale(&mut self, sizes: &[usize]) {
@@ -618,15 +626,11 @@ impl Bench {
     }
 }
 
-fn main() {
-    if std::env::args().any(|a| a == "--list") {
-        return; // `cargo bench -- --list` and friends: nothing to list.
-    }
-    let n = N_MAX;
+/// A host of `n` interfaces with addresses on one subnet and a default route through each (static
+/// configuration, so that `sync` knows every gateway); the router answers for the gateway address.
+fn lab_of(n: usize) -> Lab {
     eprintln!("building a lab with {n} interfaces on 198.18.0.0/15 ...");
-    let lab = Lab::builder(n).build();
-    // Addresses on one subnet and a default route through each (static configuration, so that
-    // `sync` knows every gateway); the router answers for the gateway address.
+    let lab = Lab::builder(n).no_ipv6().build();
     let mut b = String::new();
     for k in 0..n {
         let _ = writeln!(b, "addr add {}/15 dev eth{k}", addr(k));
@@ -635,13 +639,40 @@ fn main() {
     lab.write_host_file("/tmp/addrs.batch", &b);
     lab.host_ok(&["ip", "-batch", "/tmp/addrs.batch"]);
     lab.in_ns("rtr", &["ip", "addr", "add", "198.18.0.1/15", "dev", "lan0"]);
-    let mut bench = Bench { lab, report: String::new(), big_event: None };
+    lab
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return; // `cargo bench -- --list` and friends: nothing to list.
+    }
     let started = Instant::now();
-    // STRONGBENCH_ONLY=scale (or per_event, watcher, data_plane, comma-separated) runs a part.
+    // STRONGBENCH_ONLY=scale (or per_event, storm, watcher, data_plane, comma-separated) runs a part.
     let only = std::env::var("STRONGBENCH_ONLY").ok();
     let runs = |part: &str| only.as_deref().is_none_or(|o| o.split(',').any(|p| p == part));
+    let mut report = String::new();
+    let mut small = None;
     if runs("per_event") {
+        // One event on a host of 5 interfaces: a lab of its own.
+        let mut bench = Bench { lab: lab_of(5), report: String::new(), small: None };
         bench.per_event(30);
+        (report, small) = (bench.report, bench.small);
+    }
+    let mut bench = Bench { lab: lab_of(N_MAX), report, small };
+    // STRONGBENCH_ONLY=hold: the big host, every interface managed, kept until the file named in
+    // the message is removed — for looking at one run with strace or perf.
+    if only.as_deref() == Some("hold") {
+        bench.config(N_MAX, true);
+        bench.lab.host_ok(&["/usr/sbin/stronghost", "sync"]);
+        let flag = std::env::temp_dir().join(format!("strongbench-hold-{}", std::process::id()));
+        std::fs::write(&flag, "").unwrap();
+        eprintln!("holding: the host is namespace {}; rm {} to end", bench.lab.ns("host"), flag.display());
+        while flag.exists() {
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+    if runs("per_event") {
+        bench.big_event(30);
     }
     if runs("scale") {
         bench.scale(&[1, 64, 256, 1024, N_MAX]);

@@ -250,6 +250,9 @@ pub struct Want {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Current {
     pub exists: bool,
+    /// Read for this one interface only (`read_member`): the sets, maps and counters below hold
+    /// its entries and nothing else, and planning looks at it alone.
+    pub scope: Option<String>,
     /// Every chain and rule as stronghost writes them (for `reverse_path` as read).
     pub rules_ok: bool,
     pub managed: BTreeSet<String>,
@@ -301,12 +304,15 @@ fn u32_of(v: &[u8]) -> Option<u32> {
     Some(u32::from_ne_bytes(v.get(..4)?.try_into().ok()?))
 }
 
-/// Reads the table over nfnetlink; `Ok(Current::default())` when it does not exist.
-pub fn read(reverse_path: bool) -> Result<Current, String> {
-    let err = |e: crate::netlink::NetlinkError| format!("reading nft table {T}: {e}");
-    let mut nft = Nft::open().map_err(|e| err(e.into()))?;
+fn read_err(e: crate::netlink::NetlinkError) -> String {
+    format!("reading nft table {T}: {e}")
+}
+
+/// The table's existence and its chains and rules (`rules_ok`); `None` when it does not exist.
+fn read_rules(nft: &mut Nft, reverse_path: bool) -> Result<Option<Current>, String> {
+    let err = read_err;
     if !nft.table_exists(TABLE).map_err(err)? {
-        return Ok(Current::default());
+        return Ok(None);
     }
     let mut c = Current { exists: true, rules_ok: true, ..Default::default() };
     let bodies = rule_bodies(reverse_path);
@@ -318,6 +324,64 @@ pub fn read(reverse_path: bool) -> Result<Current, String> {
         let want: Vec<Option<Vec<Expr>>> = bodies[name].iter().cloned().map(Some).collect();
         c.rules_ok &= chain == Some(Chain { kind: kind.into(), hook, priority, policy: 1 }) && bodies_now == want;
     }
+    Ok(Some(c))
+}
+
+/// What an event for one interface needs of the table: its rules, and that interface's entries
+/// only — looked up by key, a constant cost whatever the number of members (dumping every set
+/// and counter of a 4,096-interface host costs more than the rest of the event). Falls back to
+/// reading everything when the table is not as stronghost left it or the interface's entries
+/// disagree: a repair rewrites the whole table.
+pub fn read_member(reverse_path: bool, name: &str, index: Option<u32>) -> Result<Current, String> {
+    let err = read_err;
+    let mut nft = Nft::open().map_err(|e| err(e.into()))?;
+    let Some(mut c) = read_rules(&mut nft, reverse_path)? else { return Ok(Current::default()) };
+    if !c.rules_ok || !quotable(name) {
+        return read(reverse_path);
+    }
+    c.scope = Some(name.to_string());
+    let key = Element::ifname(name);
+    let mut element = |set: &str, key: &[u8]| nft.element(TABLE, set, key).map_err(err);
+    if element("managed", &key)?.is_some() {
+        c.managed.insert(name.to_string());
+    }
+    for map in ["wrong_iface", "rpf_iface", "src_iface"] {
+        if let Some(o) = element(map, &key)?.and_then(|e| e.objref) {
+            let m = match map {
+                "wrong_iface" => &mut c.wrong_iface,
+                "rpf_iface" => &mut c.rpf_iface,
+                _ => &mut c.src_iface,
+            };
+            m.insert(name.to_string(), o);
+        }
+    }
+    if let Some(t) = element("conn_mark", &key)?.and_then(|e| u32_of(e.data.as_deref()?)) {
+        c.conn_mark.insert(name.to_string(), t);
+        if element("conn_marks", &t.to_ne_bytes())?.is_some() {
+            c.conn_marks.insert(t);
+        }
+        for (_, counter) in counters_of(t) {
+            if let Some(p) = nft.counter(TABLE, &counter).map_err(err)? {
+                c.counters.insert(counter, p);
+            }
+        }
+    }
+    if let Some(i) = index
+        && nft.element(TABLE, "rpf_ok", &[i.to_ne_bytes(), i.to_ne_bytes()].concat()).map_err(err)?.is_some()
+    {
+        c.rpf_ok.insert(i);
+    }
+    if c.members().is_none() {
+        return read(reverse_path);
+    }
+    Ok(c)
+}
+
+/// Reads the table over nfnetlink; `Ok(Current::default())` when it does not exist.
+pub fn read(reverse_path: bool) -> Result<Current, String> {
+    let err = read_err;
+    let mut nft = Nft::open().map_err(|e| err(e.into()))?;
+    let Some(mut c) = read_rules(&mut nft, reverse_path)? else { return Ok(Current::default()) };
     let mut elements = |set: &str| nft.elements(TABLE, set).map_err(err).map(Option::unwrap_or_default);
     c.managed = elements("managed")?.into_iter().map(|e| name_of(&e.key)).collect();
     c.wrong_iface = elements("wrong_iface")?.into_iter().filter_map(|e| Some((name_of(&e.key), e.objref?))).collect();
@@ -396,8 +460,13 @@ pub fn plan(cur: &Current, want: &Want) -> Option<Change> {
     let Some(have) = cur.members().filter(|_| cur.rules_ok) else {
         return Some(Change::Repair { script: script(cur, want), want: want.clone() });
     };
-    let add: Vec<(String, u32)> = want.members.iter().filter(|(n, t)| have.get(*n) != Some(*t)).map(|(n, t)| (n.clone(), *t)).collect();
-    let remove: Vec<(String, u32)> = have.iter().filter(|(n, t)| want.members.get(*n) != Some(*t)).map(|(n, t)| (n.clone(), *t)).collect();
+    // Read for one interface: decide on that one alone.
+    let wanted: Members = match &cur.scope {
+        Some(n) => want.members.iter().filter(|(m, _)| *m == n).map(|(m, t)| (m.clone(), *t)).collect(),
+        None => want.members.clone(),
+    };
+    let add: Vec<(String, u32)> = wanted.iter().filter(|(n, t)| have.get(*n) != Some(*t)).map(|(n, t)| (n.clone(), *t)).collect();
+    let remove: Vec<(String, u32)> = have.iter().filter(|(n, t)| wanted.get(*n) != Some(*t)).map(|(n, t)| (n.clone(), *t)).collect();
     let indexes = wanted_indexes(cur, want);
     let add_indexes: Vec<u32> = indexes.difference(&cur.rpf_ok).copied().collect();
     let remove_indexes: Vec<u32> = cur.rpf_ok.difference(&indexes).copied().collect();
@@ -711,6 +780,37 @@ mod tests {
                 plan(&cur, &Want { exact: false, ..want(&[("eth0", 4101), ("eth2", 4103)], &[9]) }),
                 Some(Change::Members { add: vec![], remove: vec![], add_indexes: vec![9], remove_indexes: vec![] })
             );
+            // Read for one interface: its entries alone, looked up by key; planned on alone.
+            let one = read_member(true, "eth2", Some(4)).unwrap();
+            assert_eq!(one.scope.as_deref(), Some("eth2"));
+            assert_eq!(one.members(), Some([("eth2".to_string(), 4103)].into()));
+            assert_eq!((one.rpf_ok.clone(), one.counters.len()), ([4].into(), 3));
+            // (The kernel snapshot of a one-interface gather holds that interface's index alone.)
+            let of_one = |w: &Want, index: u32| Want { exact: false, indexes: [index].into(), ..w.clone() };
+            assert_eq!(plan(&one, &of_one(&w2, 4)), None, "eth0 is not looked at");
+            let three = Want { exact: false, ..want(&[("eth0", 4101), ("eth2", 4103), ("eth3", 4104)], &[5]) };
+            let new = read_member(true, "eth3", Some(5)).unwrap();
+            assert_eq!((new.scope.as_deref(), new.members()), (Some("eth3"), Some(Members::new())));
+            let add = plan(&new, &three).unwrap();
+            assert_eq!(
+                add,
+                Change::Members { add: vec![("eth3".into(), 4104)], remove: vec![], add_indexes: vec![5], remove_indexes: vec![] }
+            );
+            apply(&add, true).unwrap();
+            let gone = plan(&read_member(true, "eth3", Some(5)).unwrap(), &of_one(&w2, 5)).unwrap();
+            assert_eq!(
+                gone,
+                Change::Members { add: vec![], remove: vec![("eth3".into(), 4104)], add_indexes: vec![], remove_indexes: vec![] }
+            );
+            apply(&gone, true).unwrap();
+            assert_eq!(read(true).unwrap().members(), Some(w2.members.clone()));
+            // One interface's entries disagreeing: everything is read, and the table repaired.
+            run_script(&format!("delete element {T} managed {{ \"eth2\" }}\n")).unwrap();
+            let torn = read_member(true, "eth2", Some(4)).unwrap();
+            assert!(torn.scope.is_none() && torn.conn_mark.len() == 2, "{torn:?}");
+            assert!(matches!(plan(&torn, &of_one(&w2, 4)), Some(Change::Repair { .. })));
+            apply(&Change::Repair { script: script(&torn, &w2), want: w2.clone() }, true).unwrap();
+            let cur = read(true).unwrap();
             apply(&plan(&cur, &Want::default()).unwrap(), true).unwrap();
             assert!(!read(true).unwrap().exists);
         });
@@ -721,6 +821,7 @@ mod tests {
         let w = want(&[("eth0", 4101), ("eth1", 4102)], &[2, 3]);
         let cur = Current {
             exists: true,
+            scope: None,
             rules_ok: true,
             managed: ["eth0".to_string(), "eth1".to_string()].into(),
             wrong_iface: [("eth0".to_string(), "drop_4101".to_string()), ("eth1".to_string(), "drop_4102".to_string())].into(),

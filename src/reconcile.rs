@@ -123,6 +123,10 @@ impl Engine {
             }
             Some(_) => None,
         };
+        let filter = match one {
+            Some(n) => filter::read_member(self.cfg.rp_filter, n, kernel.link(n).map(|l| l.index)),
+            None => filter::read(self.cfg.rp_filter),
+        };
         let mut g = Gathered {
             kernel,
             on_disk: records.clone(),
@@ -130,7 +134,7 @@ impl Engine {
             names,
             tables,
             stack_leases,
-            filter: filter::read(self.cfg.rp_filter),
+            filter,
             complete: one.is_none(),
             present,
             renames: vec![],

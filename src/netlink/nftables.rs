@@ -498,20 +498,28 @@ impl Nft {
         attr(&mut a, 1, &cstr(table)); // NFTA_SET_ELEM_LIST_TABLE
         attr(&mut a, 2, &cstr(set)); // NFTA_SET_ELEM_LIST_SET
         let Some(msgs) = self.request(NFT_MSG_GETSETELEM, NLM_F_DUMP, &a)? else { return Ok(None) };
-        let mut out = Vec::new();
-        for m in &msgs {
-            let top: Vec<_> = attributes(m).collect();
-            let Some(list) = find(&top, 3) else { continue }; // NFTA_SET_ELEM_LIST_ELEMENTS
-            for (_, elem) in attributes(list) {
-                let e: Vec<_> = attributes(elem).collect();
-                let value = |k: u16| find(&e, k).and_then(|v| attributes(v).find(|(t, _)| *t == 1).map(|(_, v)| v.to_vec()));
-                if let Some(key) = value(1) {
-                    // NFTA_SET_ELEM_KEY 1, DATA 2 (each a NFTA_DATA_VALUE), OBJREF 9
-                    out.push(Element { key, data: value(2), objref: find(&e, 9).map(text) });
-                }
-            }
-        }
-        Ok(Some(out))
+        Ok(Some(parse_elements(&msgs)))
+    }
+
+    /// One element of a set or map, looked up by its key; `None` if it (or the set) does not
+    /// exist. What an event for one interface reads, instead of dumping thousands.
+    pub fn element(&mut self, table: &str, set: &str, key: &[u8]) -> Result<Option<Element>, NetlinkError> {
+        let mut a = Vec::new();
+        attr(&mut a, 1, &cstr(table)); // NFTA_SET_ELEM_LIST_TABLE
+        attr(&mut a, 2, &cstr(set)); // NFTA_SET_ELEM_LIST_SET
+        nested(&mut a, 3, |list| nested(list, 1, |e| nested(e, 1, |k| attr(k, 1, key)))); // ELEMENTS / LIST_ELEM / KEY / DATA_VALUE
+        let Some(msgs) = self.request(NFT_MSG_GETSETELEM, 0, &a)? else { return Ok(None) };
+        Ok(parse_elements(&msgs).into_iter().find(|e| e.key == key))
+    }
+
+    /// One counter object's packets; `None` if it does not exist.
+    pub fn counter(&mut self, table: &str, name: &str) -> Result<Option<u64>, NetlinkError> {
+        let mut a = Vec::new();
+        attr(&mut a, 1, &cstr(table)); // NFTA_OBJ_TABLE
+        attr(&mut a, 2, &cstr(name)); // NFTA_OBJ_NAME
+        attr(&mut a, 3, &NFT_OBJECT_COUNTER.to_be_bytes()); // NFTA_OBJ_TYPE
+        let Some(msgs) = self.request(NFT_MSG_GETOBJ, 0, &a)? else { return Ok(None) };
+        Ok(msgs.first().map(|m| counter_packets(&attributes(m).collect::<Vec<_>>())))
     }
 
     /// Counter objects of an inet table: name → packets.
@@ -527,11 +535,7 @@ impl Nft {
                 continue;
             }
             let Some(name) = find(&top, 2).map(text) else { continue };
-            let packets = find(&top, 4)
-                .and_then(|d| attributes(d).find(|(t, _)| *t == 2).map(|(_, v)| v)) // NFTA_COUNTER_PACKETS
-                .and_then(|p| Some(u64::from_be_bytes(p.get(..8)?.try_into().ok()?)))
-                .unwrap_or(0);
-            out.insert(name, packets);
+            out.insert(name, counter_packets(&top));
         }
         Ok(Some(out))
     }
@@ -572,6 +576,32 @@ impl Nft {
                 .collect(),
         ))
     }
+}
+
+/// The elements in the answers to a GETSETELEM, dumped or looked up.
+fn parse_elements(msgs: &[Vec<u8>]) -> Vec<Element> {
+    let mut out = Vec::new();
+    for m in msgs {
+        let top: Vec<_> = attributes(m).collect();
+        let Some(list) = find(&top, 3) else { continue }; // NFTA_SET_ELEM_LIST_ELEMENTS
+        for (_, elem) in attributes(list) {
+            let e: Vec<_> = attributes(elem).collect();
+            let value = |k: u16| find(&e, k).and_then(|v| attributes(v).find(|(t, _)| *t == 1).map(|(_, v)| v.to_vec()));
+            if let Some(key) = value(1) {
+                // NFTA_SET_ELEM_KEY 1, DATA 2 (each a NFTA_DATA_VALUE), OBJREF 9
+                out.push(Element { key, data: value(2), objref: find(&e, 9).map(text) });
+            }
+        }
+    }
+    out
+}
+
+/// A counter object's packets (NFTA_OBJ_DATA / NFTA_COUNTER_PACKETS).
+fn counter_packets(top: &[(u16, &[u8])]) -> u64 {
+    find(top, 4)
+        .and_then(|d| attributes(d).find(|(t, _)| *t == 2).map(|(_, v)| v))
+        .and_then(|p| Some(u64::from_be_bytes(p.get(..8)?.try_into().ok()?)))
+        .unwrap_or(0)
 }
 
 /// One answer of a transaction whose header is `begin` and whose last message is `last`:
