@@ -68,11 +68,13 @@ impl Kernel {
         self.routes_in.get(&table).into_iter().flatten().map(|&i| &self.routes[i])
     }
 
-    /// What one interface's plan needs, and no more: its link and addresses, every rule (few),
-    /// and the routes of its table and of main (of every table while it has none: allocating one
-    /// looks at all of the range). The cost of an event then hardly grows with the number of
-    /// interfaces on the host.
-    pub fn read_one(nl: &mut Netlink, ifname: &str, table: Option<u32>) -> Result<Kernel, NetlinkError> {
+    /// What one interface's plan needs, and no more: its link and addresses, every rule (the
+    /// kernel cannot filter a rule dump), and the routes of its table and of main (of every table
+    /// while it has none: allocating one looks at all of the range). Of main, only the routes
+    /// through the interface when `gateway_known` (a gateway is configured or leased): the other
+    /// interfaces' defaults are only looked at for a gateway on the same network. The cost of an
+    /// event then grows with the number of interfaces on the host by the rule dump alone.
+    pub fn read_one(nl: &mut Netlink, ifname: &str, table: Option<u32>, gateway_known: bool) -> Result<Kernel, NetlinkError> {
         let links: Vec<Link> = nl.link(ifname)?.into_iter().collect();
         let addrs = match links.first() {
             Some(l) => nl.addresses(l.index)?,
@@ -83,7 +85,12 @@ impl Kernel {
             None => nl.routes(0)?,
             Some(t) => {
                 let mut r = nl.routes(t)?;
-                r.extend(nl.routes(RT_TABLE_MAIN)?);
+                let oif = links.first().filter(|_| gateway_known).map(|l| l.index);
+                // ENODEV: the link went away since it was read; all of main, then.
+                r.extend(match nl.routes_via(RT_TABLE_MAIN, oif) {
+                    Err(e) if oif.is_some() && e.errno() == Some(nix::errno::Errno::ENODEV) => nl.routes(RT_TABLE_MAIN)?,
+                    other => other?,
+                });
                 r
             }
         };

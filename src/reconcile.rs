@@ -94,7 +94,6 @@ impl Engine {
             std::io::ErrorKind::WouldBlock => Error::Busy { detail: source.to_string() },
             _ => Error::State { doing: "taking the lock".into(), source },
         })?;
-        self.state.clean_temporaries();
         Ok(guard)
     }
 
@@ -102,6 +101,16 @@ impl Engine {
     /// one interface, only its own state: the cost of an event hardly grows with the number of
     /// interfaces on the host.
     pub fn gather(&mut self, one: Option<&str>) -> Result<Gathered, Error> {
+        self.gather_with(one, None)
+    }
+
+    /// `gather`, knowing the lease an event brings for `one` (it decides how much of main is read).
+    pub fn gather_with(&mut self, one: Option<&str>, incoming: Option<&Lease>) -> Result<Gathered, Error> {
+        if one.is_none() {
+            // Under the lock, which every writer holds: a temporary file now is a dead run's.
+            // Only on a full run: listing thousands of records is no event's business.
+            self.state.clean_temporaries();
+        }
         let names: std::collections::BTreeSet<String> = self.state.recorded().into_iter().collect();
         let records: BTreeMap<String, _> = match one {
             Some(n) => names.iter().filter(|r| *r == n).map(|n| (n.clone(), self.state.record(n))).collect(),
@@ -109,7 +118,12 @@ impl Engine {
         };
         let tables = self.state.tables();
         let mut kernel = match one {
-            Some(n) => Kernel::read_one(&mut self.nl, n, tables.get(n).copied()),
+            Some(n) => {
+                // A gateway that does not depend on the other interfaces (planner `gateways`).
+                let lease = incoming.or_else(|| records.get(n)?.lease.as_ref());
+                let gateway_known = self.cfg.gateways.contains_key(n) || lease.is_some_and(|l| l.gateway.is_some());
+                Kernel::read_one(&mut self.nl, n, tables.get(n).copied(), gateway_known)
+            }
             None => Kernel::read(&mut self.nl),
         }
         .map_err(Error::netlink("reading the kernel's routing state"))?;
@@ -226,7 +240,7 @@ fn reconcile_locked(e: &mut Engine, target: &Target, dry_run: bool, client: Clie
     log::debug!("run: {}", target.describe());
     let mut errors = Vec::new();
     let mut lines = Vec::new();
-    let mut g = e.gather(target.one())?;
+    let mut g = e.gather_with(target.one(), client.lease.as_ref())?;
     if let (true, Some(n)) = (client.configure, target.one()) {
         let old = g.records.get(n).and_then(|r| r.lease.as_ref()).filter(|l| l.source == "udhcpc");
         if let Some(c) = plan::client(&g.kernel, n, old, client.lease.as_ref()) {
@@ -236,7 +250,7 @@ fn reconcile_locked(e: &mut Engine, target: &Target, dry_run: bool, client: Clie
                     errors.push(err);
                 }
                 // The addresses changed: decide on what the kernel holds now.
-                g = e.gather(Some(n))?;
+                g = e.gather_with(Some(n), client.lease.as_ref())?;
             }
         }
     }
