@@ -341,15 +341,24 @@ impl Bench {
                     hooks_done = Some(t0.elapsed());
                 }
                 if converged.is_none() {
-                    let c = self.lab.host_ok(&["sh", "-c", "ip -4 rule | grep -c -e ' from 198.18' -e ' oif eth' || true"]);
+                    let c = self.lab.host_ok(&["sh", "-c", "ip -4 rule | grep -c -e 'from 198\\.18\\.' -e ' oif eth' || true"]);
                     if c.trim().parse::<usize>().unwrap_or(0) >= 2 * n {
                         converged = Some(t0.elapsed());
                     }
                 }
-                if t0.elapsed() > Duration::from_secs(300) {
+                if t0.elapsed() > Duration::from_secs(120) {
                     let _ = storm.kill();
                     let _ = storm.wait();
-                    panic!("the boot storm of {n} did not converge in 5 minutes");
+                    let rules = self.lab.host_ok(&["ip", "-4", "rule"]);
+                    let missing: Vec<String> =
+                        (0..n).map(|k| format!("eth{k}")).filter(|e| !rules.contains(&format!("oif {e} "))).collect();
+                    let hooks = self.lab.host_ok(&["sh", "-c", "tail -n 40 /tmp/storm-hooks.log"]);
+                    let status = self.lab.host(&["/usr/sbin/stronghost", "check"]);
+                    panic!(
+                        "the boot storm of {n} did not converge in 2 minutes; no oif rule for {missing:?}\n--- hooks:\n{hooks}\n--- watcher:\n{}\n--- check:\n{}",
+                        self.lab.log(&log),
+                        String::from_utf8_lossy(&status.stdout)
+                    );
                 }
                 std::thread::sleep(Duration::from_millis(10));
             }
@@ -679,30 +688,41 @@ fn main() {
             std::thread::sleep(Duration::from_millis(500));
         }
     }
+    // Each part's figures are written as soon as they are in: a later part that fails loses
+    // only its own.
+    let save = |report: &str, done: bool| {
+        let head = format!(
+            "## Benchmarks\n\nMeasured by `bash benches/run.sh` on {} ({} CPUs), {} s in all{}.\n",
+            std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+            started.elapsed().as_secs(),
+            if done { "" } else { " so far (unfinished)" }
+        );
+        let out = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-results.md");
+        let _ = std::fs::write(&out, head.clone() + report);
+        if done {
+            println!("{head}{report}");
+            eprintln!("written to {}", out.display());
+        }
+    };
     if runs("per_event") {
         bench.big_event(30);
+        save(&bench.report, false);
     }
     if runs("scale") {
         bench.scale(&[1, 64, 256, 1024, N_MAX]);
+        save(&bench.report, false);
     }
     if runs("storm") {
         bench.boot_storm(&[64, 1024]);
+        save(&bench.report, false);
     }
     if runs("watcher") {
         bench.watcher(1000, 3000);
+        save(&bench.report, false);
     }
     if runs("data_plane") {
         bench.data_plane(&[5, 256]);
     }
-    let head = format!(
-        "## Benchmarks\n\nMeasured by `bash benches/run.sh` on {} ({} CPUs), {} s in all.\n",
-        std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
-        started.elapsed().as_secs()
-    );
-    let report = head + &bench.report;
-    println!("{report}");
-    let out = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-results.md");
-    let _ = std::fs::write(&out, &report);
-    eprintln!("written to {}", out.display());
+    save(&bench.report, true);
 }
