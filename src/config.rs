@@ -34,7 +34,33 @@ pub struct Config {
     pub gateways: std::collections::BTreeMap<String, std::net::Ipv4Addr>,
     /// The file this came from, for messages that tell the admin what to edit.
     pub path: PathBuf,
+    /// `interfaces` and `exclude` split into plain names and patterns, made on first use: a
+    /// configuration naming thousands of interfaces is asked about every link of a run.
+    pub names: NameIndex,
 }
+
+type Split = (std::collections::HashSet<String>, Vec<String>);
+
+/// Plain names (a set) and patterns (a list) of `interfaces` and of `exclude`, with the lists
+/// they were made from (address and length): a configuration built from another with new lists
+/// is not answered from the other's cache.
+#[derive(Debug, Default)]
+pub struct NameIndex(std::sync::OnceLock<([(usize, usize); 2], [Split; 2])>);
+
+/// A copy makes its own (its lists are elsewhere).
+impl Clone for NameIndex {
+    fn clone(&self) -> Self {
+        NameIndex::default()
+    }
+}
+
+/// A cache: two configurations are equal whatever it holds.
+impl PartialEq for NameIndex {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+impl Eq for NameIndex {}
 
 impl Default for Config {
     fn default() -> Self {
@@ -71,6 +97,7 @@ impl Default for Config {
             ipv6: true,
             gateways: Default::default(),
             path: PathBuf::from(DEFAULT_PATH),
+            names: NameIndex::default(),
         }
     }
 }
@@ -161,7 +188,20 @@ impl Config {
 
     /// Whether stronghost manages this interface name.
     pub fn manages(&self, ifname: &str) -> bool {
-        self.interfaces.iter().any(|p| glob(p, ifname)) && !self.exclude.iter().any(|p| glob(p, ifname))
+        let lists = [&self.interfaces, &self.exclude];
+        let made_from = lists.map(|l| (l.as_ptr() as usize, l.len()));
+        let (from, [inc, exc]) = self.names.0.get_or_init(|| {
+            let split = lists.map(|list| {
+                let (plain, patterns): (Vec<&String>, Vec<&String>) = list.iter().partition(|p| !p.contains(['*', '?']));
+                (plain.into_iter().cloned().collect(), patterns.into_iter().cloned().collect())
+            });
+            (made_from, split)
+        });
+        if *from != made_from {
+            return self.interfaces.iter().any(|p| glob(p, ifname)) && !self.exclude.iter().any(|p| glob(p, ifname));
+        }
+        let matches = |(plain, patterns): &Split| plain.contains(ifname) || patterns.iter().any(|p| glob(p, ifname));
+        matches(inc) && !matches(exc)
     }
 
     pub fn in_table_range(&self, t: u32) -> bool {
@@ -247,6 +287,16 @@ mod tests {
             let e = Config::parse(text).unwrap_err();
             assert!(e.contains(needle), "{text:?}: {e}");
         }
+    }
+
+    #[test]
+    fn plain_names_and_patterns_both_decide() {
+        let c = Config::parse("interfaces = eth1 ens* wlan?\nexclude = ens9 eth1?\n").unwrap();
+        let m: Vec<bool> = ["eth1", "eth10", "ens3", "ens9", "wlan0", "wlan10", "eth2"].iter().map(|n| c.manages(n)).collect();
+        assert_eq!(m, [true, false, true, false, true, false, false]);
+        assert_eq!(c.clone(), c, "the cache does not make two equal configurations differ");
+        let d = Config { interfaces: vec!["eth2".into()], ..c.clone() };
+        assert!(d.manages("eth2") && !d.manages("eth1"), "not answered from the cache of the one it was made from");
     }
 
     #[test]

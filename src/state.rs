@@ -21,7 +21,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub const RUN_DIR: &str = "/run/stronghost";
 pub const LIB_DIR: &str = "/var/lib/stronghost";
@@ -135,30 +135,25 @@ impl State {
     /// Takes the host-wide lock, waiting at most `wait`.
     pub fn lock(&self, wait: Duration) -> io::Result<Flock<File>> {
         let p = self.run.join("lock");
-        let mut f = OpenOptions::new().create(true).truncate(false).write(true).mode(0o600).custom_flags(libc_o_nofollow()).open(&p)?;
-        let start = Instant::now();
-        // Polled (a blocking flock cannot time out), backing off from 1 to 16 ms: a thousand
-        // hooks waiting in a boot storm must not take the CPU from the one holding the lock.
-        let mut pause = Duration::from_millis(1);
-        loop {
-            match Flock::lock(f, FlockArg::LockExclusiveNonblock) {
-                Ok(l) => return Ok(l),
-                Err((back, _)) if start.elapsed() < wait => {
-                    f = back;
-                    std::thread::sleep(pause);
-                    pause = (pause * 2).min(Duration::from_millis(16));
-                }
-                Err(_) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::WouldBlock,
-                        format!(
-                            "another stronghost has held {} for {}s; is one stuck? (see `ps -C stronghost`)",
-                            p.display(),
-                            wait.as_secs()
-                        ),
-                    ));
-                }
-            }
+        let f = OpenOptions::new().create(true).truncate(false).write(true).mode(0o600).custom_flags(libc_o_nofollow()).open(&p)?;
+        let f = match Flock::lock(f, FlockArg::LockExclusiveNonblock) {
+            Ok(l) => return Ok(l),
+            Err((f, _)) => f,
+        };
+        // Held: wait in the kernel's queue, woken when it is let go, from a thread so that the
+        // wait can end. (Polling instead, a thousand hooks waiting in a boot storm took the CPU
+        // from the one holding the lock.) A thread left waiting after the time is up takes the
+        // lock and, nobody listening, lets it go at once.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(Flock::lock(f, FlockArg::LockExclusive).map_err(|(_, e)| io::Error::from(e)));
+        });
+        match rx.recv_timeout(wait) {
+            Ok(r) => r,
+            Err(_) => Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                format!("another stronghost has held {} for {}s; is one stuck? (see `ps -C stronghost`)", p.display(), wait.as_secs()),
+            )),
         }
     }
 
@@ -357,6 +352,28 @@ mod tests {
     }
 
     use std::net::Ipv4Addr;
+
+    #[test]
+    fn the_lock_is_waited_for_and_the_wait_ends() {
+        let (s, d) = state();
+        let held = s.lock(Duration::from_millis(10)).unwrap();
+        let t = std::time::Instant::now();
+        let e = s.lock(Duration::from_millis(200)).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock, "{e}");
+        assert!(t.elapsed() >= Duration::from_millis(200) && e.to_string().contains("held"), "{e}");
+        // Let go while another waits: that one has it at once.
+        let waiter = std::thread::spawn({
+            let s = State { run: s.run.clone(), lib: s.lib.clone() };
+            move || s.lock(Duration::from_secs(5)).map(|_| ())
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        drop(held);
+        waiter.join().unwrap().unwrap();
+        // The thread left waiting by the first attempt let it go too.
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(s.lock(Duration::from_millis(10)).is_ok());
+        let _ = fs::remove_dir_all(d);
+    }
 
     #[test]
     fn queued_events_merge_per_interface_in_order_of_arrival() {
