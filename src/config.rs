@@ -40,12 +40,14 @@ pub struct Config {
 }
 
 type Split = (std::collections::HashSet<String>, Vec<String>);
+/// Address and length of the `interfaces` and `exclude` lists a split was made from.
+type MadeFrom = [(usize, usize); 2];
 
 /// Plain names (a set) and patterns (a list) of `interfaces` and of `exclude`, with the lists
 /// they were made from (address and length): a configuration built from another with new lists
 /// is not answered from the other's cache.
 #[derive(Debug, Default)]
-pub struct NameIndex(std::sync::OnceLock<([(usize, usize); 2], [Split; 2])>);
+pub struct NameIndex(std::sync::OnceLock<(MadeFrom, [Split; 2])>);
 
 /// A copy makes its own (its lists are elsewhere).
 impl Clone for NameIndex {
