@@ -375,7 +375,13 @@ fn handle(engine: &mut Engine, cfg: &Config, p: Pending, fights: &mut Fights) {
         // Many interfaces at once (a boot, a switch port flapping a trunk): one run over the whole
         // host instead of one per interface.
         let n = applies.len();
-        match reconcile(engine, &Target::Events(&applies), false, ClientEvent::default()) {
+        // As for one interface below: a failure can be a race with the change that raised the
+        // event (an address removed between the read and the write); look again once.
+        let result = reconcile(engine, &Target::Events(&applies), false, ClientEvent::default()).or_else(|e| {
+            log::debug!("{n} interfaces: {e}; retrying");
+            reconcile(engine, &Target::Events(&applies), false, ClientEvent::default())
+        });
+        match result {
             Ok(done) if !done.lines.is_empty() => log::info!("{n} interfaces: {} change(s) after kernel events", done.lines.len()),
             Ok(_) => {}
             Err(e) => log::error!("{n} interfaces: {e}"),
