@@ -686,9 +686,12 @@ fn main() {
         let flag = std::env::temp_dir().join(format!("strongbench-hold-{}", std::process::id()));
         std::fs::write(&flag, "").unwrap();
         eprintln!("holding: the host is namespace {}; rm {} to end", bench.lab.ns("host"), flag.display());
-        while flag.exists() {
+        // Bounded, so that the lab is always taken down (an interrupted bench leaves namespaces).
+        let until = Instant::now() + Duration::from_secs(3600);
+        while flag.exists() && Instant::now() < until {
             std::thread::sleep(Duration::from_millis(500));
         }
+        let _ = std::fs::remove_file(&flag);
     }
     // Each part's figures are written as soon as they are in: a later part that fails loses
     // only its own.

@@ -337,7 +337,7 @@ pub fn read_member(reverse_path: bool, name: &str, index: Option<u32>) -> Result
     let mut nft = Nft::open().map_err(|e| err(e.into()))?;
     let Some(mut c) = read_rules(&mut nft, reverse_path)? else { return Ok(Current::default()) };
     if !c.rules_ok || !quotable(name) {
-        return read(reverse_path);
+        return read_members(&mut nft, c);
     }
     c.scope = Some(name.to_string());
     let key = Element::ifname(name);
@@ -372,7 +372,8 @@ pub fn read_member(reverse_path: bool, name: &str, index: Option<u32>) -> Result
         c.rpf_ok.insert(i);
     }
     if c.members().is_none() {
-        return read(reverse_path);
+        let rules_ok = c.rules_ok;
+        return read_members(&mut nft, Current { exists: true, rules_ok, ..Default::default() });
     }
     Ok(c)
 }
@@ -381,7 +382,15 @@ pub fn read_member(reverse_path: bool, name: &str, index: Option<u32>) -> Result
 pub fn read(reverse_path: bool) -> Result<Current, String> {
     let err = read_err;
     let mut nft = Nft::open().map_err(|e| err(e.into()))?;
-    let Some(mut c) = read_rules(&mut nft, reverse_path)? else { return Ok(Current::default()) };
+    match read_rules(&mut nft, reverse_path)? {
+        Some(c) => read_members(&mut nft, c),
+        None => Ok(Current::default()),
+    }
+}
+
+/// Every member's entries: each set and map dumped, and the counters.
+fn read_members(nft: &mut Nft, mut c: Current) -> Result<Current, String> {
+    let err = read_err;
     let mut elements = |set: &str| nft.elements(TABLE, set).map_err(err).map(Option::unwrap_or_default);
     c.managed = elements("managed")?.into_iter().map(|e| name_of(&e.key)).collect();
     c.wrong_iface = elements("wrong_iface")?.into_iter().filter_map(|e| Some((name_of(&e.key), e.objref?))).collect();

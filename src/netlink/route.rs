@@ -556,7 +556,8 @@ fn rule_from_raw(kind: u16, p: &[u8]) -> Option<Owned<Rule>> {
     }
     let (family, dst_len, src_len, tos, table8, action) = (p[0], p[1], p[2], p[3], p[4], p[7]);
     let flags = u32::from_ne_bytes(p[8..12].try_into().ok()?);
-    // As in rule_from_kernel: detached or unresolved rules are still ours to keep or remove.
+    // A rule whose oif is gone stays in the kernel flagged "detached", and a goto rule whose
+    // target priority holds no rule (for now) "unresolved": either is still ours to keep or remove.
     if !matches!(action, FR_ACT_TO_TBL | FR_ACT_GOTO) || tos != 0 || flags & !(FIB_RULE_UNRESOLVED | FIB_RULE_OIF_DETACHED) != 0 {
         return None;
     }
