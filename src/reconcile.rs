@@ -12,7 +12,7 @@ use crate::kernel::Kernel;
 use crate::lease::Lease;
 use crate::netlink::Netlink;
 use crate::plan::{self, Gathered, Intent, Planner, Plans, render, touched};
-use crate::state::{Queued, State};
+use crate::state::{Queued, Record, State};
 use crate::sysctl;
 use nix::fcntl::Flock;
 use std::collections::BTreeMap;
@@ -79,13 +79,18 @@ pub struct Engine {
     pub nl: Netlink,
     pub state: State,
     pub writes: Writes,
+    /// The watcher's: interfaces found without a gateway, to look at again before warning
+    /// (`None`: warn at once). A DHCP client adds the address before its default route and runs
+    /// its hook last, so the watcher, which sees the address first, would warn on every bind
+    /// that has no usable lease on disk yet.
+    pub gateway_later: Option<Vec<String>>,
 }
 
 impl Engine {
     pub fn new(cfg: Config) -> Result<Engine, Error> {
         let nl = Netlink::open().map_err(|e| Error::Netlink { doing: "opening rtnetlink".into(), source: e.into() })?;
         let state = State::open().map_err(|source| Error::State { doing: "opening the state directory".into(), source })?;
-        Ok(Engine { cfg, nl, state, writes: Writes::default() })
+        Ok(Engine { cfg, nl, state, writes: Writes::default(), gateway_later: None })
     }
 
     /// Takes the host-wide lock. Everything read after it is what the previous holder left.
@@ -220,6 +225,37 @@ fn run_queued(e: &mut Engine, batch: &[Queued]) -> Result<Done, Error> {
     }
 }
 
+/// An interface in force with IPv4 addresses and no lease to take a gateway from.
+fn gatewayless(cfg: &Config, k: &Kernel, ifname: &str, r: &Record) -> bool {
+    r.applied
+        && r.gateway_from.is_none()
+        && r.lease.is_none()
+        && k.link(ifname).is_some_and(|l| !plan::facts(cfg, k, l).addresses.is_empty())
+}
+
+fn warn_gatewayless(cfg: &Config, iface: &str, table: u32) {
+    log::warn!(iface, table;
+        "{iface}: no gateway known (no lease, no default route through it, none on its network, none configured): its \
+         addresses reach only its own network. Name one with `gateway.{iface} = <address>` in {}",
+        cfg.path.display()
+    )
+}
+
+/// The watcher's second look at an interface that had no gateway when its address appeared
+/// (`Engine::gateway_later`): warns if it still has none. Reads, never writes.
+pub fn warn_if_still_gatewayless(e: &mut Engine, ifname: &str) {
+    if !e.cfg.manages(ifname) {
+        return;
+    }
+    match e.gather(Some(ifname)) {
+        Ok(g) if g.records.get(ifname).is_some_and(|r| gatewayless(&e.cfg, &g.kernel, ifname, r)) => {
+            warn_gatewayless(&e.cfg, ifname, g.tables.get(ifname).copied().unwrap_or(0))
+        }
+        Ok(_) => {}
+        Err(err) => log::debug!("{ifname}: {err}"),
+    }
+}
+
 /// Applies the events queued while this run held the lock, in a few rounds at most.
 fn drain_queue(e: &mut Engine) {
     for _ in 0..QUEUE_ROUNDS {
@@ -272,17 +308,13 @@ fn reconcile_locked(e: &mut Engine, target: &Target, dry_run: bool, client: Clie
         let (iface, table) = (p.ifname.as_str(), p.table.unwrap_or(0));
         match &r.gateway_from {
             Some(from) => log::info!(iface, table; "{iface}: gateway from {from}"),
-            None if r.lease.is_none()
-                && g.kernel.link(&p.ifname).is_some_and(|l| !plan::facts(&e.cfg, &g.kernel, l).addresses.is_empty()) =>
-            {
-                log::warn!(iface, table;
-                    "{}: no gateway known (no lease, no default route through it, none on its network, none configured): its \
-                     addresses reach only its own network. Name one with `gateway.{} = <address>` in {}",
-                    p.ifname,
-                    p.ifname,
-                    e.cfg.path.display()
-                )
-            }
+            None if gatewayless(&e.cfg, &g.kernel, iface, r) => match e.gateway_later.as_mut() {
+                Some(later) => {
+                    log::debug!(iface, table; "{iface}: no gateway known yet; looking again before warning");
+                    later.push(iface.to_string());
+                }
+                None => warn_gatewayless(&e.cfg, iface, table),
+            },
             None => {}
         }
     }

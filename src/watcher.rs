@@ -7,7 +7,7 @@
 //! keeps being undone by another tool is paused instead of fought in a loop.
 
 use crate::config::Config;
-use crate::reconcile::{ClientEvent, Engine, Target, reconcile};
+use crate::reconcile::{self, ClientEvent, Engine, Target, reconcile};
 use crate::state::Queued;
 use netlink_packet_core::{NetlinkMessage, NetlinkPayload};
 use netlink_packet_route::address::AddressMessage;
@@ -37,6 +37,10 @@ const MAX_DELAY: Duration = Duration::from_millis(50);
 const FIGHT_LIMIT: usize = 5;
 const WINDOW: Duration = Duration::from_secs(10);
 const PAUSE: Duration = Duration::from_secs(60);
+/// How long a DHCP client may take from adding an address to running its hook before the
+/// watcher calls the interface's gateway missing (dhclient-script takes milliseconds,
+/// NetworkManager's dispatcher can take seconds when D-Bus activates it on a loaded host).
+const GATEWAY_GRACE: Duration = Duration::from_secs(10);
 
 /// What a burst of events asks for.
 #[derive(Debug, Default)]
@@ -273,6 +277,9 @@ pub fn run(cfg: &Config) -> i32 {
             return 1;
         }
     };
+    engine.gateway_later = Some(Vec::new());
+    // Interfaces to look at again for a missing gateway, and when.
+    let mut second_looks: BTreeMap<String, Instant> = BTreeMap::new();
     // Subscribed first, then synced: nothing that happens in between is missed.
     if let Err(e) = reconcile(&mut engine, &Target::Sync, false, ClientEvent::default()) {
         log::error!("initial sync: {e}");
@@ -283,9 +290,23 @@ pub fn run(cfg: &Config) -> i32 {
     let mut names: BTreeMap<u32, String> =
         engine.nl.links().map(|v| v.into_iter().map(|l| (l.index, l.name)).collect()).unwrap_or_default();
     loop {
+        let now = Instant::now();
+        for name in engine.gateway_later.as_mut().map(std::mem::take).unwrap_or_default() {
+            second_looks.entry(name).or_insert(now + GATEWAY_GRACE);
+        }
+        let due: Vec<String> = second_looks.iter().filter(|(_, t)| **t <= now).map(|(n, _)| n.clone()).collect();
+        for name in due {
+            second_looks.remove(&name);
+            reconcile::warn_if_still_gatewayless(&mut engine, &name);
+        }
+        let timeout = match second_looks.values().min() {
+            Some(t) => PollTimeout::try_from(t.saturating_duration_since(now) + Duration::from_millis(1)).unwrap_or(PollTimeout::MAX),
+            None => PollTimeout::NONE,
+        };
         let mut p = Pending::default();
         let mut fds = [PollFd::new(sock.as_fd(), PollFlags::POLLIN)];
-        match poll(&mut fds, PollTimeout::NONE) {
+        match poll(&mut fds, timeout) {
+            Ok(0) => continue,
             Ok(_) => {}
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => {

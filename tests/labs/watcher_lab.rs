@@ -88,3 +88,31 @@ fn watcher_follows_hand_made_addresses_flushes_and_removals() {
     std::thread::sleep(Duration::from_millis(300));
     assert!(!rules(&lab).contains(&want), "the watcher kept fighting");
 }
+
+/// A DHCP client adds the address first and its default route (and hook) after: the watcher, which
+/// sees the address first, does not call the gateway missing in between. An address whose
+/// gateway stays unknown is warned about, once, after a grace of some seconds.
+#[test]
+fn watcher_warns_of_a_missing_gateway_only_when_it_stays_missing() {
+    let mut lab = Lab::builder(2).build();
+    lab.start_watcher();
+    let started = Instant::now();
+    // As dhclient-script on a slow host: the address, a second of nothing, the default route.
+    lab.host_ok(&["ip", "addr", "add", "198.51.100.40/24", "dev", "eth0"]);
+    lab.wait_applied(0, "198.51.100.40");
+    // Hand-made, on a network no gateway is known for.
+    lab.host_ok(&["ip", "addr", "add", "192.0.2.21/24", "dev", "eth1"]);
+    lab.wait_applied(1, "192.0.2.21");
+    std::thread::sleep(Duration::from_secs(1));
+    lab.host_ok(&["ip", "route", "add", "default", "via", GW, "dev", "eth0"]);
+    wait_for(Duration::from_secs(5), "eth0's gateway from main", || lab.status_of("eth0").unwrap()["gateway"] == GW);
+    assert!(!lab.log("watch").contains("no gateway known"), "warned before the grace was over:\n{}", lab.log("watch"));
+
+    wait_for(Duration::from_secs(20), "the warning for eth1", || lab.log("watch").contains("eth1: no gateway known"));
+    println!("watcher: a missing gateway warned about {:?} after the address appeared", started.elapsed());
+    let log = lab.log("watch");
+    assert_eq!(log.matches("eth1: no gateway known").count(), 1, "{log}");
+    assert!(!log.contains("eth0: no gateway known"), "{log}");
+    let check = lab.stronghost(&["check"]);
+    assert!(String::from_utf8_lossy(&check.stdout).contains("warning: eth1: no gateway known"));
+}
