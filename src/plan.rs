@@ -387,11 +387,22 @@ impl<'a> Planner<'a> {
             |v6: bool| k.owned_rules(proto).any(|r| r.v6 == v6 && r.selector != Selector::All && cfg.in_table_range(r.table));
         // The networks directly connected through unmanaged interfaces, as main has them now; a
         // gather of one interface does not see which interfaces those are, so it keeps the rules
-        // as they are (the watcher and `sync` keep them current).
+        // as they are (the watcher and `sync` keep them current) — but for the networks of the
+        // interfaces it claims: a network a managed interface is on is that interface's own.
         let connected: Vec<IpNet> = if self.g.complete {
             k.connected_unmanaged(cfg.link_group, &names).into_iter().map(|(n, _)| n).collect()
         } else {
-            k.owned_rules(proto).filter_map(|r| if let Selector::To(n) = r.selector { Some(n) } else { None }).collect()
+            let claimed: Vec<IpNet> = plans
+                .iter()
+                .filter(|p| p.record.as_ref().is_some_and(|r| r.applied))
+                .filter_map(|p| k.link(&p.ifname))
+                .flat_map(|l| k.addrs_of(l.index))
+                .map(|a| IpNet::containing(a.addr, a.prefix_len))
+                .collect();
+            k.owned_rules(proto)
+                .filter_map(|r| if let Selector::To(n) = r.selector { Some(n) } else { None })
+                .filter(|n| !claimed.contains(n))
+                .collect()
         };
         let mut want: Vec<Rule> = connected.into_iter().filter(|n| routed(n.is_v6())).map(|n| policy::connected_rule(cfg, n)).collect();
         want.extend([false, true].into_iter().filter(|v6| routed(*v6)).map(|v6| policy::unmarked_rule(cfg, v6)));
@@ -864,6 +875,15 @@ mod tests {
             one.kernel.routes.clone(),
         );
         assert!(is_empty(&plan_one(&cfg, &one, "eth0", Intent::Apply).unwrap()));
+        // But for the network of the interface it claims (unmanaged before, with a `to` rule of
+        // its own network): that network is the interface's own now.
+        let stale = connected("198.51.100.0/24");
+        let mut rules = one.kernel.rules.clone();
+        rules.push(Owned { protocol: PROTO, item: stale.clone() });
+        one.kernel = Kernel::new(one.kernel.links.clone(), one.kernel.addrs.clone(), rules, one.kernel.routes.clone());
+        let p = plan_one(&cfg, &one, "eth0", Intent::Apply).unwrap();
+        assert_eq!(p.host.rules_del, vec![stale]);
+        assert!(p.host.rules_add.is_empty() && !p.host.needs_host_pass);
     }
 
     /// A host set up by an earlier version: its single shared `from all lookup main` rule goes.

@@ -56,6 +56,8 @@ struct Pending {
     /// Devices of main-table routes the kernel made for an address (a network comes or goes):
     /// through an unmanaged interface, that changes the shared `to` rules.
     connected: BTreeSet<u32>,
+    /// Of those, the devices whose network went (not only came).
+    disconnected: BTreeSet<u32>,
     resync: bool,
 }
 
@@ -145,6 +147,9 @@ fn route_event(r: &RouteMessage, deleted: bool, cfg: &Config, p: &mut Pending) {
         && let Some(o) = r.attributes.iter().find_map(|a| if let RouteAttribute::Oif(o) = a { Some(*o) } else { None })
     {
         p.connected.insert(o);
+        if deleted {
+            p.disconnected.insert(o);
+        }
         // IPv6 on-link prefixes are copied into the interface's own table too.
         if r.header.address_family == AddressFamily::Inet6 {
             p.ifindexes.insert(o);
@@ -166,9 +171,13 @@ fn has_gateway(r: &RouteMessage) -> bool {
 
 /// Classifies every event of one datagram into `p`. An event that cannot be read (a newer
 /// kernel's attribute) does not hide the ones after it, and asks for a full sync: whatever it
-/// was, that catches up with it.
-fn absorb(datagram: &[u8], cfg: &Config, p: &mut Pending) {
+/// was, that catches up with it. Events of the changes the watcher made itself (sent from its own
+/// port, `own`) are already in its model: reacting to them would run every change twice.
+fn absorb(datagram: &[u8], cfg: &Config, p: &mut Pending, own: u32) {
     for m in crate::netlink::transport::split(datagram) {
+        if m.as_ref().is_ok_and(|m| own != 0 && m.port == own) {
+            continue;
+        }
         let decoded = m.and_then(|m| {
             NetlinkMessage::<RouteNetlinkMessage>::deserialize(&m.bytes)
                 .map_err(|e| crate::netlink::NetlinkError::Malformed(format!("event of type {}: {e}", m.kind)))
@@ -186,13 +195,13 @@ fn absorb(datagram: &[u8], cfg: &Config, p: &mut Pending) {
 }
 
 /// Reads everything queued on the socket into `p`. Returns false if the socket overran.
-fn drain(sock: &Socket, cfg: &Config, p: &mut Pending, buf: &mut Vec<u8>) -> bool {
+fn drain(sock: &Socket, cfg: &Config, p: &mut Pending, buf: &mut Vec<u8>, own: u32) -> bool {
     loop {
         buf.clear();
         match sock.recv(buf, 0) {
             Ok(0) => return true,
             Ok(_) => {
-                absorb(buf, cfg, p);
+                absorb(buf, cfg, p, own);
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
             Err(e) if e.raw_os_error() == Some(nix::errno::Errno::ENOBUFS as i32) => {
@@ -278,6 +287,7 @@ pub fn run(cfg: &Config) -> i32 {
         }
     };
     engine.gateway_later = Some(Vec::new());
+    let own = engine.nl.port();
     // Interfaces to look at again for a missing gateway, and when.
     let mut second_looks: BTreeMap<String, Instant> = BTreeMap::new();
     // Subscribed first, then synced: nothing that happens in between is missed.
@@ -314,7 +324,7 @@ pub fn run(cfg: &Config) -> i32 {
                 return 1;
             }
         }
-        drain(&sock, cfg, &mut p, &mut buf);
+        drain(&sock, cfg, &mut p, &mut buf, own);
         // Debounce: take what else arrives until the burst goes quiet.
         let start = Instant::now();
         loop {
@@ -326,7 +336,7 @@ pub fn run(cfg: &Config) -> i32 {
             match poll(&mut fds, PollTimeout::try_from(left).unwrap_or(PollTimeout::ZERO)) {
                 Ok(0) => break,
                 Ok(_) => {
-                    drain(&sock, cfg, &mut p, &mut buf);
+                    drain(&sock, cfg, &mut p, &mut buf, own);
                 }
                 Err(_) => break,
             }
@@ -354,26 +364,35 @@ fn handle(engine: &mut Engine, cfg: &Config, p: Pending, fights: &mut Fights) {
         }
         return;
     }
-    // A network directly connected through an unmanaged interface came or went (a container
-    // bridge, a tunnel): the shared rules follow, which takes the whole host.
-    let unmanaged = |i: &u32| engine.nl.link_by_index(*i).ok().flatten().is_none_or(|l| l.group != cfg.link_group);
-    if p.connected.iter().any(unmanaged) {
-        if let Err(e) = reconcile(engine, &Target::Sync, false, ClientEvent::default()) {
-            log::error!("sync: {e}");
-        }
-        return;
-    }
     // Resolve what the events name, asking the kernel about those interfaces only.
     let mut names: BTreeSet<String> = BTreeSet::new();
     let mut addressed: BTreeSet<String> = BTreeSet::new();
+    let mut claimed_now: BTreeSet<u32> = BTreeSet::new();
     for &i in &p.ifindexes {
         if let Ok(Some(l)) = engine.nl.link_by_index(i) {
             // A link-local IPv6 address comes with every link that goes up: not a reason to claim it.
             if engine.nl.addresses(i).is_ok_and(|a| a.iter().any(|a| a.gets_policy(cfg.ipv6))) {
                 addressed.insert(l.name.clone());
+                if cfg.manages(&l.name) && !fights.is_paused(&l.name) {
+                    claimed_now.insert(i);
+                }
             }
             names.insert(l.name);
         }
+    }
+    // A network directly connected through an unmanaged interface came or went (a container
+    // bridge, a tunnel): the shared rules follow, which takes the whole host. Not for the network
+    // of an interface this very run claims: that network becomes the interface's own (and the
+    // run drops a shared rule it had), which a run over the interface decides alone.
+    let unmanaged = |i: &u32| {
+        (p.disconnected.contains(i) || !claimed_now.contains(i))
+            && engine.nl.link_by_index(*i).ok().flatten().is_none_or(|l| l.group != cfg.link_group)
+    };
+    if p.connected.iter().any(unmanaged) {
+        if let Err(e) = reconcile(engine, &Target::Sync, false, ClientEvent::default()) {
+            log::error!("sync: {e}");
+        }
+        return;
     }
     names.extend(p.gone.iter().cloned());
     let tables = engine.state.tables();
@@ -469,14 +488,28 @@ mod tests {
         datagram.extend(bad);
         datagram.extend(new_address(5));
         let mut p = Pending::default();
-        absorb(&datagram, &cfg, &mut p);
+        absorb(&datagram, &cfg, &mut p, 0);
         assert!(p.resync);
         assert_eq!(p.ifindexes.into_iter().collect::<Vec<_>>(), [3, 5]);
         // A length that does not fit ends the datagram, and resyncs too.
         let mut p = Pending::default();
         let mut broken = new_address(6);
         broken[0] = 0xff;
-        absorb(&broken, &cfg, &mut p);
+        absorb(&broken, &cfg, &mut p, 0);
         assert!(p.resync && p.ifindexes.is_empty());
+    }
+
+    #[test]
+    fn the_watchers_own_changes_are_not_events() {
+        let from = |port: u32, index: u32| {
+            let mut b = new_address(index);
+            b[12..16].copy_from_slice(&port.to_ne_bytes());
+            b
+        };
+        // The kernel's own (port 0), another process's, the watcher's.
+        let datagram = [from(0, 3), from(4242, 4), from(77, 5)].concat();
+        let mut p = Pending::default();
+        absorb(&datagram, &Config::default(), &mut p, 77);
+        assert_eq!(p.ifindexes.into_iter().collect::<Vec<_>>(), [3, 4]);
     }
 }

@@ -78,6 +78,11 @@ impl Netlink {
         Ok(Netlink { t: Transport::open(NETLINK_ROUTE)?, writes: 0 })
     }
 
+    /// The socket's netlink port: notifications of the changes it makes carry it.
+    pub fn port(&self) -> u32 {
+        self.t.port()
+    }
+
     /// `msg` under sequence number `seq`, serialized.
     fn encode(msg: RouteNetlinkMessage, flags: u16, seq: u32) -> Vec<u8> {
         let mut header = NetlinkHeader::default();

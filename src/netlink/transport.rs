@@ -83,6 +83,9 @@ pub struct Answer {
     pub kind: u16,
     pub flags: u16,
     pub seq: u32,
+    /// The sender's port: for a notification, the socket whose request caused the change (0: the
+    /// kernel's own doing).
+    pub port: u32,
     pub bytes: Vec<u8>,
 }
 
@@ -163,6 +166,7 @@ pub fn split(datagram: &[u8]) -> impl Iterator<Item = Result<Answer, NetlinkErro
             kind: u16::from_ne_bytes([h[4], h[5]]),
             flags: u16::from_ne_bytes([h[6], h[7]]),
             seq: u32::from_ne_bytes(h[8..12].try_into().unwrap()),
+            port: u32::from_ne_bytes(h[12..16].try_into().unwrap()),
             bytes: h[..len].to_vec(),
         }))
     })
@@ -197,13 +201,15 @@ pub struct Transport {
     sndbuf: usize,
     seq: u32,
     rx: Vec<u8>,
+    /// This socket's netlink port, which the kernel puts in the notifications of its changes.
+    port: u32,
 }
 
 impl Transport {
     /// A socket of `protocol` (NETLINK_ROUTE, NETLINK_NETFILTER) talking to the kernel.
     pub fn open(protocol: isize) -> io::Result<Transport> {
         let mut sock = Socket::new(protocol)?;
-        sock.bind_auto()?;
+        let port = sock.bind_auto()?.port_number();
         sock.connect(&SocketAddr::new(0, 0))?;
         // Errors say why (extended ACK) and echo only the request's header, not all of it.
         let _ = sock.set_ext_ack(true);
@@ -213,7 +219,11 @@ impl Transport {
         // Dumps and batch answers of a host with thousands of interfaces are large.
         let _ = sock.set_rx_buf_sz(4 << 20);
         setsockopt(&sock, sockopt::ReceiveTimeout, &TimeVal::new(RECEIVE_TIMEOUT.as_secs() as _, 0))?;
-        Ok(Transport { sock, sndbuf: 64 * 1024, seq: 0, rx: vec![0; 1 << 16] })
+        Ok(Transport { sock, sndbuf: 64 * 1024, seq: 0, rx: vec![0; 1 << 16], port })
+    }
+
+    pub fn port(&self) -> u32 {
+        self.port
     }
 
     /// The next sequence number (never 0, which the kernel uses for its own notifications).
