@@ -439,6 +439,11 @@ fn handle(engine: &mut Engine, cfg: &Config, p: Pending, fights: &mut Fights) {
             reconcile(engine, &target, false, ClientEvent::default())
         });
         let result = match result {
+            // Renamed between the event and now (its index lives on under another name): a sync
+            // moves its record and table to the new name. Releasing would give it a new table.
+            Err(e) if e.is_vanished_interface() && renamed(engine, &name) => {
+                reconcile(engine, &Target::Sync, false, ClientEvent::default())
+            }
             // Gone between the event and now: forget it.
             Err(e) if e.is_vanished_interface() => reconcile(engine, &Target::Release(&name), false, ClientEvent::default()),
             r => r,
@@ -455,6 +460,12 @@ fn handle(engine: &mut Engine, cfg: &Config, p: Pending, fights: &mut Fights) {
             Err(e) => log::error!(iface = name.as_str(); "{name}: {e}"),
         }
     }
+}
+
+/// Whether the interface recorded as `name` now carries another name.
+fn renamed(engine: &mut Engine, name: &str) -> bool {
+    let Some(index) = engine.state.record(name).ifindex else { return false };
+    engine.nl.link_by_index(index).ok().flatten().is_some_and(|l| l.name != name)
 }
 
 #[cfg(test)]
