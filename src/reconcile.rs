@@ -242,17 +242,20 @@ fn warn_gatewayless(cfg: &Config, iface: &str, table: u32) {
 }
 
 /// The watcher's second look at an interface that had no gateway when its address appeared
-/// (`Engine::gateway_later`): warns if it still has none. Reads, never writes.
+/// (`Engine::gateway_later`): warns if it still has none. Reads the record and the link's
+/// addresses only (every change that could bring a gateway runs the interface and rewrites its
+/// record), never the host's rules: on a host of thousands of interfaces, each look stays cheap.
 pub fn warn_if_still_gatewayless(e: &mut Engine, ifname: &str) {
-    if !e.cfg.manages(ifname) {
+    let r = e.state.record(ifname);
+    if !e.cfg.manages(ifname) || !r.applied || r.gateway_from.is_some() || r.lease.is_some() {
         return;
     }
-    match e.gather(Some(ifname)) {
-        Ok(g) if g.records.get(ifname).is_some_and(|r| gatewayless(&e.cfg, &g.kernel, ifname, r)) => {
-            warn_gatewayless(&e.cfg, ifname, g.tables.get(ifname).copied().unwrap_or(0))
-        }
-        Ok(_) => {}
-        Err(err) => log::debug!("{ifname}: {err}"),
+    let Some(index) = r.ifindex else { return };
+    if e.nl.link_by_index(index).ok().flatten().is_none_or(|l| l.name != ifname) {
+        return;
+    }
+    if e.nl.addresses(index).is_ok_and(|a| a.iter().any(|a| a.addr.is_ipv4())) {
+        warn_gatewayless(&e.cfg, ifname, e.state.tables().get(ifname).copied().unwrap_or(0));
     }
 }
 
