@@ -286,6 +286,11 @@ pub fn run(cfg: &Config) -> i32 {
             return 1;
         }
     };
+    // Rules from notifications instead of a dump per run: on a host of thousands of interfaces
+    // the dump is most of a run's cost.
+    if let Err(e) = engine.nl.follow_rules() {
+        log::warn!("cannot follow rule notifications ({e}); every run will read every rule");
+    }
     engine.gateway_later = Some(Vec::new());
     let own = engine.nl.port();
     // Interfaces to look at again for a missing gateway, and when.

@@ -3,6 +3,7 @@
 
 pub mod nftables;
 pub mod route;
+pub mod rule_cache;
 #[cfg(test)]
 pub mod testns;
 pub mod transport;

@@ -68,6 +68,8 @@ pub struct Netlink {
     t: Transport,
     /// Write requests sent (each add or delete of a rule or route, each link change).
     pub writes: u32,
+    /// A long-running process's rules, kept current from notifications (`follow_rules`).
+    rule_cache: Option<Box<super::rule_cache::RuleCache>>,
 }
 
 /// How often a dump the kernel reports as interrupted (its state changed under it) is repeated.
@@ -75,7 +77,7 @@ const DUMP_TRIES: usize = 3;
 
 impl Netlink {
     pub fn open() -> std::io::Result<Netlink> {
-        Ok(Netlink { t: Transport::open(NETLINK_ROUTE)?, writes: 0 })
+        Ok(Netlink { t: Transport::open(NETLINK_ROUTE)?, writes: 0, rule_cache: None })
     }
 
     /// The socket's netlink port: notifications of the changes it makes carry it.
@@ -197,9 +199,33 @@ impl Netlink {
         Ok(out)
     }
 
-    /// The rules of both families, read in place: every event reads every rule (the kernel
-    /// cannot filter a rule dump), three per managed interface.
+    /// Every rule of both families, as the kernel holds them now.
     pub fn rules(&mut self) -> Result<Vec<Owned<Rule>>, NetlinkError> {
+        match self.rule_cache.take() {
+            Some(mut cache) => {
+                let rules = cache.rules(self);
+                self.rule_cache = Some(cache);
+                rules
+            }
+            None => self.dump_rules(),
+        }
+    }
+
+    /// From now on, read the rules from a cache kept current by the kernel's notifications
+    /// instead of dumping them each time (for the watcher, which lives long enough to profit).
+    pub fn follow_rules(&mut self) -> std::io::Result<()> {
+        self.rule_cache = Some(Box::new(super::rule_cache::RuleCache::open()?));
+        Ok(())
+    }
+
+    /// How often the rule cache dumped (None: no cache).
+    pub fn rule_dumps(&self) -> Option<u32> {
+        self.rule_cache.as_ref().map(|c| c.dumps)
+    }
+
+    /// The rules of both families, read in place: the kernel cannot filter a rule dump, so each
+    /// reads every rule, three per managed interface.
+    pub(super) fn dump_rules(&mut self) -> Result<Vec<Owned<Rule>>, NetlinkError> {
         let mut req = RuleMessage::default();
         req.header.family = AddressFamily::Unspec;
         Ok(self
@@ -548,7 +574,7 @@ fn rule_message(r: &Rule, protocol: u8) -> RuleMessage {
 /// A rule message read in place (struct fib_rule_hdr, then FRA_* attributes): what
 /// `rule_from_kernel` makes of the crate's decoding, without allocating every attribute — a unit
 /// test holds the two to the same answer for every rule the kernel dumps.
-fn rule_from_raw(kind: u16, p: &[u8]) -> Option<Owned<Rule>> {
+pub(super) fn rule_from_raw(kind: u16, p: &[u8]) -> Option<Owned<Rule>> {
     const RTM_NEWRULE: u16 = 32;
     const FR_ACT_TO_TBL: u8 = 1;
     const FR_ACT_GOTO: u8 = 2;

@@ -1,0 +1,161 @@
+//! The kernel's rules as a long-running process follows them: one dump, then every rule
+//! notification applied as it comes. The kernel cannot filter a rule dump, so on a host of
+//! thousands of interfaces each dump costs tens of milliseconds, most of a run for one
+//! interface; the watcher reads the rules this way instead.
+//!
+//! Exact, not approximate: the kernel queues a change's notification on every subscribed socket
+//! before it acknowledges the change to whoever made it, and a run reads the cache only after
+//! taking the host-wide lock, so everything the previous holder wrote is in the queue by then.
+//! A socket that overran (the kernel could not queue a notification) is re-dumped. Rules are kept
+//! as a set (stronghost never writes two identical rules): replaying the notifications queued
+//! since the subscription onto a dump taken after it then ends in the kernel's state, whatever
+//! the order of dump and notifications.
+
+use super::route::{Netlink, Owned, rule_from_raw};
+use super::transport::{NetlinkError, split};
+use crate::policy::Rule;
+use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
+
+// rtnetlink groups and message types (linux/rtnetlink.h).
+const RTNLGRP_IPV4_RULE: u32 = 8;
+const RTNLGRP_IPV6_RULE: u32 = 19;
+const RTM_NEWRULE: u16 = 32;
+const RTM_DELRULE: u16 = 33;
+
+pub struct RuleCache {
+    sock: Socket,
+    rules: Vec<Owned<Rule>>,
+    /// False until the first dump, and after an overrun.
+    valid: bool,
+    buf: Vec<u8>,
+    /// Notifications applied by this catch-up.
+    backlog: usize,
+    /// Dumps taken (the first, and one after each overrun or flood).
+    pub dumps: u32,
+}
+
+/// More notifications than this at once and the cache is dumped anew.
+const MAX_BACKLOG: usize = 1024;
+
+impl RuleCache {
+    /// Subscribes to the rule notifications of both families (the dump comes with the first read).
+    pub fn open() -> std::io::Result<RuleCache> {
+        let mut sock = Socket::new(NETLINK_ROUTE)?;
+        sock.bind(&SocketAddr::new(0, 0))?;
+        sock.add_membership(RTNLGRP_IPV4_RULE)?;
+        sock.add_membership(RTNLGRP_IPV6_RULE)?;
+        // A sync of thousands of interfaces writes three rules each between two reads.
+        sock.set_rx_buf_sz(16 << 20)?;
+        sock.set_non_blocking(true)?;
+        Ok(RuleCache { sock, rules: Vec::new(), valid: false, buf: Vec::with_capacity(1 << 16), backlog: 0, dumps: 0 })
+    }
+
+    /// The rules as the kernel holds them now (dumped over `nl` when the cache cannot tell).
+    pub fn rules(&mut self, nl: &mut Netlink) -> Result<Vec<Owned<Rule>>, NetlinkError> {
+        self.catch_up();
+        if !self.valid {
+            // Dump after the subscription; what was queued before the dump is replayed after it.
+            self.rules = nl.dump_rules()?;
+            self.dumps += 1;
+            self.valid = true;
+            self.catch_up();
+        }
+        Ok(self.rules.clone())
+    }
+
+    /// Applies every queued notification; an overrun or an unreadable one invalidates the cache.
+    fn catch_up(&mut self) {
+        self.backlog = 0;
+        loop {
+            self.buf.clear();
+            match self.sock.recv(&mut self.buf, 0) {
+                Ok(0) => return,
+                Ok(_) => {
+                    let events: Vec<_> = split(&self.buf).collect();
+                    for m in events {
+                        match m {
+                            // A flood (a sync of thousands of interfaces): a dump is cheaper than
+                            // looking up each one, and the cache is gone anyway once invalid.
+                            Ok(m) if self.valid && self.backlog < MAX_BACKLOG && (m.kind == RTM_NEWRULE || m.kind == RTM_DELRULE) => {
+                                self.backlog += 1;
+                                self.apply(m.kind, m.payload())
+                            }
+                            Ok(m) if m.kind == RTM_NEWRULE || m.kind == RTM_DELRULE => self.valid = false,
+                            Ok(_) => {}
+                            Err(_) => self.valid = false,
+                        }
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                // ENOBUFS: notifications were lost; the next read dumps.
+                Err(_) => self.valid = false,
+            }
+        }
+    }
+
+    fn apply(&mut self, kind: u16, payload: &[u8]) {
+        // A rule outside the model (iif, uid range…) is outside the dump too.
+        let Some(r) = rule_from_raw(RTM_NEWRULE, payload) else { return };
+        let at = self.rules.iter().position(|x| *x == r);
+        match (kind, at) {
+            (RTM_NEWRULE, None) => self.rules.push(r),
+            (RTM_DELRULE, Some(i)) => {
+                self.rules.remove(i);
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::route::Op;
+    use super::*;
+    use crate::policy::Selector;
+    use std::net::Ipv4Addr;
+
+    fn sorted(v: Vec<Owned<Rule>>) -> Vec<(u8, Rule)> {
+        let mut v: Vec<(u8, Rule)> = v.into_iter().map(|r| (r.protocol, r.item)).collect();
+        v.sort();
+        v
+    }
+
+    fn from(k: u32, table: u32) -> Rule {
+        let a = Ipv4Addr::from(0xc612_0000 + k); // 198.18.0.0/15
+        Rule { v6: false, priority: 4110, selector: Selector::From(a.into()), table, suppress: None, goto: None }
+    }
+
+    /// The cache equals a dump after every kind of change: before its first read, by another
+    /// socket (another process: a hook), by its own socket (the watcher's writes), by another
+    /// tool (another protocol), and after a flood that makes it dump anew.
+    #[test]
+    fn the_cache_follows_the_kernel() {
+        crate::netlink::testns::in_new_netns(|| {
+            let mut cached = Netlink::open().unwrap();
+            cached.follow_rules().unwrap();
+            let mut other = Netlink::open().unwrap();
+            let run = |nl: &mut Netlink, ops: Vec<Op>, protocol: u8| {
+                nl.batch(&ops, protocol).unwrap().into_iter().for_each(|r| r.unwrap());
+            };
+            let check = |cached: &mut Netlink, other: &mut Netlink, when: &str| {
+                assert_eq!(sorted(cached.rules().unwrap()), sorted(other.dump_rules().unwrap()), "{when}");
+            };
+            run(&mut other, (0..10).map(|k| Op::AddRule(from(k, 4101))).collect(), 83);
+            check(&mut cached, &mut other, "the first read");
+            run(&mut other, (10..20).map(|k| Op::AddRule(from(k, 4102))).collect(), 83);
+            run(&mut other, (0..5).map(|k| Op::DelRule(from(k, 4101))).collect(), 83);
+            check(&mut cached, &mut other, "after another socket's changes");
+            run(&mut cached, (20..30).map(|k| Op::AddRule(from(k, 4103))).collect(), 83);
+            run(&mut cached, (10..15).map(|k| Op::DelRule(from(k, 4102))).collect(), 83);
+            check(&mut cached, &mut other, "after its own changes");
+            run(&mut other, vec![Op::AddRule(from(99, 100))], 4);
+            check(&mut cached, &mut other, "after another tool's rule");
+            assert_eq!(cached.rule_dumps(), Some(1), "the cache dumped again");
+            run(&mut other, (1000..3000).map(|k| Op::AddRule(from(k, 4104))).collect(), 83);
+            check(&mut cached, &mut other, "after a flood");
+            run(&mut other, (1000..1010).map(|k| Op::DelRule(from(k, 4104))).collect(), 83);
+            check(&mut cached, &mut other, "after the flood");
+            assert_eq!(cached.rule_dumps(), Some(2), "a flood is dumped anew, once");
+        });
+    }
+}
