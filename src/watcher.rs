@@ -37,6 +37,10 @@ const MAX_DELAY: Duration = Duration::from_millis(50);
 const FIGHT_LIMIT: usize = 5;
 const WINDOW: Duration = Duration::from_secs(10);
 const PAUSE: Duration = Duration::from_secs(60);
+/// From this many interfaces in one burst, one run over the whole host instead of one run each
+/// (which reads only its interface: on a host of thousands, a few of those cost less than one read
+/// of everything).
+const BATCH_FROM: usize = 4;
 /// How long a DHCP client may take from adding an address to running its hook before the
 /// watcher calls the interface's gateway missing (dhclient-script takes milliseconds,
 /// NetworkManager's dispatcher can take seconds when D-Bus activates it on a loaded host).
@@ -86,7 +90,48 @@ fn subscribe() -> std::io::Result<Socket> {
     Ok(s)
 }
 
-fn classify(msg: RouteNetlinkMessage, cfg: &Config, p: &mut Pending) {
+/// What the watcher knows of the events' sources across bursts.
+#[derive(Debug, Default)]
+struct Seen {
+    /// The watcher's own netlink port: notifications of its own changes carry it.
+    own: u32,
+    /// Each link's state as its last event gave it.
+    links: BTreeMap<u32, LinkState>,
+}
+
+/// What of a link matters to the policy: its name, whether it is up (the kernel flushes the
+/// routes through a link that goes down: they are put back when it comes up), its group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct LinkState {
+    name: Option<String>,
+    up: bool,
+    group: Option<u32>,
+}
+
+impl Seen {
+    /// Whether a link event says anything new. The kernel announces every change of a link,
+    /// stronghost's own setting of its group and sysctls included, without saying who made it;
+    /// those would cost a second run (and merge with the next event into a run over the host).
+    fn link_changed(&mut self, index: u32, state: LinkState, cfg: &Config) -> bool {
+        let changed = match self.links.get(&index) {
+            None => true,
+            Some(old) => old.name != state.name || old.up != state.up || (old.group != state.group && state.group != Some(cfg.link_group)),
+        };
+        self.links.insert(index, state);
+        changed
+    }
+}
+
+fn link_state(header: &netlink_packet_route::link::LinkHeader, attributes: &[LinkAttribute]) -> LinkState {
+    use netlink_packet_route::link::LinkFlags;
+    LinkState {
+        name: ifname(attributes),
+        up: header.flags.contains(LinkFlags::Up),
+        group: attributes.iter().find_map(|a| if let LinkAttribute::Group(g) = a { Some(*g) } else { None }),
+    }
+}
+
+fn classify(msg: RouteNetlinkMessage, cfg: &Config, p: &mut Pending, seen: &mut Seen) {
     use RouteNetlinkMessage::*;
     match msg {
         // IPv6 addresses change state too (tentative → valid, deprecated): each is an event,
@@ -98,12 +143,16 @@ fn classify(msg: RouteNetlinkMessage, cfg: &Config, p: &mut Pending) {
         }
         NewLink(LinkMessage { header, attributes, .. }) => {
             // Renames and state changes; the name is re-read from the kernel at reconcile time.
+            if !seen.link_changed(header.index, link_state(&header, &attributes), cfg) {
+                return;
+            }
             p.ifindexes.insert(header.index);
             if let Some(n) = ifname(&attributes) {
                 p.links.insert(header.index, n);
             }
         }
         DelLink(LinkMessage { header, attributes, .. }) => {
+            seen.links.remove(&header.index);
             p.unlinked.insert(header.index);
             if let Some(n) = ifname(&attributes) {
                 p.gone.insert(n);
@@ -173,9 +222,9 @@ fn has_gateway(r: &RouteMessage) -> bool {
 /// kernel's attribute) does not hide the ones after it, and asks for a full sync: whatever it
 /// was, that catches up with it. Events of the changes the watcher made itself (sent from its own
 /// port, `own`) are already in its model: reacting to them would run every change twice.
-fn absorb(datagram: &[u8], cfg: &Config, p: &mut Pending, own: u32) {
+fn absorb(datagram: &[u8], cfg: &Config, p: &mut Pending, seen: &mut Seen) {
     for m in crate::netlink::transport::split(datagram) {
-        if m.as_ref().is_ok_and(|m| own != 0 && m.port == own) {
+        if m.as_ref().is_ok_and(|m| seen.own != 0 && m.port == seen.own) {
             continue;
         }
         let decoded = m.and_then(|m| {
@@ -183,7 +232,7 @@ fn absorb(datagram: &[u8], cfg: &Config, p: &mut Pending, own: u32) {
                 .map_err(|e| crate::netlink::NetlinkError::Malformed(format!("event of type {}: {e}", m.kind)))
         });
         match decoded {
-            Ok(NetlinkMessage { payload: NetlinkPayload::InnerMessage(msg), .. }) => classify(msg, cfg, p),
+            Ok(NetlinkMessage { payload: NetlinkPayload::InnerMessage(msg), .. }) => classify(msg, cfg, p, seen),
             Ok(NetlinkMessage { payload: NetlinkPayload::Overrun(_), .. }) => p.resync = true,
             Ok(_) => {}
             Err(e) => {
@@ -195,13 +244,13 @@ fn absorb(datagram: &[u8], cfg: &Config, p: &mut Pending, own: u32) {
 }
 
 /// Reads everything queued on the socket into `p`. Returns false if the socket overran.
-fn drain(sock: &Socket, cfg: &Config, p: &mut Pending, buf: &mut Vec<u8>, own: u32) -> bool {
+fn drain(sock: &Socket, cfg: &Config, p: &mut Pending, buf: &mut Vec<u8>, seen: &mut Seen) -> bool {
     loop {
         buf.clear();
         match sock.recv(buf, 0) {
             Ok(0) => return true,
             Ok(_) => {
-                absorb(buf, cfg, p, own);
+                absorb(buf, cfg, p, seen);
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
             Err(e) if e.raw_os_error() == Some(nix::errno::Errno::ENOBUFS as i32) => {
@@ -292,7 +341,13 @@ pub fn run(cfg: &Config) -> i32 {
         log::warn!("cannot follow rule notifications ({e}); every run will read every rule");
     }
     engine.gateway_later = Some(Vec::new());
-    let own = engine.nl.port();
+    // The links as they are (read after subscribing): the first event of each is then judged
+    // against its state, not taken as news.
+    let links = engine.nl.links().unwrap_or_default();
+    let mut seen = Seen {
+        own: engine.nl.port(),
+        links: links.iter().map(|l| (l.index, LinkState { name: Some(l.name.clone()), up: l.up, group: Some(l.group) })).collect(),
+    };
     // Interfaces to look at again for a missing gateway, and when.
     let mut second_looks: BTreeMap<String, Instant> = BTreeMap::new();
     // Subscribed first, then synced: nothing that happens in between is missed.
@@ -302,8 +357,7 @@ pub fn run(cfg: &Config) -> i32 {
     log::info!("watching address, link, route and rule events");
     let mut fights = Fights { present: BTreeSet::new(), undone: BTreeMap::new(), paused: BTreeMap::new() };
     let mut buf = Vec::with_capacity(1 << 16);
-    let mut names: BTreeMap<u32, String> =
-        engine.nl.links().map(|v| v.into_iter().map(|l| (l.index, l.name)).collect()).unwrap_or_default();
+    let mut names: BTreeMap<u32, String> = links.into_iter().map(|l| (l.index, l.name)).collect();
     loop {
         let now = Instant::now();
         for name in engine.gateway_later.as_mut().map(std::mem::take).unwrap_or_default() {
@@ -329,7 +383,7 @@ pub fn run(cfg: &Config) -> i32 {
                 return 1;
             }
         }
-        drain(&sock, cfg, &mut p, &mut buf, own);
+        drain(&sock, cfg, &mut p, &mut buf, &mut seen);
         // Debounce: take what else arrives until the burst goes quiet.
         let start = Instant::now();
         loop {
@@ -341,7 +395,7 @@ pub fn run(cfg: &Config) -> i32 {
             match poll(&mut fds, PollTimeout::try_from(left).unwrap_or(PollTimeout::ZERO)) {
                 Ok(0) => break,
                 Ok(_) => {
-                    drain(&sock, cfg, &mut p, &mut buf, own);
+                    drain(&sock, cfg, &mut p, &mut buf, &mut seen);
                 }
                 Err(_) => break,
             }
@@ -416,7 +470,7 @@ fn handle(engine: &mut Engine, cfg: &Config, p: Pending, fights: &mut Fights) {
         .collect();
     let applies: Vec<Queued> =
         names.iter().filter(|n| cfg.manages(n)).map(|n| Queued { ifname: n.clone(), gone: false, lease: None }).collect();
-    if applies.len() > 1 {
+    if applies.len() >= BATCH_FROM {
         // Many interfaces at once (a boot, a switch port flapping a trunk): one run over the whole
         // host instead of one per interface.
         let n = applies.len();
@@ -433,7 +487,7 @@ fn handle(engine: &mut Engine, cfg: &Config, p: Pending, fights: &mut Fights) {
         }
     }
     for name in names {
-        if applies.len() > 1 && cfg.manages(&name) {
+        if applies.len() >= BATCH_FROM && cfg.manages(&name) {
             continue;
         }
         let target = if cfg.manages(&name) { Target::Apply(&name) } else { Target::Release(&name) };
@@ -504,15 +558,29 @@ mod tests {
         datagram.extend(bad);
         datagram.extend(new_address(5));
         let mut p = Pending::default();
-        absorb(&datagram, &cfg, &mut p, 0);
+        absorb(&datagram, &cfg, &mut p, &mut Seen::default());
         assert!(p.resync);
         assert_eq!(p.ifindexes.into_iter().collect::<Vec<_>>(), [3, 5]);
         // A length that does not fit ends the datagram, and resyncs too.
         let mut p = Pending::default();
         let mut broken = new_address(6);
         broken[0] = 0xff;
-        absorb(&broken, &cfg, &mut p, 0);
+        absorb(&broken, &cfg, &mut p, &mut Seen::default());
         assert!(p.resync && p.ifindexes.is_empty());
+    }
+
+    #[test]
+    fn a_link_event_counts_when_the_name_the_state_or_a_foreign_group_changes() {
+        let cfg = Config::default();
+        let st = |name: &str, up: bool, group: u32| LinkState { name: Some(name.into()), up, group: Some(group) };
+        let mut seen = Seen::default();
+        assert!(seen.link_changed(3, st("eth0", true, 0), &cfg), "a link not seen before");
+        assert!(!seen.link_changed(3, st("eth0", true, 0), &cfg), "nothing changed");
+        assert!(!seen.link_changed(3, st("eth0", true, cfg.link_group), &cfg), "stronghost's own group");
+        assert!(seen.link_changed(3, st("eth0", false, cfg.link_group), &cfg), "down");
+        assert!(seen.link_changed(3, st("eth0", true, cfg.link_group), &cfg), "up");
+        assert!(seen.link_changed(3, st("lan0", true, cfg.link_group), &cfg), "renamed");
+        assert!(seen.link_changed(3, st("lan0", true, 7), &cfg), "another tool's group");
     }
 
     #[test]
@@ -525,7 +593,7 @@ mod tests {
         // The kernel's own (port 0), another process's, the watcher's.
         let datagram = [from(0, 3), from(4242, 4), from(77, 5)].concat();
         let mut p = Pending::default();
-        absorb(&datagram, &Config::default(), &mut p, 77);
+        absorb(&datagram, &Config::default(), &mut p, &mut Seen { own: 77, ..Default::default() });
         assert_eq!(p.ifindexes.into_iter().collect::<Vec<_>>(), [3, 4]);
     }
 }
