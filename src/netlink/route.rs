@@ -219,6 +219,7 @@ impl Netlink {
     }
 
     /// How often the rule cache dumped (None: no cache).
+    #[cfg(test)]
     pub fn rule_dumps(&self) -> Option<u32> {
         self.rule_cache.as_ref().map(|c| c.dumps)
     }

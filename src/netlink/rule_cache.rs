@@ -36,6 +36,8 @@ pub struct RuleCache {
 
 /// More notifications than this at once and the cache is dumped anew.
 const MAX_BACKLOG: usize = 1024;
+/// Dumps tried for one read before it falls back to a plain dump.
+const DUMP_TRIES: usize = 3;
 
 impl RuleCache {
     /// Subscribes to the rule notifications of both families (the dump comes with the first read).
@@ -53,14 +55,21 @@ impl RuleCache {
     /// The rules as the kernel holds them now (dumped over `nl` when the cache cannot tell).
     pub fn rules(&mut self, nl: &mut Netlink) -> Result<Vec<Owned<Rule>>, NetlinkError> {
         self.catch_up();
-        if !self.valid {
+        for _ in 0..DUMP_TRIES {
+            if self.valid {
+                return Ok(self.rules.clone());
+            }
             // Dump after the subscription; what was queued before the dump is replayed after it.
+            // A replay that floods or overruns again leaves the cache invalid: dump once more.
             self.rules = nl.dump_rules()?;
             self.dumps += 1;
             self.valid = true;
             self.catch_up();
         }
-        Ok(self.rules.clone())
+        // Changing faster than it can be followed: this read is a plain dump, the cache stays
+        // invalid until a later read catches up.
+        self.valid = false;
+        nl.dump_rules()
     }
 
     /// Applies every queued notification; an overrun or an unreadable one invalidates the cache.
@@ -87,8 +96,12 @@ impl RuleCache {
                     }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
-                // ENOBUFS: notifications were lost; the next read dumps.
-                Err(_) => self.valid = false,
+                // ENOBUFS: notifications were lost; the read dumps. (Any other error too, and
+                // no second try here: an error that repeats must not spin.)
+                Err(_) => {
+                    self.valid = false;
+                    return;
+                }
             }
         }
     }
