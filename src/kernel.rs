@@ -8,6 +8,21 @@ use netlink_packet_route::route::RouteType;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+/// How many free tables a one-interface read looks into for one that holds nothing foreign
+/// before it reads them all.
+const MAX_TABLE_PROBES: usize = 16;
+
+/// The table of the interface a one-interface read is for.
+pub enum Table<'a> {
+    Known(u32),
+    /// None yet: the free tables of the range, lowest first (the order the planner takes them in),
+    /// and stronghost's route protocol (anything else in a table makes it someone else's).
+    Allocate {
+        free: &'a mut dyn Iterator<Item = u32>,
+        protocol: u8,
+    },
+}
+
 /// One read of everything the engine looks at.
 pub struct Kernel {
     pub links: Vec<Link>,
@@ -69,32 +84,57 @@ impl Kernel {
     }
 
     /// What one interface's plan needs, and no more: its link and addresses, every rule (the
-    /// kernel cannot filter a rule dump), and the routes of its table and of main (of every table
-    /// while it has none: allocating one looks at all of the range). Of main, only the routes
-    /// through the interface when `gateway_known` (a gateway is configured or leased): the other
-    /// interfaces' defaults are only looked at for a gateway on the same network. The cost of an
-    /// event then grows with the number of interfaces on the host by the rule dump alone.
-    pub fn read_one(nl: &mut Netlink, ifname: &str, table: Option<u32>, gateway_known: bool) -> Result<Kernel, NetlinkError> {
+    /// kernel cannot filter a rule dump), and the routes of its table and of main. Of main, only
+    /// the routes through the interface when `gateway_known` (a gateway is configured or leased):
+    /// the other interfaces' defaults are only looked at for a gateway on the same network. The
+    /// cost of an event then grows with the number of interfaces on the host by the rule dump alone.
+    ///
+    /// An interface without a table yet (`Table::Allocate`) gets the lowest free one nobody else
+    /// uses: those tables are read one at a time, in the order the planner takes them, until one
+    /// holds nothing foreign — not every route of every table, which on a host of thousands of
+    /// interfaces made each first event cost a full read. Only when none is free (a table of an
+    /// interface that is gone gets reclaimed) is every table read.
+    pub fn read_one(nl: &mut Netlink, ifname: &str, table: Table, gateway_known: bool) -> Result<Kernel, NetlinkError> {
         let links: Vec<Link> = nl.link(ifname)?.into_iter().collect();
         let addrs = match links.first() {
             Some(l) => nl.addresses(l.index)?,
             None => vec![],
         };
-        let routes = match table {
-            // No table yet: allocating one looks at every table in the range.
-            None => nl.routes(0)?,
-            Some(t) => {
-                let mut r = nl.routes(t)?;
+        let rules = nl.rules()?;
+        let mut routes = vec![];
+        let table = match table {
+            Table::Known(t) => {
+                routes = nl.routes(t)?;
+                Some(t)
+            }
+            Table::Allocate { free, protocol } => {
+                let mut clean = None;
+                for t in free.take(MAX_TABLE_PROBES) {
+                    let r = nl.routes(t)?;
+                    let foreign =
+                        r.iter().any(|r| r.protocol != protocol) || rules.iter().any(|r| r.item.table == t && r.protocol != protocol);
+                    routes.extend(r);
+                    if !foreign {
+                        clean = Some(t);
+                        break;
+                    }
+                }
+                clean
+            }
+        };
+        match table {
+            Some(_) => {
                 let oif = links.first().filter(|_| gateway_known).map(|l| l.index);
                 // ENODEV: the link went away since it was read; all of main, then.
-                r.extend(match nl.routes_via(RT_TABLE_MAIN, oif) {
+                routes.extend(match nl.routes_via(RT_TABLE_MAIN, oif) {
                     Err(e) if oif.is_some() && e.errno() == Some(nix::errno::Errno::ENODEV) => nl.routes(RT_TABLE_MAIN)?,
                     other => other?,
                 });
-                r
             }
-        };
-        Ok(Kernel::new(links, addrs, nl.rules()?, routes))
+            // No free table: the planner may reclaim one of a gone interface, looking at all of them.
+            None => routes = nl.routes(0)?,
+        }
+        Ok(Kernel::new(links, addrs, rules, routes))
     }
 
     /// Fills in, from /proc, the knobs a link dump did not carry (a kernel without
@@ -251,5 +291,41 @@ impl Kernel {
 
     pub fn owned_rules(&self, protocol: u8) -> impl Iterator<Item = &Rule> {
         self.rules.iter().filter(move |r| r.protocol == protocol).map(|r| &r.item)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::netlink::Op;
+    use crate::policy::RouteKind;
+
+    fn unreachable(table: u32) -> Route {
+        Route { table, dst: "192.0.2.0/24".parse().unwrap(), metric: 0, kind: RouteKind::Unreachable }
+    }
+
+    /// A first event reads the free tables one by one until one holds nothing foreign (here the
+    /// second: the first carries another tool's route), not every table; with none free, all.
+    #[test]
+    fn allocating_a_table_reads_the_free_ones_up_to_a_clean_one() {
+        crate::netlink::testns::in_new_netns(|| {
+            let mut nl = Netlink::open().unwrap();
+            let ops = [Op::AddRoute(unreachable(4101)), Op::AddRoute(unreachable(4102)), Op::AddRoute(unreachable(4104))];
+            nl.batch(&ops[..1], 4).unwrap().into_iter().for_each(|r| r.unwrap()); // another tool's
+            nl.batch(&ops[1..], 83).unwrap().into_iter().for_each(|r| r.unwrap()); // an orphan of ours, and 4104
+            let tables = |k: &Kernel| {
+                let mut t: Vec<u32> = k.routes.iter().map(|r| r.table).filter(|t| (4101..=4104).contains(t)).collect();
+                t.sort();
+                t.dedup();
+                t
+            };
+            let mut free = 4101..=4104u32;
+            let k = Kernel::read_one(&mut nl, "lo", Table::Allocate { free: &mut free, protocol: 83 }, false).unwrap();
+            assert_eq!(tables(&k), [4101, 4102], "read up to the first clean table, not 4104");
+            assert!(k.foreign_in_table(4101, 83).is_some() && k.foreign_in_table(4102, 83).is_none());
+            let mut none = 4101..=4101u32;
+            let k = Kernel::read_one(&mut nl, "lo", Table::Allocate { free: &mut none, protocol: 83 }, false).unwrap();
+            assert_eq!(tables(&k), [4101, 4102, 4104], "nothing free: every table");
+        });
     }
 }

@@ -8,7 +8,7 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::execute::{self, Writes};
 use crate::filter;
-use crate::kernel::Kernel;
+use crate::kernel::{Kernel, Table};
 use crate::lease::Lease;
 use crate::netlink::Netlink;
 use crate::plan::{self, Gathered, Intent, Planner, Plans, render, touched};
@@ -109,6 +109,13 @@ impl Engine {
         self.gather_with(one, None)
     }
 
+    /// Whether the range has a table that no interface has and that holds nothing of another
+    /// tool's, as far as `kernel` was read (the planner's `table_for` asks the same).
+    fn free_table(&self, kernel: &Kernel, tables: &BTreeMap<String, u32>) -> bool {
+        let taken: std::collections::BTreeSet<u32> = tables.values().copied().collect();
+        (self.cfg.table_min..=self.cfg.table_max).any(|t| !taken.contains(&t) && kernel.foreign_in_table(t, self.cfg.protocol).is_none())
+    }
+
     /// `gather`, knowing the lease an event brings for `one` (it decides how much of main is read).
     pub fn gather_with(&mut self, one: Option<&str>, incoming: Option<&Lease>) -> Result<Gathered, Error> {
         if one.is_none() {
@@ -127,7 +134,13 @@ impl Engine {
                 // A gateway that does not depend on the other interfaces (planner `gateways`).
                 let lease = incoming.or_else(|| records.get(n)?.lease.as_ref());
                 let gateway_known = self.cfg.gateways.contains_key(n) || lease.is_some_and(|l| l.gateway.is_some());
-                Kernel::read_one(&mut self.nl, n, tables.get(n).copied(), gateway_known)
+                let taken: std::collections::BTreeSet<u32> = tables.values().copied().collect();
+                let mut free = (self.cfg.table_min..=self.cfg.table_max).filter(|t| !taken.contains(t));
+                let table = match tables.get(n) {
+                    Some(&t) if self.cfg.in_table_range(t) => Table::Known(t),
+                    _ => Table::Allocate { free: &mut free, protocol: self.cfg.protocol },
+                };
+                Kernel::read_one(&mut self.nl, n, table, gateway_known)
             }
             None => Kernel::read(&mut self.nl),
         }
@@ -136,8 +149,8 @@ impl Engine {
         let stack_leases = stack_leases(&self.cfg, &kernel, &records);
         let present = match one {
             None => Some(kernel.links.iter().map(|l| l.name.clone()).collect()),
-            // A table to allocate, which may mean taking one of an interface that is gone.
-            Some(n) if !tables.contains_key(n) => {
+            // A table to allocate and none free: the planner takes one of an interface that is gone.
+            Some(n) if !tables.get(n).is_some_and(|t| self.cfg.in_table_range(*t)) && !self.free_table(&kernel, &tables) => {
                 Some(self.nl.links().map_err(Error::netlink("reading the links"))?.into_iter().map(|l| l.name).collect())
             }
             Some(_) => None,
