@@ -134,7 +134,8 @@ impl Netlink {
     /// on a host with hundreds of interfaces decoding them was the biggest cost of a `sync` (and
     /// a link attribute the crate cannot decode cannot fail the read).
     pub fn links(&mut self) -> Result<Vec<Link>, NetlinkError> {
-        // Counters are the bulk of a link dump and of no use here.
+        // Of no use here: the counters of SR-IOV virtual functions, which a physical function's
+        // message carries per VF. (The link's own counters the kernel always sends.)
         let mut m = LinkMessage::default();
         m.attributes.push(LinkAttribute::ExtMask(vec![netlink_packet_route::link::LinkExtentMask::SkipStats]));
         Ok(self
