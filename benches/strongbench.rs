@@ -1,5 +1,6 @@
 //! stronghost's benchmarks, in one run on the same namespaces (run with `bash benches/run.sh`):
-//! per-event cost against the classic shell recipe and the `ip -batch` floor (on a 5- and a
+//! per-event cost against the classic shell recipe and the `ip -batch` floors, with and without the
+//! kernel's own time to answer the dumps a correct tool reads first (on a 5- and a
 //! 4,096-interface host), `sync` at 1 to 4,096 interfaces, a boot storm (every interface's lease
 //! in the same second, hooks and watcher running), the watcher's latency and memory under churn on
 //! 1,000 interfaces, and the receive filter's data-plane cost.
