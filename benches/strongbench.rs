@@ -59,9 +59,8 @@ fn ratio(a: Duration, b: Duration) -> String {
 struct Bench {
     lab: Lab,
     report: String,
-    /// The 5-interface host's first bind and converged re-apply, for the big host's comparison.
-    /// The 5-interface host's figures for one event: first bind, converged, and the floor with
-    /// the reads (kernel reads + `ip -batch` writes).
+    /// The 5-interface host's figures for one event, for the big host's comparison: first bind,
+    /// converged re-apply, and the floor with the reads (kernel reads + `ip -batch` writes).
     small: Option<(Stats, Stats, Duration)>,
 }
 
@@ -138,15 +137,13 @@ impl Bench {
         use netlink_packet_core::{NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload};
         use netlink_packet_route::link::{LinkAttribute, LinkExtentMask, LinkMessage};
         use netlink_packet_route::route::{RouteAttribute, RouteMessage};
-        use netlink_packet_route::{AddressFamily, RouteNetlinkMessage, address::AddressMessage, rule::RuleMessage};
+        use netlink_packet_route::{RouteNetlinkMessage, address::AddressMessage, rule::RuleMessage};
         use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
         let index = |k: usize| -> u32 {
             let out = self.lab.host_ok(&["ip", "-o", "link", "show", "dev", &format!("eth{k}")]);
             out.split(':').next().unwrap().trim().parse().unwrap()
         };
         let mut requests: Vec<(RouteNetlinkMessage, u16)> = vec![];
-        let mut skip_stats = LinkMessage::default();
-        skip_stats.attributes.push(LinkAttribute::ExtMask(vec![LinkExtentMask::SkipStats]));
         let route = |table: u32, oif: Option<u32>| {
             let mut m = RouteMessage::default();
             m.attributes.push(RouteAttribute::Table(table));
@@ -167,12 +164,14 @@ impl Bench {
                 requests.push((route(254, Some(i)), NLM_F_REQUEST | NLM_F_DUMP));
             }
             None => {
-                requests.push((RouteNetlinkMessage::GetLink(skip_stats), NLM_F_REQUEST | NLM_F_DUMP));
+                // As stronghost asks for links.
+                let mut links = LinkMessage::default();
+                links.attributes.push(LinkAttribute::ExtMask(vec![LinkExtentMask::SkipStats]));
+                requests.push((RouteNetlinkMessage::GetLink(links), NLM_F_REQUEST | NLM_F_DUMP));
                 requests.push((RouteNetlinkMessage::GetAddress(AddressMessage::default()), NLM_F_REQUEST | NLM_F_DUMP));
                 requests.push((RouteNetlinkMessage::GetRule(RuleMessage::default()), NLM_F_REQUEST | NLM_F_DUMP));
-                let mut all = RouteMessage::default();
-                all.header.address_family = AddressFamily::Unspec;
-                requests.push((RouteNetlinkMessage::GetRoute(all), NLM_F_REQUEST | NLM_F_DUMP));
+                // Every table of both families.
+                requests.push((RouteNetlinkMessage::GetRoute(RouteMessage::default()), NLM_F_REQUEST | NLM_F_DUMP));
             }
         }
         let wire: Vec<Vec<u8>> = requests
@@ -197,6 +196,9 @@ impl Bench {
             sock.bind_auto().unwrap();
             sock.connect(&SocketAddr::new(0, 0)).unwrap();
             sock.set_netlink_get_strict_chk(true).unwrap();
+            // Bounded: an answer that never comes fails the part instead of hanging the bench.
+            let limit = nix::sys::time::TimeVal::new(10, 0);
+            nix::sys::socket::setsockopt(&sock, nix::sys::socket::sockopt::ReceiveTimeout, &limit).unwrap();
             let mut rx = vec![0u8; 1 << 16];
             let mut times: Vec<Duration> = (0..runs)
                 .map(|_| {
@@ -206,11 +208,12 @@ impl Bench {
                         // Until the answer ends: NLMSG_DONE or NLMSG_ERROR, or a get's one reply.
                         let dump = u16::from_ne_bytes([req[6], req[7]]) & NLM_F_DUMP != 0;
                         'answer: loop {
-                            let n = sock.recv(&mut &mut rx[..], 0).unwrap();
+                            let n = sock.recv(&mut &mut rx[..], 0).expect("the kernel did not answer a dump within 10 s");
                             let mut off = 0;
                             while off + 16 <= n {
                                 let len = u32::from_ne_bytes(rx[off..off + 4].try_into().unwrap()) as usize;
                                 let kind = u16::from_ne_bytes([rx[off + 4], rx[off + 5]]);
+                                assert!(len >= 16, "a netlink message shorter than its header");
                                 if !dump || kind == 2 || kind == 3 {
                                     assert!(kind != 2 || rx[off + 16..off + 20] == [0; 4], "a dump failed");
                                     break 'answer;
@@ -552,6 +555,9 @@ impl Bench {
             let mut mon = Socket::new(NETLINK_ROUTE).unwrap();
             mon.bind(&SocketAddr::new(0, 0)).unwrap();
             mon.add_membership(8).unwrap(); // RTNLGRP_IPV4_RULE
+            // Bounded: a rule that never comes fails the part instead of hanging the bench.
+            let limit = nix::sys::time::TimeVal::new(10, 0);
+            nix::sys::socket::setsockopt(&mon, nix::sys::socket::sockopt::ReceiveTimeout, &limit).unwrap();
             let mut cmd = Socket::new(NETLINK_ROUTE).unwrap();
             cmd.bind_auto().unwrap();
             cmd.connect(&SocketAddr::new(0, 0)).unwrap();
@@ -586,7 +592,7 @@ impl Bench {
                 send(&cmd, add, index[k], a);
                 up[k] = add;
                 'wait: loop {
-                    let n = mon.recv(&mut &mut rx[..], 0).unwrap();
+                    let n = mon.recv(&mut &mut rx[..], 0).expect("stronghost's rule did not change within 10 s");
                     let mut off = 0;
                     while off < n {
                         let Ok(m) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&rx[off..n]) else { break };

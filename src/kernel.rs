@@ -93,8 +93,9 @@ impl Kernel {
     /// uses: those tables are read one at a time, in the order the planner takes them, until one
     /// holds nothing foreign — not every route of every table, which on a host of thousands of
     /// interfaces made each first event cost a full read. Only when none is free (a table of an
-    /// interface that is gone gets reclaimed) is every table read.
-    pub fn read_one(nl: &mut Netlink, ifname: &str, table: Table, gateway_known: bool) -> Result<Kernel, NetlinkError> {
+    /// interface that is gone gets reclaimed) is every table read. Returns, with the snapshot, the
+    /// table whose routes were read: the known one, the free one found, or None (every table).
+    pub fn read_one(nl: &mut Netlink, ifname: &str, table: Table, gateway_known: bool) -> Result<(Kernel, Option<u32>), NetlinkError> {
         let links: Vec<Link> = nl.link(ifname)?.into_iter().collect();
         let addrs = match links.first() {
             Some(l) => nl.addresses(l.index)?,
@@ -111,8 +112,7 @@ impl Kernel {
                 let mut clean = None;
                 for t in free.take(MAX_TABLE_PROBES) {
                     let r = nl.routes(t)?;
-                    let foreign =
-                        r.iter().any(|r| r.protocol != protocol) || rules.iter().any(|r| r.item.table == t && r.protocol != protocol);
+                    let foreign = foreign_in(r.iter(), &rules, t, protocol).is_some();
                     routes.extend(r);
                     if !foreign {
                         clean = Some(t);
@@ -134,7 +134,7 @@ impl Kernel {
             // No free table: the planner may reclaim one of a gone interface, looking at all of them.
             None => routes = nl.routes(0)?,
         }
-        Ok(Kernel::new(links, addrs, rules, routes))
+        Ok((Kernel::new(links, addrs, rules, routes), table))
     }
 
     /// Fills in, from /proc, the knobs a link dump did not carry (a kernel without
@@ -275,13 +275,7 @@ impl Kernel {
 
     /// Something in `table` that stronghost did not write, described for the admin.
     pub fn foreign_in_table(&self, table: u32, protocol: u8) -> Option<String> {
-        if let Some(r) = self.routes_in(table).find(|r| r.protocol != protocol) {
-            return Some(format!("route {} (protocol {})", r.dst, r.protocol));
-        }
-        self.rules
-            .iter()
-            .find(|r| r.item.table == table && r.protocol != protocol)
-            .map(|r| format!("rule `{}` (protocol {})", r.item, r.protocol))
+        foreign_in(self.routes_in(table), &self.rules, table, protocol)
     }
 
     pub fn owned_routes(&self, table: u32, protocol: u8) -> Vec<Route> {
@@ -292,6 +286,15 @@ impl Kernel {
     pub fn owned_rules(&self, protocol: u8) -> impl Iterator<Item = &Rule> {
         self.rules.iter().filter(move |r| r.protocol == protocol).map(|r| &r.item)
     }
+}
+
+/// What of another tool's (another protocol) is in `table`: a route of `routes` (the table's),
+/// or a rule pointing into it.
+fn foreign_in<'a>(mut routes: impl Iterator<Item = &'a KernelRoute>, rules: &[Owned<Rule>], table: u32, protocol: u8) -> Option<String> {
+    if let Some(r) = routes.find(|r| r.protocol != protocol) {
+        return Some(format!("route {} (protocol {})", r.dst, r.protocol));
+    }
+    rules.iter().find(|r| r.item.table == table && r.protocol != protocol).map(|r| format!("rule `{}` (protocol {})", r.item, r.protocol))
 }
 
 #[cfg(test)]
@@ -320,11 +323,13 @@ mod tests {
                 t
             };
             let mut free = 4101..=4104u32;
-            let k = Kernel::read_one(&mut nl, "lo", Table::Allocate { free: &mut free, protocol: 83 }, false).unwrap();
+            let (k, found) = Kernel::read_one(&mut nl, "lo", Table::Allocate { free: &mut free, protocol: 83 }, false).unwrap();
+            assert_eq!(found, Some(4102));
             assert_eq!(tables(&k), [4101, 4102], "read up to the first clean table, not 4104");
             assert!(k.foreign_in_table(4101, 83).is_some() && k.foreign_in_table(4102, 83).is_none());
             let mut none = 4101..=4101u32;
-            let k = Kernel::read_one(&mut nl, "lo", Table::Allocate { free: &mut none, protocol: 83 }, false).unwrap();
+            let (k, found) = Kernel::read_one(&mut nl, "lo", Table::Allocate { free: &mut none, protocol: 83 }, false).unwrap();
+            assert_eq!(found, None);
             assert_eq!(tables(&k), [4101, 4102, 4104], "nothing free: every table");
         });
     }

@@ -109,13 +109,6 @@ impl Engine {
         self.gather_with(one, None)
     }
 
-    /// Whether the range has a table that no interface has and that holds nothing of another
-    /// tool's, as far as `kernel` was read (the planner's `table_for` asks the same).
-    fn free_table(&self, kernel: &Kernel, tables: &BTreeMap<String, u32>) -> bool {
-        let taken: std::collections::BTreeSet<u32> = tables.values().copied().collect();
-        (self.cfg.table_min..=self.cfg.table_max).any(|t| !taken.contains(&t) && kernel.foreign_in_table(t, self.cfg.protocol).is_none())
-    }
-
     /// `gather`, knowing the lease an event brings for `one` (it decides how much of main is read).
     pub fn gather_with(&mut self, one: Option<&str>, incoming: Option<&Lease>) -> Result<Gathered, Error> {
         if one.is_none() {
@@ -129,7 +122,8 @@ impl Engine {
             None => names.iter().map(|n| (n.clone(), self.state.record(n))).collect(),
         };
         let tables = self.state.tables();
-        let mut kernel = match one {
+        // The table whose routes a one-interface read took: None when it had to read every table.
+        let (mut kernel, table_read) = match one {
             Some(n) => {
                 // A gateway that does not depend on the other interfaces (planner `gateways`).
                 let lease = incoming.or_else(|| records.get(n)?.lease.as_ref());
@@ -142,15 +136,15 @@ impl Engine {
                 };
                 Kernel::read_one(&mut self.nl, n, table, gateway_known)
             }
-            None => Kernel::read(&mut self.nl),
+            None => Kernel::read(&mut self.nl).map(|k| (k, None)),
         }
         .map_err(Error::netlink("reading the kernel's routing state"))?;
         kernel.complete_sysctls(&sysctl::wanted(&self.cfg));
         let stack_leases = stack_leases(&self.cfg, &kernel, &records);
         let present = match one {
             None => Some(kernel.links.iter().map(|l| l.name.clone()).collect()),
-            // A table to allocate and none free: the planner takes one of an interface that is gone.
-            Some(n) if !tables.get(n).is_some_and(|t| self.cfg.in_table_range(*t)) && !self.free_table(&kernel, &tables) => {
+            // No table known and none free: the planner takes one of an interface that is gone.
+            Some(_) if table_read.is_none() => {
                 Some(self.nl.links().map_err(Error::netlink("reading the links"))?.into_iter().map(|l| l.name).collect())
             }
             Some(_) => None,
