@@ -56,12 +56,21 @@ fn ratio(a: Duration, b: Duration) -> String {
     format!("{:.2}×", a.as_secs_f64() / b.as_secs_f64())
 }
 
+/// One event on the 5-interface host: first bind, converged re-apply, the floor with the reads
+/// (kernel reads + `ip -batch` writes), and, with the watcher running, re-bind and re-apply.
+struct Small {
+    first: Stats,
+    again: Stats,
+    read: Duration,
+    rebind: Stats,
+    watched: Stats,
+}
+
 struct Bench {
     lab: Lab,
     report: String,
-    /// The 5-interface host's figures for one event, for the big host's comparison: first bind,
-    /// converged re-apply, and the floor with the reads (kernel reads + `ip -batch` writes).
-    small: Option<(Stats, Stats, Duration)>,
+    /// The 5-interface host's figures for one event, for the big host's comparison.
+    small: Option<Small>,
 }
 
 impl Bench {
@@ -269,6 +278,7 @@ impl Bench {
         let (first, again, shell, floor, same) =
             (Stats::new(first), Stats::new(again), Stats::new(shell), Stats::new(floor), Stats::new(same));
         let read = self.kernel_reads(Some(1), runs) + same.median();
+        let (rebind, watched) = self.watched_event(runs, 5);
         let _ = writeln!(self.report, "\n### One event: a BOUND lease for one interface ({runs} runs, ms: median (p10–p90))\n");
         let _ = writeln!(self.report, "| variant | wall time | shell recipe ÷ this |\n|---|---|---|");
         let _ = writeln!(
@@ -282,6 +292,18 @@ impl Bench {
             "| `stronghost hook dhclient`, converged re-apply | {} | {} |",
             again.show(),
             ratio(shell.median(), again.median())
+        );
+        let _ = writeln!(
+            self.report,
+            "| the same hook, watcher running (it hands the event over): address re-added, then the hook | {} | {} |",
+            rebind.show(),
+            ratio(shell.median(), rebind.median())
+        );
+        let _ = writeln!(
+            self.report,
+            "| the same hook, watcher running: converged re-apply | {} | {} |",
+            watched.show(),
+            ratio(shell.median(), watched.median())
         );
         let _ = writeln!(self.report, "| shell recipe (2 × ip route, ip rule, iptables) | {} | 1.0× |", shell.show());
         let _ = writeln!(
@@ -302,13 +324,49 @@ impl Bench {
             Stats::ms(read),
             ratio(shell.median(), read)
         );
-        self.small = Some((first, again, read));
+        self.small = Some(Small { first, again, read, rebind, watched });
+    }
+
+    /// The same BOUND with the watcher running, as a packaged host has it: the hook hands the event
+    /// to the watcher (handoff.rs). Each round, eth1's address goes (until the watcher has taken
+    /// its rules away), comes back with its default route, as dhclient-script does, and the hook
+    /// runs right after — timed, while the watcher is reacting to the address; then once more,
+    /// converged. `interfaces` managed: the host's figures are for a host of that many.
+    fn watched_event(&mut self, runs: usize, interfaces: usize) -> (Stats, Stats) {
+        self.config(interfaces, true);
+        self.lab.host_ok(&["/usr/sbin/stronghost", "sync"]);
+        self.lab.spawn_in_host("watch-event", &["/usr/sbin/stronghost", "watch"]);
+        lab::wait_for(Duration::from_secs(60), "watcher", || self.lab.log("watch-event").contains("watching"));
+        let a = addr(1);
+        let ip = format!("new_ip_address={a}");
+        let hook = ["env", "reason=BOUND", "interface=eth1", "new_subnet_mask=255.254.0.0", "new_routers=198.18.0.1", &ip];
+        let hook: Vec<&str> = hook.into_iter().chain(["/usr/sbin/stronghost", "hook", "dhclient"]).collect();
+        let default = self.lab.host_ok(&["ip", "-4", "route", "show", "default", "dev", "eth1"]);
+        let metric = default.split_whitespace().skip_while(|w| *w != "metric").nth(1).unwrap_or("0").to_string();
+        let from = format!("from {a} lookup");
+        let ruled = |lab: &Lab| lab.host_ok(&["ip", "-4", "rule", "show", "priority", "4110"]).contains(&from);
+        self.timed(&hook);
+        let (mut rebind, mut again) = (vec![], vec![]);
+        for _ in 0..runs {
+            self.lab.host_ok(&["ip", "addr", "del", &format!("{a}/15"), "dev", "eth1"]);
+            lab::wait_for(Duration::from_secs(10), "the watcher to take eth1's rules away", || !ruled(&self.lab));
+            self.lab.host_ok(&["ip", "addr", "add", &format!("{a}/15"), "dev", "eth1"]);
+            self.lab.host_ok(&["ip", "route", "replace", "default", "via", GW, "dev", "eth1", "metric", &metric]);
+            rebind.push(self.timed(&hook));
+            assert!(ruled(&self.lab), "the hook returned before eth1's policy was back");
+            again.push(self.timed(&hook));
+        }
+        let handed = self.lab.log("watch-event").matches("queued event(s) applied").count();
+        assert!(handed >= 2 * runs, "the hooks did not hand their events to the watcher ({handed} applied by it)");
+        self.lab.kill_child("watch-event");
+        self.lab.host_ok(&["/usr/sbin/stronghost", "release", "--all"]);
+        (Stats::new(rebind), Stats::new(again))
     }
 
     /// The same event on a host where stronghost manages every one of `N_MAX` interfaces, beside
     /// the figures of the 5-interface host (`per_event`, run first in a lab of its own).
     fn big_event(&mut self, runs: usize) {
-        let Some((first, again, read)) = self.small.take() else { return };
+        let Some(Small { first, again, read, rebind, watched }) = self.small.take() else { return };
         self.config(N_MAX, true);
         self.lab.host_ok(&["/usr/sbin/stronghost", "sync"]);
         let ip = format!("new_ip_address={}", addr(1));
@@ -329,11 +387,14 @@ impl Bench {
         let big_read = self.kernel_reads(Some(1), runs) + Stats::new(big_same).median();
         self.lab.host_ok(&["/usr/sbin/stronghost", "release", "--all"]);
         let (big_first, big_again) = (Stats::new(big_first), Stats::new(big_again));
+        let (big_rebind, big_watched) = self.watched_event(runs, N_MAX);
         let _ = write!(
             self.report,
             "\n### One event on a {N_MAX}-interface host (the same BOUND, every interface managed; ms: median (p10–p90))\n\n\
              | variant | 5-interface host | {N_MAX}-interface host | ratio |\n|---|---|---|---|\n\
              | first bind | {} | {} | {} |\n| converged re-apply | {} | {} | {} |\n\
+             | watcher running (the hook hands the event over): address re-added, then the hook | {} | {} | {} |\n\
+             | watcher running: converged re-apply | {} | {} | {} |\n\
              | floor: the kernel answering the event's reads, plus its writes in one `ip -batch` | {} | {} | {} |\n",
             first.show(),
             big_first.show(),
@@ -341,6 +402,12 @@ impl Bench {
             again.show(),
             big_again.show(),
             ratio(big_again.median(), again.median()),
+            rebind.show(),
+            big_rebind.show(),
+            ratio(big_rebind.median(), rebind.median()),
+            watched.show(),
+            big_watched.show(),
+            ratio(big_watched.median(), watched.median()),
             Stats::ms(read),
             Stats::ms(big_read),
             ratio(big_read, read),

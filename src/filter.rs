@@ -245,6 +245,9 @@ pub struct Want {
     pub exact: bool,
     /// The reverse-path rule (config `rp_filter`).
     pub reverse_path: bool,
+    /// Members beyond `members` exist: a plan for the one interface a read was scoped to names
+    /// that one alone, and an empty `members` then does not mean an empty table.
+    pub others: bool,
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -460,7 +463,7 @@ impl Change {
 
 /// What brings the table from `cur` to `want`, or `None` when it is converged.
 pub fn plan(cur: &Current, want: &Want) -> Option<Change> {
-    if want.members.is_empty() {
+    if want.members.is_empty() && !want.others {
         return cur.exists.then_some(Change::Delete);
     }
     if !cur.exists {
@@ -668,7 +671,7 @@ pub fn apply(change: &Change, reverse_path: bool) -> Result<(), String> {
                 members.extend(add.iter().cloned());
                 let mut indexes: BTreeSet<u32> = cur.rpf_ok.iter().filter(|i| !remove_indexes.contains(i)).copied().collect();
                 indexes.extend(add_indexes);
-                let want = Want { members, indexes, exact: true, reverse_path };
+                let want = Want { members, indexes, exact: true, reverse_path, others: false };
                 apply(&Change::Repair { script: script(&Current { rules_ok: false, ..cur }, &want), want }, reverse_path)
             })
         }
@@ -732,6 +735,7 @@ mod tests {
             indexes: indexes.iter().copied().collect(),
             exact: true,
             reverse_path: true,
+            others: false,
         }
     }
 
@@ -811,6 +815,10 @@ mod tests {
                 gone,
                 Change::Members { add: vec![], remove: vec![("eth3".into(), 4104)], add_indexes: vec![], remove_indexes: vec![] }
             );
+            // The same, planned from that interface's entry alone (plan.rs `host`, scoped): the
+            // others exist, so no entry wanted is not "delete the table".
+            let alone = Want { members: Members::new(), indexes: [5].into(), exact: false, reverse_path: true, others: true };
+            assert_eq!(plan(&read_member(true, "eth3", Some(5)).unwrap(), &alone), Some(gone.clone()));
             apply(&gone, true).unwrap();
             assert_eq!(read(true).unwrap().members(), Some(w2.members.clone()));
             // One interface's entries disagreeing: everything is read, and the table repaired.

@@ -84,10 +84,11 @@ impl Kernel {
     }
 
     /// What one interface's plan needs, and no more: its link and addresses, every rule (the
-    /// kernel cannot filter a rule dump), and the routes of its table and of main. Of main, only
-    /// the routes through the interface when `gateway_known` (a gateway is configured or leased):
-    /// the other interfaces' defaults are only looked at for a gateway on the same network. The
-    /// cost of an event then grows with the number of interfaces on the host by the rule dump alone.
+    /// kernel cannot filter a rule dump), and the routes of its table and of main. Of main, when
+    /// `gateway_known` (a gateway is configured or leased), only the routes through the interface,
+    /// and only if it has IPv6 addresses: the other interfaces' defaults are only looked at for a
+    /// gateway on the same network. The cost of an event then grows with the number of interfaces
+    /// on the host by the rule dump alone.
     ///
     /// An interface without a table yet (`Table::Allocate`) gets the lowest free one nobody else
     /// uses: those tables are read one at a time, in the order the planner takes them, until one
@@ -122,7 +123,13 @@ impl Kernel {
                 clean
             }
         };
+        // The IPv4 gateway known (configured, leased), main matters only for IPv6: its router and
+        // on-link prefixes through the interface (planner `gateways`). Without IPv6 addresses, main
+        // is not read at all — the kernel walks every route of it to answer even a dump filtered
+        // by device, on a host of thousands of interfaces most of what is left of an event.
+        let v6 = addrs.iter().any(|a| a.addr.is_ipv6() && a.gets_policy(true));
         match table {
+            Some(_) if gateway_known && !v6 => {}
             Some(_) => {
                 let oif = links.first().filter(|_| gateway_known).map(|l| l.index);
                 // ENODEV: the link went away since it was read; all of main, then.

@@ -11,6 +11,7 @@ pub mod config;
 pub mod error;
 pub mod execute;
 pub mod filter;
+pub mod handoff;
 pub mod host;
 pub mod kernel;
 pub mod lease;

@@ -421,13 +421,17 @@ impl<'a> Planner<'a> {
 
         // Every claimed interface, addressed or not: an interface without an address must not
         // accept packets for the others' addresses either.
-        let members: filter::Members = if cfg.receive_filter {
-            names.iter().filter_map(|n| Some((n.clone(), *self.tables.get(n)?))).collect()
-        } else {
-            Default::default()
+        // A filter read for one interface is planned for that one alone (filter::plan): the want
+        // names it alone, not the thousands of others a host may have.
+        let scope = self.g.filter.as_ref().ok().and_then(|c| c.scope.as_deref());
+        let member = |n: &String| Some((n.clone(), *self.tables.get(n)?));
+        let (members, others): (filter::Members, bool) = match scope {
+            _ if !cfg.receive_filter => Default::default(),
+            Some(s) => (names.get(s).and_then(member).into_iter().collect(), names.iter().any(|n| n != s && self.tables.contains_key(n))),
+            None => (names.iter().filter_map(member).collect(), false),
         };
         let indexes = members.keys().filter_map(|n| k.link(n)).map(|l| l.index).collect();
-        let want = filter::Want { members, indexes, exact: self.g.complete, reverse_path: cfg.rp_filter };
+        let want = filter::Want { members, indexes, exact: self.g.complete, reverse_path: cfg.rp_filter, others };
         match &self.g.filter {
             Ok(cur) => host.filter = filter::plan(cur, &want),
             // Without nft the routing half still works; say so once, with what to do.

@@ -209,11 +209,15 @@ pub fn reconcile(e: &mut Engine, target: &Target, dry_run: bool, client: ClientE
     done
 }
 
-/// A hook's event: queued, then applied under the lock together with whatever else is queued.
+/// Queues a hook's event (state.rs), for `apply_queued` or the watcher (`apply_queue`).
+pub fn enqueue(e: &Engine, q: &Queued) -> Result<(), Error> {
+    e.state.enqueue(q).map_err(|source| Error::State { doing: format!("queueing the event for {}", q.ifname), source })
+}
+
+/// A hook's queued event, applied under the lock together with whatever else is queued.
 /// Returns what the run did and whether this event was among it (false: an earlier holder of the
 /// lock applied it already, which is just as good — it was applied before that run let go).
-pub fn reconcile_queued(e: &mut Engine, q: &Queued) -> Result<(Done, bool), Error> {
-    e.state.enqueue(q).map_err(|source| Error::State { doing: format!("queueing the event for {}", q.ifname), source })?;
+pub fn apply_queued(e: &mut Engine, q: &Queued) -> Result<(Done, bool), Error> {
     let _lock = e.lock()?;
     let batch = e.state.take_queue();
     let ours = batch.iter().any(|b| b == q || b.ifname == q.ifname);
@@ -268,17 +272,36 @@ pub fn warn_if_still_gatewayless(e: &mut Engine, ifname: &str) {
 
 /// Applies the events queued while this run held the lock, in a few rounds at most.
 fn drain_queue(e: &mut Engine) {
+    let _ = drain_rounds(e);
+}
+
+/// The watcher's part of a hand-off (handoff.rs): applies, under the lock, the events hooks
+/// queued before asking it to. The number of changes, or every error.
+pub fn apply_queue(e: &mut Engine) -> Result<usize, Error> {
+    let _lock = e.lock()?;
+    drain_rounds(e)
+}
+
+fn drain_rounds(e: &mut Engine) -> Result<usize, Error> {
+    let (mut changes, mut errors) = (0, vec![]);
     for _ in 0..QUEUE_ROUNDS {
         let batch = e.state.take_queue();
         if batch.is_empty() {
-            return;
+            break;
         }
         let names: Vec<&str> = batch.iter().map(|q| q.ifname.as_str()).collect();
         match run_queued(e, &batch) {
-            Ok(done) => log::info!("{} queued event(s) applied ({}): {} change(s)", batch.len(), names.join(" "), done.lines.len()),
-            Err(err) => log::error!("queued events for {}: {err}", names.join(" ")),
+            Ok(done) => {
+                log::info!("{} queued event(s) applied ({}): {} change(s)", batch.len(), names.join(" "), done.lines.len());
+                changes += done.lines.len();
+            }
+            Err(err) => {
+                log::error!("queued events for {}: {err}", names.join(" "));
+                errors.push(err);
+            }
         }
     }
+    Error::collect(errors).map_or(Ok(changes), Err)
 }
 
 fn reconcile_locked(e: &mut Engine, target: &Target, dry_run: bool, client: ClientEvent) -> Result<Done, Error> {

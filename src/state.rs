@@ -16,10 +16,11 @@
 use crate::lease::Lease;
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -60,6 +61,37 @@ pub struct Queued {
 pub struct State {
     run: PathBuf,
     lib: PathBuf,
+    /// The watcher's copies of `recorded()` and `tables()` (`keep_copies`): listing thousands of
+    /// records and parsing the table map were most of what an event cost it on a host of
+    /// thousands of interfaces.
+    copies: Option<RefCell<Copies>>,
+}
+
+/// Copies of what is on disk, good while no other process has taken the lock since they were
+/// made (every holder of the lock counts itself in the lock file, `lock`) and the files and
+/// directories they come from are unchanged (an edit by hand takes no lock). This process's own
+/// writes update them.
+#[derive(Default)]
+struct Copies {
+    /// The count this process left in the lock file when it last took the lock.
+    epoch: u64,
+    names: Option<(Vec<String>, [Stamp; 2])>,
+    tables: Option<(BTreeMap<String, u32>, Stamp)>,
+}
+
+/// The count of lock holders in the lock file (empty: none yet).
+fn count_in(f: &File) -> io::Result<u64> {
+    let mut count = [0u8; 20];
+    let n = f.read_at(&mut count, 0)?;
+    Ok(std::str::from_utf8(&count[..n]).ok().and_then(|t| t.trim().parse().ok()).unwrap_or(0))
+}
+
+/// What tells that a file or directory changed: any write gives it another (device, inode,
+/// modification time, size).
+type Stamp = Option<(u64, u64, i64, i64, u64)>;
+
+fn stamp(p: &Path) -> Stamp {
+    fs::symlink_metadata(p).ok().map(|m| (m.dev(), m.ino(), m.mtime(), m.mtime_nsec(), m.size()))
 }
 
 /// What a record keeps across reboots: the values to restore.
@@ -125,17 +157,49 @@ fn write_new(p: &Path, data: &[u8], sync: bool) -> io::Result<PathBuf> {
 
 impl State {
     pub fn open() -> io::Result<State> {
-        let s = State { run: PathBuf::from(RUN_DIR), lib: PathBuf::from(LIB_DIR) };
+        let s = State { run: PathBuf::from(RUN_DIR), lib: PathBuf::from(LIB_DIR), copies: None };
         ensure_dir(&s.run)?;
         ensure_dir(&s.run.join("iface"))?;
         ensure_dir(&s.lib)?;
         Ok(s)
     }
 
-    /// Takes the host-wide lock, waiting at most `wait`.
+    /// Keeps copies of `recorded()` and `tables()` between runs (the watcher).
+    pub fn keep_copies(&mut self) {
+        self.copies = Some(RefCell::new(Copies::default()));
+    }
+
+    /// Takes the host-wide lock, waiting at most `wait`, and counts this holder in the lock file:
+    /// a process keeping copies of the records (`keep_copies`) finds its own count there next
+    /// time only if nobody else has held the lock, and changed them, since.
     pub fn lock(&self, wait: Duration) -> io::Result<Flock<File>> {
+        let held = self.lock_file(wait)?;
+        let epoch = count_in(&held)?;
+        let next = epoch.wrapping_add(1);
+        let text = format!("{next:<19}\n");
+        held.write_at(text.as_bytes(), 0)?;
+        if let Some(c) = &self.copies {
+            let mut c = c.borrow_mut();
+            if c.epoch != epoch {
+                *c = Copies::default();
+            }
+            c.epoch = next;
+        }
+        Ok(held)
+    }
+
+    /// Whether the copies may still be good: nobody else has taken the lock since this process
+    /// last did (read without taking it: a holder counts itself as soon as it has it).
+    fn copies_current(&self) -> bool {
+        let Some(c) = &self.copies else { return false };
+        let f = OpenOptions::new().read(true).custom_flags(libc_o_nofollow()).open(self.run.join("lock"));
+        f.and_then(|f| count_in(&f)).is_ok_and(|n| n == c.borrow().epoch)
+    }
+
+    fn lock_file(&self, wait: Duration) -> io::Result<Flock<File>> {
         let p = self.run.join("lock");
-        let f = OpenOptions::new().create(true).truncate(false).write(true).mode(0o600).custom_flags(libc_o_nofollow()).open(&p)?;
+        let f =
+            OpenOptions::new().create(true).truncate(false).read(true).write(true).mode(0o600).custom_flags(libc_o_nofollow()).open(&p)?;
         let f = match Flock::lock(f, FlockArg::LockExclusiveNonblock) {
             Ok(l) => return Ok(l),
             Err((f, _)) => f,
@@ -171,6 +235,17 @@ impl State {
             }
         }
         let _ = fs::remove_dir(self.lib.join("originals"));
+    }
+
+    fn forget_names(&self) {
+        if let Some(c) = &self.copies {
+            c.borrow_mut().names = None;
+        }
+    }
+
+    /// The directories `recorded()` lists.
+    fn names_stamp(&self) -> [Stamp; 2] {
+        [stamp(&self.run.join("iface")), stamp(&self.lib.join("originals"))]
     }
 
     fn record_path(&self, ifname: &str) -> PathBuf {
@@ -233,12 +308,25 @@ impl State {
             File::open(&dir)?.sync_all()?;
         }
         for (name, r, _) in batch {
-            write_atomic(&self.record_path(name), serde_json::to_string_pretty(r)?.as_bytes())?;
+            if let Err(e) = write_atomic(&self.record_path(name), serde_json::to_string_pretty(r)?.as_bytes()) {
+                self.forget_names();
+                return Err(e);
+            }
+        }
+        if let Some(c) = &self.copies {
+            let mut c = c.borrow_mut();
+            if let Some((names, st)) = c.names.as_mut() {
+                let new: Vec<String> = batch.iter().map(|(n, _, _)| n.to_string()).filter(|n| names.binary_search(n).is_err()).collect();
+                names.extend(new);
+                names.sort();
+                *st = self.names_stamp();
+            }
         }
         Ok(())
     }
 
     pub fn remove_record(&self, ifname: &str) -> io::Result<()> {
+        self.forget_names();
         for p in [self.record_path(ifname), self.originals_path(ifname)] {
             match fs::remove_file(p) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
@@ -304,6 +392,14 @@ impl State {
     }
 
     pub fn recorded(&self) -> Vec<String> {
+        let st = self.copies.as_ref().map(|_| self.names_stamp());
+        if let Some(c) = &self.copies
+            && let Some((v, was)) = &c.borrow().names
+            && Some(was) == st.as_ref()
+            && self.copies_current()
+        {
+            return v.clone();
+        }
         let mut v: Vec<String> = [self.run.join("iface"), self.lib.join("originals")]
             .iter()
             .flat_map(|d| fs::read_dir(d).into_iter().flatten().flatten())
@@ -311,10 +407,30 @@ impl State {
             .collect();
         v.sort();
         v.dedup();
+        if let (Some(c), Some(st)) = (&self.copies, st) {
+            c.borrow_mut().names = Some((v.clone(), st));
+        }
         v
     }
 
     pub fn tables(&self) -> BTreeMap<String, u32> {
+        let p = self.lib.join("tables.json");
+        let st = self.copies.as_ref().map(|_| stamp(&p));
+        if let Some(c) = &self.copies
+            && let Some((t, was)) = &c.borrow().tables
+            && Some(was) == st.as_ref()
+            && self.copies_current()
+        {
+            return t.clone();
+        }
+        let t = self.read_tables();
+        if let (Some(c), Some(st)) = (&self.copies, st) {
+            c.borrow_mut().tables = Some((t.clone(), st));
+        }
+        t
+    }
+
+    fn read_tables(&self) -> BTreeMap<String, u32> {
         let p = self.lib.join("tables.json");
         match read_nofollow(&p) {
             Ok(Some(s)) => serde_json::from_str(&s).unwrap_or_else(|e| {
@@ -330,7 +446,12 @@ impl State {
     }
 
     pub fn save_tables(&self, t: &BTreeMap<String, u32>) -> io::Result<()> {
-        write_atomic(&self.lib.join("tables.json"), serde_json::to_string_pretty(t)?.as_bytes())
+        let p = self.lib.join("tables.json");
+        let written = write_atomic(&p, serde_json::to_string_pretty(t)?.as_bytes());
+        if let Some(c) = &self.copies {
+            c.borrow_mut().tables = written.is_ok().then(|| (t.clone(), stamp(&p)));
+        }
+        written
     }
 }
 
@@ -342,7 +463,7 @@ mod tests {
         let d = std::env::temp_dir().join(format!("stronghost-state-test-{}-{:?}", std::process::id(), std::thread::current().id()));
         let _ = fs::remove_dir_all(&d);
         fs::create_dir_all(&d).unwrap();
-        let s = State { run: d.join("run"), lib: d.join("lib") };
+        let s = State { run: d.join("run"), lib: d.join("lib"), copies: None };
         ensure_dir(&s.run).unwrap();
         (s, d)
     }
@@ -352,6 +473,50 @@ mod tests {
     }
 
     use std::net::Ipv4Addr;
+
+    /// The watcher's copies of the names and tables follow every change: its own, another
+    /// process's under the lock (counted in the lock file), and an edit by hand (no lock).
+    #[test]
+    fn copies_follow_every_writer() {
+        let (mut watcher, d) = state();
+        watcher.keep_copies();
+        ensure_dir(&watcher.run.join("iface")).unwrap();
+        ensure_dir(&watcher.lib).unwrap();
+        let other = State { run: watcher.run.clone(), lib: watcher.lib.clone(), copies: None };
+        let rec = |n: u8| Record { lease: Some(lease(n)), ..Default::default() };
+        let tables = |v: &[(&str, u32)]| v.iter().map(|(n, t)| (n.to_string(), *t)).collect::<BTreeMap<_, _>>();
+        {
+            let _l = watcher.lock(Duration::from_secs(1)).unwrap();
+            watcher.save_records(&[("eth0", &rec(10), None)]).unwrap();
+            watcher.save_tables(&tables(&[("eth0", 4101)])).unwrap();
+            assert_eq!((watcher.recorded(), watcher.tables()), (vec!["eth0".to_string()], tables(&[("eth0", 4101)])));
+        }
+        {
+            // Its own writes, under a lock nobody else took in between: the copies answer.
+            let _l = watcher.lock(Duration::from_secs(1)).unwrap();
+            watcher.save_records(&[("eth1", &rec(11), None)]).unwrap();
+            assert_eq!(watcher.recorded(), ["eth0", "eth1"]);
+            let epoch = watcher.copies.as_ref().unwrap().borrow().epoch;
+            assert!(watcher.copies_current() && epoch > 0);
+        }
+        {
+            // Another process: the same size of file, within the same clock tick, maybe.
+            let _l = other.lock(Duration::from_secs(1)).unwrap();
+            other.save_tables(&tables(&[("eth0", 4102)])).unwrap();
+            other.remove_record("eth1").unwrap();
+        }
+        // Counted: the copies are not trusted, whatever the files' stamps say.
+        assert!(!watcher.copies_current());
+        {
+            let _l = watcher.lock(Duration::from_secs(1)).unwrap();
+            assert_eq!((watcher.recorded(), watcher.tables()), (vec!["eth0".to_string()], tables(&[("eth0", 4102)])));
+        }
+        // An edit by hand takes no lock: the file's stamp tells.
+        fs::write(watcher.lib.join("tables.json"), r#"{"eth0": 4103}"#).unwrap();
+        let _l = watcher.lock(Duration::from_secs(1)).unwrap();
+        assert_eq!(watcher.tables(), tables(&[("eth0", 4103)]));
+        let _ = fs::remove_dir_all(d);
+    }
 
     #[test]
     fn the_lock_is_waited_for_and_the_wait_ends() {
@@ -363,7 +528,7 @@ mod tests {
         assert!(t.elapsed() >= Duration::from_millis(200) && e.to_string().contains("held"), "{e}");
         // Let go while another waits: that one has it at once.
         let waiter = std::thread::spawn({
-            let s = State { run: s.run.clone(), lib: s.lib.clone() };
+            let s = State { run: s.run.clone(), lib: s.lib.clone(), copies: None };
             move || s.lock(Duration::from_secs(5)).map(|_| ())
         });
         std::thread::sleep(Duration::from_millis(50));

@@ -7,6 +7,7 @@
 //! keeps being undone by another tool is paused instead of fought in a loop.
 
 use crate::config::Config;
+use crate::handoff;
 use crate::reconcile::{self, ClientEvent, Engine, Target, reconcile};
 use crate::state::Queued;
 use netlink_packet_core::{NetlinkMessage, NetlinkPayload};
@@ -341,6 +342,7 @@ pub fn run(cfg: &Config) -> i32 {
         log::warn!("cannot follow rule notifications ({e}); every run will read every rule");
     }
     engine.gateway_later = Some(Vec::new());
+    engine.state.keep_copies();
     // The links as they are (read after subscribing): the first event of each is then judged
     // against its state, not taken as news.
     let links = engine.nl.links().unwrap_or_default();
@@ -354,6 +356,18 @@ pub fn run(cfg: &Config) -> i32 {
     if let Err(e) = reconcile(&mut engine, &Target::Sync, false, ClientEvent::default()) {
         log::error!("initial sync: {e}");
     }
+    // Hooks hand their events over from now on (handoff.rs).
+    let listener = match handoff::Listener::bind() {
+        Ok(Some(l)) => Some(l),
+        Ok(None) => {
+            log::warn!("another stronghost watch answers the hooks; this one only follows kernel events");
+            None
+        }
+        Err(e) => {
+            log::warn!("cannot listen for hooks ({e}); they will apply their events themselves");
+            None
+        }
+    };
     log::info!("watching address, link, route and rule events");
     let mut fights = Fights { present: BTreeSet::new(), undone: BTreeMap::new(), paused: BTreeMap::new() };
     let mut buf = Vec::with_capacity(1 << 16);
@@ -373,34 +387,49 @@ pub fn run(cfg: &Config) -> i32 {
             None => PollTimeout::NONE,
         };
         let mut p = Pending::default();
-        let mut fds = [PollFd::new(sock.as_fd(), PollFlags::POLLIN)];
-        match poll(&mut fds, timeout) {
-            Ok(0) => continue,
-            Ok(_) => {}
+        let mut hooks = Vec::new();
+        match wait(&sock, listener.as_ref(), timeout) {
+            Ok((false, false)) => continue,
+            Ok((events, hook)) => {
+                if events {
+                    drain(&sock, cfg, &mut p, &mut buf, &mut seen);
+                }
+                if hook {
+                    hooks.extend(listener.iter().flat_map(|l| l.accept_all()));
+                }
+            }
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => {
                 log::error!("poll: {e}");
                 return 1;
             }
         }
-        drain(&sock, cfg, &mut p, &mut buf, &mut seen);
-        // Debounce: take what else arrives until the burst goes quiet.
+        // Debounce: take what else arrives until the burst goes quiet, or a hook asks (its client
+        // is done changing the interface: its events are in).
         let start = Instant::now();
-        loop {
+        while hooks.is_empty() {
             let left = MAX_DELAY.saturating_sub(start.elapsed()).min(QUIET);
             if left.is_zero() {
                 break;
             }
-            let mut fds = [PollFd::new(sock.as_fd(), PollFlags::POLLIN)];
-            match poll(&mut fds, PollTimeout::try_from(left).unwrap_or(PollTimeout::ZERO)) {
-                Ok(0) => break,
-                Ok(_) => {
-                    drain(&sock, cfg, &mut p, &mut buf, &mut seen);
+            match wait(&sock, listener.as_ref(), PollTimeout::try_from(left).unwrap_or(PollTimeout::ZERO)) {
+                Ok((false, false)) | Err(_) => break,
+                Ok((events, hook)) => {
+                    if events {
+                        drain(&sock, cfg, &mut p, &mut buf, &mut seen);
+                    }
+                    if hook {
+                        hooks.extend(listener.iter().flat_map(|l| l.accept_all()));
+                    }
                 }
-                Err(_) => break,
             }
         }
+        if !hooks.is_empty() {
+            // Whatever else the kernel said meanwhile goes into the same decisions.
+            drain(&sock, cfg, &mut p, &mut buf, &mut seen);
+        }
         if p.is_empty() {
+            serve(&mut engine, hooks);
             continue;
         }
         // A managed interface renamed: its record, lease and table follow it (a full sync, which
@@ -413,7 +442,28 @@ pub fn run(cfg: &Config) -> i32 {
             p.resync = true;
         }
         handle(&mut engine, cfg, p, &mut fights);
+        serve(&mut engine, hooks);
     }
+}
+
+/// Waits for kernel events or a hook (handoff.rs): which of the two arrived.
+fn wait(sock: &Socket, listener: Option<&handoff::Listener>, timeout: PollTimeout) -> nix::Result<(bool, bool)> {
+    let mut fds = vec![PollFd::new(sock.as_fd(), PollFlags::POLLIN)];
+    fds.extend(listener.map(|l| PollFd::new(l.as_fd(), PollFlags::POLLIN)));
+    if poll(&mut fds, timeout)? == 0 {
+        return Ok((false, false));
+    }
+    let ready = |f: &PollFd| f.revents().is_some_and(|r| !r.is_empty());
+    Ok((ready(&fds[0]), fds.get(1).is_some_and(ready)))
+}
+
+/// Applies the events the waiting hooks queued and tells them how it went.
+fn serve(engine: &mut Engine, hooks: Vec<std::os::unix::net::UnixStream>) {
+    if hooks.is_empty() {
+        return;
+    }
+    let result = reconcile::apply_queue(engine).map_err(|e| e.to_string());
+    handoff::answer(hooks, &result);
 }
 
 fn handle(engine: &mut Engine, cfg: &Config, p: Pending, fights: &mut Fights) {

@@ -5,8 +5,9 @@ use super::engine;
 use crate::cli::HookClient;
 use crate::clients::{self, LeaseEvent};
 use crate::config::Config;
+use crate::handoff::{self, Answer};
 use crate::net::printable;
-use crate::reconcile::{ClientEvent, Target, reconcile, reconcile_queued};
+use crate::reconcile::{self, ClientEvent, LOCK_WAIT, Target, reconcile};
 use crate::state::Queued;
 
 pub fn run(cfg: &Config, client: &HookClient) -> i32 {
@@ -72,9 +73,25 @@ pub fn run(cfg: &Config, client: &HookClient) -> i32 {
         return 0;
     }
     // Queued, then applied under the lock with whatever else is queued: when every interface
-    // gets its lease in the same second, the first hook to hold the lock applies them all.
+    // gets its lease in the same second, the first hook to hold the lock applies them all. With a
+    // watcher running, by the watcher, which need not read every rule (handoff.rs).
     let q = Queued { ifname: ifname.clone(), gone: matches!(target, Target::LeaseGone(_)), lease };
-    match reconcile_queued(&mut e, &q) {
+    if let Err(err) = reconcile::enqueue(&e, &q) {
+        log::error!(iface = ifname.as_str(); "{what}: {err}");
+        return 0;
+    }
+    match handoff::ask_watcher(LOCK_WAIT) {
+        Some(Answer::Applied(n)) => {
+            log::info!(iface = ifname.as_str(); "{what}: {n} change(s), applied by the watcher");
+            return 0;
+        }
+        Some(Answer::Failed(err)) => {
+            log::error!(iface = ifname.as_str(); "{what}: the watcher's run failed: {err}");
+            return 0;
+        }
+        None => {}
+    }
+    match reconcile::apply_queued(&mut e, &q) {
         Ok((done, true)) => log::info!(iface = ifname.as_str(); "{what}: {} change(s)", done.lines.len()),
         Ok((_, false)) => log::info!(iface = ifname.as_str(); "{what}: applied by another run"),
         Err(err) => log::error!(iface = ifname.as_str(); "{what}: {err}"),

@@ -1,7 +1,7 @@
 //! `stronghost watch` alone: addresses and routes configured by hand (or by any stack without a
 //! hook) are followed, kernel route flushes repaired, vanished interfaces released.
 
-use crate::lab::{GW, Lab, wait_for};
+use crate::lab::{GW, Lab, addr, wait_for};
 use std::time::{Duration, Instant};
 
 fn rules(lab: &Lab) -> String {
@@ -115,4 +115,53 @@ fn watcher_warns_of_a_missing_gateway_only_when_it_stays_missing() {
     assert!(!log.contains("eth0: no gateway known"), "{log}");
     let check = lab.stronghost(&["check"]);
     assert!(String::from_utf8_lossy(&check.stdout).contains("warning: eth1: no gateway known"));
+}
+
+/// With the watcher running, a hook hands its event to it (handoff.rs) and returns with the
+/// policy in force; with no watcher to answer — one killed outright, its socket left behind — the
+/// hook does the work itself, at once; a watcher started again takes the socket back.
+#[test]
+fn hooks_hand_their_events_to_the_watcher_and_do_without_it() {
+    let mut lab = Lab::builder(2).dhclient_hook().build();
+    lab.start_watcher();
+    lab.start_dhclient(0);
+    lab.wait_applied(0, &addr(0));
+    wait_for(Duration::from_secs(10), "eth0's hook to hand its event over", || lab.dhclient_log(0).contains("applied by the watcher"));
+    assert!(lab.log("watch").contains("queued event(s) applied (eth0)"), "{}", lab.log("watch"));
+
+    // Killed: no chance to remove its socket.
+    lab.kill_child("watch");
+    lab.host_ok(&["test", "-S", "/run/stronghost/watch.sock"]);
+    lab.start_dhclient(1);
+    lab.wait_applied(1, &addr(1));
+    wait_for(Duration::from_secs(10), "eth1's hook to finish", || lab.dhclient_log(1).contains("change(s)"));
+    let log = lab.dhclient_log(1);
+    assert!(!log.contains("applied by the watcher") && !log.contains("ERROR"), "{log}");
+    lab.assert_strong(0, &addr(0));
+    lab.assert_strong(1, &addr(1));
+
+    // Back: the stale socket is replaced, and a hook's event (a renewal with a new router, run
+    // as dhclient-script runs it) is the watcher's again — in force when the hook returns.
+    lab.start_watcher();
+    let hook = |router: &str| {
+        let env = [
+            "reason=RENEW".to_string(),
+            "interface=eth0".into(),
+            format!("new_ip_address={}", addr(0)),
+            "new_subnet_mask=255.255.255.0".into(),
+            format!("new_routers={router}"),
+            "STRONGHOST_LOG_STDERR=1".into(),
+        ];
+        let args: Vec<&str> =
+            ["env"].into_iter().chain(env.iter().map(String::as_str)).chain(["/usr/sbin/stronghost", "hook", "dhclient"]).collect();
+        String::from_utf8_lossy(&lab.host(&args).stderr).into_owned()
+    };
+    let table = lab.status_of("eth0").unwrap()["table"].as_u64().unwrap().to_string();
+    let out = hook("198.51.100.2");
+    assert!(out.contains("applied by the watcher"), "{out}");
+    assert!(lab.host_ok(&["ip", "route", "show", "table", &table]).contains("default via 198.51.100.2 "), "{out}");
+    let out = hook(GW);
+    assert!(out.contains("applied by the watcher"), "{out}");
+    assert!(lab.host_ok(&["ip", "route", "show", "table", &table]).contains(&format!("default via {GW} ")), "{out}");
+    lab.assert_strong(0, &addr(0));
 }

@@ -1,0 +1,127 @@
+//! A hook's event, applied by the running watcher instead of by the hook itself.
+//!
+//! The watcher follows the kernel's rules from notifications (netlink/rule_cache.rs); a hook, a
+//! process of its own, must dump them — on a host of thousands of interfaces most of what an
+//! event costs, and the kernel cannot filter that dump. So a hook queues its event as always
+//! (state.rs) and then asks the watcher, over a Unix socket in /run/stronghost, to apply the
+//! queue; the watcher answers once it has, and the hook returns: the policy is in force when the
+//! hook returns, as when it runs itself.
+//!
+//! The connection is the request; nothing is read from it. The answer is one line: `ok <changes>`
+//! or `error <what>`. No watcher (a chroot, the service stopped, a socket left by a crashed one,
+//! a confined client that may not connect) or no answer in time: the hook runs itself.
+
+use crate::state::RUN_DIR;
+use std::io::{self, BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::PathBuf;
+use std::time::Duration;
+
+fn path() -> PathBuf {
+    PathBuf::from(RUN_DIR).join("watch.sock")
+}
+
+/// What the watcher answered.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// Applied; the number of changes the run made.
+    Applied(usize),
+    /// The run failed; the watcher's error.
+    Failed(String),
+}
+
+/// Asks a running watcher to apply the queue; None when there is none to ask, or it did not
+/// answer within `wait` (the caller then applies the queue itself).
+pub fn ask_watcher(wait: Duration) -> Option<Answer> {
+    let s = UnixStream::connect(path()).ok()?;
+    s.set_read_timeout(Some(wait)).ok()?;
+    let mut line = String::new();
+    // An answer is one short line: read no more than that.
+    BufReader::new(io::Read::take(s, 4096)).read_line(&mut line).ok()?;
+    parse(&line)
+}
+
+fn parse(line: &str) -> Option<Answer> {
+    let line = line.strip_suffix('\n')?;
+    match line.split_once(' ') {
+        Some(("ok", n)) => n.parse().ok().map(Answer::Applied),
+        Some(("error", what)) => Some(Answer::Failed(what.to_string())),
+        _ => None,
+    }
+}
+
+/// The watcher's end: hooks connect to it.
+pub struct Listener {
+    l: UnixListener,
+    path: PathBuf,
+}
+
+impl Listener {
+    /// Listens, unless another watcher already answers there (Ok(None): the hooks go to that one).
+    /// A socket nobody answers on is a crashed watcher's: replaced.
+    pub fn bind() -> io::Result<Option<Listener>> {
+        let path = path();
+        let l = match UnixListener::bind(&path) {
+            Ok(l) => l,
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
+                if UnixStream::connect(&path).is_ok() {
+                    return Ok(None);
+                }
+                std::fs::remove_file(&path)?;
+                UnixListener::bind(&path)?
+            }
+            Err(e) => return Err(e),
+        };
+        // /run/stronghost is root's alone already; the socket is too.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+        l.set_nonblocking(true)?;
+        Ok(Some(Listener { l, path }))
+    }
+
+    /// Every hook waiting to be answered.
+    pub fn accept_all(&self) -> Vec<UnixStream> {
+        std::iter::from_fn(|| self.l.accept().ok().map(|(s, _)| s)).collect()
+    }
+}
+
+impl std::os::fd::AsFd for Listener {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.l.as_fd()
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Tells each waiting hook what became of the queue. A hook that gave up waiting is gone: no
+/// matter (and no SIGPIPE: Rust ignores it).
+pub fn answer(hooks: Vec<UnixStream>, result: &Result<usize, String>) {
+    let line = match result {
+        Ok(n) => format!("ok {n}\n"),
+        // One line: the hook logs it as it is.
+        Err(e) => format!("error {}\n", e.replace('\n', "; ")),
+    };
+    for mut h in hooks {
+        let _ = h.set_write_timeout(Some(Duration::from_secs(1)));
+        let _ = h.write_all(line.as_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_parse_and_anything_else_is_no_answer() {
+        assert_eq!(parse("ok 3\n"), Some(Answer::Applied(3)));
+        assert_eq!(parse("error eth1: no such interface\n"), Some(Answer::Failed("eth1: no such interface".into())));
+        // Cut short (the watcher died mid-answer) or garbled: the hook runs itself.
+        for bad in ["ok 3", "ok\n", "ok x\n", "", "\n", "hello 1\n"] {
+            assert_eq!(parse(bad), None, "{bad:?}");
+        }
+    }
+}
