@@ -34,12 +34,40 @@ pub enum Answer {
 /// Asks a running watcher to apply the queue; None when there is none to ask, or it did not
 /// answer within `wait` (the caller then applies the queue itself).
 pub fn ask_watcher(wait: Duration) -> Option<Answer> {
-    let s = UnixStream::connect(path()).ok()?;
+    answer_of(UnixStream::connect(path()).ok()?, wait)
+}
+
+fn answer_of(s: UnixStream, wait: Duration) -> Option<Answer> {
     s.set_read_timeout(Some(wait)).ok()?;
     let mut line = String::new();
     // An answer is one short line: read no more than that.
     BufReader::new(io::Read::take(s, 4096)).read_line(&mut line).ok()?;
     parse(&line)
+}
+
+/// What `check` finds at the watcher's socket.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Watcher {
+    /// No socket (no watcher, by choice or not yet started) or none we may use.
+    Absent,
+    /// A socket nobody listens on: a watcher that died without removing it.
+    Stale,
+    /// Listening, but no answer in time: busy for that long, or stuck.
+    Silent,
+    Answers,
+}
+
+/// Asks the watcher to apply the queue (harmless: it usually holds nothing) to see whether it
+/// answers. Call without holding the lock: the watcher answers only once it has held it.
+pub fn probe(wait: Duration) -> Watcher {
+    match UnixStream::connect(path()) {
+        Ok(s) => match answer_of(s, wait) {
+            Some(_) => Watcher::Answers,
+            None => Watcher::Silent,
+        },
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => Watcher::Stale,
+        Err(_) => Watcher::Absent,
+    }
 }
 
 fn parse(line: &str) -> Option<Answer> {

@@ -18,6 +18,8 @@ use netlink_packet_route::rule::{RuleAttribute, RuleMessage};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
@@ -322,6 +324,15 @@ impl Fights {
 }
 
 pub fn run(cfg: &Config) -> i32 {
+    // SIGTERM (systemctl stop) and SIGINT end the watcher between runs, never in the middle of
+    // one, and let it remove its socket: a socket left behind means one that died (`check`).
+    let stop = match stop_signals() {
+        Ok(s) => s,
+        Err(e) => {
+            log::error!("cannot take SIGTERM and SIGINT: {e}");
+            return 1;
+        }
+    };
     let sock = match subscribe() {
         Ok(s) => s,
         Err(e) => {
@@ -388,9 +399,13 @@ pub fn run(cfg: &Config) -> i32 {
         };
         let mut p = Pending::default();
         let mut hooks = Vec::new();
-        match wait(&sock, listener.as_ref(), timeout) {
-            Ok((false, false)) => continue,
-            Ok((events, hook)) => {
+        match wait(&sock, listener.as_ref(), &stop, timeout) {
+            Ok(r) if r.stop => {
+                log::info!("stopping");
+                return 0;
+            }
+            Ok(Ready { events: false, hook: false, .. }) => continue,
+            Ok(Ready { events, hook, .. }) => {
                 if events {
                     drain(&sock, cfg, &mut p, &mut buf, &mut seen);
                 }
@@ -412,9 +427,10 @@ pub fn run(cfg: &Config) -> i32 {
             if left.is_zero() {
                 break;
             }
-            match wait(&sock, listener.as_ref(), PollTimeout::try_from(left).unwrap_or(PollTimeout::ZERO)) {
-                Ok((false, false)) | Err(_) => break,
-                Ok((events, hook)) => {
+            match wait(&sock, listener.as_ref(), &stop, PollTimeout::try_from(left).unwrap_or(PollTimeout::ZERO)) {
+                // A stop waits for the next round: what arrived so far is handled first.
+                Ok(Ready { events: false, hook: false, .. }) | Ok(Ready { stop: true, .. }) | Err(_) => break,
+                Ok(Ready { events, hook, .. }) => {
                     if events {
                         drain(&sock, cfg, &mut p, &mut buf, &mut seen);
                     }
@@ -446,15 +462,34 @@ pub fn run(cfg: &Config) -> i32 {
     }
 }
 
-/// Waits for kernel events or a hook (handoff.rs): which of the two arrived.
-fn wait(sock: &Socket, listener: Option<&handoff::Listener>, timeout: PollTimeout) -> nix::Result<(bool, bool)> {
-    let mut fds = vec![PollFd::new(sock.as_fd(), PollFlags::POLLIN)];
+/// What woke the watcher.
+#[derive(Default)]
+struct Ready {
+    /// Kernel events.
+    events: bool,
+    /// A hook handing its event over (handoff.rs).
+    hook: bool,
+    /// SIGTERM or SIGINT.
+    stop: bool,
+}
+
+/// Blocks SIGTERM and SIGINT (in every thread started after) and takes them from a descriptor.
+fn stop_signals() -> nix::Result<SignalFd> {
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGTERM);
+    set.add(Signal::SIGINT);
+    set.thread_block()?;
+    SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+}
+
+fn wait(sock: &Socket, listener: Option<&handoff::Listener>, stop: &SignalFd, timeout: PollTimeout) -> nix::Result<Ready> {
+    let mut fds = vec![PollFd::new(sock.as_fd(), PollFlags::POLLIN), PollFd::new(stop.as_fd(), PollFlags::POLLIN)];
     fds.extend(listener.map(|l| PollFd::new(l.as_fd(), PollFlags::POLLIN)));
     if poll(&mut fds, timeout)? == 0 {
-        return Ok((false, false));
+        return Ok(Ready::default());
     }
     let ready = |f: &PollFd| f.revents().is_some_and(|r| !r.is_empty());
-    Ok((ready(&fds[0]), fds.get(1).is_some_and(ready)))
+    Ok(Ready { events: ready(&fds[0]), stop: ready(&fds[1]), hook: fds.get(2).is_some_and(ready) })
 }
 
 /// Applies the events the waiting hooks queued and tells them how it went.

@@ -4,6 +4,7 @@ use super::engine;
 use crate::config::Config;
 use crate::error::Error;
 use crate::filter;
+use crate::handoff::{self, Watcher};
 use crate::reconcile::Engine;
 use crate::sysctl;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -30,6 +31,9 @@ fn probe(k: &crate::kernel::Kernel, candidates: &[IpAddr]) -> IpAddr {
     candidates.iter().copied().find(|a| !on_link(a)).unwrap_or(candidates[0])
 }
 
+/// How long `check` gives the watcher to answer.
+const WATCHER_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// What `check` found.
 #[derive(Debug, Default)]
 pub struct Report {
@@ -43,6 +47,8 @@ pub struct Report {
 }
 
 pub fn violations(e: &mut Engine) -> Result<Report, Error> {
+    // Before taking the lock: the watcher answers only once it has held it.
+    let watcher = handoff::probe(WATCHER_WAIT);
     let _lock = e.lock()?;
     let g = e.gather(None)?;
     let k = &g.kernel;
@@ -52,6 +58,21 @@ pub fn violations(e: &mut Engine) -> Result<Report, Error> {
     let mut checked = 0;
     let mut drops = Vec::new();
     let mut warnings = Vec::new();
+    match watcher {
+        Watcher::Stale => warnings.push(
+            "stronghost watch is not running: its socket was left by one that died (see `journalctl -u stronghost-watch`). \
+             Hooks apply their events themselves, but addresses added by hand or by stacks without hooks are not followed; \
+             `systemctl restart stronghost-watch`"
+                .to_string(),
+        ),
+        Watcher::Silent => warnings.push(format!(
+            "stronghost watch did not answer within {} s (busy that long, or stuck): every hook waits for it up to {} s \
+             before applying its event itself; if it stays so, `systemctl restart stronghost-watch`",
+            WATCHER_WAIT.as_secs(),
+            crate::reconcile::LOCK_WAIT.as_secs()
+        )),
+        Watcher::Absent | Watcher::Answers => {}
+    }
     let records: Vec<(String, bool)> = g.records.iter().map(|(n, r)| (n.clone(), r.applied)).collect();
     let connected = k.connected_unmanaged(e.cfg.link_group, &g.names);
     let locals: Vec<IpAddr> = k.addrs.iter().map(|a| a.addr).collect();

@@ -132,6 +132,8 @@ fn hooks_hand_their_events_to_the_watcher_and_do_without_it() {
     // Killed: no chance to remove its socket.
     lab.kill_child("watch");
     lab.host_ok(&["test", "-S", "/run/stronghost/watch.sock"]);
+    let check = String::from_utf8_lossy(&lab.stronghost(&["check"]).stdout).into_owned();
+    assert!(check.contains("warning: stronghost watch is not running: its socket was left by one that died"), "{check}");
     lab.start_dhclient(1);
     lab.wait_applied(1, &addr(1));
     wait_for(Duration::from_secs(10), "eth1's hook to finish", || lab.dhclient_log(1).contains("change(s)"));
@@ -143,6 +145,8 @@ fn hooks_hand_their_events_to_the_watcher_and_do_without_it() {
     // Back: the stale socket is replaced, and a hook's event (a renewal with a new router, run
     // as dhclient-script runs it) is the watcher's again — in force when the hook returns.
     lab.start_watcher();
+    let check = String::from_utf8_lossy(&lab.stronghost(&["check"]).stdout).into_owned();
+    assert!(check.starts_with("ok: 2 interface(s)") && !check.contains("warning"), "{check}");
     let hook = |router: &str| {
         let env = [
             "reason=RENEW".to_string(),
@@ -164,4 +168,11 @@ fn hooks_hand_their_events_to_the_watcher_and_do_without_it() {
     assert!(out.contains("applied by the watcher"), "{out}");
     assert!(lab.host_ok(&["ip", "route", "show", "table", &table]).contains(&format!("default via {GW} ")), "{out}");
     lab.assert_strong(0, &addr(0));
+
+    // Stopped as systemd stops it: it exits cleanly and takes its socket with it, so `check` has
+    // nothing to warn of (the hooks do without it).
+    assert!(lab.stop_child("watch").is_some_and(|s| s.success()), "{}", lab.log("watch"));
+    assert!(!lab.host(&["test", "-e", "/run/stronghost/watch.sock"]).status.success());
+    let check = String::from_utf8_lossy(&lab.stronghost(&["check"]).stdout).into_owned();
+    assert!(check.starts_with("ok: 2 interface(s)") && !check.contains("warning"), "{check}");
 }

@@ -511,6 +511,25 @@ impl Lab {
         }
     }
 
+    /// Ends a tracked process as systemd stops a service: SIGTERM, then its exit (killed after
+    /// 10 s). Its exit status.
+    pub fn stop_child(&mut self, name: &str) -> Option<std::process::ExitStatus> {
+        let pos = self.children.iter().position(|(n, _)| n == name)?;
+        let (_, mut c) = self.children.remove(pos);
+        let pid = nix::unistd::Pid::from_raw(c.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = c.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+        None
+    }
+
     pub fn log(&self, name: &str) -> String {
         std::fs::read_to_string(self.dir.join(format!("{name}.log"))).unwrap_or_default()
     }
