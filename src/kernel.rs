@@ -2,7 +2,7 @@
 //! indexed for the lookups planning makes per interface. Reading is the only thing it does.
 
 use crate::net::IpNet;
-use crate::netlink::{Address, KernelRoute, Link, Netlink, NetlinkError, Owned};
+use crate::netlink::{Address, KernelRoute, Link, Netlink, NetlinkError, Owned, Rules};
 use crate::policy::{InterfaceFacts, RT_TABLE_MAIN, Route, Rule};
 use netlink_packet_route::route::RouteType;
 use std::collections::HashMap;
@@ -27,7 +27,7 @@ pub enum Table<'a> {
 pub struct Kernel {
     pub links: Vec<Link>,
     pub addrs: Vec<Address>,
-    pub rules: Vec<Owned<Rule>>,
+    pub rules: Rules,
     pub routes: Vec<KernelRoute>,
     // Lookups a plan makes per interface, indexed once: a `sync` of hundreds of interfaces would
     // otherwise scan every link, address and route for each of them.
@@ -41,7 +41,8 @@ pub struct Kernel {
 }
 
 impl Kernel {
-    pub fn new(links: Vec<Link>, addrs: Vec<Address>, rules: Vec<Owned<Rule>>, routes: Vec<KernelRoute>) -> Kernel {
+    pub fn new(links: Vec<Link>, addrs: Vec<Address>, rules: impl Into<Rules>, routes: Vec<KernelRoute>) -> Kernel {
+        let rules = rules.into();
         let by_name = links.iter().enumerate().map(|(i, l)| (l.name.clone(), i)).collect();
         let by_index = links.iter().enumerate().map(|(i, l)| (l.index, i)).collect();
         let mut addrs_of: HashMap<u32, Vec<usize>> = HashMap::new();

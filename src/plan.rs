@@ -15,6 +15,7 @@ use crate::state::Record;
 use crate::sysctl;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
+use std::rc::Rc;
 
 /// Everything a decision looks at, read under the host-wide lock before deciding.
 pub struct Gathered {
@@ -25,9 +26,9 @@ pub struct Gathered {
     /// The same records as they are on disk, so the executor writes only what changed.
     pub on_disk: BTreeMap<String, Record>,
     /// Names of every interface stronghost has a record for.
-    pub names: BTreeSet<String>,
+    pub names: crate::state::Names,
     /// Interface → table, as allocated so far.
-    pub tables: BTreeMap<String, u32>,
+    pub tables: crate::state::Tables,
     /// Leases that network stacks keep themselves (systemd-networkd), by interface index.
     pub stack_leases: BTreeMap<u32, Lease>,
     /// The receive filter as it is, or why it could not be read.
@@ -60,10 +61,12 @@ impl Gathered {
             if let Some(r) = self.records.remove(old) {
                 self.records.insert(new.clone(), r);
             }
-            self.names.remove(old);
-            self.names.insert(new.clone());
-            if let Some(t) = self.tables.remove(old) {
-                self.tables.insert(new.clone(), t);
+            let names = Rc::make_mut(&mut self.names);
+            names.remove(old);
+            names.insert(new.clone());
+            let tables = Rc::make_mut(&mut self.tables);
+            if let Some(t) = tables.remove(old) {
+                tables.insert(new.clone(), t);
             }
         }
         self.renames = renames;
@@ -152,7 +155,7 @@ pub fn diff<T: Clone + PartialEq>(current: &[T], desired: &[T]) -> (Vec<T>, Vec<
 pub struct Planner<'a> {
     cfg: &'a Config,
     g: &'a Gathered,
-    tables: BTreeMap<String, u32>,
+    tables: crate::state::Tables,
     tables_changed: bool,
 }
 
@@ -164,7 +167,7 @@ impl<'a> Planner<'a> {
     /// The plans, with the table allocation they made.
     pub fn finish(self, interfaces: Vec<Plan>) -> Plans {
         let host = self.host(&interfaces);
-        Plans { interfaces, host, tables: self.tables_changed.then_some(self.tables) }
+        Plans { interfaces, host, tables: self.tables_changed.then(|| Rc::unwrap_or_clone(self.tables)) }
     }
 
     /// A hook's lease, else the stack's own; `None`: the gateway comes from main (static
@@ -251,11 +254,11 @@ impl<'a> Planner<'a> {
                     max: self.cfg.table_max,
                     config: self.cfg.path.clone(),
                 })?;
-                self.tables.remove(&gone);
+                Rc::make_mut(&mut self.tables).remove(&gone);
                 t
             }
         };
-        self.tables.insert(ifname.to_string(), t);
+        Rc::make_mut(&mut self.tables).insert(ifname.to_string(), t);
         self.tables_changed = true;
         Ok(t)
     }
@@ -365,13 +368,12 @@ impl<'a> Planner<'a> {
     /// The shared rule and the filter for the set of interfaces applied once `plans` are done.
     pub fn host(&self, plans: &[Plan]) -> HostPlan {
         let (cfg, k) = (self.cfg, &self.g.kernel);
-        let mut names = self.g.names.clone();
-        for p in plans.iter().filter(|p| !p.orphans) {
-            match &p.record {
-                Some(_) => names.insert(p.ifname.clone()),
-                None => names.remove(&p.ifname),
-            };
-        }
+        // The names on record once the plans are done: the plans' say over what is on disk. Built
+        // whole only where all of them are needed — a host may have thousands.
+        let planned: BTreeMap<&str, bool> = plans.iter().filter(|p| !p.orphans).map(|p| (p.ifname.as_str(), p.record.is_some())).collect();
+        let named = |n: &str| planned.get(n).copied().unwrap_or_else(|| self.g.names.contains(n));
+        let candidates = || self.g.names.iter().map(String::as_str).chain(planned.keys().copied());
+        let all_names = || -> BTreeSet<String> { candidates().filter(|n| named(n)).map(str::to_string).collect() };
         // The shared rules stay while any interface is routed: one of these plans, or another
         // interface whose rules are in the kernel. Per family: a host booted with ipv6.disable=1
         // cannot hold an IPv6 rule at all, so IPv6 ones exist only while some interface has an
@@ -390,7 +392,7 @@ impl<'a> Planner<'a> {
         // as they are (the watcher and `sync` keep them current) — but for the networks of the
         // interfaces it claims: a network a managed interface is on is that interface's own.
         let connected: Vec<IpNet> = if self.g.complete {
-            k.connected_unmanaged(cfg.link_group, &names).into_iter().map(|(n, _)| n).collect()
+            k.connected_unmanaged(cfg.link_group, &all_names()).into_iter().map(|(n, _)| n).collect()
         } else {
             let claimed: Vec<IpNet> = plans
                 .iter()
@@ -424,11 +426,14 @@ impl<'a> Planner<'a> {
         // A filter read for one interface is planned for that one alone (filter::plan): the want
         // names it alone, not the thousands of others a host may have.
         let scope = self.g.filter.as_ref().ok().and_then(|c| c.scope.as_deref());
-        let member = |n: &String| Some((n.clone(), *self.tables.get(n)?));
+        let member = |n: &str| Some((n.to_string(), *self.tables.get(n)?));
         let (members, others): (filter::Members, bool) = match scope {
             _ if !cfg.receive_filter => Default::default(),
-            Some(s) => (names.get(s).and_then(member).into_iter().collect(), names.iter().any(|n| n != s && self.tables.contains_key(n))),
-            None => (names.iter().filter_map(member).collect(), false),
+            Some(s) => (
+                Some(s).filter(|s| named(s)).and_then(member).into_iter().collect(),
+                candidates().any(|n| n != s && named(n) && self.tables.contains_key(n)),
+            ),
+            None => (all_names().iter().filter_map(|n| member(n)).collect(), false),
         };
         let indexes = members.keys().filter_map(|n| k.link(n)).map(|l| l.index).collect();
         let want = filter::Want { members, indexes, exact: self.g.complete, reverse_path: cfg.rp_filter, others };
@@ -724,8 +729,8 @@ mod tests {
             kernel: Kernel::new(links, addrs, rules, routes),
             records: BTreeMap::new(),
             on_disk: BTreeMap::new(),
-            names: BTreeSet::new(),
-            tables: BTreeMap::new(),
+            names: Default::default(),
+            tables: Default::default(),
             stack_leases: BTreeMap::new(),
             filter: Ok(filter::Current::default()),
             complete: true,
@@ -744,7 +749,7 @@ mod tests {
 
     /// The kernel after `plans` were executed on `g`'s kernel (rules and routes only).
     fn after(g: &Gathered, plans: &Plans) -> Gathered {
-        let mut rules: Vec<Owned<Rule>> = g.kernel.rules.clone();
+        let mut rules: Vec<Owned<Rule>> = g.kernel.rules.to_vec();
         let mut routes: Vec<KernelRoute> = g.kernel.routes.clone();
         let all = plans.interfaces.iter().map(|p| (&p.rules_del, &p.rules_add, &p.routes_del, &p.routes_add));
         for (rd, ra, od, oa) in all.chain([(&plans.host.rules_del, &plans.host.rules_add, &vec![], &vec![])]) {
@@ -767,12 +772,12 @@ mod tests {
             }
         }
         let mut n = gathered(links, g.kernel.addrs.clone(), rules, routes);
-        n.tables = plans.tables.clone().unwrap_or_else(|| g.tables.clone());
+        n.tables = plans.tables.clone().map(Rc::new).unwrap_or_else(|| g.tables.clone());
         for p in &plans.interfaces {
             match &p.record {
                 Some(r) if !p.orphans => {
                     n.records.insert(p.ifname.clone(), r.clone());
-                    n.names.insert(p.ifname.clone());
+                    Rc::make_mut(&mut n.names).insert(p.ifname.clone());
                 }
                 _ => {}
             }
@@ -882,7 +887,7 @@ mod tests {
         // But for the network of the interface it claims (unmanaged before, with a `to` rule of
         // its own network): that network is the interface's own now.
         let stale = connected("198.51.100.0/24");
-        let mut rules = one.kernel.rules.clone();
+        let mut rules = one.kernel.rules.to_vec();
         rules.push(Owned { protocol: PROTO, item: stale.clone() });
         one.kernel = Kernel::new(one.kernel.links.clone(), one.kernel.addrs.clone(), rules, one.kernel.routes.clone());
         let p = plan_one(&cfg, &one, "eth0", Intent::Apply).unwrap();
@@ -960,14 +965,14 @@ mod tests {
             vec![],
             vec![dumped(&foreign, 4)],
         );
-        g.tables.insert("old0".into(), 4101);
+        Rc::make_mut(&mut g.tables).insert("old0".into(), 4101);
         let p = plan_one(&cfg, &g, "eth0", Intent::Apply).unwrap();
         assert_eq!(p.interfaces[0].table, Some(4103), "4101 is allocated, 4102 holds another tool's route");
         let g2 = after(&g, &p);
         let e = plan_one(&cfg, &g2, "eth1", Intent::Apply).unwrap_err();
         assert_eq!(e.kind(), "no-free-table");
         // An allocation whose table someone else wrote into is not used.
-        g.tables.insert("eth2".into(), 4102);
+        Rc::make_mut(&mut g.tables).insert("eth2".into(), 4102);
         assert_eq!(plan_one(&cfg, &g, "eth2", Intent::Apply).unwrap_err().kind(), "foreign-table-content");
     }
 
@@ -1063,8 +1068,8 @@ mod tests {
         };
         g.records.insert("eth1".into(), Record { applied: true, lease: Some(lease.clone()), ifindex: Some(3), ..Default::default() });
         g.on_disk = g.records.clone();
-        g.names.insert("eth1".into());
-        g.tables.insert("eth1".into(), 4102);
+        Rc::make_mut(&mut g.names).insert("eth1".into());
+        Rc::make_mut(&mut g.tables).insert("eth1".into(), 4102);
         g.follow_renames();
         assert_eq!(g.renames, [("eth1".to_string(), "lan1".to_string())]);
         let plans = Planner::new(&cfg, &g).sync_plans(false);
@@ -1083,7 +1088,7 @@ mod tests {
     fn tables_of_gone_interfaces_are_reclaimed_only_when_needed() {
         let cfg = Config { table_min: 4101, table_max: 4102, ..Config::default() };
         let mut g = gathered(vec![link(2, "eth0", 0, &[])], vec![v4(2, 10)], vec![], vec![]);
-        g.tables = [("usb0".to_string(), 4102), ("usb1".to_string(), 4101)].into();
+        g.tables = Rc::new([("usb0".to_string(), 4102), ("usb1".to_string(), 4101)].into());
         g.complete = false;
         // Nobody read which links exist: no guessing.
         assert!(matches!(Planner::new(&cfg, &g).interface("eth0", Intent::Apply), Err(Error::NoFreeTable { .. })));
@@ -1094,7 +1099,7 @@ mod tests {
         assert_eq!(plans.tables, Some([("eth0".to_string(), 4101), ("usb0".to_string(), 4102)].into()));
         // A recorded interface is not gone, whatever the links say.
         g.present = Some(["eth0".to_string()].into());
-        g.names = ["usb0".to_string(), "usb1".to_string()].into();
+        g.names = Rc::new(["usb0".to_string(), "usb1".to_string()].into());
         assert!(Planner::new(&cfg, &g).interface("eth0", Intent::Apply).is_err());
     }
 

@@ -15,7 +15,7 @@ use crate::plan::{self, Gathered, Intent, Planner, Plans, render, touched};
 use crate::state::{Queued, Record, State};
 use crate::sysctl;
 use nix::fcntl::Flock;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::time::Duration;
 
@@ -116,7 +116,7 @@ impl Engine {
             // Only on a full run: listing thousands of records is no event's business.
             self.state.clean_temporaries();
         }
-        let names: std::collections::BTreeSet<String> = self.state.recorded().into_iter().collect();
+        let names = self.state.names();
         let records: BTreeMap<String, _> = match one {
             Some(n) => names.iter().filter(|r| *r == n).map(|n| (n.clone(), self.state.record(n))).collect(),
             None => names.iter().map(|n| (n.clone(), self.state.record(n))).collect(),
@@ -272,17 +272,19 @@ pub fn warn_if_still_gatewayless(e: &mut Engine, ifname: &str) {
 
 /// Applies the events queued while this run held the lock, in a few rounds at most.
 fn drain_queue(e: &mut Engine) {
-    let _ = drain_rounds(e);
+    let _ = drain_rounds(e, &mut BTreeSet::new());
 }
 
 /// The watcher's part of a hand-off (handoff.rs): applies, under the lock, the events hooks
-/// queued before asking it to. The number of changes, or every error.
-pub fn apply_queue(e: &mut Engine) -> Result<usize, Error> {
-    let _lock = e.lock()?;
-    drain_rounds(e)
+/// queued before asking it to. The number of changes, or every error; and the interfaces whose
+/// events were applied.
+pub fn apply_queue(e: &mut Engine) -> (Result<usize, Error>, BTreeSet<String>) {
+    let mut applied = BTreeSet::new();
+    let result = e.lock().and_then(|_lock| drain_rounds(e, &mut applied));
+    (result, applied)
 }
 
-fn drain_rounds(e: &mut Engine) -> Result<usize, Error> {
+fn drain_rounds(e: &mut Engine, applied: &mut BTreeSet<String>) -> Result<usize, Error> {
     let (mut changes, mut errors) = (0, vec![]);
     for _ in 0..QUEUE_ROUNDS {
         let batch = e.state.take_queue();
@@ -294,6 +296,7 @@ fn drain_rounds(e: &mut Engine) -> Result<usize, Error> {
             Ok(done) => {
                 log::info!("{} queued event(s) applied ({}): {} change(s)", batch.len(), names.join(" "), done.lines.len());
                 changes += done.lines.len();
+                applied.extend(names.iter().map(|n| n.to_string()));
             }
             Err(err) => {
                 log::error!("queued events for {}: {err}", names.join(" "));

@@ -25,6 +25,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub const RUN_DIR: &str = "/run/stronghost";
+
+/// The names on record and the table map, shared: the watcher hands its copies to each run
+/// rather than copies of thousands of entries.
+pub type Names = std::rc::Rc<std::collections::BTreeSet<String>>;
+pub type Tables = std::rc::Rc<BTreeMap<String, u32>>;
 pub const LIB_DIR: &str = "/var/lib/stronghost";
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,8 +80,8 @@ pub struct State {
 struct Copies {
     /// The count this process left in the lock file when it last took the lock.
     epoch: u64,
-    names: Option<(Vec<String>, [Stamp; 2])>,
-    tables: Option<(BTreeMap<String, u32>, Stamp)>,
+    names: Option<(Names, [Stamp; 2])>,
+    tables: Option<(Tables, Stamp)>,
 }
 
 /// The count of lock holders in the lock file (empty: none yet).
@@ -316,9 +321,9 @@ impl State {
         if let Some(c) = &self.copies {
             let mut c = c.borrow_mut();
             if let Some((names, st)) = c.names.as_mut() {
-                let new: Vec<String> = batch.iter().map(|(n, _, _)| n.to_string()).filter(|n| names.binary_search(n).is_err()).collect();
-                names.extend(new);
-                names.sort();
+                if batch.iter().any(|(n, _, _)| !names.contains(*n)) {
+                    std::rc::Rc::make_mut(names).extend(batch.iter().map(|(n, _, _)| n.to_string()));
+                }
                 *st = self.names_stamp();
             }
         }
@@ -392,6 +397,11 @@ impl State {
     }
 
     pub fn recorded(&self) -> Vec<String> {
+        self.names().iter().cloned().collect()
+    }
+
+    /// `recorded()`, as a set (shared with the watcher's copy).
+    pub fn names(&self) -> Names {
         let st = self.copies.as_ref().map(|_| self.names_stamp());
         if let Some(c) = &self.copies
             && let Some((v, was)) = &c.borrow().names
@@ -400,6 +410,14 @@ impl State {
         {
             return v.clone();
         }
+        let v: Names = Names::new(self.list_names().into_iter().collect());
+        if let (Some(c), Some(st)) = (&self.copies, st) {
+            c.borrow_mut().names = Some((v.clone(), st));
+        }
+        v
+    }
+
+    fn list_names(&self) -> Vec<String> {
         let mut v: Vec<String> = [self.run.join("iface"), self.lib.join("originals")]
             .iter()
             .flat_map(|d| fs::read_dir(d).into_iter().flatten().flatten())
@@ -407,13 +425,10 @@ impl State {
             .collect();
         v.sort();
         v.dedup();
-        if let (Some(c), Some(st)) = (&self.copies, st) {
-            c.borrow_mut().names = Some((v.clone(), st));
-        }
         v
     }
 
-    pub fn tables(&self) -> BTreeMap<String, u32> {
+    pub fn tables(&self) -> Tables {
         let p = self.lib.join("tables.json");
         let st = self.copies.as_ref().map(|_| stamp(&p));
         if let Some(c) = &self.copies
@@ -423,7 +438,7 @@ impl State {
         {
             return t.clone();
         }
-        let t = self.read_tables();
+        let t = Tables::new(self.read_tables());
         if let (Some(c), Some(st)) = (&self.copies, st) {
             c.borrow_mut().tables = Some((t.clone(), st));
         }
@@ -449,7 +464,7 @@ impl State {
         let p = self.lib.join("tables.json");
         let written = write_atomic(&p, serde_json::to_string_pretty(t)?.as_bytes());
         if let Some(c) = &self.copies {
-            c.borrow_mut().tables = written.is_ok().then(|| (t.clone(), stamp(&p)));
+            c.borrow_mut().tables = written.is_ok().then(|| (Tables::new(t.clone()), stamp(&p)));
         }
         written
     }
@@ -489,7 +504,7 @@ mod tests {
             let _l = watcher.lock(Duration::from_secs(1)).unwrap();
             watcher.save_records(&[("eth0", &rec(10), None)]).unwrap();
             watcher.save_tables(&tables(&[("eth0", 4101)])).unwrap();
-            assert_eq!((watcher.recorded(), watcher.tables()), (vec!["eth0".to_string()], tables(&[("eth0", 4101)])));
+            assert_eq!((watcher.recorded(), (*watcher.tables()).clone()), (vec!["eth0".to_string()], tables(&[("eth0", 4101)])));
         }
         {
             // Its own writes, under a lock nobody else took in between: the copies answer.
@@ -509,12 +524,12 @@ mod tests {
         assert!(!watcher.copies_current());
         {
             let _l = watcher.lock(Duration::from_secs(1)).unwrap();
-            assert_eq!((watcher.recorded(), watcher.tables()), (vec!["eth0".to_string()], tables(&[("eth0", 4102)])));
+            assert_eq!((watcher.recorded(), (*watcher.tables()).clone()), (vec!["eth0".to_string()], tables(&[("eth0", 4102)])));
         }
         // An edit by hand takes no lock: the file's stamp tells.
         fs::write(watcher.lib.join("tables.json"), r#"{"eth0": 4103}"#).unwrap();
         let _l = watcher.lock(Duration::from_secs(1)).unwrap();
-        assert_eq!(watcher.tables(), tables(&[("eth0", 4103)]));
+        assert_eq!(*watcher.tables(), tables(&[("eth0", 4103)]));
         let _ = fs::remove_dir_all(d);
     }
 
@@ -528,8 +543,8 @@ mod tests {
         assert!(t.elapsed() >= Duration::from_millis(200) && e.to_string().contains("held"), "{e}");
         // Let go while another waits: that one has it at once.
         let waiter = std::thread::spawn({
-            let s = State { run: s.run.clone(), lib: s.lib.clone(), copies: None };
-            move || s.lock(Duration::from_secs(5)).map(|_| ())
+            let (run, lib) = (s.run.clone(), s.lib.clone());
+            move || State { run, lib, copies: None }.lock(Duration::from_secs(5)).map(|_| ())
         });
         std::thread::sleep(Duration::from_millis(50));
         drop(held);

@@ -444,8 +444,10 @@ pub fn run(cfg: &Config) -> i32 {
             // Whatever else the kernel said meanwhile goes into the same decisions.
             drain(&sock, cfg, &mut p, &mut buf, &mut seen);
         }
+        // The hooks' events first: their runs read the kernel after these events too, and carry
+        // the lease; an interface one of them applied needs no second run for the events.
+        let served = serve(&mut engine, hooks);
         if p.is_empty() {
-            serve(&mut engine, hooks);
             continue;
         }
         // A managed interface renamed: its record, lease and table follow it (a full sync, which
@@ -454,11 +456,10 @@ pub fn run(cfg: &Config) -> i32 {
         for i in &p.unlinked {
             names.remove(i);
         }
-        if !renamed.is_empty() && engine.state.recorded().iter().any(|r| renamed.contains(r)) {
+        if !renamed.is_empty() && engine.state.names().iter().any(|r| renamed.contains(r)) {
             p.resync = true;
         }
-        handle(&mut engine, cfg, p, &mut fights);
-        serve(&mut engine, hooks);
+        handle(&mut engine, cfg, p, &mut fights, &served);
     }
 }
 
@@ -492,16 +493,19 @@ fn wait(sock: &Socket, listener: Option<&handoff::Listener>, stop: &SignalFd, ti
     Ok(Ready { events: ready(&fds[0]), stop: ready(&fds[1]), hook: fds.get(2).is_some_and(ready) })
 }
 
-/// Applies the events the waiting hooks queued and tells them how it went.
-fn serve(engine: &mut Engine, hooks: Vec<std::os::unix::net::UnixStream>) {
+/// Applies the events the waiting hooks queued and tells them how it went. The interfaces
+/// applied.
+fn serve(engine: &mut Engine, hooks: Vec<std::os::unix::net::UnixStream>) -> BTreeSet<String> {
     if hooks.is_empty() {
-        return;
+        return BTreeSet::new();
     }
-    let result = reconcile::apply_queue(engine).map_err(|e| e.to_string());
-    handoff::answer(hooks, &result);
+    let (result, applied) = reconcile::apply_queue(engine);
+    handoff::answer(hooks, &result.map_err(|e| e.to_string()));
+    applied
 }
 
-fn handle(engine: &mut Engine, cfg: &Config, p: Pending, fights: &mut Fights) {
+/// Reconciles what the events `p` name; `served`: interfaces a hook's event was just applied for.
+fn handle(engine: &mut Engine, cfg: &Config, p: Pending, fights: &mut Fights, served: &BTreeSet<String>) {
     if p.resync {
         if let Err(e) = reconcile(engine, &Target::Sync, false, ClientEvent::default()) {
             log::error!("sync: {e}");
@@ -540,18 +544,18 @@ fn handle(engine: &mut Engine, cfg: &Config, p: Pending, fights: &mut Fights) {
     }
     names.extend(p.gone.iter().cloned());
     let tables = engine.state.tables();
-    for (n, t) in &tables {
+    for (n, t) in tables.iter() {
         if p.tables.contains(t) {
             names.insert(n.clone());
         }
     }
-    let recorded = engine.state.recorded();
+    let recorded = engine.state.names();
     // Claim an interface when an address appears on it (a lease, a hand-made address): an event,
     // unlike `sync`, means someone is configuring it now. After that, follow it.
     let names: Vec<String> = names
         .into_iter()
         .filter(|n| recorded.contains(n) || cfg.manages(n) && addressed.contains(n))
-        .filter(|n| !fights.is_paused(n))
+        .filter(|n| !fights.is_paused(n) && !served.contains(n))
         .collect();
     let applies: Vec<Queued> =
         names.iter().filter(|n| cfg.manages(n)).map(|n| Queued { ifname: n.clone(), gone: false, lease: None }).collect();

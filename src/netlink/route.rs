@@ -201,14 +201,14 @@ impl Netlink {
     }
 
     /// Every rule of both families, as the kernel holds them now.
-    pub fn rules(&mut self) -> Result<Vec<Owned<Rule>>, NetlinkError> {
+    pub fn rules(&mut self) -> Result<Rules, NetlinkError> {
         match self.rule_cache.take() {
             Some(mut cache) => {
                 let rules = cache.rules(self);
                 self.rule_cache = Some(cache);
                 rules
             }
-            None => self.dump_rules(),
+            None => self.dump_rules().map(Rules::new),
         }
     }
 
@@ -757,6 +757,10 @@ fn route_message(r: &Route, protocol: u8) -> RouteMessage {
     m
 }
 
+/// Every rule, shared: the watcher's cache hands out the same list to each run rather than a
+/// copy of thousands of rules.
+pub type Rules = std::rc::Rc<Vec<Owned<Rule>>>;
+
 /// A route as dumped, every field kept loose; `model()` says whether it is one the model expresses.
 #[derive(Clone, Debug)]
 pub struct KernelRoute {
@@ -916,7 +920,7 @@ mod tests {
                 result.unwrap_or_else(|e| panic!("ip rule add {r}: {e}"));
             }
             let read_back = |nl: &mut Netlink| {
-                let mut v: Vec<Rule> = nl.rules().unwrap().into_iter().filter(|r| r.protocol == 83).map(|r| r.item).collect();
+                let mut v: Vec<Rule> = nl.rules().unwrap().iter().filter(|r| r.protocol == 83).map(|r| r.item.clone()).collect();
                 v.sort();
                 v
             };

@@ -11,9 +11,8 @@
 //! since the subscription onto a dump taken after it then ends in the kernel's state, whatever
 //! the order of dump and notifications.
 
-use super::route::{Netlink, Owned, rule_from_raw};
+use super::route::{Netlink, Rules, rule_from_raw};
 use super::transport::{NetlinkError, split};
-use crate::policy::Rule;
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 
 // rtnetlink groups and message types (linux/rtnetlink.h).
@@ -24,7 +23,8 @@ const RTM_DELRULE: u16 = 33;
 
 pub struct RuleCache {
     sock: Socket,
-    rules: Vec<Owned<Rule>>,
+    /// Shared with the runs that read it; changed in place once they are done with it.
+    rules: Rules,
     /// False until the first dump, and after an overrun.
     valid: bool,
     buf: Vec<u8>,
@@ -49,11 +49,11 @@ impl RuleCache {
         // A sync of thousands of interfaces writes three rules each between two reads.
         sock.set_rx_buf_sz(16 << 20)?;
         sock.set_non_blocking(true)?;
-        Ok(RuleCache { sock, rules: Vec::new(), valid: false, buf: Vec::with_capacity(1 << 16), backlog: 0, dumps: 0 })
+        Ok(RuleCache { sock, rules: Rules::default(), valid: false, buf: Vec::with_capacity(1 << 16), backlog: 0, dumps: 0 })
     }
 
     /// The rules as the kernel holds them now (dumped over `nl` when the cache cannot tell).
-    pub fn rules(&mut self, nl: &mut Netlink) -> Result<Vec<Owned<Rule>>, NetlinkError> {
+    pub fn rules(&mut self, nl: &mut Netlink) -> Result<Rules, NetlinkError> {
         self.catch_up();
         for _ in 0..DUMP_TRIES {
             if self.valid {
@@ -61,7 +61,7 @@ impl RuleCache {
             }
             // Dump after the subscription; what was queued before the dump is replayed after it.
             // A replay that floods or overruns again leaves the cache invalid: dump once more.
-            self.rules = nl.dump_rules()?;
+            self.rules = Rules::new(nl.dump_rules()?);
             self.dumps += 1;
             self.valid = true;
             self.catch_up();
@@ -69,7 +69,7 @@ impl RuleCache {
         // Changing faster than it can be followed: this read is a plain dump, the cache stays
         // invalid until a later read catches up.
         self.valid = false;
-        nl.dump_rules()
+        nl.dump_rules().map(Rules::new)
     }
 
     /// Applies every queued notification; an overrun or an unreadable one invalidates the cache.
@@ -111,9 +111,9 @@ impl RuleCache {
         let Some(r) = rule_from_raw(RTM_NEWRULE, payload) else { return };
         let at = self.rules.iter().position(|x| *x == r);
         match (kind, at) {
-            (RTM_NEWRULE, None) => self.rules.push(r),
+            (RTM_NEWRULE, None) => std::rc::Rc::make_mut(&mut self.rules).push(r),
             (RTM_DELRULE, Some(i)) => {
-                self.rules.remove(i);
+                std::rc::Rc::make_mut(&mut self.rules).remove(i);
             }
             _ => {}
         }
@@ -122,13 +122,13 @@ impl RuleCache {
 
 #[cfg(test)]
 mod tests {
-    use super::super::route::Op;
+    use super::super::route::{Op, Owned};
     use super::*;
-    use crate::policy::Selector;
+    use crate::policy::{Rule, Selector};
     use std::net::Ipv4Addr;
 
-    fn sorted(v: Vec<Owned<Rule>>) -> Vec<(u8, Rule)> {
-        let mut v: Vec<(u8, Rule)> = v.into_iter().map(|r| (r.protocol, r.item)).collect();
+    fn sorted(v: &[Owned<Rule>]) -> Vec<(u8, Rule)> {
+        let mut v: Vec<(u8, Rule)> = v.iter().map(|r| (r.protocol, r.item.clone())).collect();
         v.sort();
         v
     }
@@ -151,7 +151,7 @@ mod tests {
                 nl.batch(&ops, protocol).unwrap().into_iter().for_each(|r| r.unwrap());
             };
             let check = |cached: &mut Netlink, other: &mut Netlink, when: &str| {
-                assert_eq!(sorted(cached.rules().unwrap()), sorted(other.dump_rules().unwrap()), "{when}");
+                assert_eq!(sorted(&cached.rules().unwrap()), sorted(&other.dump_rules().unwrap()), "{when}");
             };
             run(&mut other, (0..10).map(|k| Op::AddRule(from(k, 4101))).collect(), 83);
             check(&mut cached, &mut other, "the first read");
