@@ -299,7 +299,7 @@ impl<'a> Planner<'a> {
             .filter(|r| r.selector != Selector::All)
             .filter(|r| {
                 Some(r.table) == table
-                    || r.selector == Selector::Oif(ifname.to_string())
+                    || matches!(&r.selector, Selector::Oif(d) if d == ifname)
                     || matches!(r.selector, Selector::From(a) if addrs.contains(&a) && cfg.in_table_range(r.table))
             })
             .cloned()

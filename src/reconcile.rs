@@ -128,11 +128,13 @@ impl Engine {
                 // A gateway that does not depend on the other interfaces (planner `gateways`).
                 let lease = incoming.or_else(|| records.get(n)?.lease.as_ref());
                 let gateway_known = self.cfg.gateways.contains_key(n) || lease.is_some_and(|l| l.gateway.is_some());
-                let taken: std::collections::BTreeSet<u32> = tables.values().copied().collect();
+                // The tables taken, only for an interface that has none yet.
+                let known = tables.get(n).copied().filter(|t| self.cfg.in_table_range(*t));
+                let taken: BTreeSet<u32> = if known.is_none() { tables.values().copied().collect() } else { BTreeSet::new() };
                 let mut free = (self.cfg.table_min..=self.cfg.table_max).filter(|t| !taken.contains(t));
-                let table = match tables.get(n) {
-                    Some(&t) if self.cfg.in_table_range(t) => Table::Known(t),
-                    _ => Table::Allocate { free: &mut free, protocol: self.cfg.protocol },
+                let table = match known {
+                    Some(t) => Table::Known(t),
+                    None => Table::Allocate { free: &mut free, protocol: self.cfg.protocol },
                 };
                 Kernel::read_one(&mut self.nl, n, table, gateway_known)
             }
