@@ -3,10 +3,11 @@
 
 use crate::net::IpNet;
 use crate::netlink::{Address, KernelRoute, Link, Netlink, NetlinkError, Owned, Rules};
-use crate::policy::{InterfaceFacts, RT_TABLE_MAIN, Route, Rule};
+use crate::policy::{InterfaceFacts, RT_TABLE_MAIN, Route, Rule, Selector};
 use netlink_packet_route::route::RouteType;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::ops::RangeInclusive;
 
 /// How many free tables a one-interface read looks into for one that holds nothing foreign
 /// before it reads them all.
@@ -14,13 +15,12 @@ const MAX_TABLE_PROBES: usize = 16;
 
 /// The table of the interface a one-interface read is for.
 pub enum Table<'a> {
-    Known(u32),
+    /// Its table, with stronghost's route protocol and table range: of the rules, the read keeps
+    /// those a plan for the interface looks at (`rules_of_one`).
+    Known { table: u32, protocol: u8, range: RangeInclusive<u32> },
     /// None yet: the free tables of the range, lowest first (the order the planner takes them in),
     /// and stronghost's route protocol (anything else in a table makes it someone else's).
-    Allocate {
-        free: &'a mut dyn Iterator<Item = u32>,
-        protocol: u8,
-    },
+    Allocate { free: &'a mut dyn Iterator<Item = u32>, protocol: u8 },
 }
 
 /// One read of everything the engine looks at.
@@ -103,11 +103,13 @@ impl Kernel {
             Some(l) => nl.addresses(l.index)?,
             None => vec![],
         };
-        let rules = nl.rules()?;
+        let mut rules = nl.rules()?;
         let mut routes = vec![];
         let table = match table {
-            Table::Known(t) => {
+            Table::Known { table: t, protocol, range } => {
                 routes = nl.routes(t)?;
+                let name = links.first().map_or(ifname, |l| l.name.as_str());
+                rules = Rules::new(rules_of_one(&rules, name, &addrs, t, protocol, &range));
                 Some(t)
             }
             Table::Allocate { free, protocol } => {
@@ -298,6 +300,37 @@ impl Kernel {
 
 /// What of another tool's (another protocol) is in `table`: a route of `routes` (the table's),
 /// or a rule pointing into it.
+/// Of every rule, those a plan for one interface looks at (plan.rs `interface`, `table_for`,
+/// `host`): everything in its table (its own rules; another tool's make the table not ours), its
+/// `oif` rule, the `from` rules of its addresses wherever they point, the shared ones (`to`, the
+/// unmarked packets' shortcut, `from all`), and of stronghost's rules for other interfaces one per
+/// family — that some other interface is routed is all a plan asks of them (the shared rules stay
+/// while one is). On a host of thousands of interfaces the planner's passes over every rule were
+/// most of what an event cost the watcher, which reads them from its cache.
+pub(crate) fn rules_of_one(
+    rules: &[Owned<Rule>],
+    ifname: &str,
+    addrs: &[Address],
+    table: u32,
+    protocol: u8,
+    range: &RangeInclusive<u32>,
+) -> Vec<Owned<Rule>> {
+    let mut other = [false; 2];
+    rules
+        .iter()
+        .filter(|r| {
+            let i = &r.item;
+            let own = i.table == table
+                || matches!(&i.selector, Selector::Oif(d) if d == ifname)
+                || matches!(i.selector, Selector::From(a) if addrs.iter().any(|x| x.addr == a))
+                || matches!(i.selector, Selector::To(_) | Selector::Unmarked | Selector::All);
+            // Another interface's (the first of each family found).
+            own || r.protocol == protocol && range.contains(&i.table) && !std::mem::replace(&mut other[usize::from(i.v6)], true)
+        })
+        .cloned()
+        .collect()
+}
+
 fn foreign_in<'a>(mut routes: impl Iterator<Item = &'a KernelRoute>, rules: &[Owned<Rule>], table: u32, protocol: u8) -> Option<String> {
     if let Some(r) = routes.find(|r| r.protocol != protocol) {
         return Some(format!("route {} (protocol {})", r.dst, r.protocol));

@@ -131,6 +131,7 @@ pub struct ClientPlan {
     pub link_up: bool,
 }
 
+#[derive(Clone, Copy, Debug)]
 pub enum Intent {
     Apply,
     Release,
@@ -893,6 +894,57 @@ mod tests {
         let p = plan_one(&cfg, &one, "eth0", Intent::Apply).unwrap();
         assert_eq!(p.host.rules_del, vec![stale]);
         assert!(p.host.rules_add.is_empty() && !p.host.needs_host_pass);
+    }
+
+    /// A one-interface read keeps only the rules a plan for that interface looks at
+    /// (`kernel::rules_of_one`): whatever the host holds, the plans are the ones every rule gives.
+    #[test]
+    fn a_plan_for_one_interface_needs_only_its_own_rules() {
+        let cfg = Config::default();
+        let knobs = [("arp_ignore", 0), ("arp_announce", 0), ("arp_filter", 0), ("rp_filter", 2)];
+        let links: Vec<Link> = (0..4).map(|k| link(2 + k, &format!("eth{k}"), 0, &knobs)).chain([link(8, "docker0", 0, &[])]).collect();
+        let addrs = vec![v4(2, 10), v4(3, 11), v6(3, 11), v4(4, 12), v4(5, 13)];
+        let routes = vec![main_default(2, [198, 51, 100, 1]), main_route(8, "172.17.0.0/16", None, 2)];
+        let g0 = gathered(links, addrs, vec![], routes);
+        let g = after(&g0, &Planner::new(&cfg, &g0).sync_plans(false));
+        let rule =
+            |selector: Selector, table: u32, priority: u32| Rule { v6: false, priority, selector, table, suppress: None, goto: None };
+        let t = |n: &str| g.tables[n];
+        // Damage and strangers: eth1's `from` rule gone, a stale one of ours pointing eth1's
+        // address at eth2's table, another tool's rule in eth3's table, another tool's `from`.
+        let mut rules: Vec<Owned<Rule>> = g
+            .kernel
+            .rules
+            .iter()
+            .filter(|r| !(r.item.table == t("eth1") && matches!(r.item.selector, Selector::From(IpAddr::V4(_)))))
+            .cloned()
+            .collect();
+        rules.push(Owned { protocol: PROTO, item: rule(Selector::From("198.51.100.11".parse().unwrap()), t("eth2"), 4110) });
+        rules.push(Owned { protocol: 4, item: rule(Selector::Fwmark(7), t("eth3"), 4000) });
+        rules.push(Owned { protocol: 4, item: rule(Selector::From("192.0.2.9".parse().unwrap()), 100, 50) });
+        for name in ["eth0", "eth1", "eth2", "eth3"] {
+            for intent in [Intent::Apply, Intent::Release] {
+                let l = g.kernel.link(name).unwrap().clone();
+                let addrs: Vec<Address> = g.kernel.addrs_of(l.index).cloned().collect();
+                let one = |rules: Vec<Owned<Rule>>| Gathered {
+                    complete: false,
+                    kernel: Kernel::new(vec![l.clone()], addrs.clone(), rules, g.kernel.routes.clone()),
+                    records: g.records.clone(),
+                    on_disk: g.on_disk.clone(),
+                    names: g.names.clone(),
+                    tables: g.tables.clone(),
+                    ..gathered(vec![], vec![], vec![], vec![])
+                };
+                let kept = crate::kernel::rules_of_one(&rules, name, &addrs, t(name), PROTO, &(cfg.table_min..=cfg.table_max));
+                assert!(kept.len() < rules.len(), "{name}: kept all {} rules", rules.len());
+                // A table another tool writes into is refused alike (eth3).
+                let show = |p: Result<Plans, Error>| {
+                    p.map(|p| (render(&p.interfaces, &p.host, PROTO), p.tables, p.host.needs_host_pass)).map_err(|e| e.to_string())
+                };
+                let (all, few) = (one(rules.clone()), one(kept));
+                assert_eq!(show(plan_one(&cfg, &few, name, intent)), show(plan_one(&cfg, &all, name, intent)), "{name} {intent:?}");
+            }
+        }
     }
 
     /// A host set up by an earlier version: its single shared `from all lookup main` rule goes.

@@ -133,7 +133,7 @@ impl Engine {
                 let taken: BTreeSet<u32> = if known.is_none() { tables.values().copied().collect() } else { BTreeSet::new() };
                 let mut free = (self.cfg.table_min..=self.cfg.table_max).filter(|t| !taken.contains(t));
                 let table = match known {
-                    Some(t) => Table::Known(t),
+                    Some(t) => Table::Known { table: t, protocol: self.cfg.protocol, range: self.cfg.table_min..=self.cfg.table_max },
                     None => Table::Allocate { free: &mut free, protocol: self.cfg.protocol },
                 };
                 Kernel::read_one(&mut self.nl, n, table, gateway_known)
