@@ -13,10 +13,11 @@
 
 use crate::state::RUN_DIR;
 use std::io::{self, BufRead, BufReader, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::PathBuf;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 fn path() -> PathBuf {
     PathBuf::from(RUN_DIR).join("watch.sock")
@@ -34,7 +35,27 @@ pub enum Answer {
 /// Asks a running watcher to apply the queue; None when there is none to ask, or it did not
 /// answer within `wait` (the caller then applies the queue itself).
 pub fn ask_watcher(wait: Duration) -> Option<Answer> {
-    answer_of(UnixStream::connect(path()).ok()?, wait)
+    answer_of(connect(&path(), wait).ok()?, wait)
+}
+
+/// Connects, waiting at most `wait` while the watcher's backlog is full: a watcher that stopped
+/// accepting must not hold a DHCP client (a blocking connect would wait for it forever).
+fn connect(path: &Path, wait: Duration) -> io::Result<UnixStream> {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, UnixAddr, connect, socket};
+    let deadline = Instant::now() + wait;
+    let addr = UnixAddr::new(path)?;
+    loop {
+        let fd = socket(AddressFamily::Unix, SockType::Stream, SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC, None)?;
+        match connect(fd.as_raw_fd(), &addr) {
+            Ok(()) => {
+                let s = UnixStream::from(fd);
+                s.set_nonblocking(false)?;
+                return Ok(s);
+            }
+            Err(nix::errno::Errno::EAGAIN) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 fn answer_of(s: UnixStream, wait: Duration) -> Option<Answer> {
@@ -60,7 +81,7 @@ pub enum Watcher {
 /// Asks the watcher to apply the queue (harmless: it usually holds nothing) to see whether it
 /// answers. Call without holding the lock: the watcher answers only once it has held it.
 pub fn probe(wait: Duration) -> Watcher {
-    match UnixStream::connect(path()) {
+    match connect(&path(), wait) {
         Ok(s) => match answer_of(s, wait) {
             Some(_) => Watcher::Answers,
             None => Watcher::Silent,
@@ -151,5 +172,34 @@ mod tests {
         for bad in ["ok 3", "ok\n", "ok x\n", "", "\n", "hello 1\n"] {
             assert_eq!(parse(bad), None, "{bad:?}");
         }
+    }
+
+    /// A watcher that stops accepting (stuck in a run) fills its backlog: a hook's connect then
+    /// gives up after its wait instead of blocking the DHCP client for good.
+    #[test]
+    fn a_full_backlog_is_waited_for_a_bounded_time() {
+        let dir = std::env::temp_dir().join(format!("stronghost-handoff-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("watch.sock");
+        let _listener = UnixListener::bind(&path).unwrap(); // never accepts
+        let mut held = Vec::new();
+        let full = loop {
+            match connect(&path, Duration::ZERO) {
+                Ok(s) => held.push(s),
+                Err(e) => break e,
+            }
+            assert!(held.len() < 100_000, "the backlog never filled");
+        };
+        assert_eq!(full.raw_os_error(), Some(nix::libc::EAGAIN), "{full}");
+        let t = Instant::now();
+        assert!(connect(&path, Duration::from_millis(200)).is_err());
+        assert!((Duration::from_millis(200)..Duration::from_secs(2)).contains(&t.elapsed()), "{:?}", t.elapsed());
+        // Nobody listening at all: refused at once, which the hook and `check` tell apart.
+        drop(_listener);
+        drop(held);
+        let e = connect(&path, Duration::from_secs(5)).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused, "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

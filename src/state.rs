@@ -396,11 +396,8 @@ impl State {
         out
     }
 
-    pub fn recorded(&self) -> Vec<String> {
-        self.names().iter().cloned().collect()
-    }
-
-    /// `recorded()`, as a set (shared with the watcher's copy).
+    /// Names of every interface that has a record, or values to restore from before a reboot
+    /// (shared with the watcher's copy).
     pub fn names(&self) -> Names {
         let st = self.copies.as_ref().map(|_| self.names_stamp());
         if let Some(c) = &self.copies
@@ -493,6 +490,7 @@ mod tests {
     /// process's under the lock (counted in the lock file), and an edit by hand (no lock).
     #[test]
     fn copies_follow_every_writer() {
+        let recorded = |s: &State| s.names().iter().cloned().collect::<Vec<_>>();
         let (mut watcher, d) = state();
         watcher.keep_copies();
         ensure_dir(&watcher.run.join("iface")).unwrap();
@@ -504,13 +502,13 @@ mod tests {
             let _l = watcher.lock(Duration::from_secs(1)).unwrap();
             watcher.save_records(&[("eth0", &rec(10), None)]).unwrap();
             watcher.save_tables(&tables(&[("eth0", 4101)])).unwrap();
-            assert_eq!((watcher.recorded(), (*watcher.tables()).clone()), (vec!["eth0".to_string()], tables(&[("eth0", 4101)])));
+            assert_eq!((recorded(&watcher), (*watcher.tables()).clone()), (vec!["eth0".to_string()], tables(&[("eth0", 4101)])));
         }
         {
             // Its own writes, under a lock nobody else took in between: the copies answer.
             let _l = watcher.lock(Duration::from_secs(1)).unwrap();
             watcher.save_records(&[("eth1", &rec(11), None)]).unwrap();
-            assert_eq!(watcher.recorded(), ["eth0", "eth1"]);
+            assert_eq!(recorded(&watcher), ["eth0", "eth1"]);
             let epoch = watcher.copies.as_ref().unwrap().borrow().epoch;
             assert!(watcher.copies_current() && epoch > 0);
         }
@@ -524,7 +522,7 @@ mod tests {
         assert!(!watcher.copies_current());
         {
             let _l = watcher.lock(Duration::from_secs(1)).unwrap();
-            assert_eq!((watcher.recorded(), (*watcher.tables()).clone()), (vec!["eth0".to_string()], tables(&[("eth0", 4102)])));
+            assert_eq!((recorded(&watcher), (*watcher.tables()).clone()), (vec!["eth0".to_string()], tables(&[("eth0", 4102)])));
         }
         // An edit by hand takes no lock: the file's stamp tells.
         fs::write(watcher.lib.join("tables.json"), r#"{"eth0": 4103}"#).unwrap();
