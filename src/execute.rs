@@ -42,10 +42,9 @@ pub fn execute(
         .collect();
     state.save_records(&changed).map_err(|source| Error::State { doing: "saving the interfaces' records".into(), source })?;
     // Renamed interfaces: their records now live under the new names (saved just above).
-    for (old, _) in &g.renames {
-        if let Err(source) = state.remove_record(old) {
-            errors.push(Error::State { doing: format!("removing the record of {old} (renamed)"), source });
-        }
+    let renamed: Vec<&str> = g.renames.iter().map(|(old, _)| old.as_str()).collect();
+    if let Err(source) = state.remove_records(&renamed) {
+        errors.push(Error::State { doing: format!("removing the records of {} (renamed)", renamed.join(", ")), source });
     }
     // Every netlink write, in order, sent as one batch.
     let host = &plans.host;
@@ -80,10 +79,9 @@ pub fn execute(
     if let Some(e) = &host.filter_error {
         errors.push(Error::Filter { detail: format!("receive filter not applied: {e}") });
     }
-    for p in plans.interfaces.iter().filter(|p| !p.orphans && p.record.is_none()) {
-        if let Err(source) = state.remove_record(&p.ifname) {
-            errors.push(Error::State { doing: format!("removing the record of {}", p.ifname), source });
-        }
+    let released: Vec<&str> = plans.interfaces.iter().filter(|p| !p.orphans && p.record.is_none()).map(|p| p.ifname.as_str()).collect();
+    if let Err(source) = state.remove_records(&released) {
+        errors.push(Error::State { doing: format!("removing the records of {}", released.join(", ")), source });
     }
     Error::collect(errors).map_or(Ok(()), Err)
 }

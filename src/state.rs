@@ -2,9 +2,12 @@
 //! - /run/stronghost/iface/<name>.json: the last lease, what stronghost changed on the interface
 //!   (sysctl and link-group values before it), per boot like the kernel state it describes;
 //! - /var/lib/stronghost/tables.json: interface → routing table, kept across reboots;
-//! - /var/lib/stronghost/originals/<name>.json: the sysctl values and link group found before
-//!   stronghost changed them, kept across reboots: a VM or container whose interfaces keep their
-//!   state over a warm reboot still gets them back on removal;
+//! - /var/lib/stronghost/originals.json: per interface, the sysctl values and link group found
+//!   before stronghost changed them, kept across reboots: a VM or container whose interfaces keep
+//!   their state over a warm reboot still gets them back on removal. One file, one line per
+//!   interface: a run that takes on a thousand interfaces writes one file, not a thousand (creating
+//!   them was most of a first `sync`'s time). 0.2 kept one file each under originals/; they are
+//!   read still and folded into originals.json by the next write;
 //! - /run/stronghost/lock: the host-wide lock serialising hooks, the CLI and the watcher;
 //! - /run/stronghost/queue/<name>: a hook's event waiting for the lock (the newest per
 //!   interface), applied by whichever run holds the lock next: N leases arriving together cost a
@@ -16,6 +19,7 @@
 use crate::lease::Lease;
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -70,6 +74,17 @@ pub struct State {
     /// records and parsing the table map were most of what an event cost it on a host of
     /// thousands of interfaces.
     copies: Option<RefCell<Copies>>,
+    /// originals.json as last read or written by this process, with the stamps it had then.
+    originals: RefCell<Option<(OriginalsMap, [Stamp; 2])>>,
+}
+
+/// The values to restore, by interface name, each kept as the file has it and decoded only when
+/// wanted: most runs need the names alone, and decoding thousands was most of what reading the
+/// file cost.
+type OriginalsMap = std::rc::Rc<BTreeMap<String, Box<RawValue>>>;
+
+fn decode(name: &str, raw: &RawValue) -> Option<Originals> {
+    serde_json::from_str(raw.get()).map_err(|e| log::warn!("{LIB_DIR}/originals.json: {name}: corrupt ({e}); ignored")).ok()
 }
 
 /// Copies of what is on disk, good while no other process has taken the lock since they were
@@ -80,7 +95,7 @@ pub struct State {
 struct Copies {
     /// The count this process left in the lock file when it last took the lock.
     epoch: u64,
-    names: Option<(Names, [Stamp; 2])>,
+    names: Option<(Names, [Stamp; 3])>,
     tables: Option<(Tables, Stamp)>,
 }
 
@@ -161,8 +176,12 @@ fn write_new(p: &Path, data: &[u8], sync: bool) -> io::Result<PathBuf> {
 }
 
 impl State {
+    fn at(run: PathBuf, lib: PathBuf) -> State {
+        State { run, lib, copies: None, originals: RefCell::new(None) }
+    }
+
     pub fn open() -> io::Result<State> {
-        let s = State { run: PathBuf::from(RUN_DIR), lib: PathBuf::from(LIB_DIR), copies: None };
+        let s = State::at(PathBuf::from(RUN_DIR), PathBuf::from(LIB_DIR));
         ensure_dir(&s.run)?;
         ensure_dir(&s.run.join("iface"))?;
         ensure_dir(&s.lib)?;
@@ -183,12 +202,17 @@ impl State {
         let next = epoch.wrapping_add(1);
         let text = format!("{next:<19}\n");
         held.write_at(text.as_bytes(), 0)?;
-        if let Some(c) = &self.copies {
-            let mut c = c.borrow_mut();
-            if c.epoch != epoch {
-                *c = Copies::default();
+        match &self.copies {
+            Some(c) => {
+                let mut c = c.borrow_mut();
+                if c.epoch != epoch {
+                    *c = Copies::default();
+                    self.originals.take();
+                }
+                c.epoch = next;
             }
-            c.epoch = next;
+            // Not counting: whatever was read before the lock is read again.
+            None => drop(self.originals.take()),
         }
         Ok(held)
     }
@@ -248,69 +272,131 @@ impl State {
         }
     }
 
-    /// The directories `recorded()` lists.
-    fn names_stamp(&self) -> [Stamp; 2] {
-        [stamp(&self.run.join("iface")), stamp(&self.lib.join("originals"))]
+    /// What `names()` lists: the records, originals.json and 0.2's originals directory.
+    fn names_stamp(&self) -> [Stamp; 3] {
+        let [file, dir] = self.originals_stamp();
+        [stamp(&self.run.join("iface")), file, dir]
+    }
+
+    fn originals_stamp(&self) -> [Stamp; 2] {
+        [stamp(&self.lib.join("originals.json")), stamp(&self.lib.join("originals"))]
     }
 
     fn record_path(&self, ifname: &str) -> PathBuf {
         self.run.join("iface").join(format!("{ifname}.json"))
     }
 
-    fn originals_path(&self, ifname: &str) -> PathBuf {
-        self.lib.join("originals").join(format!("{ifname}.json"))
-    }
-
     /// The interface's record; a corrupt one is reported and treated as absent. The values to
-    /// restore come from /var/lib when /run has none (after a reboot).
+    /// restore come from /var/lib when /run has none (after a reboot): the two are written
+    /// together, /var/lib first.
     pub fn record(&self, ifname: &str) -> Record {
-        let read = |p: &Path| -> Option<String> {
-            read_nofollow(p).unwrap_or_else(|e| {
-                log::warn!("{e}; rebuilding the record from the kernel");
-                None
+        let p = self.record_path(ifname);
+        let text = read_nofollow(&p).unwrap_or_else(|e| {
+            log::warn!("{e}; rebuilding the record from the kernel");
+            None
+        });
+        let mut r: Record = text
+            .and_then(|s| {
+                serde_json::from_str(&s).map_err(|e| log::warn!("{}: corrupt ({e}); rebuilding it from the kernel", p.display())).ok()
             })
-        };
-        fn parse<T: serde::de::DeserializeOwned>(p: &Path, s: String) -> Option<T> {
-            serde_json::from_str(&s).map_err(|e| log::warn!("{}: corrupt ({e}); rebuilding it from the kernel", p.display())).ok()
-        }
-        let mut r: Record = read(&self.record_path(ifname)).and_then(|s| parse(&self.record_path(ifname), s)).unwrap_or_default();
-        let o: Option<Originals> = read(&self.originals_path(ifname)).and_then(|s| parse(&self.originals_path(ifname), s));
-        if let Some(o) = o {
-            for (k, v) in o.saved_sysctls {
-                r.saved_sysctls.entry(k).or_insert(v);
-            }
-            r.saved_group = r.saved_group.or(o.saved_group);
+            .unwrap_or_default();
+        if r.saved_sysctls.is_empty()
+            && r.saved_group.is_none()
+            && let Some(o) = self.originals().get(ifname).and_then(|raw| decode(ifname, raw))
+        {
+            r.saved_sysctls = o.saved_sysctls.clone();
+            r.saved_group = o.saved_group;
         }
         r
     }
 
-    /// Saves the records a run changed (`before`: what was on disk). The originals under
-    /// /var/lib are written only where they changed — once in an interface's life — and made
-    /// durable together: every new file written, one syncfs, then each renamed over the old one
-    /// (a crash leaves old or new, never an empty file), then the directory flushed. The records
-    /// themselves are in /run (tmpfs).
-    pub fn save_records(&self, batch: &[(&str, &Record, Option<&Record>)]) -> io::Result<()> {
-        let of = |r: &Record| Originals { saved_sysctls: r.saved_sysctls.clone(), saved_group: r.saved_group };
-        let mut originals = Vec::new();
-        for (name, r, before) in batch {
-            let o = of(r);
-            let p = self.originals_path(name);
-            if o != Originals::default() && (before.map(&of) != Some(o.clone()) || !p.exists()) {
-                originals.push((p, serde_json::to_string_pretty(&o)?));
+    /// Every interface's values to restore (shared with this process's copy while the files are
+    /// unchanged and, for the watcher, nobody else has taken the lock).
+    fn originals(&self) -> OriginalsMap {
+        let st = self.originals_stamp();
+        if let Some((o, was)) = &*self.originals.borrow()
+            && *was == st
+            && (self.copies.is_none() || self.copies_current())
+        {
+            return o.clone();
+        }
+        let o = OriginalsMap::new(self.read_originals());
+        *self.originals.borrow_mut() = Some((o.clone(), st));
+        o
+    }
+
+    /// originals.json, and what 0.2 left in originals/ for interfaces it does not name.
+    fn read_originals(&self) -> BTreeMap<String, Box<RawValue>> {
+        fn parse<T: serde::de::DeserializeOwned>(p: &Path) -> Option<T> {
+            let text = read_nofollow(p).unwrap_or_else(|e| {
+                log::warn!("{e}");
+                None
+            })?;
+            serde_json::from_str(&text).map_err(|e| log::warn!("{}: corrupt ({e}); ignored", p.display())).ok()
+        }
+        let mut map: BTreeMap<String, Box<RawValue>> = parse(&self.lib.join("originals.json")).unwrap_or_default();
+        for e in fs::read_dir(self.lib.join("originals")).into_iter().flatten().flatten() {
+            let Some(name) = e.file_name().to_str().and_then(|n| n.strip_suffix(".json")).map(str::to_string) else { continue };
+            if crate::net::check_ifname(&name).is_ok()
+                && !map.contains_key(&name)
+                && let Some(o) = parse::<Originals>(&e.path())
+                && let Ok(raw) = serde_json::value::to_raw_value(&o)
+            {
+                map.insert(name, raw);
             }
         }
-        if !originals.is_empty() {
-            let dir = self.lib.join("originals");
-            ensure_dir(&dir)?;
-            let mut staged = Vec::with_capacity(originals.len());
-            for (p, text) in &originals {
-                staged.push((write_new(p, text.as_bytes(), false)?, p));
+        map
+    }
+
+    /// Writes every interface's values to restore, durably (file, then directory), before the
+    /// writes they are for; then removes 0.2's directory, folded in. None left: no file.
+    fn write_originals(&self, map: BTreeMap<String, Box<RawValue>>) -> io::Result<()> {
+        let p = self.lib.join("originals.json");
+        if map.is_empty() {
+            match fs::remove_file(&p) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
             }
-            nix::unistd::syncfs(File::open(&dir)?).map_err(io::Error::from)?;
-            for (tmp, p) in staged {
-                fs::rename(tmp, p)?;
+        } else {
+            // One line per interface: readable, and a fraction of the pretty form's size.
+            let mut text = String::from("{\n");
+            for (i, (name, o)) in map.iter().enumerate() {
+                let sep = if i + 1 < map.len() { "," } else { "" };
+                text += &format!("  {}: {}{sep}\n", serde_json::to_string(name)?, o.get());
             }
-            File::open(&dir)?.sync_all()?;
+            text += "}\n";
+            write_atomic(&p, text.as_bytes())?;
+        }
+        File::open(&self.lib)?.sync_all()?;
+        let legacy = self.lib.join("originals");
+        if fs::symlink_metadata(&legacy).is_ok_and(|m| m.is_dir()) {
+            for e in fs::read_dir(&legacy).into_iter().flatten().flatten() {
+                let _ = fs::remove_file(e.path());
+            }
+            let _ = fs::remove_dir(&legacy);
+        }
+        *self.originals.borrow_mut() = Some((OriginalsMap::new(map), self.originals_stamp()));
+        Ok(())
+    }
+
+    /// Saves the records a run changed (`before`: what was on disk). The values to restore go to
+    /// /var/lib only where they changed — once in an interface's life — in one durable write
+    /// made before the record; the records themselves are in /run (tmpfs).
+    pub fn save_records(&self, batch: &[(&str, &Record, Option<&Record>)]) -> io::Result<()> {
+        let of = |r: &Record| Originals { saved_sysctls: r.saved_sysctls.clone(), saved_group: r.saved_group };
+        let originals = self.originals();
+        let mut changed = BTreeMap::new();
+        for (name, r, _) in batch {
+            let o = of(r);
+            if o != Originals::default() && originals.get(*name).and_then(|raw| decode(name, raw)).as_ref() != Some(&o) {
+                changed.insert(name.to_string(), serde_json::value::to_raw_value(&o)?);
+            }
+        }
+        // 0.2's directory is folded in by the first run that writes a record.
+        if !changed.is_empty() || (!batch.is_empty() && self.originals_stamp()[1].is_some()) {
+            let mut map = (*originals).clone();
+            map.extend(changed);
+            self.write_originals(map)?;
         }
         for (name, r, _) in batch {
             if let Err(e) = write_atomic(&self.record_path(name), serde_json::to_string_pretty(r)?.as_bytes()) {
@@ -330,20 +416,29 @@ impl State {
         Ok(())
     }
 
-    pub fn remove_record(&self, ifname: &str) -> io::Result<()> {
+    /// Forgets interfaces: their records and values to restore (one write for all of them).
+    pub fn remove_records(&self, names: &[&str]) -> io::Result<()> {
+        if names.is_empty() {
+            return Ok(());
+        }
         self.forget_names();
-        for p in [self.record_path(ifname), self.originals_path(ifname)] {
-            match fs::remove_file(p) {
+        for n in names {
+            match fs::remove_file(self.record_path(n)) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
                 _ => {}
             }
         }
-        // The last one gone: leave /var/lib/stronghost as it was before (fails while not empty).
-        let _ = fs::remove_dir(self.lib.join("originals"));
+        let originals = self.originals();
+        if names.iter().any(|n| originals.contains_key(*n)) || self.originals_stamp()[1].is_some() {
+            let mut map = (*originals).clone();
+            for n in names {
+                map.remove(*n);
+            }
+            self.write_originals(map)?;
+        }
         Ok(())
     }
 
-    /// Names of every interface that has a record, or values to restore from before a reboot.
     /// Queues a hook's event, under a name that sorts by time of arrival. Written atomically:
     /// the lock is not needed.
     pub fn enqueue(&self, q: &Queued) -> io::Result<()> {
@@ -415,11 +510,13 @@ impl State {
     }
 
     fn list_names(&self) -> Vec<String> {
-        let mut v: Vec<String> = [self.run.join("iface"), self.lib.join("originals")]
-            .iter()
-            .flat_map(|d| fs::read_dir(d).into_iter().flatten().flatten())
+        let mut v: Vec<String> = fs::read_dir(self.run.join("iface"))
+            .into_iter()
+            .flatten()
+            .flatten()
             .filter_map(|e| e.file_name().to_str()?.strip_suffix(".json").map(str::to_string))
             .collect();
+        v.extend(self.originals().keys().cloned());
         v.sort();
         v.dedup();
         v
@@ -475,7 +572,7 @@ mod tests {
         let d = std::env::temp_dir().join(format!("stronghost-state-test-{}-{:?}", std::process::id(), std::thread::current().id()));
         let _ = fs::remove_dir_all(&d);
         fs::create_dir_all(&d).unwrap();
-        let s = State { run: d.join("run"), lib: d.join("lib"), copies: None };
+        let s = State::at(d.join("run"), d.join("lib"));
         ensure_dir(&s.run).unwrap();
         (s, d)
     }
@@ -495,7 +592,7 @@ mod tests {
         watcher.keep_copies();
         ensure_dir(&watcher.run.join("iface")).unwrap();
         ensure_dir(&watcher.lib).unwrap();
-        let other = State { run: watcher.run.clone(), lib: watcher.lib.clone(), copies: None };
+        let other = State::at(watcher.run.clone(), watcher.lib.clone());
         let rec = |n: u8| Record { lease: Some(lease(n)), ..Default::default() };
         let tables = |v: &[(&str, u32)]| v.iter().map(|(n, t)| (n.to_string(), *t)).collect::<BTreeMap<_, _>>();
         {
@@ -516,7 +613,7 @@ mod tests {
             // Another process: the same size of file, within the same clock tick, maybe.
             let _l = other.lock(Duration::from_secs(1)).unwrap();
             other.save_tables(&tables(&[("eth0", 4102)])).unwrap();
-            other.remove_record("eth1").unwrap();
+            other.remove_records(&["eth1"]).unwrap();
         }
         // Counted: the copies are not trusted, whatever the files' stamps say.
         assert!(!watcher.copies_current());
@@ -531,6 +628,59 @@ mod tests {
         let _ = fs::remove_dir_all(d);
     }
 
+    /// The values to restore outlive /run (a warm reboot) in one file, a line per interface;
+    /// 0.2's file per interface is read and folded in; forgetting the last removes the file.
+    #[test]
+    fn originals_outlive_a_reboot_in_one_file() {
+        let (s, d) = state();
+        ensure_dir(&s.run.join("iface")).unwrap();
+        ensure_dir(&s.lib).unwrap();
+        let rec = |v: u32| Record {
+            saved_sysctls: [("arp_ignore".to_string(), v), ("arp_filter".to_string(), 0)].into(),
+            saved_group: Some(v),
+            applied: true,
+            ..Default::default()
+        };
+        // 0.2 left eth7's in a file of its own (pretty, as it wrote them); and a stray file.
+        fs::create_dir(s.lib.join("originals")).unwrap();
+        fs::write(s.lib.join("originals/eth7.json"), "{\n  \"saved_sysctls\": {\"arp_ignore\": 2},\n  \"saved_group\": 7\n}").unwrap();
+        fs::write(s.lib.join("originals/not an interface.json"), "{}").unwrap();
+        {
+            let _l = s.lock(Duration::from_secs(1)).unwrap();
+            assert_eq!(s.names().iter().cloned().collect::<Vec<_>>(), ["eth7"]);
+            assert_eq!((s.record("eth7").saved_sysctls["arp_ignore"], s.record("eth7").saved_group), (2, Some(7)));
+            s.save_records(&[("eth0", &rec(1), None), ("eth1", &rec(2), None)]).unwrap();
+        }
+        let text = fs::read_to_string(s.lib.join("originals.json")).unwrap();
+        assert_eq!(text.lines().count(), 5, "one line per interface:\n{text}");
+        assert!(!s.lib.join("originals").exists(), "0.2's directory folded in");
+        // A converged run writes nothing: the file keeps its stamp.
+        let before = stamp(&s.lib.join("originals.json"));
+        s.save_records(&[("eth0", &Record { lease: Some(lease(9)), ..rec(1) }, Some(&rec(1)))]).unwrap();
+        assert_eq!(stamp(&s.lib.join("originals.json")), before);
+        // Warm reboot: /run is empty, another process reads.
+        fs::remove_dir_all(s.run.join("iface")).unwrap();
+        ensure_dir(&s.run.join("iface")).unwrap();
+        let after = State::at(s.run.clone(), s.lib.clone());
+        assert_eq!(after.names().iter().cloned().collect::<Vec<_>>(), ["eth0", "eth1", "eth7"]);
+        let r = after.record("eth1");
+        assert_eq!((r.saved_sysctls, r.saved_group, r.applied), (rec(2).saved_sysctls, Some(2), false));
+        // What /run says wins over the file (they are written together; /run is the newer).
+        after.save_records(&[("eth1", &rec(3), None)]).unwrap();
+        assert_eq!(after.record("eth1").saved_group, Some(3));
+        after.remove_records(&["eth0", "eth7"]).unwrap();
+        assert_eq!(after.names().iter().cloned().collect::<Vec<_>>(), ["eth1"]);
+        after.remove_records(&["eth1"]).unwrap();
+        assert!(after.names().is_empty() && !s.lib.join("originals.json").exists(), "nothing left behind");
+        // An entry that is not values to restore is reported and ignored; so is a corrupt file.
+        fs::write(s.lib.join("originals.json"), r#"{"eth5": 7}"#).unwrap();
+        let r = State::at(s.run.clone(), s.lib.clone()).record("eth5");
+        assert!(r.saved_sysctls.is_empty() && r.saved_group.is_none());
+        fs::write(s.lib.join("originals.json"), "{garbage").unwrap();
+        assert!(State::at(s.run.clone(), s.lib.clone()).names().is_empty());
+        let _ = fs::remove_dir_all(d);
+    }
+
     #[test]
     fn the_lock_is_waited_for_and_the_wait_ends() {
         let (s, d) = state();
@@ -542,7 +692,7 @@ mod tests {
         // Let go while another waits: that one has it at once.
         let waiter = std::thread::spawn({
             let (run, lib) = (s.run.clone(), s.lib.clone());
-            move || State { run, lib, copies: None }.lock(Duration::from_secs(5)).map(|_| ())
+            move || State::at(run, lib).lock(Duration::from_secs(5)).map(|_| ())
         });
         std::thread::sleep(Duration::from_millis(50));
         drop(held);

@@ -149,7 +149,7 @@ fn five_interfaces_on_one_subnet_are_a_strong_host_through_the_lease_lifecycle()
     // /var/lib, so they are still the ones from before stronghost, not the hardened ones.
     lab.host_ok(&["rm", "-rf", "/run/stronghost"]);
     lab.host_ok(&["/usr/sbin/stronghost", "sync"]);
-    assert!(lab.host_ok(&["ls", "/var/lib/stronghost/originals"]).contains("eth1.json"));
+    assert!(lab.host_ok(&["cat", "/var/lib/stronghost/originals.json"]).contains("\"eth1\": {"));
 
     // Removal: `release --all` (what the package's prerm runs) leaves the host as it found it.
     let sysctls_before_any: Vec<String> = vec!["0".into(); 4];
