@@ -7,8 +7,9 @@
 //! queue; the watcher answers once it has, and the hook returns: the policy is in force when the
 //! hook returns, as when it runs itself.
 //!
-//! The connection is the request; nothing is read from it. The answer is one line: `ok <changes>`
-//! or `error <what>`. No watcher (a chroot, the service stopped, a socket left by a crashed one,
+//! The connection is the request; nothing is read from it. The answer is one line: `ok <changes>`,
+//! `queued <why>` (the watcher could not take the lock: the run holding it applies the queue
+//! before it lets go) or `error <what>`. No watcher (a chroot, the service stopped, a socket left by a crashed one,
 //! a confined client that may not connect) or no answer in time: the hook runs itself.
 
 use crate::state::RUN_DIR;
@@ -19,6 +20,11 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+/// How long a hook waits for the watcher's answer: longer than the watcher waits for the lock,
+/// so that a watcher kept waiting answers `queued` in time and the hook does not wait for the
+/// lock a second time itself.
+pub const HOOK_WAIT: Duration = Duration::from_secs(crate::reconcile::LOCK_WAIT.as_secs() + 2);
+
 fn path() -> PathBuf {
     PathBuf::from(RUN_DIR).join("watch.sock")
 }
@@ -28,6 +34,9 @@ fn path() -> PathBuf {
 pub enum Answer {
     /// Applied; the number of changes the run made.
     Applied(usize),
+    /// Not applied yet: another run has held the lock for longer than a hook waits. Its event
+    /// stays queued for that run, which drains the queue before letting go.
+    Queued(String),
     /// The run failed; the watcher's error.
     Failed(String),
 }
@@ -35,14 +44,14 @@ pub enum Answer {
 /// Asks a running watcher to apply the queue; None when there is none to ask, or it did not
 /// answer within `wait` (the caller then applies the queue itself).
 pub fn ask_watcher(wait: Duration) -> Option<Answer> {
-    answer_of(connect(&path(), wait).ok()?, wait)
+    let deadline = Instant::now() + wait;
+    answer_of(connect(&path(), deadline).ok()?, deadline)
 }
 
-/// Connects, waiting at most `wait` while the watcher's backlog is full: a watcher that stopped
-/// accepting must not hold a DHCP client (a blocking connect would wait for it forever).
-fn connect(path: &Path, wait: Duration) -> io::Result<UnixStream> {
+/// Connects, waiting until `deadline` at most while the watcher's backlog is full: a watcher that
+/// stopped accepting must not hold a DHCP client (a blocking connect would wait for it forever).
+fn connect(path: &Path, deadline: Instant) -> io::Result<UnixStream> {
     use nix::sys::socket::{AddressFamily, SockFlag, SockType, UnixAddr, connect, socket};
-    let deadline = Instant::now() + wait;
     let addr = UnixAddr::new(path)?;
     loop {
         let fd = socket(AddressFamily::Unix, SockType::Stream, SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC, None)?;
@@ -58,8 +67,10 @@ fn connect(path: &Path, wait: Duration) -> io::Result<UnixStream> {
     }
 }
 
-fn answer_of(s: UnixStream, wait: Duration) -> Option<Answer> {
-    s.set_read_timeout(Some(wait)).ok()?;
+fn answer_of(s: UnixStream, deadline: Instant) -> Option<Answer> {
+    // The connect's wait counts: the hook's whole wait is bounded, not each step of it.
+    let left = deadline.saturating_duration_since(Instant::now());
+    s.set_read_timeout(Some(left.max(Duration::from_millis(1)))).ok()?;
     let mut line = String::new();
     // An answer is one short line: read no more than that.
     BufReader::new(io::Read::take(s, 4096)).read_line(&mut line).ok()?;
@@ -81,8 +92,9 @@ pub enum Watcher {
 /// Asks the watcher to apply the queue (harmless: it usually holds nothing) to see whether it
 /// answers. Call without holding the lock: the watcher answers only once it has held it.
 pub fn probe(wait: Duration) -> Watcher {
-    match connect(&path(), wait) {
-        Ok(s) => match answer_of(s, wait) {
+    let deadline = Instant::now() + wait;
+    match connect(&path(), deadline) {
+        Ok(s) => match answer_of(s, deadline) {
             Some(_) => Watcher::Answers,
             None => Watcher::Silent,
         },
@@ -95,6 +107,7 @@ fn parse(line: &str) -> Option<Answer> {
     let line = line.strip_suffix('\n')?;
     match line.split_once(' ') {
         Some(("ok", n)) => n.parse().ok().map(Answer::Applied),
+        Some(("queued", why)) => Some(Answer::Queued(why.to_string())),
         Some(("error", what)) => Some(Answer::Failed(what.to_string())),
         _ => None,
     }
@@ -148,11 +161,12 @@ impl Drop for Listener {
 
 /// Tells each waiting hook what became of the queue. A hook that gave up waiting is gone: no
 /// matter (and no SIGPIPE: Rust ignores it).
-pub fn answer(hooks: Vec<UnixStream>, result: &Result<usize, String>) {
+pub fn answer(hooks: Vec<UnixStream>, result: &Answer) {
+    // One line: the hook logs it as it is.
     let line = match result {
-        Ok(n) => format!("ok {n}\n"),
-        // One line: the hook logs it as it is.
-        Err(e) => format!("error {}\n", e.replace('\n', "; ")),
+        Answer::Applied(n) => format!("ok {n}\n"),
+        Answer::Queued(why) => format!("queued {}\n", why.replace('\n', "; ")),
+        Answer::Failed(e) => format!("error {}\n", e.replace('\n', "; ")),
     };
     for mut h in hooks {
         let _ = h.set_write_timeout(Some(Duration::from_secs(1)));
@@ -168,6 +182,7 @@ mod tests {
     fn answers_parse_and_anything_else_is_no_answer() {
         assert_eq!(parse("ok 3\n"), Some(Answer::Applied(3)));
         assert_eq!(parse("error eth1: no such interface\n"), Some(Answer::Failed("eth1: no such interface".into())));
+        assert_eq!(parse("queued held for 10s\n"), Some(Answer::Queued("held for 10s".into())));
         // Cut short (the watcher died mid-answer) or garbled: the hook runs itself.
         for bad in ["ok 3", "ok\n", "ok x\n", "", "\n", "hello 1\n"] {
             assert_eq!(parse(bad), None, "{bad:?}");
@@ -185,7 +200,7 @@ mod tests {
         let _listener = UnixListener::bind(&path).unwrap(); // never accepts
         let mut held = Vec::new();
         let full = loop {
-            match connect(&path, Duration::ZERO) {
+            match connect(&path, Instant::now()) {
                 Ok(s) => held.push(s),
                 Err(e) => break e,
             }
@@ -193,12 +208,12 @@ mod tests {
         };
         assert_eq!(full.raw_os_error(), Some(nix::libc::EAGAIN), "{full}");
         let t = Instant::now();
-        assert!(connect(&path, Duration::from_millis(200)).is_err());
+        assert!(connect(&path, t + Duration::from_millis(200)).is_err());
         assert!((Duration::from_millis(200)..Duration::from_secs(2)).contains(&t.elapsed()), "{:?}", t.elapsed());
         // Nobody listening at all: refused at once, which the hook and `check` tell apart.
         drop(_listener);
         drop(held);
-        let e = connect(&path, Duration::from_secs(5)).unwrap_err();
+        let e = connect(&path, Instant::now() + Duration::from_secs(5)).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused, "{e}");
         let _ = std::fs::remove_dir_all(&dir);
     }

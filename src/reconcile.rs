@@ -84,18 +84,21 @@ pub struct Engine {
     /// its hook last, so the watcher, which sees the address first, would warn on every bind
     /// that has no usable lease on disk yet.
     pub gateway_later: Option<Vec<String>>,
+    /// How long `lock` waits: LOCK_WAIT, or less for a hook that spent part of its time bound
+    /// waiting for the watcher.
+    pub lock_wait: Duration,
 }
 
 impl Engine {
     pub fn new(cfg: Config) -> Result<Engine, Error> {
         let nl = Netlink::open().map_err(|e| Error::Netlink { doing: "opening rtnetlink".into(), source: e.into() })?;
         let state = State::open().map_err(|source| Error::State { doing: "opening the state directory".into(), source })?;
-        Ok(Engine { cfg, nl, state, writes: Writes::default(), gateway_later: None })
+        Ok(Engine { cfg, nl, state, writes: Writes::default(), gateway_later: None, lock_wait: LOCK_WAIT })
     }
 
     /// Takes the host-wide lock. Everything read after it is what the previous holder left.
     pub fn lock(&self) -> Result<Flock<File>, Error> {
-        let guard = self.state.lock(LOCK_WAIT).map_err(|source| match source.kind() {
+        let guard = self.state.lock(self.lock_wait).map_err(|source| match source.kind() {
             std::io::ErrorKind::WouldBlock => Error::Busy { detail: source.to_string() },
             _ => Error::State { doing: "taking the lock".into(), source },
         })?;

@@ -383,8 +383,13 @@ pub fn run(cfg: &Config) -> i32 {
     let mut fights = Fights { present: BTreeSet::new(), undone: BTreeMap::new(), paused: BTreeMap::new() };
     let mut buf = Vec::with_capacity(1 << 16);
     let mut names: BTreeMap<u32, String> = links.into_iter().map(|l| (l.index, l.name)).collect();
+    // When to try the hooks' queue again: the lock was held for longer than they wait.
+    let mut retry: Option<Instant> = None;
     loop {
         let now = Instant::now();
+        if retry.is_some_and(|t| t <= now) {
+            serve(&mut engine, vec![], &mut retry);
+        }
         for name in engine.gateway_later.as_mut().map(std::mem::take).unwrap_or_default() {
             second_looks.entry(name).or_insert(now + GATEWAY_GRACE);
         }
@@ -393,7 +398,7 @@ pub fn run(cfg: &Config) -> i32 {
             second_looks.remove(&name);
             reconcile::warn_if_still_gatewayless(&mut engine, &name);
         }
-        let timeout = match second_looks.values().min() {
+        let timeout = match second_looks.values().chain(&retry).min() {
             Some(t) => PollTimeout::try_from(t.saturating_duration_since(now) + Duration::from_millis(1)).unwrap_or(PollTimeout::MAX),
             None => PollTimeout::NONE,
         };
@@ -446,7 +451,7 @@ pub fn run(cfg: &Config) -> i32 {
         }
         // The hooks' events first: their runs read the kernel after these events too, and carry
         // the lease; an interface one of them applied needs no second run for the events.
-        let served = serve(&mut engine, hooks);
+        let served = serve(&mut engine, hooks, &mut retry);
         if p.is_empty() {
             continue;
         }
@@ -493,14 +498,25 @@ fn wait(sock: &Socket, listener: Option<&handoff::Listener>, stop: &SignalFd, ti
     Ok(Ready { events: ready(&fds[0]), stop: ready(&fds[1]), hook: fds.get(2).is_some_and(ready) })
 }
 
-/// Applies the events the waiting hooks queued and tells them how it went. The interfaces
-/// applied.
-fn serve(engine: &mut Engine, hooks: Vec<std::os::unix::net::UnixStream>) -> BTreeSet<String> {
-    if hooks.is_empty() {
+/// How soon the watcher tries again for a queue the lock kept it from.
+const QUEUE_RETRY: Duration = Duration::from_secs(1);
+
+/// Applies the events the waiting hooks queued (or, `retry` due, that the lock kept waiting) and
+/// tells them how it went. The interfaces applied.
+fn serve(engine: &mut Engine, hooks: Vec<std::os::unix::net::UnixStream>, retry: &mut Option<Instant>) -> BTreeSet<String> {
+    if hooks.is_empty() && !retry.is_some_and(|t| t <= Instant::now()) {
         return BTreeSet::new();
     }
     let (result, applied) = reconcile::apply_queue(engine);
-    handoff::answer(hooks, &result.map_err(|e| e.to_string()));
+    // A stronghost run holding the lock drains the queue before letting go; a holder that is
+    // something else, or stuck, does not: try again until the queue is ours.
+    *retry = matches!(result, Err(crate::error::Error::Busy { .. })).then(|| Instant::now() + QUEUE_RETRY);
+    let answer = match result {
+        Ok(n) => handoff::Answer::Applied(n),
+        Err(e @ crate::error::Error::Busy { .. }) => handoff::Answer::Queued(e.to_string()),
+        Err(e) => handoff::Answer::Failed(e.to_string()),
+    };
+    handoff::answer(hooks, &answer);
     applied
 }
 

@@ -69,7 +69,7 @@ pub fn violations(e: &mut Engine) -> Result<Report, Error> {
             "stronghost watch did not answer within {} s (busy that long, or stuck): every hook waits for it up to {} s \
              before applying its event itself; if it stays so, `systemctl restart stronghost-watch`",
             WATCHER_WAIT.as_secs(),
-            crate::reconcile::LOCK_WAIT.as_secs()
+            crate::handoff::HOOK_WAIT.as_secs()
         )),
         Watcher::Absent | Watcher::Answers => {}
     }

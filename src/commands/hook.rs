@@ -7,10 +7,16 @@ use crate::clients::{self, LeaseEvent};
 use crate::config::Config;
 use crate::handoff::{self, Answer};
 use crate::net::printable;
-use crate::reconcile::{self, ClientEvent, LOCK_WAIT, Target, reconcile};
+use crate::reconcile::{self, ClientEvent, Target, reconcile};
 use crate::state::Queued;
+use std::time::{Duration, Instant};
+
+/// What a hook may spend: the hooks run stronghost under `timeout 20` (hooks/), which would kill
+/// it mid-run; this leaves the run itself 2 s.
+const BUDGET: Duration = Duration::from_secs(18);
 
 pub fn run(cfg: &Config, client: &HookClient) -> i32 {
+    let started = Instant::now();
     let env = |k: &str| std::env::var_os(k).map(|v| v.to_string_lossy().into_owned());
     let mut warnings = Vec::new();
     let name = client.name();
@@ -80,9 +86,13 @@ pub fn run(cfg: &Config, client: &HookClient) -> i32 {
         log::error!(iface = ifname.as_str(); "{what}: {err}");
         return 0;
     }
-    match handoff::ask_watcher(LOCK_WAIT) {
+    match handoff::ask_watcher(handoff::HOOK_WAIT) {
         Some(Answer::Applied(n)) => {
             log::info!(iface = ifname.as_str(); "{what}: {n} change(s), applied by the watcher");
+            return 0;
+        }
+        Some(Answer::Queued(why)) => {
+            queued(&what, &ifname, &why);
             return 0;
         }
         Some(Answer::Failed(err)) => {
@@ -91,10 +101,20 @@ pub fn run(cfg: &Config, client: &HookClient) -> i32 {
         }
         None => {}
     }
+    // A watcher that did not answer has had most of the hook's time: wait for the lock with
+    // what is left, not LOCK_WAIT again.
+    e.lock_wait = e.lock_wait.min(BUDGET.saturating_sub(started.elapsed()));
     match reconcile::apply_queued(&mut e, &q) {
         Ok((done, true)) => log::info!(iface = ifname.as_str(); "{what}: {} change(s)", done.lines.len()),
         Ok((_, false)) => log::info!(iface = ifname.as_str(); "{what}: applied by another run"),
+        Err(err @ crate::error::Error::Busy { .. }) => queued(&what, &ifname, &err.to_string()),
         Err(err) => log::error!(iface = ifname.as_str(); "{what}: {err}"),
     }
     0
+}
+
+/// The lock was held for longer than a hook waits: the event stays queued, and the run holding
+/// the lock applies it before letting go — later than the DHCP client returns, not lost.
+fn queued(what: &str, ifname: &str, why: &str) {
+    log::warn!(iface = ifname; "{what}: not applied yet ({why}); the event is queued, and the run holding the lock applies it before letting go");
 }

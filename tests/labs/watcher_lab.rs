@@ -147,7 +147,7 @@ fn hooks_hand_their_events_to_the_watcher_and_do_without_it() {
     lab.start_watcher();
     let check = String::from_utf8_lossy(&lab.stronghost(&["check"]).stdout).into_owned();
     assert!(check.starts_with("ok: 2 interface(s)") && !check.contains("warning"), "{check}");
-    let hook = |router: &str| {
+    let hook = |lab: &Lab, router: &str| {
         let env = [
             "reason=RENEW".to_string(),
             "interface=eth0".into(),
@@ -161,13 +161,50 @@ fn hooks_hand_their_events_to_the_watcher_and_do_without_it() {
         String::from_utf8_lossy(&lab.host(&args).stderr).into_owned()
     };
     let table = lab.status_of("eth0").unwrap()["table"].as_u64().unwrap().to_string();
-    let out = hook("198.51.100.2");
+    let out = hook(&lab, "198.51.100.2");
     assert!(out.contains("applied by the watcher"), "{out}");
     assert!(lab.host_ok(&["ip", "route", "show", "table", &table]).contains("default via 198.51.100.2 "), "{out}");
-    let out = hook(GW);
+    let out = hook(&lab, GW);
     assert!(out.contains("applied by the watcher"), "{out}");
     assert!(lab.host_ok(&["ip", "route", "show", "table", &table]).contains(&format!("default via {GW} ")), "{out}");
     lab.assert_strong(0, &addr(0));
+
+    // The lock held for longer than a hook waits (by `flock`, standing in for a run that is slow
+    // and, unlike a stronghost run, will not drain the queue): the hook says its event is queued,
+    // not applied, and returns without failing the lease; once the lock is free the watcher
+    // applies the queue by itself.
+    lab.spawn_in_host("holder", &["flock", "/run/stronghost/lock", "sleep", "13"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let t = Instant::now();
+    let out = hook(&lab, "198.51.100.2");
+    assert!(out.contains("not applied yet") && out.contains("the event is queued") && !out.contains("ERROR"), "{out}");
+    assert!(t.elapsed() < Duration::from_secs(12), "the hook waited {:?}", t.elapsed());
+    assert!(lab.host_ok(&["ip", "route", "show", "table", &table]).contains(&format!("default via {GW} ")), "applied early?");
+    wait_for(Duration::from_secs(10), "the queued renewal to be applied once the lock is free", || {
+        lab.host_ok(&["ip", "route", "show", "table", &table]).contains("default via 198.51.100.2 ")
+    });
+    lab.host_ok(&["sh", "-c", "test -z \"$(ls -A /run/stronghost/queue)\""]);
+
+    // A watcher that stops answering (stopped here; stuck, in the field) while the lock is held
+    // too: `check` says so, and a hook waits for the watcher, then for the lock, within its
+    // `timeout 20`, and leaves its event queued; the watcher, going again, applies it.
+    use nix::sys::signal::Signal;
+    lab.signal_child("watch", Signal::SIGSTOP);
+    let check = String::from_utf8_lossy(&lab.stronghost(&["check"]).stdout).into_owned();
+    assert!(check.contains("stronghost watch did not answer within 5 s"), "{check}");
+    lab.spawn_in_host("holder", &["flock", "/run/stronghost/lock", "sleep", "22"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let t = Instant::now();
+    let out = hook(&lab, GW);
+    let took = t.elapsed();
+    assert!(out.contains("not applied yet") && !out.contains("ERROR"), "{out}");
+    assert!((Duration::from_secs(17)..Duration::from_millis(19_500)).contains(&took), "the hook took {took:?}: {out}");
+    lab.signal_child("watch", Signal::SIGCONT);
+    wait_for(Duration::from_secs(10), "the watcher to apply the queued renewal once the lock is free", || {
+        lab.host_ok(&["ip", "route", "show", "table", &table]).contains(&format!("default via {GW} "))
+    });
+    let check = String::from_utf8_lossy(&lab.stronghost(&["check"]).stdout).into_owned();
+    assert!(check.starts_with("ok: 2 interface(s)") && !check.contains("warning"), "{check}");
 
     // Stopped as systemd stops it: it exits cleanly and takes its socket with it, so `check` has
     // nothing to warn of (the hooks do without it).

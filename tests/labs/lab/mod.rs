@@ -511,6 +511,12 @@ impl Lab {
         }
     }
 
+    /// Sends `sig` to a tracked process started with `spawn_in_host`.
+    pub fn signal_child(&self, name: &str, sig: nix::sys::signal::Signal) {
+        let (_, c) = self.children.iter().find(|(n, _)| n == name).unwrap_or_else(|| panic!("no child {name}"));
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), sig).unwrap();
+    }
+
     /// Ends a tracked process as systemd stops a service: SIGTERM, then its exit (killed after
     /// 10 s). Its exit status.
     pub fn stop_child(&mut self, name: &str) -> Option<std::process::ExitStatus> {
