@@ -35,7 +35,8 @@ fn main() {
         Command::Plan { interface } => commands::apply::plan(&cfg, interface.as_deref()),
         Command::Status { json, prometheus } => commands::status::run(&cfg, *json, *prometheus),
         Command::Check => commands::check::run(&cfg),
-        Command::Hook { client } => commands::hook::run(&cfg, client),
+        // The hook's run is per DHCP event: its engine takes the configuration, not a copy.
+        Command::Hook { client } => commands::hook::run(cfg, client),
         Command::Watch => watcher::run(&cfg),
     };
     std::process::exit(code);

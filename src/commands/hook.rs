@@ -1,13 +1,12 @@
 //! `hook CLIENT`: runs inside a network stack's hook. Whatever happens it exits 0: a non-zero
 //! status makes dhclient decline the lease and ifup abort.
 
-use super::engine;
 use crate::cli::HookClient;
 use crate::clients::{self, LeaseEvent};
 use crate::config::Config;
 use crate::handoff::{self, Answer};
 use crate::net::printable;
-use crate::reconcile::{self, ClientEvent, Target, reconcile};
+use crate::reconcile::{self, ClientEvent, Engine, Target, reconcile};
 use crate::state::Queued;
 use std::time::{Duration, Instant};
 
@@ -15,7 +14,7 @@ use std::time::{Duration, Instant};
 /// it mid-run; this leaves the run itself 2 s.
 const BUDGET: Duration = Duration::from_secs(18);
 
-pub fn run(cfg: &Config, client: &HookClient) -> i32 {
+pub fn run(cfg: Config, client: &HookClient) -> i32 {
     let started = Instant::now();
     let env = |k: &str| std::env::var_os(k).map(|v| v.to_string_lossy().into_owned());
     let mut warnings = Vec::new();
@@ -56,7 +55,7 @@ pub fn run(cfg: &Config, client: &HookClient) -> i32 {
         log::debug!("{ifname} is not managed by the configuration; {what} ignored");
         return 0;
     }
-    let mut e = match engine(cfg) {
+    let mut e = match Engine::new(cfg) {
         Ok(e) => e,
         Err(err) => {
             log::error!("{err}");
