@@ -564,6 +564,10 @@ impl Bench {
             self.lab.kill_child(&log);
             let hooks_log = self.lab.host_ok(&["cat", "/tmp/storm-hooks.log"]);
             let watch_log = self.lab.log(&log);
+            // Kept for a look at the runs (which were the hooks', which the kernel events').
+            let target = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target");
+            let _ = std::fs::write(target.join(format!("bench-storm{n}-watcher.log")), &watch_log);
+            let _ = std::fs::write(target.join(format!("bench-storm{n}-hooks.log")), &hooks_log);
             let watch_runs = watch_log.split_once("watching").map_or(0, |(_, after)| after.matches("run: ").count());
             let runs = hooks_log.matches("run: ").count() + watch_runs;
             let after: serde_json::Value = serde_json::from_str(&self.lab.host_ok(&["/usr/sbin/stronghost", "sync", "--json"])).unwrap();

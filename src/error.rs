@@ -33,6 +33,16 @@ pub enum Error {
 }
 
 impl Error {
+    /// A dump the kernel kept interrupting (its state changing under it, as in a boot storm):
+    /// nothing is wrong, and the same run a moment later reads a consistent state.
+    pub fn interrupted(&self) -> bool {
+        match self {
+            Error::Netlink { source, .. } => source.errno() == Some(nix::errno::Errno::EINTR),
+            Error::Several(all) => all.iter().any(Error::interrupted),
+            _ => false,
+        }
+    }
+
     /// A stable name for the kind, for `--json` and for scripts.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -135,6 +145,16 @@ impl std::error::Error for Error {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Only a dump the kernel kept interrupting is worth the same run again a moment later.
+    #[test]
+    fn an_interrupted_dump_is_told_from_other_failures() {
+        let netlink = |errno| Error::Netlink { doing: "reading".into(), source: NetlinkError::Kernel { errno, extack: None } };
+        assert!(netlink(nix::errno::Errno::EINTR).interrupted());
+        assert!(Error::Several(vec![Error::Busy { detail: "x".into() }, netlink(nix::errno::Errno::EINTR)]).interrupted());
+        assert!(!netlink(nix::errno::Errno::EEXIST).interrupted());
+        assert!(!Error::Busy { detail: "x".into() }.interrupted());
+    }
 
     #[test]
     fn json_errors_are_objects_with_a_kind() {

@@ -203,6 +203,10 @@ fn stack_leases(cfg: &Config, k: &Kernel, records: &BTreeMap<String, crate::stat
 /// How many rounds of queued events one run applies before letting go of the lock.
 const QUEUE_ROUNDS: usize = 8;
 
+/// Pauses before trying a batch of queued events again whose reads the kernel's churn kept
+/// interrupting.
+const INTERRUPTED_PAUSES: [Duration; 3] = [Duration::from_millis(20), Duration::from_millis(100), Duration::from_millis(500)];
+
 /// Plans and (unless `dry_run`) executes under the host-wide lock; then, still holding it,
 /// applies the hook events that queued up meanwhile.
 pub fn reconcile(e: &mut Engine, target: &Target, dry_run: bool, client: ClientEvent) -> Result<Done, Error> {
@@ -297,7 +301,18 @@ fn drain_rounds(e: &mut Engine, applied: &mut BTreeSet<String>) -> Result<usize,
             break;
         }
         let names: Vec<&str> = batch.iter().map(|q| q.ifname.as_str()).collect();
-        match run_queued(e, &batch) {
+        // The batch has left the queue: a run the kernel's churn interrupted is tried again, not
+        // lost (at boot, the churn is the other interfaces' leases arriving).
+        let mut result = run_queued(e, &batch);
+        for pause in INTERRUPTED_PAUSES {
+            match &result {
+                Err(err) if err.interrupted() => log::debug!("queued events for {}: {err}; trying again", names.join(" ")),
+                _ => break,
+            }
+            std::thread::sleep(pause);
+            result = run_queued(e, &batch);
+        }
+        match result {
             Ok(done) => {
                 log::info!("{} queued event(s) applied ({}): {} change(s)", batch.len(), names.join(" "), done.lines.len());
                 changes += done.lines.len();

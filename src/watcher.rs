@@ -88,7 +88,7 @@ fn subscribe() -> std::io::Result<Socket> {
     ] {
         s.add_membership(g)?;
     }
-    s.set_rx_buf_sz(8 << 20)?;
+    crate::netlink::transport::set_receive_buffer(&s, 8 << 20)?;
     s.set_non_blocking(true)?;
     Ok(s)
 }

@@ -72,8 +72,11 @@ pub struct Netlink {
     rule_cache: Option<Box<super::rule_cache::RuleCache>>,
 }
 
-/// How often a dump the kernel reports as interrupted (its state changed under it) is repeated.
-const DUMP_TRIES: usize = 3;
+/// How often a dump the kernel reports as interrupted (its state changed under it) is tried,
+/// pausing 1, 2, 4 … ms before each try after the second: in a boot storm addresses and routes
+/// change every millisecond, and a dump of thousands of interfaces that is tried again at once is
+/// interrupted again (64 ms in all at most).
+const DUMP_TRIES: usize = 8;
 
 impl Netlink {
     pub fn open() -> std::io::Result<Netlink> {
@@ -102,7 +105,12 @@ impl Netlink {
         let mut tries = 0;
         loop {
             match self.t.request(flags, |seq| Self::encode(msg.clone(), flags, seq)) {
-                Err(e) if e.errno() == Some(Errno::EINTR) && tries + 1 < DUMP_TRIES => tries += 1,
+                Err(e) if e.errno() == Some(Errno::EINTR) && tries + 1 < DUMP_TRIES => {
+                    if tries > 0 {
+                        std::thread::sleep(std::time::Duration::from_millis(1 << (tries - 1)));
+                    }
+                    tries += 1;
+                }
                 r => return r,
             }
         }

@@ -47,7 +47,7 @@ impl RuleCache {
         sock.add_membership(RTNLGRP_IPV4_RULE)?;
         sock.add_membership(RTNLGRP_IPV6_RULE)?;
         // A sync of thousands of interfaces writes three rules each between two reads.
-        sock.set_rx_buf_sz(16 << 20)?;
+        super::transport::set_receive_buffer(&sock, 16 << 20)?;
         sock.set_non_blocking(true)?;
         Ok(RuleCache { sock, rules: Rules::default(), valid: false, buf: Vec::with_capacity(1 << 16), backlog: 0, dumps: 0 })
     }

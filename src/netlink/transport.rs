@@ -217,7 +217,7 @@ impl Transport {
         // Lets dumps be filtered by the kernel (addresses of one interface, routes of one table).
         let _ = sock.set_netlink_get_strict_chk(true);
         // Dumps and batch answers of a host with thousands of interfaces are large.
-        let _ = sock.set_rx_buf_sz(4 << 20);
+        let _ = set_receive_buffer(&sock, 4 << 20);
         setsockopt(&sock, sockopt::ReceiveTimeout, &TimeVal::new(RECEIVE_TIMEOUT.as_secs() as _, 0))?;
         Ok(Transport { sock, sndbuf: 64 * 1024, seq: 0, rx: vec![0; 1 << 16], port })
     }
@@ -335,9 +335,30 @@ impl std::os::fd::AsFd for Transport {
     }
 }
 
+/// Sets a netlink socket's receive buffer to `bytes` past `net.core.rmem_max` (SO_RCVBUFFORCE,
+/// which root may): SO_RCVBUF alone is capped there, 208 KiB on a stock kernel, a fraction of what
+/// a burst of notifications from thousands of interfaces needs. Without the privilege, as much
+/// as the cap allows.
+pub fn set_receive_buffer(sock: &impl std::os::fd::AsFd, bytes: usize) -> io::Result<()> {
+    setsockopt(sock, sockopt::RcvBufForce, &bytes).or_else(|_| setsockopt(sock, sockopt::RcvBuf, &bytes)).map_err(io::Error::from)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Root gets the buffer asked for, past `net.core.rmem_max` (the kernel reports it doubled).
+    #[test]
+    fn receive_buffers_are_not_capped_for_root() {
+        if !nix::unistd::geteuid().is_root() {
+            return;
+        }
+        let sock = Socket::new(netlink_sys::protocols::NETLINK_ROUTE).unwrap();
+        let max: usize = std::fs::read_to_string("/proc/sys/net/core/rmem_max").unwrap().trim().parse().unwrap();
+        let want = 2 * max + (1 << 20);
+        set_receive_buffer(&sock, want).unwrap();
+        assert!(nix::sys::socket::getsockopt(&sock, sockopt::RcvBuf).unwrap() >= want);
+    }
 
     fn message(kind: u16, flags: u16, seq: u32, payload: &[u8]) -> Vec<u8> {
         let mut b = Vec::new();
