@@ -528,6 +528,13 @@ fn handle(engine: &mut Engine, cfg: &Config, p: Pending, fights: &mut Fights, se
         }
         return;
     }
+    log::debug!(
+        "kernel events: {} link(s) or their addresses, {} table(s), {} gone, {} network(s)",
+        p.ifindexes.len(),
+        p.tables.len(),
+        p.gone.len(),
+        p.connected.len()
+    );
     // Resolve what the events name, asking the kernel about those interfaces only.
     let mut names: BTreeSet<String> = BTreeSet::new();
     let mut addressed: BTreeSet<String> = BTreeSet::new();
