@@ -109,7 +109,10 @@ impl log::Log for Logger {
         if sent {
             return;
         }
-        let _ = writeln!(std::io::stderr(), "stronghost: {}: {}", r.level().as_str().to_lowercase(), r.args());
+        // One write per line (stderr is unbuffered, and `writeln!` writes each piece): the hooks of
+        // many interfaces can share one stderr, and lines written piecewise interleave.
+        let text = format!("stronghost: {}: {}\n", r.level().as_str().to_lowercase(), r.args());
+        let _ = std::io::stderr().write_all(text.as_bytes());
     }
 
     fn flush(&self) {}
