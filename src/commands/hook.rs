@@ -112,8 +112,11 @@ pub fn run(cfg: Config, client: &HookClient) -> i32 {
     0
 }
 
-/// The lock was held for longer than a hook waits: the event stays queued, and the run holding
-/// the lock applies it before letting go — later than the DHCP client returns, not lost.
+/// The lock was held for longer than a hook waits: the event stays queued for the next stronghost
+/// run to take the lock — later than the DHCP client returns, not lost.
 fn queued(what: &str, ifname: &str, why: &str) {
-    log::warn!(iface = ifname; "{what}: not applied yet ({why}); the event is queued, and the run holding the lock applies it before letting go");
+    log::warn!(iface = ifname;
+        "{what}: not applied yet ({why}); the event is queued for the next stronghost run to take the lock (one holding it \
+         applies the queue before letting go; a running watcher tries again every second)"
+    );
 }
