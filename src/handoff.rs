@@ -8,9 +8,10 @@
 //! hook returns, as when it runs itself.
 //!
 //! The connection is the request; nothing is read from it. The answer is one line: `ok <changes>`,
-//! `queued <why>` (the watcher could not take the lock: the run holding it applies the queue
-//! before it lets go) or `error <what>`. No watcher (a chroot, the service stopped, a socket left by a crashed one,
-//! a confined client that may not connect) or no answer in time: the hook runs itself.
+//! `queued <why>` (the watcher could not take the lock in time; a stronghost run holding it
+//! applies the queue before it lets go, and the watcher tries again every second) or
+//! `error <what>`. No watcher (a chroot, the service stopped, a socket left by a crashed one, a
+//! confined client that may not connect) or no answer in time: the hook runs itself.
 
 use crate::state::RUN_DIR;
 use std::io::{self, BufRead, BufReader, Write};
@@ -34,8 +35,8 @@ fn path() -> PathBuf {
 pub enum Answer {
     /// Applied; the number of changes the run made.
     Applied(usize),
-    /// Not applied yet: another run has held the lock for longer than a hook waits. Its event
-    /// stays queued for that run, which drains the queue before letting go.
+    /// Not applied yet: something has held the lock for longer than a hook waits. Its event
+    /// stays queued for the next run to take the lock (the watcher tries every second).
     Queued(String),
     /// The run failed; the watcher's error.
     Failed(String),

@@ -235,7 +235,26 @@ pub fn apply_queued(e: &mut Engine, q: &Queued) -> Result<(Done, bool), Error> {
     done.map(|d| (d, ours))
 }
 
+/// Runs a batch taken from the queue. The batch has left the queue: a run whose reads the
+/// kernel's churn kept interrupting is tried again, not lost (at boot, the churn is the other
+/// interfaces' leases arriving) — for the watcher's rounds and a hook's own run alike.
 fn run_queued(e: &mut Engine, batch: &[Queued]) -> Result<Done, Error> {
+    let mut result = run_batch(e, batch);
+    for pause in INTERRUPTED_PAUSES {
+        match &result {
+            Err(err) if err.interrupted() => {
+                let names: Vec<&str> = batch.iter().map(|q| q.ifname.as_str()).collect();
+                log::debug!("queued events for {}: {err}; trying again", names.join(" "));
+            }
+            _ => break,
+        }
+        std::thread::sleep(pause);
+        result = run_batch(e, batch);
+    }
+    result
+}
+
+fn run_batch(e: &mut Engine, batch: &[Queued]) -> Result<Done, Error> {
     match batch {
         [q] => {
             let target = if q.gone { Target::LeaseGone(&q.ifname) } else { Target::Apply(&q.ifname) };
@@ -301,18 +320,7 @@ fn drain_rounds(e: &mut Engine, applied: &mut BTreeSet<String>) -> Result<usize,
             break;
         }
         let names: Vec<&str> = batch.iter().map(|q| q.ifname.as_str()).collect();
-        // The batch has left the queue: a run the kernel's churn interrupted is tried again, not
-        // lost (at boot, the churn is the other interfaces' leases arriving).
-        let mut result = run_queued(e, &batch);
-        for pause in INTERRUPTED_PAUSES {
-            match &result {
-                Err(err) if err.interrupted() => log::debug!("queued events for {}: {err}; trying again", names.join(" ")),
-                _ => break,
-            }
-            std::thread::sleep(pause);
-            result = run_queued(e, &batch);
-        }
-        match result {
+        match run_queued(e, &batch) {
             Ok(done) => {
                 log::info!("{} queued event(s) applied ({}): {} change(s)", batch.len(), names.join(" "), done.lines.len());
                 changes += done.lines.len();

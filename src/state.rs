@@ -57,6 +57,11 @@ pub struct Record {
     pub ifindex: Option<u32>,
 }
 
+/// A queue entry still being written (`write_atomic`'s `<name>.tmp<pid>`).
+fn being_written(name: &str) -> bool {
+    name.rsplit_once(".tmp").is_some_and(|(_, pid)| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// A DHCP client's event for one interface, queued until some run holds the lock.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Queued {
@@ -450,6 +455,26 @@ impl State {
         write_atomic(&dir.join(name), serde_json::to_string(q)?.as_bytes())
     }
 
+    /// Interfaces with an event queued before `cutoff` (taken by a run that died included): an
+    /// event no run has applied for that long. Reads the names only.
+    pub fn queued_before(&self, cutoff: std::time::SystemTime) -> Vec<String> {
+        let cutoff = cutoff.duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+        let Ok(entries) = fs::read_dir(self.run.join("queue")) else { return vec![] };
+        let mut out: Vec<String> = entries
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter_map(|name| {
+                // `<nanoseconds>-<pid>-<ifname>`.
+                let mut parts = name.trim_start_matches(".taken-").splitn(3, '-');
+                let (at, _pid, ifname) = (parts.next()?.parse::<u128>().ok()?, parts.next()?, parts.next()?);
+                (at < cutoff && !being_written(&name)).then(|| ifname.to_string())
+            })
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
     /// Takes every queued event (call with the lock held), merged per interface in order of
     /// arrival: the last word on a lease wins, and an event that carries no lease keeps the one
     /// before it. Each entry is renamed away before it is read; entries a crashed holder had taken
@@ -462,8 +487,8 @@ impl State {
         names.sort_by(|a, b| a.trim_start_matches(".taken-").cmp(b.trim_start_matches(".taken-")));
         let mut out: Vec<Queued> = Vec::new();
         for name in names {
-            if name.rsplit_once(".tmp").is_some_and(|(_, pid)| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit())) {
-                continue; // being written
+            if being_written(&name) {
+                continue;
             }
             let taken = if name.starts_with(".taken-") {
                 dir.join(&name)
@@ -575,6 +600,29 @@ mod tests {
         let s = State::at(d.join("run"), d.join("lib"));
         ensure_dir(&s.run).unwrap();
         (s, d)
+    }
+
+    /// `check` finds an event nobody applied; a fresh one, one being written or a stray file is
+    /// not reported.
+    #[test]
+    fn events_left_in_the_queue_are_found_by_age() {
+        let (s, d) = state();
+        let q = Queued { ifname: "eth0.100".into(), gone: false, lease: Some(lease(7)) };
+        s.enqueue(&q).unwrap();
+        let dir = s.run.join("queue");
+        fs::write(dir.join("00000000001600000000-9-eth1.tmp9"), "{").unwrap();
+        fs::write(dir.join("junk"), "").unwrap();
+        let now = std::time::SystemTime::now();
+        assert!(s.queued_before(now - std::time::Duration::from_secs(30)).is_empty());
+        assert_eq!(s.queued_before(now + std::time::Duration::from_secs(1)), ["eth0.100"]);
+        // Taken by a run that died: still not applied.
+        let name =
+            fs::read_dir(&dir).unwrap().flatten().map(|e| e.file_name().into_string().unwrap()).find(|n| n.ends_with("eth0.100")).unwrap();
+        fs::rename(dir.join(&name), dir.join(format!(".taken-{name}"))).unwrap();
+        assert_eq!(s.queued_before(now + std::time::Duration::from_secs(1)), ["eth0.100"]);
+        assert_eq!(s.take_queue(), [q]);
+        assert!(s.queued_before(now + std::time::Duration::from_secs(1)).is_empty());
+        let _ = fs::remove_dir_all(&d);
     }
 
     fn lease(last: u8) -> Lease {

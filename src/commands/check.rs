@@ -34,6 +34,10 @@ fn probe(k: &crate::kernel::Kernel, candidates: &[IpAddr]) -> IpAddr {
 /// How long `check` gives the watcher to answer.
 const WATCHER_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// How old a queued hook event must be for `check` to call it left behind: longer than any hook
+/// runs (`timeout 20`).
+const QUEUED_TOO_LONG: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// What `check` found.
 #[derive(Debug, Default)]
 pub struct Report {
@@ -72,6 +76,17 @@ pub fn violations(e: &mut Engine) -> Result<Report, Error> {
             crate::handoff::HOOK_WAIT.as_secs()
         )),
         Watcher::Absent | Watcher::Answers => {}
+    }
+    // Under the lock: a hook's event still queued now, long after any hook's time is up, was
+    // left by a run that could not take the lock and has no run to apply it (no watcher).
+    let stale = e.state.queued_before(std::time::SystemTime::now() - QUEUED_TOO_LONG);
+    if !stale.is_empty() {
+        v.push(format!(
+            "DHCP event(s) for {} queued more than {} s ago and never applied (the lock was held too long, and no watcher \
+             runs to try again); `stronghost sync` applies them",
+            stale.join(", "),
+            QUEUED_TOO_LONG.as_secs()
+        ));
     }
     let records: Vec<(String, bool)> = g.records.iter().map(|(n, r)| (n.clone(), r.applied)).collect();
     let connected = k.connected_unmanaged(e.cfg.link_group, &g.names);

@@ -212,4 +212,22 @@ fn hooks_hand_their_events_to_the_watcher_and_do_without_it() {
     assert!(!lab.host(&["test", "-e", "/run/stronghost/watch.sock"]).status.success());
     let check = String::from_utf8_lossy(&lab.stronghost(&["check"]).stdout).into_owned();
     assert!(check.starts_with("ok: 2 interface(s)") && !check.contains("warning"), "{check}");
+
+    // A renewal left in the queue with nobody to apply it (a hook kept from the lock, no watcher):
+    // `check` does not call the host ok, and `sync` applies it — its new router is in force.
+    let entry = format!(
+        r#"{{"ifname":"eth0","gone":false,"lease":{{"address":"{}","prefix_len":24,"gateway":"198.51.100.2","routes":[],"source":"dhclient"}}}}"#,
+        addr(0)
+    );
+    lab.write_host_file("/run/stronghost/queue/01600000000000000000-1-eth0", &entry);
+    let check = lab.stronghost(&["check"]);
+    let text = String::from_utf8_lossy(&check.stdout).into_owned();
+    assert!(!check.status.success() && text.contains("DHCP event(s) for eth0 queued more than 30 s ago and never applied"), "{text}");
+    lab.stronghost(&["sync"]);
+    assert!(
+        lab.host_ok(&["ip", "route", "show", "table", &table]).contains("default via 198.51.100.2 "),
+        "the queued renewal was not applied"
+    );
+    let check = String::from_utf8_lossy(&lab.stronghost(&["check"]).stdout).into_owned();
+    assert!(check.starts_with("ok: 2 interface(s)"), "{check}");
 }
