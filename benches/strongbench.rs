@@ -594,10 +594,31 @@ impl Bench {
         }
     }
 
-    /// The watcher under churn: addresses added to and removed from `ifaces` interfaces in a
+    /// The watcher under churn, `runs` times. With STRONGBENCH_BASELINE=<another stronghost
+    /// binary> (say, the previous commit's), that binary's runs alternate with these, in the
+    /// same lab: a ratio between builds measured on one machine in one sitting.
+    fn watcher(&mut self, ifaces: usize, events: usize, runs: usize) {
+        let _ = writeln!(
+            self.report,
+            "\n### Watcher under churn: addresses added and removed on {ifaces} interfaces ({events} events a run, each until stronghost's rule appears or goes, seen on an rtnetlink socket)\n"
+        );
+        let baseline = std::env::var("STRONGBENCH_BASELINE").ok();
+        for r in 0..runs {
+            let line = self.churn(ifaces, events);
+            let _ = writeln!(self.report, "- run {}: {line}", r + 1);
+            if let Some(b) = &baseline {
+                self.lab.host_ok(&["install", "-m", "0755", b, "/usr/sbin/stronghost"]);
+                let line = self.churn(ifaces, events);
+                let _ = writeln!(self.report, "- run {}, baseline `{b}`: {line}", r + 1);
+                self.lab.host_ok(&["install", "-m", "0755", lab::stronghost_bin().to_str().unwrap(), "/usr/sbin/stronghost"]);
+            }
+        }
+    }
+
+    /// One run under churn: addresses added to and removed from `ifaces` interfaces in a
     /// random order, each event timed from the request to stronghost's rule appearing (or going)
     /// on an rtnetlink socket; at the end the kernel's rules must be exactly the model's.
-    fn watcher(&mut self, ifaces: usize, events: usize) {
+    fn churn(&mut self, ifaces: usize, events: usize) -> String {
         use netlink_packet_core::{NLM_F_ACK, NLM_F_CREATE, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload};
         use netlink_packet_route::address::{AddressAttribute, AddressMessage};
         use netlink_packet_route::rule::RuleAttribute;
@@ -705,13 +726,7 @@ impl Bench {
             &format!("grep -E 'VmRSS|VmHWM' /proc/{}/status", pid.split_whitespace().next().unwrap_or("self")),
         ]);
         let s = Stats::new(samples);
-        let _ = writeln!(
-            self.report,
-            "\n### Watcher under churn: addresses added and removed on {ifaces} interfaces ({} events, each until stronghost's rule appears or goes, seen on an rtnetlink socket)\n",
-            s.samples.len()
-        );
-        let _ = writeln!(
-            self.report,
+        let mut line = format!(
             "p50 {} ms, p90 {} ms, p99 {} ms, worst {} ms (includes the {} ms debounce); watcher memory: {}; \
              at the end {} of {} interfaces with an address, and the kernel's rules {} the model",
             Stats::ms(s.median()),
@@ -725,9 +740,9 @@ impl Bench {
             if have == want { "match" } else { "DO NOT match" }
         );
         if have != want {
-            let _ = writeln!(
-                self.report,
-                "\nmissing: {:?}; extra: {:?}",
+            let _ = write!(
+                line,
+                " (missing: {:?}; extra: {:?})",
                 want.difference(&have).collect::<Vec<_>>(),
                 have.difference(&want).collect::<Vec<_>>()
             );
@@ -735,6 +750,7 @@ impl Bench {
         self.lab.kill_child("watch");
         self.lab.host_ok(&["/usr/sbin/stronghost", "release", "--all"]);
         self.address(ifaces);
+        line
     }
 
     /// The data plane, with the variants interleaved (each round measures every variant once, so
@@ -886,7 +902,9 @@ fn main() {
     // STRONGBENCH_ONLY=hold: the big host, every interface managed, kept until the file named in
     // the message is removed — for looking at one run with strace or perf.
     if only.as_deref() == Some("hold") {
-        bench.config(N_MAX, true);
+        // STRONGBENCH_HOLD_N=64: only the first 64 managed (the host keeps all of its links).
+        let n = std::env::var("STRONGBENCH_HOLD_N").ok().and_then(|n| n.parse().ok()).unwrap_or(N_MAX);
+        bench.config(n.min(N_MAX), true);
         bench.lab.host_ok(&["/usr/sbin/stronghost", "sync"]);
         let flag = std::env::temp_dir().join(format!("strongbench-hold-{}", std::process::id()));
         std::fs::write(&flag, "").unwrap();
@@ -928,7 +946,7 @@ fn main() {
         save(&bench.report, false);
     }
     if runs("watcher") {
-        bench.watcher(1000, 3000);
+        bench.watcher(1000, 3000, 2);
         save(&bench.report, false);
     }
     if runs("data_plane") {

@@ -134,11 +134,17 @@ impl Kernel {
         match table {
             Some(_) if gateway_known && !v6 => {}
             Some(_) => {
-                let oif = links.first().filter(|_| gateway_known).map(|l| l.index);
-                // ENODEV: the link went away since it was read; all of main, then.
-                routes.extend(match nl.routes_via(RT_TABLE_MAIN, oif) {
-                    Err(e) if oif.is_some() && e.errno() == Some(nix::errno::Errno::ENODEV) => nl.routes(RT_TABLE_MAIN)?,
-                    other => other?,
+                let oif = links.first().map(|l| l.index);
+                routes.extend(match oif {
+                    // The gateway may be another interface's: main's default routes too (the
+                    // watcher keeps those; anyone else reads all of main).
+                    Some(o) if !gateway_known => nl.main_for(o, v6)?,
+                    // ENODEV: the link went away since it was read; all of main, then.
+                    Some(o) => match nl.routes_via(RT_TABLE_MAIN, Some(o)) {
+                        Err(e) if e.errno() == Some(nix::errno::Errno::ENODEV) => nl.routes(RT_TABLE_MAIN)?,
+                        other => other?,
+                    },
+                    None => nl.routes(RT_TABLE_MAIN)?,
                 });
             }
             // No free table: the planner may reclaim one of a gone interface, looking at all of them.

@@ -352,6 +352,11 @@ pub fn run(cfg: &Config) -> i32 {
     if let Err(e) = engine.nl.follow_rules() {
         log::warn!("cannot follow rule notifications ({e}); every run will read every rule");
     }
+    // And main's default routes: an address with no gateway of its own takes another
+    // interface's, which without this means reading all of main.
+    if let Err(e) = engine.nl.follow_main_defaults() {
+        log::warn!("cannot follow route notifications ({e}); every run for an address without a gateway will read all of main");
+    }
     engine.gateway_later = Some(Vec::new());
     engine.state.keep_copies();
     // The links as they are (read after subscribing): the first event of each is then judged

@@ -1,9 +1,11 @@
 //! Talking to the kernel over netlink: one transport (transport.rs) under rtnetlink for links,
 //! addresses, rules and routes (route.rs) and nfnetlink for the receive filter (nftables.rs).
 
+pub mod default_cache;
 pub mod nftables;
 pub mod route;
 pub mod rule_cache;
+pub mod subscription;
 #[cfg(test)]
 pub mod testns;
 pub mod transport;

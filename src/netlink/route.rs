@@ -4,7 +4,7 @@
 
 use super::transport::{Answer, NetlinkError, Transport, attributes as raw_attributes};
 use crate::net::IpNet;
-use crate::policy::{Route, RouteKind, Rule, Selector};
+use crate::policy::{RT_TABLE_MAIN, Route, RouteKind, Rule, Selector};
 use netlink_packet_core::DefaultNla;
 use netlink_packet_core::{
     NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
@@ -70,6 +70,8 @@ pub struct Netlink {
     pub writes: u32,
     /// A long-running process's rules, kept current from notifications (`follow_rules`).
     rule_cache: Option<Box<super::rule_cache::RuleCache>>,
+    /// And main's IPv4 default routes (`follow_main_defaults`).
+    default_cache: Option<Box<super::default_cache::DefaultCache>>,
 }
 
 /// How often a dump the kernel reports as interrupted (its state changed under it) is tried,
@@ -80,7 +82,7 @@ const DUMP_TRIES: usize = 8;
 
 impl Netlink {
     pub fn open() -> std::io::Result<Netlink> {
-        Ok(Netlink { t: Transport::open(NETLINK_ROUTE)?, writes: 0, rule_cache: None })
+        Ok(Netlink { t: Transport::open(NETLINK_ROUTE)?, writes: 0, rule_cache: None, default_cache: None })
     }
 
     /// The socket's netlink port: notifications of the changes it makes carry it.
@@ -231,6 +233,43 @@ impl Netlink {
     #[cfg(test)]
     pub fn rule_dumps(&self) -> Option<u32> {
         self.rule_cache.as_ref().map(|c| c.dumps)
+    }
+
+    /// Main as a run of one interface needs it when that interface's IPv4 gateway may have to
+    /// come from another interface on its network: its routes (`every_route_via`: all of them,
+    /// else its IPv4 default routes) and the default routes through other devices a gateway is
+    /// borrowed from. From the cache when following them (default_cache.rs); else all of main.
+    pub fn main_for(&mut self, oif: u32, every_route_via: bool) -> Result<Vec<KernelRoute>, NetlinkError> {
+        match self.default_cache.take() {
+            Some(mut cache) => {
+                let routes = cache.main_for(self, oif, every_route_via);
+                self.default_cache = Some(cache);
+                routes
+            }
+            None => self.routes(RT_TABLE_MAIN),
+        }
+    }
+
+    /// From now on, keep main's IPv4 default routes from notifications (`main_for`), for the
+    /// watcher: on a host of thousands of interfaces, main holds thousands of routes.
+    pub fn follow_main_defaults(&mut self) -> std::io::Result<()> {
+        self.default_cache = Some(Box::new(super::default_cache::DefaultCache::open()?));
+        Ok(())
+    }
+
+    /// Every default route the cache holds, as of now.
+    #[cfg(test)]
+    pub fn cached_defaults(&mut self) -> Option<Vec<KernelRoute>> {
+        let mut cache = self.default_cache.take()?;
+        let routes = cache.main_for(self, 0, false).map(|_| cache.held().to_vec()).ok();
+        self.default_cache = Some(cache);
+        routes
+    }
+
+    /// How often the default route cache read all of main (None: no cache).
+    #[cfg(test)]
+    pub fn default_dumps(&self) -> Option<u32> {
+        self.default_cache.as_ref().map(|c| c.dumps)
     }
 
     /// The rules of both families, read in place: the kernel cannot filter a rule dump, so each
@@ -794,6 +833,11 @@ impl KernelRoute {
     /// table on a host of thousands of interfaces is tens of thousands of routes, and decoding
     /// each whole was most of what a `sync` spent reading. None for anything but an IPv4 or IPv6
     /// route. Only the attributes below are understood; any other makes the route exotic.
+    /// A route notification's payload (struct rtmsg and its attributes), new or deleted alike.
+    pub(super) fn parse(p: &[u8]) -> Option<KernelRoute> {
+        Self::from_raw(24, p)
+    }
+
     fn from_raw(kind: u16, p: &[u8]) -> Option<KernelRoute> {
         const RTM_NEWROUTE: u16 = 24;
         const RTNH_F_ONLINK: u32 = 4;

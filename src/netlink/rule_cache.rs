@@ -12,8 +12,8 @@
 //! the order of dump and notifications.
 
 use super::route::{Netlink, Rules, rule_from_raw};
-use super::transport::{NetlinkError, split};
-use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
+use super::subscription::Subscription;
+use super::transport::NetlinkError;
 
 // rtnetlink groups and message types (linux/rtnetlink.h).
 const RTNLGRP_IPV4_RULE: u32 = 8;
@@ -22,14 +22,11 @@ const RTM_NEWRULE: u16 = 32;
 const RTM_DELRULE: u16 = 33;
 
 pub struct RuleCache {
-    sock: Socket,
+    sub: Subscription,
     /// Shared with the runs that read it; changed in place once they are done with it.
     rules: Rules,
     /// False until the first dump, and after an overrun.
     valid: bool,
-    buf: Vec<u8>,
-    /// Notifications applied by this catch-up.
-    backlog: usize,
     /// Dumps taken (the first, and one after each overrun or flood).
     pub dumps: u32,
 }
@@ -42,14 +39,9 @@ const DUMP_TRIES: usize = 3;
 impl RuleCache {
     /// Subscribes to the rule notifications of both families (the dump comes with the first read).
     pub fn open() -> std::io::Result<RuleCache> {
-        let mut sock = Socket::new(NETLINK_ROUTE)?;
-        sock.bind(&SocketAddr::new(0, 0))?;
-        sock.add_membership(RTNLGRP_IPV4_RULE)?;
-        sock.add_membership(RTNLGRP_IPV6_RULE)?;
         // A sync of thousands of interfaces writes three rules each between two reads.
-        super::transport::set_receive_buffer(&sock, 16 << 20)?;
-        sock.set_non_blocking(true)?;
-        Ok(RuleCache { sock, rules: Rules::default(), valid: false, buf: Vec::with_capacity(1 << 16), backlog: 0, dumps: 0 })
+        let sub = Subscription::open(&[RTNLGRP_IPV4_RULE, RTNLGRP_IPV6_RULE], 16 << 20)?;
+        Ok(RuleCache { sub, rules: Rules::default(), valid: false, dumps: 0 })
     }
 
     /// The rules as the kernel holds them now (dumped over `nl` when the cache cannot tell).
@@ -74,49 +66,35 @@ impl RuleCache {
 
     /// Applies every queued notification; an overrun or an unreadable one invalidates the cache.
     fn catch_up(&mut self) {
-        self.backlog = 0;
-        loop {
-            self.buf.clear();
-            match self.sock.recv(&mut self.buf, 0) {
-                Ok(0) => return,
-                Ok(_) => {
-                    let events: Vec<_> = split(&self.buf).collect();
-                    for m in events {
-                        match m {
-                            // A flood (a sync of thousands of interfaces): a dump is cheaper than
-                            // looking up each one, and the cache is gone anyway once invalid.
-                            Ok(m) if self.valid && self.backlog < MAX_BACKLOG && (m.kind == RTM_NEWRULE || m.kind == RTM_DELRULE) => {
-                                self.backlog += 1;
-                                self.apply(m.kind, m.payload())
-                            }
-                            Ok(m) if m.kind == RTM_NEWRULE || m.kind == RTM_DELRULE => self.valid = false,
-                            Ok(_) => {}
-                            Err(_) => self.valid = false,
-                        }
-                    }
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
-                // ENOBUFS: notifications were lost; the read dumps. (Any other error too, and
-                // no second try here: an error that repeats must not spin.)
-                Err(_) => {
-                    self.valid = false;
-                    return;
-                }
+        let mut backlog = 0;
+        let (rules, valid) = (&mut self.rules, &mut self.valid);
+        let complete = self.sub.drain(|m| {
+            if m.kind != RTM_NEWRULE && m.kind != RTM_DELRULE {
+                return;
             }
-        }
+            // A flood (a sync of thousands of interfaces): a dump is cheaper than looking up
+            // each one, and the cache is gone anyway once invalid.
+            backlog += 1;
+            if *valid && backlog <= MAX_BACKLOG {
+                apply(rules, m.kind, m.payload());
+            } else {
+                *valid = false;
+            }
+        });
+        self.valid &= complete;
     }
+}
 
-    fn apply(&mut self, kind: u16, payload: &[u8]) {
-        // A rule outside the model (iif, uid range…) is outside the dump too.
-        let Some(r) = rule_from_raw(RTM_NEWRULE, payload) else { return };
-        let at = self.rules.iter().position(|x| *x == r);
-        match (kind, at) {
-            (RTM_NEWRULE, None) => std::rc::Rc::make_mut(&mut self.rules).push(r),
-            (RTM_DELRULE, Some(i)) => {
-                std::rc::Rc::make_mut(&mut self.rules).remove(i);
-            }
-            _ => {}
+fn apply(rules: &mut Rules, kind: u16, payload: &[u8]) {
+    // A rule outside the model (iif, uid range…) is outside the dump too.
+    let Some(r) = rule_from_raw(RTM_NEWRULE, payload) else { return };
+    let at = rules.iter().position(|x| *x == r);
+    match (kind, at) {
+        (RTM_NEWRULE, None) => std::rc::Rc::make_mut(rules).push(r),
+        (RTM_DELRULE, Some(i)) => {
+            std::rc::Rc::make_mut(rules).remove(i);
         }
+        _ => {}
     }
 }
 

@@ -60,6 +60,27 @@ fn watcher_follows_hand_made_addresses_flushes_and_removals() {
     );
     wait_for(Duration::from_secs(5), "eth2 without rules", || !rules(&lab).contains("from 198.51.100.1"));
 
+    // eth2's address has no gateway of its own: it borrows the best of main's default routes on
+    // its network, which the watcher follows from notifications — including the removals the
+    // kernel makes without one (a device going down takes its routes silently).
+    let borrowed = |lab: &Lab, a: &str| {
+        lab.host_ok(&["ip", "addr", "add", &format!("{a}/24"), "dev", "eth2"]);
+        lab.wait_applied(2, a);
+        let t2 = lab.status_of("eth2").unwrap()["table"].as_u64().unwrap().to_string();
+        let table = lab.host_ok(&["ip", "route", "show", "table", &t2]);
+        lab.host_ok(&["ip", "addr", "del", &format!("{a}/24"), "dev", "eth2"]);
+        table.lines().find_map(|l| l.strip_prefix("default via ")?.split(' ').next().map(str::to_string)).unwrap_or_default()
+    };
+    let other_router = "198.51.100.254";
+    lab.host_ok(&["ip", "route", "replace", "default", "via", other_router, "dev", "eth0"]);
+    assert_eq!(borrowed(&lab, "198.51.100.50"), other_router, "the best default route's router");
+    lab.host_ok(&["ip", "link", "set", "eth0", "down"]);
+    assert_eq!(borrowed(&lab, "198.51.100.51"), GW, "eth0's route went with eth0: eth1's router");
+    lab.host_ok(&["ip", "link", "set", "eth0", "up"]);
+    lab.host_ok(&["ip", "route", "replace", "default", "via", GW, "dev", "eth0"]);
+    assert_eq!(borrowed(&lab, "198.51.100.52"), GW);
+    lab.wait_applied(0, a0);
+
     // An address removed by hand: its rule goes. An interface removed: everything of it goes.
     lab.host_ok(&["ip", "addr", "del", &format!("{a0}/24"), "dev", "eth0"]);
     wait_for(Duration::from_secs(5), "eth0's rule removed", || !rules(&lab).contains(&format!("from {a0} ")));

@@ -1,0 +1,49 @@
+//! A socket subscribed to rtnetlink notifications, read without blocking: what the caches of a
+//! long-running process (rule_cache.rs, default_cache.rs) follow the kernel by.
+
+use super::transport::{Answer, split};
+use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
+
+pub struct Subscription {
+    sock: Socket,
+    buf: Vec<u8>,
+}
+
+impl Subscription {
+    /// Joins `groups` (linux/rtnetlink.h, enum rtnetlink_groups) with a receive buffer of
+    /// `buffer` bytes: what may queue between two reads.
+    pub fn open(groups: &[u32], buffer: usize) -> std::io::Result<Subscription> {
+        let mut sock = Socket::new(NETLINK_ROUTE)?;
+        sock.bind(&SocketAddr::new(0, 0))?;
+        for &g in groups {
+            sock.add_membership(g)?;
+        }
+        super::transport::set_receive_buffer(&sock, buffer)?;
+        sock.set_non_blocking(true)?;
+        Ok(Subscription { sock, buf: Vec::with_capacity(1 << 16) })
+    }
+
+    /// Hands every notification queued now to `each`, in order. False when some were lost (the
+    /// buffer overran) or could not be read: what the caller kept may then be wrong.
+    pub fn drain(&mut self, mut each: impl FnMut(&Answer)) -> bool {
+        let mut complete = true;
+        loop {
+            self.buf.clear();
+            match self.sock.recv(&mut self.buf, 0) {
+                Ok(0) => return complete,
+                Ok(_) => {
+                    for m in split(&self.buf) {
+                        match m {
+                            Ok(m) => each(&m),
+                            Err(_) => complete = false,
+                        }
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return complete,
+                // ENOBUFS: notifications were lost. (Any other error too, and no second try
+                // here: an error that repeats must not spin.)
+                Err(_) => return false,
+            }
+        }
+    }
+}
