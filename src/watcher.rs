@@ -231,7 +231,7 @@ fn absorb(datagram: &[u8], cfg: &Config, p: &mut Pending, seen: &mut Seen) {
             continue;
         }
         let decoded = m.and_then(|m| {
-            NetlinkMessage::<RouteNetlinkMessage>::deserialize(&m.bytes)
+            NetlinkMessage::<RouteNetlinkMessage>::deserialize(m.bytes)
                 .map_err(|e| crate::netlink::NetlinkError::Malformed(format!("event of type {}: {e}", m.kind)))
         });
         match decoded {

@@ -606,10 +606,10 @@ fn counter_packets(top: &[(u16, &[u8])]) -> u64 {
 
 /// One answer of a transaction whose header is `begin` and whose last message is `last`:
 /// `Ok(true)` when the transaction is over and succeeded; the first error otherwise.
-fn transaction_answer(
+fn transaction_answer<B: AsRef<[u8]>>(
     begin: u32,
     last: u32,
-    a: &super::transport::Answer,
+    a: &super::transport::Answer<B>,
     failed: &mut Option<NetlinkError>,
 ) -> Result<bool, NetlinkError> {
     if a.kind != NLMSG_ERROR {
@@ -782,7 +782,7 @@ mod tests {
             b.extend_from_slice(&seq.to_ne_bytes());
             b.extend_from_slice(&0u32.to_ne_bytes());
             b.extend(p);
-            super::super::transport::split(&b).next().unwrap().unwrap()
+            super::super::transport::split(&b).next().unwrap().unwrap().to_owned()
         };
         let mut failed = None;
         let r = transaction_answer(10, 14, &error(10, -(Errno::ENOMEM as i32)), &mut failed);

@@ -9,7 +9,7 @@ use netlink_packet_core::DefaultNla;
 use netlink_packet_core::{
     NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
 };
-use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
+use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{AfSpecInet, AfSpecUnspec, LinkAttribute, LinkMessage};
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
@@ -37,7 +37,7 @@ impl Link {
     }
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Address {
     pub index: u32,
     pub addr: IpAddr,
@@ -103,33 +103,47 @@ impl Netlink {
     }
 
     /// Sends one request and returns every answer, undecoded; an interrupted dump is repeated.
+    #[cfg(test)]
     fn request_raw(&mut self, msg: RouteNetlinkMessage, flags: u16) -> Result<Vec<Answer>, NetlinkError> {
+        self.request_decoded(msg, flags, |a| Some(a.to_owned()))
+    }
+
+    /// Sends one request and decodes each answer where it was received (`decode` says None to
+    /// one of no interest), keeping no copy of the messages; an interrupted dump is repeated.
+    fn request_decoded<T>(
+        &mut self,
+        msg: RouteNetlinkMessage,
+        flags: u16,
+        mut decode: impl FnMut(&Answer<&[u8]>) -> Option<T>,
+    ) -> Result<Vec<T>, NetlinkError> {
         let mut tries = 0;
         loop {
-            match self.t.request(flags, |seq| Self::encode(msg.clone(), flags, seq)) {
+            let mut out = Vec::new();
+            match self.t.request_each(flags, |seq| Self::encode(msg.clone(), flags, seq), |a| out.extend(decode(a))) {
                 Err(e) if e.errno() == Some(Errno::EINTR) && tries + 1 < DUMP_TRIES => {
                     if tries > 0 {
                         std::thread::sleep(std::time::Duration::from_millis(1 << (tries - 1)));
                     }
                     tries += 1;
                 }
-                r => return r,
+                Err(e) => return Err(e),
+                Ok(()) => return Ok(out),
             }
         }
     }
 
     /// Sends one request and decodes every answer.
     fn request(&mut self, msg: RouteNetlinkMessage, flags: u16) -> Result<Vec<RouteNetlinkMessage>, NetlinkError> {
-        self.request_raw(msg, flags)?
-            .iter()
-            .filter_map(|a| match NetlinkMessage::<RouteNetlinkMessage>::deserialize(&a.bytes) {
-                Ok(NetlinkMessage { payload: NetlinkPayload::InnerMessage(m), .. }) => Some(Ok(m)),
-                Ok(_) => None,
-                Err(e) => Some(Err(NetlinkError::Malformed(format!("rtnetlink message type {}: {e}", a.kind)))),
-            })
-            .collect()
+        self.request_decoded(msg, flags, |a| match NetlinkMessage::<RouteNetlinkMessage>::deserialize(a.bytes) {
+            Ok(NetlinkMessage { payload: NetlinkPayload::InnerMessage(m), .. }) => Some(Ok(m)),
+            Ok(_) => None,
+            Err(e) => Some(Err(NetlinkError::Malformed(format!("rtnetlink message type {}: {e}", a.kind)))),
+        })?
+        .into_iter()
+        .collect()
     }
 
+    #[cfg(test)]
     fn dump(&mut self, msg: RouteNetlinkMessage) -> Result<Vec<RouteNetlinkMessage>, NetlinkError> {
         self.request(msg, NLM_F_DUMP)
     }
@@ -148,11 +162,7 @@ impl Netlink {
         // message carries per VF. (The link's own counters the kernel always sends.)
         let mut m = LinkMessage::default();
         m.attributes.push(LinkAttribute::ExtMask(vec![netlink_packet_route::link::LinkExtentMask::SkipStats]));
-        Ok(self
-            .request_raw(RouteNetlinkMessage::GetLink(m), NLM_F_DUMP)?
-            .iter()
-            .filter_map(|a| link_from_raw(a.kind, a.payload()))
-            .collect())
+        self.request_decoded(RouteNetlinkMessage::GetLink(m), NLM_F_DUMP, |a| link_from_raw(a.kind, a.payload()))
     }
 
     /// One link, asked for by name; `None` if there is no such interface.
@@ -171,29 +181,34 @@ impl Netlink {
 
     fn get_link(&mut self, mut m: LinkMessage) -> Result<Option<Link>, NetlinkError> {
         m.attributes.push(LinkAttribute::ExtMask(vec![netlink_packet_route::link::LinkExtentMask::SkipStats]));
-        match self.request_raw(RouteNetlinkMessage::GetLink(m), 0) {
-            Ok(v) => Ok(v.iter().find_map(|a| link_from_raw(a.kind, a.payload()))),
+        match self.request_decoded(RouteNetlinkMessage::GetLink(m), 0, |a| link_from_raw(a.kind, a.payload())) {
+            Ok(v) => Ok(v.into_iter().next()),
             Err(e) if e.errno() == Some(Errno::ENODEV) => Ok(None),
             Err(e) => Err(e),
         }
     }
 
-    /// Addresses of both families of every interface (`index` 0) or of one.
+    /// Addresses of both families of every interface (`index` 0) or of one, read in place
+    /// (`address_from_raw`).
     pub fn addresses(&mut self, index: u32) -> Result<Vec<Address>, NetlinkError> {
         let mut req = AddressMessage::default();
         req.header.family = AddressFamily::Unspec;
         req.header.index = index;
+        self.request_decoded(RouteNetlinkMessage::GetAddress(req), NLM_F_DUMP, |a| address_from_raw(a.kind, a.payload()))
+    }
+
+    /// The same, decoded whole by the crate: what the in-place reader must agree with.
+    #[cfg(test)]
+    fn addresses_decoded(&mut self) -> Result<Vec<Address>, NetlinkError> {
+        let mut req = AddressMessage::default();
+        req.header.family = AddressFamily::Unspec;
         let mut out = Vec::new();
         for m in self.dump(RouteNetlinkMessage::GetAddress(req))? {
             let RouteNetlinkMessage::NewAddress(a) = m else { continue };
             if !matches!(a.header.family, AddressFamily::Inet | AddressFamily::Inet6) {
                 continue;
             }
-            // IFA_LOCAL is the interface's own address (IFA_ADDRESS is the peer on p-t-p links);
-            // IPv6 sends IFA_ADDRESS alone.
-            let mut local = None;
-            let mut any = None;
-            let mut flags = u32::from(a.header.flags.bits());
+            let (mut local, mut any, mut flags) = (None, None, u32::from(a.header.flags.bits()));
             for x in &a.attributes {
                 match x {
                     AddressAttribute::Local(v) => local = Some(*v),
@@ -203,6 +218,7 @@ impl Netlink {
                 }
             }
             if let Some(addr) = local.or(any) {
+                use netlink_packet_route::address::AddressFlags;
                 let dadfailed = AddressFlags::from_bits_retain(flags).contains(AddressFlags::Dadfailed);
                 out.push(Address { index: a.header.index, addr, prefix_len: a.header.prefix_len, dadfailed });
             }
@@ -277,11 +293,7 @@ impl Netlink {
     pub(super) fn dump_rules(&mut self) -> Result<Vec<Owned<Rule>>, NetlinkError> {
         let mut req = RuleMessage::default();
         req.header.family = AddressFamily::Unspec;
-        Ok(self
-            .request_raw(RouteNetlinkMessage::GetRule(req), NLM_F_DUMP)?
-            .iter()
-            .filter_map(|a| rule_from_raw(a.kind, a.payload()))
-            .collect())
+        self.request_decoded(RouteNetlinkMessage::GetRule(req), NLM_F_DUMP, |a| rule_from_raw(a.kind, a.payload()))
     }
 
     /// The routes of both families in one table, or in every table (`table` 0), as the kernel
@@ -305,12 +317,9 @@ impl Netlink {
         // The local table (every address's own route and broadcasts, two per address) is nobody's
         // business here: not decoded.
         const RT_TABLE_LOCAL: u8 = 255;
-        Ok(self
-            .request_raw(RouteNetlinkMessage::GetRoute(req), NLM_F_DUMP)?
-            .iter()
-            .filter(|a| a.payload().get(4) != Some(&RT_TABLE_LOCAL))
-            .filter_map(|a| KernelRoute::from_raw(a.kind, a.payload()))
-            .collect())
+        self.request_decoded(RouteNetlinkMessage::GetRoute(req), NLM_F_DUMP, |a| {
+            (a.payload().get(4) != Some(&RT_TABLE_LOCAL)).then(|| KernelRoute::from_raw(a.kind, a.payload())).flatten()
+        })
     }
 
     /// Sends many write requests at once — as many per system call as fit — and returns each
@@ -623,6 +632,42 @@ fn rule_message(r: &Rule, protocol: u8) -> RuleMessage {
 /// A rule message read in place (struct fib_rule_hdr, then FRA_* attributes): what
 /// `rule_from_kernel` makes of the crate's decoding, without allocating every attribute — a unit
 /// test holds the two to the same answer for every rule the kernel dumps.
+/// An address message's payload (struct ifaddrmsg: family, prefix length, flags, scope, index;
+/// then attributes) as stronghost needs it. IFA_LOCAL is the interface's own address (IFA_ADDRESS
+/// is the peer on point-to-point links); IPv6 sends IFA_ADDRESS alone. IFA_FLAGS, when there,
+/// holds the flags that do not fit the header's byte.
+fn address_from_raw(kind: u16, p: &[u8]) -> Option<Address> {
+    const RTM_NEWADDR: u16 = 20;
+    const IFA_ADDRESS: u16 = 1;
+    const IFA_LOCAL: u16 = 2;
+    const IFA_FLAGS: u16 = 8;
+    const IFA_F_DADFAILED: u32 = 0x08;
+    if kind != RTM_NEWADDR || p.len() < 8 {
+        return None;
+    }
+    let width = match p[0] {
+        2 => 4,
+        10 => 16,
+        _ => return None,
+    };
+    let ip = |v: &[u8]| match v.len() {
+        4 if width == 4 => Some(IpAddr::from(<[u8; 4]>::try_from(v).ok()?)),
+        16 if width == 16 => Some(IpAddr::from(<[u8; 16]>::try_from(v).ok()?)),
+        _ => None,
+    };
+    let (mut local, mut any, mut flags) = (None, None, u32::from(p[2]));
+    for (t, v) in raw_attributes(&p[8..]) {
+        match t {
+            IFA_LOCAL => local = ip(v).or(local),
+            IFA_ADDRESS => any = ip(v).or(any),
+            IFA_FLAGS => flags = v.get(..4).map_or(flags, |b| u32::from_ne_bytes(b.try_into().unwrap())),
+            _ => {}
+        }
+    }
+    let index = u32::from_ne_bytes(p[4..8].try_into().ok()?);
+    Some(Address { index, addr: local.or(any)?, prefix_len: p[1], dadfailed: flags & IFA_F_DADFAILED != 0 })
+}
+
 pub(super) fn rule_from_raw(kind: u16, p: &[u8]) -> Option<Owned<Rule>> {
     const RTM_NEWRULE: u16 = 32;
     const FR_ACT_TO_TBL: u8 = 1;
@@ -1112,6 +1157,36 @@ mod tests {
             Err(_) => k.exotic = true,
         }
         k
+    }
+
+    /// The in-place address reader agrees with the crate's decoding: both families, a
+    /// point-to-point address (its own, not the peer's), a tentative IPv6 one, a secondary; and
+    /// the kernel's filter by interface.
+    #[test]
+    fn raw_address_reader_matches_the_crate() {
+        crate::netlink::testns::in_new_netns(|| {
+            let ip = |args: &str| {
+                let ok = std::process::Command::new("ip").args(args.split(' ')).status().unwrap().success();
+                assert!(ok, "ip {args}");
+            };
+            ip("link set lo up");
+            ip("link add d0 type veth peer name d0p");
+            ip("link set d0p up");
+            ip("link set d0 up");
+            ip("addr add 198.51.100.10/24 dev d0");
+            ip("addr add 198.51.100.11/24 dev d0");
+            ip("addr add 192.0.2.1 peer 192.0.2.2/32 dev d0");
+            ip("-6 addr add 2001:db8:1::10/64 dev d0 nodad");
+            ip("-6 addr add 2001:db8:1::11/64 dev d0");
+            let mut nl = Netlink::open().unwrap();
+            let raw = nl.addresses(0).unwrap();
+            let decoded = nl.addresses_decoded().unwrap();
+            assert_eq!(raw, decoded);
+            assert!(raw.iter().any(|a| a.addr == "192.0.2.1".parse::<IpAddr>().unwrap()), "{raw:?}");
+            assert!(raw.len() >= 6, "{raw:?}");
+            let d0 = nl.link("d0").unwrap().unwrap().index;
+            assert_eq!(nl.addresses(d0).unwrap(), decoded.into_iter().filter(|a| a.index == d0).collect::<Vec<_>>());
+        });
     }
 
     /// The in-place route reader agrees with the crate's decoding on every shape of route, ours

@@ -25,7 +25,7 @@ impl Subscription {
 
     /// Hands every notification queued now to `each`, in order. False when some were lost (the
     /// buffer overran) or could not be read: what the caller kept may then be wrong.
-    pub fn drain(&mut self, mut each: impl FnMut(&Answer)) -> bool {
+    pub fn drain(&mut self, mut each: impl FnMut(&Answer<&[u8]>)) -> bool {
         let mut complete = true;
         loop {
             self.buf.clear();

@@ -77,22 +77,30 @@ impl From<io::Error> for NetlinkError {
     }
 }
 
-/// One message as received: its header fields and the whole message (header included).
+/// One message as received: its header fields and the whole message (header included), in
+/// the receive buffer (`Answer<&[u8]>`, as `split` gives it) or a copy of its own.
 #[derive(Debug, Clone)]
-pub struct Answer {
+pub struct Answer<B = Vec<u8>> {
     pub kind: u16,
     pub flags: u16,
     pub seq: u32,
     /// The sender's port: for a notification, the socket whose request caused the change (0: the
     /// kernel's own doing).
     pub port: u32,
-    pub bytes: Vec<u8>,
+    pub bytes: B,
 }
 
-impl Answer {
+impl Answer<&[u8]> {
+    /// A copy that outlives the receive buffer.
+    pub fn to_owned(&self) -> Answer {
+        Answer { kind: self.kind, flags: self.flags, seq: self.seq, port: self.port, bytes: self.bytes.to_vec() }
+    }
+}
+
+impl<B: AsRef<[u8]>> Answer<B> {
     /// What follows the netlink header.
     pub fn payload(&self) -> &[u8] {
-        &self.bytes[NLMSG_HDRLEN..]
+        &self.bytes.as_ref()[NLMSG_HDRLEN..]
     }
 
     /// For NLMSG_ERROR (and a dump's NLMSG_DONE, which carries an errno too): `Ok` for an ACK,
@@ -145,7 +153,7 @@ pub fn attributes(mut buf: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
 
 /// Splits one datagram into its messages. A length that does not fit ends the datagram with an
 /// error: what follows cannot be found.
-pub fn split(datagram: &[u8]) -> impl Iterator<Item = Result<Answer, NetlinkError>> + '_ {
+pub fn split(datagram: &[u8]) -> impl Iterator<Item = Result<Answer<&[u8]>, NetlinkError>> + '_ {
     let mut off = 0;
     std::iter::from_fn(move || {
         if off >= datagram.len() {
@@ -167,7 +175,7 @@ pub fn split(datagram: &[u8]) -> impl Iterator<Item = Result<Answer, NetlinkErro
             flags: u16::from_ne_bytes([h[6], h[7]]),
             seq: u32::from_ne_bytes(h[8..12].try_into().unwrap()),
             port: u32::from_ne_bytes(h[12..16].try_into().unwrap()),
-            bytes: h[..len].to_vec(),
+            bytes: &h[..len],
         }))
     })
 }
@@ -256,7 +264,7 @@ impl Transport {
         &mut self,
         first: u32,
         last: u32,
-        mut take: impl FnMut(Answer) -> Result<bool, NetlinkError>,
+        mut take: impl FnMut(Answer<&[u8]>) -> Result<bool, NetlinkError>,
     ) -> Result<(), NetlinkError> {
         loop {
             // MSG_TRUNC: the datagram's real length, so a truncated one is noticed.
@@ -266,8 +274,7 @@ impl Transport {
                 self.rx.resize(n.next_power_of_two(), 0);
                 return Err(NetlinkError::Malformed(format!("a {n}-byte datagram did not fit the receive buffer")));
             }
-            let datagram = self.rx[..n].to_vec();
-            for a in split(&datagram) {
+            for a in split(&self.rx[..n]) {
                 let a = a?;
                 if a.seq < first || a.seq > last {
                     continue;
@@ -284,10 +291,22 @@ impl Transport {
     /// answer to a plain get. A refusal is the kernel's error; a dump the kernel reports as
     /// interrupted (state changed under it) is an EINTR error, for the caller to repeat.
     pub fn request(&mut self, flags: u16, build: impl FnOnce(u32) -> Vec<u8>) -> Result<Vec<Answer>, NetlinkError> {
+        let mut out = Vec::new();
+        self.request_each(flags, build, |a| out.push(a.to_owned()))?;
+        Ok(out)
+    }
+
+    /// `request`, handing each answer to `each` where it was received instead of keeping a
+    /// copy: a dump of thousands of links is megabytes, decoded into a fraction of that.
+    pub fn request_each(
+        &mut self,
+        flags: u16,
+        build: impl FnOnce(u32) -> Vec<u8>,
+        mut each: impl FnMut(&Answer<&[u8]>),
+    ) -> Result<(), NetlinkError> {
         let seq = self.next_seq();
         self.send(&build(seq))?;
         let expect = Expect::of(flags);
-        let mut out = Vec::new();
         let mut interrupted = false;
         self.receive(seq, seq, |a| {
             interrupted |= a.flags & NLM_F_DUMP_INTR != 0;
@@ -296,7 +315,7 @@ impl Transport {
                 NLMSG_DONE => a.verdict().map(|()| true),
                 NLMSG_OVERRUN => Err(NetlinkError::Io(io::Error::from_raw_os_error(Errno::ENOBUFS as i32))),
                 _ => {
-                    out.push(a);
+                    each(&a);
                     Ok(expect == Expect::One)
                 }
             }
@@ -304,7 +323,7 @@ impl Transport {
         if interrupted {
             return Err(NetlinkError::Kernel { errno: Errno::EINTR, extack: Some("dump interrupted by a concurrent change".into()) });
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Sends many requests in one datagram, numbered `first..=last` by the caller (who asks an
@@ -392,13 +411,13 @@ mod tests {
 
     #[test]
     fn verdicts_name_the_errno_and_carry_the_kernels_message() {
-        let a = split(&error(7, -17, Some("File exists here"))).next().unwrap().unwrap();
+        let a = split(&error(7, -17, Some("File exists here"))).next().unwrap().unwrap().to_owned();
         let e = a.verdict().unwrap_err();
         assert_eq!(e.errno(), Some(Errno::EEXIST));
         assert_eq!(e.to_string(), "File exists (EEXIST): File exists here");
-        let a = split(&error(7, 0, None)).next().unwrap().unwrap();
+        let a = split(&error(7, 0, None)).next().unwrap().unwrap().to_owned();
         assert!(a.verdict().is_ok());
-        let a = split(&error(7, -19, None)).next().unwrap().unwrap();
+        let a = split(&error(7, -19, None)).next().unwrap().unwrap().to_owned();
         assert_eq!(a.verdict().unwrap_err().to_string(), "No such device (ENODEV)");
     }
 
