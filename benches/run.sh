@@ -1,7 +1,8 @@
 #!/bin/bash
 # The benchmarks (not tests): a 256-interface lab in namespaces, measured in one run.
 # Writes target/bench-results.md. Needs root; touches only namespaces it creates.
-# STRONGBENCH_ONLY=scale (per_event, scale, watcher, data_plane; comma-separated) runs a part.
+# STRONGBENCH_ONLY=scale (per_event, scale, storm, watcher, data_plane; comma-separated) runs a part;
+# STRONGBENCH_BASELINE=/path/to/another/stronghost runs the churn part with that build too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tests/deps.sh
