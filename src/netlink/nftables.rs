@@ -782,7 +782,7 @@ mod tests {
             b.extend_from_slice(&seq.to_ne_bytes());
             b.extend_from_slice(&0u32.to_ne_bytes());
             b.extend(p);
-            super::super::transport::split(&b).next().unwrap().unwrap().to_owned()
+            super::super::transport::split(&b).next().unwrap().unwrap().detached()
         };
         let mut failed = None;
         let r = transaction_answer(10, 14, &error(10, -(Errno::ENOMEM as i32)), &mut failed);

@@ -105,7 +105,7 @@ impl Netlink {
     /// Sends one request and returns every answer, undecoded; an interrupted dump is repeated.
     #[cfg(test)]
     fn request_raw(&mut self, msg: RouteNetlinkMessage, flags: u16) -> Result<Vec<Answer>, NetlinkError> {
-        self.request_decoded(msg, flags, |a| Some(a.to_owned()))
+        self.request_decoded(msg, flags, |a| Some(a.detached()))
     }
 
     /// Sends one request and decodes each answer where it was received (`decode` says None to
@@ -629,9 +629,6 @@ fn rule_message(r: &Rule, protocol: u8) -> RuleMessage {
     m
 }
 
-/// A rule message read in place (struct fib_rule_hdr, then FRA_* attributes): what
-/// `rule_from_kernel` makes of the crate's decoding, without allocating every attribute — a unit
-/// test holds the two to the same answer for every rule the kernel dumps.
 /// An address message's payload (struct ifaddrmsg: family, prefix length, flags, scope, index;
 /// then attributes) as stronghost needs it. IFA_LOCAL is the interface's own address (IFA_ADDRESS
 /// is the peer on point-to-point links); IPv6 sends IFA_ADDRESS alone. IFA_FLAGS, when there,
@@ -668,6 +665,9 @@ fn address_from_raw(kind: u16, p: &[u8]) -> Option<Address> {
     Some(Address { index, addr: local.or(any)?, prefix_len: p[1], dadfailed: flags & IFA_F_DADFAILED != 0 })
 }
 
+/// A rule message read in place (struct fib_rule_hdr, then FRA_* attributes): what
+/// `rule_from_kernel` makes of the crate's decoding, without allocating every attribute — a unit
+/// test holds the two to the same answer for every rule the kernel dumps.
 pub(super) fn rule_from_raw(kind: u16, p: &[u8]) -> Option<Owned<Rule>> {
     const RTM_NEWRULE: u16 = 32;
     const FR_ACT_TO_TBL: u8 = 1;

@@ -92,7 +92,7 @@ pub struct Answer<B = Vec<u8>> {
 
 impl Answer<&[u8]> {
     /// A copy that outlives the receive buffer.
-    pub fn to_owned(&self) -> Answer {
+    pub fn detached(&self) -> Answer {
         Answer { kind: self.kind, flags: self.flags, seq: self.seq, port: self.port, bytes: self.bytes.to_vec() }
     }
 }
@@ -292,7 +292,7 @@ impl Transport {
     /// interrupted (state changed under it) is an EINTR error, for the caller to repeat.
     pub fn request(&mut self, flags: u16, build: impl FnOnce(u32) -> Vec<u8>) -> Result<Vec<Answer>, NetlinkError> {
         let mut out = Vec::new();
-        self.request_each(flags, build, |a| out.push(a.to_owned()))?;
+        self.request_each(flags, build, |a| out.push(a.detached()))?;
         Ok(out)
     }
 
@@ -411,13 +411,13 @@ mod tests {
 
     #[test]
     fn verdicts_name_the_errno_and_carry_the_kernels_message() {
-        let a = split(&error(7, -17, Some("File exists here"))).next().unwrap().unwrap().to_owned();
+        let a = split(&error(7, -17, Some("File exists here"))).next().unwrap().unwrap().detached();
         let e = a.verdict().unwrap_err();
         assert_eq!(e.errno(), Some(Errno::EEXIST));
         assert_eq!(e.to_string(), "File exists (EEXIST): File exists here");
-        let a = split(&error(7, 0, None)).next().unwrap().unwrap().to_owned();
+        let a = split(&error(7, 0, None)).next().unwrap().unwrap().detached();
         assert!(a.verdict().is_ok());
-        let a = split(&error(7, -19, None)).next().unwrap().unwrap().to_owned();
+        let a = split(&error(7, -19, None)).next().unwrap().unwrap().detached();
         assert_eq!(a.verdict().unwrap_err().to_string(), "No such device (ENODEV)");
     }
 
