@@ -5,7 +5,7 @@ use crate::net::IpNet;
 use crate::netlink::{Address, KernelRoute, Link, Netlink, NetlinkError, Owned, Rules};
 use crate::policy::{InterfaceFacts, RT_TABLE_MAIN, Route, Rule, Selector};
 use netlink_packet_route::route::RouteType;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::ops::RangeInclusive;
 
@@ -30,39 +30,53 @@ pub struct Kernel {
     pub rules: Rules,
     pub routes: Vec<KernelRoute>,
     // Lookups a plan makes per interface, indexed once: a `sync` of hundreds of interfaces would
-    // otherwise scan every link, address and route for each of them.
-    by_name: HashMap<String, usize>,
-    by_index: HashMap<u32, usize>,
-    addrs_of: HashMap<u32, Vec<usize>>,
-    routes_in: HashMap<u32, Vec<usize>>,
-    /// Main-table routes by device: (route, gateway through that device); a multipath route
-    /// appears under each of its devices.
-    main_via: HashMap<u32, Vec<(usize, Option<IpAddr>)>>,
+    // otherwise scan every link, address and route for each of them. Sorted positions, searched
+    // by halving, rather than hash maps of vectors: on a host of thousands of interfaces those
+    // were thousands of allocations (and as many frees) per read, for lookups a few per interface.
+    /// Positions in `links`, by name.
+    by_name: Vec<usize>,
+    /// (ifindex, position in `links`).
+    by_index: Grouped<usize>,
+    /// (ifindex, position in `addrs`), each interface's in the order the kernel gave them.
+    addrs_of: Grouped<usize>,
+    /// (table, position in `routes`).
+    routes_in: Grouped<usize>,
+    /// Main-table routes by device: (device, (route, gateway through that device)); a multipath
+    /// route appears under each of its devices.
+    main_via: Grouped<(usize, Option<IpAddr>)>,
+}
+
+/// Values grouped by a key (an interface index, a table): one vector sorted by key, each key's
+/// values a slice of it in the order they were given.
+struct Grouped<T>(Vec<(u32, T)>);
+
+impl<T> Grouped<T> {
+    fn new(mut v: Vec<(u32, T)>) -> Grouped<T> {
+        // Stable: an interface's addresses keep the kernel's order (the primary first).
+        v.sort_by_key(|(k, _)| *k);
+        Grouped(v)
+    }
+
+    fn get(&self, key: u32) -> impl Iterator<Item = &T> {
+        let start = self.0.partition_point(|(k, _)| *k < key);
+        self.0[start..].iter().take_while(move |(k, _)| *k == key).map(|(_, v)| v)
+    }
 }
 
 impl Kernel {
     pub fn new(links: Vec<Link>, addrs: Vec<Address>, rules: impl Into<Rules>, routes: Vec<KernelRoute>) -> Kernel {
         let rules = rules.into();
-        let by_name = links.iter().enumerate().map(|(i, l)| (l.name.clone(), i)).collect();
-        let by_index = links.iter().enumerate().map(|(i, l)| (l.index, i)).collect();
-        let mut addrs_of: HashMap<u32, Vec<usize>> = HashMap::new();
-        for (i, a) in addrs.iter().enumerate() {
-            addrs_of.entry(a.index).or_default().push(i);
+        let mut by_name: Vec<usize> = (0..links.len()).collect();
+        by_name.sort_by(|&a, &b| links[a].name.cmp(&links[b].name));
+        let by_index = Grouped::new(links.iter().enumerate().map(|(i, l)| (l.index, i)).collect());
+        let addrs_of = Grouped::new(addrs.iter().enumerate().map(|(i, a)| (a.index, i)).collect());
+        let routes_in = Grouped::new(routes.iter().enumerate().map(|(i, r)| (r.table, i)).collect());
+        let mut main_via = Vec::new();
+        for (i, r) in routes.iter().enumerate().filter(|(_, r)| r.table == RT_TABLE_MAIN) {
+            main_via.extend(r.oif.map(|o| (o, (i, r.gateway))));
+            main_via.extend(r.nexthops.iter().map(|&(o, gw)| (o, (i, gw))));
         }
-        let mut routes_in: HashMap<u32, Vec<usize>> = HashMap::new();
-        let mut main_via: HashMap<u32, Vec<(usize, Option<IpAddr>)>> = HashMap::new();
-        for (i, r) in routes.iter().enumerate() {
-            routes_in.entry(r.table).or_default().push(i);
-            if r.table != RT_TABLE_MAIN {
-                continue;
-            }
-            if let Some(o) = r.oif {
-                main_via.entry(o).or_default().push((i, r.gateway));
-            }
-            for &(o, gw) in &r.nexthops {
-                main_via.entry(o).or_default().push((i, gw));
-            }
-        }
+        let main_via = Grouped::new(main_via);
         Kernel { links, addrs, rules, routes, by_name, by_index, addrs_of, routes_in, main_via }
     }
 
@@ -71,17 +85,17 @@ impl Kernel {
     }
 
     pub fn addrs_of(&self, index: u32) -> impl Iterator<Item = &Address> {
-        self.addrs_of.get(&index).into_iter().flatten().map(|&i| &self.addrs[i])
+        self.addrs_of.get(index).map(|&i| &self.addrs[i])
     }
 
     /// The main-table routes through one interface, each with its gateway through it.
     fn main_via(&self, index: u32) -> impl Iterator<Item = (&KernelRoute, Option<IpAddr>)> {
-        self.main_via.get(&index).into_iter().flatten().map(|&(i, gw)| (&self.routes[i], gw))
+        self.main_via.get(index).map(|&(i, gw)| (&self.routes[i], gw))
     }
 
     /// The routes of one table.
     pub fn routes_in(&self, table: u32) -> impl Iterator<Item = &KernelRoute> {
-        self.routes_in.get(&table).into_iter().flatten().map(|&i| &self.routes[i])
+        self.routes_in.get(table).map(|&i| &self.routes[i])
     }
 
     /// What one interface's plan needs, and no more: its link and addresses, every rule (the
@@ -172,21 +186,23 @@ impl Kernel {
     /// routes the kernel made for those interfaces' own addresses (a container bridge, a tunnel's
     /// peer). Device routes someone added (a VPN's `0.0.0.0/1 dev wg0`), defaults, loopback and
     /// link-local are not among them.
-    pub fn connected_unmanaged(&self, group: u32, managed: &std::collections::BTreeSet<String>) -> Vec<(IpNet, u32)> {
+    pub fn connected_unmanaged(&self, group: u32, managed: &BTreeSet<String>) -> Vec<(IpNet, u32)> {
         let is_managed = |l: &Link| l.group == group || managed.contains(&l.name);
         const RTPROT_KERNEL: u8 = 2;
         // A network a managed interface is on stays its own (its table's on-link route), even if
         // an unmanaged interface is on it too.
-        let managed_nets: Vec<IpNet> = self
+        let managed_nets: BTreeSet<IpNet> = self
             .links
             .iter()
             .filter(|l| is_managed(l))
             .flat_map(|l| self.addrs_of(l.index))
             .map(|a| IpNet::containing(a.addr, a.prefix_len))
             .collect();
-        let mut out: Vec<(IpNet, u32)> = Vec::new();
+        // A set, not a list searched per route: thousands of unmanaged interfaces each on its own
+        // network (containers, tunnels) made that quadratic.
+        let mut out: BTreeMap<IpNet, u32> = BTreeMap::new();
         for r in self.routes_in(RT_TABLE_MAIN) {
-            let Some(link) = r.oif.and_then(|o| self.by_index.get(&o)).map(|&i| &self.links[i]) else { continue };
+            let Some(link) = r.oif.and_then(|o| self.link_by_index(o)) else { continue };
             let usable = r.kind == RouteType::Unicast
                 && r.protocol == RTPROT_KERNEL
                 && r.gateway.is_none()
@@ -198,24 +214,25 @@ impl Kernel {
                     IpAddr::V4(a) => !a.is_loopback(),
                     IpAddr::V6(a) => crate::net::is_routable_v6(a),
                 };
-            if usable && !out.iter().any(|(n, _)| *n == r.dst) && !managed_nets.contains(&r.dst) {
-                out.push((r.dst, link.index));
+            if usable && !managed_nets.contains(&r.dst) {
+                // The first route's device, as main lists them, when several reach the network.
+                out.entry(r.dst).or_insert(link.index);
             }
         }
-        out.sort();
-        out
+        out.into_iter().collect()
     }
 
     pub fn link(&self, name: &str) -> Option<&Link> {
-        self.by_name.get(name).map(|&i| &self.links[i])
+        let i = self.by_name.partition_point(|&i| self.links[i].name.as_str() < name);
+        self.by_name.get(i).map(|&i| &self.links[i]).filter(|l| l.name == name)
     }
 
     pub fn link_by_index(&self, index: u32) -> Option<&Link> {
-        self.by_index.get(&index).map(|&i| &self.links[i])
+        self.by_index.get(index).next().map(|&i| &self.links[i])
     }
 
     pub fn name_of(&self, index: u32) -> String {
-        self.by_index.get(&index).map(|&i| self.links[i].name.clone()).unwrap_or_else(|| format!("if{index}"))
+        self.link_by_index(index).map(|l| l.name.clone()).unwrap_or_else(|| format!("if{index}"))
     }
 
     pub fn facts(&self, link: &Link) -> InterfaceFacts {
@@ -379,5 +396,68 @@ mod tests {
             assert_eq!(found, None);
             assert_eq!(tables(&k), [4101, 4102, 4104], "nothing free: every table");
         });
+    }
+
+    fn link(index: u32, name: &str, group: u32) -> Link {
+        Link { index, name: name.into(), group, up: true, sysctls: vec![] }
+    }
+
+    /// A main-table route the kernel made for an address (`proto kernel`), or a default via `gw`.
+    fn main_route(dst: &str, oif: u32, gw: Option<[u8; 4]>) -> KernelRoute {
+        KernelRoute {
+            table: RT_TABLE_MAIN,
+            protocol: 2,
+            kind: RouteType::Unicast,
+            scope: netlink_packet_route::route::RouteScope::Link,
+            dst: dst.parse().unwrap(),
+            oif: Some(oif),
+            gateway: gw.map(|g| IpAddr::V4(g.into())),
+            src: None,
+            metric: 0,
+            onlink: false,
+            exotic: false,
+            nexthops: vec![],
+        }
+    }
+
+    /// The indexes answer as the scans they replace did: by name and index, each interface's
+    /// addresses in the kernel's order, main by device (a multipath route under each of its),
+    /// and the networks of unmanaged interfaces once each, through the first device main lists.
+    #[test]
+    fn lookups_and_unmanaged_networks() {
+        let links = vec![link(7, "eth1", 4100), link(2, "eth0", 4100), link(9, "br0", 0), link(11, "veth0", 0)];
+        let addr = |index, a: [u8; 4], prefix_len| Address { index, addr: IpAddr::V4(a.into()), prefix_len, dadfailed: false };
+        let addrs = vec![
+            addr(7, [198, 51, 100, 12], 24),
+            addr(2, [198, 51, 100, 11], 24),
+            addr(7, [198, 51, 100, 13], 24),
+            addr(9, [10, 0, 0, 1], 16),
+        ];
+        let mut multipath = main_route("0.0.0.0/0", 2, None);
+        (multipath.oif, multipath.nexthops) = (None, vec![(2, Some([198, 51, 100, 1].into())), (7, Some([198, 51, 100, 1].into()))]);
+        let routes = vec![
+            main_route("198.51.100.0/24", 7, None),
+            main_route("10.0.0.0/16", 11, None),
+            main_route("10.0.0.0/16", 9, None),
+            main_route("198.51.100.0/24", 2, None),
+            main_route("172.16.0.0/12", 9, None),
+            multipath,
+            KernelRoute { table: 4101, ..main_route("198.51.100.0/24", 7, None) },
+        ];
+        let k = Kernel::new(links, addrs, Rules::new(vec![]), routes);
+        assert_eq!(k.link("eth0").map(|l| l.index), Some(2));
+        assert_eq!(k.link("veth0").map(|l| l.index), Some(11));
+        assert!(k.link("eth").is_none() && k.link("zz").is_none() && k.link_by_index(3).is_none());
+        assert_eq!(k.name_of(9), "br0");
+        let of = |i| k.addrs_of(i).map(|a| a.addr.to_string()).collect::<Vec<_>>();
+        assert_eq!(of(7), ["198.51.100.12", "198.51.100.13"]);
+        assert!(of(11).is_empty());
+        assert_eq!(k.main_gateway(7), Some([198, 51, 100, 1].into()), "a multipath hop through eth1");
+        assert_eq!(k.routes_in(4101).count(), 1);
+        assert_eq!(k.routes_in(RT_TABLE_MAIN).count(), 6);
+        let managed = BTreeSet::from(["eth0".to_string()]);
+        let nets = k.connected_unmanaged(4100, &managed);
+        // 198.51.100.0/24 is a managed interface's; 10.0.0.0/16 through veth0, listed first.
+        assert_eq!(nets, [("10.0.0.0/16".parse().unwrap(), 11), ("172.16.0.0/12".parse().unwrap(), 9)]);
     }
 }

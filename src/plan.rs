@@ -35,8 +35,9 @@ pub struct Gathered {
     pub filter: Result<filter::Current, String>,
     /// The kernel snapshot holds every link and route (not just one interface's).
     pub complete: bool,
-    /// Names of every link that exists, when they were read (for a full gather, and for one
-    /// interface that needs a table): a table whose interface is gone can be given to another.
+    /// Names of every link that exists, read for a one-interface gather that needs a table (a
+    /// full gather's snapshot holds every link): a table whose interface is gone can be given to
+    /// another.
     pub present: Option<BTreeSet<String>>,
     /// Interfaces renamed since their record was written (old name, new name): record, lease and
     /// table moved to the new name before planning.
@@ -235,11 +236,14 @@ impl<'a> Planner<'a> {
         // None free: take the table of an interface that is gone (a USB NIC, a container's link,
         // a ppp session). Only then: an interface keeps its number across reboots while it exists.
         let reclaimed = || {
-            let present = self.g.present.as_ref()?;
+            let exists = |n: &str| match &self.g.present {
+                Some(present) => Some(present.contains(n)),
+                None => self.g.complete.then(|| k.link(n).is_some()),
+            };
             self.tables
                 .iter()
                 .filter(|(n, t)| {
-                    !present.contains(*n)
+                    exists(n) == Some(false)
                         && !self.g.names.contains(*n)
                         && self.cfg.in_table_range(**t)
                         && k.foreign_in_table(**t, proto).is_none()
@@ -774,6 +778,7 @@ mod tests {
         }
         let mut n = gathered(links, g.kernel.addrs.clone(), rules, routes);
         n.tables = plans.tables.clone().map(Rc::new).unwrap_or_else(|| g.tables.clone());
+        n.names = g.names.clone();
         for p in &plans.interfaces {
             match &p.record {
                 Some(r) if !p.orphans => {
@@ -1017,7 +1022,9 @@ mod tests {
             vec![],
             vec![dumped(&foreign, 4)],
         );
+        // old0 is recorded (it comes back), so its table is not for the taking.
         Rc::make_mut(&mut g.tables).insert("old0".into(), 4101);
+        Rc::make_mut(&mut g.names).insert("old0".into());
         let p = plan_one(&cfg, &g, "eth0", Intent::Apply).unwrap();
         assert_eq!(p.interfaces[0].table, Some(4103), "4101 is allocated, 4102 holds another tool's route");
         let g2 = after(&g, &p);
@@ -1144,6 +1151,10 @@ mod tests {
         g.complete = false;
         // Nobody read which links exist: no guessing.
         assert!(matches!(Planner::new(&cfg, &g).interface("eth0", Intent::Apply), Err(Error::NoFreeTable { .. })));
+        // A full snapshot holds every link: neither usb0 nor usb1 exists.
+        g.complete = true;
+        assert_eq!(Planner::new(&cfg, &g).interface("eth0", Intent::Apply).unwrap().table, Some(4101));
+        g.complete = false;
         g.present = Some(["eth0".to_string(), "usb0".to_string()].into());
         let mut p = Planner::new(&cfg, &g);
         assert_eq!(p.interface("eth0", Intent::Apply).unwrap().table, Some(4101));

@@ -147,12 +147,11 @@ impl Engine {
         kernel.complete_sysctls(&sysctl::wanted(&self.cfg));
         let stack_leases = stack_leases(&self.cfg, &kernel, &records);
         let present = match one {
-            None => Some(kernel.links.iter().map(|l| l.name.clone()).collect()),
             // No table known and none free: the planner takes one of an interface that is gone.
             Some(_) if table_read.is_none() => {
                 Some(self.nl.links().map_err(Error::netlink("reading the links"))?.into_iter().map(|l| l.name).collect())
             }
-            Some(_) => None,
+            _ => None,
         };
         let filter = match one {
             Some(n) => filter::read_member(self.cfg.rp_filter, n, kernel.link(n).map(|l| l.index)),
