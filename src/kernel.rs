@@ -187,37 +187,40 @@ impl Kernel {
     /// peer). Device routes someone added (a VPN's `0.0.0.0/1 dev wg0`), defaults, loopback and
     /// link-local are not among them.
     pub fn connected_unmanaged(&self, group: u32, managed: &BTreeSet<String>) -> Vec<(IpNet, u32)> {
-        let is_managed = |l: &Link| l.group == group || managed.contains(&l.name);
+        // Decided once per link, not per route: a name lookup for each of main's routes was most
+        // of planning a host of thousands of interfaces.
+        let managed_link: Vec<bool> = self.links.iter().map(|l| l.group == group || managed.contains(&l.name)).collect();
         const RTPROT_KERNEL: u8 = 2;
         // A network a managed interface is on stays its own (its table's on-link route), even if
         // an unmanaged interface is on it too.
         let managed_nets: BTreeSet<IpNet> = self
             .links
             .iter()
-            .filter(|l| is_managed(l))
-            .flat_map(|l| self.addrs_of(l.index))
+            .zip(&managed_link)
+            .filter(|(_, m)| **m)
+            .flat_map(|(l, _)| self.addrs_of(l.index))
             .map(|a| IpNet::containing(a.addr, a.prefix_len))
             .collect();
         // A set, not a list searched per route: thousands of unmanaged interfaces each on its own
         // network (containers, tunnels) made that quadratic.
         let mut out: BTreeMap<IpNet, u32> = BTreeMap::new();
         for r in self.routes_in(RT_TABLE_MAIN) {
-            let Some(link) = r.oif.and_then(|o| self.link_by_index(o)) else { continue };
             let usable = r.kind == RouteType::Unicast
                 && r.protocol == RTPROT_KERNEL
                 && r.gateway.is_none()
                 && !r.exotic
                 && !r.dst.is_default()
-                && !is_managed(link)
-                && link.name != "lo"
                 && match r.dst.addr {
                     IpAddr::V4(a) => !a.is_loopback(),
                     IpAddr::V6(a) => crate::net::is_routable_v6(a),
                 };
-            if usable && !managed_nets.contains(&r.dst) {
-                // The first route's device, as main lists them, when several reach the network.
-                out.entry(r.dst).or_insert(link.index);
+            let Some(at) = r.oif.filter(|_| usable).and_then(|o| self.position(o)) else { continue };
+            let link = &self.links[at];
+            if managed_link[at] || link.name == "lo" || managed_nets.contains(&r.dst) {
+                continue;
             }
+            // The first route's device, as main lists them, when several reach the network.
+            out.entry(r.dst).or_insert(link.index);
         }
         out.into_iter().collect()
     }
@@ -228,7 +231,12 @@ impl Kernel {
     }
 
     pub fn link_by_index(&self, index: u32) -> Option<&Link> {
-        self.by_index.get(index).next().map(|&i| &self.links[i])
+        self.position(index).map(|i| &self.links[i])
+    }
+
+    /// Where the link with this index is in `links`.
+    fn position(&self, index: u32) -> Option<usize> {
+        self.by_index.get(index).next().copied()
     }
 
     pub fn name_of(&self, index: u32) -> String {
