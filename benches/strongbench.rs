@@ -28,6 +28,69 @@ fn addr(k: usize) -> String {
     format!("198.18.{}.{}", 1 + k / 200, 10 + k % 200)
 }
 
+/// Receives one request's answer, thrown away: until NLMSG_DONE or NLMSG_ERROR (a failure
+/// fails the bench), or only the first datagram when `first_only` (a get's one reply).
+fn read_answer(sock: &netlink_sys::Socket, rx: &mut [u8], first_only: bool) {
+    loop {
+        let n = sock.recv(&mut &mut rx[..], 0).expect("the kernel did not answer within 10 s");
+        let mut off = 0;
+        while off + 16 <= n {
+            let len = u32::from_ne_bytes(rx[off..off + 4].try_into().unwrap()) as usize;
+            let kind = u16::from_ne_bytes([rx[off + 4], rx[off + 5]]);
+            assert!(len >= 16, "a netlink message shorter than its header");
+            if first_only || kind == 2 || kind == 3 {
+                assert!(kind != 2 || rx[off + 16..off + 20] == [0; 4], "a read failed");
+                return;
+            }
+            off += (len + 3) & !3;
+        }
+    }
+}
+
+/// The nfnetlink requests `filter::read` makes of stronghost's table (`inet stronghost`): the
+/// table; each chain, then its rules; each set's and map's elements; the counters.
+fn nft_reads() -> Vec<Vec<u8>> {
+    const GETTABLE: u16 = 1;
+    const GETCHAIN: u16 = 4;
+    const GETRULE: u16 = 7;
+    const GETSETELEM: u16 = 13;
+    const GETOBJ: u16 = 19;
+    const F_ACK_REQ: u16 = 0x5; // NLM_F_REQUEST | NLM_F_ACK
+    const F_DUMP: u16 = 0x300;
+    let attr = |b: &mut Vec<u8>, kind: u16, data: &[u8]| {
+        b.extend_from_slice(&((4 + data.len()) as u16).to_ne_bytes());
+        b.extend_from_slice(&kind.to_ne_bytes());
+        b.extend_from_slice(data);
+        b.resize(b.len().next_multiple_of(4), 0);
+    };
+    let name = |s: &str| [s.as_bytes(), &[0]].concat();
+    let mut out = vec![];
+    let mut message = |msg: u16, flags: u16, attrs: &[(u16, Vec<u8>)]| {
+        let mut b = vec![0u8; 16];
+        b.extend_from_slice(&[1, 0, 0, 0]); // nfgenmsg: NFPROTO_INET, version 0, resource 0
+        for (k, v) in attrs {
+            attr(&mut b, *k, v);
+        }
+        let len = b.len() as u32;
+        b[0..4].copy_from_slice(&len.to_ne_bytes());
+        b[4..6].copy_from_slice(&((10 << 8) | msg).to_ne_bytes()); // NFNL_SUBSYS_NFTABLES
+        b[6..8].copy_from_slice(&flags.to_ne_bytes());
+        b[8..12].copy_from_slice(&(out.len() as u32 + 1).to_ne_bytes());
+        out.push(b);
+    };
+    let table = (1, name("stronghost"));
+    message(GETTABLE, F_ACK_REQ, std::slice::from_ref(&table));
+    for chain in ["receive", "connections", "replies", "egress"] {
+        message(GETCHAIN, F_ACK_REQ, &[table.clone(), (3, name(chain))]);
+        message(GETRULE, F_ACK_REQ | F_DUMP, &[table.clone(), (2, name(chain))]);
+    }
+    for set in ["managed", "wrong_iface", "rpf_iface", "src_iface", "conn_mark", "conn_marks", "rpf_ok"] {
+        message(GETSETELEM, F_ACK_REQ | F_DUMP, &[table.clone(), (2, name(set))]);
+    }
+    message(GETOBJ, F_ACK_REQ | F_DUMP, &[table, (3, 1u32.to_be_bytes().to_vec())]); // NFT_OBJECT_COUNTER
+    out
+}
+
 struct Stats {
     samples: Vec<Duration>,
 }
@@ -141,7 +204,8 @@ impl Bench {
     /// (it cannot be idempotent otherwise), received in this process and thrown away undecoded:
     /// for one interface (`Some(k)`) its link, addresses, its table and main's routes through it,
     /// and every rule (the kernel cannot filter a rule dump); for the host, every link, address,
-    /// rule and route. The median of `runs`. Kernel work alone: no process start, no decoding.
+    /// rule and route, and the receive filter's table (chains, rules, sets, counters) as stronghost
+    /// asks for it. The median of `runs`. Kernel work alone: no process start, no decoding.
     fn kernel_reads(&self, one: Option<usize>, runs: usize) -> Duration {
         use netlink_packet_core::{NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload};
         use netlink_packet_route::link::{LinkAttribute, LinkExtentMask, LinkMessage};
@@ -197,10 +261,15 @@ impl Bench {
                 b
             })
             .collect();
+        // A full read takes the receive filter's table too, as `filter::read` asks for it.
+        let nft_wire = if one.is_none() { nft_reads() } else { vec![] };
         let ns = self.lab.ns("host");
         std::thread::spawn(move || {
             let f = std::fs::File::open(format!("/run/netns/{ns}")).unwrap();
             nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+            let mut nft = Socket::new(netlink_sys::protocols::NETLINK_NETFILTER).unwrap();
+            nft.bind_auto().unwrap();
+            nft.connect(&SocketAddr::new(0, 0)).unwrap();
             let mut sock = Socket::new(NETLINK_ROUTE).unwrap();
             sock.bind_auto().unwrap();
             sock.connect(&SocketAddr::new(0, 0)).unwrap();
@@ -208,28 +277,21 @@ impl Bench {
             // Bounded: an answer that never comes fails the part instead of hanging the bench.
             let limit = nix::sys::time::TimeVal::new(10, 0);
             nix::sys::socket::setsockopt(&sock, nix::sys::socket::sockopt::ReceiveTimeout, &limit).unwrap();
+            nix::sys::socket::setsockopt(&nft, nix::sys::socket::sockopt::ReceiveTimeout, &limit).unwrap();
             let mut rx = vec![0u8; 1 << 16];
             let mut times: Vec<Duration> = (0..runs)
                 .map(|_| {
                     let t = Instant::now();
                     for req in &wire {
                         sock.send(req, 0).unwrap();
-                        // Until the answer ends: NLMSG_DONE or NLMSG_ERROR, or a get's one reply.
+                        // A get's one reply, or a dump until NLMSG_DONE (or NLMSG_ERROR).
                         let dump = u16::from_ne_bytes([req[6], req[7]]) & NLM_F_DUMP != 0;
-                        'answer: loop {
-                            let n = sock.recv(&mut &mut rx[..], 0).expect("the kernel did not answer a dump within 10 s");
-                            let mut off = 0;
-                            while off + 16 <= n {
-                                let len = u32::from_ne_bytes(rx[off..off + 4].try_into().unwrap()) as usize;
-                                let kind = u16::from_ne_bytes([rx[off + 4], rx[off + 5]]);
-                                assert!(len >= 16, "a netlink message shorter than its header");
-                                if !dump || kind == 2 || kind == 3 {
-                                    assert!(kind != 2 || rx[off + 16..off + 20] == [0; 4], "a dump failed");
-                                    break 'answer;
-                                }
-                                off += (len + 3) & !3;
-                            }
-                        }
+                        read_answer(&sock, &mut rx, !dump);
+                    }
+                    for req in &nft_wire {
+                        // Every one is acknowledged or ends with NLMSG_DONE.
+                        nft.send(req, 0).unwrap();
+                        read_answer(&nft, &mut rx, false);
                     }
                     t.elapsed()
                 })
