@@ -80,8 +80,10 @@ impl Kernel {
         Kernel { links, addrs, rules, routes, by_name, by_index, addrs_of, routes_in, main_via }
     }
 
-    pub fn read(nl: &mut Netlink) -> Result<Kernel, NetlinkError> {
-        Ok(Kernel::new(nl.links()?, nl.addresses(0)?, nl.rules()?, nl.routes(0)?))
+    /// Everything, for a full run; of the links' IPv4 configuration only that of the links
+    /// `configured(name, group)` picks: those a plan may change (`Netlink::links_with`).
+    pub fn read(nl: &mut Netlink, configured: impl Fn(&str, u32) -> bool) -> Result<Kernel, NetlinkError> {
+        Ok(Kernel::new(nl.links_with(configured)?, nl.addresses(0)?, nl.rules()?, nl.routes(0)?))
     }
 
     pub fn addrs_of(&self, index: u32) -> impl Iterator<Item = &Address> {
@@ -168,9 +170,10 @@ impl Kernel {
     }
 
     /// Fills in, from /proc, the knobs a link dump did not carry (a kernel without
-    /// IFLA_INET_CONF in dumps), so that deciding never has to read anything.
-    pub fn complete_sysctls(&mut self, knobs: &[(&'static str, u32)]) {
-        for l in &mut self.links {
+    /// IFLA_INET_CONF in dumps) for the links `configured` picks, so that deciding never has to
+    /// read anything.
+    pub fn complete_sysctls(&mut self, knobs: &[(&'static str, u32)], configured: impl Fn(&str, u32) -> bool) {
+        for l in self.links.iter_mut().filter(|l| configured(&l.name, l.group)) {
             for (knob, _) in knobs {
                 if l.sysctl(knob).is_none()
                     && let Ok(v) = crate::sysctl::read(&l.name, knob)

@@ -125,6 +125,10 @@ impl Engine {
             None => names.iter().map(|n| (n.clone(), self.state.record(n))).collect(),
         };
         let tables = self.state.tables();
+        // The links whose IPv4 configuration a plan may change: managed, being claimed (in the
+        // link group) or recorded (being released).
+        let cfg = &self.cfg;
+        let configured = |name: &str, group: u32| group == cfg.link_group || cfg.manages(name) || names.contains(name);
         // The table whose routes a one-interface read took: None when it had to read every table.
         let (mut kernel, table_read) = match one {
             Some(n) => {
@@ -141,10 +145,10 @@ impl Engine {
                 };
                 Kernel::read_one(&mut self.nl, n, table, gateway_known)
             }
-            None => Kernel::read(&mut self.nl).map(|k| (k, None)),
+            None => Kernel::read(&mut self.nl, configured).map(|k| (k, None)),
         }
         .map_err(Error::netlink("reading the kernel's routing state"))?;
-        kernel.complete_sysctls(&sysctl::wanted(&self.cfg));
+        kernel.complete_sysctls(&sysctl::wanted(&self.cfg), configured);
         let stack_leases = stack_leases(&self.cfg, &kernel, &records);
         let present = match one {
             // No table known and none free: the planner takes one of an interface that is gone.

@@ -158,11 +158,18 @@ impl Netlink {
     /// on a host with hundreds of interfaces decoding them was the biggest cost of a `sync` (and
     /// a link attribute the crate cannot decode cannot fail the read).
     pub fn links(&mut self) -> Result<Vec<Link>, NetlinkError> {
+        self.links_with(|_, _| true)
+    }
+
+    /// Every link; the IPv4 configuration (`sysctls`) only of those `configured(name, group)`
+    /// picks. The rest of a link's message is most of it, and on a host of thousands of
+    /// interfaces of which a few are managed, walking it was most of reading the links.
+    pub fn links_with(&mut self, configured: impl Fn(&str, u32) -> bool) -> Result<Vec<Link>, NetlinkError> {
         // Of no use here: the counters of SR-IOV virtual functions, which a physical function's
         // message carries per VF. (The link's own counters the kernel always sends.)
         let mut m = LinkMessage::default();
         m.attributes.push(LinkAttribute::ExtMask(vec![netlink_packet_route::link::LinkExtentMask::SkipStats]));
-        self.request_decoded(RouteNetlinkMessage::GetLink(m), NLM_F_DUMP, |a| link_from_raw(a.kind, a.payload()))
+        self.request_decoded(RouteNetlinkMessage::GetLink(m), NLM_F_DUMP, |a| link_from_raw(a.kind, a.payload(), &configured))
     }
 
     /// One link, asked for by name; `None` if there is no such interface.
@@ -181,7 +188,7 @@ impl Netlink {
 
     fn get_link(&mut self, mut m: LinkMessage) -> Result<Option<Link>, NetlinkError> {
         m.attributes.push(LinkAttribute::ExtMask(vec![netlink_packet_route::link::LinkExtentMask::SkipStats]));
-        match self.request_decoded(RouteNetlinkMessage::GetLink(m), 0, |a| link_from_raw(a.kind, a.payload())) {
+        match self.request_decoded(RouteNetlinkMessage::GetLink(m), 0, |a| link_from_raw(a.kind, a.payload(), &|_, _| true)) {
             Ok(v) => Ok(v.into_iter().next()),
             Err(e) if e.errno() == Some(Errno::ENODEV) => Ok(None),
             Err(e) => Err(e),
@@ -548,7 +555,9 @@ impl Op {
 /// An RTM_NEWLINK payload (struct ifinfomsg, then attributes) read in place: name, group, up, and
 /// the IPv4 knobs stronghost manages from IFLA_AF_SPEC / AF_INET / IFLA_INET_CONF (an array of
 /// u32 indexed by IPV4_DEVCONF_* - 1).
-fn link_from_raw(kind: u16, p: &[u8]) -> Option<Link> {
+/// A link message read in place; its IPv4 configuration only if `configured(name, group)`, and
+/// otherwise no further than those two (they come first in what the kernel sends).
+fn link_from_raw(kind: u16, p: &[u8], configured: &dyn Fn(&str, u32) -> bool) -> Option<Link> {
     const RTM_NEWLINK: u16 = 16;
     const IFF_UP: u32 = 1;
     const IFLA_IFNAME: u16 = 3;
@@ -563,10 +572,18 @@ fn link_from_raw(kind: u16, p: &[u8]) -> Option<Link> {
     let flags = u32::from_ne_bytes(p[8..12].try_into().ok()?);
     let mut link = Link { index, name: String::new(), group: 0, up: flags & IFF_UP != 0, sysctls: vec![] };
     let u32_at = |v: &[u8]| v.get(..4).map(|b| u32::from_ne_bytes(b.try_into().unwrap()));
+    // Asked once, as soon as both are known.
+    let (mut named, mut grouped, mut asked) = (false, false, false);
     for (t, v) in raw_attributes(&p[16..]) {
         match t {
-            IFLA_IFNAME => link.name = String::from_utf8_lossy(v.split(|b| *b == 0).next().unwrap_or(&[])).into_owned(),
-            IFLA_GROUP => link.group = u32_at(v).unwrap_or(0),
+            IFLA_IFNAME => {
+                link.name = String::from_utf8_lossy(v.split(|b| *b == 0).next().unwrap_or(&[])).into_owned();
+                named = true;
+            }
+            IFLA_GROUP => {
+                link.group = u32_at(v).unwrap_or(0);
+                grouped = true;
+            }
             IFLA_AF_SPEC => {
                 for (_, conf) in raw_attributes(v)
                     .filter(|(f, _)| *f == AF_INET)
@@ -583,6 +600,12 @@ fn link_from_raw(kind: u16, p: &[u8]) -> Option<Link> {
                 }
             }
             _ => {}
+        }
+        if named && grouped && !asked {
+            if !configured(&link.name, link.group) {
+                break;
+            }
+            asked = true;
         }
     }
     Some(link)
@@ -1008,7 +1031,7 @@ mod tests {
         m.attributes.push(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet(vec![AfSpecInet::DevConf(conf)])]));
         let mut buf = vec![0u8; m.buffer_len()];
         m.emit(&mut buf);
-        let l = link_from_raw(16, &buf).unwrap();
+        let l = link_from_raw(16, &buf, &|_, _| true).unwrap();
         assert_eq!((l.index, l.name.as_str(), l.group, l.up), (7, "eth1", 4100, true));
         assert_eq!(
             (l.sysctl("arp_ignore"), l.sysctl("arp_announce"), l.sysctl("arp_filter"), l.sysctl("rp_filter")),
@@ -1016,9 +1039,12 @@ mod tests {
         );
         // Truncated input is refused, not read past.
         for cut in [0, 10, 20, buf.len() - 3] {
-            let _ = link_from_raw(16, &buf[..cut]);
+            let _ = link_from_raw(16, &buf[..cut], &|_, _| true);
         }
-        assert!(link_from_raw(17, &buf).is_none());
+        assert!(link_from_raw(17, &buf, &|_, _| true).is_none());
+        // A link not picked for its configuration: name and group, no knobs.
+        let l = link_from_raw(16, &buf, &|name, group| name != "eth1" || group != 4100).unwrap();
+        assert_eq!((l.name.as_str(), l.group, l.sysctls.len()), ("eth1", 4100, 0));
     }
 
     /// Every shape of rule stronghost writes reads back from the kernel as itself (otherwise it
