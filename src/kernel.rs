@@ -33,27 +33,34 @@ pub struct Kernel {
     // otherwise scan every link, address and route for each of them. Sorted positions, searched
     // by halving, rather than hash maps of vectors: on a host of thousands of interfaces those
     // were thousands of allocations (and as many frees) per read, for lookups a few per interface.
+    // Positions are u32 (a snapshot holds far fewer than 2^32 of anything): these are built by
+    // every full read, and their size is page faults in a process that lives for one run.
     /// Positions in `links`, by name.
-    by_name: Vec<usize>,
+    by_name: Vec<u32>,
     /// (ifindex, position in `links`).
-    by_index: Grouped<usize>,
+    by_index: Grouped<u32>,
     /// (ifindex, position in `addrs`), each interface's in the order the kernel gave them.
-    addrs_of: Grouped<usize>,
+    addrs_of: Grouped<u32>,
     /// (table, position in `routes`).
-    routes_in: Grouped<usize>,
-    /// Main-table routes by device: (device, (route, gateway through that device)); a multipath
-    /// route appears under each of its devices.
-    main_via: Grouped<(usize, Option<IpAddr>)>,
+    routes_in: Grouped<u32>,
+    /// Main-table routes by device: (device, (route, hop)), the hop `OWN_GATEWAY` for a route
+    /// through the device itself, else which of its next hops is; a multipath route appears under
+    /// each of its devices.
+    main_via: Grouped<(u32, u32)>,
 }
 
+/// `main_via`'s hop for a route whose own gateway (not a next hop's) is the device's.
+const OWN_GATEWAY: u32 = u32::MAX;
+
 /// Values grouped by a key (an interface index, a table): one vector sorted by key, each key's
-/// values a slice of it in the order they were given.
+/// values a slice of it in the order they were given (values are positions, which grow).
 struct Grouped<T>(Vec<(u32, T)>);
 
-impl<T> Grouped<T> {
+impl<T: Ord + Copy> Grouped<T> {
     fn new(mut v: Vec<(u32, T)>) -> Grouped<T> {
-        // Stable: an interface's addresses keep the kernel's order (the primary first).
-        v.sort_by_key(|(k, _)| *k);
+        // Key, then position: an interface's addresses keep the kernel's order (the primary
+        // first), and no scratch buffer as a stable sort would take.
+        v.sort_unstable();
         Grouped(v)
     }
 
@@ -66,15 +73,16 @@ impl<T> Grouped<T> {
 impl Kernel {
     pub fn new(links: Vec<Link>, addrs: Vec<Address>, rules: impl Into<Rules>, routes: Vec<KernelRoute>) -> Kernel {
         let rules = rules.into();
-        let mut by_name: Vec<usize> = (0..links.len()).collect();
-        by_name.sort_by(|&a, &b| links[a].name.cmp(&links[b].name));
-        let by_index = Grouped::new(links.iter().enumerate().map(|(i, l)| (l.index, i)).collect());
-        let addrs_of = Grouped::new(addrs.iter().enumerate().map(|(i, a)| (a.index, i)).collect());
-        let routes_in = Grouped::new(routes.iter().enumerate().map(|(i, r)| (r.table, i)).collect());
+        let at = |i: usize| i as u32;
+        let mut by_name: Vec<u32> = (0..at(links.len())).collect();
+        by_name.sort_unstable_by(|&a, &b| links[a as usize].name.cmp(&links[b as usize].name));
+        let by_index = Grouped::new(links.iter().enumerate().map(|(i, l)| (l.index, at(i))).collect());
+        let addrs_of = Grouped::new(addrs.iter().enumerate().map(|(i, a)| (a.index, at(i))).collect());
+        let routes_in = Grouped::new(routes.iter().enumerate().map(|(i, r)| (r.table, at(i))).collect());
         let mut main_via = Vec::new();
         for (i, r) in routes.iter().enumerate().filter(|(_, r)| r.table == RT_TABLE_MAIN) {
-            main_via.extend(r.oif.map(|o| (o, (i, r.gateway))));
-            main_via.extend(r.nexthops.iter().map(|&(o, gw)| (o, (i, gw))));
+            main_via.extend(r.oif.map(|o| (o, (at(i), OWN_GATEWAY))));
+            main_via.extend(r.nexthops.iter().enumerate().map(|(h, &(o, _))| (o, (at(i), at(h)))));
         }
         let main_via = Grouped::new(main_via);
         Kernel { links, addrs, rules, routes, by_name, by_index, addrs_of, routes_in, main_via }
@@ -87,17 +95,20 @@ impl Kernel {
     }
 
     pub fn addrs_of(&self, index: u32) -> impl Iterator<Item = &Address> {
-        self.addrs_of.get(index).map(|&i| &self.addrs[i])
+        self.addrs_of.get(index).map(|&i| &self.addrs[i as usize])
     }
 
     /// The main-table routes through one interface, each with its gateway through it.
     fn main_via(&self, index: u32) -> impl Iterator<Item = (&KernelRoute, Option<IpAddr>)> {
-        self.main_via.get(index).map(|&(i, gw)| (&self.routes[i], gw))
+        self.main_via.get(index).map(|&(i, hop)| {
+            let r = &self.routes[i as usize];
+            (r, if hop == OWN_GATEWAY { r.gateway } else { r.nexthops[hop as usize].1 })
+        })
     }
 
     /// The routes of one table.
     pub fn routes_in(&self, table: u32) -> impl Iterator<Item = &KernelRoute> {
-        self.routes_in.get(table).map(|&i| &self.routes[i])
+        self.routes_in.get(table).map(|&i| &self.routes[i as usize])
     }
 
     /// What one interface's plan needs, and no more: its link and addresses, every rule (the
@@ -229,8 +240,8 @@ impl Kernel {
     }
 
     pub fn link(&self, name: &str) -> Option<&Link> {
-        let i = self.by_name.partition_point(|&i| self.links[i].name.as_str() < name);
-        self.by_name.get(i).map(|&i| &self.links[i]).filter(|l| l.name == name)
+        let i = self.by_name.partition_point(|&i| self.links[i as usize].name.as_str() < name);
+        self.by_name.get(i).map(|&i| &self.links[i as usize]).filter(|l| l.name == name)
     }
 
     pub fn link_by_index(&self, index: u32) -> Option<&Link> {
@@ -239,7 +250,7 @@ impl Kernel {
 
     /// Where the link with this index is in `links`.
     fn position(&self, index: u32) -> Option<usize> {
-        self.by_index.get(index).next().copied()
+        self.by_index.get(index).next().map(|&i| i as usize)
     }
 
     pub fn name_of(&self, index: u32) -> String {
