@@ -103,6 +103,8 @@ fn ipv6_slaac_dhcpv6_router_lifetime_and_prefix_change() {
             None => false,
         }
     });
+    // `ip addr` lists it while duplicate address detection runs; the policy is for usable ones.
+    wait_for(Duration::from_secs(10), "the DHCPv6 address past DAD", || lab.global6(0).contains(&leased));
     let addrs0 = wait_policy6(&lab, 0, true, "the DHCPv6 address's rule");
     assert!(addrs0.contains(&leased), "{addrs0:?}");
     assert_eq!(curl6(&lab, &leased), (Some(leased.clone()), vec![eth(0)]), "curl -6 --interface {leased} (DHCPv6)");
