@@ -897,15 +897,15 @@ pub struct KernelRoute {
 }
 
 impl KernelRoute {
-    /// An RTM_NEWROUTE payload (struct rtmsg, then attributes) read in place: a dump of every
-    /// table on a host of thousands of interfaces is tens of thousands of routes, and decoding
-    /// each whole was most of what a `sync` spent reading. None for anything but an IPv4 or IPv6
-    /// route. Only the attributes below are understood; any other makes the route exotic.
     /// A route notification's payload (struct rtmsg and its attributes), new or deleted alike.
     pub(super) fn parse(p: &[u8]) -> Option<KernelRoute> {
         Self::from_raw(24, p)
     }
 
+    /// An RTM_NEWROUTE payload (struct rtmsg, then attributes) read in place: a dump of every
+    /// table on a host of thousands of interfaces is tens of thousands of routes, and decoding
+    /// each whole was most of what a `sync` spent reading. None for anything but an IPv4 or IPv6
+    /// route. Only the attributes below are understood; any other makes the route exotic.
     fn from_raw(kind: u16, p: &[u8]) -> Option<KernelRoute> {
         const RTM_NEWROUTE: u16 = 24;
         const RTNH_F_ONLINK: u32 = 4;
