@@ -517,7 +517,12 @@ fn setlink_message(index: u32, group: Option<u32>, values: &[(&'static str, u32)
 impl Op {
     fn message(&self, protocol: u8) -> (RouteNetlinkMessage, u16) {
         match self {
-            Op::AddRule(r) => (RouteNetlinkMessage::NewRule(rule_message(r, protocol)), NLM_F_CREATE | NLM_F_EXCL),
+            // No NLM_F_EXCL: with it the kernel walks the whole rule list comparing each rule
+            // (rule_exists), about 0.3 ms at 12,000 rules, per rule added. It would only catch
+            // a copy of this very rule (same protocol, ours), and the plan adds only rules it
+            // has just seen absent, under the host lock; should a stale view ever add a second
+            // copy, the next plan removes it (`plan::diff`).
+            Op::AddRule(r) => (RouteNetlinkMessage::NewRule(rule_message(r, protocol)), NLM_F_CREATE),
             Op::DelRule(r) => (RouteNetlinkMessage::DelRule(rule_message(r, protocol)), 0),
             Op::AddRoute(r) => (RouteNetlinkMessage::NewRoute(route_message(r, protocol)), NLM_F_CREATE | NLM_F_EXCL),
             Op::DelRoute(r) => (RouteNetlinkMessage::DelRoute(route_message(r, protocol)), 0),
