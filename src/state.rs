@@ -162,22 +162,20 @@ fn libc_o_nofollow() -> i32 {
     nix::fcntl::OFlag::O_NOFOLLOW.bits()
 }
 
-/// Write to a fresh temporary file beside the target, fsync, rename: readers see old or new.
-fn write_atomic(p: &Path, data: &[u8]) -> io::Result<()> {
-    let tmp = write_new(p, data, true)?;
-    fs::rename(&tmp, p)
-}
-
-/// Writes `data` to a fresh temporary file beside `p` (flushed if `sync`); returns its path.
-fn write_new(p: &Path, data: &[u8], sync: bool) -> io::Result<PathBuf> {
+/// Writes to a temporary file beside `p` and renames it over `p`: readers see the old content or
+/// the new, never part of either. `durable`: flushed to disk before the rename, for /var/lib;
+/// /run is tmpfs, which a power cut empties anyway, so flushing there would only cost time.
+fn write_atomic(p: &Path, data: &[u8], durable: bool) -> io::Result<()> {
+    // `<name>.tmp<pid>` (`being_written`). A dead writer's file of the same name is truncated:
+    // the directories are root's alone (0700), and O_NOFOLLOW keeps the open on the file itself.
     let tmp = p.with_extension(format!("tmp{}", std::process::id()));
-    let _ = fs::remove_file(&tmp);
-    let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).custom_flags(libc_o_nofollow()).open(&tmp)?;
+    let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).custom_flags(libc_o_nofollow()).open(&tmp)?;
     f.write_all(data)?;
-    if sync {
+    if durable {
         f.sync_all()?;
     }
-    Ok(tmp)
+    drop(f);
+    fs::rename(&tmp, p)
 }
 
 impl State {
@@ -370,7 +368,7 @@ impl State {
                 text += &format!("  {}: {}{sep}\n", serde_json::to_string(name)?, o.get());
             }
             text += "}\n";
-            write_atomic(&p, text.as_bytes())?;
+            write_atomic(&p, text.as_bytes(), true)?;
         }
         File::open(&self.lib)?.sync_all()?;
         let legacy = self.lib.join("originals");
@@ -404,7 +402,7 @@ impl State {
             self.write_originals(map)?;
         }
         for (name, r, _) in batch {
-            if let Err(e) = write_atomic(&self.record_path(name), serde_json::to_string_pretty(r)?.as_bytes()) {
+            if let Err(e) = write_atomic(&self.record_path(name), serde_json::to_string_pretty(r)?.as_bytes(), false) {
                 self.forget_names();
                 return Err(e);
             }
@@ -452,7 +450,7 @@ impl State {
         ensure_dir(&dir)?;
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         let name = format!("{:020}-{}-{}", now.as_nanos(), std::process::id(), q.ifname);
-        write_atomic(&dir.join(name), serde_json::to_string(q)?.as_bytes())
+        write_atomic(&dir.join(name), serde_json::to_string(q)?.as_bytes(), false)
     }
 
     /// Interfaces with an event queued before `cutoff` (taken by a run that died included): an
@@ -581,7 +579,7 @@ impl State {
 
     pub fn save_tables(&self, t: &BTreeMap<String, u32>) -> io::Result<()> {
         let p = self.lib.join("tables.json");
-        let written = write_atomic(&p, serde_json::to_string_pretty(t)?.as_bytes());
+        let written = write_atomic(&p, serde_json::to_string_pretty(t)?.as_bytes(), true);
         if let Some(c) = &self.copies {
             c.borrow_mut().tables = written.is_ok().then(|| (Tables::new(t.clone()), stamp(&p)));
         }
