@@ -589,6 +589,19 @@ pub fn touched(plans: &[Plan], host: &HostPlan) -> (Vec<String>, Vec<String>) {
     (added, removed)
 }
 
+/// How many commands `render` would give.
+pub fn count(plans: &[Plan], host: &HostPlan) -> usize {
+    let per = |p: &Plan| {
+        usize::from(p.link_group.is_some())
+            + p.rules_del.len()
+            + p.routes_del.len()
+            + p.routes_add.len()
+            + p.rules_add.len()
+            + p.sysctls.len()
+    };
+    host.rules_add.len() + plans.iter().map(per).sum::<usize>() + host.rules_del.len() + usize::from(host.filter.is_some())
+}
+
 /// The equivalent commands for a plan, for `stronghost plan` and for logs.
 pub fn render(plans: &[Plan], host: &HostPlan, protocol: u8) -> Vec<String> {
     let mut out = Vec::new();
@@ -869,6 +882,14 @@ mod tests {
             p.host.rules_add[1].to_string(),
             "priority 4100 to 172.17.0.0/16 lookup main suppress_prefixlength 15 suppress_ifgroup 4100"
         );
+        // `count` says how many commands `render` gives, without writing them.
+        let rendered = render(&p.interfaces, &p.host, PROTO);
+        assert!(
+            rendered.len() > 10
+                && rendered.iter().any(|l| l.starts_with("ip link set"))
+                && rendered.iter().any(|l| l.starts_with("sysctl"))
+        );
+        assert_eq!(count(&p.interfaces, &p.host), rendered.len());
         let g = after(&g, &p);
         assert!(is_empty(&plan_one(&cfg, &g, "eth0", Intent::Apply).unwrap()));
         // eth1 has IPv6 too: the IPv6 connected network's rule comes with it, and goes with it.
@@ -880,6 +901,7 @@ mod tests {
         let p = plan_one(&cfg, &g, "eth1", Intent::Release).unwrap();
         assert_eq!(p.host.rules_del, vec![connected("2001:db8:99::/64"), policy::unmarked_rule(&cfg, true)]);
         assert!(p.interfaces[0].record.is_none());
+        assert_eq!(count(&p.interfaces, &p.host), render(&p.interfaces, &p.host, PROTO).len());
         // A gather of one interface cannot tell which links are unmanaged: it keeps the rules.
         let mut one = after(&g, &p);
         one.complete = false;

@@ -67,9 +67,11 @@ pub struct ClientEvent {
 /// What a reconcile did (or, dry, would do).
 #[derive(Debug, Default)]
 pub struct Done {
-    /// The changes as equivalent commands.
+    /// How many changes (one per equivalent command).
+    pub changes: usize,
+    /// The changes as equivalent commands: for a dry run, or when debug logging is on.
     pub lines: Vec<String>,
-    /// Rules and routes added and removed, by description.
+    /// Rules and routes added and removed, by description: when the engine `tracks_touched`.
     pub added: Vec<String>,
     pub removed: Vec<String>,
 }
@@ -87,13 +89,17 @@ pub struct Engine {
     /// How long `lock` waits: LOCK_WAIT, or less for a hook that spent part of its time bound
     /// waiting for the watcher.
     pub lock_wait: Duration,
+    /// The watcher's: each run says which rules it added and removed (`Done`), to notice another
+    /// tool undoing them. Nobody else reads them, and a `sync` of many interfaces would spend
+    /// longer describing its rules than planning them.
+    pub tracks_touched: bool,
 }
 
 impl Engine {
     pub fn new(cfg: Config) -> Result<Engine, Error> {
         let nl = Netlink::open().map_err(|e| Error::Netlink { doing: "opening rtnetlink".into(), source: e.into() })?;
         let state = State::open().map_err(|source| Error::State { doing: "opening the state directory".into(), source })?;
-        Ok(Engine { cfg, nl, state, writes: Writes::default(), gateway_later: None, lock_wait: LOCK_WAIT })
+        Ok(Engine { cfg, nl, state, writes: Writes::default(), gateway_later: None, lock_wait: LOCK_WAIT, tracks_touched: false })
     }
 
     /// Takes the host-wide lock. Everything read after it is what the previous holder left.
@@ -325,8 +331,8 @@ fn drain_rounds(e: &mut Engine, applied: &mut BTreeSet<String>) -> Result<usize,
         let names: Vec<&str> = batch.iter().map(|q| q.ifname.as_str()).collect();
         match run_queued(e, &batch) {
             Ok(done) => {
-                log::info!("{} queued event(s) applied ({}): {} change(s)", batch.len(), names.join(" "), done.lines.len());
-                changes += done.lines.len();
+                log::info!("{} queued event(s) applied ({}): {} change(s)", batch.len(), names.join(" "), done.changes);
+                changes += done.changes;
                 applied.extend(names.iter().map(|n| n.to_string()));
             }
             Err(err) => {
@@ -342,12 +348,17 @@ fn reconcile_locked(e: &mut Engine, target: &Target, dry_run: bool, client: Clie
     // One line per run (-v): the benchmarks count runs by it.
     log::debug!("run: {}", target.describe());
     let mut errors = Vec::new();
-    let mut lines = Vec::new();
+    // The changes as commands only where someone reads them: formatting every rule and route of
+    // a `sync` of hundreds of interfaces costs more than planning them.
+    let text = dry_run || log::log_enabled!(log::Level::Debug);
+    let (mut changes, mut lines) = (0, Vec::new());
     let mut g = e.gather_with(target.one(), client.lease.as_ref())?;
     if let (true, Some(n)) = (client.configure, target.one()) {
         let old = g.records.get(n).and_then(|r| r.lease.as_ref()).filter(|l| l.source == "udhcpc");
         if let Some(c) = plan::client(&g.kernel, n, old, client.lease.as_ref()) {
-            lines.extend(c.render());
+            let rendered = c.render();
+            changes += rendered.len();
+            lines.extend(rendered.into_iter().filter(|_| text));
             if !dry_run {
                 if let Err(err) = execute::execute_client(&mut e.nl, &mut e.writes, &c, e.cfg.protocol) {
                     errors.push(err);
@@ -385,8 +396,11 @@ fn reconcile_locked(e: &mut Engine, target: &Target, dry_run: bool, client: Clie
             None => {}
         }
     }
-    lines.extend(render(&plans.interfaces, &plans.host, e.cfg.protocol));
-    let (added, removed) = touched(&plans.interfaces, &plans.host);
+    changes += plan::count(&plans.interfaces, &plans.host);
+    if text {
+        lines.extend(render(&plans.interfaces, &plans.host, e.cfg.protocol));
+    }
+    let (added, removed) = if e.tracks_touched { touched(&plans.interfaces, &plans.host) } else { Default::default() };
     if !dry_run {
         for l in &lines {
             log::debug!("{l}");
@@ -411,13 +425,16 @@ fn reconcile_locked(e: &mut Engine, target: &Target, dry_run: bool, client: Clie
         // The receive filter was this run's already (and said so if it failed).
         host.host.filter = None;
         host.host.filter_error = None;
-        lines.extend(render(&host.interfaces, &host.host, e.cfg.protocol));
+        changes += plan::count(&host.interfaces, &host.host);
+        if text {
+            lines.extend(render(&host.interfaces, &host.host, e.cfg.protocol));
+        }
         if !dry_run && let Err(err) = execute::execute(&mut e.nl, &e.state, &mut e.writes, &g, &host, &e.cfg) {
             errors.push(err);
         }
     }
     match Error::collect(errors) {
-        None => Ok(Done { lines, added, removed }),
+        None => Ok(Done { changes, lines, added, removed }),
         Some(err) => Err(err),
     }
 }

@@ -347,6 +347,8 @@ pub fn run(cfg: &Config) -> i32 {
             return 1;
         }
     };
+    // Which rules each run added and removed: `Fights` notices another tool undoing them.
+    engine.tracks_touched = true;
     // Rules from notifications instead of a dump per run: on a host of thousands of interfaces
     // the dump is most of a run's cost.
     if let Err(e) = engine.nl.follow_rules() {
@@ -598,7 +600,7 @@ fn handle(engine: &mut Engine, cfg: &Config, p: Pending, fights: &mut Fights, se
             reconcile(engine, &Target::Events(&applies), false, ClientEvent::default())
         });
         match result {
-            Ok(done) if !done.lines.is_empty() => log::info!("{n} interfaces: {} change(s) after kernel events", done.lines.len()),
+            Ok(done) if done.changes > 0 => log::info!("{n} interfaces: {} change(s) after kernel events", done.changes),
             Ok(_) => {}
             Err(e) => log::error!("{n} interfaces: {e}"),
         }
@@ -625,8 +627,8 @@ fn handle(engine: &mut Engine, cfg: &Config, p: Pending, fights: &mut Fights, se
             r => r,
         };
         match result {
-            Ok(done) if !done.lines.is_empty() => {
-                log::info!(iface = name.as_str(); "{name}: {} change(s) after kernel events", done.lines.len());
+            Ok(done) if done.changes > 0 => {
+                log::info!(iface = name.as_str(); "{name}: {} change(s) after kernel events", done.changes);
                 let rules = |v: &[String]| {
                     v.iter().filter(|x| x.starts_with("ip rule ") || x.starts_with("ip -6 rule ")).cloned().collect::<Vec<_>>()
                 };

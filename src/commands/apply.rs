@@ -24,8 +24,8 @@ pub fn run(cfg: &Config, target: Target, json: bool) -> i32 {
     }
     match result {
         Ok(done) => {
-            if !done.lines.is_empty() {
-                log::info!("{what}: {} change(s)", done.lines.len());
+            if done.changes > 0 {
+                log::info!("{what}: {} change(s)", done.changes);
             }
             0
         }
@@ -42,7 +42,7 @@ pub fn plan(cfg: &Config, interface: Option<&str>) -> i32 {
         None => Target::Sync,
     };
     match engine(cfg).and_then(|mut e| reconcile(&mut e, &target, true, ClientEvent::default())) {
-        Ok(done) if done.lines.is_empty() => {
+        Ok(done) if done.changes == 0 => {
             println!("# nothing to change");
             0
         }

@@ -72,7 +72,7 @@ pub fn run(cfg: Config, client: &HookClient) -> i32 {
     let lease = if let LeaseEvent::Bound { lease, .. } = &event { Some(lease.clone()) } else { None };
     if configure {
         match reconcile(&mut e, &target, false, ClientEvent { lease, configure }) {
-            Ok(done) => log::info!(iface = ifname.as_str(); "{what}: {} change(s)", done.lines.len()),
+            Ok(done) => log::info!(iface = ifname.as_str(); "{what}: {} change(s)", done.changes),
             Err(err) => log::error!(iface = ifname.as_str(); "{what}: {err}"),
         }
         return 0;
@@ -104,7 +104,7 @@ pub fn run(cfg: Config, client: &HookClient) -> i32 {
     // what is left, not LOCK_WAIT again.
     e.lock_wait = e.lock_wait.min(BUDGET.saturating_sub(started.elapsed()));
     match reconcile::apply_queued(&mut e, &q) {
-        Ok((done, true)) => log::info!(iface = ifname.as_str(); "{what}: {} change(s)", done.lines.len()),
+        Ok((done, true)) => log::info!(iface = ifname.as_str(); "{what}: {} change(s)", done.changes),
         Ok((_, false)) => log::info!(iface = ifname.as_str(); "{what}: applied by another run"),
         Err(err @ crate::error::Error::Busy { .. }) => queued(&what, &ifname, &err.to_string()),
         Err(err) => log::error!(iface = ifname.as_str(); "{what}: {err}"),
