@@ -1087,6 +1087,16 @@ mod tests {
             let mut want = rules.clone();
             want.sort();
             assert_eq!(read_back(&mut nl), want);
+            // Rules are added without NLM_F_EXCL: a second copy is a second rule, not an error,
+            // and the plan's diff takes it away again.
+            let again = [Op::AddRule(rules[6].clone())];
+            assert!(nl.batch(&again, 83).unwrap()[0].is_ok());
+            let twice = read_back(&mut nl);
+            assert_eq!(twice.iter().filter(|r| **r == rules[6]).count(), 2);
+            let (del, add) = crate::plan::diff(&twice, &want);
+            assert!(del == [rules[6].clone()] && add.is_empty(), "{del:?} {add:?}");
+            nl.batch(&[Op::DelRule(rules[6].clone())], 83).unwrap().into_iter().for_each(|r| r.unwrap());
+            assert_eq!(read_back(&mut nl), want);
             // The `goto` rules' target gone (the last `from` rules removed): still the same rules.
             let from: Vec<Op> = rules.iter().filter(|r| matches!(r.selector, Selector::From(_))).cloned().map(Op::DelRule).collect();
             nl.batch(&from, 83).unwrap().into_iter().for_each(|r| r.unwrap());
