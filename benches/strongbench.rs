@@ -206,8 +206,9 @@ impl Bench {
     /// and every rule (the kernel cannot filter a rule dump); for the host, every link, address,
     /// rule and route, and the receive filter's table (chains, rules, sets, counters) as stronghost
     /// asks for it. Kernel work alone: no process start, no decoding. The median of `runs` passes in
-    /// a row; a pass straight after another finds the kernel's caches warmer than a run does, so
-    /// the floors take one pass per round, in the loop with the figures they are set against.
+    /// a row. The floors take one pass per round, in the loop with the figures they are set
+    /// against: passes in a burst of their own land in whatever the VM's load is at that moment,
+    /// and swung the ratios by a tenth between runs.
     fn kernel_reads(&self, one: Option<usize>, runs: usize) -> Duration {
         use netlink_packet_core::{NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload};
         use netlink_packet_route::link::{LinkAttribute, LinkExtentMask, LinkMessage};
@@ -593,9 +594,9 @@ impl Bench {
         }
         let _ = writeln!(
             self.report,
-            "\nFloor 3's reads are one pass per round, taken in the loop between the other figures, as a run meets the \
-             kernel. Taken instead as passes in a row (as many as the sync's runs; the median), with the kernel's caches \
-             warmer than any run finds them, floor 3 would be (sync ÷ that floor): {}.",
+            "\nFloor 3's reads are one pass per round, taken in the loop between the other figures, so that they meet the \
+             machine as the figures set against them do. Taken instead as passes in a row after the loop (as many as the \
+             sync's runs; the median), as earlier releases did, floor 3 would be (sync ÷ that floor): {}.",
             warm_floors.join(", ")
         );
     }
