@@ -358,7 +358,9 @@ fn reconcile_locked(e: &mut Engine, target: &Target, dry_run: bool, client: Clie
         if let Some(c) = plan::client(&g.kernel, n, old, client.lease.as_ref()) {
             let rendered = c.render();
             changes += rendered.len();
-            lines.extend(rendered.into_iter().filter(|_| text));
+            if text {
+                lines.extend(rendered);
+            }
             if !dry_run {
                 if let Err(err) = execute::execute_client(&mut e.nl, &mut e.writes, &c, e.cfg.protocol) {
                     errors.push(err);
