@@ -160,12 +160,12 @@ mod tests {
     fn json_errors_are_objects_with_a_kind() {
         let e = Error::Several(vec![
             Error::NoSuchInterface { ifname: "eth9".into() },
-            Error::Netlink { doing: "ip rule add".into(), source: NetlinkError::Kernel { errno: Errno::EEXIST, extack: None } },
+            Error::Netlink { doing: "ip route add".into(), source: NetlinkError::Kernel { errno: Errno::EEXIST, extack: None } },
         ]);
         let j = e.to_json();
         assert_eq!(j["kind"], "several");
         assert_eq!(j["errors"][0]["kind"], "no-such-interface");
-        assert_eq!(j["errors"][1]["message"], "ip rule add: File exists (EEXIST)");
+        assert_eq!(j["errors"][1]["message"], "ip route add: File exists (EEXIST)");
         assert!(!e.is_vanished_interface());
         assert!(Error::Several(vec![Error::NoSuchInterface { ifname: "x".into() }]).is_vanished_interface());
     }
