@@ -534,7 +534,7 @@ impl Bench {
             self.report,
             "| N | stronghost sync | floor: recipe's work | sync ÷ floor | floor: stronghost's work | sync ÷ floor | floor: the kernel answering the host's reads, plus stronghost's work and its receive filter | sync ÷ floor | shell recipe | shell ÷ sync | sync per interface |\n|---|---|---|---|---|---|---|---|---|---|---|"
         );
-        let mut warm_floors = vec![];
+        let mut burst_floors = vec![];
         for &n in sizes {
             self.config(n, true);
             // Enough runs below 1,024 that the median is not one noisy run's: on this kind of VM
@@ -570,8 +570,8 @@ impl Bench {
             let filter = self.filter_writes(n, runs);
             let read = Stats::new(reads).median() + same.median() + filter;
             // As earlier releases measured the reads: `runs` passes in a row, the median.
-            let warm = self.kernel_reads(None, runs) + same.median() + filter;
-            warm_floors.push(format!("{} ({}) at {n}", Stats::ms(warm), ratio(sync.median(), warm)));
+            let burst = self.kernel_reads(None, runs) + same.median() + filter;
+            burst_floors.push(format!("{} ({}) at {n}", Stats::ms(burst), ratio(sync.median(), burst)));
             let (shell, shell_ratio) = if shell.is_empty() {
                 ("—".to_string(), "—".to_string())
             } else {
@@ -597,7 +597,7 @@ impl Bench {
             "\nFloor 3's reads are one pass per round, taken in the loop between the other figures, so that they meet the \
              machine as the figures set against them do. Taken instead as passes in a row after the loop (as many as the \
              sync's runs; the median), as earlier releases did, floor 3 would be (sync ÷ that floor): {}.",
-            warm_floors.join(", ")
+            burst_floors.join(", ")
         );
     }
 

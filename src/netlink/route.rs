@@ -559,9 +559,8 @@ impl Op {
 
 /// An RTM_NEWLINK payload (struct ifinfomsg, then attributes) read in place: name, group, up, and
 /// the IPv4 knobs stronghost manages from IFLA_AF_SPEC / AF_INET / IFLA_INET_CONF (an array of
-/// u32 indexed by IPV4_DEVCONF_* - 1).
-/// A link message read in place; its IPv4 configuration only if `configured(name, group)`, and
-/// otherwise no further than those two (they come first in what the kernel sends).
+/// u32 indexed by IPV4_DEVCONF_* - 1). The knobs only if `configured(name, group)`; otherwise the
+/// walk stops once name and group are known (they come first in what the kernel sends).
 fn link_from_raw(kind: u16, p: &[u8], configured: &dyn Fn(&str, u32) -> bool) -> Option<Link> {
     const RTM_NEWLINK: u16 = 16;
     const IFF_UP: u32 = 1;
