@@ -426,6 +426,38 @@ pub enum Change {
 }
 
 impl Change {
+    /// What is wrong with the table, for an operator: `check` reports this.
+    pub fn summary(&self) -> String {
+        let names = |v: &[(String, u32)]| v.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(" ");
+        let numbers = |v: &[u32]| v.iter().map(u32::to_string).collect::<Vec<_>>().join(" ");
+        match self {
+            Change::Create(_) => "the table is missing".into(),
+            Change::Delete => "the table exists although no interface is managed".into(),
+            Change::Repair { .. } => {
+                "its chains, rules, sets or counters are not as stronghost writes them (changed by hand or by another tool)".into()
+            }
+            Change::Members { add, remove, add_indexes, remove_indexes } => {
+                let mut parts = Vec::new();
+                if !add.is_empty() {
+                    parts.push(format!("members missing or with another mark: {}", names(add)));
+                }
+                if !remove.is_empty() {
+                    parts.push(format!("members that should not be there: {}", names(remove)));
+                }
+                if !add_indexes.is_empty() {
+                    parts.push(format!(
+                        "interface indexes missing from the reverse-path set (their traffic is dropped as reverse path): {}",
+                        numbers(add_indexes)
+                    ));
+                }
+                if !remove_indexes.is_empty() {
+                    parts.push(format!("stale indexes in the reverse-path set: {}", numbers(remove_indexes)));
+                }
+                parts.join("; ")
+            }
+        }
+    }
+
     /// The equivalent `nft` commands.
     pub fn describe(&self) -> String {
         match self {

@@ -105,6 +105,10 @@ pub struct HostPlan {
     /// A family gets its first policy in a run that read one interface, which cannot tell which
     /// networks are connected through unmanaged interfaces: a pass over the whole host follows.
     pub needs_host_pass: bool,
+    /// The receive filter's table must be created or rewritten whole, and this run read one
+    /// interface: the host pass plans it from every interface (a table written from one
+    /// interface's view would drop the others' traffic as "reverse path").
+    pub filter_in_host_pass: bool,
 }
 
 /// Everything one run decided.
@@ -443,7 +447,14 @@ impl<'a> Planner<'a> {
         let indexes = members.keys().filter_map(|n| k.link(n)).map(|l| l.index).collect();
         let want = filter::Want { members, indexes, exact: self.g.complete, reverse_path: cfg.rp_filter, others };
         match &self.g.filter {
-            Ok(cur) => host.filter = filter::plan(cur, &want),
+            Ok(cur) => {
+                host.filter = filter::plan(cur, &want);
+                if !self.g.complete && matches!(host.filter, Some(filter::Change::Create(_) | filter::Change::Repair { .. })) {
+                    host.filter = None;
+                    host.filter_in_host_pass = true;
+                    host.needs_host_pass = true;
+                }
+            }
             // Without nft the routing half still works; say so once, with what to do.
             Err(e) if want.members.is_empty() => log::debug!("{e}"),
             Err(e) => host.filter_error = Some(e.clone()),
@@ -920,7 +931,12 @@ mod tests {
         one.kernel = Kernel::new(one.kernel.links.clone(), one.kernel.addrs.clone(), rules, one.kernel.routes.clone());
         let p = plan_one(&cfg, &one, "eth0", Intent::Apply).unwrap();
         assert_eq!(p.host.rules_del, vec![stale]);
-        assert!(p.host.rules_add.is_empty() && !p.host.needs_host_pass);
+        assert!(p.host.rules_add.is_empty());
+        // The receive filter's table is missing (this gather never wrote one): a run that read
+        // one interface does not create it from that interface's view alone — the host pass does,
+        // from every interface's.
+        assert!(!one.filter.as_ref().unwrap().exists);
+        assert!(p.host.filter.is_none() && p.host.filter_in_host_pass && p.host.needs_host_pass);
     }
 
     /// A one-interface read keeps only the rules a plan for that interface looks at

@@ -424,9 +424,12 @@ fn reconcile_locked(e: &mut Engine, target: &Target, dry_run: bool, client: Clie
         // interfaces, which only a read of every link can tell.
         let g = e.gather(None)?;
         let mut host = Planner::new(&e.cfg, &g).finish(vec![]);
-        // The receive filter was this run's already (and said so if it failed).
-        host.host.filter = None;
-        host.host.filter_error = None;
+        // The receive filter was this run's already (and said so if it failed), unless it needs
+        // the whole host.
+        if !plans.host.filter_in_host_pass {
+            host.host.filter = None;
+            host.host.filter_error = None;
+        }
         changes += plan::count(&host.interfaces, &host.host);
         if text {
             lines.extend(render(&host.interfaces, &host.host, e.cfg.protocol));

@@ -3,11 +3,17 @@
 //! added by hand or by a stack without hooks, an address re-added after a reconfigure (which makes
 //! the kernel flush every route with that source, ours included), an interface renamed or removed.
 //!
-//! Bursts are debounced; an overrun of the socket buffer triggers a full sync; an interface that
-//! keeps being undone by another tool is paused instead of fought in a loop.
+//! It follows the receive filter's nftables table the same way (nfnetlink notifications): a
+//! firewall reload (`flush ruleset`), `nft delete table inet stronghost` or an edit is repaired
+//! by a full sync within milliseconds, not at the next lease.
+//!
+//! Bursts are debounced; an overrun of the socket buffer triggers a full sync; an interface (or
+//! the table) that keeps being undone by another tool is paused instead of fought in a loop.
 
 use crate::config::Config;
+use crate::filter;
 use crate::handoff;
+use crate::netlink::nftables::{Heard, Monitor};
 use crate::reconcile::{self, ClientEvent, Engine, Target, reconcile};
 use crate::state::Queued;
 use netlink_packet_core::{NetlinkMessage, NetlinkPayload};
@@ -65,12 +71,78 @@ struct Pending {
     connected: BTreeSet<u32>,
     /// Of those, the devices whose network went (not only came).
     disconnected: BTreeSet<u32>,
+    /// Another process changed the receive filter's table: who (or that notifications were lost).
+    filter: Option<String>,
     resync: bool,
 }
 
 impl Pending {
     fn is_empty(&self) -> bool {
-        self.ifindexes.is_empty() && self.gone.is_empty() && self.tables.is_empty() && self.connected.is_empty() && !self.resync
+        self.ifindexes.is_empty()
+            && self.gone.is_empty()
+            && self.tables.is_empty()
+            && self.connected.is_empty()
+            && self.filter.is_none()
+            && !self.resync
+    }
+}
+
+/// Takes what the nftables monitor heard into `p`.
+fn drain_filter(monitor: &mut Option<Monitor>, p: &mut Pending) {
+    match monitor.as_mut().map(Monitor::drain) {
+        Some(Heard::Changed(by)) => p.filter = Some(by),
+        Some(Heard::Lost) => p.filter = Some("someone (nftables notifications were lost)".into()),
+        Some(Heard::Nothing) | None => {}
+    }
+}
+
+/// Repairs of the receive filter's table in WINDOW beyond which another tool is taken to fight
+/// it. Higher than for rules: an admin reloading a firewall a few times in a row is no fight, a
+/// tool deleting the table in a loop makes hundreds of changes in that time.
+const FILTER_FIGHT_LIMIT: usize = 20;
+
+/// Repairs of the receive filter's table, to notice a tool that keeps undoing it (a firewall
+/// manager reloading in a loop): repaired up to FILTER_FIGHT_LIMIT times in WINDOW, then left
+/// alone for PAUSE — `check` reports the table missing meanwhile — and repaired once the pause
+/// ends.
+#[derive(Default)]
+struct FilterRepairs {
+    at: Vec<Instant>,
+    paused_until: Option<Instant>,
+    /// A change heard during the pause, to repair when it ends.
+    owed: bool,
+}
+
+impl FilterRepairs {
+    /// Whether a repair may run now; if not, it is owed for when the pause ends.
+    fn may_repair(&mut self, now: Instant) -> bool {
+        match self.paused_until {
+            Some(t) if now < t => {
+                self.owed = true;
+                false
+            }
+            _ => {
+                self.paused_until = None;
+                true
+            }
+        }
+    }
+
+    /// Records a repair that changed something; true if that starts a pause.
+    fn repaired(&mut self, now: Instant) -> bool {
+        self.at.retain(|t| now.duration_since(*t) < WINDOW);
+        self.at.push(now);
+        if self.at.len() > FILTER_FIGHT_LIMIT {
+            self.at.clear();
+            self.paused_until = Some(now + PAUSE);
+            return true;
+        }
+        false
+    }
+
+    /// When a pause with a repair owed ends.
+    fn due(&self) -> Option<Instant> {
+        self.paused_until.filter(|_| self.owed)
     }
 }
 
@@ -340,6 +412,20 @@ pub fn run(cfg: &Config) -> i32 {
             return 1;
         }
     };
+    // Subscribed before the first sync too: a reload from then on is heard.
+    let mut monitor = if cfg.receive_filter {
+        Monitor::open(filter::TABLE)
+            .map_err(|e| {
+                log::warn!(
+                    "cannot follow nftables notifications ({e}): a firewall reload that removes the receive filter is \
+                     repaired only by the next event or `stronghost sync`"
+                )
+            })
+            .ok()
+    } else {
+        None
+    };
+    let mut repairs = FilterRepairs::default();
     let mut engine = match Engine::new(cfg.clone()) {
         Ok(e) => e,
         Err(e) => {
@@ -386,7 +472,7 @@ pub fn run(cfg: &Config) -> i32 {
             None
         }
     };
-    log::info!("watching address, link, route and rule events");
+    log::info!("watching address, link, route and rule events{}", if monitor.is_some() { " and the nft table" } else { "" });
     let mut fights = Fights { present: BTreeSet::new(), undone: BTreeMap::new(), paused: BTreeMap::new() };
     let mut buf = Vec::with_capacity(1 << 16);
     let mut names: BTreeMap<u32, String> = links.into_iter().map(|l| (l.index, l.name)).collect();
@@ -405,21 +491,29 @@ pub fn run(cfg: &Config) -> i32 {
             second_looks.remove(&name);
             reconcile::warn_if_still_gatewayless(&mut engine, &name);
         }
-        let timeout = match second_looks.values().chain(&retry).min() {
+        let mut p = Pending::default();
+        if repairs.due().is_some_and(|t| t <= now) {
+            repairs.owed = false;
+            p.filter = Some("another tool, while repairs were paused".into());
+        }
+        let timeout = match second_looks.values().chain(&retry).chain(&repairs.due()).min() {
             Some(t) => PollTimeout::try_from(t.saturating_duration_since(now) + Duration::from_millis(1)).unwrap_or(PollTimeout::MAX),
             None => PollTimeout::NONE,
         };
-        let mut p = Pending::default();
         let mut hooks = Vec::new();
-        match wait(&sock, listener.as_ref(), &stop, timeout) {
+        let timeout = if p.filter.is_some() { PollTimeout::ZERO } else { timeout };
+        match wait(&sock, listener.as_ref(), monitor.as_ref(), &stop, timeout) {
             Ok(r) if r.stop => {
                 log::info!("stopping");
                 return 0;
             }
-            Ok(Ready { events: false, hook: false, .. }) => continue,
-            Ok(Ready { events, hook, .. }) => {
+            Ok(Ready { events: false, hook: false, nft: false, .. }) if p.filter.is_none() => continue,
+            Ok(Ready { events, hook, nft, .. }) => {
                 if events {
                     drain(&sock, cfg, &mut p, &mut buf, &mut seen);
+                }
+                if nft {
+                    drain_filter(&mut monitor, &mut p);
                 }
                 if hook {
                     hooks.extend(listener.iter().flat_map(|l| l.accept_all()));
@@ -439,12 +533,15 @@ pub fn run(cfg: &Config) -> i32 {
             if left.is_zero() {
                 break;
             }
-            match wait(&sock, listener.as_ref(), &stop, PollTimeout::try_from(left).unwrap_or(PollTimeout::ZERO)) {
+            match wait(&sock, listener.as_ref(), monitor.as_ref(), &stop, PollTimeout::try_from(left).unwrap_or(PollTimeout::ZERO)) {
                 // A stop waits for the next round: what arrived so far is handled first.
-                Ok(Ready { events: false, hook: false, .. }) | Ok(Ready { stop: true, .. }) | Err(_) => break,
-                Ok(Ready { events, hook, .. }) => {
+                Ok(Ready { events: false, hook: false, nft: false, .. }) | Ok(Ready { stop: true, .. }) | Err(_) => break,
+                Ok(Ready { events, hook, nft, .. }) => {
                     if events {
                         drain(&sock, cfg, &mut p, &mut buf, &mut seen);
+                    }
+                    if nft {
+                        drain_filter(&mut monitor, &mut p);
                     }
                     if hook {
                         hooks.extend(listener.iter().flat_map(|l| l.accept_all()));
@@ -455,6 +552,7 @@ pub fn run(cfg: &Config) -> i32 {
         if !hooks.is_empty() {
             // Whatever else the kernel said meanwhile goes into the same decisions.
             drain(&sock, cfg, &mut p, &mut buf, &mut seen);
+            drain_filter(&mut monitor, &mut p);
         }
         // The hooks' events first: their runs read the kernel after these events too, and carry
         // the lease; an interface one of them applied needs no second run for the events.
@@ -471,7 +569,42 @@ pub fn run(cfg: &Config) -> i32 {
         if !renamed.is_empty() && engine.state.names().iter().any(|r| renamed.contains(r)) {
             p.resync = true;
         }
-        handle(&mut engine, cfg, p, &mut fights, &served);
+        // A full resync covers the table too.
+        if let Some(by) = p.filter.take().filter(|_| !p.resync) {
+            repair_filter(&mut engine, &by, &mut repairs);
+        }
+        if !p.is_empty() {
+            handle(&mut engine, cfg, p, &mut fights, &served);
+        }
+    }
+}
+
+/// Another process changed the receive filter's table (`by` says who): a full sync puts back the
+/// whole host's table — every member, chain and rule, counters kept where nft can merge — unless
+/// repairs are paused.
+fn repair_filter(engine: &mut Engine, by: &str, repairs: &mut FilterRepairs) {
+    let now = Instant::now();
+    if !repairs.may_repair(now) {
+        log::debug!("nft table inet {} changed by {by}; repairs are paused", filter::TABLE);
+        return;
+    }
+    match reconcile(engine, &Target::Sync, false, ClientEvent::default()) {
+        Ok(done) if done.changes > 0 => {
+            log::warn!("nft table inet {} was changed by {by}: repaired ({} change(s))", filter::TABLE, done.changes);
+            if repairs.repaired(now) {
+                log::warn!(
+                    "another tool keeps changing nft table inet {} ({} repairs in {} s); leaving it alone for {} s \
+                     (`stronghost check` reports the host weak meanwhile). A firewall that flushes the whole ruleset \
+                     on reload: keep its reloads rare, or exclude the table from its flush",
+                    filter::TABLE,
+                    FILTER_FIGHT_LIMIT + 1,
+                    WINDOW.as_secs(),
+                    PAUSE.as_secs()
+                );
+            }
+        }
+        Ok(_) => log::debug!("nft table inet {} changed by {by}: nothing to repair", filter::TABLE),
+        Err(e) => log::error!("repairing nft table inet {} after a change by {by}: {e}", filter::TABLE),
     }
 }
 
@@ -484,6 +617,8 @@ struct Ready {
     hook: bool,
     /// SIGTERM or SIGINT.
     stop: bool,
+    /// nftables notifications.
+    nft: bool,
 }
 
 /// Blocks SIGTERM and SIGINT (in every thread started after) and takes them from a descriptor.
@@ -495,14 +630,27 @@ fn stop_signals() -> nix::Result<SignalFd> {
     SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
 }
 
-fn wait(sock: &Socket, listener: Option<&handoff::Listener>, stop: &SignalFd, timeout: PollTimeout) -> nix::Result<Ready> {
+fn wait(
+    sock: &Socket,
+    listener: Option<&handoff::Listener>,
+    monitor: Option<&Monitor>,
+    stop: &SignalFd,
+    timeout: PollTimeout,
+) -> nix::Result<Ready> {
     let mut fds = vec![PollFd::new(sock.as_fd(), PollFlags::POLLIN), PollFd::new(stop.as_fd(), PollFlags::POLLIN)];
-    fds.extend(listener.map(|l| PollFd::new(l.as_fd(), PollFlags::POLLIN)));
+    let hook_at = listener.map(|l| {
+        fds.push(PollFd::new(l.as_fd(), PollFlags::POLLIN));
+        fds.len() - 1
+    });
+    let nft_at = monitor.map(|m| {
+        fds.push(PollFd::new(m.as_fd(), PollFlags::POLLIN));
+        fds.len() - 1
+    });
     if poll(&mut fds, timeout)? == 0 {
         return Ok(Ready::default());
     }
-    let ready = |f: &PollFd| f.revents().is_some_and(|r| !r.is_empty());
-    Ok(Ready { events: ready(&fds[0]), stop: ready(&fds[1]), hook: fds.get(2).is_some_and(ready) })
+    let ready = |i: Option<usize>| i.is_some_and(|i| fds[i].revents().is_some_and(|r| !r.is_empty()));
+    Ok(Ready { events: ready(Some(0)), stop: ready(Some(1)), hook: ready(hook_at), nft: ready(nft_at) })
 }
 
 /// How soon the watcher tries again for a queue the lock kept it from.

@@ -226,6 +226,21 @@ pub fn violations(e: &mut Engine) -> Result<Report, Error> {
             }
         }
     }
+    // The table as a whole against what the whole host needs: every member, mark, counter and
+    // reverse-path index (an interface's own entries can look right while another's are gone).
+    if let Some(Ok(_)) = &nft
+        && let Some(change) = crate::plan::Planner::new(&e.cfg, &g).finish(vec![]).host.filter
+    {
+        let repair = match watcher {
+            Watcher::Answers => "stronghost watch repairs it within a second unless another tool keeps changing it (see its log); \
+                                 `stronghost sync` repairs it now"
+                .to_string(),
+            _ => "no watcher runs, so nothing repairs it before the next DHCP event: run `stronghost sync`, and \
+                  `systemctl enable --now stronghost-watch` to have it repaired at once next time"
+                .to_string(),
+        };
+        v.push(format!("receive filter (nft table inet {}): {}; {repair}", filter::TABLE, change.summary()));
+    }
     // An interface stronghost should manage but does not (the hooks ran into an error — a
     // foreign link group, no free table — or only hooks run and the address was added by hand):
     // it is a weak host's interface, whatever the others are.

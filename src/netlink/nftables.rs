@@ -64,6 +64,112 @@ pub const RTN_LOCAL: u32 = 2;
 pub const NF_DROP: u32 = 0;
 const NFT_LOOKUP_F_INV: u32 = 1;
 
+/// nfnetlink's multicast group of nftables' changes (linux/netfilter/nfnetlink.h).
+const NFNLGRP_NFTABLES: u32 = 7;
+/// The message that closes every committed transaction: its generation and who made it.
+const NFT_MSG_NEWGEN: u16 = 15;
+const NFTA_GEN_PROC_PID: u16 = 2;
+const NFTA_GEN_PROC_NAME: u16 = 3;
+
+/// What the notifications drained so far say about the followed table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Heard {
+    /// Nothing, or only this process's own transactions.
+    Nothing,
+    /// Another process's transaction touched the table (created, flushed, deleted, edited, a
+    /// member or counter changed): "pid N (comm)" of the last one.
+    Changed(String),
+    /// Notifications were lost (the buffer overran): the table may have changed.
+    Lost,
+}
+
+/// Follows one nftables table of family inet through the kernel's notifications
+/// (NFNLGRP_NFTABLES, as `nft monitor`): `flush ruleset`, `nft delete table`, an edit by hand —
+/// whatever removes or alters it is heard at once, not at the next lease.
+///
+/// A transaction's notifications end with NFT_MSG_NEWGEN, whose header carries the port of the
+/// socket that committed it (and whose attributes name the process). Transactions this process
+/// committed over nfnetlink (`OWN_PORTS`) are its own writes and ignored; any other one that
+/// touched the table counts — `nft -f` run by stronghost itself and other stronghost processes
+/// included (the run it causes finds the table converged and writes nothing).
+pub struct Monitor {
+    sub: super::subscription::Subscription,
+    table: Vec<u8>,
+    /// The transaction being read touched the table; decided at its NEWGEN.
+    touched: bool,
+}
+
+/// The ports of the sockets this process committed its latest transactions from. A socket's
+/// port is unique while it is open and ports are not handed out again soon after (the kernel
+/// counts them down from its rover); the notifications of a commit arrive before a few hundred
+/// more of this process's own.
+static OWN_PORTS: std::sync::Mutex<std::collections::VecDeque<u32>> = std::sync::Mutex::new(std::collections::VecDeque::new());
+const OWN_PORTS_KEPT: usize = 256;
+
+fn note_own_port(port: u32) {
+    let mut p = OWN_PORTS.lock().unwrap_or_else(|e| e.into_inner());
+    if p.back() != Some(&port) {
+        if p.len() == OWN_PORTS_KEPT {
+            p.pop_front();
+        }
+        p.push_back(port);
+    }
+}
+
+fn is_own_port(port: u32) -> bool {
+    OWN_PORTS.lock().unwrap_or_else(|e| e.into_inner()).contains(&port)
+}
+
+impl Monitor {
+    pub fn open(table: &str) -> std::io::Result<Monitor> {
+        // A `flush ruleset` of a large foreign ruleset is one notification per object.
+        let sub = super::subscription::Subscription::open_protocol(NETLINK_NETFILTER, &[NFNLGRP_NFTABLES], 8 << 20)?;
+        Ok(Monitor { sub, table: table.as_bytes().to_vec(), touched: false })
+    }
+
+    /// Reads every notification queued now.
+    pub fn drain(&mut self) -> Heard {
+        let mut heard = Heard::Nothing;
+        let (table, touched) = (&self.table, &mut self.touched);
+        let complete = self.sub.drain(|m| {
+            if let Some(by) = judge(m.kind, m.port, m.payload(), table, touched) {
+                heard = Heard::Changed(by);
+            }
+        });
+        if complete { heard } else { Heard::Lost }
+    }
+}
+
+impl std::os::fd::AsFd for Monitor {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.sub.as_fd()
+    }
+}
+
+/// One notification (its type, sender port and what follows the netlink header): marks `touched`
+/// when it is about `table` of family inet; at the transaction's end, who made it, unless that
+/// was this process.
+fn judge(kind: u16, port: u32, payload: &[u8], table: &[u8], touched: &mut bool) -> Option<String> {
+    if kind >> 8 != NFNL_SUBSYS_NFTABLES || payload.len() < 4 {
+        return None;
+    }
+    let attrs: Vec<(u16, &[u8])> = attributes(&payload[4..]).collect();
+    if kind & 0xff == NFT_MSG_NEWGEN {
+        let was = std::mem::take(touched);
+        return (was && !is_own_port(port)).then(|| {
+            let pid = find(&attrs, NFTA_GEN_PROC_PID).and_then(be32).unwrap_or(0);
+            let comm = find(&attrs, NFTA_GEN_PROC_NAME).map(text).unwrap_or_default();
+            format!("pid {pid} ({comm})")
+        });
+    }
+    // Every object's notification names its table first (NFTA_{TABLE_NAME,CHAIN,RULE,SET,
+    // SET_ELEM_LIST,OBJ}_TABLE are all 1); the family is nfgenmsg's.
+    if payload[0] == NFPROTO_INET && find(&attrs, 1).is_some_and(|n| n.split(|b| *b == 0).next() == Some(table)) {
+        *touched = true;
+    }
+    None
+}
+
 /// One expression of a rule, as the kernel dumps it (set names, not ids; registers in the
 /// kernel's numbering).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -460,6 +566,7 @@ impl Nft {
         }
         let end = self.t.next_seq();
         put_message(&mut buf, end, NFNL_MSG_BATCH_END, 0, 0, subsys, &[]);
+        note_own_port(self.t.port());
         self.t.send(&buf)?;
         let mut failed = None;
         self.t.receive(begin, last, |a| transaction_answer(begin, last, &a, &mut failed))
@@ -806,6 +913,42 @@ mod tests {
             let e = nft.transaction(200, &[(NFT_MSG_NEWTABLE, NLM_F_CREATE, a)]).unwrap_err();
             assert_eq!(e.errno(), Some(Errno::EINVAL), "{e}");
             assert!(!nft.table_exists("refused").unwrap());
+        });
+    }
+
+    /// The monitor hears another process change the table — a member, a deletion, `flush
+    /// ruleset` — and not this process's own transactions, nor a table of the same name in another
+    /// family, nor other tables.
+    #[test]
+    fn the_monitor_hears_others_change_the_table_not_itself() {
+        in_new_netns(|| {
+            let nft_f = |script: &str| {
+                let mut c = std::process::Command::new("nft").args(["-f", "-"]).stdin(std::process::Stdio::piped()).spawn().unwrap();
+                std::io::Write::write_all(&mut c.stdin.take().unwrap(), script.as_bytes()).unwrap();
+                assert!(c.wait().unwrap().success(), "nft -f {script}");
+            };
+            let mut m = Monitor::open("sh_mon").unwrap();
+            assert_eq!(m.drain(), Heard::Nothing);
+            nft_f("add table inet sh_mon\nadd set inet sh_mon managed { type ifname; }\n");
+            assert!(matches!(m.drain(), Heard::Changed(by) if by.ends_with("(nft)")), "created by nft");
+            // Its own writes: nothing.
+            let mut nft = Nft::open().unwrap();
+            let add = Edit::AddElements {
+                set: "managed".into(),
+                elements: vec![Element { key: Element::ifname("eth0"), data: None, objref: None }],
+            };
+            nft.edit("sh_mon", &[add]).unwrap();
+            assert_eq!(m.drain(), Heard::Nothing);
+            // Others' tables, and a table of the same name in family ip: nothing.
+            nft_f("add table inet other\nadd table ip sh_mon\ndelete table ip sh_mon\n");
+            assert_eq!(m.drain(), Heard::Nothing);
+            nft_f("delete element inet sh_mon managed { \"eth0\" }\n");
+            assert!(matches!(m.drain(), Heard::Changed(_)), "a member removed");
+            nft_f("flush ruleset\n");
+            assert!(matches!(m.drain(), Heard::Changed(_)), "flush ruleset");
+            nft.create_table("sh_mon", &TableSpec { chains: vec![], sets: vec![], rules: vec![] }, &[]).unwrap();
+            nft.delete_table("sh_mon").unwrap();
+            assert_eq!(m.drain(), Heard::Nothing, "created and deleted by this process");
         });
     }
 

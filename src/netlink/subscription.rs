@@ -1,8 +1,10 @@
-//! A socket subscribed to rtnetlink notifications, read without blocking: what the caches of a
-//! long-running process (rule_cache.rs, default_cache.rs) follow the kernel by.
+//! A socket subscribed to netlink notifications, read without blocking: what the caches of a
+//! long-running process (rule_cache.rs, default_cache.rs) and the watcher's nftables monitor
+//! (nftables.rs `Monitor`) follow the kernel by.
 
 use super::transport::{Answer, split};
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
+use std::os::fd::{AsFd, BorrowedFd};
 
 pub struct Subscription {
     sock: Socket,
@@ -13,7 +15,12 @@ impl Subscription {
     /// Joins `groups` (linux/rtnetlink.h, enum rtnetlink_groups) with a receive buffer of
     /// `buffer` bytes: what may queue between two reads.
     pub fn open(groups: &[u32], buffer: usize) -> std::io::Result<Subscription> {
-        let mut sock = Socket::new(NETLINK_ROUTE)?;
+        Self::open_protocol(NETLINK_ROUTE, groups, buffer)
+    }
+
+    /// The same for another netlink protocol (NETLINK_NETFILTER and its groups).
+    pub fn open_protocol(protocol: isize, groups: &[u32], buffer: usize) -> std::io::Result<Subscription> {
+        let mut sock = Socket::new(protocol)?;
         sock.bind(&SocketAddr::new(0, 0))?;
         for &g in groups {
             sock.add_membership(g)?;
@@ -45,5 +52,11 @@ impl Subscription {
                 Err(_) => return false,
             }
         }
+    }
+}
+
+impl AsFd for Subscription {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.sock.as_fd()
     }
 }

@@ -15,6 +15,7 @@ mod lab;
 mod networkd_lab;
 mod networkmanager_lab;
 mod package_lab;
+mod shared_host_lab;
 mod stacks_lab;
 mod system_lab;
 mod watcher_lab;

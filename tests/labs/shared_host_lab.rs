@@ -1,0 +1,117 @@
+//! A shared host: another tool reloads the whole ruleset (Debian's stock /etc/nftables.conf starts
+//! with `flush ruleset`), deletes stronghost's table or edits a member, and keeps doing it. The
+//! watcher hears it from the kernel's nftables notifications and puts the whole host's table back
+//! within a second; without a watcher, `check` says the host is weak and who would repair it, and
+//! the next run for one interface writes every interface's members, not that one's alone.
+
+use crate::lab::{Lab, addr, wait_for};
+use std::time::{Duration, Instant};
+
+/// Debian 12's and 13's /etc/nftables.conf, as the nftables package ships it.
+const DEBIAN_NFTABLES_CONF: &str = "#!/usr/sbin/nft -f
+
+flush ruleset
+
+table inet filter {
+	chain input {
+		type filter hook input priority filter;
+	}
+	chain forward {
+		type filter hook forward priority filter;
+	}
+	chain output {
+		type filter hook output priority filter;
+	}
+}
+";
+
+fn table_complete(lab: &Lab, n: usize) -> bool {
+    let out = lab.host(&["nft", "list", "table", "inet", "stronghost"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    out.status.success() && text.contains("chain receive") && (0..n).all(|k| text.contains(&format!("\"eth{k}\"")))
+}
+
+fn check(lab: &Lab) -> (bool, String) {
+    let out = lab.stronghost(&["check"]);
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The wrong-interface probe (eth1's address sent to eth0's MAC) is refused, and counted on eth0.
+fn assert_wrong_interface_dropped(lab: &Lab, what: &str) {
+    let before = lab.drops("eth0");
+    assert!(!lab.wrong_interface_probe(&addr(1), 0), "{what}: a connection to eth1's address arriving on eth0 was accepted");
+    assert!(lab.drops("eth0") > before, "{what}: the wrong-interface drop was not counted on eth0");
+}
+
+#[test]
+fn a_ruleset_reload_is_repaired_within_a_second_and_check_tells_without_a_watcher() {
+    let n = 3;
+    let mut lab = Lab::builder(n).dhclient_hook().build();
+    lab.start_watcher();
+    for k in 0..n {
+        lab.start_dhclient(k);
+    }
+    for k in 0..n {
+        lab.wait_applied(k, &addr(k));
+    }
+    assert_wrong_interface_dropped(&lab, "before any reload");
+
+    // `systemctl reload nftables`: the stock ruleset, `flush ruleset` first, while a client on
+    // eth0's side keeps connecting. Timed from nft's exit to the table being whole again (as seen
+    // through `nft list`, a process start per look).
+    let mut repairs = Vec::new();
+    for round in 0..5 {
+        lab.nft(DEBIAN_NFTABLES_CONF);
+        let t = Instant::now();
+        wait_for(Duration::from_secs(1), &format!("reload {round}: the table repaired"), || table_complete(&lab, n));
+        repairs.push(t.elapsed());
+        assert_wrong_interface_dropped(&lab, &format!("after reload {round}"));
+        assert_eq!(lab.curl_to_host("rtr", &addr(0)).as_deref(), Some(addr(0).as_str()), "eth0's own service after reload {round}");
+    }
+    repairs.sort();
+    println!("ruleset reload -> table repaired: median {:?}, worst {:?} over {} reloads", repairs[2], repairs[4], repairs.len());
+    assert!(lab.log("watch").contains("was changed by"), "the watcher says who changed the table:\n{}", lab.log("watch"));
+    let (ok, text) = check(&lab);
+    assert!(ok, "check after the reloads:\n{text}");
+
+    // One member edited by hand: eth2's reverse-path entry deleted (eth2's inbound traffic would be
+    // dropped as "reverse path"). Put back, with the others untouched.
+    lab.host_ok(&["nft", "delete", "element", "inet", "stronghost", "rpf_ok", "{ \"eth2\" . \"eth2\" }"]);
+    wait_for(Duration::from_secs(1), "eth2's reverse-path entry back", || {
+        lab.host_ok(&["nft", "list", "set", "inet", "stronghost", "rpf_ok"]).contains("\"eth2\" . \"eth2\"")
+    });
+    assert_eq!(lab.curl_to_host("rtr", &addr(2)).as_deref(), Some(addr(2).as_str()), "eth2's service");
+
+    // A tool that keeps deleting the table is not fought for ever: the watcher pauses, says so,
+    // and `check` reports the host weak meanwhile.
+    for _ in 0..40 {
+        let _ = lab.host(&["nft", "delete", "table", "inet", "stronghost"]);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    wait_for(Duration::from_secs(3), "the watcher pausing repairs", || lab.log("watch").contains("keeps changing"));
+    let _ = lab.host(&["nft", "delete", "table", "inet", "stronghost"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let (ok, text) = check(&lab);
+    assert!(!ok && text.contains("the table is missing") && text.contains("repairs it"), "check while repairs are paused:\n{text}");
+    assert!(lab.wrong_interface_probe(&addr(1), 0), "without the table the host is weak (the probe is the real thing)");
+    lab.host_ok(&["/usr/sbin/stronghost", "sync"]);
+    assert!(table_complete(&lab, n));
+
+    // Without a watcher: the table deleted stays deleted, and `check` says so and who repairs it.
+    lab.stop_child("watch");
+    lab.host_ok(&["nft", "delete", "table", "inet", "stronghost"]);
+    let (ok, text) = check(&lab);
+    assert!(!ok && text.contains("the table is missing") && text.contains("no watcher runs"), "check without a watcher:\n{text}");
+    // A run for one interface (a lease renewed on eth1) writes the whole host's table: eth0's and
+    // eth2's members and reverse-path entries too, so their services keep answering.
+    lab.host_ok(&["/usr/sbin/stronghost", "apply", "eth1"]);
+    assert!(table_complete(&lab, n), "{}", lab.host_ok(&["nft", "list", "table", "inet", "stronghost"]));
+    let rpf = lab.host_ok(&["nft", "list", "set", "inet", "stronghost", "rpf_ok"]);
+    for k in 0..n {
+        assert!(rpf.contains(&format!("\"eth{k}\" . \"eth{k}\"")), "eth{k}'s reverse-path entry missing after a run for eth1:\n{rpf}");
+        assert_eq!(lab.curl_to_host("rtr", &addr(k)).as_deref(), Some(addr(k).as_str()), "eth{k}'s service after a run for eth1");
+    }
+    assert_wrong_interface_dropped(&lab, "after the run for eth1");
+    let (ok, text) = check(&lab);
+    assert!(ok, "check after the run for eth1:\n{text}");
+}
