@@ -480,6 +480,8 @@ impl<'a> Planner<'a> {
                 }
             }
         }
+        let lowers: Vec<String> = names.iter().filter_map(|n| self.lower_to_claim(n)).collect();
+        names.extend(lowers);
         for n in &names {
             let manage = !release_all && cfg.manages(n) && k.link(n).is_some();
             let intent = if manage { Intent::Apply } else { Intent::Release };
@@ -492,6 +494,24 @@ impl<'a> Planner<'a> {
             plans.push(o);
         }
         (plans, errors)
+    }
+
+    /// The device under `ifname` (a macvlan's or ipvlan's) when it must be claimed with it: in
+    /// this snapshot, managed by the configuration, not claimed yet, and without addresses of its
+    /// own. It is on the child's segment and, unclaimed, answers ARP for the child's addresses with
+    /// its own MAC (arp_ignore=0) and accepts their traffic; claimed, it gets the ARP knobs and the
+    /// receive filter as any managed interface without an address. (One with addresses is
+    /// claimed for them anyway.)
+    pub fn lower_to_claim(&self, ifname: &str) -> Option<String> {
+        let k = &self.g.kernel;
+        let lower = k.link_by_index(k.link(ifname)?.lower?)?;
+        let f = self.facts(lower);
+        let claim = !self.g.records.contains_key(&lower.name)
+            && self.cfg.manages(&lower.name)
+            && filter::quotable(&lower.name)
+            && f.addresses.is_empty()
+            && f.addresses6.is_empty();
+        claim.then(|| lower.name.clone())
     }
 
     /// Our rules and routes in our range whose table no live record uses (a crash between
@@ -704,7 +724,7 @@ mod tests {
     const PROTO: u8 = 83;
 
     fn link(index: u32, name: &str, group: u32, sysctls: &[(&'static str, u32)]) -> Link {
-        Link { index, name: name.into(), group, up: true, sysctls: sysctls.to_vec() }
+        Link { index, name: name.into(), group, up: true, sysctls: sysctls.to_vec(), lower: None, bridge: false }
     }
 
     fn v4(index: u32, last: u8) -> Address {

@@ -419,6 +419,19 @@ fn reconcile_locked(e: &mut Engine, target: &Target, dry_run: bool, client: Clie
             }
         }
     }
+    // A macvlan or ipvlan child claimed by a run that read it alone: the device under it is
+    // claimed too, in the same lock (`Planner::lower_to_claim`; `sync` does it from its full read).
+    if !dry_run && target.one().is_some() {
+        let claimed: Vec<&str> = plans.interfaces.iter().filter(|p| p.record.is_some()).map(|p| p.ifname.as_str()).collect();
+        let lowers: Vec<String> = claimed.into_iter().filter_map(|n| lower_to_claim(e, &g, n)).collect();
+        for lower in lowers {
+            log::info!(iface = lower.as_str(); "{lower}: claimed as the device under a managed macvlan or ipvlan");
+            match reconcile_locked(e, &Target::Apply(&lower), false, ClientEvent::default()) {
+                Ok(d) => changes += d.changes,
+                Err(err) => errors.push(err),
+            }
+        }
+    }
     if plans.host.needs_host_pass {
         // Under the same lock: the shared rules for the networks connected through unmanaged
         // interfaces, which only a read of every link can tell.
@@ -442,6 +455,15 @@ fn reconcile_locked(e: &mut Engine, target: &Target, dry_run: bool, client: Clie
         None => Ok(Done { changes, lines, added, removed }),
         Some(err) => Err(err),
     }
+}
+
+/// `Planner::lower_to_claim` for a run that read `ifname` alone: the device under it is looked
+/// up in the kernel.
+fn lower_to_claim(e: &mut Engine, g: &Gathered, ifname: &str) -> Option<String> {
+    let lower = e.nl.link_by_index(g.kernel.link(ifname)?.lower?).ok()??;
+    let addressed = e.nl.addresses(lower.index).map(|a| a.iter().any(|a| a.gets_policy(e.cfg.ipv6))).unwrap_or(true);
+    let claim = !e.state.names().contains(&lower.name) && e.cfg.manages(&lower.name) && filter::quotable(&lower.name) && !addressed;
+    claim.then_some(lower.name)
 }
 
 /// The plans for `target`; an interface that cannot be planned is an error in `errors`, the
@@ -484,6 +506,12 @@ fn decide(cfg: &Config, g: &mut Gathered, target: &Target, errors: &mut Vec<Erro
                 let n = q.ifname.as_str();
                 let keep = !q.gone || g.kernel.link(n).is_some() && g.names.contains(n);
                 plans.extend(one(&mut planner, n, if keep { Intent::Apply } else { Intent::Release }));
+            }
+            // Read whole: the devices under the children claimed are claimed here too.
+            let lowers: BTreeSet<String> =
+                plans.iter().filter(|p| p.record.is_some()).filter_map(|p| planner.lower_to_claim(&p.ifname)).collect();
+            for lower in lowers.iter().filter(|l| !batch.iter().any(|q| &q.ifname == *l)) {
+                plans.extend(one(&mut planner, lower, Intent::Apply));
             }
             plans
         }

@@ -2,7 +2,7 @@
 # Installs the Debian packages the lab uses, without starting any service: a policy-rc.d that
 # refuses every start is in place for the duration of the install (and removed if we added it).
 set -euo pipefail
-pkgs=(iproute2 nftables iptables iputils-ping dnsmasq-base isc-dhcp-client dhcpcd-base udhcpc ifupdown network-manager systemd dbus-daemon curl util-linux procps lintian rpm rpmlint debhelper mmdebstrap)
+pkgs=(iproute2 nftables iptables iputils-ping iputils-arping dnsmasq-base isc-dhcp-client dhcpcd-base udhcpc ifupdown network-manager systemd dbus-daemon curl util-linux procps lintian rpm rpmlint debhelper mmdebstrap)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

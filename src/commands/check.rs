@@ -111,6 +111,42 @@ pub fn violations(e: &mut Engine) -> Result<Report, Error> {
             }
             continue;
         }
+        // The device under a macvlan or ipvlan child, on the same segment: unclaimed, it answers
+        // ARP for the child's addresses with its own MAC, and the router then delivers the child's
+        // traffic to it, where nothing refuses it.
+        if let Some(lower) = link.lower.and_then(|i| k.link_by_index(i))
+            && !g.records.contains_key(&lower.name)
+            && let Ok(0) = sysctl::effective(&lower.name, "arp_ignore")
+        {
+            let what = if e.cfg.manages(&lower.name) {
+                "run `stronghost sync` (it claims the device, which needs no address)".to_string()
+            } else {
+                format!(
+                    "it is not managed ({}): manage it (it needs no address), or set net.ipv4.conf.{}.arp_ignore=1 yourself",
+                    e.cfg.path.display(),
+                    lower.name
+                )
+            };
+            v.push(format!(
+                "{}: the device under {name} answers ARP for {name}'s addresses with its own MAC (arp_ignore 0) and accepts \
+                 their traffic; {what}",
+                lower.name
+            ));
+        }
+        // br_netfilter hands frames bridged through a bridge to the inet hooks as if the bridge
+        // had received them: one on its way to another interface of this host (a VM on br0
+        // reaching eth1's address) is judged as arriving on the wrong interface and dropped.
+        if link.bridge
+            && e.cfg.receive_filter
+            && std::fs::read_to_string("/proc/sys/net/bridge/bridge-nf-call-iptables").is_ok_and(|v| v.trim() == "1")
+        {
+            warnings.push(format!(
+                "{name}: a bridge with bridge-nf-call-iptables=1 (br_netfilter: libvirt, Docker): frames bridged through it to \
+                 another interface's address (a VM or container on {name} reaching that address) are dropped as arriving on the \
+                 wrong interface and counted on {name}; stronghost does not tell them apart yet. Set \
+                 net.bridge.bridge-nf-call-iptables=0 if nothing on the host needs it, or reach {name}'s own addresses"
+            ));
+        }
         if link.group != e.cfg.link_group {
             v.push(format!("{name}: link group is {} not {}: main-table routes through it would leak traffic of other interfaces; run `stronghost apply {name}`", link.group, e.cfg.link_group));
         }

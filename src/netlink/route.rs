@@ -29,6 +29,12 @@ pub struct Link {
     /// The interface's IPv4 configuration (`net.ipv4.conf.<name>.*`) as the link dump carries it,
     /// for the knobs stronghost manages: no /proc read per knob and interface.
     pub sysctls: Vec<(&'static str, u32)>,
+    /// The device under a macvlan or ipvlan (and their tap forms), when it is in this network
+    /// namespace: it sits on the same segment and, left alone, answers ARP for the child's
+    /// addresses with its own MAC. Decoded only for the links `configured` picks.
+    pub lower: Option<u32>,
+    /// A bridge (decoded, like `lower`, only for the links `configured` picks).
+    pub bridge: bool,
 }
 
 impl Link {
@@ -569,12 +575,17 @@ fn link_from_raw(kind: u16, p: &[u8], configured: &dyn Fn(&str, u32) -> bool) ->
     const IFLA_GROUP: u16 = 27;
     const AF_INET: u16 = 2;
     const IFLA_INET_CONF: u16 = 1;
+    const IFLA_LINK: u16 = 5;
+    const IFLA_LINKINFO: u16 = 18;
+    const IFLA_INFO_KIND: u16 = 1;
+    const IFLA_LINK_NETNSID: u16 = 37;
     if kind != RTM_NEWLINK || p.len() < 16 {
         return None;
     }
     let index = u32::from_ne_bytes(p[4..8].try_into().ok()?);
     let flags = u32::from_ne_bytes(p[8..12].try_into().ok()?);
-    let mut link = Link { index, name: String::new(), group: 0, up: flags & IFF_UP != 0, sysctls: vec![] };
+    let mut link = Link { index, name: String::new(), group: 0, up: flags & IFF_UP != 0, sysctls: vec![], lower: None, bridge: false };
+    let (mut iflink, mut shares_segment, mut elsewhere) = (None, false, false);
     let u32_at = |v: &[u8]| v.get(..4).map(|b| u32::from_ne_bytes(b.try_into().unwrap()));
     // Asked once, as soon as both are known.
     let (mut named, mut grouped, mut asked) = (false, false, false);
@@ -587,6 +598,15 @@ fn link_from_raw(kind: u16, p: &[u8], configured: &dyn Fn(&str, u32) -> bool) ->
             IFLA_GROUP => {
                 link.group = u32_at(v).unwrap_or(0);
                 grouped = true;
+            }
+            IFLA_LINK => iflink = u32_at(v),
+            IFLA_LINK_NETNSID => elsewhere = true,
+            IFLA_LINKINFO => {
+                for (_, k) in raw_attributes(v).filter(|(t, _)| *t == IFLA_INFO_KIND) {
+                    let k = k.split(|b| *b == 0).next();
+                    shares_segment = matches!(k, Some(b"macvlan" | b"macvtap" | b"ipvlan" | b"ipvtap"));
+                    link.bridge = k == Some(b"bridge");
+                }
             }
             IFLA_AF_SPEC => {
                 for (_, conf) in raw_attributes(v)
@@ -612,6 +632,7 @@ fn link_from_raw(kind: u16, p: &[u8], configured: &dyn Fn(&str, u32) -> bool) ->
             asked = true;
         }
     }
+    link.lower = iflink.filter(|&i| shares_segment && !elsewhere && i != 0 && i != index);
     Some(link)
 }
 

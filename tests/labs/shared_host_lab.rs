@@ -115,3 +115,75 @@ fn a_ruleset_reload_is_repaired_within_a_second_and_check_tells_without_a_watche
     let (ok, text) = check(&lab);
     assert!(ok, "check after the run for eth1:\n{text}");
 }
+
+/// The MACs that answer an ARP request for `addr` on the LAN, asked from the router (iputils'
+/// arping: "Unicast reply from IP [MAC]"; a missing arping fails the test, not passes it).
+fn arp_answers(lab: &Lab, addr: &str) -> std::collections::BTreeSet<String> {
+    let out = lab.in_ns("rtr", &["arping", "-c", "3", "-w", "3", "-I", "lan0", addr]);
+    let text = String::from_utf8_lossy(&out.stdout).to_lowercase();
+    assert!(text.contains("arping"), "arping did not run: {}", String::from_utf8_lossy(&out.stderr));
+    text.lines().filter_map(|l| Some(l.split('[').nth(1)?.split(']').next()?.to_string())).collect()
+}
+
+/// Five addresses on five macvlans of one NIC, each by DHCP: the NIC itself has no address. Only
+/// each child answers ARP for its address (the router's neighbour entries are the children's
+/// MACs), a packet for a child's address sent to the NIC's MAC is dropped and counted on the NIC,
+/// and `check` names the NIC when it is left unmanaged.
+#[test]
+fn macvlan_children_alone_answer_for_their_addresses() {
+    let mut lab = Lab::builder(1).dhclient_hook().build();
+    let nic_mac = "02:00:00:00:ff:ff";
+    lab.host_ok(&["ip", "link", "set", "eth0", "down"]);
+    lab.host_ok(&["ip", "link", "set", "eth0", "name", "nic0", "address", nic_mac]);
+    lab.host_ok(&["ip", "link", "set", "nic0", "up"]);
+    let n = 5;
+    for k in 0..n {
+        let e = format!("eth{k}");
+        lab.host_ok(&["ip", "link", "add", &e, "link", "nic0", "address", &crate::lab::mac(k), "type", "macvlan", "mode", "bridge"]);
+        lab.host_ok(&["ip", "link", "set", &e, "up"]);
+    }
+    lab.n = n;
+    lab.write_dhcp_hosts(&Default::default());
+    lab.reload_dhcp();
+    lab.start_watcher();
+    for k in 0..n {
+        lab.start_dhclient(k);
+    }
+    for k in 0..n {
+        lab.wait_applied(k, &addr(k));
+    }
+    // Claimed with its children, by the runs for them (hooks and watcher read one interface).
+    wait_for(Duration::from_secs(5), "nic0 claimed", || lab.status_of("nic0").is_some());
+    assert_eq!(lab.host_ok(&["sysctl", "-n", "net.ipv4.conf.nic0.arp_ignore"]).trim(), "1");
+    lab.in_ns("rtr", &["ip", "neigh", "flush", "dev", "lan0"]);
+    for k in 0..n {
+        assert_eq!(arp_answers(&lab, &addr(k)), [crate::lab::mac(k)].into(), "who answers ARP for eth{k}'s address");
+        assert_eq!(lab.curl_to_host("rtr", &addr(k)).as_deref(), Some(addr(k).as_str()), "eth{k}'s service");
+        let neigh = String::from_utf8_lossy(&lab.in_ns("rtr", &["ip", "neigh", "show", &addr(k), "dev", "lan0"]).stdout).to_lowercase();
+        assert!(neigh.contains(&crate::lab::mac(k)), "the router's entry for eth{k}'s address: {neigh}");
+    }
+    // A router that delivers a child's address to the NIC's MAC anyway: dropped, counted on nic0.
+    let drops = |lab: &Lab| lab.status_of("nic0").unwrap()["wrong_interface_drops"].as_u64().unwrap();
+    let before = drops(&lab);
+    lab.in_ns("rtr", &["ip", "neigh", "replace", &addr(1), "lladdr", nic_mac, "dev", "lan0", "nud", "permanent"]);
+    assert_eq!(lab.curl_to_host("rtr", &addr(1)), None, "eth1's address accepted on nic0");
+    lab.in_ns("rtr", &["ip", "neigh", "del", &addr(1), "dev", "lan0"]);
+    assert!(drops(&lab) > before, "the drop on nic0 was not counted");
+    let (ok, text) = check(&lab);
+    assert!(ok, "check with the children and nic0 managed:\n{text}");
+
+    // The NIC left unmanaged (excluded): it answers ARP for every child again — and `check` says so.
+    // (A running watcher keeps the configuration it started with: restarted, as after any edit.)
+    lab.stop_child("watch");
+    lab.write_host_file("/etc/stronghost/stronghost.conf", "exclude = lo nic0\n");
+    lab.start_watcher();
+    wait_for(Duration::from_secs(5), "nic0 released", || lab.status_of("nic0").is_none());
+    assert_eq!(lab.host_ok(&["sysctl", "-n", "net.ipv4.conf.nic0.arp_ignore"]).trim(), "0", "restored on release");
+    assert_eq!(arp_answers(&lab, &addr(2)), [crate::lab::mac(2), nic_mac.to_string()].into(), "the weak host, as the probe sees it");
+    let (ok, text) = check(&lab);
+    assert!(
+        !ok && text.contains("nic0: the device under eth0 answers ARP"),
+        "check with nic0 excluded:\n{text}\n{}",
+        lab.host_ok(&["ip", "-d", "link", "show", "eth0"])
+    );
+}
