@@ -20,6 +20,8 @@ const N_MAX: usize = 4096;
 /// Interfaces in the data plane's lab.
 const DATA_PLANE_N: usize = 256;
 const TABLES: &str = "4101-8300";
+/// Thirteen bits: a mark for each of those tables.
+const MARK_MASK: &str = "0xfff80000";
 /// The recipes' own tables, away from stronghost's range.
 const RECIPE_TABLE: usize = 20000;
 const FLOOR_TABLE: usize = 30000;
@@ -84,9 +86,12 @@ fn nft_reads() -> Vec<Vec<u8>> {
         message(GETCHAIN, F_ACK_REQ, &[table.clone(), (3, name(chain))]);
         message(GETRULE, F_ACK_REQ | F_DUMP, &[table.clone(), (2, name(chain))]);
     }
-    for set in ["managed", "wrong_iface", "rpf_iface", "src_iface", "conn_mark", "conn_marks", "rpf_ok"] {
+    for set in ["managed", "wrong_iface", "rpf_iface", "src_iface", "iface_mark", "mark_iface", "rpf_ok"] {
         message(GETSETELEM, F_ACK_REQ | F_DUMP, &[table.clone(), (2, name(set))]);
     }
+    // Every chain, and every rule of the table (the members' chains).
+    message(GETCHAIN, F_ACK_REQ | F_DUMP, std::slice::from_ref(&table));
+    message(GETRULE, F_ACK_REQ | F_DUMP, std::slice::from_ref(&table));
     message(GETOBJ, F_ACK_REQ | F_DUMP, &[table, (3, 1u32.to_be_bytes().to_vec())]); // NFT_OBJECT_COUNTER
     out
 }
@@ -149,7 +154,11 @@ impl Bench {
         let names: Vec<String> = (0..n).map(|k| format!("eth{k}")).collect();
         self.lab.write_host_file(
             "/etc/stronghost/stronghost.conf",
-            &format!("interfaces = {}\nreceive_filter = {}\ntables = {TABLES}\n", names.join(" "), if filter { "yes" } else { "no" }),
+            &format!(
+                "interfaces = {}\nreceive_filter = {}\ntables = {TABLES}\nmark_mask = {MARK_MASK}\n",
+                names.join(" "),
+                if filter { "yes" } else { "no" }
+            ),
         );
     }
 
@@ -315,7 +324,7 @@ impl Bench {
     /// for interfaces 0..n — the part of its work `ip` cannot write — timed in this process and
     /// removed after each run. The median of `runs`.
     fn filter_writes(&self, n: usize, runs: usize) -> Duration {
-        use stronghost::filter::{Change, Want, apply};
+        use stronghost::filter::{Change, Shape, Want, apply};
         // "7: eth3@if8: <BROADCAST,...": index, then name.
         let links = self.lab.host_ok(&["ip", "-o", "link", "show"]);
         let index: std::collections::BTreeMap<&str, u32> = links
@@ -330,9 +339,10 @@ impl Bench {
             members: (0..n).map(|k| (format!("eth{k}"), 4101 + k as u32)).collect(),
             indexes: (0..n).map(|k| index[format!("eth{k}").as_str()]).collect(),
             exact: true,
-            reverse_path: true,
+            shape: Shape { reverse_path: true, mark_mask: 0xfff8_0000, table_min: 4101 },
             others: false,
         };
+        let shape = want.shape;
         let ns = self.lab.ns("host");
         std::thread::spawn(move || {
             let f = std::fs::File::open(format!("/run/netns/{ns}")).unwrap();
@@ -340,9 +350,9 @@ impl Bench {
             let mut times: Vec<Duration> = (0..runs)
                 .map(|_| {
                     let t = Instant::now();
-                    apply(&Change::Create(want.clone()), true).expect("creating the receive filter");
+                    apply(&Change::Create(want.clone()), &shape).expect("creating the receive filter");
                     let took = t.elapsed();
-                    apply(&Change::Delete, true).expect("removing the receive filter");
+                    apply(&Change::Delete, &shape).expect("removing the receive filter");
                     took
                 })
                 .collect();
@@ -901,17 +911,7 @@ impl Bench {
             "| N managed | traffic | routing only | stronghost ÷ routing | classic iptables chain ÷ routing | rounds |\n|---|---|---|---|---|---|"
         );
         // A container behind docker0 with a port published on every address (DNAT), as Docker does.
-        let (host, ctr) = (self.lab.ns("host"), self.lab.add_ns("ctr"));
-        let ip = |args: &[&str]| lab::ok(std::process::Command::new("ip").args(args));
-        ip(&["-n", &host, "link", "add", "docker0", "type", "bridge"]);
-        ip(&["-n", &host, "link", "add", "vethc", "type", "veth", "peer", "name", "eth0", "netns", &ctr]);
-        ip(&["-n", &host, "link", "set", "vethc", "master", "docker0", "up"]);
-        ip(&["-n", &host, "addr", "add", "172.17.0.1/16", "dev", "docker0"]);
-        ip(&["-n", &host, "link", "set", "docker0", "up"]);
-        ip(&["-n", &ctr, "addr", "add", "172.17.0.2/16", "dev", "eth0"]);
-        ip(&["-n", &ctr, "link", "set", "eth0", "up"]);
-        ip(&["-n", &ctr, "route", "add", "default", "via", "172.17.0.1"]);
-        self.lab.host_ok(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+        self.lab.add_container_bridge();
         self.lab.nft(
             "table ip benchdocker {\n chain pre {\n  type nat hook prerouting priority dstnat; policy accept;\n  \
              fib daddr type local meta l4proto { tcp, udp } th dport 5202 dnat to 172.17.0.2:5201\n }\n}\n",

@@ -22,6 +22,9 @@ pub struct Config {
     pub link_group: u32,
     /// Route and rule protocol number marking stronghost's own objects.
     pub protocol: u8,
+    /// stronghost's field of the packet and connection marks: contiguous bits, never written
+    /// outside (policy.rs `mark_of`). Enough of them for every table of the range, plus one value.
+    pub mark_mask: u32,
     pub receive_filter: bool,
     /// stronghost's reverse-path check in the receive filter, and the kernel's off on managed
     /// interfaces (only together with `receive_filter`).
@@ -92,11 +95,13 @@ impl Default for Config {
             .iter()
             .map(|s| s.to_string())
             .collect(),
+            // 254: what the default mark field holds (`mark_slots`).
             table_min: 4101,
-            table_max: 4356,
+            table_max: 4354,
             priority: 4100,
             link_group: 4100,
             protocol: 83,
+            mark_mask: DEFAULT_MARK_MASK,
             receive_filter: true,
             arp_sysctls: true,
             rp_filter: true,
@@ -107,6 +112,12 @@ impl Default for Config {
         }
     }
 }
+
+/// The top byte: clear of every mark field the tools we know of use by default — kube-proxy
+/// (0x4000, 0x8000), Cilium (0x0f00), mwan3 (0x3f00), shorewall (0xff), Tailscale (0xff0000),
+/// wg-quick (51820 on its own socket) — but Calico's default mask (0xffff0000), which Calico
+/// lets one change (README).
+pub const DEFAULT_MARK_MASK: u32 = 0xff00_0000;
 
 #[derive(Debug)]
 pub struct ConfigError(pub String);
@@ -148,7 +159,7 @@ impl Config {
                     let (a, b) = value
                         .split_once('-')
                         .and_then(|(a, b)| Some((a.trim().parse::<u32>().ok()?, b.trim().parse::<u32>().ok()?)))
-                        .ok_or_else(|| at(format!("tables: expected FIRST-LAST, e.g. 4101-4356, found {value:?}")))?;
+                        .ok_or_else(|| at(format!("tables: expected FIRST-LAST, e.g. 4101-4354, found {value:?}")))?;
                     if a < 256 || a > b || b >= 0xffff_fff0 {
                         return Err(at(format!("tables: {a}-{b} must be ascending and above 255 (0-255 are the kernel's and iproute2's)")));
                     }
@@ -170,6 +181,11 @@ impl Config {
                         .map(|p| p as u8)
                         .ok_or_else(|| at(format!("protocol: expected a number from 5 to 255 (0-4 are the kernel's), found {value:?}")))?
                 }
+                "mark_mask" => {
+                    c.mark_mask = hex_or_decimal(value).filter(|m| contiguous(*m) && m.count_ones() >= 2).ok_or_else(|| {
+                        at(format!("mark_mask: expected contiguous bits, at least two, e.g. 0xff000000 (the top byte), found {value:?}"))
+                    })?
+                }
                 "receive_filter" => c.receive_filter = boolean(value).ok_or_else(|| at(bool_err(key, value)))?,
                 "arp_sysctls" => c.arp_sysctls = boolean(value).ok_or_else(|| at(bool_err(key, value)))?,
                 "rp_filter" => c.rp_filter = boolean(value).ok_or_else(|| at(bool_err(key, value)))?,
@@ -184,12 +200,29 @@ impl Config {
                 }
                 _ => {
                     return Err(at(format!(
-                        "unknown key {key:?} (known: interfaces, exclude, tables, priority, link_group, protocol, receive_filter, arp_sysctls, rp_filter, ipv6, gateway.<interface>)"
+                        "unknown key {key:?} (known: interfaces, exclude, tables, priority, link_group, protocol, mark_mask, receive_filter, arp_sysctls, rp_filter, ipv6, gateway.<interface>)"
                     )));
                 }
             }
         }
+        let tables = c.table_max - c.table_min + 1;
+        if u64::from(tables) > c.mark_slots() {
+            return Err(format!(
+                "tables {}-{} are {tables} interfaces, and mark_mask {:#x} marks {} of them: widen mark_mask (bits no other tool on \
+                 this host uses; README lists who uses which) or narrow tables",
+                c.table_min,
+                c.table_max,
+                c.mark_mask,
+                c.mark_slots()
+            ));
+        }
         Ok(c)
+    }
+
+    /// How many interfaces the mark field can tell apart: every value of its bits but 0 (no
+    /// mark) and all ones (arrived on an unmanaged interface).
+    pub fn mark_slots(&self) -> u64 {
+        (1u64 << self.mark_mask.count_ones()) - 2
     }
 
     /// Whether stronghost manages this interface name.
@@ -225,6 +258,19 @@ fn words(v: &str) -> Vec<String> {
 
 fn number(v: &str) -> Option<u32> {
     v.parse().ok()
+}
+
+fn hex_or_decimal(v: &str) -> Option<u32> {
+    match v.strip_prefix("0x").or_else(|| v.strip_prefix("0X")) {
+        Some(h) => u32::from_str_radix(h, 16).ok(),
+        None => v.parse().ok(),
+    }
+}
+
+/// One run of ones (and not none).
+fn contiguous(m: u32) -> bool {
+    let s = m.checked_shr(m.trailing_zeros()).unwrap_or(0);
+    m != 0 && s & s.wrapping_add(1) == 0
 }
 
 fn boolean(v: &str) -> Option<bool> {
@@ -280,6 +326,9 @@ mod tests {
         assert!(c.manages("eth1") && !c.manages("eth9") && !c.manages("wlan0"));
         assert_eq!((c.table_min, c.table_max, c.priority, c.link_group, c.protocol), (5000, 5010, 200, 7, 99));
         assert!(!c.receive_filter && !c.arp_sysctls && !c.rp_filter && !c.ipv6);
+        let wide = Config::parse("tables = 4101-8300\nmark_mask = 0x1fff0000\n").unwrap();
+        assert_eq!((wide.mark_mask, wide.mark_slots()), (0x1fff_0000, 8190));
+        assert_eq!(Config::parse("mark_mask = 4278190080").unwrap().mark_mask, 0xff00_0000);
     }
 
     #[test]
@@ -293,6 +342,11 @@ mod tests {
             ("gateway.eth3 = 0.0.0.0", "gateway.eth3: expected the IPv4 address"),
             ("gateway.eth3 = example.net", "gateway.eth3: expected the IPv4 address"),
             ("gateway.a/b = 192.0.2.1", "line 1: gateway.a/b"),
+            ("mark_mask = 0xff00ff00", "mark_mask: expected contiguous bits"),
+            ("mark_mask = 0x80000000", "at least two"),
+            ("mark_mask = 0", "mark_mask"),
+            ("tables = 4101-4356", "mark_mask 0xff000000 marks 254 of them"),
+            ("mark_mask = 0xf0000000\ntables = 5000-5020", "widen mark_mask"),
         ] {
             let e = Config::parse(text).unwrap_err();
             assert!(e.contains(needle), "{text:?}: {e}");
@@ -336,7 +390,7 @@ mod shipped_file {
             .filter(|l| l.contains(" = ") && !l.starts_with(' '))
             .map(|l| format!("{l}\n"))
             .collect();
-        assert_eq!(uncommented.lines().count(), 10, "{uncommented}");
+        assert_eq!(uncommented.lines().count(), 11, "{uncommented}");
         assert_eq!(Config::parse(&uncommented).unwrap(), Config::default());
     }
 }

@@ -72,7 +72,7 @@ pub fn execute(
     }
     if let Some(s) = &host.filter {
         writes.nft += 1;
-        if let Err(detail) = filter::apply(s, cfg.rp_filter) {
+        if let Err(detail) = filter::apply(s, &filter::Shape::of(cfg)) {
             errors.push(Error::Filter { detail });
         }
     }

@@ -3,6 +3,9 @@
 //! (netlink/nftables.rs); repairing a table someone else altered with `nft -f`, which merges with
 //! what is there and keeps the counters.
 //!
+//! M is stronghost's field of the packet and connection marks (`mark_mask`); V(K) the value of
+//! K's table in it (policy.rs `mark_of`); M/M, all of it, "arrived on an unmanaged interface".
+//!
 //! ```text
 //! table inet stronghost {
 //!   set managed     { type ifname; }                        every managed interface K
@@ -10,8 +13,8 @@
 //!   map rpf_iface   { type ifname : counter; }              K : rpf_T(K)
 //!   map src_iface   { type ifname : counter; }              K : src_T(K)
 //!   set rpf_ok      { type iface_index . iface_index; }     K . K
-//!   map conn_mark   { type ifname : mark; }                 K : T(K)
-//!   set conn_marks  { type mark; }                          T(K)
+//!   map iface_mark  { type ifname : verdict; }              K : goto mark_T(K)
+//!   map mark_iface  { type mark : verdict; }                V(K) : goto mark_T(K)
 //!   chain receive { type filter hook prerouting priority raw; policy accept;
 //!     iifname @managed fib daddr . iif type != local fib daddr type local
 //!         counter name iifname map @wrong_iface drop
@@ -20,15 +23,21 @@
 //!     ip6 daddr != fe80::/10 iifname @managed ... (the same, for IPv6)
 //!   }
 //!   chain connections { type filter hook prerouting priority mangle; policy accept;
-//!     ct state new ct mark 0 iifname @managed ct mark set iifname map @conn_mark
-//!     meta mark 0 ct direction reply ct mark @conn_marks meta mark set ct mark
+//!     ct state new ct mark and M == 0 iifname vmap @iface_mark
+//!     ct state new ct mark and M == 0 iif != "lo" fib daddr type local ct mark set ct mark and ~M or M
+//!     ct direction reply ct mark and M vmap @mark_iface
+//!     ct direction reply ct mark and M == M meta mark set meta mark and ~M or M
 //!   }
 //!   chain replies { type route hook output priority mangle; policy accept;
-//!     meta mark 0 ct direction reply ct mark @conn_marks meta mark set ct mark
+//!     (the two `ct direction reply` rules of `connections`)
 //!   }
 //!   chain egress { type filter hook postrouting priority 200; policy accept;
 //!     oifname @managed fib saddr type local fib saddr . oif type != local
 //!         counter name oifname map @src_iface drop
+//!   }
+//!   chain mark_T(K) {                                       one per member
+//!     ct direction original ct mark set ct mark and ~M or V(K)
+//!     ct direction reply meta mark set meta mark and ~M or V(K)
 //!   }
 //! }
 //! ```
@@ -51,11 +60,15 @@
 //! ever carries a borrowed sender address when the packet behind it had a borrowed source, and
 //! that packet never gets this far. Forwarded traffic (a source that is not the host's) passes.
 //!
-//! `connections` gives every connection that arrives on K the connection mark T(K) (unless another
-//! tool marked it), and every reply packet of a marked connection that packet mark, so the fwmark
-//! rule routes it by T(K): replies from a container behind DNAT or a host behind a port forward
-//! leave by K. `replies` does the same for replies the host itself sends. Named counters survive
-//! rule replacement, so per-interface drop counts are never reset by an unrelated change.
+//! `connections` gives every connection that arrives on K V(K) in M of its connection mark
+//! (unless M already holds something), and every reply packet of such a connection V(K) in M of
+//! its packet mark, so the fwmark rule routes it by T(K): replies from a container behind DNAT or
+//! a host behind a port forward leave by K. A connection to the host that arrives on an unmanaged
+//! interface (a container's) gets M/M, whose replies main routes. `replies` does the same for
+//! replies the host itself sends. Only M's bits are matched and written: nft cannot OR a value it
+//! looked up into a mark, so each member's value is a constant of its own chain, reached by a map
+//! lookup (the cost per packet does not grow with the members). Named counters survive rule
+//! replacement, so per-interface drop counts are never reset by an unrelated change.
 
 use crate::netlink::nftables::*;
 use std::collections::{BTreeMap, BTreeSet};
@@ -66,7 +79,7 @@ use std::process::{Command, Stdio};
 pub const TABLE: &str = "stronghost";
 const T: &str = "inet stronghost";
 
-/// The chains: name, type, hook (prerouting 0, output 3, postrouting 4), priority, nft's spelling.
+/// The base chains: name, type, hook (prerouting 0, output 3, postrouting 4), priority, nft's spelling.
 const CHAINS: [(&str, &str, u32, i32, &str); 4] = [
     ("receive", "filter", 0, -300, "type filter hook prerouting priority raw; policy accept;"),
     ("connections", "filter", 0, -150, "type filter hook prerouting priority mangle; policy accept;"),
@@ -74,28 +87,85 @@ const CHAINS: [(&str, &str, u32, i32, &str); 4] = [
     ("egress", "filter", 4, 200, "type filter hook postrouting priority 200; policy accept;"),
 ];
 
-/// The rules, as nft text for each chain, with the comment that names them for a reader.
-fn rule_texts(reverse_path: bool) -> Vec<(&'static str, String, &'static str)> {
-    let restore = "meta mark 0 ct direction reply ct mark @conn_marks meta mark set ct mark";
+/// The sets and maps, with nft's spelling of their types.
+const SETS: [(&str, &str, &str); 7] = [
+    ("set", "managed", "type ifname;"),
+    ("map", "wrong_iface", "type ifname : counter;"),
+    ("map", "rpf_iface", "type ifname : counter;"),
+    ("map", "src_iface", "type ifname : counter;"),
+    ("set", "rpf_ok", "type iface_index . iface_index;"),
+    ("map", "iface_mark", "type ifname : verdict;"),
+    ("map", "mark_iface", "type mark : verdict;"),
+];
+
+/// What makes the table's rules besides its members: the reverse-path rule (config `rp_filter`)
+/// and the mark field (`mark_mask`, `tables`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shape {
+    pub reverse_path: bool,
+    pub mark_mask: u32,
+    pub table_min: u32,
+}
+
+impl Shape {
+    pub fn of(cfg: &crate::config::Config) -> Shape {
+        Shape { reverse_path: cfg.rp_filter, mark_mask: cfg.mark_mask, table_min: cfg.table_min }
+    }
+
+    /// V(K) for the interface of table `t` (policy.rs `mark_of`, which the fwmark rules use).
+    pub fn mark(&self, t: u32) -> u32 {
+        (t.saturating_sub(self.table_min) + 1) << self.mark_mask.trailing_zeros()
+    }
+}
+
+impl Default for Shape {
+    fn default() -> Self {
+        Shape::of(&crate::config::Config::default())
+    }
+}
+
+/// The chain of the member with routing table `t`.
+pub fn member_chain(t: u32) -> String {
+    format!("mark_{t}")
+}
+
+fn table_of_chain(chain: &str) -> Option<u32> {
+    chain.strip_prefix("mark_")?.parse().ok()
+}
+
+fn hex(v: u32) -> String {
+    format!("{v:#010x}")
+}
+
+/// The base chains' rules, as nft text for each chain, with the comment that names them for a
+/// reader.
+fn rule_texts(shape: &Shape) -> Vec<(&'static str, String, &'static str)> {
+    let (m, keep) = (hex(shape.mark_mask), hex(!shape.mark_mask));
+    let new = format!("ct state new ct mark and {m} == 0");
+    let restore_member = format!("ct direction reply ct mark and {m} vmap @mark_iface");
+    let restore_unmanaged = format!("ct direction reply ct mark and {m} == {m} meta mark set meta mark and {keep} or {m}");
     let mut v = vec![(
         "receive",
         "iifname @managed fib daddr . iif type != local fib daddr type local counter name iifname map @wrong_iface drop".to_string(),
         "stronghost: wrong interface",
     )];
-    if reverse_path {
+    if shape.reverse_path {
         let rpf = "iifname @managed fib daddr type local iif . fib saddr oif != @rpf_ok counter name iifname map @rpf_iface drop";
         v.push(("receive", format!("meta nfproto ipv4 {rpf}"), "stronghost: reverse path"));
         // Not for link-local destinations: the way back to a source seen from a link-local
         // address is any link's (a router's unicast advertisement from its global address).
         v.push(("receive", format!("ip6 daddr != fe80::/10 {rpf}"), "stronghost: reverse path"));
     }
+    v.push(("connections", format!("{new} iifname vmap @iface_mark"), "stronghost: connection arrived on"));
     v.push((
         "connections",
-        "ct state new ct mark 0 iifname @managed ct mark set iifname map @conn_mark".into(),
-        "stronghost: connection arrived on",
+        format!("{new} iif != \"lo\" fib daddr type local ct mark set ct mark and {keep} or {m}"),
+        "stronghost: connection arrived on an unmanaged interface",
     ));
-    v.push(("connections", restore.into(), "stronghost: reply of a connection"));
-    v.push(("replies", restore.into(), "stronghost: reply of a connection"));
+    for chain in ["connections", "replies"] {
+        v.push((chain, restore_member.clone(), "stronghost: reply of a connection"));
+        v.push((chain, restore_unmanaged.clone(), "stronghost: reply of a connection"));
+    }
     v.push((
         "egress",
         "oifname @managed fib saddr type local fib saddr . oif type != local counter name oifname map @src_iface drop".into(),
@@ -104,31 +174,59 @@ fn rule_texts(reverse_path: bool) -> Vec<(&'static str, String, &'static str)> {
     v
 }
 
-/// The same rules as the kernel holds them (what nft makes of the text above: a unit test proves
-/// it), per chain: an installed rule is judged by this, not by its comment.
-fn rule_bodies(reverse_path: bool) -> BTreeMap<&'static str, Vec<Vec<Expr>>> {
-    let local = RTN_LOCAL.to_ne_bytes().to_vec(); // fib results are in host order
+/// The rules of member chain `mark_T`, as nft text with their comments.
+fn member_texts(shape: &Shape, t: u32) -> [(String, &'static str); 2] {
+    let (keep, v) = (hex(!shape.mark_mask), hex(shape.mark(t)));
+    [
+        (format!("ct direction original ct mark set ct mark and {keep} or {v}"), "stronghost: connection arrived on"),
+        (format!("ct direction reply meta mark set meta mark and {keep} or {v}"), "stronghost: reply of a connection"),
+    ]
+}
+
+fn m32(v: u32) -> Vec<u8> {
+    v.to_ne_bytes().to_vec() // marks and fib results are in host order
+}
+
+/// `reg1 = (reg1 & mask) ^ xor`.
+fn bitwise(mask: u32, xor: u32) -> Expr {
+    Expr::Bitwise { sreg: NFT_REG_1, dreg: NFT_REG_1, mask: m32(mask), xor: m32(xor) }
+}
+
+fn direction(reply: bool) -> [Expr; 2] {
+    // IP_CT_DIR_ORIGINAL 0, IP_CT_DIR_REPLY 1
+    [Expr::Ct { key: NFT_CT_DIRECTION, dreg: NFT_REG_1 }, Expr::Cmp { sreg: NFT_REG_1, op: NFT_CMP_EQ, data: vec![u8::from(reply)] }]
+}
+
+/// `KEY set KEY and ~M or value` for the connection (ct) or the packet (meta) mark.
+fn set_field(ct: bool, shape: &Shape, value: u32) -> [Expr; 3] {
+    let load = if ct { Expr::Ct { key: NFT_CT_MARK, dreg: NFT_REG_1 } } else { Expr::Meta { key: NFT_META_MARK, dreg: NFT_REG_1 } };
+    let store = if ct { Expr::CtSet { key: NFT_CT_MARK, sreg: NFT_REG_1 } } else { Expr::MetaSet { key: NFT_META_MARK, sreg: NFT_REG_1 } };
+    [load, bitwise(!shape.mark_mask, value), store]
+}
+
+/// The rules of member chain `mark_T` as the kernel holds them.
+fn member_bodies(shape: &Shape, t: u32) -> Vec<Vec<Expr>> {
+    let v = shape.mark(t);
+    vec![
+        direction(false).into_iter().chain(set_field(true, shape, v)).collect(),
+        direction(true).into_iter().chain(set_field(false, shape, v)).collect(),
+    ]
+}
+
+/// The base chains' rules as the kernel holds them (what nft makes of the text above: a unit test
+/// proves it), per chain: an installed rule is judged by this, not by its comment.
+fn rule_bodies(shape: &Shape) -> BTreeMap<&'static str, Vec<Vec<Expr>>> {
+    let local = m32(RTN_LOCAL);
+    let m = shape.mark_mask;
     let iifname = Expr::Meta { key: NFT_META_IIFNAME, dreg: NFT_REG_1 };
     let managed = Expr::Lookup { set: "managed".into(), sreg: NFT_REG_1, dreg: None, invert: false };
-    let lookup = |set: &str| Expr::Lookup { set: set.into(), sreg: NFT_REG_1, dreg: None, invert: false };
     let daddr_local = [
         Expr::Fib { flags: NFTA_FIB_F_DADDR, result: NFT_FIB_RESULT_ADDRTYPE, dreg: NFT_REG_1 },
         Expr::Cmp { sreg: NFT_REG_1, op: NFT_CMP_EQ, data: local.clone() },
     ];
     let counted_drop = |map: &str| [iifname.clone(), Expr::ObjrefMap { set: map.into(), sreg: NFT_REG_1 }, Expr::Verdict { code: NF_DROP }];
-    let ct_mark = Expr::Ct { key: NFT_CT_MARK, dreg: NFT_REG_1 };
-    let zero = |key| [key, Expr::Cmp { sreg: NFT_REG_1, op: NFT_CMP_EQ, data: vec![0; 4] }];
-    let restore: Vec<Expr> = zero(Expr::Meta { key: NFT_META_MARK, dreg: NFT_REG_1 })
-        .into_iter()
-        .chain([
-            Expr::Ct { key: NFT_CT_DIRECTION, dreg: NFT_REG_1 },
-            Expr::Cmp { sreg: NFT_REG_1, op: NFT_CMP_EQ, data: vec![1] }, // IP_CT_DIR_REPLY
-            ct_mark.clone(),
-            lookup("conn_marks"),
-            ct_mark.clone(),
-            Expr::MetaSet { key: NFT_META_MARK, sreg: NFT_REG_1 },
-        ])
-        .collect();
+    let field = || [Expr::Ct { key: NFT_CT_MARK, dreg: NFT_REG_1 }, bitwise(m, 0)];
+    let vmap = |set: &str| Expr::Lookup { set: set.into(), sreg: NFT_REG_1, dreg: Some(NFT_REG_VERDICT), invert: false };
 
     let mut wrong = vec![iifname.clone(), managed.clone()];
     wrong.push(Expr::Fib { flags: NFTA_FIB_F_DADDR | NFTA_FIB_F_IIF, result: NFT_FIB_RESULT_ADDRTYPE, dreg: NFT_REG_1 });
@@ -136,11 +234,11 @@ fn rule_bodies(reverse_path: bool) -> BTreeMap<&'static str, Vec<Vec<Expr>>> {
     wrong.extend(daddr_local.clone());
     wrong.extend(counted_drop("wrong_iface"));
     let mut receive = vec![wrong];
-    if reverse_path {
+    if shape.reverse_path {
         let nfproto =
             |p: u8| [Expr::Meta { key: NFT_META_NFPROTO, dreg: NFT_REG_1 }, Expr::Cmp { sreg: NFT_REG_1, op: NFT_CMP_EQ, data: vec![p] }];
-        let mut check = vec![iifname.clone(), managed.clone()];
-        check.extend(daddr_local);
+        let mut check = vec![iifname.clone(), managed];
+        check.extend(daddr_local.clone());
         check.push(Expr::Meta { key: NFT_META_IIF, dreg: NFT_REG_1 });
         check.push(Expr::Fib { flags: NFTA_FIB_F_SADDR, result: NFT_FIB_RESULT_OIF, dreg: NFT_REG32_01 });
         check.push(Expr::Lookup { set: "rpf_ok".into(), sreg: NFT_REG_1, dreg: None, invert: true });
@@ -162,21 +260,29 @@ fn rule_bodies(reverse_path: bool) -> BTreeMap<&'static str, Vec<Vec<Expr>>> {
         receive.push(v4);
         receive.push(v6);
     }
-    let new_state = [
+    // `ct state new ct mark and M == 0`
+    let new_unmarked: Vec<Expr> = [
         Expr::Ct { key: NFT_CT_STATE, dreg: NFT_REG_1 },
         Expr::Bitwise { sreg: NFT_REG_1, dreg: NFT_REG_1, mask: 8u32.to_ne_bytes().to_vec(), xor: vec![0; 4] }, // IP_CT_NEW's bit
         Expr::Cmp { sreg: NFT_REG_1, op: NFT_CMP_NEQ, data: vec![0; 4] },
-    ];
-    let mark_new: Vec<Expr> = new_state
+    ]
+    .into_iter()
+    .chain(field())
+    .chain([Expr::Cmp { sreg: NFT_REG_1, op: NFT_CMP_EQ, data: vec![0; 4] }])
+    .collect();
+    let mark_new: Vec<Expr> = new_unmarked.iter().cloned().chain([iifname, vmap("iface_mark")]).collect();
+    let mark_unmanaged: Vec<Expr> = new_unmarked
         .into_iter()
-        .chain(zero(ct_mark))
-        .chain([
-            iifname.clone(),
-            managed,
-            iifname,
-            Expr::Lookup { set: "conn_mark".into(), sreg: NFT_REG_1, dreg: Some(NFT_REG_1), invert: false },
-            Expr::CtSet { key: NFT_CT_MARK, sreg: NFT_REG_1 },
-        ])
+        .chain([Expr::Meta { key: NFT_META_IIF, dreg: NFT_REG_1 }, Expr::Cmp { sreg: NFT_REG_1, op: NFT_CMP_NEQ, data: m32(1) }]) // lo
+        .chain(daddr_local)
+        .chain(set_field(true, shape, m))
+        .collect();
+    let restore_member: Vec<Expr> = direction(true).into_iter().chain(field()).chain([vmap("mark_iface")]).collect();
+    let restore_unmanaged: Vec<Expr> = direction(true)
+        .into_iter()
+        .chain(field())
+        .chain([Expr::Cmp { sreg: NFT_REG_1, op: NFT_CMP_EQ, data: m32(m) }])
+        .chain(set_field(false, shape, m))
         .collect();
     let oifname = Expr::Meta { key: NFT_META_OIFNAME, dreg: NFT_REG_1 };
     let egress = vec![
@@ -192,8 +298,8 @@ fn rule_bodies(reverse_path: bool) -> BTreeMap<&'static str, Vec<Vec<Expr>>> {
     ];
     BTreeMap::from([
         ("receive", receive),
-        ("connections", vec![mark_new, restore.clone()]),
-        ("replies", vec![restore]),
+        ("connections", vec![mark_new, mark_unmanaged, restore_member.clone(), restore_unmanaged.clone()]),
+        ("replies", vec![restore_member, restore_unmanaged]),
         ("egress", vec![egress]),
     ])
 }
@@ -230,7 +336,7 @@ impl Drops {
 }
 
 /// The interfaces the table covers: name → its routing table, which names its counters
-/// (`drop_T`, `rpf_T`) and is its connection mark.
+/// (`drop_T`, `rpf_T`), its chain (`mark_T`) and its mark V(T).
 pub type Members = BTreeMap<String, u32>;
 
 /// What the table should hold.
@@ -243,8 +349,7 @@ pub struct Want {
     /// ones in the table are kept. A stale pair is harmless: it only ever says "arrived on i,
     /// routed back by i", true for whichever interface has that index.
     pub exact: bool,
-    /// The reverse-path rule (config `rp_filter`).
-    pub reverse_path: bool,
+    pub shape: Shape,
     /// Members beyond `members` exist: a plan for the one interface a read was scoped to names
     /// that one alone, and an empty `members` then does not mean an empty table.
     pub others: bool,
@@ -253,35 +358,48 @@ pub struct Want {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Current {
     pub exists: bool,
-    /// Read for this one interface only (`read_member`): the sets, maps and counters below hold
-    /// its entries and nothing else, and planning looks at it alone.
+    /// Read for this one interface only (`read_member`): the sets, maps, chains and counters
+    /// below hold its entries and nothing else, and planning looks at it alone.
     pub scope: Option<String>,
-    /// Every chain and rule as stronghost writes them (for `reverse_path` as read).
+    /// What the rules were judged against.
+    pub shape: Shape,
+    /// Every base chain and rule as stronghost writes them (for `shape` as read).
     pub rules_ok: bool,
     pub managed: BTreeSet<String>,
     pub wrong_iface: BTreeMap<String, String>,
     pub rpf_iface: BTreeMap<String, String>,
     pub src_iface: BTreeMap<String, String>,
-    pub conn_mark: BTreeMap<String, u32>,
-    pub conn_marks: BTreeSet<u32>,
+    /// Interface → the chain its new connections go to.
+    pub iface_mark: BTreeMap<String, String>,
+    /// Mark → the chain its replies go to.
+    pub mark_iface: BTreeMap<u32, String>,
+    /// Every chain besides the base chains → whether it is a member chain with the rules it
+    /// should have.
+    pub chains: BTreeMap<String, bool>,
+    /// The maps of 0.2 (whole-word marks) are still there.
+    pub legacy: bool,
     pub rpf_ok: BTreeSet<u32>,
     /// Counter name → packets dropped.
     pub counters: BTreeMap<String, u64>,
 }
 
 impl Current {
-    /// The members, when every set, map and counter agrees on them and holds nothing else.
+    /// The members, when every set, map, chain and counter agrees on them and holds nothing else.
     pub fn members(&self) -> Option<Members> {
-        let m = &self.conn_mark;
+        let m: Members = self.iface_mark.iter().map(|(n, c)| Some((n.clone(), table_of_chain(c)?))).collect::<Option<_>>()?;
         let each = m.iter().all(|(n, t)| {
+            let chain = member_chain(*t);
             counters_of(*t).into_iter().all(|(map, c)| self.map(map).get(n) == Some(&c) && self.counters.contains_key(&c))
-                && self.conn_marks.contains(t)
+                && self.mark_iface.get(&self.shape.mark(*t)) == Some(&chain)
+                && self.chains.get(&chain) == Some(&true)
         });
         let nothing_else = self.managed.iter().eq(m.keys())
             && ["wrong_iface", "rpf_iface", "src_iface"].iter().all(|map| self.map(map).len() == m.len())
-            && self.conn_marks.len() == m.len()
-            && self.counters.len() == 3 * m.len();
-        (each && nothing_else).then(|| m.clone())
+            && self.mark_iface.len() == m.len()
+            && self.chains.len() == m.len()
+            && self.counters.len() == 3 * m.len()
+            && !self.legacy;
+        (each && nothing_else).then_some(m)
     }
 
     fn map(&self, name: &str) -> &BTreeMap<String, String> {
@@ -289,6 +407,14 @@ impl Current {
             "wrong_iface" => &self.wrong_iface,
             "rpf_iface" => &self.rpf_iface,
             _ => &self.src_iface,
+        }
+    }
+
+    fn map_mut(&mut self, name: &str) -> &mut BTreeMap<String, String> {
+        match name {
+            "wrong_iface" => &mut self.wrong_iface,
+            "rpf_iface" => &mut self.rpf_iface,
+            _ => &mut self.src_iface,
         }
     }
 
@@ -311,35 +437,39 @@ fn read_err(e: crate::netlink::NetlinkError) -> String {
     format!("reading nft table {T}: {e}")
 }
 
-/// The table's existence and its chains and rules (`rules_ok`); `None` when it does not exist.
-fn read_rules(nft: &mut Nft, reverse_path: bool) -> Result<Option<Current>, String> {
+/// Whether an installed chain's rules are `want`, judged by their bodies whatever their comments
+/// say: an edited rule is not ours any more.
+fn same_rules(rules: Option<Vec<InstalledRule>>, want: &[Vec<Expr>]) -> bool {
+    let now: Vec<Option<Vec<Expr>>> = rules.unwrap_or_default().into_iter().map(|r| r.exprs).collect();
+    now.len() == want.len() && now.iter().zip(want).all(|(a, b)| a.as_ref() == Some(b))
+}
+
+/// The table's existence and its base chains and rules (`rules_ok`); `None` when it does not exist.
+fn read_rules(nft: &mut Nft, shape: &Shape) -> Result<Option<Current>, String> {
     let err = read_err;
     if !nft.table_exists(TABLE).map_err(err)? {
         return Ok(None);
     }
-    let mut c = Current { exists: true, rules_ok: true, ..Default::default() };
-    let bodies = rule_bodies(reverse_path);
+    let mut c = Current { exists: true, rules_ok: true, shape: *shape, ..Default::default() };
+    let bodies = rule_bodies(shape);
     for (name, kind, hook, priority, _) in CHAINS {
         let chain = nft.chain(TABLE, name).map_err(err)?;
-        let rules = nft.rules(TABLE, name).map_err(err)?.unwrap_or_default();
-        // Judged by their bodies, whatever their comments say: an edited rule is not ours any more.
-        let bodies_now: Vec<Option<Vec<Expr>>> = rules.into_iter().map(|r| r.exprs).collect();
-        let want: Vec<Option<Vec<Expr>>> = bodies[name].iter().cloned().map(Some).collect();
-        c.rules_ok &= chain == Some(Chain { kind: kind.into(), hook, priority, policy: 1 }) && bodies_now == want;
+        let rules = nft.rules(TABLE, name).map_err(err)?;
+        c.rules_ok &= chain == Some(Chain { kind: kind.into(), hook, priority, policy: 1 }) && same_rules(rules, &bodies[name]);
     }
     Ok(Some(c))
 }
 
-/// What an event for one interface needs of the table: its rules, and that interface's entries
-/// only — looked up by key, a constant cost whatever the number of members (dumping every set
-/// and counter of a 4,096-interface host costs more than the rest of the event). Falls back to
-/// reading everything when the table is not as stronghost left it or the interface's entries
-/// disagree: a repair rewrites the whole table.
-pub fn read_member(reverse_path: bool, name: &str, index: Option<u32>) -> Result<Current, String> {
+/// What an event for one interface needs of the table: its base rules, and that interface's
+/// entries and chain only — looked up by key, a constant cost whatever the number of members
+/// (dumping every set and counter of a 4,096-interface host costs more than the rest of the
+/// event). Falls back to reading everything when the table is not as stronghost left it or the
+/// interface's entries disagree: a repair rewrites the whole table.
+pub fn read_member(shape: &Shape, name: &str, index: Option<u32>) -> Result<Current, String> {
     let err = read_err;
     let mut nft = Nft::open().map_err(|e| err(e.into()))?;
-    let Some(mut c) = read_rules(&mut nft, reverse_path)? else { return Ok(Current::default()) };
-    if !c.rules_ok || !quotable(name) {
+    let Some(mut c) = read_rules(&mut nft, shape)? else { return Ok(Current { shape: *shape, ..Default::default() }) };
+    if !c.rules_ok {
         return read_members(&mut nft, c);
     }
     c.scope = Some(name.to_string());
@@ -350,22 +480,22 @@ pub fn read_member(reverse_path: bool, name: &str, index: Option<u32>) -> Result
     }
     for map in ["wrong_iface", "rpf_iface", "src_iface"] {
         if let Some(o) = element(map, &key)?.and_then(|e| e.objref) {
-            let m = match map {
-                "wrong_iface" => &mut c.wrong_iface,
-                "rpf_iface" => &mut c.rpf_iface,
-                _ => &mut c.src_iface,
-            };
-            m.insert(name.to_string(), o);
+            c.map_mut(map).insert(name.to_string(), o);
         }
     }
-    if let Some(t) = element("conn_mark", &key)?.and_then(|e| u32_of(e.data.as_deref()?)) {
-        c.conn_mark.insert(name.to_string(), t);
-        if element("conn_marks", &t.to_ne_bytes())?.is_some() {
-            c.conn_marks.insert(t);
-        }
-        for (_, counter) in counters_of(t) {
-            if let Some(p) = nft.counter(TABLE, &counter).map_err(err)? {
-                c.counters.insert(counter, p);
+    if let Some(chain) = element("iface_mark", &key)?.and_then(|e| e.goto) {
+        c.iface_mark.insert(name.to_string(), chain.clone());
+        if let Some(t) = table_of_chain(&chain) {
+            let v = shape.mark(t);
+            if let Some(to) = element("mark_iface", &m32(v))?.and_then(|e| e.goto) {
+                c.mark_iface.insert(v, to);
+            }
+            let ok = same_rules(nft.rules(TABLE, &chain).map_err(err)?, &member_bodies(shape, t));
+            c.chains.insert(chain, ok);
+            for (_, counter) in counters_of(t) {
+                if let Some(p) = nft.counter(TABLE, &counter).map_err(err)? {
+                    c.counters.insert(counter, p);
+                }
             }
         }
     }
@@ -376,36 +506,45 @@ pub fn read_member(reverse_path: bool, name: &str, index: Option<u32>) -> Result
     }
     if c.members().is_none() {
         let rules_ok = c.rules_ok;
-        return read_members(&mut nft, Current { exists: true, rules_ok, ..Default::default() });
+        return read_members(&mut nft, Current { exists: true, rules_ok, shape: *shape, ..Default::default() });
     }
     Ok(c)
 }
 
-/// Reads the table over nfnetlink; `Ok(Current::default())` when it does not exist.
-pub fn read(reverse_path: bool) -> Result<Current, String> {
+/// Reads the table over nfnetlink; an empty `Current` when it does not exist.
+pub fn read(shape: &Shape) -> Result<Current, String> {
     let err = read_err;
     let mut nft = Nft::open().map_err(|e| err(e.into()))?;
-    match read_rules(&mut nft, reverse_path)? {
+    match read_rules(&mut nft, shape)? {
         Some(c) => read_members(&mut nft, c),
-        None => Ok(Current::default()),
+        None => Ok(Current { shape: *shape, ..Default::default() }),
     }
 }
 
-/// Every member's entries: each set and map dumped, and the counters.
+/// Every member's entries: each set and map dumped, every chain's rules, and the counters.
 fn read_members(nft: &mut Nft, mut c: Current) -> Result<Current, String> {
     let err = read_err;
-    let mut elements = |set: &str| nft.elements(TABLE, set).map_err(err).map(Option::unwrap_or_default);
-    c.managed = elements("managed")?.into_iter().map(|e| name_of(&e.key)).collect();
-    c.wrong_iface = elements("wrong_iface")?.into_iter().filter_map(|e| Some((name_of(&e.key), e.objref?))).collect();
-    c.rpf_iface = elements("rpf_iface")?.into_iter().filter_map(|e| Some((name_of(&e.key), e.objref?))).collect();
-    c.src_iface = elements("src_iface")?.into_iter().filter_map(|e| Some((name_of(&e.key), e.objref?))).collect();
-    c.conn_mark = elements("conn_mark")?.into_iter().filter_map(|e| Some((name_of(&e.key), u32_of(e.data.as_deref()?)?))).collect();
-    c.conn_marks = elements("conn_marks")?.into_iter().filter_map(|e| u32_of(&e.key)).collect();
+    let mut elements = |set: &str| nft.elements(TABLE, set).map_err(err);
+    c.managed = elements("managed")?.unwrap_or_default().into_iter().map(|e| name_of(&e.key)).collect();
+    for map in ["wrong_iface", "rpf_iface", "src_iface"] {
+        *c.map_mut(map) = elements(map)?.unwrap_or_default().into_iter().filter_map(|e| Some((name_of(&e.key), e.objref?))).collect();
+    }
+    c.iface_mark = elements("iface_mark")?.unwrap_or_default().into_iter().filter_map(|e| Some((name_of(&e.key), e.goto?))).collect();
+    c.mark_iface = elements("mark_iface")?.unwrap_or_default().into_iter().filter_map(|e| Some((u32_of(&e.key)?, e.goto?))).collect();
+    c.legacy = elements("conn_mark")?.is_some() || elements("conn_marks")?.is_some();
     // Pairs i . i; anything else is not ours.
-    let pairs = elements("rpf_ok")?;
+    let pairs = elements("rpf_ok")?.unwrap_or_default();
     c.rpf_ok =
         pairs.iter().filter_map(|e| Some((u32_of(&e.key)?, u32_of(e.key.get(4..)?)?))).filter(|(a, b)| a == b).map(|(a, _)| a).collect();
     c.rules_ok &= c.rpf_ok.len() == pairs.len();
+    let mut rules = nft.rules_by_chain(TABLE).map_err(err)?.unwrap_or_default();
+    for chain in nft.chains(TABLE).map_err(err)?.unwrap_or_default() {
+        if CHAINS.iter().any(|(n, ..)| *n == chain) {
+            continue;
+        }
+        let ok = table_of_chain(&chain).is_some_and(|t| same_rules(rules.remove(&chain), &member_bodies(&c.shape, t)));
+        c.chains.insert(chain, ok);
+    }
     c.counters = nft.counters(TABLE).map_err(err)?.unwrap_or_default();
     Ok(c)
 }
@@ -422,7 +561,7 @@ pub enum Change {
     /// type under one of stronghost's names), the table is recreated over nfnetlink instead.
     Repair { script: String, want: Want },
     /// Only members come or go: over nfnetlink, one transaction, no `nft` process.
-    Members { add: Vec<(String, u32)>, remove: Vec<(String, u32)>, add_indexes: Vec<u32>, remove_indexes: Vec<u32> },
+    Members { add: Vec<(String, u32)>, remove: Vec<(String, u32)>, add_indexes: Vec<u32>, remove_indexes: Vec<u32>, shape: Shape },
 }
 
 impl Change {
@@ -436,10 +575,10 @@ impl Change {
             Change::Repair { .. } => {
                 "its chains, rules, sets or counters are not as stronghost writes them (changed by hand or by another tool)".into()
             }
-            Change::Members { add, remove, add_indexes, remove_indexes } => {
+            Change::Members { add, remove, add_indexes, remove_indexes, .. } => {
                 let mut parts = Vec::new();
                 if !add.is_empty() {
-                    parts.push(format!("members missing or with another mark: {}", names(add)));
+                    parts.push(format!("members missing or with another table: {}", names(add)));
                 }
                 if !remove.is_empty() {
                     parts.push(format!("members that should not be there: {}", names(remove)));
@@ -464,13 +603,15 @@ impl Change {
             Change::Repair { script, .. } => format!("nft -f - <<'EOF'\n{script}EOF"),
             Change::Create(want) => format!("nft -f - <<'EOF'\n{}EOF", script(&Current::default(), want)),
             Change::Delete => format!("nft delete table {T}"),
-            Change::Members { add, remove, add_indexes, remove_indexes } => {
+            Change::Members { add, remove, add_indexes, remove_indexes, shape } => {
                 let mut s = Vec::new();
                 for (n, t) in remove {
                     let mut c: Vec<String> =
                         counters_of(*t).iter().map(|(map, _)| format!("nft delete element {T} {map} {{ \"{n}\" }}")).collect();
-                    c.push(format!("nft delete element {T} conn_mark {{ \"{n}\" }}; nft delete element {T} conn_marks {{ {t} }}"));
+                    c.push(format!("nft delete element {T} iface_mark {{ \"{n}\" }}"));
+                    c.push(format!("nft delete element {T} mark_iface {{ {} }}", hex(shape.mark(*t))));
                     c.push(format!("nft delete element {T} managed {{ \"{n}\" }}"));
+                    c.push(format!("nft delete chain {T} {}", member_chain(*t)));
                     c.extend(counters_of(*t).iter().map(|(_, ctr)| format!("nft delete counter {T} {ctr}")));
                     s.push(c.join("; "));
                 }
@@ -481,10 +622,14 @@ impl Change {
                     s.push(format!("nft add element {T} rpf_ok {{ {i} . {i} }}"));
                 }
                 for (n, t) in add {
+                    let chain = member_chain(*t);
                     let mut c: Vec<String> = counters_of(*t).iter().map(|(_, ctr)| format!("nft add counter {T} {ctr}")).collect();
+                    c.push(format!("nft add chain {T} {chain}"));
+                    c.extend(member_texts(shape, *t).iter().map(|(rule, _)| format!("nft add rule {T} {chain} {rule}")));
                     c.push(format!("nft add element {T} managed {{ \"{n}\" }}"));
                     c.extend(counters_of(*t).iter().map(|(map, ctr)| format!("nft add element {T} {map} {{ \"{n}\" : \"{ctr}\" }}")));
-                    c.push(format!("nft add element {T} conn_mark {{ \"{n}\" : {t} }}; nft add element {T} conn_marks {{ {t} }}"));
+                    c.push(format!("nft add element {T} iface_mark {{ \"{n}\" : goto {chain} }}"));
+                    c.push(format!("nft add element {T} mark_iface {{ {} : goto {chain} }}", hex(shape.mark(*t))));
                     s.push(c.join("; "));
                 }
                 s.join("\n")
@@ -501,7 +646,7 @@ pub fn plan(cur: &Current, want: &Want) -> Option<Change> {
     if !cur.exists {
         return Some(Change::Create(want.clone()));
     }
-    let Some(have) = cur.members().filter(|_| cur.rules_ok) else {
+    let Some(have) = cur.members().filter(|_| cur.rules_ok && cur.shape == want.shape) else {
         return Some(Change::Repair { script: script(cur, want), want: want.clone() });
     };
     // Read for one interface: decide on that one alone.
@@ -519,6 +664,7 @@ pub fn plan(cur: &Current, want: &Want) -> Option<Change> {
         remove,
         add_indexes,
         remove_indexes,
+        shape: want.shape,
     })
 }
 
@@ -528,20 +674,30 @@ fn wanted_indexes(cur: &Current, want: &Want) -> BTreeSet<u32> {
 
 /// The `nft -f` transaction that makes the table what `want` says, keeping its counters.
 pub fn script(cur: &Current, want: &Want) -> String {
+    let shape = &want.shape;
     let mut s = format!("add table {T}\n");
     for (name, _, _, _, spec) in CHAINS {
         s += &format!("add chain {T} {name} {{ {spec} }}\nflush chain {T} {name}\n");
     }
-    for (kind, name, spec) in [
-        ("set", "managed", "type ifname;"),
-        ("map", "wrong_iface", "type ifname : counter;"),
-        ("map", "rpf_iface", "type ifname : counter;"),
-        ("map", "src_iface", "type ifname : counter;"),
-        ("map", "conn_mark", "type ifname : mark;"),
-        ("set", "conn_marks", "type mark;"),
-        ("set", "rpf_ok", "type iface_index . iface_index;"),
-    ] {
+    for (kind, name, spec) in SETS {
         s += &format!("add {kind} {T} {name} {{ {spec} }}\nflush {kind} {T} {name}\n");
+    }
+    if cur.legacy {
+        // 0.2's whole-word marks; their rules went with the flushes above.
+        s += &format!("add map {T} conn_mark {{ type ifname : mark; }}\ndelete map {T} conn_mark\n");
+        s += &format!("add set {T} conn_marks {{ type mark; }}\ndelete set {T} conn_marks\n");
+    }
+    let chains: BTreeSet<String> = want.members.values().map(|t| member_chain(*t)).collect();
+    // Nothing refers to a chain any more once the maps and base chains are flushed.
+    for c in cur.chains.keys().filter(|c| !chains.contains(*c)) {
+        s += &format!("delete chain {T} {c}\n");
+    }
+    for t in want.members.values().collect::<BTreeSet<_>>() {
+        let chain = member_chain(*t);
+        s += &format!("add chain {T} {chain}\nflush chain {T} {chain}\n");
+        for (rule, comment) in member_texts(shape, *t) {
+            s += &format!("add rule {T} {chain} {rule} comment \"{comment}\"\n");
+        }
     }
     let counters: BTreeSet<String> = want.members.values().flat_map(|t| counters_of(*t).map(|(_, c)| c)).collect();
     for c in &counters {
@@ -552,9 +708,10 @@ pub fn script(cur: &Current, want: &Want) -> String {
     s += &format!("add element {T} wrong_iface {{ {} }}\n", list(&|n, t| format!("\"{n}\" : \"{}\"", drop_counter(t))));
     s += &format!("add element {T} rpf_iface {{ {} }}\n", list(&|n, t| format!("\"{n}\" : \"{}\"", rpf_counter(t))));
     s += &format!("add element {T} src_iface {{ {} }}\n", list(&|n, t| format!("\"{n}\" : \"{}\"", src_counter(t))));
-    s += &format!("add element {T} conn_mark {{ {} }}\n", list(&|n, t| format!("\"{n}\" : {t}")));
+    s += &format!("add element {T} iface_mark {{ {} }}\n", list(&|n, t| format!("\"{n}\" : goto {}", member_chain(t))));
     let marks: BTreeSet<u32> = want.members.values().copied().collect();
-    s += &format!("add element {T} conn_marks {{ {} }}\n", marks.iter().map(u32::to_string).collect::<Vec<_>>().join(", "));
+    let by_mark = marks.iter().map(|t| format!("{} : goto {}", hex(shape.mark(*t)), member_chain(*t))).collect::<Vec<_>>();
+    s += &format!("add element {T} mark_iface {{ {} }}\n", by_mark.join(", "));
     let indexes = wanted_indexes(cur, want);
     if !indexes.is_empty() {
         s += &format!("add element {T} rpf_ok {{ {} }}\n", indexes.iter().map(|i| format!("{i} . {i}")).collect::<Vec<_>>().join(", "));
@@ -562,7 +719,7 @@ pub fn script(cur: &Current, want: &Want) -> String {
     for c in cur.counters.keys().filter(|c| !counters.contains(*c)) {
         s += &format!("delete counter {T} {c}\n");
     }
-    for (chain, rule, comment) in rule_texts(want.reverse_path) {
+    for (chain, rule, comment) in rule_texts(shape) {
         s += &format!("add rule {T} {chain} {rule} comment \"{comment}\"\n");
     }
     s
@@ -572,30 +729,26 @@ fn nft() -> Result<Nft, crate::netlink::NetlinkError> {
     Ok(Nft::open()?)
 }
 
-/// The nfnetlink edits of a `Change::Members`: everything of the interfaces that leave first,
-/// counters last (the maps refer to them); for those that come, counters first.
-fn edits(add: &[(String, u32)], remove: &[(String, u32)], add_indexes: &[u32], remove_indexes: &[u32]) -> Vec<Edit> {
-    let by_name = |list: &[(String, u32)], value: &dyn Fn(u32) -> (Option<Vec<u8>>, Option<String>)| -> Vec<Element> {
-        list.iter()
-            .map(|(n, t)| {
-                let (data, objref) = value(*t);
-                Element { key: Element::ifname(n), data, objref }
-            })
-            .collect()
+/// The nfnetlink edits of a `Change::Members`: everything of the interfaces that leave first
+/// (the maps' elements, then their chains, counters last: the maps refer to them); for those that
+/// come, counters and chains first.
+fn edits(add: &[(String, u32)], remove: &[(String, u32)], add_indexes: &[u32], remove_indexes: &[u32], shape: &Shape) -> Vec<Edit> {
+    let by_name = |list: &[(String, u32)], value: &dyn Fn(u32) -> Element| -> Vec<Element> {
+        list.iter().map(|(n, t)| Element { key: Element::ifname(n), ..value(*t) }).collect()
     };
-    let marks = |list: &[(String, u32)]| -> Vec<Element> {
-        list.iter().map(|(_, t)| Element { key: t.to_ne_bytes().to_vec(), data: None, objref: None }).collect()
+    let by_mark = |list: &[(String, u32)]| -> Vec<Element> {
+        list.iter().map(|(_, t)| Element { goto: Some(member_chain(*t)), ..Element::key(m32(shape.mark(*t))) }).collect()
     };
-    let pairs = |list: &[u32]| -> Vec<Element> {
-        list.iter().map(|i| Element { key: [i.to_ne_bytes(), i.to_ne_bytes()].concat(), data: None, objref: None }).collect()
-    };
-    let none = |_| (None, None);
+    let pairs = |list: &[u32]| -> Vec<Element> { list.iter().map(|i| Element::key([i.to_ne_bytes(), i.to_ne_bytes()].concat())).collect() };
+    let plain = |_| Element::key(vec![]);
+    let objref = |c: String| Element { objref: Some(c), ..Element::key(vec![]) };
     let mut e = Vec::new();
     if !remove.is_empty() {
-        for set in ["wrong_iface", "rpf_iface", "src_iface", "conn_mark", "managed"] {
-            e.push(Edit::DelElements { set: set.into(), elements: by_name(remove, &none) });
+        for set in ["wrong_iface", "rpf_iface", "src_iface", "iface_mark", "managed"] {
+            e.push(Edit::DelElements { set: set.into(), elements: by_name(remove, &plain) });
         }
-        e.push(Edit::DelElements { set: "conn_marks".into(), elements: marks(remove) });
+        e.push(Edit::DelElements { set: "mark_iface".into(), elements: by_mark(remove) });
+        e.extend(remove.iter().map(|(_, t)| Edit::DelChain(member_chain(*t))));
         e.extend(remove.iter().flat_map(|(_, t)| counters_of(*t).map(|(_, c)| Edit::DelCounter(c))));
     }
     if !remove_indexes.is_empty() {
@@ -606,12 +759,20 @@ fn edits(add: &[(String, u32)], remove: &[(String, u32)], add_indexes: &[u32], r
     }
     if !add.is_empty() {
         e.extend(add.iter().flat_map(|(_, t)| counters_of(*t).map(|(_, c)| Edit::AddCounter(c))));
-        e.push(Edit::AddElements { set: "managed".into(), elements: by_name(add, &none) });
-        e.push(Edit::AddElements { set: "wrong_iface".into(), elements: by_name(add, &|t| (None, Some(drop_counter(t)))) });
-        e.push(Edit::AddElements { set: "rpf_iface".into(), elements: by_name(add, &|t| (None, Some(rpf_counter(t)))) });
-        e.push(Edit::AddElements { set: "src_iface".into(), elements: by_name(add, &|t| (None, Some(src_counter(t)))) });
-        e.push(Edit::AddElements { set: "conn_mark".into(), elements: by_name(add, &|t| (Some(t.to_ne_bytes().to_vec()), None)) });
-        e.push(Edit::AddElements { set: "conn_marks".into(), elements: marks(add) });
+        for (_, t) in add {
+            let chain = member_chain(*t);
+            e.push(Edit::AddChain(chain.clone()));
+            for (exprs, (_, comment)) in member_bodies(shape, *t).into_iter().zip(member_texts(shape, *t)) {
+                e.push(Edit::AddRule { chain: chain.clone(), exprs, comment: comment.into() });
+            }
+        }
+        e.push(Edit::AddElements { set: "managed".into(), elements: by_name(add, &plain) });
+        e.push(Edit::AddElements { set: "wrong_iface".into(), elements: by_name(add, &|t| objref(drop_counter(t))) });
+        e.push(Edit::AddElements { set: "rpf_iface".into(), elements: by_name(add, &|t| objref(rpf_counter(t))) });
+        e.push(Edit::AddElements { set: "src_iface".into(), elements: by_name(add, &|t| objref(src_counter(t))) });
+        let goto = |t: u32| Element { goto: Some(member_chain(t)), ..Element::key(vec![]) };
+        e.push(Edit::AddElements { set: "iface_mark".into(), elements: by_name(add, &goto) });
+        e.push(Edit::AddElements { set: "mark_iface".into(), elements: by_mark(add) });
     }
     e
 }
@@ -634,9 +795,9 @@ fn create(want: &Want) -> Result<(), crate::netlink::NetlinkError> {
         data,
         obj_type,
     };
-    let bodies = rule_bodies(want.reverse_path);
+    let bodies = rule_bodies(&want.shape);
     let mut taken: BTreeMap<&str, usize> = BTreeMap::new();
-    let rules = rule_texts(want.reverse_path)
+    let rules = rule_texts(&want.shape)
         .into_iter()
         .map(|(chain, _, comment)| {
             let i = taken.entry(chain).or_default();
@@ -649,10 +810,7 @@ fn create(want: &Want) -> Result<(), crate::netlink::NetlinkError> {
             .iter()
             .map(|(name, kind, hook, priority, _)| ChainSpec {
                 name: name.to_string(),
-                kind: kind.to_string(),
-                hook: *hook,
-                priority: *priority,
-                policy: 1,
+                base: Some(Chain { kind: kind.to_string(), hook: *hook, priority: *priority, policy: 1 }),
             })
             .collect(),
         sets: vec![
@@ -660,19 +818,19 @@ fn create(want: &Want) -> Result<(), crate::netlink::NetlinkError> {
             set("wrong_iface", NFT_SET_OBJECT, TYPE_IFNAME, 16, None, Some(NFT_OBJECT_COUNTER)),
             set("rpf_iface", NFT_SET_OBJECT, TYPE_IFNAME, 16, None, Some(NFT_OBJECT_COUNTER)),
             set("src_iface", NFT_SET_OBJECT, TYPE_IFNAME, 16, None, Some(NFT_OBJECT_COUNTER)),
-            set("conn_mark", NFT_SET_MAP, TYPE_IFNAME, 16, Some((TYPE_MARK, 4)), None),
-            set("conn_marks", 0, TYPE_MARK, 4, None, None),
             set("rpf_ok", 0, (TYPE_IFINDEX << 6) | TYPE_IFINDEX, 8, None, None),
+            set("iface_mark", NFT_SET_MAP, TYPE_IFNAME, 16, Some((NFT_DATA_VERDICT, 0)), None),
+            set("mark_iface", NFT_SET_MAP, TYPE_MARK, 4, Some((NFT_DATA_VERDICT, 0)), None),
         ],
         rules,
     };
     let members: Vec<(String, u32)> = want.members.iter().map(|(n, t)| (n.clone(), *t)).collect();
     let indexes: Vec<u32> = want.indexes.iter().copied().collect();
-    nft()?.create_table(TABLE, &spec, &edits(&members, &[], &indexes, &[]))
+    nft()?.create_table(TABLE, &spec, &edits(&members, &[], &indexes, &[], &want.shape))
 }
 
 /// Makes a change; each kind is one transaction: all of it takes effect or none does.
-pub fn apply(change: &Change, reverse_path: bool) -> Result<(), String> {
+pub fn apply(change: &Change, shape: &Shape) -> Result<(), String> {
     match change {
         Change::Create(want) => create(want).or_else(|e| {
             log::info!("creating nft table {T} over nfnetlink failed ({e}); writing it with nft");
@@ -691,20 +849,21 @@ pub fn apply(change: &Change, reverse_path: bool) -> Result<(), String> {
             log::info!("removing the receive filter over nfnetlink failed ({e}); removing it with nft");
             run_script(&format!("add table {T}\ndelete table {T}\n"))
         }),
-        Change::Members { add, remove, add_indexes, remove_indexes } => {
-            nft().and_then(|mut n| n.edit(TABLE, &edits(add, remove, add_indexes, remove_indexes))).or_else(|e| {
-                // Whatever went wrong, writing the whole table is always correct.
+        Change::Members { add, remove, add_indexes, remove_indexes, shape: s } => {
+            nft().and_then(|mut n| n.edit(TABLE, &edits(add, remove, add_indexes, remove_indexes, s))).or_else(|e| {
+                // Whatever went wrong, writing the whole table is always correct: every member
+                // the table has, with this change made.
                 log::debug!("nfnetlink update of nft table {T} failed ({e}); rewriting it with nft");
-                let cur = read(reverse_path)?;
-                let mut members = cur.conn_mark.clone();
+                let cur = read(shape)?;
+                let mut members: Members = cur.iface_mark.iter().filter_map(|(n, c)| Some((n.clone(), table_of_chain(c)?))).collect();
                 for (n, _) in remove {
                     members.remove(n);
                 }
                 members.extend(add.iter().cloned());
                 let mut indexes: BTreeSet<u32> = cur.rpf_ok.iter().filter(|i| !remove_indexes.contains(i)).copied().collect();
                 indexes.extend(add_indexes);
-                let want = Want { members, indexes, exact: true, reverse_path, others: false };
-                apply(&Change::Repair { script: script(&Current { rules_ok: false, ..cur }, &want), want }, reverse_path)
+                let want = Want { members, indexes, exact: true, shape: *shape, others: false };
+                apply(&Change::Repair { script: script(&Current { rules_ok: false, ..cur }, &want), want }, shape)
             })
         }
     }
@@ -766,7 +925,7 @@ mod tests {
             members: v.iter().map(|(a, b)| (a.to_string(), *b)).collect(),
             indexes: indexes.iter().copied().collect(),
             exact: true,
-            reverse_path: true,
+            shape: Shape::default(),
             others: false,
         }
     }
@@ -780,53 +939,62 @@ mod tests {
     fn nft_text_and_rule_bodies_agree_and_edits_are_noticed() {
         crate::netlink::testns::in_new_netns(|| {
             for reverse_path in [true, false] {
-                let w = Want { reverse_path, ..want(&[("eth0", 4101), ("eth1", 4102)], &[2, 3]) };
-                apply(&Change::Create(w.clone()), reverse_path).expect("nft -f");
-                let cur = read(reverse_path).unwrap();
+                let shape = Shape { reverse_path, ..Shape::default() };
+                let w = Want { shape, ..want(&[("eth0", 4101), ("eth1", 4102)], &[2, 3]) };
+                apply(&Change::Create(w.clone()), &shape).expect("nft -f");
+                let cur = read(&shape).unwrap();
                 assert!(cur.exists && cur.rules_ok, "{cur:?}");
                 assert_eq!(cur.rpf_ok, [2, 3].into());
                 assert_eq!(plan(&cur, &w), None);
                 // The other setting's rules are not these.
-                assert!(!read(!reverse_path).unwrap().rules_ok);
-                apply(&Change::Delete, reverse_path).unwrap();
+                assert!(!read(&Shape { reverse_path: !reverse_path, ..shape }).unwrap().rules_ok);
+                // Nor those of another mark field: the base chains' rules and the members' chains.
+                let wider = Shape { mark_mask: 0xfff0_0000, ..shape };
+                let other = read(&wider).unwrap();
+                assert!(
+                    !other.rules_ok
+                        && plan(&other, &Want { shape: wider, ..w.clone() }).is_some_and(|c| matches!(c, Change::Repair { .. }))
+                );
+                apply(&Change::Delete, &shape).unwrap();
             }
             // Created over nfnetlink: the same rules, sets and members, and nft reads it as its own.
+            let sh = Shape::default();
             let w = want(&[("eth0", 4101), ("eth1", 4102)], &[2, 3]);
             create(&w).expect("nfnetlink");
-            let cur = read(true).unwrap();
+            let cur = read(&sh).unwrap();
             assert!(cur.rules_ok && cur.members() == Some(w.members.clone()) && cur.rpf_ok == [2, 3].into(), "{cur:?}");
             run_script(&script(&cur, &w)).expect("nft -f over a table made over nfnetlink");
-            assert!(read(true).unwrap().rules_ok);
+            assert!(read(&sh).unwrap().rules_ok);
             // Same comment, different verdict.
             let edited = format!(
                 "flush chain {T} receive\nadd rule {T} receive iifname @managed fib daddr . iif type != local \
                  fib daddr type local counter name iifname map @wrong_iface accept comment \"stronghost: wrong interface\"\n"
             );
             run_script(&edited).expect("nft -f");
-            let cur = read(true).unwrap();
+            let cur = read(&sh).unwrap();
             assert!(!cur.rules_ok);
             let Some(repair @ Change::Repair { .. }) = plan(&cur, &w) else { panic!("no repair") };
-            apply(&repair, true).unwrap();
-            assert!(read(true).unwrap().rules_ok);
+            apply(&repair, &sh).unwrap();
+            assert!(read(&sh).unwrap().rules_ok);
             // Members over nfnetlink: one leaves, one comes, an index goes stale.
             let w2 = want(&[("eth0", 4101), ("eth2", 4103)], &[2, 4]);
             // (nft -f added elements to a table made over nfnetlink: the marks are in host order.)
-            let before = read(true).unwrap();
-            assert_eq!(before.conn_mark, w.members);
+            let before = read(&sh).unwrap();
+            assert_eq!(before.members(), Some(w.members.clone()));
             let change = plan(&before, &w2).unwrap();
             assert!(matches!(change, Change::Members { .. }), "{change:?}");
-            apply(&change, true).unwrap();
-            let cur = read(true).unwrap();
+            apply(&change, &sh).unwrap();
+            let cur = read(&sh).unwrap();
             assert_eq!(cur.members(), Some(w2.members.clone()));
             assert_eq!(cur.rpf_ok, [2, 4].into());
             assert_eq!(plan(&cur, &w2), None);
             // A gather of one interface adds indexes and keeps the others.
             assert_eq!(
                 plan(&cur, &Want { exact: false, ..want(&[("eth0", 4101), ("eth2", 4103)], &[9]) }),
-                Some(Change::Members { add: vec![], remove: vec![], add_indexes: vec![9], remove_indexes: vec![] })
+                Some(Change::Members { add: vec![], remove: vec![], add_indexes: vec![9], remove_indexes: vec![], shape: sh })
             );
             // Read for one interface: its entries alone, looked up by key; planned on alone.
-            let one = read_member(true, "eth2", Some(4)).unwrap();
+            let one = read_member(&sh, "eth2", Some(4)).unwrap();
             assert_eq!(one.scope.as_deref(), Some("eth2"));
             assert_eq!(one.members(), Some([("eth2".to_string(), 4103)].into()));
             assert_eq!((one.rpf_ok.clone(), one.counters.len()), ([4].into(), 3));
@@ -834,34 +1002,67 @@ mod tests {
             let of_one = |w: &Want, index: u32| Want { exact: false, indexes: [index].into(), ..w.clone() };
             assert_eq!(plan(&one, &of_one(&w2, 4)), None, "eth0 is not looked at");
             let three = Want { exact: false, ..want(&[("eth0", 4101), ("eth2", 4103), ("eth3", 4104)], &[5]) };
-            let new = read_member(true, "eth3", Some(5)).unwrap();
+            let new = read_member(&sh, "eth3", Some(5)).unwrap();
             assert_eq!((new.scope.as_deref(), new.members()), (Some("eth3"), Some(Members::new())));
             let add = plan(&new, &three).unwrap();
             assert_eq!(
                 add,
-                Change::Members { add: vec![("eth3".into(), 4104)], remove: vec![], add_indexes: vec![5], remove_indexes: vec![] }
+                Change::Members {
+                    add: vec![("eth3".into(), 4104)],
+                    remove: vec![],
+                    add_indexes: vec![5],
+                    remove_indexes: vec![],
+                    shape: sh
+                }
             );
-            apply(&add, true).unwrap();
-            let gone = plan(&read_member(true, "eth3", Some(5)).unwrap(), &of_one(&w2, 5)).unwrap();
+            apply(&add, &sh).unwrap();
+            let gone = plan(&read_member(&sh, "eth3", Some(5)).unwrap(), &of_one(&w2, 5)).unwrap();
             assert_eq!(
                 gone,
-                Change::Members { add: vec![], remove: vec![("eth3".into(), 4104)], add_indexes: vec![], remove_indexes: vec![] }
+                Change::Members {
+                    add: vec![],
+                    remove: vec![("eth3".into(), 4104)],
+                    add_indexes: vec![],
+                    remove_indexes: vec![],
+                    shape: sh
+                }
             );
             // The same, planned from that interface's entry alone (plan.rs `host`, scoped): the
             // others exist, so no entry wanted is not "delete the table".
-            let alone = Want { members: Members::new(), indexes: [5].into(), exact: false, reverse_path: true, others: true };
-            assert_eq!(plan(&read_member(true, "eth3", Some(5)).unwrap(), &alone), Some(gone.clone()));
-            apply(&gone, true).unwrap();
-            assert_eq!(read(true).unwrap().members(), Some(w2.members.clone()));
+            let alone = Want { members: Members::new(), indexes: [5].into(), exact: false, shape: sh, others: true };
+            assert_eq!(plan(&read_member(&sh, "eth3", Some(5)).unwrap(), &alone), Some(gone.clone()));
+            apply(&gone, &sh).unwrap();
+            assert_eq!(read(&sh).unwrap().members(), Some(w2.members.clone()));
             // One interface's entries disagreeing: everything is read, and the table repaired.
             run_script(&format!("delete element {T} managed {{ \"eth2\" }}\n")).unwrap();
-            let torn = read_member(true, "eth2", Some(4)).unwrap();
-            assert!(torn.scope.is_none() && torn.conn_mark.len() == 2, "{torn:?}");
+            let torn = read_member(&sh, "eth2", Some(4)).unwrap();
+            assert!(torn.scope.is_none() && torn.iface_mark.len() == 2, "{torn:?}");
             assert!(matches!(plan(&torn, &of_one(&w2, 4)), Some(Change::Repair { .. })));
-            apply(&Change::Repair { script: script(&torn, &w2), want: w2.clone() }, true).unwrap();
-            let cur = read(true).unwrap();
-            apply(&plan(&cur, &Want::default()).unwrap(), true).unwrap();
-            assert!(!read(true).unwrap().exists);
+            apply(&Change::Repair { script: script(&torn, &w2), want: w2.clone() }, &sh).unwrap();
+            let cur = read(&sh).unwrap();
+            apply(&plan(&cur, &Want::default()).unwrap(), &sh).unwrap();
+            assert!(!read(&sh).unwrap().exists);
+            // A table as 0.2 wrote it (whole-word marks, the table numbers): repaired into this
+            // layout by one `nft -f`, the drop counters kept.
+            let legacy = format!(
+                "add table {T}\nadd chain {T} connections {{ type filter hook prerouting priority mangle; policy accept; }}\n\
+                 add set {T} managed {{ type ifname; }}\nadd map {T} conn_mark {{ type ifname : mark; }}\n\
+                 add set {T} conn_marks {{ type mark; }}\nadd counter {T} drop_4101\n\
+                 add element {T} managed {{ \"eth0\" }}\nadd element {T} conn_mark {{ \"eth0\" : 4101 }}\n\
+                 add element {T} conn_marks {{ 4101 }}\n\
+                 add rule {T} connections ct state new ct mark 0 iifname @managed ct mark set iifname map @conn_mark\n\
+                 add rule {T} connections meta mark 0 ct direction reply ct mark @conn_marks meta mark set ct mark\n"
+            );
+            run_script(&legacy).unwrap();
+            let old = read(&sh).unwrap();
+            assert!(old.legacy && old.members().is_none(), "{old:?}");
+            let w1 = want(&[("eth0", 4101)], &[2]);
+            let Some(Change::Repair { script: repair, .. }) = plan(&old, &w1) else { panic!("no repair of the legacy table") };
+            run_script(&repair).expect("nft -f repairs a table of 0.2 in place");
+            let cur = read(&sh).unwrap();
+            assert!(cur.rules_ok && !cur.legacy && cur.members() == Some(w1.members.clone()), "{cur:?}");
+            assert_eq!(plan(&cur, &w1), None);
+            apply(&Change::Delete, &sh).unwrap();
         });
     }
 
@@ -876,8 +1077,11 @@ mod tests {
             wrong_iface: [("eth0".to_string(), "drop_4101".to_string()), ("eth1".to_string(), "drop_4102".to_string())].into(),
             rpf_iface: [("eth0".to_string(), "rpf_4101".to_string()), ("eth1".to_string(), "rpf_4102".to_string())].into(),
             src_iface: [("eth0".to_string(), "src_4101".to_string()), ("eth1".to_string(), "src_4102".to_string())].into(),
-            conn_mark: w.members.clone(),
-            conn_marks: [4101, 4102].into(),
+            shape: Shape::default(),
+            iface_mark: [("eth0".to_string(), "mark_4101".to_string()), ("eth1".to_string(), "mark_4102".to_string())].into(),
+            mark_iface: [(0x0100_0000, "mark_4101".to_string()), (0x0200_0000, "mark_4102".to_string())].into(),
+            chains: [("mark_4101".to_string(), true), ("mark_4102".to_string(), true)].into(),
+            legacy: false,
             rpf_ok: [2, 3].into(),
             counters: [
                 ("drop_4101".to_string(), 3),
@@ -895,9 +1099,27 @@ mod tests {
         let fewer = want(&[("eth0", 4101)], &[2]);
         assert_eq!(
             plan(&cur, &fewer),
-            Some(Change::Members { add: vec![], remove: vec![("eth1".into(), 4102)], add_indexes: vec![], remove_indexes: vec![3] })
+            Some(Change::Members {
+                add: vec![],
+                remove: vec![("eth1".into(), 4102)],
+                add_indexes: vec![],
+                remove_indexes: vec![3],
+                shape: Shape::default()
+            })
         );
         assert!(matches!(plan(&Current { rules_ok: false, ..cur.clone() }, &w), Some(Change::Repair { .. })));
+        // A member's chain edited, a stray chain, the maps of 0.2 left over: not intact, and the
+        // script deletes what is not wanted.
+        let mut edited = cur.clone();
+        edited.chains.insert("mark_4102".into(), false);
+        assert!(matches!(plan(&edited, &w), Some(Change::Repair { .. })));
+        let mut stray = cur.clone();
+        stray.chains.insert("other".into(), false);
+        stray.legacy = true;
+        assert!(matches!(plan(&stray, &w), Some(Change::Repair { .. })));
+        let s = script(&stray, &fewer);
+        assert!(s.contains("delete chain inet stronghost other\n") && s.contains("delete chain inet stronghost mark_4102\n"), "{s}");
+        assert!(s.contains("delete map inet stronghost conn_mark\n") && s.contains("delete set inet stronghost conn_marks\n"), "{s}");
         // A counter missing: not intact.
         let mut broken = cur.clone();
         broken.counters.remove("rpf_4102");

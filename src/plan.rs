@@ -417,12 +417,17 @@ impl<'a> Planner<'a> {
         };
         let mut want: Vec<Rule> = connected.into_iter().filter(|n| routed(n.is_v6())).map(|n| policy::connected_rule(cfg, n)).collect();
         want.extend([false, true].into_iter().filter(|v6| routed(*v6)).map(|v6| policy::unmarked_rule(cfg, v6)));
-        // The shared rules: `to` rules into main, the unmarked packets' shortcut (and the single
-        // `from all` rule of earlier versions).
+        // The receive filter marks connections that arrive on unmanaged interfaces.
+        want.extend(
+            [false, true].into_iter().filter(|v6| cfg.receive_filter && routed(*v6)).map(|v6| policy::unmanaged_mark_rule(cfg, v6)),
+        );
+        // The shared rules: `to` rules into main, the unmarked packets' shortcut, the unmanaged
+        // interfaces' mark (and the single `from all` rule of earlier versions).
         let cur: Vec<Rule> = k
             .owned_rules(proto)
             .filter(|r| {
-                (r.table == RT_TABLE_MAIN && matches!(r.selector, Selector::All | Selector::To(_))) || r.selector == Selector::Unmarked
+                (r.table == RT_TABLE_MAIN && matches!(r.selector, Selector::All | Selector::To(_) | Selector::Fwmark(..)))
+                    || matches!(r.selector, Selector::Unmarked(_))
             })
             .cloned()
             .collect();
@@ -435,7 +440,9 @@ impl<'a> Planner<'a> {
         // A filter read for one interface is planned for that one alone (filter::plan): the want
         // names it alone, not the thousands of others a host may have.
         let scope = self.g.filter.as_ref().ok().and_then(|c| c.scope.as_deref());
-        let member = |n: &str| Some((n.to_string(), *self.tables.get(n)?));
+        // (A table outside the range, after an edit of `tables`, is given up by the interface's
+        // own plan before it gets a member's mark.)
+        let member = |n: &str| Some((n.to_string(), *self.tables.get(n)?)).filter(|(_, t)| cfg.in_table_range(*t));
         let (members, others): (filter::Members, bool) = match scope {
             _ if !cfg.receive_filter => Default::default(),
             Some(s) => (
@@ -445,7 +452,7 @@ impl<'a> Planner<'a> {
             None => (all_names().iter().filter_map(|n| member(n)).collect(), false),
         };
         let indexes = members.keys().filter_map(|n| k.link(n)).map(|l| l.index).collect();
-        let want = filter::Want { members, indexes, exact: self.g.complete, reverse_path: cfg.rp_filter, others };
+        let want = filter::Want { members, indexes, exact: self.g.complete, shape: filter::Shape::of(cfg), others };
         match &self.g.filter {
             Ok(cur) => {
                 host.filter = filter::plan(cur, &want);
@@ -892,7 +899,9 @@ mod tests {
         let first =
             Gathered { complete: false, ..gathered(g.kernel.links.clone(), g.kernel.addrs.clone(), vec![], g.kernel.routes.clone()) };
         let p = plan_one(&cfg, &first, "eth0", Intent::Apply).unwrap();
-        assert!(p.host.needs_host_pass && p.host.rules_add == [policy::unmarked_rule(&cfg, false)]);
+        assert!(
+            p.host.needs_host_pass && p.host.rules_add == [policy::unmarked_rule(&cfg, false), policy::unmanaged_mark_rule(&cfg, false)]
+        );
         let p = plan_one(&cfg, &g, "eth0", Intent::Apply).unwrap();
         assert!(!p.host.needs_host_pass);
         assert_eq!(p.tables.as_ref().and_then(|t| t.get("eth0")), Some(&4101));
@@ -900,15 +909,23 @@ mod tests {
         assert!(p.interfaces[0].rules_add.contains(&Rule {
             v6: false,
             priority: 4105,
-            selector: Selector::Fwmark(4101),
+            selector: Selector::Fwmark(policy::mark_of(&cfg, 4101), cfg.mark_mask),
             table: 4101,
             suppress: None,
             goto: None,
         }));
         // Only the kernel's connected networks through unmanaged interfaces, only IPv4 so far; and
         // the shortcut that spares unmarked packets the walk through every fwmark rule.
-        assert_eq!(p.host.rules_add, vec![connected("10.8.0.5/32"), connected("172.17.0.0/16"), policy::unmarked_rule(&cfg, false)]);
-        assert_eq!(p.host.rules_add[2].to_string(), "priority 4104 fwmark 0/0xffffffff goto 4110");
+        assert_eq!(
+            p.host.rules_add,
+            vec![
+                connected("10.8.0.5/32"),
+                connected("172.17.0.0/16"),
+                policy::unmarked_rule(&cfg, false),
+                policy::unmanaged_mark_rule(&cfg, false)
+            ]
+        );
+        assert_eq!(p.host.rules_add[2].to_string(), "priority 4104 fwmark 0/0xff000000 goto 4110");
         assert_eq!(
             p.host.rules_add[1].to_string(),
             "priority 4100 to 172.17.0.0/16 lookup main suppress_prefixlength 15 suppress_ifgroup 4100"
@@ -926,11 +943,17 @@ mod tests {
         // eth1 has IPv6 too: the IPv6 connected network's rule comes with it, and goes with it.
         let p = plan_one(&cfg, &g, "eth1", Intent::Apply).unwrap();
         assert_eq!(p.tables.as_ref().and_then(|t| t.get("eth1")), Some(&4102));
-        assert_eq!(p.host.rules_add, vec![connected("2001:db8:99::/64"), policy::unmarked_rule(&cfg, true)]);
+        assert_eq!(
+            p.host.rules_add,
+            vec![connected("2001:db8:99::/64"), policy::unmarked_rule(&cfg, true), policy::unmanaged_mark_rule(&cfg, true)]
+        );
         let g = after(&g, &p);
         assert!(is_empty(&plan_one(&cfg, &g, "eth1", Intent::Apply).unwrap()));
         let p = plan_one(&cfg, &g, "eth1", Intent::Release).unwrap();
-        assert_eq!(p.host.rules_del, vec![connected("2001:db8:99::/64"), policy::unmarked_rule(&cfg, true)]);
+        assert_eq!(
+            p.host.rules_del,
+            vec![connected("2001:db8:99::/64"), policy::unmarked_rule(&cfg, true), policy::unmanaged_mark_rule(&cfg, true)]
+        );
         assert!(p.interfaces[0].record.is_none());
         assert_eq!(count(&p.interfaces, &p.host), render(&p.interfaces, &p.host, PROTO).len());
         // A gather of one interface cannot tell which links are unmanaged: it keeps the rules.
@@ -983,7 +1006,7 @@ mod tests {
             .cloned()
             .collect();
         rules.push(Owned { protocol: PROTO, item: rule(Selector::From("198.51.100.11".parse().unwrap()), t("eth2"), 4110) });
-        rules.push(Owned { protocol: 4, item: rule(Selector::Fwmark(7), t("eth3"), 4000) });
+        rules.push(Owned { protocol: 4, item: rule(Selector::Fwmark(7, u32::MAX), t("eth3"), 4000) });
         rules.push(Owned { protocol: 4, item: rule(Selector::From("192.0.2.9".parse().unwrap()), 100, 50) });
         for name in ["eth0", "eth1", "eth2", "eth3"] {
             for intent in [Intent::Apply, Intent::Release] {
@@ -1023,7 +1046,7 @@ mod tests {
         );
         let p = plan_one(&cfg, &g, "eth0", Intent::Apply).unwrap();
         assert_eq!(p.host.rules_del, vec![old]);
-        assert_eq!(p.host.rules_add, vec![policy::unmarked_rule(&cfg, false)]);
+        assert_eq!(p.host.rules_add, vec![policy::unmarked_rule(&cfg, false), policy::unmanaged_mark_rule(&cfg, false)]);
     }
 
     #[test]

@@ -6,8 +6,11 @@
 //! prio P     to <n> lookup main suppress_prefixlength len(n)-1 suppress_ifgroup G
 //!                                            for every network n directly connected through an
 //!                                            unmanaged interface (docker0, a tunnel's peer), shared
-//! prio P+4   fwmark 0/0xffffffff goto P+10   shared: unmarked packets skip the fwmark rules
-//! prio P+5   fwmark T(K) lookup T(K)         replies of connections that arrived on K
+//! prio P+4   fwmark 0/M goto P+10            shared: packets without stronghost's mark skip the
+//!                                            fwmark rules
+//! prio P+5   fwmark V(K)/M lookup T(K)       replies of connections that arrived on K
+//! prio P+5   fwmark M/M lookup main          shared: replies of connections that arrived on an
+//!                                            unmanaged interface (a container's, to the host)
 //! prio P+10  from <a>     lookup T(K)        for every address a on K (IPv6: global and unique-local)
 //! prio P+20  oif K        lookup T(K)
 //! IPv4 table T(K): <prefix> dev K scope link src a        for every on-link prefix
@@ -32,9 +35,14 @@
 //! stops a socket bound to K's address but to another device from escaping through that device's
 //! table.
 //!
-//! Connections are K's when they arrive on K: the receive filter marks them (conntrack mark T(K))
+//! Connections are K's when they arrive on K: the receive filter marks them (conntrack mark V(K))
 //! and gives their reply packets that mark, so a reply routed as another address's packet — from a
 //! container behind DNAT, from a host behind a port forward — still leaves by K (fwmark rule).
+//! Marks are a field, M = `mark_mask`: V(K) is T(K)'s place in the table range (1, 2, …) shifted
+//! into M, and all of M's bits (M/M) say "arrived on an interface stronghost does not manage",
+//! whose replies main routes — through that interface, whether or not a `to` rule for its network
+//! exists yet. Only M's bits are set, matched and restored: other tools' bits on a packet or a
+//! connection neither stop a reply from being routed by its arrival interface nor are changed.
 
 use crate::config::Config;
 use crate::lease::StaticRoute;
@@ -56,10 +64,10 @@ pub enum Selector {
     Oif(String),
     /// `to <network>`.
     To(IpNet),
-    /// `fwmark <mark>` (all 32 bits).
-    Fwmark(u32),
-    /// `fwmark 0/0xffffffff`: packets without any mark.
-    Unmarked,
+    /// `fwmark <mark>/<mask>` (a mark that is not 0).
+    Fwmark(u32, u32),
+    /// `fwmark 0/<mask>`: packets with none of the mask's bits.
+    Unmarked(u32),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -148,10 +156,42 @@ pub fn connected_rule(cfg: &Config, net: IpNet) -> Rule {
     }
 }
 
-/// The shared rule that lets every unmarked packet skip the `fwmark` rules (one per interface):
-/// a lookup then walks one rule, not hundreds, before the `from` rules.
+/// The shared rule that lets every packet without stronghost's mark skip the `fwmark` rules (one
+/// per interface): a lookup then walks one rule, not hundreds, before the `from` rules.
 pub fn unmarked_rule(cfg: &Config, v6: bool) -> Rule {
-    Rule { v6, priority: cfg.priority + 4, selector: Selector::Unmarked, table: 0, suppress: None, goto: Some(from_priority(cfg)) }
+    Rule {
+        v6,
+        priority: cfg.priority + 4,
+        selector: Selector::Unmarked(cfg.mark_mask),
+        table: 0,
+        suppress: None,
+        goto: Some(from_priority(cfg)),
+    }
+}
+
+/// The shared rule for replies of connections that arrived on an unmanaged interface: main.
+pub fn unmanaged_mark_rule(cfg: &Config, v6: bool) -> Rule {
+    Rule {
+        v6,
+        priority: fwmark_priority(cfg),
+        selector: Selector::Fwmark(unmanaged_mark(cfg), cfg.mark_mask),
+        table: RT_TABLE_MAIN,
+        suppress: None,
+        goto: None,
+    }
+}
+
+/// The mark of connections that arrived on the interface of table `t`, one of the range (the
+/// configuration guarantees the field holds every one of them).
+pub fn mark_of(cfg: &Config, t: u32) -> u32 {
+    debug_assert!(cfg.in_table_range(t), "table {t} outside {}-{}", cfg.table_min, cfg.table_max);
+    (t.saturating_sub(cfg.table_min) + 1) << cfg.mark_mask.trailing_zeros()
+}
+
+/// The mark of connections that arrived on an interface stronghost does not manage: the whole
+/// field.
+pub fn unmanaged_mark(cfg: &Config) -> u32 {
+    cfg.mark_mask
 }
 
 pub fn fwmark_priority(cfg: &Config) -> u32 {
@@ -176,8 +216,9 @@ pub fn desired(cfg: &Config, iface: &InterfaceFacts, table: u32, gw: &Gateways) 
 }
 
 fn rules_for(cfg: &Config, iface: &InterfaceFacts, table: u32, v6: bool, addrs: impl Iterator<Item = IpAddr>, d: &mut Desired) {
-    // The connection mark is the table number (the receive filter sets it).
-    d.rules.push(Rule { v6, priority: fwmark_priority(cfg), selector: Selector::Fwmark(table), table, suppress: None, goto: None });
+    // The receive filter sets the connection mark.
+    let selector = Selector::Fwmark(mark_of(cfg, table), cfg.mark_mask);
+    d.rules.push(Rule { v6, priority: fwmark_priority(cfg), selector, table, suppress: None, goto: None });
     for a in addrs {
         let r = Rule { v6, priority: from_priority(cfg), selector: Selector::From(a), table, suppress: None, goto: None };
         if !d.rules.contains(&r) {
@@ -291,8 +332,8 @@ impl fmt::Display for Rule {
             Selector::From(a) => write!(f, "from {a}")?,
             Selector::Oif(d) => write!(f, "oif {d}")?,
             Selector::To(n) => write!(f, "to {n}")?,
-            Selector::Fwmark(m) => write!(f, "fwmark {m:#x}")?,
-            Selector::Unmarked => write!(f, "fwmark 0/0xffffffff")?,
+            Selector::Fwmark(m, mask) => write!(f, "fwmark {m:#x}/{mask:#x}")?,
+            Selector::Unmarked(mask) => write!(f, "fwmark 0/{mask:#x}")?,
         }
         if let Some(p) = self.goto {
             return write!(f, " goto {p}");
@@ -351,7 +392,7 @@ mod tests {
         assert_eq!(
             lines(&d),
             [
-                "priority 4105 fwmark 0x1006 lookup 4102",
+                "priority 4105 fwmark 0x2000000/0xff000000 lookup 4102",
                 "priority 4110 from 198.51.100.11 lookup 4102",
                 "priority 4120 oif eth1 lookup 4102",
                 "198.51.100.0/24 dev eth1 scope link src 198.51.100.11 table 4102",
@@ -435,7 +476,7 @@ mod tests {
         assert_eq!(
             six,
             [
-                "ip -6 rule add priority 4105 fwmark 0x1006 lookup 4102",
+                "ip -6 rule add priority 4105 fwmark 0x2000000/0xff000000 lookup 4102",
                 "ip -6 rule add priority 4110 from 2001:db8:1::2ff:fe00:101 lookup 4102",
                 "ip -6 rule add priority 4110 from 2001:db8:1::1:11 lookup 4102",
                 "ip -6 rule add priority 4120 oif eth1 lookup 4102",

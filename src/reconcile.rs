@@ -164,8 +164,8 @@ impl Engine {
             _ => None,
         };
         let filter = match one {
-            Some(n) => filter::read_member(self.cfg.rp_filter, n, kernel.link(n).map(|l| l.index)),
-            None => filter::read(self.cfg.rp_filter),
+            Some(n) => filter::read_member(&filter::Shape::of(&self.cfg), n, kernel.link(n).map(|l| l.index)),
+            None => filter::read(&filter::Shape::of(&self.cfg)),
         };
         let mut g = Gathered {
             kernel,

@@ -7,6 +7,7 @@ use crate::filter;
 use crate::handoff::{self, Watcher};
 use crate::reconcile::Engine;
 use crate::sysctl;
+use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Candidate off-link destinations for route lookups: documentation ranges (TEST-NET-1..3, the
@@ -206,9 +207,9 @@ pub fn violations(e: &mut Engine) -> Result<Report, Error> {
         }
         // Replies of connections that arrived here (marked by the receive filter): routed as a
         // container's or a forwarded host's packet, they must still leave by this interface.
-        if let Some(t) = g.tables.get(&name).copied().filter(|_| e.cfg.receive_filter) {
+        if let Some(t) = g.tables.get(&name).copied().filter(|t| e.cfg.receive_filter && e.cfg.in_table_range(*t)) {
             for (probe, has) in [(probe4, !facts.addresses.is_empty()), (probe6, !facts.addresses6.is_empty())] {
-                match e.nl.route_get(probe, None, None, Some(t)) {
+                match e.nl.route_get(probe, None, None, Some(crate::policy::mark_of(&e.cfg, t))) {
                     Ok((Some(o), _)) if o == link.index || !has => {}
                     Ok((o, _)) if has => v.push(format!(
                         "{name}: replies of connections that arrived on {name} (published ports, port forwards) would leave by {}; \
@@ -277,6 +278,9 @@ pub fn violations(e: &mut Engine) -> Result<Report, Error> {
         };
         v.push(format!("receive filter (nft table inet {}): {}; {repair}", filter::TABLE, change.summary()));
     }
+    if e.cfg.receive_filter {
+        marks(e, &g, &mut v, &mut warnings);
+    }
     // An interface stronghost should manage but does not (the hooks ran into an error — a
     // foreign link group, no free table — or only hooks run and the address was added by hand):
     // it is a weak host's interface, whatever the others are.
@@ -296,6 +300,59 @@ pub fn violations(e: &mut Engine) -> Result<Report, Error> {
         }
     }
     Ok(Report { violations: v, warnings, checked, drops })
+}
+
+/// The mark field (`mark_mask`) against other tools: a rule that puts a value into it makes the
+/// replies of the connections or packets it marks leave by another interface's table (a
+/// violation); one that overwrites the whole mark clears it, which matters only if it runs after
+/// stronghost's chains (a warning: the order is the other tool's). Connections whose field holds
+/// a value no managed interface has: another tool's doing, or left from an interface released
+/// (they time out) — a violation only when no table of the range could have given it.
+fn marks(e: &mut Engine, g: &crate::plan::Gathered, v: &mut Vec<String>, warnings: &mut Vec<String>) {
+    let (cfg, m) = (&e.cfg, e.cfg.mark_mask);
+    let fix = format!("give one of them other bits (`mark_mask` in {}; README lists which tools use which)", cfg.path.display());
+    match crate::netlink::nftables::Nft::open().map_err(Into::into).and_then(|mut n| n.mark_writers(m, filter::TABLE)) {
+        Ok(writers) => {
+            for w in writers {
+                let text = format!(
+                    "nft table {} {}, chain {}: {} — stronghost's field of the marks is {m:#x}",
+                    w.family, w.table, w.chain, w.what
+                );
+                if w.sets {
+                    v.push(format!("{text}: replies of the connections it marks are routed as another interface's; {fix}"));
+                } else {
+                    warnings.push(format!("{text}: if it runs after stronghost's chains, the replies it marks lose their interface"));
+                }
+            }
+        }
+        Err(err) => warnings.push(format!("cannot read the nftables rules to look for other tools' marks: {err}")),
+    }
+    let managed: BTreeSet<u32> = g
+        .records
+        .keys()
+        .filter_map(|n| g.tables.get(n))
+        .filter(|t| cfg.in_table_range(**t))
+        .map(|t| crate::policy::mark_of(cfg, *t))
+        .chain([crate::policy::unmanaged_mark(cfg)])
+        .collect();
+    let slots = u64::from(cfg.table_max - cfg.table_min + 1);
+    match crate::netlink::conntrack::marks_in(m) {
+        Ok(found) => {
+            for (value, n) in found.into_iter().filter(|(value, _)| !managed.contains(value)) {
+                let slot = u64::from(value >> m.trailing_zeros());
+                let text = format!("{n} connection(s) carry {value:#x} in stronghost's field of the connection mark ({m:#x})");
+                if slot > slots {
+                    v.push(format!("{text}, a value stronghost never sets: another tool writes into these bits; {fix}"));
+                } else {
+                    warnings.push(format!(
+                        "{text}, the mark of no managed interface: left from an interface released (they time out), or another \
+                         tool writes into these bits"
+                    ));
+                }
+            }
+        }
+        Err(err) => warnings.push(format!("cannot read the connection tracking table: {err}")),
+    }
 }
 
 pub fn run(cfg: &Config) -> i32 {

@@ -62,6 +62,11 @@ pub const NFT_CMP_EQ: u32 = 0;
 pub const NFT_CMP_NEQ: u32 = 1;
 pub const RTN_LOCAL: u32 = 2;
 pub const NF_DROP: u32 = 0;
+/// A map's data type when it maps to verdicts (a vmap).
+pub const NFT_DATA_VERDICT: u32 = 0xffff_ff00;
+/// `goto CHAIN` (NFT_GOTO, -4).
+const NFT_GOTO: u32 = (-4i32) as u32;
+const NFT_MSG_DELCHAIN: u16 = 5;
 const NFT_LOOKUP_F_INV: u32 = 1;
 
 /// nfnetlink's multicast group of nftables' changes (linux/netfilter/nfnetlink.h).
@@ -168,6 +173,126 @@ fn judge(kind: u16, port: u32, payload: &[u8], table: &[u8], touched: &mut bool)
         *touched = true;
     }
     None
+}
+
+/// A rule of another tool that writes a mark's bits in stronghost's field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MarkWriter {
+    pub family: String,
+    pub table: String,
+    pub chain: String,
+    /// "meta mark" or "ct mark", and how.
+    pub what: String,
+    /// It puts a value there (else it only clears them, by overwriting the whole mark).
+    pub sets: bool,
+}
+
+fn family_name(f: u8) -> &'static str {
+    match f {
+        1 => "inet",
+        2 => "ip",
+        3 => "arp",
+        5 => "netdev",
+        7 => "bridge",
+        10 => "ip6",
+        _ => "?",
+    }
+}
+
+/// What a rule's expressions (NFTA_RULE_EXPRESSIONS) write into `mask`'s bits of the packet or
+/// connection mark: a constant (`meta mark set 0x…`), a constant combined with the mark (`meta
+/// mark set meta mark or 0x…`), or a value from elsewhere (a map, a hash) — each a description
+/// and whether it sets a value there (else it clears them). Copies between the two marks (`meta
+/// mark set ct mark`) carry stronghost's own value and are not writes of another tool.
+fn writes_into(list: &[u8], mask: u32) -> Vec<(String, bool)> {
+    #[derive(Clone, Copy)]
+    enum Reg {
+        Mark(bool),                     // meta (false) or ct (true) mark, unchanged
+        Const(u32),                     // a 32-bit constant
+        Masked(Option<bool>, u32, u32), // (source mark, if any) & mask ^ xor
+        Other,
+    }
+    let mut regs: BTreeMap<u32, Reg> = BTreeMap::new();
+    let mut out = Vec::new();
+    for (_, e) in attributes(list) {
+        let e: Vec<_> = attributes(e).collect();
+        let name = find(&e, 1).map(text).unwrap_or_default();
+        let d: Vec<_> = attributes(find(&e, 2).unwrap_or_default()).collect();
+        let u = |k: u16| find(&d, k).and_then(be32);
+        let value = |k: u16| -> Option<u32> {
+            let v = attributes(find(&d, k)?).find(|(t, _)| *t == 1)?.1;
+            Some(u32::from_ne_bytes(v.get(..4)?.try_into().ok()?)).filter(|_| v.len() == 4)
+        };
+        let store = |regs: &BTreeMap<u32, Reg>, ct: bool, sreg: u32, out: &mut Vec<(String, bool)>| {
+            let key = if ct { "ct mark" } else { "meta mark" };
+            let (changed, set_to) = match regs.get(&sreg).copied().unwrap_or(Reg::Other) {
+                Reg::Mark(_) => return,
+                Reg::Const(v) => (mask, v & mask),
+                Reg::Masked(from, m, x) => {
+                    let kept = if from == Some(ct) { m & mask } else { 0 };
+                    (mask & !kept, x & mask & !kept)
+                }
+                Reg::Other => (mask, mask),
+            };
+            if changed == 0 {
+                return;
+            }
+            let how = match regs.get(&sreg) {
+                Some(Reg::Other) | None => format!("sets {key} from a map, hash or other value (whole word)"),
+                _ if set_to != 0 => format!("sets {:#x} in {key}", set_to),
+                _ => format!("overwrites {key} (clears bits {changed:#x})"),
+            };
+            out.push((how, set_to != 0));
+        };
+        match name.as_str() {
+            "immediate" => {
+                if let (Some(r), Some(v)) = (u(1).filter(|r| *r != NFT_REG_VERDICT), value(2)) {
+                    regs.insert(r, Reg::Const(v));
+                }
+            }
+            "meta" | "ct" => {
+                let ct = name == "ct";
+                let key = u(2).unwrap_or(u32::MAX);
+                let is_mark = key == if ct { NFT_CT_MARK } else { NFT_META_MARK };
+                let sreg = if ct { u(4) } else { u(3) };
+                match (u(1), sreg) {
+                    (Some(dreg), _) => {
+                        regs.insert(dreg, if is_mark { Reg::Mark(ct) } else { Reg::Other });
+                    }
+                    (None, Some(sreg)) if is_mark => store(&regs, ct, sreg, &mut out),
+                    _ => {}
+                }
+            }
+            "bitwise" => {
+                let (Some(sreg), Some(dreg)) = (u(1), u(2)) else { continue };
+                let r = match (regs.get(&sreg).copied(), value(4), value(5), u(6).unwrap_or(0)) {
+                    (Some(Reg::Mark(ct)), Some(m), Some(x), 0) => Reg::Masked(Some(ct), m, x),
+                    (Some(Reg::Masked(from, m0, x0)), Some(m), Some(x), 0) => Reg::Masked(from, m0 & m, (x0 & m) ^ x),
+                    (Some(Reg::Const(v)), Some(m), Some(x), 0) => Reg::Const((v & m) ^ x),
+                    _ => Reg::Other,
+                };
+                regs.insert(dreg, r);
+            }
+            // The other expressions that load a register (their DREG attribute) make it unknown.
+            "lookup" => {
+                if let Some(r) = u(3).filter(|r| *r != NFT_REG_VERDICT) {
+                    regs.insert(r, Reg::Other);
+                }
+            }
+            "hash" => {
+                if let Some(r) = u(2) {
+                    regs.insert(r, Reg::Other);
+                }
+            }
+            "payload" | "fib" | "numgen" | "exthdr" | "rt" | "socket" | "osf" | "xfrm" | "tunnel" | "inner" => {
+                if let Some(r) = u(1) {
+                    regs.insert(r, Reg::Other);
+                }
+            }
+            _ => {}
+        }
+    }
+    out
 }
 
 /// One expression of a rule, as the kernel dumps it (set names, not ids; registers in the
@@ -448,6 +573,36 @@ impl Nft {
         }
     }
 
+    /// Every rule of every table of every family but `own` (an inet table), that writes a packet
+    /// or connection mark in a way that touches `mask`'s bits. Read, never changed.
+    pub fn mark_writers(&mut self, mask: u32, own: &str) -> Result<Vec<MarkWriter>, NetlinkError> {
+        let flags = NLM_F_ACK | NLM_F_DUMP;
+        let mut out = Vec::new();
+        self.t.request_each(
+            flags,
+            |seq| {
+                let mut buf = Vec::with_capacity(32);
+                put_message(&mut buf, seq, (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETRULE, flags, 0, 0, &[]); // NFPROTO_UNSPEC: all
+                buf
+            },
+            |a| {
+                let p = a.payload();
+                let Some(family) = p.first().copied() else { return };
+                let top: Vec<_> = attributes(p.get(4..).unwrap_or_default()).collect();
+                let table = find(&top, 1).map(text).unwrap_or_default();
+                if family == NFPROTO_INET && table == own {
+                    return;
+                }
+                let Some(list) = find(&top, 4) else { return };
+                for (what, sets) in writes_into(list, mask) {
+                    let chain = find(&top, 2).map(text).unwrap_or_default();
+                    out.push(MarkWriter { family: family_name(family).into(), table: table.clone(), chain, what, sets });
+                }
+            },
+        )?;
+        Ok(out)
+    }
+
     pub fn table_exists(&mut self, table: &str) -> Result<bool, NetlinkError> {
         let mut a = Vec::new();
         attr(&mut a, 1, &cstr(table)); // NFTA_TABLE_NAME
@@ -474,16 +629,7 @@ impl Nft {
         attr(&mut a, 2, &be(0)); // NFTA_TABLE_FLAGS
         msgs.push((NFT_MSG_NEWTABLE, NLM_F_CREATE, a));
         for c in &spec.chains {
-            let mut a = Vec::new();
-            attr(&mut a, 1, &cstr(table)); // NFTA_CHAIN_TABLE
-            attr(&mut a, 3, &cstr(&c.name)); // NFTA_CHAIN_NAME
-            attr(&mut a, 7, &cstr(&c.kind)); // NFTA_CHAIN_TYPE
-            attr(&mut a, 5, &be(c.policy)); // NFTA_CHAIN_POLICY
-            nested(&mut a, 4, |h| {
-                attr(h, 1, &be(c.hook)); // NFTA_HOOK_HOOKNUM
-                attr(h, 2, &c.priority.to_be_bytes()); // NFTA_HOOK_PRIORITY
-            });
-            msgs.push((NFT_MSG_NEWCHAIN, NLM_F_CREATE, a));
+            msgs.push((NFT_MSG_NEWCHAIN, NLM_F_CREATE, chain_attributes(table, c)));
         }
         let id = |name: &str| spec.sets.iter().position(|s| s.name == name).map_or(0, |i| i as u32 + 1);
         for (i, set) in spec.sets.iter().enumerate() {
@@ -505,7 +651,7 @@ impl Nft {
             // writes them. nft reads them back to print the set — and to encode what it adds to
             // it: without them, `nft -f` would store a mark in network order.
             let mut udata = vec![0, 4, 1, 0, 0, 0];
-            if set.data.is_some() {
+            if set.data.is_some_and(|(t, _)| t != NFT_DATA_VERDICT) {
                 udata.extend([1, 4, 1, 0, 0, 0]);
             }
             attr(&mut a, 13, &udata); // NFTA_SET_USERDATA
@@ -515,22 +661,41 @@ impl Nft {
             e.messages(table, &mut msgs);
         }
         for (chain, exprs, comment) in &spec.rules {
-            let mut list = Vec::new();
-            for x in exprs {
-                x.encode(&mut list, &id);
-            }
-            let mut a = Vec::new();
-            attr(&mut a, 1, &cstr(table)); // NFTA_RULE_TABLE
-            attr(&mut a, 2, &cstr(chain)); // NFTA_RULE_CHAIN
-            attr(&mut a, 4 | NLA_F_NESTED, &list); // NFTA_RULE_EXPRESSIONS
-            let c = &comment.as_bytes()[..comment.len().min(250)];
-            let mut udata = vec![0u8, (c.len() + 1) as u8]; // NFTNL_UDATA_RULE_COMMENT, length
-            udata.extend_from_slice(c);
-            udata.push(0);
-            attr(&mut a, 7, &udata); // NFTA_RULE_USERDATA
-            msgs.push((NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND, a));
+            msgs.push((NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND, rule_attributes(table, chain, exprs, comment, &id)));
         }
         self.transaction(NFNL_SUBSYS_NFTABLES, &msgs)
+    }
+
+    /// The names of the table's chains; `None` if the table does not exist.
+    pub fn chains(&mut self, table: &str) -> Result<Option<Vec<String>>, NetlinkError> {
+        let mut a = Vec::new();
+        attr(&mut a, 1, &cstr(table)); // NFTA_CHAIN_TABLE: the dump is of this table's chains
+        let Some(msgs) = self.request(NFT_MSG_GETCHAIN, NLM_F_DUMP, &a)? else { return Ok(None) };
+        let names = msgs
+            .iter()
+            .filter_map(|m| {
+                let top: Vec<_> = attributes(m).collect();
+                (find(&top, 1).map(text).as_deref() == Some(table)).then(|| find(&top, 3).map(text))?
+            })
+            .collect();
+        Ok(Some(names))
+    }
+
+    /// Every rule of the table in one dump, by chain; `None` if the table does not exist.
+    pub fn rules_by_chain(&mut self, table: &str) -> Result<Option<BTreeMap<String, Vec<InstalledRule>>>, NetlinkError> {
+        let mut a = Vec::new();
+        attr(&mut a, 1, &cstr(table)); // NFTA_RULE_TABLE
+        let Some(msgs) = self.request(NFT_MSG_GETRULE, NLM_F_DUMP, &a)? else { return Ok(None) };
+        let mut out: BTreeMap<String, Vec<InstalledRule>> = BTreeMap::new();
+        for m in &msgs {
+            let top: Vec<_> = attributes(m).collect();
+            if find(&top, 1).map(text).as_deref() != Some(table) {
+                continue;
+            }
+            let Some(chain) = find(&top, 2).map(text) else { continue };
+            out.entry(chain).or_default().push(installed_rule(&top));
+        }
+        Ok(Some(out))
     }
 
     /// Deletes the table and everything in it; already gone is fine.
@@ -672,17 +837,49 @@ impl Nft {
         attr(&mut a, 1, &cstr(table)); // NFTA_RULE_TABLE
         attr(&mut a, 2, &cstr(chain)); // NFTA_RULE_CHAIN
         let Some(msgs) = self.request(NFT_MSG_GETRULE, NLM_F_DUMP, &a)? else { return Ok(None) };
-        Ok(Some(
-            msgs.iter()
-                .map(|m| {
-                    let top: Vec<_> = attributes(m).collect();
-                    let exprs = find(&top, 4) // NFTA_RULE_EXPRESSIONS
-                        .and_then(|list| attributes(list).map(|(_, e)| Expr::decode(e)).collect::<Option<Vec<_>>>());
-                    InstalledRule { exprs, userdata: find(&top, 7).unwrap_or_default().to_vec() } // NFTA_RULE_USERDATA
-                })
-                .collect(),
-        ))
+        Ok(Some(msgs.iter().map(|m| installed_rule(&attributes(m).collect::<Vec<_>>())).collect()))
     }
+}
+
+fn installed_rule(top: &[(u16, &[u8])]) -> InstalledRule {
+    let exprs = find(top, 4) // NFTA_RULE_EXPRESSIONS
+        .and_then(|list| attributes(list).map(|(_, e)| Expr::decode(e)).collect::<Option<Vec<_>>>());
+    InstalledRule { exprs, userdata: find(top, 7).unwrap_or_default().to_vec() } // NFTA_RULE_USERDATA
+}
+
+/// A chain's attributes: a base chain's type, hook, priority and policy; a regular chain's name.
+fn chain_attributes(table: &str, c: &ChainSpec) -> Vec<u8> {
+    let be = |v: u32| v.to_be_bytes();
+    let mut a = Vec::new();
+    attr(&mut a, 1, &cstr(table)); // NFTA_CHAIN_TABLE
+    attr(&mut a, 3, &cstr(&c.name)); // NFTA_CHAIN_NAME
+    if let Some(b) = &c.base {
+        attr(&mut a, 7, &cstr(&b.kind)); // NFTA_CHAIN_TYPE
+        attr(&mut a, 5, &be(b.policy)); // NFTA_CHAIN_POLICY
+        nested(&mut a, 4, |h| {
+            attr(h, 1, &be(b.hook)); // NFTA_HOOK_HOOKNUM
+            attr(h, 2, &b.priority.to_be_bytes()); // NFTA_HOOK_PRIORITY
+        });
+    }
+    a
+}
+
+/// A rule's attributes, appended to its chain, with its comment (as nft writes comments).
+fn rule_attributes(table: &str, chain: &str, exprs: &[Expr], comment: &str, set_id: &dyn Fn(&str) -> u32) -> Vec<u8> {
+    let mut list = Vec::new();
+    for x in exprs {
+        x.encode(&mut list, set_id);
+    }
+    let mut a = Vec::new();
+    attr(&mut a, 1, &cstr(table)); // NFTA_RULE_TABLE
+    attr(&mut a, 2, &cstr(chain)); // NFTA_RULE_CHAIN
+    attr(&mut a, 4 | NLA_F_NESTED, &list); // NFTA_RULE_EXPRESSIONS
+    let c = &comment.as_bytes()[..comment.len().min(250)];
+    let mut udata = vec![0u8, (c.len() + 1) as u8]; // NFTNL_UDATA_RULE_COMMENT, length
+    udata.extend_from_slice(c);
+    udata.push(0);
+    attr(&mut a, 7, &udata); // NFTA_RULE_USERDATA
+    a
 }
 
 /// The elements in the answers to a GETSETELEM, dumped or looked up.
@@ -694,9 +891,14 @@ fn parse_elements(msgs: &[Vec<u8>]) -> Vec<Element> {
         for (_, elem) in attributes(list) {
             let e: Vec<_> = attributes(elem).collect();
             let value = |k: u16| find(&e, k).and_then(|v| attributes(v).find(|(t, _)| *t == 1).map(|(_, v)| v.to_vec()));
+            // A vmap's data: NFTA_DATA_VERDICT { CODE, CHAIN }; only `goto CHAIN` is stronghost's.
+            let goto = find(&e, 2).and_then(|v| attributes(v).find(|(t, _)| *t == 2)).and_then(|(_, verdict)| {
+                let v: Vec<_> = attributes(verdict).collect();
+                (find(&v, 1).and_then(be32) == Some(NFT_GOTO)).then(|| find(&v, 2).map(text))?
+            });
             if let Some(key) = value(1) {
                 // NFTA_SET_ELEM_KEY 1, DATA 2 (each a NFTA_DATA_VALUE), OBJREF 9
-                out.push(Element { key, data: value(2), objref: find(&e, 9).map(text) });
+                out.push(Element { key, data: value(2), objref: find(&e, 9).map(text), goto });
             }
         }
     }
@@ -748,9 +950,16 @@ pub struct Element {
     pub key: Vec<u8>,
     pub data: Option<Vec<u8>>,
     pub objref: Option<String>,
+    /// A vmap's verdict: `goto` this chain.
+    pub goto: Option<String>,
 }
 
 impl Element {
+    /// An element of a set: its key alone.
+    pub fn key(key: Vec<u8>) -> Element {
+        Element { key, data: None, objref: None, goto: None }
+    }
+
     pub fn ifname(name: &str) -> Vec<u8> {
         let mut v = name.as_bytes().to_vec();
         v.resize(IFNAMSIZ, 0);
@@ -776,13 +985,11 @@ pub struct TableSpec {
     pub rules: Vec<(String, Vec<Expr>, String)>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChainSpec {
     pub name: String,
-    pub kind: String,
-    pub hook: u32,
-    pub priority: i32,
-    pub policy: u32,
+    /// A base chain's hook; `None` for a chain only jumped or gone to.
+    pub base: Option<Chain>,
 }
 
 /// A set or map: key type and length (nft's datatype numbers), flags, and for a map its data
@@ -802,8 +1009,25 @@ pub struct SetSpec {
 pub enum Edit {
     AddCounter(String),
     DelCounter(String),
-    AddElements { set: String, elements: Vec<Element> },
-    DelElements { set: String, elements: Vec<Element> },
+    AddElements {
+        set: String,
+        elements: Vec<Element>,
+    },
+    DelElements {
+        set: String,
+        elements: Vec<Element>,
+    },
+    /// A regular chain (no hook).
+    AddChain(String),
+    /// A chain and its rules; nothing may refer to it any more (delete the elements that go to
+    /// it first, in the same transaction).
+    DelChain(String),
+    /// A rule appended to a chain, with its comment.
+    AddRule {
+        chain: String,
+        exprs: Vec<Expr>,
+        comment: String,
+    },
 }
 
 impl Edit {
@@ -835,6 +1059,15 @@ impl Edit {
                         if let Some(o) = &el.objref {
                             attr(e, 9, &cstr(o)); // NFTA_SET_ELEM_OBJREF
                         }
+                        if let Some(chain) = &el.goto {
+                            // NFTA_SET_ELEM_DATA / NFTA_DATA_VERDICT / CODE, CHAIN
+                            nested(e, 2, |d| {
+                                nested(d, 2, |v| {
+                                    attr(v, 1, &NFT_GOTO.to_be_bytes());
+                                    attr(v, 2, &cstr(chain));
+                                })
+                            });
+                        }
                     });
                 }
             });
@@ -852,6 +1085,15 @@ impl Edit {
                 for chunk in list.chunks(ELEMENTS_PER_MESSAGE) {
                     msgs.push((NFT_MSG_DELSETELEM, 0, elements(set, chunk)));
                 }
+            }
+            Edit::AddChain(name) => {
+                msgs.push((NFT_MSG_NEWCHAIN, NLM_F_CREATE, chain_attributes(table, &ChainSpec { name: name.clone(), base: None })))
+            }
+            Edit::DelChain(name) => {
+                msgs.push((NFT_MSG_DELCHAIN, 0, chain_attributes(table, &ChainSpec { name: name.clone(), base: None })))
+            }
+            Edit::AddRule { chain, exprs, comment } => {
+                msgs.push((NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND, rule_attributes(table, chain, exprs, comment, &|_| 0)))
             }
         }
     }
@@ -933,10 +1175,7 @@ mod tests {
             assert!(matches!(m.drain(), Heard::Changed(by) if by.ends_with("(nft)")), "created by nft");
             // Its own writes: nothing.
             let mut nft = Nft::open().unwrap();
-            let add = Edit::AddElements {
-                set: "managed".into(),
-                elements: vec![Element { key: Element::ifname("eth0"), data: None, objref: None }],
-            };
+            let add = Edit::AddElements { set: "managed".into(), elements: vec![Element::key(Element::ifname("eth0"))] };
             nft.edit("sh_mon", &[add]).unwrap();
             assert_eq!(m.drain(), Heard::Nothing);
             // Others' tables, and a table of the same name in family ip: nothing.
@@ -949,6 +1188,41 @@ mod tests {
             nft.create_table("sh_mon", &TableSpec { chains: vec![], sets: vec![], rules: vec![] }, &[]).unwrap();
             nft.delete_table("sh_mon").unwrap();
             assert_eq!(m.drain(), Heard::Nothing, "created and deleted by this process");
+        });
+    }
+
+    /// Other tools' rules that write into a mark field, read back from the kernel: constants,
+    /// ORs, ANDs and whole-word overwrites are told apart; bits outside the field and copies
+    /// between the two marks are not writes into it.
+    #[test]
+    fn mark_writers_are_found_by_what_they_do_to_the_field() {
+        in_new_netns(|| {
+            let script = "add table ip fw\nadd chain ip fw c\n\
+                          add rule ip fw c meta mark set meta mark or 0x4000\n\
+                          add rule ip fw c ct mark set ct mark and 0xffff0000 or 0x10\n\
+                          add rule ip fw c meta mark set ct mark\n\
+                          add rule ip fw c meta mark set 0x01000000\n\
+                          add rule ip fw c ct mark set ct mark or 0x02000000\n\
+                          add rule ip fw c meta mark set 0x4000\n\
+                          add rule ip fw c meta mark set ip saddr map { 10.0.0.1 : 0x1 }\n\
+                          add table inet stronghost\nadd chain inet stronghost c\n\
+                          add rule inet stronghost c meta mark set 0x01000000\n";
+            let mut c = std::process::Command::new("nft").args(["-f", "-"]).stdin(std::process::Stdio::piped()).spawn().unwrap();
+            std::io::Write::write_all(&mut c.stdin.take().unwrap(), script.as_bytes()).unwrap();
+            assert!(c.wait().unwrap().success());
+            let found = Nft::open().unwrap().mark_writers(0xff00_0000, "stronghost").unwrap();
+            let said: Vec<(String, bool)> = found.iter().map(|w| (w.what.clone(), w.sets)).collect();
+            assert_eq!(
+                said,
+                [
+                    ("sets 0x1000000 in meta mark".to_string(), true),
+                    ("sets 0x2000000 in ct mark".to_string(), true),
+                    ("overwrites meta mark (clears bits 0xff000000)".to_string(), false),
+                    ("sets meta mark from a map, hash or other value (whole word)".to_string(), true),
+                ],
+                "{found:?}"
+            );
+            assert!(found.iter().all(|w| w.family == "ip" && w.table == "fw" && w.chain == "c"));
         });
     }
 
@@ -968,7 +1242,7 @@ mod tests {
             let names: Vec<(Vec<u8>, String)> =
                 (0..3000).map(|i| (Element::ifname(&format!("m{i}")), format!("drop_{}", 5000 + i))).collect();
             let set = |with_obj: bool| -> Vec<Element> {
-                names.iter().map(|(k, c)| Element { key: k.clone(), data: None, objref: with_obj.then(|| c.clone()) }).collect()
+                names.iter().map(|(k, c)| Element { objref: with_obj.then(|| c.clone()), ..Element::key(k.clone()) }).collect()
             };
             let mut add: Vec<Edit> = names.iter().map(|(_, c)| Edit::AddCounter(c.clone())).collect();
             add.push(Edit::AddElements { set: "managed".into(), elements: set(false) });
@@ -977,7 +1251,7 @@ mod tests {
             assert_eq!(nft.elements("sh_test", "managed").unwrap().unwrap().len(), 3000);
             let map = nft.elements("sh_test", "wrong_iface").unwrap().unwrap();
             assert_eq!(map.len(), 3000);
-            assert!(map.contains(&Element { key: Element::ifname("m2999"), data: None, objref: Some("drop_7999".into()) }));
+            assert!(map.contains(&Element { objref: Some("drop_7999".into()), ..Element::key(Element::ifname("m2999")) }));
             assert_eq!(nft.counters("sh_test").unwrap().unwrap().len(), 3000);
             let del = vec![
                 Edit::DelElements { set: "wrong_iface".into(), elements: set(true)[..2000].to_vec() },

@@ -661,13 +661,13 @@ fn rule_message(r: &Rule, protocol: u8) -> RuleMessage {
             m.header.dst_len = n.len;
             m.attributes.push(RuleAttribute::Destination(n.addr));
         }
-        Selector::Fwmark(mark) => {
+        Selector::Fwmark(mark, mask) => {
             m.attributes.push(RuleAttribute::FwMark(*mark));
-            m.attributes.push(RuleAttribute::FwMask(u32::MAX));
+            m.attributes.push(RuleAttribute::FwMask(*mask));
         }
-        Selector::Unmarked => {
+        Selector::Unmarked(mask) => {
             m.attributes.push(RuleAttribute::FwMark(0));
-            m.attributes.push(RuleAttribute::FwMask(u32::MAX));
+            m.attributes.push(RuleAttribute::FwMask(*mask));
         }
     }
     if let Some((l, g)) = r.suppress {
@@ -790,18 +790,22 @@ impl RuleFields {
     /// The rule in the model's terms, if it is of a shape stronghost writes.
     fn rule(self, v6: bool) -> Option<Owned<Rule>> {
         let width = if v6 { 128 } else { 32 };
-        if self.mask.is_some_and(|m| m != u32::MAX) || self.goto_action != self.goto.is_some() {
+        if self.goto_action != self.goto.is_some() {
             return None;
         }
-        // The kernel reports `fwmark 0/0xffffffff` as the mask alone.
-        let mark = self.mark.or(self.mask.map(|_| 0));
-        let selector = match (self.src, self.oif, self.dst, mark, self.src_len, self.dst_len) {
+        // The kernel reports a mark of 0 as the mask alone, and a mark without a mask as all bits.
+        let fwmark = match (self.mark.filter(|m| *m != 0), self.mask.filter(|m| *m != 0)) {
+            (None, None) => None,
+            (None, Some(mask)) => Some((0, mask)),
+            (Some(m), mask) => Some((m, mask.unwrap_or(u32::MAX))),
+        };
+        let selector = match (self.src, self.oif, self.dst, fwmark, self.src_len, self.dst_len) {
             (None, None, None, None, 0, 0) => Selector::All,
-            (None, None, None, Some(0), 0, 0) => Selector::Unmarked,
+            (None, None, None, Some((0, mask)), 0, 0) => Selector::Unmarked(mask),
             (Some(s), None, None, None, l, 0) if l == width => Selector::From(s),
             (None, Some(o), None, None, 0, 0) => Selector::Oif(o),
             (None, None, Some(d), None, 0, l) => Selector::To(IpNet::new(d, l).ok()?),
-            (None, None, None, Some(m), 0, 0) if m != 0 => Selector::Fwmark(m),
+            (None, None, None, Some((m, mask)), 0, 0) => Selector::Fwmark(m, mask),
             _ => return None,
         };
         let suppress = match (self.spl, self.sig) {
@@ -1089,8 +1093,10 @@ mod tests {
                 policy::connected_rule(&cfg, "2001:db8:17::/64".parse().unwrap()),
                 policy::unmarked_rule(&cfg, false),
                 policy::unmarked_rule(&cfg, true),
-                rule(false, 4105, Selector::Fwmark(4101)),
-                rule(true, 4105, Selector::Fwmark(4101)),
+                rule(false, 4105, Selector::Fwmark(policy::mark_of(&cfg, 4101), cfg.mark_mask)),
+                rule(true, 4105, Selector::Fwmark(policy::mark_of(&cfg, 4101), cfg.mark_mask)),
+                policy::unmanaged_mark_rule(&cfg, false),
+                policy::unmanaged_mark_rule(&cfg, true),
                 rule(false, 4110, Selector::From("198.51.100.10".parse().unwrap())),
                 rule(true, 4110, Selector::From("2001:db8:1::10".parse().unwrap())),
                 rule(false, 4120, Selector::Oif("lo".into())),

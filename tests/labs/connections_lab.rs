@@ -70,20 +70,12 @@ fn v6(lab: &Lab, k: usize) -> String {
 /// The host as Docker leaves it: a bridge with a container, its egress masqueraded, port 8081
 /// published with nft (both families) and 8082 forwarded with iptables-nft to a host behind.
 fn containers(lab: &mut Lab) {
-    let ctr = lab.add_ns("ctr");
+    let ctr = lab.add_container_bridge();
     let back = lab.add_ns("back");
     let host = lab.ns("host");
     let ip = |args: &[&str]| crate::lab::ok(std::process::Command::new("ip").args(args));
-    ip(&["-n", &host, "link", "add", "docker0", "type", "bridge"]);
-    ip(&["-n", &host, "link", "add", "vethc", "type", "veth", "peer", "name", "eth0", "netns", &ctr]);
-    ip(&["-n", &host, "link", "set", "vethc", "master", "docker0", "up"]);
-    ip(&["-n", &host, "addr", "add", "172.17.0.1/16", "dev", "docker0"]);
     ip(&["-n", &host, "addr", "add", "2001:db8:17::1/64", "dev", "docker0", "nodad"]);
-    ip(&["-n", &host, "link", "set", "docker0", "up"]);
-    ip(&["-n", &ctr, "addr", "add", "172.17.0.2/16", "dev", "eth0"]);
     ip(&["-n", &ctr, "addr", "add", "2001:db8:17::2/64", "dev", "eth0", "nodad"]);
-    ip(&["-n", &ctr, "link", "set", "eth0", "up"]);
-    ip(&["-n", &ctr, "route", "add", "default", "via", "172.17.0.1"]);
     ip(&["-n", &ctr, "-6", "route", "add", "default", "via", "2001:db8:17::1"]);
     ip(&["-n", &host, "link", "add", "veth-back", "type", "veth", "peer", "name", "eth0", "netns", &back]);
     ip(&["-n", &host, "addr", "add", "10.77.0.1/24", "dev", "veth-back"]);
@@ -357,7 +349,8 @@ fn published_ports_port_forwards_and_vpns_follow_their_connection() {
     let main_default = lab.host_ok(&["ip", "-4", "route", "show", "default"]);
     let k = (0..N).find(|k| !main_default.contains(&format!("dev {} ", eth(*k)))).unwrap();
     let t = lab.status_of(&eth(k)).unwrap()["table"].as_u64().unwrap().to_string();
-    lab.host_ok(&["ip", "rule", "del", "priority", "4105", "fwmark", &t, "lookup", &t]);
+    let mark = format!("{:#x}/0xff000000", (t.parse::<u32>().unwrap() - 4100) << 24);
+    lab.host_ok(&["ip", "rule", "del", "priority", "4105", "fwmark", &mark, "lookup", &t]);
     let said = String::from_utf8_lossy(&lab.stronghost(&["check"]).stdout).into_owned();
     assert!(said.contains(&format!("eth{k}: replies of connections that arrived on eth{k}")), "{said}");
     lab.host_ok(&["ip", "route", "add", "128.0.0.0/1", "via", "10.8.0.1", "dev", "tun0"]);

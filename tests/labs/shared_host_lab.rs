@@ -187,3 +187,103 @@ fn macvlan_children_alone_answer_for_their_addresses() {
         lab.host_ok(&["ip", "-d", "link", "show", "eth0"])
     );
 }
+
+/// A container bridge made after the leases (Docker started later), a container on it and a
+/// port published from it (DNAT), as connections_lab's: only the kernel objects.
+fn docker(lab: &mut Lab) {
+    lab.add_container_bridge();
+    lab.serve_echo("ctr", 80);
+    lab.nft(
+        "table ip labdocker {
+           chain prerouting { type nat hook prerouting priority dstnat; policy accept;
+             fib daddr type local tcp dport 8081 dnat to 172.17.0.2:80
+           }
+           chain postrouting { type nat hook postrouting priority srcnat; policy accept;
+             ip saddr 172.17.0.0/16 oifname != \"docker0\" masquerade
+           }
+         }\n",
+    );
+}
+
+/// Other tools' marks around stronghost's, and stronghost's own field: connections from the
+/// internet to a published port and to the host's own service on a NIC that does not hold main's
+/// default are answered through that NIC while another table ORs packet-mark bits (kube-proxy's
+/// 0x4000 and 0x8000, a QoS classifier's 0x100) and connection-mark bits (0x10) before and after
+/// stronghost's chains — and those bits arrive untouched, with stronghost's value beside them in
+/// its own field. Before any of that, with hooks alone: a container reaches the host's addresses
+/// on a bridge made after the leases, before any `sync`. And `check` names a rule that writes
+/// into stronghost's field.
+#[test]
+fn other_tools_marks_live_beside_stronghosts() {
+    let n = 3;
+    let mut lab = Lab::builder(n).dhclient_hook().build();
+    for k in 0..n {
+        lab.start_dhclient(k);
+    }
+    for k in 0..n {
+        lab.wait_applied(k, &addr(k));
+    }
+    // Hooks only, no watcher, no sync: the bridge is new to stronghost. The connection arrived on
+    // an unmanaged interface, so its replies follow main, through docker0.
+    docker(&mut lab);
+    for k in 0..n {
+        let got = lab.curl_in("ctr", &format!("http://{}:8080/", addr(k)), &[]);
+        assert_eq!(got, Some(("172.17.0.2".to_string(), addr(k))), "container to eth{k}'s address, hooks only");
+    }
+    lab.start_watcher();
+
+    let main_default = lab.host_ok(&["ip", "-4", "route", "show", "default"]);
+    let k = (0..n).find(|k| !main_default.contains(&format!("dev eth{k} "))).expect("a NIC without main's default");
+    let mark = (lab.status_of(&format!("eth{k}")).unwrap()["table"].as_u64().unwrap() as u32 - 4100) << 24;
+    lab.nft(&format!(
+        "table inet othertool {{
+           counter kept_forwarded {{}}
+           counter kept_local {{}}
+           counter ours {{}}
+           counter ct_kept {{}}
+           chain pre_first {{ type filter hook prerouting priority -400; policy accept;
+             meta mark set meta mark or 0x4000
+           }}
+           chain pre_after {{ type filter hook prerouting priority -140; policy accept;
+             ct mark set ct mark or 0x10
+             meta mark set meta mark or 0x8000
+           }}
+           chain out_first {{ type route hook output priority -400; policy accept;
+             meta mark set meta mark or 0x4000
+           }}
+           chain out_after {{ type route hook output priority -140; policy accept;
+             meta mark set meta mark or 0x100
+           }}
+           chain post {{ type filter hook postrouting priority 300; policy accept;
+             oifname \"eth{k}\" ct direction reply meta mark and 0x00ffffff == 0xc000 counter name kept_forwarded
+             oifname \"eth{k}\" ct direction reply meta mark and 0x00ffffff == 0x4100 counter name kept_local
+             oifname \"eth{k}\" ct direction reply meta mark and 0xff000000 == {mark:#x} counter name ours
+             oifname \"eth{k}\" ct direction reply ct mark and 0xff == 0x10 counter name ct_kept
+           }}
+         }}\n"
+    ));
+    let counters = |lab: &Lab| lab.counters("inet", "othertool");
+    // The container's reply is forwarded (the other tool's prerouting bits on it), the host's
+    // own is sent (its output bits).
+    for (port, server, kept, what) in
+        [(8081, "172.17.0.2", "kept_forwarded", "published port"), (8080, addr(k).as_str(), "kept_local", "the host's own service")]
+    {
+        let before = counters(&lab);
+        let got = lab.curl_in("inet", &format!("http://{}:{port}/", addr(k)), &[]);
+        assert_eq!(got, Some((crate::lab::SERVER.to_string(), server.to_string())), "eth{k}: {what} with other tools' marks");
+        let after = counters(&lab);
+        for c in [kept, "ours", "ct_kept"] {
+            assert!(after[c] > before[c], "eth{k}: {what}: counter {c} did not rise: {before:?} → {after:?}");
+        }
+    }
+    let (ok, text) = check(&lab);
+    assert!(ok, "check with other tools' marks beside stronghost's:\n{text}");
+
+    // A tool that writes into stronghost's field: named by `check`.
+    lab.nft("add rule inet othertool pre_after ct mark set ct mark or 0x7f000000\n");
+    let (ok, text) = check(&lab);
+    assert!(
+        !ok && text.contains("nft table inet othertool, chain pre_after: sets 0x7f000000 in ct mark"),
+        "check with a tool writing into stronghost's field:\n{text}"
+    );
+}

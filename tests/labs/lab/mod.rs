@@ -260,6 +260,23 @@ impl Lab {
         ns
     }
 
+    /// A container on a bridge of the host, as Docker makes one: `docker0` 172.17.0.1/16 in the
+    /// host, the container 172.17.0.2 in namespace `ctr` (returned) with its default route through
+    /// it; forwarding on in the host.
+    pub fn add_container_bridge(&mut self) -> String {
+        let (host, ctr) = (self.ns("host"), self.add_ns("ctr"));
+        ip(&["-n", &host, "link", "add", "docker0", "type", "bridge"]);
+        ip(&["-n", &host, "link", "add", "vethc", "type", "veth", "peer", "name", "eth0", "netns", &ctr]);
+        ip(&["-n", &host, "link", "set", "vethc", "master", "docker0", "up"]);
+        ip(&["-n", &host, "addr", "add", "172.17.0.1/16", "dev", "docker0"]);
+        ip(&["-n", &host, "link", "set", "docker0", "up"]);
+        ip(&["-n", &ctr, "addr", "add", "172.17.0.2/16", "dev", "eth0"]);
+        ip(&["-n", &ctr, "link", "set", "eth0", "up"]);
+        ip(&["-n", &ctr, "route", "add", "default", "via", "172.17.0.1"]);
+        self.host_ok(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+        ctr
+    }
+
     /// An HTTP echo ("<client> <server>") on `port` in the lab's namespace `name`.
     pub fn serve_echo(&mut self, name: &str, port: u16) {
         let ns = self.ns(name);
