@@ -95,9 +95,9 @@ impl Default for Config {
             .iter()
             .map(|s| s.to_string())
             .collect(),
-            // 254: what the default mark field holds (`mark_slots`).
+            // 253: what the default mark field holds (`mark_slots`).
             table_min: 4101,
-            table_max: 4354,
+            table_max: 4353,
             priority: 4100,
             link_group: 4100,
             protocol: 83,
@@ -159,7 +159,7 @@ impl Config {
                     let (a, b) = value
                         .split_once('-')
                         .and_then(|(a, b)| Some((a.trim().parse::<u32>().ok()?, b.trim().parse::<u32>().ok()?)))
-                        .ok_or_else(|| at(format!("tables: expected FIRST-LAST, e.g. 4101-4354, found {value:?}")))?;
+                        .ok_or_else(|| at(format!("tables: expected FIRST-LAST, e.g. 4101-4353, found {value:?}")))?;
                     if a < 256 || a > b || b >= 0xffff_fff0 {
                         return Err(at(format!("tables: {a}-{b} must be ascending and above 255 (0-255 are the kernel's and iproute2's)")));
                     }
@@ -220,9 +220,10 @@ impl Config {
     }
 
     /// How many interfaces the mark field can tell apart: every value of its bits but 0 (no
-    /// mark) and all ones (arrived on an unmanaged interface).
+    /// mark), all ones (arrived on an unmanaged interface) and the one below (a frame bridged
+    /// through the host, policy.rs `bridged_mark`).
     pub fn mark_slots(&self) -> u64 {
-        (1u64 << self.mark_mask.count_ones()) - 2
+        (1u64 << self.mark_mask.count_ones()) - 3
     }
 
     /// Whether stronghost manages this interface name.
@@ -327,7 +328,7 @@ mod tests {
         assert_eq!((c.table_min, c.table_max, c.priority, c.link_group, c.protocol), (5000, 5010, 200, 7, 99));
         assert!(!c.receive_filter && !c.arp_sysctls && !c.rp_filter && !c.ipv6);
         let wide = Config::parse("tables = 4101-8300\nmark_mask = 0x1fff0000\n").unwrap();
-        assert_eq!((wide.mark_mask, wide.mark_slots()), (0x1fff_0000, 8190));
+        assert_eq!((wide.mark_mask, wide.mark_slots()), (0x1fff_0000, 8189));
         assert_eq!(Config::parse("mark_mask = 4278190080").unwrap().mark_mask, 0xff00_0000);
     }
 
@@ -345,7 +346,7 @@ mod tests {
             ("mark_mask = 0xff00ff00", "mark_mask: expected contiguous bits"),
             ("mark_mask = 0x80000000", "at least two"),
             ("mark_mask = 0", "mark_mask"),
-            ("tables = 4101-4356", "mark_mask 0xff000000 marks 254 of them"),
+            ("tables = 4101-4356", "mark_mask 0xff000000 marks 253 of them"),
             ("mark_mask = 0xf0000000\ntables = 5000-5020", "widen mark_mask"),
         ] {
             let e = Config::parse(text).unwrap_err();

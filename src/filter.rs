@@ -7,6 +7,11 @@
 //! K's table in it (policy.rs `mark_of`); M/M, all of it, "arrived on an unmanaged interface".
 //!
 //! ```text
+//! table bridge stronghost {
+//!   chain prerouting { type filter hook prerouting priority -300; policy accept;
+//!     meta pkttype other meta mark set meta mark and ~M or B    (before br_netfilter)
+//!   }
+//! }
 //! table inet stronghost {
 //!   set managed     { type ifname; }                        every managed interface K
 //!   map wrong_iface { type ifname : counter; }              K : drop_T(K)
@@ -16,6 +21,7 @@
 //!   map iface_mark  { type ifname : verdict; }              K : goto mark_T(K)
 //!   map mark_iface  { type mark : verdict; }                V(K) : goto mark_T(K)
 //!   chain receive { type filter hook prerouting priority raw; policy accept;
+//!     meta mark and M == B accept                           (also first in connections, egress)
 //!     iifname @managed fib daddr . iif type != local fib daddr type local
 //!         counter name iifname map @wrong_iface drop
 //!     meta nfproto ipv4 iifname @managed fib daddr type local iif . fib saddr oif != @rpf_ok
@@ -50,6 +56,12 @@
 //! traffic and anything arriving on unmanaged interfaces (lo included) pass. One rule per reason for
 //! both families; for IPv6, neighbour discovery and router advertisements are multicast or go to
 //! link-local addresses, which the reverse-path lookup keeps on their link.
+//!
+//! B (`bridged_mark`) marks a frame that a bridge of the host passes on to another host: with
+//! br_netfilter (libvirt, Docker) the inet hooks see it as if the bridge had received it — a VM on
+//! br0 reaching eth1's address would be dropped as arriving on the wrong interface. The bridge
+//! table marks what the bridge itself calls "not for this host" (pkttype otherhost), before
+//! br_netfilter hands it on, and the inet chains leave such frames alone.
 //!
 //! `egress` drops, and counts, what would leave K with a source address of this host that is not
 //! one of K's: traffic bound by name to an interface that has no address (the kernel then borrows
@@ -87,6 +99,24 @@ const CHAINS: [(&str, &str, u32, i32, &str); 4] = [
     ("egress", "filter", 4, 200, "type filter hook postrouting priority 200; policy accept;"),
 ];
 
+/// The bridge table's one chain: at bridge prerouting, before br_netfilter (priority 0).
+const BRIDGE_CHAIN: (&str, &str, u32, i32, &str) =
+    ("prerouting", "filter", 0, -300, "type filter hook prerouting priority -300; policy accept;");
+const B: &str = "bridge stronghost";
+
+/// The bridge table's rule, as nft text, and as the kernel holds it.
+fn bridge_text(shape: &Shape) -> (String, &'static str) {
+    (
+        format!("meta pkttype other meta mark set meta mark and {} or {}", hex(!shape.mark_mask), hex(shape.bridged())),
+        "stronghost: bridged through, not for this host",
+    )
+}
+
+fn bridge_body(shape: &Shape) -> Vec<Expr> {
+    let otherhost = Expr::Cmp { sreg: NFT_REG_1, op: NFT_CMP_EQ, data: vec![3] }; // PACKET_OTHERHOST
+    [Expr::Meta { key: NFT_META_PKTTYPE, dreg: NFT_REG_1 }, otherhost].into_iter().chain(set_field(false, shape, shape.bridged())).collect()
+}
+
 /// The sets and maps, with nft's spelling of their types.
 const SETS: [(&str, &str, &str); 7] = [
     ("set", "managed", "type ifname;"),
@@ -110,6 +140,11 @@ pub struct Shape {
 impl Shape {
     pub fn of(cfg: &crate::config::Config) -> Shape {
         Shape { reverse_path: cfg.rp_filter, mark_mask: cfg.mark_mask, table_min: cfg.table_min }
+    }
+
+    /// B: a frame bridged through the host (policy.rs `bridged_mark`).
+    pub fn bridged(&self) -> u32 {
+        crate::policy::bridged_mark(self.mark_mask)
     }
 
     /// V(K) for the interface of table `t` (policy.rs `mark_of`, which the fwmark rules use).
@@ -144,11 +179,16 @@ fn rule_texts(shape: &Shape) -> Vec<(&'static str, String, &'static str)> {
     let new = format!("ct state new ct mark and {m} == 0");
     let restore_member = format!("ct direction reply ct mark and {m} vmap @mark_iface");
     let restore_unmanaged = format!("ct direction reply ct mark and {m} == {m} meta mark set meta mark and {keep} or {m}");
-    let mut v = vec![(
+    let bridged = format!("meta mark and {m} == {} accept", hex(shape.bridged()));
+    let mut v: Vec<(&'static str, String, &'static str)> = ["receive", "connections", "egress"]
+        .into_iter()
+        .map(|c| (c, bridged.clone(), "stronghost: bridged through, not for this host"))
+        .collect();
+    v.push((
         "receive",
         "iifname @managed fib daddr . iif type != local fib daddr type local counter name iifname map @wrong_iface drop".to_string(),
         "stronghost: wrong interface",
-    )];
+    ));
     if shape.reverse_path {
         let rpf = "iifname @managed fib daddr type local iif . fib saddr oif != @rpf_ok counter name iifname map @rpf_iface drop";
         v.push(("receive", format!("meta nfproto ipv4 {rpf}"), "stronghost: reverse path"));
@@ -233,7 +273,11 @@ fn rule_bodies(shape: &Shape) -> BTreeMap<&'static str, Vec<Vec<Expr>>> {
     wrong.push(Expr::Cmp { sreg: NFT_REG_1, op: NFT_CMP_NEQ, data: local.clone() });
     wrong.extend(daddr_local.clone());
     wrong.extend(counted_drop("wrong_iface"));
-    let mut receive = vec![wrong];
+    let bridged: Vec<Expr> = [Expr::Meta { key: NFT_META_MARK, dreg: NFT_REG_1 }, bitwise(m, 0)]
+        .into_iter()
+        .chain([Expr::Cmp { sreg: NFT_REG_1, op: NFT_CMP_EQ, data: m32(shape.bridged()) }, Expr::Verdict { code: NF_ACCEPT }])
+        .collect();
+    let mut receive = vec![bridged.clone(), wrong];
     if shape.reverse_path {
         let nfproto =
             |p: u8| [Expr::Meta { key: NFT_META_NFPROTO, dreg: NFT_REG_1 }, Expr::Cmp { sreg: NFT_REG_1, op: NFT_CMP_EQ, data: vec![p] }];
@@ -298,9 +342,9 @@ fn rule_bodies(shape: &Shape) -> BTreeMap<&'static str, Vec<Vec<Expr>>> {
     ];
     BTreeMap::from([
         ("receive", receive),
-        ("connections", vec![mark_new, mark_unmanaged, restore_member.clone(), restore_unmanaged.clone()]),
+        ("connections", vec![bridged.clone(), mark_new, mark_unmanaged, restore_member.clone(), restore_unmanaged.clone()]),
         ("replies", vec![restore_member, restore_unmanaged]),
-        ("egress", vec![egress]),
+        ("egress", vec![bridged, egress]),
     ])
 }
 
@@ -448,7 +492,9 @@ fn same_rules(rules: Option<Vec<InstalledRule>>, want: &[Vec<Expr>]) -> bool {
 fn read_rules(nft: &mut Nft, shape: &Shape) -> Result<Option<Current>, String> {
     let err = read_err;
     if !nft.table_exists(TABLE).map_err(err)? {
-        return Ok(None);
+        // The bridge table alone, left by a partial removal: there, to be repaired or removed.
+        let bridge = Nft::open_family(NFPROTO_BRIDGE).map_err(|e| err(e.into()))?.table_exists(TABLE).map_err(err)?;
+        return Ok(bridge.then(|| Current { exists: true, rules_ok: false, shape: *shape, ..Default::default() }));
     }
     let mut c = Current { exists: true, rules_ok: true, shape: *shape, ..Default::default() };
     let bodies = rule_bodies(shape);
@@ -457,7 +503,18 @@ fn read_rules(nft: &mut Nft, shape: &Shape) -> Result<Option<Current>, String> {
         let rules = nft.rules(TABLE, name).map_err(err)?;
         c.rules_ok &= chain == Some(Chain { kind: kind.into(), hook, priority, policy: 1 }) && same_rules(rules, &bodies[name]);
     }
+    c.rules_ok &= read_bridge(shape)?;
     Ok(Some(c))
+}
+
+/// Whether the bridge table is as stronghost writes it.
+fn read_bridge(shape: &Shape) -> Result<bool, String> {
+    let err = read_err;
+    let mut nft = Nft::open_family(NFPROTO_BRIDGE).map_err(|e| err(e.into()))?;
+    let (name, kind, hook, priority, _) = BRIDGE_CHAIN;
+    Ok(nft.chain(TABLE, name).map_err(err)? == Some(Chain { kind: kind.into(), hook, priority, policy: 1 })
+        && same_rules(nft.rules(TABLE, name).map_err(err)?, &[bridge_body(shape)])
+        && nft.chains(TABLE).map_err(err)?.is_some_and(|c| c.len() == 1))
 }
 
 /// What an event for one interface needs of the table: its base rules, and that interface's
@@ -602,7 +659,7 @@ impl Change {
         match self {
             Change::Repair { script, .. } => format!("nft -f - <<'EOF'\n{script}EOF"),
             Change::Create(want) => format!("nft -f - <<'EOF'\n{}EOF", script(&Current::default(), want)),
-            Change::Delete => format!("nft delete table {T}"),
+            Change::Delete => format!("nft delete table {T}; nft delete table {B}"),
             Change::Members { add, remove, add_indexes, remove_indexes, shape } => {
                 let mut s = Vec::new();
                 for (n, t) in remove {
@@ -675,7 +732,13 @@ fn wanted_indexes(cur: &Current, want: &Want) -> BTreeSet<u32> {
 /// The `nft -f` transaction that makes the table what `want` says, keeping its counters.
 pub fn script(cur: &Current, want: &Want) -> String {
     let shape = &want.shape;
-    let mut s = format!("add table {T}\n");
+    let (bridge_chain, _, _, _, bridge_spec) = BRIDGE_CHAIN;
+    let (bridge_rule, bridge_comment) = bridge_text(shape);
+    let mut s = format!(
+        "add table {B}\nadd chain {B} {bridge_chain} {{ {bridge_spec} }}\nflush chain {B} {bridge_chain}\n\
+         add rule {B} {bridge_chain} {bridge_rule} comment \"{bridge_comment}\"\n"
+    );
+    s += &format!("add table {T}\n");
     for (name, _, _, _, spec) in CHAINS {
         s += &format!("add chain {T} {name} {{ {spec} }}\nflush chain {T} {name}\n");
     }
@@ -826,7 +889,23 @@ fn create(want: &Want) -> Result<(), crate::netlink::NetlinkError> {
     };
     let members: Vec<(String, u32)> = want.members.iter().map(|(n, t)| (n.clone(), *t)).collect();
     let indexes: Vec<u32> = want.indexes.iter().copied().collect();
-    nft()?.create_table(TABLE, &spec, &edits(&members, &[], &indexes, &[], &want.shape))
+    nft()?.create_table(TABLE, &spec, &edits(&members, &[], &indexes, &[], &want.shape))?;
+    // The bridge table, anew (its rule is appended: a table left behind would hold it twice).
+    let (name, kind, hook, priority, _) = BRIDGE_CHAIN;
+    let bridge = TableSpec {
+        chains: vec![ChainSpec { name: name.into(), base: Some(Chain { kind: kind.into(), hook, priority, policy: 1 }) }],
+        sets: vec![],
+        rules: vec![(name.into(), bridge_body(&want.shape), bridge_text(&want.shape).1.into())],
+    };
+    let mut b = Nft::open_family(NFPROTO_BRIDGE)?;
+    b.delete_table(TABLE)?;
+    b.create_table(TABLE, &bridge, &[])
+}
+
+/// Both tables gone (already gone is fine).
+fn delete_tables() -> Result<(), crate::netlink::NetlinkError> {
+    nft()?.delete_table(TABLE)?;
+    Nft::open_family(NFPROTO_BRIDGE)?.delete_table(TABLE)
 }
 
 /// Makes a change; each kind is one transaction: all of it takes effect or none does.
@@ -840,14 +919,13 @@ pub fn apply(change: &Change, shape: &Shape) -> Result<(), String> {
             log::warn!(
                 "repairing nft table {T} with nft failed ({e}); recreating it over nfnetlink (its drop counters start again from 0)"
             );
-            nft()
-                .and_then(|mut n| n.delete_table(TABLE))
+            delete_tables()
                 .and_then(|()| create(want))
                 .map_err(|e2| format!("{e}; recreating nft table {T} over nfnetlink failed too: {e2}"))
         }),
-        Change::Delete => nft().and_then(|mut n| n.delete_table(TABLE)).or_else(|e| {
+        Change::Delete => delete_tables().or_else(|e| {
             log::info!("removing the receive filter over nfnetlink failed ({e}); removing it with nft");
-            run_script(&format!("add table {T}\ndelete table {T}\n"))
+            run_script(&format!("add table {T}\ndelete table {T}\nadd table {B}\ndelete table {B}\n"))
         }),
         Change::Members { add, remove, add_indexes, remove_indexes, shape: s } => {
             nft().and_then(|mut n| n.edit(TABLE, &edits(add, remove, add_indexes, remove_indexes, s))).or_else(|e| {
@@ -964,7 +1042,8 @@ mod tests {
             let cur = read(&sh).unwrap();
             assert!(cur.rules_ok && cur.members() == Some(w.members.clone()) && cur.rpf_ok == [2, 3].into(), "{cur:?}");
             run_script(&script(&cur, &w)).expect("nft -f over a table made over nfnetlink");
-            assert!(read(&sh).unwrap().rules_ok);
+            let again = read(&sh).unwrap();
+            assert!(again.rules_ok, "{again:?}");
             // Same comment, different verdict.
             let edited = format!(
                 "flush chain {T} receive\nadd rule {T} receive iifname @managed fib daddr . iif type != local \

@@ -422,7 +422,7 @@ mod tests {
     }
 
     fn link(index: u32, name: &str, group: u32) -> Link {
-        Link { index, name: name.into(), group, up: true, sysctls: vec![], lower: None, bridge: false }
+        Link { index, name: name.into(), group, up: true, sysctls: vec![], lower: None }
     }
 
     /// A main-table route the kernel made for an address (`proto kernel`), or a default via `gw`.

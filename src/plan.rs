@@ -731,7 +731,7 @@ mod tests {
     const PROTO: u8 = 83;
 
     fn link(index: u32, name: &str, group: u32, sysctls: &[(&'static str, u32)]) -> Link {
-        Link { index, name: name.into(), group, up: true, sysctls: sysctls.to_vec(), lower: None, bridge: false }
+        Link { index, name: name.into(), group, up: true, sysctls: sysctls.to_vec(), lower: None }
     }
 
     fn v4(index: u32, last: u8) -> Address {

@@ -194,6 +194,13 @@ pub fn unmanaged_mark(cfg: &Config) -> u32 {
     cfg.mark_mask
 }
 
+/// The packet mark of a frame being bridged through the host (not addressed to it), which
+/// br_netfilter hands to the inet hooks as if the bridge had received it: the receive filter
+/// leaves it alone. The value below the whole field.
+pub fn bridged_mark(mask: u32) -> u32 {
+    mask - (1 << mask.trailing_zeros())
+}
+
 pub fn fwmark_priority(cfg: &Config) -> u32 {
     cfg.priority + 5
 }

@@ -134,20 +134,6 @@ pub fn violations(e: &mut Engine) -> Result<Report, Error> {
                 lower.name
             ));
         }
-        // br_netfilter hands frames bridged through a bridge to the inet hooks as if the bridge
-        // had received them: one on its way to another interface of this host (a VM on br0
-        // reaching eth1's address) is judged as arriving on the wrong interface and dropped.
-        if link.bridge
-            && e.cfg.receive_filter
-            && std::fs::read_to_string("/proc/sys/net/bridge/bridge-nf-call-iptables").is_ok_and(|v| v.trim() == "1")
-        {
-            warnings.push(format!(
-                "{name}: a bridge with bridge-nf-call-iptables=1 (br_netfilter: libvirt, Docker): frames bridged through it to \
-                 another interface's address (a VM or container on {name} reaching that address) are dropped as arriving on the \
-                 wrong interface and counted on {name}; stronghost does not tell them apart yet. Set \
-                 net.bridge.bridge-nf-call-iptables=0 if nothing on the host needs it, or reach {name}'s own addresses"
-            ));
-        }
         if link.group != e.cfg.link_group {
             v.push(format!("{name}: link group is {} not {}: main-table routes through it would leak traffic of other interfaces; run `stronghost apply {name}`", link.group, e.cfg.link_group));
         }

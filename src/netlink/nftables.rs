@@ -32,7 +32,8 @@ const NFNL_MSG_BATCH_END: u16 = 17;
 const NLA_F_NESTED: u16 = 0x8000;
 const NLM_F_CREATE: u16 = 0x400;
 const IFNAMSIZ: usize = 16;
-const NFPROTO_INET: u8 = 1;
+pub const NFPROTO_INET: u8 = 1;
+pub const NFPROTO_BRIDGE: u8 = 7;
 const NFT_OBJECT_COUNTER: u32 = 1;
 /// Elements per NEWSETELEM/DELSETELEM message: a nested attribute's length is 16 bits, so a list
 /// of thousands of interfaces has to be spread over several messages of the same transaction.
@@ -62,6 +63,8 @@ pub const NFT_CMP_EQ: u32 = 0;
 pub const NFT_CMP_NEQ: u32 = 1;
 pub const RTN_LOCAL: u32 = 2;
 pub const NF_DROP: u32 = 0;
+pub const NF_ACCEPT: u32 = 1;
+pub const NFT_META_PKTTYPE: u32 = 19;
 /// A map's data type when it maps to verdicts (a vmap).
 pub const NFT_DATA_VERDICT: u32 = 0xffff_ff00;
 /// `goto CHAIN` (NFT_GOTO, -4).
@@ -169,7 +172,8 @@ fn judge(kind: u16, port: u32, payload: &[u8], table: &[u8], touched: &mut bool)
     }
     // Every object's notification names its table first (NFTA_{TABLE_NAME,CHAIN,RULE,SET,
     // SET_ELEM_LIST,OBJ}_TABLE are all 1); the family is nfgenmsg's.
-    if payload[0] == NFPROTO_INET && find(&attrs, 1).is_some_and(|n| n.split(|b| *b == 0).next() == Some(table)) {
+    // (stronghost's bridge table has the same name.)
+    if matches!(payload[0], NFPROTO_INET | NFPROTO_BRIDGE) && find(&attrs, 1).is_some_and(|n| n.split(|b| *b == 0).next() == Some(table)) {
         *touched = true;
     }
     None
@@ -547,23 +551,30 @@ pub struct InstalledRule {
     pub userdata: Vec<u8>,
 }
 
-/// One nftables netlink conversation.
+/// One nftables netlink conversation about the tables of one family.
 pub struct Nft {
     t: Transport,
+    family: u8,
 }
 
 impl Nft {
+    /// For tables of family inet.
     pub fn open() -> std::io::Result<Nft> {
-        Ok(Nft { t: Transport::open(NETLINK_NETFILTER)? })
+        Self::open_family(NFPROTO_INET)
+    }
+
+    pub fn open_family(family: u8) -> std::io::Result<Nft> {
+        Ok(Nft { t: Transport::open(NETLINK_NETFILTER)?, family })
     }
 
     /// Sends one request; returns the payloads (after the nfgenmsg) of every answer.
     /// `Ok(None)` when the kernel says the object does not exist.
     fn request(&mut self, msg: u16, flags: u16, attributes: &[u8]) -> Result<Option<Vec<Vec<u8>>>, NetlinkError> {
         let flags = NLM_F_ACK | flags;
+        let family = self.family;
         let answers = self.t.request(flags, |seq| {
             let mut buf = Vec::with_capacity(64);
-            put_message(&mut buf, seq, (NFNL_SUBSYS_NFTABLES << 8) | msg, flags, NFPROTO_INET, 0, attributes);
+            put_message(&mut buf, seq, (NFNL_SUBSYS_NFTABLES << 8) | msg, flags, family, 0, attributes);
             buf
         });
         match answers {
@@ -590,7 +601,7 @@ impl Nft {
                 let Some(family) = p.first().copied() else { return };
                 let top: Vec<_> = attributes(p.get(4..).unwrap_or_default()).collect();
                 let table = find(&top, 1).map(text).unwrap_or_default();
-                if family == NFPROTO_INET && table == own {
+                if matches!(family, NFPROTO_INET | NFPROTO_BRIDGE) && table == own {
                     return;
                 }
                 let Some(list) = find(&top, 4) else { return };
@@ -727,7 +738,7 @@ impl Nft {
         for (i, (kind, flags, attrs)) in msgs.iter().enumerate() {
             last = self.t.next_seq();
             let ack = if i + 1 == msgs.len() { NLM_F_ACK } else { 0 };
-            put_message(&mut buf, last, (NFNL_SUBSYS_NFTABLES << 8) | kind, ack | flags, NFPROTO_INET, 0, attrs);
+            put_message(&mut buf, last, (NFNL_SUBSYS_NFTABLES << 8) | kind, ack | flags, self.family, 0, attrs);
         }
         let end = self.t.next_seq();
         put_message(&mut buf, end, NFNL_MSG_BATCH_END, 0, 0, subsys, &[]);

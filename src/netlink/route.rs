@@ -33,8 +33,6 @@ pub struct Link {
     /// namespace: it sits on the same segment and, left alone, answers ARP for the child's
     /// addresses with its own MAC. Decoded only for the links `configured` picks.
     pub lower: Option<u32>,
-    /// A bridge (decoded, like `lower`, only for the links `configured` picks).
-    pub bridge: bool,
 }
 
 impl Link {
@@ -584,7 +582,7 @@ fn link_from_raw(kind: u16, p: &[u8], configured: &dyn Fn(&str, u32) -> bool) ->
     }
     let index = u32::from_ne_bytes(p[4..8].try_into().ok()?);
     let flags = u32::from_ne_bytes(p[8..12].try_into().ok()?);
-    let mut link = Link { index, name: String::new(), group: 0, up: flags & IFF_UP != 0, sysctls: vec![], lower: None, bridge: false };
+    let mut link = Link { index, name: String::new(), group: 0, up: flags & IFF_UP != 0, sysctls: vec![], lower: None };
     let (mut iflink, mut shares_segment, mut elsewhere) = (None, false, false);
     let u32_at = |v: &[u8]| v.get(..4).map(|b| u32::from_ne_bytes(b.try_into().unwrap()));
     // Asked once, as soon as both are known.
@@ -602,11 +600,9 @@ fn link_from_raw(kind: u16, p: &[u8], configured: &dyn Fn(&str, u32) -> bool) ->
             IFLA_LINK => iflink = u32_at(v),
             IFLA_LINK_NETNSID => elsewhere = true,
             IFLA_LINKINFO => {
-                for (_, k) in raw_attributes(v).filter(|(t, _)| *t == IFLA_INFO_KIND) {
-                    let k = k.split(|b| *b == 0).next();
-                    shares_segment = matches!(k, Some(b"macvlan" | b"macvtap" | b"ipvlan" | b"ipvtap"));
-                    link.bridge = k == Some(b"bridge");
-                }
+                shares_segment = raw_attributes(v)
+                    .filter(|(t, _)| *t == IFLA_INFO_KIND)
+                    .any(|(_, k)| matches!(k.split(|b| *b == 0).next(), Some(b"macvlan" | b"macvtap" | b"ipvlan" | b"ipvtap")));
             }
             IFLA_AF_SPEC => {
                 for (_, conf) in raw_attributes(v)

@@ -287,3 +287,66 @@ fn other_tools_marks_live_beside_stronghosts() {
         "check with a tool writing into stronghost's field:\n{text}"
     );
 }
+
+/// A KVM host as libvirt leaves it: eth0 enslaved to br0, br0 holding eth0's lease, a VM (a
+/// namespace) on br0 with an address of the LAN, and br_netfilter handing bridged frames to the
+/// inet hooks (bridge-nf-call-iptables=1). The VM reaches every address of the host like any host
+/// on the LAN — eth1's, whose frames br0 only bridges through — and the wrong-interface check
+/// still holds for what br0 itself receives.
+#[test]
+fn a_vm_on_a_bridge_reaches_every_host_address_with_br_netfilter() {
+    let n = 3;
+    let mut lab = Lab::builder(n).dhclient_hook().build();
+    let br0 = format!("ip link add br0 address {} type bridge", crate::lab::mac(0)); // eth0's reservation
+    for cmd in [
+        "ip link set eth0 down",
+        &br0,
+        "ip link set eth0 master br0",
+        "ip link set eth0 up",
+        "ip link set br0 up",
+        "sysctl -qw net.bridge.bridge-nf-call-iptables=1",
+        "sysctl -qw net.bridge.bridge-nf-call-ip6tables=1",
+    ] {
+        lab.host_ok(&cmd.split(' ').collect::<Vec<_>>());
+    }
+    let vm = lab.add_ns("vm");
+    let ip = |args: &[&str]| crate::lab::ok(std::process::Command::new("ip").args(args));
+    ip(&["-n", &lab.ns("host"), "link", "add", "vnet0", "type", "veth", "peer", "name", "eth0", "netns", &vm]);
+    lab.host_ok(&["ip", "link", "set", "vnet0", "master", "br0", "up"]);
+    let vm_addr = "198.51.100.60";
+    ip(&["-n", &vm, "addr", "add", &format!("{vm_addr}/24"), "dev", "eth0"]);
+    ip(&["-n", &vm, "link", "set", "eth0", "up"]);
+    ip(&["-n", &vm, "route", "add", "default", "via", crate::lab::GW]);
+    let d = lab.dir.display().to_string();
+    lab.spawn_in_host("dhclient-br0", &["dhclient", "-4", "-d", "-pf", &format!("{d}/br0.pid"), "-lf", &format!("{d}/br0.leases"), "br0"]);
+    for k in 1..n {
+        lab.start_dhclient(k);
+    }
+    wait_for(Duration::from_secs(30), "br0 strong", || {
+        lab.status_of("br0").is_some_and(|s| s["applied"] == true && s["addresses"].to_string().contains(&addr(0)))
+    });
+    for k in 1..n {
+        lab.wait_applied(k, &addr(k));
+    }
+    let drops = |lab: &Lab| lab.status_of("br0").unwrap()["wrong_interface_drops"].as_u64().unwrap();
+    let reach = |lab: &Lab, k: usize| lab.curl_in("vm", &format!("http://{}:8080/", addr(k)), &[]);
+    let before = drops(&lab);
+    for k in 0..n {
+        assert_eq!(reach(&lab, k), Some((vm_addr.to_string(), addr(k))), "the VM on br0 to eth{k}'s address (br0 for 0)");
+    }
+    assert_eq!(drops(&lab), before, "frames bridged through br0 counted as wrong-interface drops");
+    // What br0 itself receives is still judged: eth1's address sent to br0's MAC.
+    assert!(!lab.wrong_interface_probe(&addr(1), 0), "eth1's address accepted on br0");
+    assert!(drops(&lab) > before, "the wrong-interface drop on br0 was not counted");
+    let (ok, text) = check(&lab);
+    assert!(ok, "check with a VM on br0 and br_netfilter:\n{text}");
+
+    // The positive control: without stronghost's bridge table, br_netfilter's view wins and the
+    // VM cannot reach eth1 — and `check` says the table is not as it should be.
+    lab.host_ok(&["nft", "delete", "table", "bridge", "stronghost"]);
+    assert_eq!(reach(&lab, 1), None, "without the bridge table, the VM's frames for eth1 are dropped on br0");
+    let (ok, text) = check(&lab);
+    assert!(!ok && text.contains("receive filter"), "check without the bridge table:\n{text}");
+    lab.host_ok(&["/usr/sbin/stronghost", "sync"]);
+    assert_eq!(reach(&lab, 1), Some((vm_addr.to_string(), addr(1))), "repaired by sync");
+}
