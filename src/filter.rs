@@ -401,7 +401,10 @@ pub struct Want {
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Current {
+    /// The inet table exists.
     pub exists: bool,
+    /// The bridge table exists without it (what a `nft delete table inet stronghost` leaves).
+    pub bridge_alone: bool,
     /// Read for this one interface only (`read_member`): the sets, maps, chains and counters
     /// below hold its entries and nothing else, and planning looks at it alone.
     pub scope: Option<String>,
@@ -492,9 +495,9 @@ fn same_rules(rules: Option<Vec<InstalledRule>>, want: &[Vec<Expr>]) -> bool {
 fn read_rules(nft: &mut Nft, shape: &Shape) -> Result<Option<Current>, String> {
     let err = read_err;
     if !nft.table_exists(TABLE).map_err(err)? {
-        // The bridge table alone, left by a partial removal: there, to be repaired or removed.
+        // The bridge table alone, left by a partial removal: created anew, or removed.
         let bridge = Nft::open_family(NFPROTO_BRIDGE).map_err(|e| err(e.into()))?.table_exists(TABLE).map_err(err)?;
-        return Ok(bridge.then(|| Current { exists: true, rules_ok: false, shape: *shape, ..Default::default() }));
+        return Ok(bridge.then(|| Current { bridge_alone: true, shape: *shape, ..Default::default() }));
     }
     let mut c = Current { exists: true, rules_ok: true, shape: *shape, ..Default::default() };
     let bodies = rule_bodies(shape);
@@ -526,6 +529,9 @@ pub fn read_member(shape: &Shape, name: &str, index: Option<u32>) -> Result<Curr
     let err = read_err;
     let mut nft = Nft::open().map_err(|e| err(e.into()))?;
     let Some(mut c) = read_rules(&mut nft, shape)? else { return Ok(Current { shape: *shape, ..Default::default() }) };
+    if !c.exists {
+        return Ok(c);
+    }
     if !c.rules_ok {
         return read_members(&mut nft, c);
     }
@@ -573,7 +579,8 @@ pub fn read(shape: &Shape) -> Result<Current, String> {
     let err = read_err;
     let mut nft = Nft::open().map_err(|e| err(e.into()))?;
     match read_rules(&mut nft, shape)? {
-        Some(c) => read_members(&mut nft, c),
+        Some(c) if c.exists => read_members(&mut nft, c),
+        Some(c) => Ok(c),
         None => Ok(Current { shape: *shape, ..Default::default() }),
     }
 }
@@ -698,7 +705,7 @@ impl Change {
 /// What brings the table from `cur` to `want`, or `None` when it is converged.
 pub fn plan(cur: &Current, want: &Want) -> Option<Change> {
     if want.members.is_empty() && !want.others {
-        return cur.exists.then_some(Change::Delete);
+        return (cur.exists || cur.bridge_alone).then_some(Change::Delete);
     }
     if !cur.exists {
         return Some(Change::Create(want.clone()));
@@ -1150,6 +1157,7 @@ mod tests {
         let w = want(&[("eth0", 4101), ("eth1", 4102)], &[2, 3]);
         let cur = Current {
             exists: true,
+            bridge_alone: false,
             scope: None,
             rules_ok: true,
             managed: ["eth0".to_string(), "eth1".to_string()].into(),
