@@ -100,3 +100,35 @@ impl HookClient {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    /// Interface names are anybody's choice: after `--`, one that looks like an option is a name.
+    #[test]
+    fn names_after_the_separator_are_names() {
+        for name in ["-x", "-v", "--help", "--", "e;x"] {
+            let cli = Cli::try_parse_from(["stronghost", "hook", "networkmanager", "--", name, "up"]).unwrap();
+            let Command::Hook { client: HookClient::Networkmanager { interface, action } } = cli.command else { panic!("{cli:?}") };
+            assert_eq!((interface.as_str(), action.as_str()), (name, "up"));
+        }
+        // Without it, such a name is an option (a usage error, or help text and exit 0): what the
+        // hooks must never let happen.
+        assert!(Cli::try_parse_from(["stronghost", "hook", "networkmanager", "-x", "up"]).is_err());
+    }
+
+    /// Every shipped hook that passes positional arguments passes them after `--`.
+    #[test]
+    fn hooks_pass_their_arguments_after_the_separator() {
+        for (file, text) in [
+            ("networkmanager-dispatcher", include_str!("../hooks/networkmanager-dispatcher")),
+            ("udhcpc-script", include_str!("../hooks/udhcpc-script")),
+        ] {
+            let call = text.lines().find(|l| l.contains("stronghost hook")).unwrap_or_else(|| panic!("{file}: no call"));
+            let args = call.split("stronghost hook ").nth(1).unwrap();
+            assert!(args.split_whitespace().nth(1) == Some("--"), "{file}: {call}");
+        }
+    }
+}

@@ -14,6 +14,20 @@ fn main() {
         Command::Watch => "watcher",
         _ => "cli",
     });
+    // Every command reads the kernel's rules and nftables and the lock: root's.
+    if !nix::unistd::geteuid().is_root() {
+        log::error!("stronghost needs root (it reads and changes the kernel's routing policy and nftables): run it as root");
+        std::process::exit(if matches!(cli.command, Command::Hook { .. }) { 0 } else { 2 });
+    }
+    // A file named on the command line is used, not replaced by the defaults.
+    if cli.config.as_os_str() != stronghost::cli::DEFAULT_CONFIG && !cli.config.exists() {
+        log::error!(
+            "{}: no such configuration file (without --config, the defaults apply when {} is absent)",
+            cli.config.display(),
+            stronghost::cli::DEFAULT_CONFIG
+        );
+        std::process::exit(if matches!(cli.command, Command::Hook { .. }) { 0 } else { 2 });
+    }
     let cfg = match config::Config::load(&cli.config) {
         Ok(c) => c,
         Err(e) => {

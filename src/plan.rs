@@ -163,11 +163,15 @@ pub struct Planner<'a> {
     g: &'a Gathered,
     tables: crate::state::Tables,
     tables_changed: bool,
+    /// Addresses on more than one managed interface (a VIP moved by hand, a mistake), each with
+    /// the index of the one that gets its `from` rule: the lowest. Every planner, of one
+    /// interface or of the host, decides the same, so they never undo each other's rule.
+    owners: BTreeMap<IpAddr, u32>,
 }
 
 impl<'a> Planner<'a> {
     pub fn new(cfg: &'a Config, g: &'a Gathered) -> Planner<'a> {
-        Planner { cfg, g, tables: g.tables.clone(), tables_changed: !g.renames.is_empty() }
+        Planner { cfg, g, tables: g.tables.clone(), tables_changed: !g.renames.is_empty(), owners: shared_addresses(cfg, &g.kernel) }
     }
 
     /// The plans, with the table allocation they made.
@@ -303,13 +307,18 @@ impl<'a> Planner<'a> {
             .iter()
             .flat_map(|f| f.addresses.iter().map(|a| IpAddr::V4(a.0)).chain(f.addresses6.iter().map(|a| IpAddr::V6(a.0))))
             .collect();
+        // An address another managed interface holds too is this one's only if its index is the
+        // lowest: the other's `from` rule for it is not this plan's to remove.
+        let index = link.map(|l| l.index);
+        let owners = &self.owners;
+        let owns = |a: &IpAddr| owners.get(a).is_none_or(|o| Some(*o) == index);
         let cur_rules: Vec<Rule> = k
             .owned_rules(proto)
             .filter(|r| r.selector != Selector::All)
             .filter(|r| {
                 Some(r.table) == table
                     || matches!(&r.selector, Selector::Oif(d) if d == ifname)
-                    || matches!(r.selector, Selector::From(a) if addrs.contains(&a) && cfg.in_table_range(r.table))
+                    || matches!(r.selector, Selector::From(a) if addrs.contains(&a) && owns(&a) && cfg.in_table_range(r.table))
             })
             .cloned()
             .collect();
@@ -325,6 +334,7 @@ impl<'a> Planner<'a> {
                     gw.onlink6 = k.onlink6(f.index);
                 }
                 let mut d = policy::desired(cfg, f, t, &gw);
+                d.rules.retain(|r| !matches!(&r.selector, Selector::From(a) if !owns(a)));
                 // An interface that is down cannot carry routes (the kernel refuses and flushes
                 // them); its table keeps only the terminator until it comes up again.
                 if !link.is_some_and(|l| l.up) {
@@ -541,6 +551,25 @@ impl<'a> Planner<'a> {
         }
         (!orphan.rules_del.is_empty() || !orphan.routes_del.is_empty()).then_some(orphan)
     }
+}
+
+/// Addresses that more than one managed interface holds, each with the lowest of their indexes
+/// (`Planner::owners`).
+pub fn shared_addresses(cfg: &Config, k: &Kernel) -> BTreeMap<IpAddr, u32> {
+    let mut held: Vec<(IpAddr, u32)> = k
+        .addrs
+        .iter()
+        .filter(|a| a.gets_policy(cfg.ipv6) && k.link_by_index(a.index).is_some_and(|l| cfg.manages(&l.name)))
+        .map(|a| (a.addr, a.index))
+        .collect();
+    held.sort_unstable();
+    held.dedup();
+    let mut owners = BTreeMap::new();
+    // Sorted: the first pair of a group holds its lowest index.
+    for w in held.windows(2).filter(|w| w[0].0 == w[1].0) {
+        owners.entry(w[0].0).or_insert(w[0].1);
+    }
+    owners
 }
 
 /// The interface as the policy sees it: without IPv6 addresses when `ipv6 = no`.
@@ -1114,6 +1143,37 @@ mod tests {
         // An allocation whose table someone else wrote into is not used.
         Rc::make_mut(&mut g.tables).insert("eth2".into(), 4102);
         assert_eq!(plan_one(&cfg, &g, "eth2", Intent::Apply).unwrap_err().kind(), "foreign-table-content");
+    }
+
+    /// One address on two interfaces (a VIP moved by hand, a mistake): the lower index gets its
+    /// `from` rule, in a `sync` and in a plan for either interface alone, so that they never undo
+    /// each other's rule and a second `sync` writes nothing.
+    #[test]
+    fn an_address_on_two_interfaces_has_one_owner_in_every_planner() {
+        let cfg = Config::default();
+        let vip = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 10));
+        let g = gathered(
+            vec![link(2, "eth0", 0, &[]), link(3, "eth1", 0, &[])],
+            vec![v4(2, 10), v4(3, 11), v4(3, 10)],
+            vec![],
+            vec![main_default(2, [198, 51, 100, 1])],
+        );
+        let from = |p: &Plans, table: u32| {
+            let rules = p.interfaces.iter().flat_map(|i| &i.rules_add);
+            rules.filter(|r| r.selector == Selector::From(vip)).map(|r| r.table).collect::<Vec<_>>() == [table]
+        };
+        let p = Planner::new(&cfg, &g).sync_plans(false);
+        assert!(from(&p, 4101), "eth0, the lower index, owns {vip}: {:?}", p.interfaces);
+        let g = after(&g, &p);
+        assert!(is_empty(&Planner::new(&cfg, &g).sync_plans(false)), "a second sync writes nothing");
+        for n in ["eth0", "eth1"] {
+            assert!(is_empty(&plan_one(&cfg, &g, n, Intent::Apply).unwrap()), "{n} alone undoes nothing");
+        }
+        // eth0 loses it: eth1's now.
+        let mut lost = after(&g, &Plans::default());
+        lost.kernel = Kernel::new(lost.kernel.links.clone(), vec![v4(2, 12), v4(3, 11), v4(3, 10)], lost.kernel.rules.clone(), vec![]);
+        let p = Planner::new(&cfg, &lost).sync_plans(false);
+        assert!(from(&p, 4102), "{:?}", p.interfaces);
     }
 
     #[test]

@@ -154,6 +154,9 @@ impl Engine {
             None => Kernel::read(&mut self.nl, configured).map(|k| (k, None)),
         }
         .map_err(Error::netlink("reading the kernel's routing state"))?;
+        if let Some(n) = one {
+            kernel = with_other_holders(&mut self.nl, &self.cfg, kernel, n, &tables)?;
+        }
         kernel.complete_sysctls(&sysctl::wanted(&self.cfg), configured);
         let stack_leases = stack_leases(&self.cfg, &kernel, &records);
         let present = match one {
@@ -184,6 +187,33 @@ impl Engine {
         }
         Ok(g)
     }
+}
+
+/// A one-interface snapshot with the interfaces whose `from` rules hold one of `n`'s addresses
+/// (one address on two interfaces): their links and addresses, so that the planner gives the
+/// address the owner every planner gives it (`Planner::owners`). Nothing is read when no such
+/// rule exists, which is every event but those.
+fn with_other_holders(nl: &mut Netlink, cfg: &Config, k: Kernel, n: &str, tables: &BTreeMap<String, u32>) -> Result<Kernel, Error> {
+    let Some(link) = k.link(n) else { return Ok(k) };
+    let own = tables.get(n).copied();
+    let others: BTreeSet<&String> = k
+        .owned_rules(cfg.protocol)
+        .filter(|r| Some(r.table) != own && cfg.in_table_range(r.table))
+        .filter(|r| matches!(r.selector, crate::policy::Selector::From(a) if k.addrs_of(link.index).any(|x| x.addr == a)))
+        .filter_map(|r| tables.iter().find(|(_, t)| **t == r.table).map(|(name, _)| name))
+        .filter(|name| *name != n)
+        .collect();
+    if others.is_empty() {
+        return Ok(k);
+    }
+    let (mut links, mut addrs) = (k.links.clone(), k.addrs.clone());
+    for name in others {
+        if let Some(l) = nl.link(name).map_err(Error::netlink("reading the links"))? {
+            addrs.extend(nl.addresses(l.index).map_err(Error::netlink("reading the addresses"))?);
+            links.push(l);
+        }
+    }
+    Ok(Kernel::new(links, addrs, k.rules.clone(), k.routes.clone()))
 }
 
 /// The leases the network stacks keep themselves, for the managed interfaces no hook has told

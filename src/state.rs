@@ -9,7 +9,7 @@
 //!   them was most of a first `sync`'s time). 0.2 kept one file each under originals/; they are
 //!   read still and folded into originals.json by the next write;
 //! - /run/stronghost/lock: the host-wide lock serialising hooks, the CLI and the watcher;
-//! - /run/stronghost/queue/<name>: a hook's event waiting for the lock (the newest per
+//! - /run/stronghost/queue/<time>-<pid>-<interface>.event: a hook's event waiting for the lock (the newest per
 //!   interface), applied by whichever run holds the lock next: N leases arriving together cost a
 //!   few runs, not N.
 //!
@@ -56,6 +56,9 @@ pub struct Record {
     #[serde(default)]
     pub ifindex: Option<u32>,
 }
+
+/// The suffix of a queued event's file.
+const QUEUED: &str = ".event";
 
 /// A queue entry still being written (`write_atomic`'s `<name>.tmp<pid>`).
 fn being_written(name: &str) -> bool {
@@ -128,10 +131,20 @@ struct Originals {
     saved_group: Option<u32>,
 }
 
+/// A state directory as stronghost needs it: a directory of its user's (root's), that nobody else
+/// may write to — whoever can create the lock file there can hold it and stop every run, and
+/// whoever can write a record decides what is restored.
 fn ensure_dir(p: &Path) -> io::Result<()> {
     match fs::symlink_metadata(p) {
-        Ok(m) if m.file_type().is_dir() && m.uid() == nix::unistd::geteuid().as_raw() => Ok(()),
-        Ok(_) => Err(io::Error::other(format!("{} is not a directory owned by us; remove it", p.display()))),
+        Ok(m) if m.file_type().is_dir() && m.uid() == nix::unistd::geteuid().as_raw() && m.mode() & 0o022 == 0 => Ok(()),
+        Ok(m) if m.file_type().is_dir() && m.uid() == nix::unistd::geteuid().as_raw() => Err(io::Error::other(format!(
+            "{} is writable by others (mode {:04o}): anyone could hold stronghost's lock or change its records; \
+             `chmod 0700 {}` (and fix the tmpfiles.d or unit that made it so)",
+            p.display(),
+            m.mode() & 0o7777,
+            p.display()
+        ))),
+        Ok(_) => Err(io::Error::other(format!("{} is not a directory owned by this user; remove it", p.display()))),
         Err(e) if e.kind() == io::ErrorKind::NotFound => fs::DirBuilder::new().recursive(false).mode(0o700).create(p).or_else(|e| {
             if e.kind() == io::ErrorKind::AlreadyExists {
                 Ok(())
@@ -449,7 +462,9 @@ impl State {
         let dir = self.run.join("queue");
         ensure_dir(&dir)?;
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-        let name = format!("{:020}-{}-{}", now.as_nanos(), std::process::id(), q.ifname);
+        // The suffix keeps a final name from ever looking like a temporary one (`being_written`):
+        // an interface may well be called `e.tmp1`.
+        let name = format!("{:020}-{}-{}{QUEUED}", now.as_nanos(), std::process::id(), q.ifname);
         write_atomic(&dir.join(name), serde_json::to_string(q)?.as_bytes(), false)
     }
 
@@ -462,9 +477,10 @@ impl State {
             .flatten()
             .filter_map(|e| e.file_name().into_string().ok())
             .filter_map(|name| {
-                // `<nanoseconds>-<pid>-<ifname>`.
+                // `<nanoseconds>-<pid>-<ifname>.event` (0.2: without the suffix).
                 let mut parts = name.trim_start_matches(".taken-").splitn(3, '-');
                 let (at, _pid, ifname) = (parts.next()?.parse::<u128>().ok()?, parts.next()?, parts.next()?);
+                let ifname = ifname.strip_suffix(QUEUED).unwrap_or(ifname);
                 (at < cutoff && !being_written(&name)).then(|| ifname.to_string())
             })
             .collect();
@@ -614,12 +630,21 @@ mod tests {
         assert!(s.queued_before(now - std::time::Duration::from_secs(30)).is_empty());
         assert_eq!(s.queued_before(now + std::time::Duration::from_secs(1)), ["eth0.100"]);
         // Taken by a run that died: still not applied.
-        let name =
-            fs::read_dir(&dir).unwrap().flatten().map(|e| e.file_name().into_string().unwrap()).find(|n| n.ends_with("eth0.100")).unwrap();
+        let name = fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().into_string().unwrap())
+            .find(|n| n.ends_with("eth0.100.event"))
+            .unwrap();
         fs::rename(dir.join(&name), dir.join(format!(".taken-{name}"))).unwrap();
         assert_eq!(s.queued_before(now + std::time::Duration::from_secs(1)), ["eth0.100"]);
         assert_eq!(s.take_queue(), [q]);
         assert!(s.queued_before(now + std::time::Duration::from_secs(1)).is_empty());
+        // An interface whose name looks like a temporary file's: its event is an event.
+        let odd = Queued { ifname: "e.tmp1".into(), gone: false, lease: None };
+        s.enqueue(&odd).unwrap();
+        assert_eq!(s.queued_before(std::time::SystemTime::now() + std::time::Duration::from_secs(1)), ["e.tmp1"]);
+        assert_eq!(s.take_queue(), [odd]);
         let _ = fs::remove_dir_all(&d);
     }
 

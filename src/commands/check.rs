@@ -267,6 +267,17 @@ pub fn violations(e: &mut Engine) -> Result<Report, Error> {
     if e.cfg.receive_filter {
         marks(e, &g, &mut v, &mut warnings);
     }
+    // One address on several managed interfaces: one of them has its rule (every planner agrees
+    // which), and the others' traffic from it follows that one.
+    for (a, owner) in crate::plan::shared_addresses(&e.cfg, k) {
+        let mut holders: Vec<String> = k.addrs.iter().filter(|x| x.addr == a).map(|x| k.name_of(x.index)).collect();
+        holders.dedup();
+        warnings.push(format!(
+            "{a} is on {} at once: traffic from it follows {} (the lowest interface index) alone; remove it from the others",
+            holders.join(" and "),
+            k.name_of(owner)
+        ));
+    }
     // An interface stronghost should manage but does not (the hooks ran into an error — a
     // foreign link group, no free table — or only hooks run and the address was added by hand):
     // it is a weak host's interface, whatever the others are.
@@ -277,8 +288,8 @@ pub fn violations(e: &mut Engine) -> Result<Report, Error> {
         let f = crate::plan::facts(&e.cfg, k, l);
         if let Some(a) = f.addresses.first().map(|a| a.0.to_string()).or_else(|| f.addresses6.first().map(|a| a.0.to_string())) {
             v.push(format!(
-                "{}: has address {a} but is not managed (its traffic is routed as on a weak host); run `stronghost apply {}` to \
-                 see why, or exclude it in {}",
+                "{}: has address {a} but is not managed (its traffic is routed as on a weak host); `stronghost plan {}` shows \
+                 why (it changes nothing), or exclude it in {}",
                 l.name,
                 l.name,
                 e.cfg.path.display()

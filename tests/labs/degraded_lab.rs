@@ -37,6 +37,22 @@ fn failures_are_reported_and_contained() {
     assert!(said.contains("line 2"), "{said}");
     assert!(!lab.host_ok(&["ip", "rule"]).contains("proto 83"), "applied despite a broken configuration");
     lab.host_ok(&["rm", "/etc/stronghost/stronghost.conf"]);
+    // A configuration named on the command line must exist (the defaults apply only to the
+    // default path); state directories others can write to are refused.
+    let (code, said) = run(&lab, &["/usr/sbin/stronghost", "--config", "/etc/stronghost/typo.conf", "sync"]);
+    assert_eq!(code, 2, "{said}");
+    assert!(said.contains("/etc/stronghost/typo.conf: no such configuration file"), "{said}");
+    lab.host_ok(&["mkdir", "-p", "/run/stronghost"]);
+    lab.host_ok(&["chmod", "0777", "/run/stronghost"]);
+    let (code, said) = run(&lab, &["/usr/sbin/stronghost", "sync"]);
+    assert_ne!(code, 0, "{said}");
+    assert!(said.contains("/run/stronghost is writable by others (mode 0777)") && said.contains("chmod 0700"), "{said}");
+    lab.host_ok(&["chmod", "0700", "/run/stronghost"]);
+    // Not root: told so, not sent to remove the state directory.
+    let nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "/usr/sbin/stronghost", "status"];
+    let (code, said) = run(&lab, &nobody);
+    assert_eq!(code, 2, "{said}");
+    assert!(said.contains("stronghost needs root") && !said.contains("remove it"), "{said}");
 
     // No nft binary: the table is created, and its members change, over nfnetlink all the same.
     lab.host_ok(&["mv", "/usr/sbin/nft", "/usr/sbin/nft.away"]);

@@ -9,6 +9,7 @@ mod degraded_lab;
 mod dhclient_lab;
 mod edge_lab;
 mod hostile_lab;
+mod inputs_lab;
 mod interfaces_lab;
 mod ipv6_lab;
 mod lab;

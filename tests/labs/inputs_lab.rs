@@ -1,0 +1,85 @@
+//! Local inputs chosen by others: an address put on two interfaces at once, names that look like
+//! options or like stronghost's own temporary files, reaching a hook.
+
+use crate::lab::{Lab, wait_for};
+use std::time::Duration;
+
+fn sync_writes(lab: &Lab) -> u64 {
+    let v = lab.stronghost_json(&["sync", "--json"]);
+    assert_eq!(v["ok"], true, "{v}");
+    ["netlink", "sysctl", "nft"].iter().map(|k| v["writes"][k].as_u64().unwrap()).sum()
+}
+
+/// One address on eth0 and eth1 (a VIP moved by hand), with the watcher running: one `from`
+/// rule for it, eth0's (the lower index), a second `sync` writes nothing, and `check` warns.
+#[test]
+fn an_address_on_two_interfaces_converges_and_is_reported() {
+    let mut lab = Lab::builder(2).build();
+    lab.start_watcher();
+    let vip = "198.51.100.77";
+    for (e, own) in [("eth0", "198.51.100.40"), ("eth1", "198.51.100.41")] {
+        lab.host_ok(&["ip", "addr", "add", &format!("{own}/24"), "dev", e]);
+    }
+    lab.wait_applied(0, "198.51.100.40");
+    lab.wait_applied(1, "198.51.100.41");
+    // eth1 first, then eth0: the watcher runs each interface alone.
+    lab.host_ok(&["ip", "addr", "add", &format!("{vip}/24"), "dev", "eth1"]);
+    std::thread::sleep(Duration::from_millis(300));
+    lab.host_ok(&["ip", "addr", "add", &format!("{vip}/24"), "dev", "eth0"]);
+    let t0 = lab.status_of("eth0").unwrap()["table"].as_u64().unwrap();
+    let rules = |lab: &Lab| {
+        lab.host_ok(&["ip", "rule"]).lines().filter(|l| l.contains(&format!("from {vip} "))).map(str::to_string).collect::<Vec<_>>()
+    };
+    wait_for(Duration::from_secs(5), "the VIP's rule in eth0's table", || {
+        rules(&lab) == [format!("4110:\tfrom {vip} lookup {t0} proto 83")]
+    });
+    // Nothing fights: the watcher's runs and `sync` agree.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(sync_writes(&lab), 0, "a sync after the watcher");
+    assert_eq!(sync_writes(&lab), 0, "a second sync");
+    assert!(!lab.log("watch").contains("keeps removing"), "{}", lab.log("watch"));
+    let out = lab.stronghost(&["check"]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains(&format!("warning: {vip} is on eth0 and eth1 at once: traffic from it follows eth0")), "{said}");
+    // eth0 gives it up: eth1's.
+    lab.host_ok(&["ip", "addr", "del", &format!("{vip}/24"), "dev", "eth0"]);
+    let t1 = lab.status_of("eth1").unwrap()["table"].as_u64().unwrap();
+    wait_for(Duration::from_secs(5), "the VIP's rule in eth1's table", || {
+        rules(&lab) == [format!("4110:\tfrom {vip} lookup {t1} proto 83")]
+    });
+    assert_eq!(sync_writes(&lab), 0);
+}
+
+/// A NetworkManager dispatcher event for an interface called `-x` (an option, had the hook not
+/// passed it after `--`), and one for `e.tmp1` (a temporary file's name, had the queue not
+/// suffixed its entries), each queued and applied: both are interfaces with their policy.
+#[test]
+fn names_that_look_like_options_or_temporaries_are_names() {
+    let lab = Lab::builder(1).build();
+    lab.install("hooks/networkmanager-dispatcher", "/etc/NetworkManager/dispatcher.d/70-stronghost", "0755");
+    let mut current = "eth0".to_string();
+    for name in ["-x", "e.tmp1"] {
+        lab.host_ok(&["ip", "link", "set", "dev", &current, "down"]);
+        lab.host_ok(&["ip", "link", "set", "dev", &current, "name", name]);
+        current = name.to_string();
+        lab.host_ok(&["ip", "link", "set", "dev", name, "up"]);
+        lab.host_ok(&["ip", "addr", "add", "198.51.100.50/24", "dev", name]);
+        let out = lab.host(&[
+            "env",
+            "IP4_ADDRESS_0=198.51.100.50/24 198.51.100.1",
+            "IP4_NUM_ADDRESSES=1",
+            "IP4_GATEWAY=198.51.100.1",
+            "/etc/NetworkManager/dispatcher.d/70-stronghost",
+            name,
+            "up",
+        ]);
+        let said = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success() && !said.contains("Usage") && !said.contains("unexpected argument"), "{name}: {said}");
+        let status = lab.stronghost_json(&["status", "--json"]);
+        let of = status["interfaces"].as_array().unwrap().iter().find(|i| i["interface"] == name).cloned();
+        assert!(of.as_ref().is_some_and(|i| i["applied"] == true && i["gateway"] == "198.51.100.1"), "{name}: {status}\n{said}");
+        assert!(lab.host_ok(&["ls", "/run/stronghost/queue"]).trim().is_empty(), "{name}: an event left in the queue");
+        lab.host_ok(&["ip", "addr", "flush", "dev", name]);
+        lab.host_ok(&["/usr/sbin/stronghost", "release", "--", name]);
+    }
+}
