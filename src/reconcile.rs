@@ -102,8 +102,17 @@ impl Engine {
         Ok(Engine { cfg, nl, state, writes: Writes::default(), gateway_later: None, lock_wait: LOCK_WAIT, tracks_touched: false })
     }
 
+    /// An engine for a command that only reads (`plan`, `status`, `check`): its state creates
+    /// no directory (`State::open_read_only`).
+    pub fn read_only(cfg: Config) -> Result<Engine, Error> {
+        let nl = Netlink::open().map_err(|e| Error::Netlink { doing: "opening rtnetlink".into(), source: e.into() })?;
+        let state = State::open_read_only().map_err(|source| Error::State { doing: "opening the state directory".into(), source })?;
+        Ok(Engine { cfg, nl, state, writes: Writes::default(), gateway_later: None, lock_wait: LOCK_WAIT, tracks_touched: false })
+    }
+
     /// Takes the host-wide lock. Everything read after it is what the previous holder left.
-    pub fn lock(&self) -> Result<Flock<File>, Error> {
+    /// (`None`: a reader on a host where stronghost never ran.)
+    pub fn lock(&self) -> Result<Option<Flock<File>>, Error> {
         let guard = self.state.lock(self.lock_wait).map_err(|source| match source.kind() {
             std::io::ErrorKind::WouldBlock => Error::Busy { detail: source.to_string() },
             _ => Error::State { doing: "taking the lock".into(), source },

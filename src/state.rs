@@ -84,6 +84,9 @@ pub struct State {
     copies: Option<RefCell<Copies>>,
     /// originals.json as last read or written by this process, with the stamps it had then.
     originals: RefCell<Option<(OriginalsMap, [Stamp; 2])>>,
+    /// Opened by a command that only reads (`plan`, `status`, `check`): it creates no directory
+    /// and removes no file.
+    read_only: bool,
 }
 
 /// The values to restore, by interface name, each kept as the file has it and decoded only when
@@ -193,7 +196,19 @@ fn write_atomic(p: &Path, data: &[u8], durable: bool) -> io::Result<()> {
 
 impl State {
     fn at(run: PathBuf, lib: PathBuf) -> State {
-        State { run, lib, copies: None, originals: RefCell::new(None) }
+        State { run, lib, copies: None, originals: RefCell::new(None), read_only: false }
+    }
+
+    /// For a command that only reads: the directories are checked where they exist and created
+    /// nowhere (a host stronghost never ran on has none, and nothing to read in them).
+    pub fn open_read_only() -> io::Result<State> {
+        let s = State { read_only: true, ..State::at(PathBuf::from(RUN_DIR), PathBuf::from(LIB_DIR)) };
+        for d in [&s.run, &s.run.join("iface"), &s.lib] {
+            if fs::symlink_metadata(d).is_ok() {
+                ensure_dir(d)?;
+            }
+        }
+        Ok(s)
     }
 
     pub fn open() -> io::Result<State> {
@@ -212,7 +227,12 @@ impl State {
     /// Takes the host-wide lock, waiting at most `wait`, and counts this holder in the lock file:
     /// a process keeping copies of the records (`keep_copies`) finds its own count there next
     /// time only if nobody else has held the lock, and changed them, since.
-    pub fn lock(&self, wait: Duration) -> io::Result<Flock<File>> {
+    /// `None` for a reader when /run/stronghost does not exist: no run has left anything to be
+    /// consistent with.
+    pub fn lock(&self, wait: Duration) -> io::Result<Option<Flock<File>>> {
+        if self.read_only && fs::symlink_metadata(&self.run).is_err() {
+            return Ok(None);
+        }
         let held = self.lock_file(wait)?;
         let epoch = count_in(&held)?;
         let next = epoch.wrapping_add(1);
@@ -230,7 +250,7 @@ impl State {
             // Not counting: whatever was read before the lock is read again.
             None => drop(self.originals.take()),
         }
-        Ok(held)
+        Ok(Some(held))
     }
 
     /// Whether the copies may still be good: nobody else has taken the lock since this process
@@ -270,6 +290,9 @@ impl State {
     /// directory if one that died mid-release left it empty. Only called with the lock held: every
     /// writer holds it, so any temporary file found then is an orphan.
     pub fn clean_temporaries(&self) {
+        if self.read_only {
+            return;
+        }
         for dir in [self.run.join("iface"), self.lib.clone(), self.lib.join("originals")] {
             for e in fs::read_dir(&dir).into_iter().flatten().flatten() {
                 let name = e.file_name();

@@ -41,7 +41,7 @@ pub fn plan(cfg: &Config, interface: Option<&str>) -> i32 {
         Some(n) => Target::Apply(n),
         None => Target::Sync,
     };
-    match engine(cfg).and_then(|mut e| reconcile(&mut e, &target, true, ClientEvent::default())) {
+    match super::reader(cfg).and_then(|mut e| reconcile(&mut e, &target, true, ClientEvent::default())) {
         Ok(done) if done.changes == 0 => {
             println!("# nothing to change");
             0

@@ -1,6 +1,5 @@
 //! `check`: asks the kernel how it would route and compares with what a strong host must do.
 
-use super::engine;
 use crate::config::Config;
 use crate::error::Error;
 use crate::filter;
@@ -353,7 +352,7 @@ fn marks(e: &mut Engine, g: &crate::plan::Gathered, v: &mut Vec<String>, warning
 }
 
 pub fn run(cfg: &Config) -> i32 {
-    match engine(cfg).and_then(|mut e| violations(&mut e)) {
+    match super::reader(cfg).and_then(|mut e| violations(&mut e)) {
         Ok(r) => {
             if r.violations.is_empty() {
                 println!("ok: {} interface(s) behave as a strong host", r.checked);

@@ -12,3 +12,8 @@ use crate::reconcile::Engine;
 pub fn engine(cfg: &Config) -> Result<Engine, Error> {
     Engine::new(cfg.clone())
 }
+
+/// For the commands that only read: nothing is created on the host (`Engine::read_only`).
+pub fn reader(cfg: &Config) -> Result<Engine, Error> {
+    Engine::read_only(cfg.clone())
+}

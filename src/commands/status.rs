@@ -1,6 +1,5 @@
 //! `status`: what stronghost has in force, per interface, read from the kernel.
 
-use super::engine;
 use crate::config::Config;
 use crate::error::Error;
 use crate::filter;
@@ -161,7 +160,7 @@ pub fn prometheus(v: &Value) -> String {
 }
 
 pub fn run(cfg: &Config, as_json: bool, as_prometheus: bool) -> i32 {
-    let v = match engine(cfg).and_then(|mut e| collect(&mut e)) {
+    let v = match super::reader(cfg).and_then(|mut e| collect(&mut e)) {
         Ok(v) => v,
         Err(err) => {
             log::error!("{err}");

@@ -83,3 +83,22 @@ fn names_that_look_like_options_or_temporaries_are_names() {
         lab.host_ok(&["/usr/sbin/stronghost", "release", "--", name]);
     }
 }
+
+/// `status`, `check` and `plan` only read: on a host stronghost never ran on, they leave no
+/// directory behind.
+#[test]
+fn read_only_commands_create_nothing() {
+    let lab = Lab::builder(1).build();
+    lab.host_ok(&["ip", "addr", "add", "198.51.100.40/24", "dev", "eth0"]);
+    for args in [&["status"][..], &["status", "--json"], &["check"], &["plan"], &["plan", "eth0"]] {
+        let out = lab.stronghost(args);
+        let said = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+        assert!(!said.contains("cannot create"), "{args:?}: {said}");
+        for d in ["/run/stronghost", "/var/lib/stronghost"] {
+            assert!(!lab.host(&["test", "-e", d]).status.success(), "{args:?} created {d}: {said}");
+        }
+    }
+    // `check` still says what is wrong: an address on an interface nothing manages yet.
+    let said = String::from_utf8_lossy(&lab.stronghost(&["check"]).stdout).into_owned();
+    assert!(said.contains("eth0: has address 198.51.100.40 but is not managed") && said.contains("stronghost plan eth0"), "{said}");
+}
