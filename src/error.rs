@@ -43,6 +43,16 @@ impl Error {
         }
     }
 
+    /// A failure of this host's own storage (a full or read-only /var/lib or /run): the same run
+    /// succeeds once it has room, so an event it was applying is kept, not dropped.
+    pub fn local(&self) -> bool {
+        match self {
+            Error::State { .. } => true,
+            Error::Several(all) => all.iter().any(Error::local),
+            _ => false,
+        }
+    }
+
     /// A stable name for the kind, for `--json` and for scripts.
     pub fn kind(&self) -> &'static str {
         match self {

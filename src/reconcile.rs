@@ -299,6 +299,20 @@ fn run_queued(e: &mut Engine, batch: &[Queued]) -> Result<Done, Error> {
         std::thread::sleep(pause);
         result = run_batch(e, batch);
     }
+    // The host's own storage failed (full, read-only): the events go back in the queue, for the
+    // watcher (which tries again) or the next run, instead of being lost with this run.
+    if let Err(err) = &result
+        && err.local()
+    {
+        for q in batch {
+            match e.state.requeue(q) {
+                Ok(()) => log::warn!(iface = q.ifname.as_str(); "{}: event kept in the queue after a failed run: {err}", q.ifname),
+                Err(again) => log::error!(iface = q.ifname.as_str();
+                    "{}: the event is lost ({err}; queueing it again failed too: {again}); once there is room, `stronghost apply {}` \
+                     (or the client's next renewal) applies the interface's current lease", q.ifname, q.ifname),
+            }
+        }
+    }
     result
 }
 
@@ -376,7 +390,12 @@ fn drain_rounds(e: &mut Engine, applied: &mut BTreeSet<String>) -> Result<usize,
             }
             Err(err) => {
                 log::error!("queued events for {}: {err}", names.join(" "));
+                // Put back (the host's storage failed): taking them again now would fail again.
+                let kept = err.local();
                 errors.push(err);
+                if kept {
+                    break;
+                }
             }
         }
     }
@@ -446,11 +465,14 @@ fn reconcile_locked(e: &mut Engine, target: &Target, dry_run: bool, client: Clie
         for l in &lines {
             log::debug!("{l}");
         }
-        if let Err(err) = execute::execute(&mut e.nl, &e.state, &mut e.writes, &g, &plans, &e.cfg) {
+        let executed = execute::execute(&mut e.nl, &e.state, &mut e.writes, &g, &plans, &e.cfg);
+        let written = executed.is_ok();
+        if let Err(err) = executed {
             errors.push(err);
         }
-        // One line per interface changed, with its journal fields (IFACE, TABLE).
-        for p in &plans.interfaces {
+        // One line per interface changed, with its journal fields (IFACE, TABLE): for what was
+        // written — a run that failed says so in its error instead.
+        for p in plans.interfaces.iter().filter(|_| written) {
             let n = p.rules_del.len() + p.routes_del.len() + p.routes_add.len() + p.rules_add.len() + p.sysctls.len();
             if n > 0 {
                 let (iface, table) = (p.ifname.as_str(), p.table.unwrap_or(0));

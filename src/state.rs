@@ -87,6 +87,8 @@ pub struct State {
     /// Opened by a command that only reads (`plan`, `status`, `check`): it creates no directory
     /// and removes no file.
     read_only: bool,
+    /// When each interface's event last taken from the queue was first queued (`requeue`).
+    taken_at: RefCell<BTreeMap<String, u128>>,
 }
 
 /// The values to restore, by interface name, each kept as the file has it and decoded only when
@@ -196,7 +198,7 @@ fn write_atomic(p: &Path, data: &[u8], durable: bool) -> io::Result<()> {
 
 impl State {
     fn at(run: PathBuf, lib: PathBuf) -> State {
-        State { run, lib, copies: None, originals: RefCell::new(None), read_only: false }
+        State { run, lib, copies: None, originals: RefCell::new(None), read_only: false, taken_at: RefCell::default() }
     }
 
     /// For a command that only reads: the directories are checked where they exist and created
@@ -481,13 +483,27 @@ impl State {
     /// Queues a hook's event, under a name that sorts by time of arrival. Written atomically:
     /// the lock is not needed.
     pub fn enqueue(&self, q: &Queued) -> io::Result<()> {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+        self.enqueue_at(q, now)
+    }
+
+    /// Puts back an event taken from the queue whose run failed, under the time it was first
+    /// queued: `check` tells an event nobody could apply by its age.
+    pub fn requeue(&self, q: &Queued) -> io::Result<()> {
+        let at = self.taken_at.borrow().get(&q.ifname).copied();
+        match at {
+            Some(at) => self.enqueue_at(q, at),
+            None => self.enqueue(q),
+        }
+    }
+
+    fn enqueue_at(&self, q: &Queued, nanos: u128) -> io::Result<()> {
         crate::net::check_ifname(&q.ifname).map_err(io::Error::other)?;
         let dir = self.run.join("queue");
         ensure_dir(&dir)?;
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         // The suffix keeps a final name from ever looking like a temporary one (`being_written`):
         // an interface may well be called `e.tmp1`.
-        let name = format!("{:020}-{}-{}{QUEUED}", now.as_nanos(), std::process::id(), q.ifname);
+        let name = format!("{nanos:020}-{}-{}{QUEUED}", std::process::id(), q.ifname);
         write_atomic(&dir.join(name), serde_json::to_string(q)?.as_bytes(), false)
     }
 
@@ -538,15 +554,21 @@ impl State {
             };
             let text = read_nofollow(&taken).ok().flatten();
             let _ = fs::remove_file(&taken);
+            let at = name.trim_start_matches(".taken-").split('-').next().and_then(|t| t.parse::<u128>().ok());
             match text.as_deref().map(serde_json::from_str::<Queued>) {
-                Some(Ok(q)) if crate::net::check_ifname(&q.ifname).is_ok() => match out.iter_mut().find(|o| o.ifname == q.ifname) {
-                    Some(o) => {
-                        if q.gone || q.lease.is_some() {
-                            *o = q;
-                        }
+                Some(Ok(q)) if crate::net::check_ifname(&q.ifname).is_ok() => {
+                    if let Some(at) = at {
+                        self.taken_at.borrow_mut().entry(q.ifname.clone()).and_modify(|t| *t = (*t).min(at)).or_insert(at);
                     }
-                    None => out.push(q),
-                },
+                    match out.iter_mut().find(|o| o.ifname == q.ifname) {
+                        Some(o) => {
+                            if q.gone || q.lease.is_some() {
+                                *o = q;
+                            }
+                        }
+                        None => out.push(q),
+                    }
+                }
                 _ => log::warn!("{}: not a queued event; ignored", taken.display()),
             }
         }

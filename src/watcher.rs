@@ -655,6 +655,9 @@ fn wait(
 
 /// How soon the watcher tries again for a queue the lock kept it from.
 const QUEUE_RETRY: Duration = Duration::from_secs(1);
+/// How soon it tries again for events kept after the host's storage failed (full, read-only):
+/// each try that fails logs, so not every second.
+const LOCAL_RETRY: Duration = Duration::from_secs(5);
 
 /// Applies the events the waiting hooks queued (or, `retry` due, that the lock kept waiting) and
 /// tells them how it went. The interfaces applied.
@@ -664,8 +667,13 @@ fn serve(engine: &mut Engine, hooks: Vec<std::os::unix::net::UnixStream>, retry:
     }
     let (result, applied) = reconcile::apply_queue(engine);
     // A stronghost run holding the lock drains the queue before letting go; a holder that is
-    // something else, or stuck, does not: try again until the queue is ours.
-    *retry = matches!(result, Err(crate::error::Error::Busy { .. })).then(|| Instant::now() + QUEUE_RETRY);
+    // something else, or stuck, does not: try again until the queue is ours. Events kept after a
+    // failure of the host's storage (a full disk) are tried again too, less often.
+    *retry = match &result {
+        Err(crate::error::Error::Busy { .. }) => Some(Instant::now() + QUEUE_RETRY),
+        Err(e) if e.local() => Some(Instant::now() + LOCAL_RETRY),
+        _ => None,
+    };
     let answer = match result {
         Ok(n) => handoff::Answer::Applied(n),
         Err(e @ crate::error::Error::Busy { .. }) => handoff::Answer::Queued(e.to_string()),

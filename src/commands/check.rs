@@ -82,8 +82,8 @@ pub fn violations(e: &mut Engine) -> Result<Report, Error> {
     let stale = e.state.queued_before(std::time::SystemTime::now() - QUEUED_TOO_LONG);
     if !stale.is_empty() {
         v.push(format!(
-            "DHCP event(s) for {} queued more than {} s ago and never applied (the lock was held too long, and no watcher \
-             runs to try again); `stronghost sync` applies them",
+            "DHCP event(s) for {} queued more than {} s ago and never applied (the lock was held too long with no watcher to \
+             try again, or the host's storage is full or read-only: see the log); `stronghost sync` applies them once it can",
             stale.join(", "),
             QUEUED_TOO_LONG.as_secs()
         ));

@@ -107,6 +107,10 @@ pub fn run(cfg: Config, client: &HookClient) -> i32 {
         Ok((done, true)) => log::info!(iface = ifname.as_str(); "{what}: {} change(s)", done.changes),
         Ok((_, false)) => log::info!(iface = ifname.as_str(); "{what}: applied by another run"),
         Err(err @ crate::error::Error::Busy { .. }) => queued(&what, &ifname, &err.to_string()),
+        // Kept in the queue (reconcile `run_queued`): not applied, not lost.
+        Err(err) if err.local() => log::error!(iface = ifname.as_str();
+            "{what}: not applied ({err}); the event stays queued for the watcher (it tries again every few seconds) or \
+             the next stronghost run, once there is room"),
         Err(err) => log::error!(iface = ifname.as_str(); "{what}: {err}"),
     }
     0

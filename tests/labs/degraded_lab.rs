@@ -2,7 +2,8 @@
 //! is reported once, plainly, with what to do; routing is applied where it can be; a hook never
 //! fails its DHCP client.
 
-use crate::lab::{GW, Lab};
+use crate::lab::{GW, Lab, wait_for};
+use std::time::Duration;
 
 fn run(lab: &Lab, args: &[&str]) -> (i32, String) {
     let out = lab.host(args);
@@ -138,4 +139,35 @@ fn failures_are_reported_and_contained() {
     assert_eq!(code, 0, "{said}");
     let s = lab.status_of("eth1").unwrap();
     assert_eq!((s["gateway"].as_str(), s["gateway_source"].as_str()), (Some(GW), Some("another interface on 198.51.100.0/24")), "{s}");
+}
+
+/// A full /var/lib/stronghost when a first lease arrives: the run fails, the event is kept in the
+/// queue, and once there is room the watcher applies it — the lease's gateway in force, no
+/// renewal needed. Meanwhile `check` says the interface is not managed.
+#[test]
+fn a_lease_that_arrives_on_a_full_disk_is_applied_once_there_is_room() {
+    let mut lab = Lab::builder(2).dhclient_hook().build();
+    lab.start_watcher();
+    lab.start_dhclient(0);
+    lab.wait_applied(0, &crate::lab::addr(0));
+    // A tiny file system over /var/lib/stronghost, the tables and originals copied in, then full.
+    lab.host_ok(&["cp", "-a", "/var/lib/stronghost", "/tmp/lib-copy"]);
+    lab.host_ok(&["mount", "-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs", "/var/lib/stronghost"]);
+    lab.host_ok(&["sh", "-c", "cp -a /tmp/lib-copy/. /var/lib/stronghost/"]);
+    let _ = lab.host(&["dd", "if=/dev/zero", "of=/var/lib/stronghost/filler", "bs=4k"]);
+    lab.start_dhclient(1);
+    wait_for(Duration::from_secs(20), "the hook's run failing", || lab.log("watch").contains("event kept in the queue"));
+    assert!(lab.status_of("eth1").is_none_or(|s| s["applied"] != true), "applied on a full disk?");
+    let said = String::from_utf8_lossy(&lab.stronghost(&["check"]).stdout).into_owned();
+    assert!(said.contains("eth1: has address") && said.contains("not managed"), "{said}");
+    // Room again: applied by the watcher with the lease, not the main table's guess.
+    lab.host_ok(&["rm", "/var/lib/stronghost/filler"]);
+    wait_for(Duration::from_secs(20), "eth1 applied once there is room", || {
+        lab.status_of("eth1").is_some_and(|s| s["applied"] == true && s["gateway"] == crate::lab::GW)
+    });
+    let eth1 = lab.status_of("eth1").unwrap();
+    assert_eq!(eth1["gateway_source"], "lease (dhclient)", "{eth1}");
+    assert!(lab.host_ok(&["ls", "/run/stronghost/queue"]).trim().is_empty(), "an event left in the queue");
+    let out = lab.stronghost(&["check"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
 }
