@@ -919,10 +919,20 @@ fn delete_tables() -> Result<(), crate::netlink::NetlinkError> {
 pub fn apply(change: &Change, shape: &Shape) -> Result<(), String> {
     match change {
         Change::Create(want) => create(want).or_else(|e| {
+            if !want.members.keys().all(|n| text_safe(n)) {
+                return Err(format!("creating nft table {T} over nfnetlink failed: {e}"));
+            }
             log::info!("creating nft table {T} over nfnetlink failed ({e}); writing it with nft");
             run_script(&script(&Current::default(), want))
         }),
-        Change::Repair { script, want } => run_script(script).or_else(|e| {
+        Change::Repair { script, want } => {
+            if want.members.keys().all(|n| text_safe(n)) {
+                run_script(script)
+            } else {
+                Err("a member's name cannot be written as nft text".into())
+            }
+        }
+        .or_else(|e| {
             log::warn!(
                 "repairing nft table {T} with nft failed ({e}); recreating it over nfnetlink (its drop counters start again from 0)"
             );
@@ -996,9 +1006,11 @@ fn run_script(script: &str) -> Result<(), String> {
     if status.success() { Ok(()) } else { Err(format!("nft -f refused the receive filter: {}", stderr.trim())) }
 }
 
-/// Names safe to place inside an nft string literal.
-pub fn quotable(ifname: &str) -> bool {
-    ifname.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-@+".contains(&b))
+/// Whether a name can be written inside an nft string literal as itself: nft's scanner ends it
+/// at the first `"`, and reads a trailing `*` as a wildcard and `\` as an escape. A table with a
+/// member that cannot is written over nfnetlink only (names are bytes there).
+fn text_safe(ifname: &str) -> bool {
+    !ifname.ends_with('*') && ifname.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\' && b != 0x7f)
 }
 
 #[cfg(test)]

@@ -244,12 +244,18 @@ pub fn check_unicast(what: &str, a: Ipv4Addr) -> Result<(), String> {
 
 /// Kernel rules for an interface name (dev_valid_name): 1–15 bytes, not "." or "..", no '/',
 /// ':' or whitespace. We also refuse control bytes so a name is always safe to print.
+/// What the kernel accepts as an interface name (`dev_valid_name`): 1 to 15 bytes, not `.` or
+/// `..`, no `/`, `:` or byte its `isspace` calls a space (which includes 0xa0, a byte of many
+/// UTF-8 letters). Anything else — quotes, `;`, `*`, `$`, non-ASCII letters — is a name like any
+/// other, never passed through a shell.
 pub fn check_ifname(name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
         && name.len() <= 15
         && name != "."
         && name != ".."
-        && name.bytes().all(|b| b > 0x20 && b < 0x7f && b != b'/' && b != b':');
+        && name.bytes().all(|b| !matches!(b, b'/' | b':' | b' ' | 0x09..=0x0d | 0xa0 | 0))
+        // What a name that is not UTF-8 reads as: not the kernel's name, and no lookup finds it.
+        && !name.contains('\u{fffd}');
     if ok { Ok(()) } else { Err(format!("{:?} is not a valid interface name", printable(name))) }
 }
 
@@ -327,7 +333,10 @@ mod tests {
     fn interface_names_follow_kernel_rules() {
         assert!(check_ifname("eth0").is_ok());
         assert!(check_ifname("enp0s31f6.100").is_ok());
-        for bad in ["", ".", "..", "a/b", "eth0:1", "with space", "sixteen-chars-xx", "a\nb"] {
+        for odd in ["a;b", "e'q", "e\"q", "e*", "e`x`", "e$IFS", "e|x", "-x", "e.tmp1", "eé", "e\u{1}"] {
+            assert!(check_ifname(odd).is_ok(), "{odd:?} refused, the kernel takes it");
+        }
+        for bad in ["", ".", "..", "a/b", "eth0:1", "with space", "sixteen-chars-xx", "a\nb", "a\tb", "eà"] {
             assert!(check_ifname(bad).is_err(), "{bad:?} accepted");
         }
     }

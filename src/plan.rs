@@ -294,7 +294,7 @@ impl<'a> Planner<'a> {
         if matches!(intent, Intent::Apply) && link.is_none() {
             return Err(Error::NoSuchInterface { ifname: ifname.into() });
         }
-        if claimed && (!cfg.manages(ifname) || !filter::quotable(ifname)) {
+        if claimed && !cfg.manages(ifname) {
             return Err(Error::NotManaged { ifname: ifname.into(), config: cfg.path.clone() });
         }
         let proto = cfg.protocol;
@@ -490,7 +490,7 @@ impl<'a> Planner<'a> {
         let mut errors = Vec::new();
         let mut names: BTreeSet<String> = self.g.records.keys().cloned().collect();
         for l in k.links.iter().filter(|_| !release_all) {
-            if !self.g.records.contains_key(&l.name) && cfg.manages(&l.name) && filter::quotable(&l.name) {
+            if !self.g.records.contains_key(&l.name) && cfg.manages(&l.name) && crate::net::check_ifname(&l.name).is_ok() {
                 let f = self.facts(l);
                 if !f.addresses.is_empty() || !f.addresses6.is_empty() {
                     names.insert(l.name.clone());
@@ -525,7 +525,7 @@ impl<'a> Planner<'a> {
         let f = self.facts(lower);
         let claim = !self.g.records.contains_key(&lower.name)
             && self.cfg.manages(&lower.name)
-            && filter::quotable(&lower.name)
+            && crate::net::check_ifname(&lower.name).is_ok()
             && f.addresses.is_empty()
             && f.addresses6.is_empty();
         claim.then(|| lower.name.clone())

@@ -281,16 +281,23 @@ pub fn violations(e: &mut Engine) -> Result<Report, Error> {
     // foreign link group, no free table — or only hooks run and the address was added by hand):
     // it is a weak host's interface, whatever the others are.
     for l in &k.links {
-        if g.records.contains_key(&l.name) || !e.cfg.manages(&l.name) || !filter::quotable(&l.name) {
+        if g.records.contains_key(&l.name) || !e.cfg.manages(&l.name) {
             continue;
         }
         let f = crate::plan::facts(&e.cfg, k, l);
+        let name = crate::net::printable(&l.name);
         if let Some(a) = f.addresses.first().map(|a| a.0.to_string()).or_else(|| f.addresses6.first().map(|a| a.0.to_string())) {
+            if l.name.contains('\u{fffd}') {
+                // The kernel takes any bytes; stronghost's records and rules name interfaces in UTF-8.
+                v.push(format!(
+                    "{name}: has address {a} but a name that is not UTF-8 (shown with U+FFFD), which stronghost cannot manage: \
+                     its traffic is routed as on a weak host; rename it (`ip link set dev … name …`)"
+                ));
+                continue;
+            }
             v.push(format!(
-                "{}: has address {a} but is not managed (its traffic is routed as on a weak host); `stronghost plan {}` shows \
-                 why (it changes nothing), or exclude it in {}",
-                l.name,
-                l.name,
+                "{name}: has address {a} but is not managed (its traffic is routed as on a weak host); `stronghost plan -- {name}` \
+                 shows why (it changes nothing), or exclude it in {}",
                 e.cfg.path.display()
             ));
         }

@@ -100,5 +100,42 @@ fn read_only_commands_create_nothing() {
     }
     // `check` still says what is wrong: an address on an interface nothing manages yet.
     let said = String::from_utf8_lossy(&lab.stronghost(&["check"]).stdout).into_owned();
-    assert!(said.contains("eth0: has address 198.51.100.40 but is not managed") && said.contains("stronghost plan eth0"), "{said}");
+    assert!(said.contains("eth0: has address 198.51.100.40 but is not managed") && said.contains("stronghost plan -- eth0"), "{said}");
+}
+
+/// Every name the kernel accepts is managed like `eth1`: quotes, shell and nft metacharacters,
+/// a trailing `*`, a non-ASCII letter. Each is applied by `sync`, drops a packet for eth0's
+/// address sent to its MAC (counted on it), passes `check`, and has its table repaired after an
+/// edit — over nfnetlink when nft text cannot hold the name.
+#[test]
+fn every_name_the_kernel_accepts_is_managed() {
+    let lab = Lab::builder(2).build();
+    lab.host_ok(&["ip", "addr", "add", "198.51.100.40/24", "dev", "eth0"]);
+    lab.host_ok(&["ip", "route", "add", "default", "via", crate::lab::GW, "dev", "eth0"]);
+    let mut current = "eth1".to_string();
+    for name in ["a;b", "e'q", "e\"q", "e*", "e`x`", "e$IFS", "e|x", "eé", "e\\n"] {
+        lab.host_ok(&["ip", "link", "set", "dev", &current, "down"]);
+        lab.host_ok(&["ip", "link", "set", "dev", &current, "name", name]);
+        current = name.to_string();
+        lab.host_ok(&["ip", "link", "set", "dev", name, "up"]);
+        lab.host_ok(&["ip", "addr", "add", "198.51.100.41/24", "dev", name]);
+        let out = lab.stronghost(&["sync"]);
+        let said = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{name:?}: {said}");
+        let s = lab.status_of(name).unwrap_or_else(|| panic!("{name:?} not managed: {said}"));
+        assert_eq!(s["applied"], true, "{name:?}: {s}");
+        let before = s["wrong_interface_drops"].as_u64().unwrap();
+        assert!(!lab.wrong_interface_probe("198.51.100.40", 1), "{name:?}: eth0's address accepted on it");
+        assert!(lab.status_of(name).unwrap()["wrong_interface_drops"].as_u64().unwrap() > before, "{name:?}: drop not counted");
+        let out = lab.stronghost(&["check"]);
+        assert!(out.status.success(), "{name:?}: {}", String::from_utf8_lossy(&out.stdout));
+        // An edit of the table, repaired with every member (nft text or nfnetlink).
+        lab.host_ok(&["nft", "flush", "chain", "inet", "stronghost", "egress"]);
+        let out = lab.stronghost(&["sync"]);
+        assert!(out.status.success(), "{name:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let out = lab.stronghost(&["check"]);
+        assert!(out.status.success(), "{name:?} after a repair: {}", String::from_utf8_lossy(&out.stdout));
+        lab.host_ok(&["ip", "addr", "flush", "dev", name]);
+        lab.host_ok(&["/usr/sbin/stronghost", "release", "--", name]);
+    }
 }
