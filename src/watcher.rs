@@ -574,7 +574,7 @@ pub fn run(cfg: &Config) -> i32 {
             repair_filter(&mut engine, &by, &mut repairs);
         }
         if !p.is_empty() {
-            handle(&mut engine, cfg, p, &mut fights, &served);
+            handle(&mut engine, cfg, p, &mut fights, &served, &names);
         }
     }
 }
@@ -683,8 +683,9 @@ fn serve(engine: &mut Engine, hooks: Vec<std::os::unix::net::UnixStream>, retry:
     applied
 }
 
-/// Reconciles what the events `p` name; `served`: interfaces a hook's event was just applied for.
-fn handle(engine: &mut Engine, cfg: &Config, p: Pending, fights: &mut Fights, served: &BTreeSet<String>) {
+/// Reconciles what the events `p` name; `served`: interfaces a hook's event was just applied for;
+/// `known`: each link's name as its latest event gave it.
+fn handle(engine: &mut Engine, cfg: &Config, p: Pending, fights: &mut Fights, served: &BTreeSet<String>, known: &BTreeMap<u32, String>) {
     if p.resync {
         if let Err(e) = reconcile(engine, &Target::Sync, false, ClientEvent::default()) {
             log::error!("sync: {e}");
@@ -702,8 +703,18 @@ fn handle(engine: &mut Engine, cfg: &Config, p: Pending, fights: &mut Fights, se
     let mut names: BTreeSet<String> = BTreeSet::new();
     let mut addressed: BTreeSet<String> = BTreeSet::new();
     let mut claimed_now: BTreeSet<u32> = BTreeSet::new();
+    let recorded = engine.state.names();
     for &i in &p.ifindexes {
         if let Ok(Some(l)) = engine.nl.link_by_index(i) {
+            // Renamed since its events were sent (udev at boot, on a busy host: the rename's own
+            // event comes in a later burst): a run under the new name would give a managed
+            // interface a second table and lose its lease. A sync moves its record by index.
+            if known.get(&i).is_some_and(|old| *old != l.name && recorded.contains(old)) {
+                if let Err(e) = reconcile(engine, &Target::Sync, false, ClientEvent::default()) {
+                    log::error!("sync: {e}");
+                }
+                return;
+            }
             // A link-local IPv6 address comes with every link that goes up: not a reason to claim it.
             if engine.nl.addresses(i).is_ok_and(|a| a.iter().any(|a| a.gets_policy(cfg.ipv6))) {
                 addressed.insert(l.name.clone());
@@ -735,7 +746,6 @@ fn handle(engine: &mut Engine, cfg: &Config, p: Pending, fights: &mut Fights, se
             names.insert(n.clone());
         }
     }
-    let recorded = engine.state.names();
     // Claim an interface when an address appears on it (a lease, a hand-made address): an event,
     // unlike `sync`, means someone is configuring it now. After that, follow it.
     let names: Vec<String> = names

@@ -202,3 +202,42 @@ fn tables_follow_renames_and_are_reclaimed() {
     assert!(tables.as_object().unwrap().len() <= 256, "more allocations than tables");
     assert_eq!(lab.curl_from_host("eth0").as_deref(), Some(addr(0).as_str()));
 }
+
+/// udev renaming interfaces at boot while the host is busy: eth1 renamed back and forth 16 times
+/// with both CPUs taken by busy loops and another link's address added and removed every 50 ms.
+/// Every round, the renamed interface keeps its table, its record and its lease.
+#[test]
+fn renames_under_load_keep_table_record_and_lease() {
+    let mut lab = bound_under_the_watcher(2);
+    let table = |lab: &Lab, e: &str| lab.status_of(e).and_then(|s| s["table"].as_u64());
+    let t1 = table(&lab, "eth1").unwrap();
+    lab.host_ok(&["ip", "link", "add", "noise0", "type", "veth", "peer", "name", "noise1"]);
+    lab.host_ok(&["ip", "link", "set", "noise0", "up"]);
+    lab.host_ok(&["ip", "link", "set", "noise1", "up"]);
+    lab.spawn_in_host(
+        "noise",
+        &["sh", "-c", "while :; do ip addr add 10.99.0.1/24 dev noise0; sleep 0.05; ip addr del 10.99.0.1/24 dev noise0; sleep 0.05; done"],
+    );
+    for i in 0..2 {
+        lab.spawn_in_host(&format!("hog{i}"), &["sh", "-c", "while :; do :; done"]);
+    }
+    let mut name = "eth1".to_string();
+    for round in 0..16 {
+        let new = if round % 2 == 0 { "lan1" } else { "eth1" };
+        lab.host_ok(&["ip", "link", "set", &name, "down"]);
+        lab.host_ok(&["ip", "link", "set", &name, "name", new]);
+        lab.host_ok(&["ip", "link", "set", new, "up"]);
+        wait_for(Duration::from_secs(20), &format!("round {round}: {new} strong, {name} gone"), || {
+            lab.routed(new) && lab.status_of(&name).is_none() && lab.status_of(new).is_some_and(|s| s["applied"] == true)
+        });
+        let s = lab.status_of(new).unwrap();
+        assert_eq!(s["table"].as_u64(), Some(t1), "round {round}: a second table for {new}: {s}\n{}", lab.log("watch"));
+        assert_eq!((s["lease_source"].as_str(), s["gateway"].as_str()), (Some("dhclient"), Some(GW)), "round {round}: {s}");
+        name = new.to_string();
+    }
+    for c in ["hog0", "hog1", "noise"] {
+        lab.kill_child(c);
+    }
+    let tables = lab.host_ok(&["cat", "/var/lib/stronghost/tables.json"]);
+    assert_eq!(tables.matches(&format!(": {t1}")).count() + tables.matches(&format!(":{t1}")).count(), 1, "{tables}");
+}
