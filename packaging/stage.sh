@@ -14,8 +14,8 @@ inst 0755 "$top/hooks/networkmanager-dispatcher" usr/lib/NetworkManager/dispatch
 inst 0755 "$top/hooks/udhcpc-script" usr/lib/stronghost/udhcpc-script
 case "$distro" in
 debian)
-	# Debian 12 ships units under /lib (moving them to /usr/lib is unsafe before trixie's
-	# dpkg); debhelper's dh_installsystemd looks for them there.
+	# Staged where Debian 12's dh_installsystemd looks for units; debian/rules moves it to
+	# /usr/lib/systemd/system once the maintainer-script snippets are made.
 	inst 0644 "$top/dist/systemd/stronghost-watch.service" lib/systemd/system/stronghost-watch.service
 	inst 0644 "$top/hooks/dhclient-exit-hook" etc/dhcp/dhclient-exit-hooks.d/stronghost
 	inst 0644 "$top/hooks/dhcpcd-hook" usr/lib/dhcpcd/dhcpcd-hooks/70-stronghost
@@ -45,9 +45,9 @@ else
 fi
 inst 0644 "$gen/iproute2/rt_tables.conf" etc/iproute2/rt_tables.d/stronghost.conf
 inst 0644 "$gen/iproute2/rt_protos.conf" etc/iproute2/rt_protos.d/stronghost.conf
-for m in "$gen"/man/*.8; do
+for m in "$gen"/man/*.[58]; do
 	gzip -9n -c "$m" >"$gen/$(basename "$m").gz"
-	inst 0644 "$gen/$(basename "$m").gz" "usr/share/man/man8/$(basename "$m").gz"
+	inst 0644 "$gen/$(basename "$m").gz" "usr/share/man/man${m##*.}/$(basename "$m").gz"
 done
 inst 0644 "$gen/completions/stronghost.bash" usr/share/bash-completion/completions/stronghost
 inst 0644 "$gen/completions/_stronghost" "$zsh/_stronghost"

@@ -8,8 +8,18 @@ pub const DEFAULT_CONFIG: &str = "/etc/stronghost/stronghost.conf";
 
 /// Make a multi-homed Linux host behave as an RFC 1122 strong host: each interface answers, sends
 /// and ARPs only for its own addresses, via its own gateway.
+///
+/// stronghost gives every managed interface a routing table of its own, `from`, `oif` and
+/// `fwmark` rules into it, the ARP sysctls of a strong host, and entries in the nftables tables
+/// `inet stronghost` and `bridge stronghost`, which drop (and count, per interface and reason)
+/// packets that arrive on the wrong interface, whose source would not be routed back by it, or
+/// that would leave an interface with another's address, and mark connections with the interface
+/// they arrived on so that their replies leave by it. It follows DHCP leases through the hooks of
+/// dhclient, dhcpcd, udhcpc, NetworkManager and ifupdown, and everything else through its watcher
+/// (`stronghost watch`, the stronghost-watch service). It changes only what it wrote (protocol 83,
+/// its own table range and tables) and restores the rest on release.
 #[derive(Parser, Debug)]
-#[command(name = "stronghost", version, propagate_version = true)]
+#[command(name = "stronghost", version, propagate_version = true, disable_help_subcommand = true)]
 pub struct Cli {
     /// Configuration file.
     #[arg(long, global = true, default_value = DEFAULT_CONFIG)]
@@ -24,30 +34,47 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Bring one interface's policy in line with its addresses and last lease.
+    ///
+    /// Claims the interface (link group, ARP sysctls, receive filter) and writes its table and
+    /// rules from its addresses and the gateway of its lease, its configuration, main's default
+    /// routes or its network's neighbours. Writes nothing when the policy is already in place.
     Apply {
+        /// The interface: any name the kernel accepts (put `--` before one that starts with `-`).
         interface: String,
-        /// Print what was written as JSON.
+        /// Print the outcome as one JSON object: {"command", "ok", "writes": {"netlink", "sysctl",
+        /// "nft"}, "error": null or {"kind", "message"}}.
         #[arg(long)]
         json: bool,
     },
     /// Remove everything stronghost set up for one interface and restore its sysctls.
+    ///
+    /// Its rules, routes and table go, its receive-filter entries too, and each sysctl and the
+    /// link group are put back to the value they had before stronghost (kept in
+    /// /var/lib/stronghost/originals.json, across reboots) unless changed since.
     Release {
         /// The interface (or --all).
         #[arg(required_unless_present = "all", conflicts_with = "all")]
         interface: Option<String>,
-        /// Every interface, the shared rule and the receive filter: the host as before stronghost.
+        /// Every interface, the shared rules and the nftables tables: the host as before
+        /// stronghost (what package removal runs).
         #[arg(long)]
         all: bool,
+        /// Print the outcome as JSON, as `apply --json` does.
         #[arg(long)]
         json: bool,
     },
     /// Apply to every managed interface, release the ones gone, remove orphans.
+    ///
+    /// What the watcher does when it starts. A second `sync` on a converged host writes nothing.
     Sync {
+        /// Print the outcome as JSON, as `apply --json` does.
         #[arg(long)]
         json: bool,
     },
     /// Show, per interface, table, addresses, gateway, rules, effective sysctls and drops.
     Status {
+        /// One JSON object: {"interfaces": [{"interface", "table", "applied", "addresses",
+        /// "gateway", "gateway_source", "lease_source", "rules", "routes", "sysctls", "drops", …}], …}.
         #[arg(long)]
         json: bool,
         /// Print Prometheus metrics (text exposition format, for node_exporter's textfile collector).
@@ -55,6 +82,13 @@ pub enum Command {
         prometheus: bool,
     },
     /// Verify the strong-host invariants on the live host; exits 1 and explains each violation.
+    ///
+    /// Asks the kernel how it would route from each address, bound to each interface, for marked
+    /// replies and to networks of unmanaged interfaces; compares the nftables tables member by
+    /// member with what the host needs; looks for other tools writing into stronghost's mark
+    /// field, unmanaged interfaces with addresses, devices answering ARP for another's addresses,
+    /// events left queued and a watcher that died. Prints `ok`, or one `violation:` line each;
+    /// `warning:` lines for what is strong but limited; the drops counted so far. Changes nothing.
     Check,
     /// Print the changes `apply` would make, as the equivalent ip/sysctl/nft commands.
     Plan {

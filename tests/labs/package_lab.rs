@@ -40,6 +40,7 @@ const COMMON: &str = "
 /usr/share/man/man8/stronghost-plan.8.gz
 /usr/share/man/man8/stronghost-watch.8.gz
 /usr/share/man/man8/stronghost-hook.8.gz
+/usr/share/man/man5/stronghost.conf.5.gz
 /usr/share/bash-completion/completions/stronghost
 /usr/share/fish/vendor_completions.d/stronghost.fish
 ";
@@ -63,7 +64,7 @@ fn deb_lints_clean_installs_works_removes_and_purges() {
 /usr/lib/dhcpcd/dhcpcd-hooks/70-stronghost
 /etc/network/if-up.d/stronghost
 /etc/network/if-post-down.d/stronghost
-/lib/systemd/system/stronghost-watch.service
+/usr/lib/systemd/system/stronghost-watch.service
 /usr/share/zsh/vendor-completions/_stronghost
 /usr/share/doc/stronghost/README.md.gz
 /usr/share/doc/stronghost/copyright
@@ -93,7 +94,7 @@ fn deb_lints_clean_installs_works_removes_and_purges() {
     assert!(!lab.host_ok(&["ip", "-N", "-4", "rule"]).contains("proto 83"), "dpkg -i applied policy without systemd");
     assert!(!lab.host(&["nft", "list", "table", "inet", "stronghost"]).status.success(), "dpkg -i made the nft table");
     // The units as installed are valid (their man page is installed too).
-    let verify = lab.host(&["systemd-analyze", "verify", "/lib/systemd/system/stronghost-watch.service"]);
+    let verify = lab.host(&["systemd-analyze", "verify", "/usr/lib/systemd/system/stronghost-watch.service"]);
     let said = String::from_utf8_lossy(&verify.stdout).into_owned() + &String::from_utf8_lossy(&verify.stderr);
     assert!(verify.status.success() && said.trim().is_empty(), "systemd-analyze verify: {said}");
     for k in 0..3 {

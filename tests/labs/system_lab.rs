@@ -1,11 +1,11 @@
-//! The package on a real system: Debian 12 booted with systemd as PID 1 (lab/system.rs), the
-//! freshly built .deb installed with apt, for systemd-networkd, NetworkManager and ifupdown +
-//! dhclient. After install, a warm reboot and a cold one: the watcher enabled and active, the
+//! The package on a real system: Debian 12 and Debian 13 booted with systemd as PID 1
+//! (lab/system.rs), the freshly built .deb installed with apt, for systemd-networkd,
+//! NetworkManager and ifupdown (+ dhclient on 12, + dhcpcd-base on 13, each release's default). After install, a warm reboot and a cold one: the watcher enabled and active, the
 //! policy in place without a manual step, the same table numbers, a clean journal with
 //! stronghost's fields; `apt remove` and `apt purge` leave the system as before. And an image
 //! build: the package installed into a chroot on a host running stronghost changes nothing there.
 
-use crate::lab::system::{Stack, System};
+use crate::lab::system::{Release, Stack, System};
 use crate::lab::{self, Lab, ok, wait_for};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -47,8 +47,8 @@ fn assert_in_force(s: &System, when: &str) {
     assert!(!failed.contains("stronghost"), "{when}: {failed}");
 }
 
-fn installed_then_rebooted_then_removed(stack: Stack) {
-    let mut s = System::new(stack, 3);
+fn installed_then_rebooted_then_removed(release: Release, stack: Stack) {
+    let mut s = System::on(release, stack, 3);
     s.copy_in(deb(), "/root/stronghost.deb");
     s.boot();
     s.wait_addresses();
@@ -90,7 +90,8 @@ fn installed_then_rebooted_then_removed(stack: Stack) {
     // The stack's own hook ran at boot too (NetworkManager's dispatcher is D-Bus activated).
     let hook = match stack {
         Stack::NetworkManager => Some("NetworkManager"),
-        Stack::Ifupdown => Some("dhclient"),
+        Stack::Ifupdown if release == Release::Bookworm => Some("dhclient"),
+        Stack::Ifupdown => Some("dhcpcd"),
         Stack::Networkd => None, // networkd has no hooks: the watcher is its integration
     };
     if let Some(source) = hook {
@@ -98,11 +99,14 @@ fn installed_then_rebooted_then_removed(stack: Stack) {
         assert!(!seen.trim().is_empty(), "no {source} hook run for eth2 in this boot's journal");
     }
 
-    s.sh("DEBIAN_FRONTEND=noninteractive apt-get remove -y -q stronghost");
+    let removed = s.sh("DEBIAN_FRONTEND=noninteractive apt-get remove -y -q stronghost 2>&1");
+    assert!(!removed.contains("warning"), "apt remove warned:\n{removed}");
     let unit = s.exec("systemctl is-active stronghost-watch.service");
     assert!(!unit.status.success(), "the watcher still runs after apt remove");
     assert_eq!(s.network_state(), before, "apt remove did not restore the network as it was before install");
-    s.sh("DEBIAN_FRONTEND=noninteractive apt-get purge -y -q stronghost");
+    // No "directory '/lib/systemd/system' not empty so not removed" (DEP 17 on Debian 13).
+    let purged = s.sh("DEBIAN_FRONTEND=noninteractive apt-get purge -y -q stronghost 2>&1");
+    assert!(!purged.contains("warning"), "apt purge warned:\n{purged}");
     let left = s.sh("find / -xdev -name '*stronghost*' -not -path /root/stronghost.deb 2>/dev/null || true");
     assert!(left.trim().is_empty(), "left after purge:\n{left}");
     let units = s.sh("systemctl list-units --all --no-legend --plain 'stronghost*'");
@@ -153,7 +157,7 @@ fn system_upgrade_from_0_1_0() {
     s.sh("DEBIAN_FRONTEND=noninteractive apt-get install -y -q /root/old.deb");
     assert!(s.sh("systemctl list-units --all --no-legend --plain 'stronghost*'").contains("stronghost-sync.service"));
     let out = s.sh("DEBIAN_FRONTEND=noninteractive apt-get install -y -q /root/stronghost.deb 2>&1");
-    assert!(out.contains("Unpacking stronghost (0.2.0-1) over (0.1.0-1)"), "{out}");
+    assert!(out.contains("Unpacking stronghost (0.3.0-1) over (0.1.0-1)"), "{out}");
     let units = s.sh("systemctl list-units --all --no-legend --plain 'stronghost*'");
     assert!(!units.contains("stronghost-sync"), "the old sync unit is left after the upgrade:\n{units}");
     let wants = s.sh("find /etc/systemd/system -name 'stronghost-sync*'");
@@ -164,19 +168,95 @@ fn system_upgrade_from_0_1_0() {
     assert_in_force(&s, "after the upgrade from 0.1.0 and a reboot");
 }
 
+/// 0.2.0 as released: its packaging and its binary, built from git (about a minute, once per
+/// `target/`), so that the upgrade meets a host as 0.2.0 left it (whole-word marks, its nftables
+/// layout, the unit under /lib/systemd/system).
+fn deb_0_2_0() -> Option<PathBuf> {
+    const RELEASE: &str = "af80657"; // the last commit of 0.2.0
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let tree = repo.join("target/release-0.2.0");
+    let bin = tree.join("target/debug/stronghost");
+    if !bin.exists() {
+        let _ = std::fs::remove_dir_all(&tree);
+        std::fs::create_dir_all(&tree).unwrap();
+        let archive = Command::new("sh")
+            .arg("-c")
+            .arg(format!("git archive {RELEASE} | tar -x -C {}", tree.display()))
+            .current_dir(&repo)
+            .output()
+            .unwrap();
+        if !archive.status.success() {
+            return None;
+        }
+        ok(Command::new("cargo").args(["build", "--locked", "--bin", "stronghost", "--example", "gen_docs"]).current_dir(&tree));
+    }
+    let out = ok(Command::new("bash").arg("packaging/build-deb.sh").arg("--binary").arg(&bin).current_dir(&tree));
+    Some(tree.join(out.lines().last().unwrap().trim()))
+}
+
+/// An upgrade from 0.2.0 on Debian 13: the unit moves from /lib/systemd/system to /usr/lib within
+/// the package (the /lib alias: dpkg must not delete the new file as the old one), the watcher
+/// is restarted with the new binary, and the policy 0.2.0 wrote — its rules, its nftables table —
+/// becomes this release's in place, with no step by hand.
+#[test]
+fn system_trixie_upgrade_from_0_2_0() {
+    let Some(old) = deb_0_2_0() else {
+        eprintln!("SKIPPED system_trixie_upgrade_from_0_2_0: this clone has no git history of 0.2.0 (a shallow clone?)");
+        return;
+    };
+    let mut s = System::on(Release::Trixie, Stack::Networkd, 2);
+    s.copy_in(&old, "/root/old.deb");
+    s.copy_in(deb(), "/root/stronghost.deb");
+    s.boot();
+    s.wait_addresses();
+    s.count_egress();
+    s.sh("DEBIAN_FRONTEND=noninteractive apt-get install -y -q /root/old.deb");
+    wait_for(Duration::from_secs(30), "0.2.0's check to pass", || s.exec("stronghost check").status.success());
+    assert!(s.sh("ip rule").contains("fwmark 0x1005 lookup"), "0.2.0's whole-word marks: {}", s.sh("ip rule"));
+    let tables_before = tables(&s);
+    let pid = s.sh("systemctl show -p MainPID --value stronghost-watch.service");
+    let out = s.sh("DEBIAN_FRONTEND=noninteractive apt-get install -y -q /root/stronghost.deb 2>&1");
+    assert!(out.contains("Unpacking stronghost (0.3.0-1) over (0.2.0-1)") && !out.contains("warning"), "{out}");
+    assert!(s.exec("test -f /usr/lib/systemd/system/stronghost-watch.service").status.success(), "the unit file is gone after the move");
+    let after = s.sh("systemctl show -p MainPID --value stronghost-watch.service");
+    assert_ne!(pid.trim(), after.trim(), "the watcher was not restarted by the upgrade");
+    assert_in_force(&s, "after the upgrade from 0.2.0");
+    assert_eq!(tables(&s), tables_before, "table numbers changed over the upgrade");
+    let rules = s.sh("ip rule");
+    assert!(!rules.contains("fwmark 0x1005 lookup") && rules.contains("/0xff000000 lookup"), "{rules}");
+    s.reboot_warm();
+    s.wait_addresses();
+    assert_in_force(&s, "after the upgrade from 0.2.0 and a reboot");
+}
+
 #[test]
 fn system_networkd() {
-    installed_then_rebooted_then_removed(Stack::Networkd);
+    installed_then_rebooted_then_removed(Release::Bookworm, Stack::Networkd);
 }
 
 #[test]
 fn system_networkmanager() {
-    installed_then_rebooted_then_removed(Stack::NetworkManager);
+    installed_then_rebooted_then_removed(Release::Bookworm, Stack::NetworkManager);
 }
 
 #[test]
 fn system_ifupdown_dhclient() {
-    installed_then_rebooted_then_removed(Stack::Ifupdown);
+    installed_then_rebooted_then_removed(Release::Bookworm, Stack::Ifupdown);
+}
+
+#[test]
+fn system_trixie_networkd() {
+    installed_then_rebooted_then_removed(Release::Trixie, Stack::Networkd);
+}
+
+#[test]
+fn system_trixie_networkmanager() {
+    installed_then_rebooted_then_removed(Release::Trixie, Stack::NetworkManager);
+}
+
+#[test]
+fn system_trixie_ifupdown_dhcpcd() {
+    installed_then_rebooted_then_removed(Release::Trixie, Stack::Ifupdown);
 }
 
 /// An image build on a host that runs stronghost: the package installed into, and removed from, a

@@ -1,4 +1,4 @@
-//! A real Debian 12 booted with systemd as PID 1 (systemd-nspawn) on a lab segment: what an admin
+//! A real Debian 12 or 13 booted with systemd as PID 1 (systemd-nspawn) on a lab segment: what an admin
 //! sees after `apt install ./stronghost_*.deb` — units enabled and active, boots and reboots, the
 //! journal, removal and purge.
 //!
@@ -6,7 +6,7 @@
 //!   {id}-inet / {id}-rtr (dnsmasq) / {id}-lan br0    the lab's router and internet (lab/mod.rs)
 //!       | p-sys0 .. p-sysN-1 (veth; MACs 02:00:00:00:07:0K, reserved 198.51.100.7K)
 //!   {id}-sys   the container's network namespace: eth0 .. ethN-1
-//!       systemd-nspawn -b: Debian 12 rootfs (mmdebstrap, built once per `target/`), PID 1 systemd
+//!       systemd-nspawn -b: Debian 12 or 13 rootfs (mmdebstrap, built once per `target/`), PID 1 systemd
 //! ```
 //! The rootfs is built once and copied per test; systemd-nspawn comes from the systemd-container
 //! package unpacked under `target/` (installing it would enable units in the machine's systemd).
@@ -19,11 +19,35 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-/// Packages of the image. nftables is left out on purpose: apt must install it from the
-/// package's Depends (downloaded beforehand: the container has no route to the archive).
-const INCLUDE: &str = "systemd,systemd-sysv,dbus,iproute2,curl,network-manager,isc-dhcp-client,ifupdown,procps";
 /// What `apt install` of the package will want, Recommends included as on an admin's system.
 const DOWNLOAD_ONLY: &str = "-o APT::Install-Recommends=true nftables";
+
+/// The Debian release booted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Release {
+    /// Debian 12: ifupdown with isc-dhcp-client.
+    Bookworm,
+    /// Debian 13: ifupdown with dhcpcd-base, its default DHCP client there.
+    Trixie,
+}
+
+impl Release {
+    pub fn suite(self) -> &'static str {
+        match self {
+            Release::Bookworm => "bookworm",
+            Release::Trixie => "trixie",
+        }
+    }
+
+    /// Packages of the image. nftables is left out on purpose: apt must install it from the
+    /// package's Depends (downloaded beforehand: the container has no route to the archive).
+    fn include(self) -> &'static str {
+        match self {
+            Release::Bookworm => "systemd,systemd-sysv,dbus,iproute2,curl,network-manager,isc-dhcp-client,ifupdown,procps",
+            Release::Trixie => "systemd,systemd-sysv,dbus,iproute2,curl,network-manager,dhcpcd-base,ifupdown,procps",
+        }
+    }
+}
 
 pub fn mac(k: usize) -> String {
     format!("02:00:00:00:07:{k:02x}")
@@ -49,28 +73,35 @@ fn mirror() -> String {
     "http://deb.debian.org/debian".to_string()
 }
 
-/// The Debian 12 root filesystem, built once (about 30 s and 300 MB) and reused while `INCLUDE`
-/// is unchanged.
+/// The Debian 12 root filesystem (`rootfs_of`).
 pub fn rootfs() -> &'static Path {
-    static ROOT: OnceLock<PathBuf> = OnceLock::new();
-    ROOT.get_or_init(|| {
-        let dir = target().join("bookworm");
-        let stamp = target().join("bookworm.stamp");
-        let want = format!("{INCLUDE} +{DOWNLOAD_ONLY}\n");
+    rootfs_of(Release::Bookworm)
+}
+
+/// A release's root filesystem, built once (about 30-60 s and 300 MB) and reused while its
+/// package list is unchanged.
+pub fn rootfs_of(release: Release) -> &'static Path {
+    static ROOTS: [OnceLock<PathBuf>; 2] = [OnceLock::new(), OnceLock::new()];
+    ROOTS[release as usize].get_or_init(|| {
+        let suite = release.suite();
+        let include = release.include();
+        let dir = target().join(suite);
+        let stamp = target().join(format!("{suite}.stamp"));
+        let want = format!("{include} +{DOWNLOAD_ONLY}\n");
         if std::fs::read_to_string(&stamp).ok().as_deref() == Some(&want) {
             return dir;
         }
         let _ = std::fs::remove_dir_all(&dir);
-        let tmp = target().join("bookworm.tmp");
+        let tmp = target().join(format!("{suite}.tmp"));
         let _ = std::fs::remove_dir_all(&tmp);
         std::fs::create_dir_all(target()).unwrap();
         let started = Instant::now();
         let out = run(Command::new("mmdebstrap")
-            .args(["--variant=apt", "--quiet", &format!("--include={INCLUDE}")])
+            .args(["--variant=apt", "--quiet", &format!("--include={include}")])
             // Package lists and the downloaded Depends stay, for an offline `apt install ./x.deb`.
             .args(["--skip=cleanup/apt/lists", "--skip=cleanup/apt/cache"])
             .arg(format!("--customize-hook=chroot \"$1\" apt-get install --download-only -y -q {DOWNLOAD_ONLY}"))
-            .args(["bookworm", tmp.to_str().unwrap(), &mirror()]));
+            .args([suite, tmp.to_str().unwrap(), &mirror()]));
         assert!(out.status.success(), "mmdebstrap: {}", String::from_utf8_lossy(&out.stderr));
         std::fs::write(tmp.join("etc/machine-id"), "5f1bd4b6c0e94a8e9bf0a4c1d6a2e001\n").unwrap();
         std::fs::create_dir_all(tmp.join("var/log/journal")).unwrap();
@@ -78,7 +109,7 @@ pub fn rootfs() -> &'static Path {
         ok(Command::new("chroot").arg(&tmp).args(["passwd", "-dq", "root"]));
         std::fs::rename(&tmp, &dir).unwrap();
         std::fs::write(&stamp, want).unwrap();
-        eprintln!("system lab: Debian 12 rootfs built in {:.0?}", started.elapsed());
+        eprintln!("system lab: {suite} rootfs built in {:.0?}", started.elapsed());
         dir
     })
 }
@@ -126,8 +157,13 @@ impl System {
     /// A lab segment with `n` interfaces for the container and a copy of the rootfs set up for
     /// `stack`; not booted yet.
     pub fn new(stack: Stack, n: usize) -> System {
+        System::on(Release::Bookworm, stack, n)
+    }
+
+    /// The same on a given Debian release.
+    pub fn on(release: Release, stack: Stack, n: usize) -> System {
         super::require_root();
-        let base = rootfs();
+        let base = rootfs_of(release);
         let mut lab = Lab::builder(0).bare().build();
         let hosts: String = (0..n).map(|k| format!("{},{}\n", mac(k), addr(k))).collect();
         std::fs::write(lab.dir.join("dhcp-hosts"), hosts).unwrap();
@@ -194,6 +230,14 @@ impl System {
                 }
                 self.write("/etc/network/interfaces", &s, 0o644);
                 self.systemctl_root("enable", &["networking.service"]);
+                // dhcpcd (Debian 13's client for ifupdown) in a container: no udev runs there to
+                // announce the links, and no other host shares the addresses it would probe.
+                let conf = self.root.join("etc/dhcpcd.conf");
+                if conf.exists() {
+                    let mut c = std::fs::read_to_string(&conf).unwrap();
+                    c += "\nnodev\nnoarp\n";
+                    std::fs::write(&conf, c).unwrap();
+                }
             }
         }
     }
