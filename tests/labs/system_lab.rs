@@ -54,10 +54,12 @@ fn installed_then_rebooted_then_removed(release: Release, stack: Stack) {
     s.wait_addresses();
     let before = s.network_state();
     s.count_egress();
+    s.start_session();
 
     let out = s.sh("DEBIAN_FRONTEND=noninteractive apt-get install -y -q /root/stronghost.deb 2>&1");
     assert!(out.contains("Setting up nftables") && out.contains("Setting up stronghost"), "apt install:\n{out}");
     assert_in_force(&s, "after apt install");
+    s.assert_session_alive("through apt install");
     let tables_installed = tables(&s);
     assert_eq!(tables_installed.len(), s.n, "{tables_installed:?}");
 
@@ -99,8 +101,10 @@ fn installed_then_rebooted_then_removed(release: Release, stack: Stack) {
         assert!(!seen.trim().is_empty(), "no {source} hook run for eth2 in this boot's journal");
     }
 
+    s.start_session();
     let removed = s.sh("DEBIAN_FRONTEND=noninteractive apt-get remove -y -q stronghost 2>&1");
     assert!(!removed.contains("warning"), "apt remove warned:\n{removed}");
+    s.assert_session_alive("through apt remove");
     let unit = s.exec("systemctl is-active stronghost-watch.service");
     assert!(!unit.status.success(), "the watcher still runs after apt remove");
     assert_eq!(s.network_state(), before, "apt remove did not restore the network as it was before install");

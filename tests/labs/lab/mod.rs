@@ -70,6 +70,38 @@ fn echo_server(ns: &str, port: u16, stop: Arc<AtomicBool>) -> std::thread::JoinH
     h
 }
 
+/// A line echo on `port` in namespace `ns`: every line a client sends comes back, for as long as
+/// the connection lasts (a live session to watch through an install).
+fn line_server(ns: &str, port: u16, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+    let ns = ns.to_string();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let h = std::thread::spawn(move || {
+        let f = std::fs::File::open(format!("/run/netns/{ns}")).expect("netns");
+        nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        let listener = TcpListener::bind(("::", port)).expect("bind line echo");
+        listener.set_nonblocking(true).unwrap();
+        tx.send(()).unwrap();
+        while !stop.load(Ordering::SeqCst) {
+            match listener.accept() {
+                Ok((s, _)) => {
+                    std::thread::spawn(move || {
+                        let _ = s.set_nonblocking(false);
+                        let mut out = s.try_clone().unwrap();
+                        for line in std::io::BufRead::lines(std::io::BufReader::new(s)).map_while(Result::ok) {
+                            if writeln!(out, "{line}").is_err() {
+                                break;
+                            }
+                        }
+                    });
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(10)),
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(5)).expect("line echo did not start");
+    h
+}
+
 fn serve_echo(mut s: TcpStream) {
     let _ = s.set_nonblocking(false);
     let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
@@ -275,6 +307,12 @@ impl Lab {
         ip(&["-n", &ctr, "route", "add", "default", "via", "172.17.0.1"]);
         self.host_ok(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
         ctr
+    }
+
+    /// A line echo on `port` in the lab's namespace `name` (`line_server`).
+    pub fn serve_lines(&mut self, name: &str, port: u16) {
+        let ns = self.ns(name);
+        self.threads.push(line_server(&ns, port, self.stop.clone()));
     }
 
     /// An HTTP echo ("<client> <server>") on `port` in the lab's namespace `name`.

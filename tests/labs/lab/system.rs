@@ -145,6 +145,8 @@ pub enum Stack {
 
 pub struct System {
     pub lab: Lab,
+    /// The line echo for `start_session` runs.
+    serving: bool,
     pub n: usize,
     pub ns: String,
     pub root: PathBuf,
@@ -172,7 +174,7 @@ impl System {
         let root = lab.dir.join("root");
         ok(Command::new("cp").arg("-a").arg(base).arg(&root));
         let name = lab.id.clone();
-        let s = System { lab, n, ns, root, name, nspawn: None, boots: 0 };
+        let s = System { lab, n, ns, root, name, nspawn: None, boots: 0, serving: false };
         s.plug();
         s.configure(stack);
         s
@@ -427,6 +429,39 @@ impl System {
     }
 
     /// Every interface has its reserved address.
+    /// A TCP session from inside the container to the internet, kept open: a line every half
+    /// second to a line echo, each answer logged in /run/session.log ("ok N"), a missing one
+    /// ends it ("lost N"). What an admin's ssh or database connection would live through.
+    pub fn start_session(&mut self) {
+        if !self.serving {
+            self.lab.serve_lines("inet", 9000);
+            self.serving = true;
+        }
+        // The previous session, if any (its PID, which it wrote itself).
+        self.sh("[ -f /run/session.pid ] && kill $(cat /run/session.pid) 2>/dev/null; rm -f /run/session.log /run/session.pid; true");
+        let script = format!(
+            "echo $$ > /run/session.pid; exec 3<>/dev/tcp/{}/9000 || exit 1; n=0; while :; do n=$((n+1)); echo ping $n >&3; \
+             if read -t 3 -r r <&3; then echo ok $n >> /run/session.log; else echo lost $n >> /run/session.log; exit; fi; \
+             sleep 0.5; done",
+            super::SERVER
+        );
+        self.sh(&format!("setsid -f bash -c '{script}' </dev/null >/dev/null 2>&1"));
+        wait_for(Duration::from_secs(10), "the session to start", || self.sh("cat /run/session.log 2>/dev/null || true").contains("ok "));
+    }
+
+    /// The session is still answered: nothing lost, and new answers arrive.
+    pub fn assert_session_alive(&self, when: &str) {
+        let count = || self.sh("grep -c '^ok ' /run/session.log || true").trim().parse::<u64>().unwrap_or(0);
+        let before = count();
+        wait_for(Duration::from_secs(5), &format!("{when}: the session to go on"), || count() > before);
+        let log = self.sh("cat /run/session.log");
+        assert!(
+            !log.contains("lost"),
+            "{when}: the live session lost an answer:\n{}",
+            log.lines().rev().take(5).collect::<Vec<_>>().join("\n")
+        );
+    }
+
     pub fn wait_addresses(&self) {
         wait_for(Duration::from_secs(60), "every interface's lease", || {
             let a = String::from_utf8_lossy(&self.exec("ip -4 -o addr show").stdout).into_owned();
