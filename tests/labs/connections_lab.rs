@@ -91,16 +91,9 @@ fn containers(lab: &mut Lab) {
     }
     lab.host_ok(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
     lab.host_ok(&["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"]);
+    lab.publish_container_port();
     lab.nft(
-        "table ip labdocker {
-           chain prerouting { type nat hook prerouting priority dstnat; policy accept;
-             fib daddr type local tcp dport 8081 dnat to 172.17.0.2:80
-           }
-           chain postrouting { type nat hook postrouting priority srcnat; policy accept;
-             ip saddr 172.17.0.0/16 oifname != \"docker0\" masquerade
-           }
-         }
-         table ip6 labdocker6 {
+        "table ip6 labdocker6 {
            chain prerouting { type nat hook prerouting priority dstnat; policy accept;
              fib daddr type local tcp dport 8081 dnat to [2001:db8:17::2]:80
            }

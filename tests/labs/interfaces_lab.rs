@@ -9,19 +9,6 @@ fn gateway_source(lab: &Lab, ifname: &str) -> String {
     lab.status_of(ifname).and_then(|s| s["gateway_source"].as_str().map(str::to_string)).unwrap_or_default()
 }
 
-/// `n` interfaces bound by dhclient (and its hook) while the watcher runs, each strong.
-fn bound_under_the_watcher(n: usize) -> Lab {
-    let mut lab = Lab::builder(n).dhclient_hook().build();
-    lab.start_watcher();
-    for k in 0..n {
-        lab.start_dhclient(k);
-    }
-    for k in 0..n {
-        lab.wait_applied(k, &addr(k));
-    }
-    lab
-}
-
 /// The seed's host: eth0-eth2 by DHCP (dhclient and its hook), eth3 by an ifupdown static stanza
 /// that names no gateway, eth4 by `ip addr add` while the watcher runs. All five strong by address,
 /// by name and inbound; the static ones take the gateway of their DHCP neighbours' network.
@@ -99,7 +86,7 @@ fn installed_on_a_running_host_takes_every_lease_at_once() {
 #[test]
 fn an_interface_that_loses_its_address_sends_nothing() {
     let n = 3;
-    let mut lab = bound_under_the_watcher(n);
+    let mut lab = Lab::bound_under_the_watcher(n);
     // What the router receives from eth1's MAC with eth0's address, as IP source or ARP sender.
     let watch = format!(
         "table netdev watch {{\n counter borrowed_ip {{}}\n counter borrowed_arp {{}}\n chain in {{ type filter hook ingress device lan0 priority 0;\n  ether saddr {m} ip saddr {a} counter name borrowed_ip\n  ether saddr {m} arp saddr ip {a} counter name borrowed_arp\n }}\n}}\n",
@@ -158,7 +145,7 @@ fn an_interface_that_loses_its_address_sends_nothing() {
 #[test]
 fn tables_follow_renames_and_are_reclaimed() {
     let n = 2;
-    let lab = bound_under_the_watcher(n);
+    let lab = Lab::bound_under_the_watcher(n);
     let table = |lab: &Lab, e: &str| lab.status_of(e).and_then(|s| s["table"].as_u64());
     let (t0, t1) = (table(&lab, "eth0").unwrap(), table(&lab, "eth1").unwrap());
     for cmd in [
@@ -208,7 +195,7 @@ fn tables_follow_renames_and_are_reclaimed() {
 /// Every round, the renamed interface keeps its table, its record and its lease.
 #[test]
 fn renames_under_load_keep_table_record_and_lease() {
-    let mut lab = bound_under_the_watcher(2);
+    let mut lab = Lab::bound_under_the_watcher(2);
     let table = |lab: &Lab, e: &str| lab.status_of(e).and_then(|s| s["table"].as_u64());
     let t1 = table(&lab, "eth1").unwrap();
     lab.host_ok(&["ip", "link", "add", "noise0", "type", "veth", "peer", "name", "noise1"]);

@@ -46,14 +46,7 @@ fn assert_wrong_interface_dropped(lab: &Lab, what: &str) {
 #[test]
 fn a_ruleset_reload_is_repaired_within_a_second_and_check_tells_without_a_watcher() {
     let n = 3;
-    let mut lab = Lab::builder(n).dhclient_hook().build();
-    lab.start_watcher();
-    for k in 0..n {
-        lab.start_dhclient(k);
-    }
-    for k in 0..n {
-        lab.wait_applied(k, &addr(k));
-    }
+    let mut lab = Lab::bound_under_the_watcher(n);
     assert_wrong_interface_dropped(&lab, "before any reload");
 
     // `systemctl reload nftables`: the stock ruleset, `flush ruleset` first, while a client on
@@ -212,16 +205,7 @@ fn macvlan_children_alone_answer_for_their_addresses() {
 fn docker(lab: &mut Lab) {
     lab.add_container_bridge();
     lab.serve_echo("ctr", 80);
-    lab.nft(
-        "table ip labdocker {
-           chain prerouting { type nat hook prerouting priority dstnat; policy accept;
-             fib daddr type local tcp dport 8081 dnat to 172.17.0.2:80
-           }
-           chain postrouting { type nat hook postrouting priority srcnat; policy accept;
-             ip saddr 172.17.0.0/16 oifname != \"docker0\" masquerade
-           }
-         }\n",
-    );
+    lab.publish_container_port();
 }
 
 /// Other tools' marks around stronghost's, and stronghost's own field: connections from the

@@ -309,6 +309,35 @@ impl Lab {
         ctr
     }
 
+    /// Port 8081 of every host address published to the container of `add_container_bridge`
+    /// (its port 80), and its traffic out masqueraded: Docker's NAT, as nft rules.
+    pub fn publish_container_port(&self) {
+        self.nft(
+            "table ip labdocker {
+               chain prerouting { type nat hook prerouting priority dstnat; policy accept;
+                 fib daddr type local tcp dport 8081 dnat to 172.17.0.2:80
+               }
+               chain postrouting { type nat hook postrouting priority srcnat; policy accept;
+                 ip saddr 172.17.0.0/16 oifname != \"docker0\" masquerade
+               }
+             }\n",
+        );
+    }
+
+    /// A lab of `n` interfaces with stronghost's dhclient hook and the watcher, each interface's
+    /// lease bound and applied.
+    pub fn bound_under_the_watcher(n: usize) -> Lab {
+        let mut lab = Lab::builder(n).dhclient_hook().build();
+        lab.start_watcher();
+        for k in 0..n {
+            lab.start_dhclient(k);
+        }
+        for k in 0..n {
+            lab.wait_applied(k, &addr(k));
+        }
+        lab
+    }
+
     /// A line echo on `port` in the lab's namespace `name` (`line_server`).
     pub fn serve_lines(&mut self, name: &str, port: u16) {
         let ns = self.ns(name);
