@@ -523,12 +523,8 @@ impl<'a> Planner<'a> {
         let k = &self.g.kernel;
         let lower = k.link_by_index(k.link(ifname)?.lower?)?;
         let f = self.facts(lower);
-        let claim = !self.g.records.contains_key(&lower.name)
-            && self.cfg.manages(&lower.name)
-            && crate::net::check_ifname(&lower.name).is_ok()
-            && f.addresses.is_empty()
-            && f.addresses6.is_empty();
-        claim.then(|| lower.name.clone())
+        let addressed = !f.addresses.is_empty() || !f.addresses6.is_empty();
+        claims_lower(self.cfg, &lower.name, self.g.records.contains_key(&lower.name), addressed).then(|| lower.name.clone())
     }
 
     /// Our rules and routes in our range whose table no live record uses (a crash between
@@ -551,6 +547,13 @@ impl<'a> Planner<'a> {
         }
         (!orphan.rules_del.is_empty() || !orphan.routes_del.is_empty()).then_some(orphan)
     }
+}
+
+/// Whether the device under a claimed macvlan or ipvlan child is claimed with it
+/// (`Planner::lower_to_claim`): not claimed yet, managed by the configuration, a name stronghost
+/// can manage, and no address of its own (one with addresses is claimed for them anyway).
+pub fn claims_lower(cfg: &Config, name: &str, recorded: bool, addressed: bool) -> bool {
+    !recorded && !addressed && cfg.manages(name) && crate::net::check_ifname(name).is_ok()
 }
 
 /// Addresses that more than one managed interface holds, each with the lowest of their indexes

@@ -523,8 +523,7 @@ fn reconcile_locked(e: &mut Engine, target: &Target, dry_run: bool, client: Clie
 fn lower_to_claim(e: &mut Engine, g: &Gathered, ifname: &str) -> Option<String> {
     let lower = e.nl.link_by_index(g.kernel.link(ifname)?.lower?).ok()??;
     let addressed = e.nl.addresses(lower.index).map(|a| a.iter().any(|a| a.gets_policy(e.cfg.ipv6))).unwrap_or(true);
-    let claim = !e.state.names().contains(&lower.name) && e.cfg.manages(&lower.name) && !addressed;
-    claim.then_some(lower.name)
+    plan::claims_lower(&e.cfg, &lower.name, e.state.names().contains(&lower.name), addressed).then_some(lower.name)
 }
 
 /// The plans for `target`; an interface that cannot be planned is an error in `errors`, the

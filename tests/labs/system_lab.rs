@@ -118,6 +118,19 @@ fn installed_then_rebooted_then_removed(release: Release, stack: Stack) {
     assert_eq!(s.network_state(), before, "apt purge changed the network");
 }
 
+/// The files `paths` (all of them when empty) of the repository at `commit`, into `dest`; false
+/// when the clone does not hold that commit (a shallow clone).
+fn git_tree(commit: &str, paths: &str, dest: &Path) -> bool {
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!("git archive {commit} {paths} | tar -x -C {}", dest.display()))
+        .current_dir(&repo)
+        .output()
+        .unwrap();
+    out.status.success()
+}
+
 /// 0.1.0 as released (its packaging from git, today's binary): a sync unit enabled under
 /// network-online.target and the watcher under multi-user.target, both hand-enabled by postinst.
 fn deb_0_1_0() -> Option<PathBuf> {
@@ -126,13 +139,7 @@ fn deb_0_1_0() -> Option<PathBuf> {
     let tree = std::env::temp_dir().join(format!("stronghost-0.1.0-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tree);
     std::fs::create_dir_all(tree.join("target/debug/examples")).unwrap();
-    let archive = Command::new("sh")
-        .arg("-c")
-        .arg(format!("git archive {RELEASE} Cargo.toml README.md packaging dist hooks | tar -x -C {}", tree.display()))
-        .current_dir(&repo)
-        .output()
-        .unwrap();
-    if !archive.status.success() {
+    if !git_tree(RELEASE, "Cargo.toml README.md packaging dist hooks", &tree) {
         return None;
     }
     ok(Command::new("cp").arg(repo.join("target/debug/examples/gen_docs")).arg(tree.join("target/debug/examples/")));
@@ -183,13 +190,7 @@ fn deb_0_2_0() -> Option<PathBuf> {
     if !bin.exists() {
         let _ = std::fs::remove_dir_all(&tree);
         std::fs::create_dir_all(&tree).unwrap();
-        let archive = Command::new("sh")
-            .arg("-c")
-            .arg(format!("git archive {RELEASE} | tar -x -C {}", tree.display()))
-            .current_dir(&repo)
-            .output()
-            .unwrap();
-        if !archive.status.success() {
+        if !git_tree(RELEASE, "", &tree) {
             return None;
         }
         ok(Command::new("cargo").args(["build", "--locked", "--bin", "stronghost", "--example", "gen_docs"]).current_dir(&tree));

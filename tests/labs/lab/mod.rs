@@ -44,62 +44,51 @@ pub fn stronghost_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_stronghost"))
 }
 
-/// An HTTP echo server inside network namespace `ns`, on a thread of the test process: the
-/// thread enters the namespace (setns is per thread) and the listening socket stays there. Every
-/// answer is "<client address> <server address>".
-fn echo_server(ns: &str, port: u16, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+/// A TCP server inside network namespace `ns`, on a thread of the test process: the thread
+/// enters the namespace (setns is per thread) and the listening socket (dual-stack) stays there;
+/// each connection is handed to `serve` on a thread of its own, until `stop`.
+fn server_in(ns: &str, port: u16, stop: Arc<AtomicBool>, serve: fn(TcpStream)) -> std::thread::JoinHandle<()> {
     let ns = ns.to_string();
     let (tx, rx) = std::sync::mpsc::channel();
     let h = std::thread::spawn(move || {
         let f = std::fs::File::open(format!("/run/netns/{ns}")).expect("netns");
         nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
-        // One dual-stack socket: IPv4 clients appear as ::ffff:a.b.c.d and are printed as a.b.c.d.
-        let listener = TcpListener::bind(("::", port)).expect("bind echo");
+        let listener = TcpListener::bind(("::", port)).expect("bind");
         listener.set_nonblocking(true).unwrap();
         tx.send(()).unwrap();
         while !stop.load(Ordering::SeqCst) {
             match listener.accept() {
                 Ok((s, _)) => {
-                    std::thread::spawn(move || serve_echo(s));
+                    std::thread::spawn(move || serve(s));
                 }
                 Err(_) => std::thread::sleep(Duration::from_millis(10)),
             }
         }
     });
-    rx.recv_timeout(Duration::from_secs(5)).expect("echo server did not start");
+    rx.recv_timeout(Duration::from_secs(5)).expect("server did not start");
     h
 }
 
-/// A line echo on `port` in namespace `ns`: every line a client sends comes back, for as long as
-/// the connection lasts (a live session to watch through an install).
+/// An HTTP echo: every answer is "<client address> <server address>" (IPv4 clients of the
+/// dual-stack socket appear as ::ffff:a.b.c.d and are printed as a.b.c.d).
+fn echo_server(ns: &str, port: u16, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+    server_in(ns, port, stop, serve_echo)
+}
+
+/// A line echo: every line a client sends comes back, for as long as the connection lasts (a
+/// live session to watch through an install).
 fn line_server(ns: &str, port: u16, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
-    let ns = ns.to_string();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let h = std::thread::spawn(move || {
-        let f = std::fs::File::open(format!("/run/netns/{ns}")).expect("netns");
-        nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
-        let listener = TcpListener::bind(("::", port)).expect("bind line echo");
-        listener.set_nonblocking(true).unwrap();
-        tx.send(()).unwrap();
-        while !stop.load(Ordering::SeqCst) {
-            match listener.accept() {
-                Ok((s, _)) => {
-                    std::thread::spawn(move || {
-                        let _ = s.set_nonblocking(false);
-                        let mut out = s.try_clone().unwrap();
-                        for line in std::io::BufRead::lines(std::io::BufReader::new(s)).map_while(Result::ok) {
-                            if writeln!(out, "{line}").is_err() {
-                                break;
-                            }
-                        }
-                    });
-                }
-                Err(_) => std::thread::sleep(Duration::from_millis(10)),
+    server_in(ns, port, stop, |s| {
+        let _ = s.set_nonblocking(false);
+        // A client that vanished without closing (its namespace gone) ends it too.
+        let _ = s.set_read_timeout(Some(Duration::from_secs(60)));
+        let Ok(mut out) = s.try_clone() else { return };
+        for line in std::io::BufRead::lines(std::io::BufReader::new(s)).map_while(Result::ok) {
+            if writeln!(out, "{line}").is_err() {
+                break;
             }
         }
-    });
-    rx.recv_timeout(Duration::from_secs(5)).expect("line echo did not start");
-    h
+    })
 }
 
 fn serve_echo(mut s: TcpStream) {
