@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 const GW: &str = "198.18.0.1";
 /// Interfaces in the lab; stronghost's table range holds them all.
 const N_MAX: usize = 4096;
-/// Interfaces in the data plane's lab.
-const DATA_PLANE_N: usize = 256;
+/// Managed interfaces in the data plane's measurements (its lab has as many as the largest).
+const DATA_PLANE_N: [usize; 3] = [5, 256, 1024];
 const TABLES: &str = "4101-8300";
 /// Thirteen bits: a mark for each of those tables.
 const MARK_MASK: &str = "0xfff80000";
@@ -894,37 +894,29 @@ impl Bench {
 
     /// The data plane, with the variants interleaved (each round measures every variant once, so
     /// the machine's drift hits them alike): TCP throughput and small-packet UDP rate from the
-    /// router to eth0's address and to a port published by DNAT to a container; routing only,
-    /// stronghost (receive filter, reverse-path check, connection marks), and routing plus the
-    /// classic per-interface iptables chain. Rounds go on until the 95 % interval of every ratio is
-    /// within ±3 % (or `MAX_ROUNDS`).
+    /// router to the first and to the last managed interface's address, and to a port published
+    /// there by DNAT to a container. Routing alone (no stronghost: the weak host), stronghost, and
+    /// routing plus the classic per-interface iptables chain; for 64-byte UDP to a managed address
+    /// also stronghost's parts: its rules alone (`receive_filter = no`), rules + receive filter +
+    /// connection marks (`rp_filter = no`), and everything (the reverse-path check added). The
+    /// router's neighbour entries are pinned, so a packet for ethK's address arrives on ethK in
+    /// every variant. Rounds go on until the 95 % interval of every ratio is within ±3 % (or
+    /// `MAX_ROUNDS`).
     fn data_plane(&mut self, sizes: &[usize]) {
-        const MAX_ROUNDS: usize = 12;
+        const MAX_ROUNDS: usize = 10;
         const MIN_ROUNDS: usize = 4;
-        let _ = writeln!(
-            self.report,
-            "\n### Data plane: to a managed address and through a published port (iperf3, 1 s per run, variants interleaved)\n\n\
-             Ratio to routing alone, mean and 95 % interval over the rounds; below 1.0 is a cost.\n"
-        );
-        let _ = writeln!(
-            self.report,
-            "| N managed | traffic | routing only | stronghost ÷ routing | classic iptables chain ÷ routing | rounds |\n|---|---|---|---|---|---|"
-        );
         // A container behind docker0 with a port published on every address (DNAT), as Docker does.
         self.lab.add_container_bridge();
         self.lab.nft(
             "table ip benchdocker {\n chain pre {\n  type nat hook prerouting priority dstnat; policy accept;\n  \
              fib daddr type local meta l4proto { tcp, udp } th dport 5202 dnat to 172.17.0.2:5201\n }\n}\n",
         );
-        self.lab.spawn_in_host("iperf3", &["iperf3", "-s", "-B", &addr(0)]);
         self.lab.spawn_in("ctr", "iperf3-ctr", &["iperf3", "-s"]);
-        std::thread::sleep(Duration::from_millis(300));
         // Gbit/s for TCP, thousands of packets/s received for UDP.
-        let run = |b: &Bench, port: &str, udp: bool| -> f64 {
-            let a0 = addr(0);
+        let run = |b: &Bench, to: &str, port: &str, udp: bool| -> f64 {
             // A client that never finishes (seen once: UDP to the published port at 4,096
             // interfaces) is ended; its run counts as nothing received.
-            let mut args = vec!["timeout", "10", "iperf3", "-c", &a0, "-p", port, "-t", "1", "-J"];
+            let mut args = vec!["timeout", "10", "iperf3", "-c", to, "-p", port, "-t", "1", "-J"];
             if udp {
                 args.extend(["-u", "-b", "0", "-l", "64"]);
             }
@@ -938,17 +930,48 @@ impl Bench {
                 j["end"]["sum_received"]["bits_per_second"].as_f64().unwrap_or(0.0) / 1e9
             }
         };
-        let traffic = [
-            ("TCP, managed address (Gbit/s)", "5201", false),
-            ("TCP, published port (Gbit/s)", "5202", false),
-            ("UDP 64 B, managed address (kpps)", "5201", true),
-            ("UDP 64 B, published port (kpps)", "5202", true),
+        // (what, managed (else published), udp); the first and the last interface each.
+        let kinds = [
+            ("TCP, managed address (Gbit/s)", true, false),
+            ("UDP 64 B, managed address (kpps)", true, true),
+            ("TCP, published port (Gbit/s)", false, false),
+            ("UDP 64 B, published port (kpps)", false, true),
         ];
+        // (name, stronghost's configuration: None = released; Some((receive_filter, rp_filter)),
+        // iptables chain, only 64-byte UDP to a managed address)
+        type Variant = (&'static str, Option<(bool, bool)>, bool, bool);
+        let variants: [Variant; 5] = [
+            ("routing alone", None, false, false),
+            ("stronghost", Some((true, true)), false, false),
+            ("classic iptables chain", None, true, false),
+            ("rules only", Some((false, false)), false, true),
+            ("rules + receive filter + marks", Some((true, false)), false, true),
+        ];
+        let mut parts = String::new();
+        let _ = writeln!(
+            self.report,
+            "\n### Data plane: to a managed address and through a published port (iperf3, 1 s per run, variants interleaved)\n\n\
+             Ratio to routing alone (the weak host, no stronghost), mean and 95 % interval over the rounds; below 1.0 is\n\
+             a cost. \"first\" and \"last\" are the first and the last managed interface: the first and the last in\n\
+             every list the kernel walks.\n\n\
+             | N managed | traffic | to | routing alone | stronghost ÷ routing | classic iptables chain ÷ routing | rounds |\n\
+             |---|---|---|---|---|---|---|"
+        );
         for &n in sizes {
+            let targets = [("first", 0, "5201"), ("last", n - 1, "5203")];
+            self.lab.spawn_in_host("iperf3-first", &["iperf3", "-s", "-B", &addr(0), "-p", "5201"]);
+            self.lab.spawn_in_host("iperf3-last", &["iperf3", "-s", "-B", &addr(n - 1), "-p", "5203"]);
+            for (_, k, _) in targets {
+                let mac = lab::mac(k);
+                self.lab.in_ns("rtr", &["ip", "neigh", "replace", &addr(k), "lladdr", &mac, "dev", "lan0", "nud", "permanent"]);
+            }
+            std::thread::sleep(Duration::from_millis(300));
             let ipt: String = (0..n).map(|k| format!("-A INPUT -i eth{k} ! -d {} -j DROP\n", addr(k))).collect();
             self.lab.write_host_file("/tmp/ipt", &format!("*filter\n{ipt}COMMIT\n"));
-            // [variant][traffic] → one value per round
-            let mut v: Vec<Vec<Vec<f64>>> = vec![vec![vec![]; traffic.len()]; 3];
+            // (target, kind) pairs in a fixed order; v[variant][traffic] → one value per round.
+            let traffic: Vec<(usize, usize)> = (0..targets.len()).flat_map(|t| (0..kinds.len()).map(move |k| (t, k))).collect();
+            let measured = |variant: usize, t: usize| !variants[variant].3 || (kinds[traffic[t].1].1 && kinds[traffic[t].1].2);
+            let mut v: Vec<Vec<Vec<f64>>> = vec![vec![vec![]; traffic.len()]; variants.len()];
             let interval = |x: &[f64]| -> (f64, f64) {
                 let m = x.iter().sum::<f64>() / x.len() as f64;
                 let sd = (x.iter().map(|y| (y - m).powi(2)).sum::<f64>() / (x.len() - 1).max(1) as f64).sqrt();
@@ -960,35 +983,73 @@ impl Bench {
             let mut rounds = 0;
             while rounds < MAX_ROUNDS {
                 for (variant, series) in v.iter_mut().enumerate() {
-                    self.config(n, variant == 1);
-                    self.lab.host_ok(&["/usr/sbin/stronghost", "sync"]);
-                    if variant == 2 {
+                    let (_, sh, iptables, _) = variants[variant];
+                    match sh {
+                        Some((filter, rpf)) => {
+                            self.config(n, filter);
+                            if !rpf {
+                                self.lab.host_ok(&["sh", "-c", "echo 'rp_filter = no' >> /etc/stronghost/stronghost.conf"]);
+                            }
+                            self.lab.host_ok(&["/usr/sbin/stronghost", "sync"]);
+                        }
+                        None => {
+                            self.lab.host_ok(&["/usr/sbin/stronghost", "release", "--all"]);
+                        }
+                    }
+                    if iptables {
                         self.lab.host_ok(&["iptables-restore", "--noflush", "/tmp/ipt"]);
                     }
-                    for (t, (_, port, udp)) in traffic.iter().enumerate() {
-                        series[t].push(run(self, port, *udp));
+                    for (t, &(target, kind)) in traffic.iter().enumerate() {
+                        if measured(variant, t) {
+                            let (_, k, port) = targets[target];
+                            let port = if kinds[kind].1 { port } else { "5202" };
+                            series[t].push(run(self, &addr(k), port, kinds[kind].2));
+                        }
                     }
-                    if variant == 2 {
+                    if iptables {
                         self.lab.host_ok(&["iptables", "-F", "INPUT"]);
                     }
                 }
                 rounds += 1;
-                let narrow = (1..3).all(|variant| (0..traffic.len()).all(|t| interval(&ratios(&v, variant, t)).1 <= 0.03));
+                let narrow = (1..variants.len()).all(|variant| {
+                    (0..traffic.len()).filter(|&t| measured(variant, t)).all(|t| interval(&ratios(&v, variant, t)).1 <= 0.03)
+                });
                 if rounds >= MIN_ROUNDS && narrow {
                     break;
                 }
             }
             self.lab.host_ok(&["/usr/sbin/stronghost", "release", "--all"]);
-            for (t, (what, _, _)) in traffic.iter().enumerate() {
+            let show = |variant: usize, t: usize| {
+                let (m, h) = interval(&ratios(&v, variant, t));
+                format!("{m:.3} ± {h:.3}")
+            };
+            for (t, &(target, kind)) in traffic.iter().enumerate() {
                 let (base, _) = interval(&v[0][t]);
-                let show = |variant: usize| {
-                    let (m, h) = interval(&ratios(&v, variant, t));
-                    format!("{m:.3} ± {h:.3}")
-                };
-                let _ = writeln!(self.report, "| {n} | {what} | {base:.2} | {} | {} | {rounds} |", show(1), show(2));
+                let (to, k, _) = targets[target];
+                let _ = writeln!(
+                    self.report,
+                    "| {n} | {} | {to} (eth{k}) | {base:.2} | {} | {} | {rounds} |",
+                    kinds[kind].0,
+                    show(1, t),
+                    show(2, t)
+                );
+                if measured(3, t) {
+                    let _ = writeln!(parts, "| {n} | {to} (eth{k}) | {} | {} | {} |", show(3, t), show(4, t), show(1, t));
+                }
             }
+            for (_, k, _) in targets {
+                self.lab.in_ns("rtr", &["ip", "neigh", "del", &addr(k), "dev", "lan0"]);
+            }
+            self.lab.kill_child("iperf3-first");
+            self.lab.kill_child("iperf3-last");
         }
-        self.lab.kill_child("iperf3");
+        let _ = writeln!(
+            self.report,
+            "\nWhere 64-byte UDP to a managed address spends, as ratios to routing alone in the same rounds: stronghost's\n\
+             rules and tables alone (`receive_filter = no`), with the receive filter and connection marks\n\
+             (`rp_filter = no`), and with the reverse-path check as well (all of stronghost).\n\n\
+             | N managed | to | rules only | + receive filter, marks | + reverse path |\n|---|---|---|---|---|\n{parts}"
+        );
         self.lab.kill_child("iperf3-ctr");
     }
 }
@@ -1027,7 +1088,14 @@ fn main() {
     }
     // The big host, for every part but the data plane (which has a lab of its own).
     let big = ["per_event", "scale", "storm", "watcher", "hold"].iter().any(|p| runs(p));
-    let mut bench = Bench { lab: lab_of(if big { N_MAX } else { DATA_PLANE_N }), report, small };
+    // STRONGBENCH_DATA_N=5,256: the data plane's sizes (managed interfaces); its lab has as many
+    // interfaces as the largest.
+    let sizes: Vec<usize> = std::env::var("STRONGBENCH_DATA_N")
+        .ok()
+        .map(|s| s.split(',').filter_map(|n| n.trim().parse().ok()).filter(|&n| n >= 1).collect())
+        .unwrap_or(DATA_PLANE_N.to_vec());
+    let lab_n = sizes.iter().copied().max().unwrap_or(1);
+    let mut bench = Bench { lab: lab_of(if big { N_MAX } else { lab_n }), report, small };
     // STRONGBENCH_ONLY=hold: the big host, every interface managed, kept until the file named in
     // the message is removed — for looking at one run with strace or perf.
     if only.as_deref() == Some("hold") {
@@ -1085,9 +1153,9 @@ fn main() {
         if big {
             let report = std::mem::take(&mut bench.report);
             drop(bench);
-            bench = Bench { lab: lab_of(DATA_PLANE_N), report, small: None };
+            bench = Bench { lab: lab_of(lab_n), report, small: None };
         }
-        bench.data_plane(&[5, DATA_PLANE_N]);
+        bench.data_plane(&sizes);
     }
     save(&bench.report, true);
 }

@@ -15,7 +15,7 @@ pub struct Config {
     /// Routing tables stronghost may allocate, one per interface.
     pub table_min: u32,
     pub table_max: u32,
-    /// First rule priority of stronghost's band; it uses `priority`, `priority + 10`, `priority + 20`.
+    /// First rule priority of stronghost's band (policy.rs: `priority` … `oif_priority`).
     pub priority: u32,
     /// Link group given to managed interfaces so that main-table routes through them are suppressed
     /// for managed sources (see policy.rs).

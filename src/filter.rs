@@ -15,17 +15,17 @@
 //! table inet stronghost {
 //!   set managed     { type ifname; }                        every managed interface K
 //!   map wrong_iface { type ifname : counter; }              K : drop_T(K)
-//!   map rpf_iface   { type ifname : counter; }              K : rpf_T(K)
 //!   map src_iface   { type ifname : counter; }              K : src_T(K)
 //!   set rpf_ok      { type iface_index . iface_index; }     K . K
+//!   map reverse_path { type ifname : verdict; }             K : goto reverse_T(K)
 //!   map iface_mark  { type ifname : verdict; }              K : goto mark_T(K)
 //!   map mark_iface  { type mark : verdict; }                V(K) : goto mark_T(K)
 //!   chain receive { type filter hook prerouting priority raw; policy accept;
 //!     meta mark and M == B accept                           (also first in connections, egress)
 //!     iifname @managed fib daddr . iif type != local fib daddr type local
 //!         counter name iifname map @wrong_iface drop
-//!     meta nfproto ipv4 iifname @managed fib daddr type local iif . fib saddr oif != @rpf_ok
-//!         counter name iifname map @rpf_iface drop                    (with rp_filter = yes)
+//!     meta nfproto ipv4 iifname @managed fib daddr type local
+//!         iifname vmap @reverse_path                                  (with rp_filter = yes)
 //!     ip6 daddr != fe80::/10 iifname @managed ... (the same, for IPv6)
 //!   }
 //!   chain connections { type filter hook prerouting priority mangle; policy accept;
@@ -45,6 +45,11 @@
 //!     ct direction original ct mark set ct mark and ~M or V(K)
 //!     ct direction reply meta mark set meta mark and ~M or V(K)
 //!   }
+//!   chain reverse_T(K) {                                    one per member
+//!     meta mark set meta mark and ~M or V(K)
+//!     iif . fib saddr . mark oif != @rpf_ok counter name rpf_T(K) drop
+//!     meta mark set meta mark and ~M
+//!   }
 //! }
 //! ```
 //! `receive` drops, and counts per interface and reason, what a strong host must not accept: a
@@ -62,6 +67,13 @@
 //! br0 reaching eth1's address would be dropped as arriving on the wrong interface. The bridge
 //! table marks what the bridge itself calls "not for this host" (pkttype otherhost), before
 //! br_netfilter hands it on, and the inet chains leave such frames alone.
+//!
+//! The reverse path is judged as a reply of the connection would be routed: with V(K) in the
+//! packet's mark for the lookup (`fib saddr . mark oif`), whose rule walk takes the `fwmark` tree
+//! (policy.rs) to T(K) in a number of comparisons that does not grow with the interfaces — the
+//! same table a `from <K's address>` lookup would find, without walking every interface's `from`
+//! rules. The field is cleared again before the packet goes on (a packet arrives with nothing of
+//! stronghost's in it but B, which has left the chain already; `check` names any other writer).
 //!
 //! `egress` drops, and counts, what would leave K with a source address of this host that is not
 //! one of K's: traffic bound by name to an interface that has no address (the kernel then borrows
@@ -121,9 +133,9 @@ fn bridge_body(shape: &Shape) -> Vec<Expr> {
 const SETS: [(&str, &str, &str); 7] = [
     ("set", "managed", "type ifname;"),
     ("map", "wrong_iface", "type ifname : counter;"),
-    ("map", "rpf_iface", "type ifname : counter;"),
     ("map", "src_iface", "type ifname : counter;"),
     ("set", "rpf_ok", "type iface_index . iface_index;"),
+    ("map", "reverse_path", "type ifname : verdict;"),
     ("map", "iface_mark", "type ifname : verdict;"),
     ("map", "mark_iface", "type mark : verdict;"),
 ];
@@ -159,13 +171,27 @@ impl Default for Shape {
     }
 }
 
-/// The chain of the member with routing table `t`.
+/// The chain that marks the connections of the member with routing table `t`.
 pub fn member_chain(t: u32) -> String {
     format!("mark_{t}")
 }
 
+/// The chain that judges the reverse path of the member with routing table `t`.
+pub fn reverse_chain(t: u32) -> String {
+    format!("reverse_{t}")
+}
+
 fn table_of_chain(chain: &str) -> Option<u32> {
     chain.strip_prefix("mark_")?.parse().ok()
+}
+
+/// The rules a member's chain (`mark_T` or `reverse_T`) should hold, `None` for any other name.
+fn chain_bodies(shape: &Shape, chain: &str) -> Option<Vec<Vec<Expr>>> {
+    if let Some(t) = table_of_chain(chain) {
+        return Some(member_bodies(shape, t));
+    }
+    let t = chain.strip_prefix("reverse_")?.parse().ok()?;
+    Some(reverse_bodies(shape, t))
 }
 
 fn hex(v: u32) -> String {
@@ -190,7 +216,7 @@ fn rule_texts(shape: &Shape) -> Vec<(&'static str, String, &'static str)> {
         "stronghost: wrong interface",
     ));
     if shape.reverse_path {
-        let rpf = "iifname @managed fib daddr type local iif . fib saddr oif != @rpf_ok counter name iifname map @rpf_iface drop";
+        let rpf = "iifname @managed fib daddr type local iifname vmap @reverse_path";
         v.push(("receive", format!("meta nfproto ipv4 {rpf}"), "stronghost: reverse path"));
         // Not for link-local destinations: the way back to a source seen from a link-local
         // address is any link's (a router's unicast advertisement from its global address).
@@ -220,6 +246,31 @@ fn member_texts(shape: &Shape, t: u32) -> [(String, &'static str); 2] {
     [
         (format!("ct direction original ct mark set ct mark and {keep} or {v}"), "stronghost: connection arrived on"),
         (format!("ct direction reply meta mark set meta mark and {keep} or {v}"), "stronghost: reply of a connection"),
+    ]
+}
+
+/// The rules of member chain `reverse_T`, as nft text with their comments.
+fn reverse_texts(shape: &Shape, t: u32) -> [(String, &'static str); 3] {
+    let (keep, v) = (hex(!shape.mark_mask), hex(shape.mark(t)));
+    [
+        (format!("meta mark set meta mark and {keep} or {v}"), "stronghost: reverse path, as the reply is routed"),
+        (format!("iif . fib saddr . mark oif != @rpf_ok counter name \"{}\" drop", rpf_counter(t)), "stronghost: reverse path"),
+        (format!("meta mark set meta mark and {keep}"), "stronghost: reverse path judged"),
+    ]
+}
+
+/// The rules of member chain `reverse_T` as the kernel holds them.
+fn reverse_bodies(shape: &Shape, t: u32) -> Vec<Vec<Expr>> {
+    vec![
+        set_field(false, shape, shape.mark(t)).to_vec(),
+        vec![
+            Expr::Meta { key: NFT_META_IIF, dreg: NFT_REG_1 },
+            Expr::Fib { flags: NFTA_FIB_F_SADDR | NFTA_FIB_F_MARK, result: NFT_FIB_RESULT_OIF, dreg: NFT_REG32_01 },
+            Expr::Lookup { set: "rpf_ok".into(), sreg: NFT_REG_1, dreg: None, invert: true },
+            Expr::Counter { name: rpf_counter(t) },
+            Expr::Verdict { code: NF_DROP },
+        ],
+        set_field(false, shape, 0).to_vec(),
     ]
 }
 
@@ -283,10 +334,7 @@ fn rule_bodies(shape: &Shape) -> BTreeMap<&'static str, Vec<Vec<Expr>>> {
             |p: u8| [Expr::Meta { key: NFT_META_NFPROTO, dreg: NFT_REG_1 }, Expr::Cmp { sreg: NFT_REG_1, op: NFT_CMP_EQ, data: vec![p] }];
         let mut check = vec![iifname.clone(), managed];
         check.extend(daddr_local.clone());
-        check.push(Expr::Meta { key: NFT_META_IIF, dreg: NFT_REG_1 });
-        check.push(Expr::Fib { flags: NFTA_FIB_F_SADDR, result: NFT_FIB_RESULT_OIF, dreg: NFT_REG32_01 });
-        check.push(Expr::Lookup { set: "rpf_ok".into(), sreg: NFT_REG_1, dreg: None, invert: true });
-        check.extend(counted_drop("rpf_iface"));
+        check.extend([iifname.clone(), vmap("reverse_path")]);
         let v4: Vec<Expr> = nfproto(2).into_iter().chain(check.clone()).collect(); // NFPROTO_IPV4
         let mut fe80 = [0u8; 16];
         fe80[..2].copy_from_slice(&[0xfe, 0x80]);
@@ -360,9 +408,19 @@ pub fn src_counter(table: u32) -> String {
     format!("src_{table}")
 }
 
-/// The counters of one member, and the map that names each for it.
-fn counters_of(table: u32) -> [(&'static str, String); 3] {
-    [("wrong_iface", drop_counter(table)), ("rpf_iface", rpf_counter(table)), ("src_iface", src_counter(table))]
+/// The counters of one member.
+fn counters_of(table: u32) -> [String; 3] {
+    [drop_counter(table), rpf_counter(table), src_counter(table)]
+}
+
+/// The maps that name a member's counter for the rules of the base chains.
+fn counter_maps(table: u32) -> [(&'static str, String); 2] {
+    [("wrong_iface", drop_counter(table)), ("src_iface", src_counter(table))]
+}
+
+/// A member's two chains.
+fn chains_of(table: u32) -> [String; 2] {
+    [member_chain(table), reverse_chain(table)]
 }
 
 /// Packets dropped on one interface, by reason.
@@ -414,8 +472,9 @@ pub struct Current {
     pub rules_ok: bool,
     pub managed: BTreeSet<String>,
     pub wrong_iface: BTreeMap<String, String>,
-    pub rpf_iface: BTreeMap<String, String>,
     pub src_iface: BTreeMap<String, String>,
+    /// Interface → the chain that judges its reverse path.
+    pub reverse_path: BTreeMap<String, String>,
     /// Interface → the chain its new connections go to.
     pub iface_mark: BTreeMap<String, String>,
     /// Mark → the chain its replies go to.
@@ -423,7 +482,7 @@ pub struct Current {
     /// Every chain besides the base chains → whether it is a member chain with the rules it
     /// should have.
     pub chains: BTreeMap<String, bool>,
-    /// The maps of 0.2 (whole-word marks) are still there.
+    /// Maps of earlier versions are still there: 0.2's whole-word marks, 0.3's `rpf_iface`.
     pub legacy: bool,
     pub rpf_ok: BTreeSet<u32>,
     /// Counter name → packets dropped.
@@ -435,34 +494,28 @@ impl Current {
     pub fn members(&self) -> Option<Members> {
         let m: Members = self.iface_mark.iter().map(|(n, c)| Some((n.clone(), table_of_chain(c)?))).collect::<Option<_>>()?;
         let each = m.iter().all(|(n, t)| {
-            let chain = member_chain(*t);
-            counters_of(*t).into_iter().all(|(map, c)| self.map(map).get(n) == Some(&c) && self.counters.contains_key(&c))
-                && self.mark_iface.get(&self.shape.mark(*t)) == Some(&chain)
-                && self.chains.get(&chain) == Some(&true)
+            counter_maps(*t).into_iter().all(|(map, c)| self.map(map).get(n) == Some(&c))
+                && counters_of(*t).iter().all(|c| self.counters.contains_key(c))
+                && self.mark_iface.get(&self.shape.mark(*t)) == Some(&member_chain(*t))
+                && self.reverse_path.get(n) == Some(&reverse_chain(*t))
+                && chains_of(*t).iter().all(|c| self.chains.get(c) == Some(&true))
         });
         let nothing_else = self.managed.iter().eq(m.keys())
-            && ["wrong_iface", "rpf_iface", "src_iface"].iter().all(|map| self.map(map).len() == m.len())
+            && ["wrong_iface", "src_iface"].iter().all(|map| self.map(map).len() == m.len())
+            && self.reverse_path.len() == m.len()
             && self.mark_iface.len() == m.len()
-            && self.chains.len() == m.len()
+            && self.chains.len() == 2 * m.len()
             && self.counters.len() == 3 * m.len()
             && !self.legacy;
         (each && nothing_else).then_some(m)
     }
 
     fn map(&self, name: &str) -> &BTreeMap<String, String> {
-        match name {
-            "wrong_iface" => &self.wrong_iface,
-            "rpf_iface" => &self.rpf_iface,
-            _ => &self.src_iface,
-        }
+        if name == "wrong_iface" { &self.wrong_iface } else { &self.src_iface }
     }
 
     fn map_mut(&mut self, name: &str) -> &mut BTreeMap<String, String> {
-        match name {
-            "wrong_iface" => &mut self.wrong_iface,
-            "rpf_iface" => &mut self.rpf_iface,
-            _ => &mut self.src_iface,
-        }
+        if name == "wrong_iface" { &mut self.wrong_iface } else { &mut self.src_iface }
     }
 
     /// Packets dropped on the interface with routing table `table`, by reason.
@@ -541,10 +594,13 @@ pub fn read_member(shape: &Shape, name: &str, index: Option<u32>) -> Result<Curr
     if element("managed", &key)?.is_some() {
         c.managed.insert(name.to_string());
     }
-    for map in ["wrong_iface", "rpf_iface", "src_iface"] {
+    for map in ["wrong_iface", "src_iface"] {
         if let Some(o) = element(map, &key)?.and_then(|e| e.objref) {
             c.map_mut(map).insert(name.to_string(), o);
         }
+    }
+    if let Some(chain) = element("reverse_path", &key)?.and_then(|e| e.goto) {
+        c.reverse_path.insert(name.to_string(), chain);
     }
     if let Some(chain) = element("iface_mark", &key)?.and_then(|e| e.goto) {
         c.iface_mark.insert(name.to_string(), chain.clone());
@@ -553,9 +609,12 @@ pub fn read_member(shape: &Shape, name: &str, index: Option<u32>) -> Result<Curr
             if let Some(to) = element("mark_iface", &m32(v))?.and_then(|e| e.goto) {
                 c.mark_iface.insert(v, to);
             }
-            let ok = same_rules(nft.rules(TABLE, &chain).map_err(err)?, &member_bodies(shape, t));
-            c.chains.insert(chain, ok);
-            for (_, counter) in counters_of(t) {
+            for chain in chains_of(t) {
+                let rules = nft.rules(TABLE, &chain).map_err(err)?;
+                let ok = chain_bodies(shape, &chain).is_some_and(|b| same_rules(rules, &b));
+                c.chains.insert(chain, ok);
+            }
+            for counter in counters_of(t) {
                 if let Some(p) = nft.counter(TABLE, &counter).map_err(err)? {
                     c.counters.insert(counter, p);
                 }
@@ -590,12 +649,13 @@ fn read_members(nft: &mut Nft, mut c: Current) -> Result<Current, String> {
     let err = read_err;
     let mut elements = |set: &str| nft.elements(TABLE, set).map_err(err);
     c.managed = elements("managed")?.unwrap_or_default().into_iter().map(|e| name_of(&e.key)).collect();
-    for map in ["wrong_iface", "rpf_iface", "src_iface"] {
+    for map in ["wrong_iface", "src_iface"] {
         *c.map_mut(map) = elements(map)?.unwrap_or_default().into_iter().filter_map(|e| Some((name_of(&e.key), e.objref?))).collect();
     }
+    c.reverse_path = elements("reverse_path")?.unwrap_or_default().into_iter().filter_map(|e| Some((name_of(&e.key), e.goto?))).collect();
     c.iface_mark = elements("iface_mark")?.unwrap_or_default().into_iter().filter_map(|e| Some((name_of(&e.key), e.goto?))).collect();
     c.mark_iface = elements("mark_iface")?.unwrap_or_default().into_iter().filter_map(|e| Some((u32_of(&e.key)?, e.goto?))).collect();
-    c.legacy = elements("conn_mark")?.is_some() || elements("conn_marks")?.is_some();
+    c.legacy = elements("conn_mark")?.is_some() || elements("conn_marks")?.is_some() || elements("rpf_iface")?.is_some();
     // Pairs i . i; anything else is not ours.
     let pairs = elements("rpf_ok")?.unwrap_or_default();
     c.rpf_ok =
@@ -606,7 +666,7 @@ fn read_members(nft: &mut Nft, mut c: Current) -> Result<Current, String> {
         if CHAINS.iter().any(|(n, ..)| *n == chain) {
             continue;
         }
-        let ok = table_of_chain(&chain).is_some_and(|t| same_rules(rules.remove(&chain), &member_bodies(&c.shape, t)));
+        let ok = chain_bodies(&c.shape, &chain).is_some_and(|b| same_rules(rules.remove(&chain), &b));
         c.chains.insert(chain, ok);
     }
     c.counters = nft.counters(TABLE).map_err(err)?.unwrap_or_default();
@@ -670,13 +730,13 @@ impl Change {
             Change::Members { add, remove, add_indexes, remove_indexes, shape } => {
                 let mut s = Vec::new();
                 for (n, t) in remove {
-                    let mut c: Vec<String> =
-                        counters_of(*t).iter().map(|(map, _)| format!("nft delete element {T} {map} {{ \"{n}\" }}")).collect();
-                    c.push(format!("nft delete element {T} iface_mark {{ \"{n}\" }}"));
+                    let mut c: Vec<String> = ["wrong_iface", "src_iface", "reverse_path", "iface_mark", "managed"]
+                        .iter()
+                        .map(|map| format!("nft delete element {T} {map} {{ \"{n}\" }}"))
+                        .collect();
                     c.push(format!("nft delete element {T} mark_iface {{ {} }}", hex(shape.mark(*t))));
-                    c.push(format!("nft delete element {T} managed {{ \"{n}\" }}"));
-                    c.push(format!("nft delete chain {T} {}", member_chain(*t)));
-                    c.extend(counters_of(*t).iter().map(|(_, ctr)| format!("nft delete counter {T} {ctr}")));
+                    c.extend(chains_of(*t).iter().map(|chain| format!("nft delete chain {T} {chain}")));
+                    c.extend(counters_of(*t).iter().map(|ctr| format!("nft delete counter {T} {ctr}")));
                     s.push(c.join("; "));
                 }
                 for i in remove_indexes {
@@ -686,12 +746,15 @@ impl Change {
                     s.push(format!("nft add element {T} rpf_ok {{ {i} . {i} }}"));
                 }
                 for (n, t) in add {
-                    let chain = member_chain(*t);
-                    let mut c: Vec<String> = counters_of(*t).iter().map(|(_, ctr)| format!("nft add counter {T} {ctr}")).collect();
+                    let (chain, reverse) = (member_chain(*t), reverse_chain(*t));
+                    let mut c: Vec<String> = counters_of(*t).iter().map(|ctr| format!("nft add counter {T} {ctr}")).collect();
                     c.push(format!("nft add chain {T} {chain}"));
                     c.extend(member_texts(shape, *t).iter().map(|(rule, _)| format!("nft add rule {T} {chain} {rule}")));
+                    c.push(format!("nft add chain {T} {reverse}"));
+                    c.extend(reverse_texts(shape, *t).iter().map(|(rule, _)| format!("nft add rule {T} {reverse} {rule}")));
                     c.push(format!("nft add element {T} managed {{ \"{n}\" }}"));
-                    c.extend(counters_of(*t).iter().map(|(map, ctr)| format!("nft add element {T} {map} {{ \"{n}\" : \"{ctr}\" }}")));
+                    c.extend(counter_maps(*t).iter().map(|(map, ctr)| format!("nft add element {T} {map} {{ \"{n}\" : \"{ctr}\" }}")));
+                    c.push(format!("nft add element {T} reverse_path {{ \"{n}\" : goto {reverse} }}"));
                     c.push(format!("nft add element {T} iface_mark {{ \"{n}\" : goto {chain} }}"));
                     c.push(format!("nft add element {T} mark_iface {{ {} : goto {chain} }}", hex(shape.mark(*t))));
                     s.push(c.join("; "));
@@ -753,31 +816,37 @@ pub fn script(cur: &Current, want: &Want) -> String {
         s += &format!("add {kind} {T} {name} {{ {spec} }}\nflush {kind} {T} {name}\n");
     }
     if cur.legacy {
-        // 0.2's whole-word marks; their rules went with the flushes above.
+        // 0.2's whole-word marks and 0.3's reverse-path counters by name; their rules went with
+        // the flushes above.
         s += &format!("add map {T} conn_mark {{ type ifname : mark; }}\ndelete map {T} conn_mark\n");
         s += &format!("add set {T} conn_marks {{ type mark; }}\ndelete set {T} conn_marks\n");
+        s += &format!("add map {T} rpf_iface {{ type ifname : counter; }}\ndelete map {T} rpf_iface\n");
     }
-    let chains: BTreeSet<String> = want.members.values().map(|t| member_chain(*t)).collect();
+    let chains: BTreeSet<String> = want.members.values().flat_map(|t| chains_of(*t)).collect();
     // Nothing refers to a chain any more once the maps and base chains are flushed.
     for c in cur.chains.keys().filter(|c| !chains.contains(*c)) {
         s += &format!("delete chain {T} {c}\n");
     }
-    for t in want.members.values().collect::<BTreeSet<_>>() {
-        let chain = member_chain(*t);
-        s += &format!("add chain {T} {chain}\nflush chain {T} {chain}\n");
-        for (rule, comment) in member_texts(shape, *t) {
-            s += &format!("add rule {T} {chain} {rule} comment \"{comment}\"\n");
-        }
-    }
-    let counters: BTreeSet<String> = want.members.values().flat_map(|t| counters_of(*t).map(|(_, c)| c)).collect();
+    // Counters before the chains whose rules name them.
+    let counters: BTreeSet<String> = want.members.values().flat_map(|t| counters_of(*t)).collect();
     for c in &counters {
         s += &format!("add counter {T} {c}\n");
+    }
+    for t in want.members.values().collect::<BTreeSet<_>>() {
+        let [chain, reverse] = chains_of(*t);
+        for (name, rules) in [(chain, member_texts(shape, *t).to_vec()), (reverse, reverse_texts(shape, *t).to_vec())] {
+            s += &format!("add chain {T} {name}\nflush chain {T} {name}\n");
+            for (rule, comment) in rules {
+                s += &format!("add rule {T} {name} {rule} comment \"{comment}\"\n");
+            }
+        }
     }
     let list = |f: &dyn Fn(&String, u32) -> String| want.members.iter().map(|(n, t)| f(n, *t)).collect::<Vec<_>>().join(", ");
     s += &format!("add element {T} managed {{ {} }}\n", list(&|n, _| format!("\"{n}\"")));
     s += &format!("add element {T} wrong_iface {{ {} }}\n", list(&|n, t| format!("\"{n}\" : \"{}\"", drop_counter(t))));
-    s += &format!("add element {T} rpf_iface {{ {} }}\n", list(&|n, t| format!("\"{n}\" : \"{}\"", rpf_counter(t))));
+
     s += &format!("add element {T} src_iface {{ {} }}\n", list(&|n, t| format!("\"{n}\" : \"{}\"", src_counter(t))));
+    s += &format!("add element {T} reverse_path {{ {} }}\n", list(&|n, t| format!("\"{n}\" : goto {}", reverse_chain(t))));
     s += &format!("add element {T} iface_mark {{ {} }}\n", list(&|n, t| format!("\"{n}\" : goto {}", member_chain(t))));
     let marks: BTreeSet<u32> = want.members.values().copied().collect();
     let by_mark = marks.iter().map(|t| format!("{} : goto {}", hex(shape.mark(*t)), member_chain(*t))).collect::<Vec<_>>();
@@ -814,12 +883,12 @@ fn edits(add: &[(String, u32)], remove: &[(String, u32)], add_indexes: &[u32], r
     let objref = |c: String| Element { objref: Some(c), ..Element::key(vec![]) };
     let mut e = Vec::new();
     if !remove.is_empty() {
-        for set in ["wrong_iface", "rpf_iface", "src_iface", "iface_mark", "managed"] {
+        for set in ["wrong_iface", "src_iface", "reverse_path", "iface_mark", "managed"] {
             e.push(Edit::DelElements { set: set.into(), elements: by_name(remove, &plain) });
         }
         e.push(Edit::DelElements { set: "mark_iface".into(), elements: by_mark(remove) });
-        e.extend(remove.iter().map(|(_, t)| Edit::DelChain(member_chain(*t))));
-        e.extend(remove.iter().flat_map(|(_, t)| counters_of(*t).map(|(_, c)| Edit::DelCounter(c))));
+        e.extend(remove.iter().flat_map(|(_, t)| chains_of(*t).map(Edit::DelChain)));
+        e.extend(remove.iter().flat_map(|(_, t)| counters_of(*t).map(Edit::DelCounter)));
     }
     if !remove_indexes.is_empty() {
         e.push(Edit::DelElements { set: "rpf_ok".into(), elements: pairs(remove_indexes) });
@@ -828,20 +897,26 @@ fn edits(add: &[(String, u32)], remove: &[(String, u32)], add_indexes: &[u32], r
         e.push(Edit::AddElements { set: "rpf_ok".into(), elements: pairs(add_indexes) });
     }
     if !add.is_empty() {
-        e.extend(add.iter().flat_map(|(_, t)| counters_of(*t).map(|(_, c)| Edit::AddCounter(c))));
+        e.extend(add.iter().flat_map(|(_, t)| counters_of(*t).map(Edit::AddCounter)));
         for (_, t) in add {
-            let chain = member_chain(*t);
-            e.push(Edit::AddChain(chain.clone()));
-            for (exprs, (_, comment)) in member_bodies(shape, *t).into_iter().zip(member_texts(shape, *t)) {
-                e.push(Edit::AddRule { chain: chain.clone(), exprs, comment: comment.into() });
+            let [chain, reverse] = chains_of(*t);
+            let comments = |texts: &[(String, &'static str)]| texts.iter().map(|(_, c)| *c).collect::<Vec<_>>();
+            for (name, bodies, comments) in [
+                (chain, member_bodies(shape, *t), comments(&member_texts(shape, *t))),
+                (reverse, reverse_bodies(shape, *t), comments(&reverse_texts(shape, *t))),
+            ] {
+                e.push(Edit::AddChain(name.clone()));
+                for (exprs, comment) in bodies.into_iter().zip(comments) {
+                    e.push(Edit::AddRule { chain: name.clone(), exprs, comment: comment.into() });
+                }
             }
         }
         e.push(Edit::AddElements { set: "managed".into(), elements: by_name(add, &plain) });
         e.push(Edit::AddElements { set: "wrong_iface".into(), elements: by_name(add, &|t| objref(drop_counter(t))) });
-        e.push(Edit::AddElements { set: "rpf_iface".into(), elements: by_name(add, &|t| objref(rpf_counter(t))) });
         e.push(Edit::AddElements { set: "src_iface".into(), elements: by_name(add, &|t| objref(src_counter(t))) });
-        let goto = |t: u32| Element { goto: Some(member_chain(t)), ..Element::key(vec![]) };
-        e.push(Edit::AddElements { set: "iface_mark".into(), elements: by_name(add, &goto) });
+        let goto = |chain: String| Element { goto: Some(chain), ..Element::key(vec![]) };
+        e.push(Edit::AddElements { set: "reverse_path".into(), elements: by_name(add, &|t| goto(reverse_chain(t))) });
+        e.push(Edit::AddElements { set: "iface_mark".into(), elements: by_name(add, &|t| goto(member_chain(t))) });
         e.push(Edit::AddElements { set: "mark_iface".into(), elements: by_mark(add) });
     }
     e
@@ -886,9 +961,9 @@ fn create(want: &Want) -> Result<(), crate::netlink::NetlinkError> {
         sets: vec![
             set("managed", 0, TYPE_IFNAME, 16, None, None),
             set("wrong_iface", NFT_SET_OBJECT, TYPE_IFNAME, 16, None, Some(NFT_OBJECT_COUNTER)),
-            set("rpf_iface", NFT_SET_OBJECT, TYPE_IFNAME, 16, None, Some(NFT_OBJECT_COUNTER)),
             set("src_iface", NFT_SET_OBJECT, TYPE_IFNAME, 16, None, Some(NFT_OBJECT_COUNTER)),
             set("rpf_ok", 0, (TYPE_IFINDEX << 6) | TYPE_IFINDEX, 8, None, None),
+            set("reverse_path", NFT_SET_MAP, TYPE_IFNAME, 16, Some((NFT_DATA_VERDICT, 0)), None),
             set("iface_mark", NFT_SET_MAP, TYPE_IFNAME, 16, Some((NFT_DATA_VERDICT, 0)), None),
             set("mark_iface", NFT_SET_MAP, TYPE_MARK, 4, Some((NFT_DATA_VERDICT, 0)), None),
         ],
@@ -1160,6 +1235,18 @@ mod tests {
             let cur = read(&sh).unwrap();
             assert!(cur.rules_ok && !cur.legacy && cur.members() == Some(w1.members.clone()), "{cur:?}");
             assert_eq!(plan(&cur, &w1), None);
+            // As 0.3 wrote it: the reverse-path rule counted through a map of counters by name.
+            run_script(&format!(
+                "add map {T} rpf_iface {{ type ifname : counter; }}\nadd element {T} rpf_iface {{ \"eth0\" : \"rpf_4101\" }}\n\
+                 add rule {T} receive iifname @managed fib daddr type local iif . fib saddr oif != @rpf_ok \
+                 counter name iifname map @rpf_iface drop\n"
+            ))
+            .unwrap();
+            let old = read(&sh).unwrap();
+            assert!(old.legacy && !old.rules_ok, "{old:?}");
+            let Some(Change::Repair { script: repair, .. }) = plan(&old, &w1) else { panic!("no repair of the 0.3 table") };
+            run_script(&repair).expect("nft -f repairs a table of 0.3 in place");
+            assert_eq!(plan(&read(&sh).unwrap(), &w1), None);
             apply(&Change::Delete, &sh).unwrap();
         });
     }
@@ -1174,12 +1261,12 @@ mod tests {
             rules_ok: true,
             managed: ["eth0".to_string(), "eth1".to_string()].into(),
             wrong_iface: [("eth0".to_string(), "drop_4101".to_string()), ("eth1".to_string(), "drop_4102".to_string())].into(),
-            rpf_iface: [("eth0".to_string(), "rpf_4101".to_string()), ("eth1".to_string(), "rpf_4102".to_string())].into(),
+            reverse_path: [("eth0".to_string(), "reverse_4101".to_string()), ("eth1".to_string(), "reverse_4102".to_string())].into(),
             src_iface: [("eth0".to_string(), "src_4101".to_string()), ("eth1".to_string(), "src_4102".to_string())].into(),
             shape: Shape::default(),
             iface_mark: [("eth0".to_string(), "mark_4101".to_string()), ("eth1".to_string(), "mark_4102".to_string())].into(),
             mark_iface: [(0x0100_0000, "mark_4101".to_string()), (0x0200_0000, "mark_4102".to_string())].into(),
-            chains: [("mark_4101".to_string(), true), ("mark_4102".to_string(), true)].into(),
+            chains: ["mark_4101", "mark_4102", "reverse_4101", "reverse_4102"].map(|c| (c.to_string(), true)).into(),
             legacy: false,
             rpf_ok: [2, 3].into(),
             counters: [

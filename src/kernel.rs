@@ -369,6 +369,7 @@ pub(crate) fn rules_of_one(
                 || matches!(&i.selector, Selector::Oif(d) if d == ifname)
                 || matches!(i.selector, Selector::From(a) if addrs.iter().any(|x| x.addr == a))
                 || matches!(i.selector, Selector::To(_) | Selector::Unmarked(_) | Selector::All)
+                || crate::policy::is_mark_tree_node(i)
                 || (i.table == crate::policy::RT_TABLE_MAIN && matches!(i.selector, Selector::Fwmark(..)));
             // Another interface's (the first of each family found).
             own || r.protocol == protocol && range.contains(&i.table) && !std::mem::replace(&mut other[usize::from(i.v6)], true)

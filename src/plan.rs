@@ -431,17 +431,32 @@ impl<'a> Planner<'a> {
         want.extend(
             [false, true].into_iter().filter(|v6| cfg.receive_filter && routed(*v6)).map(|v6| policy::unmanaged_mark_rule(cfg, v6)),
         );
+        // The mark tree's inner nodes above every routed interface's leaf. A gather of one
+        // interface knows the leaves of its plans only: it adds their paths and removes nothing
+        // (a node without leaves costs one comparison; the watcher and `sync` remove it).
+        let leaves: Vec<u32> = if self.g.complete {
+            all_names().iter().filter_map(|n| self.tables.get(n).copied()).collect()
+        } else {
+            planned.iter().copied().collect()
+        };
+        for v6 in [false, true].into_iter().filter(|v6| routed(*v6)) {
+            want.extend(policy::mark_tree(cfg, leaves.iter().copied(), v6));
+        }
         // The shared rules: `to` rules into main, the unmarked packets' shortcut, the unmanaged
-        // interfaces' mark (and the single `from all` rule of earlier versions).
+        // interfaces' mark, the mark tree (and the single `from all` rule of earlier versions).
         let cur: Vec<Rule> = k
             .owned_rules(proto)
             .filter(|r| {
                 (r.table == RT_TABLE_MAIN && matches!(r.selector, Selector::All | Selector::To(_) | Selector::Fwmark(..)))
                     || matches!(r.selector, Selector::Unmarked(_))
+                    || policy::is_mark_tree_node(r)
             })
             .cloned()
             .collect();
-        let (rules_del, rules_add) = diff(&cur, &want);
+        let (mut rules_del, rules_add) = diff(&cur, &want);
+        if !self.g.complete {
+            rules_del.retain(|r| !policy::is_mark_tree_node(r));
+        }
         let needs_host_pass = !self.g.complete && [false, true].into_iter().any(|v6| routed(v6) && !routed_before(v6));
         let mut host = HostPlan { rules_add, rules_del, needs_host_pass, ..Default::default() };
 
@@ -931,8 +946,15 @@ mod tests {
         let first =
             Gathered { complete: false, ..gathered(g.kernel.links.clone(), g.kernel.addrs.clone(), vec![], g.kernel.routes.clone()) };
         let p = plan_one(&cfg, &first, "eth0", Intent::Apply).unwrap();
-        assert!(
-            p.host.needs_host_pass && p.host.rules_add == [policy::unmarked_rule(&cfg, false), policy::unmanaged_mark_rule(&cfg, false)]
+        let tree = |tables: &[u32], v6: bool| policy::mark_tree(&cfg, tables.iter().copied(), v6);
+        assert!(p.host.needs_host_pass);
+        assert_eq!(
+            p.host.rules_add,
+            [
+                vec![policy::unmarked_rule(&cfg, false), policy::unmanaged_mark_rule(&cfg, false)],
+                tree(&[4101], false).into_iter().collect()
+            ]
+            .concat()
         );
         let p = plan_one(&cfg, &g, "eth0", Intent::Apply).unwrap();
         assert!(!p.host.needs_host_pass);
@@ -940,7 +962,7 @@ mod tests {
         assert!(p.interfaces[0].routes_add.iter().any(|r| matches!(r.kind, RouteKind::Via { .. })), "default via the main gateway");
         assert!(p.interfaces[0].rules_add.contains(&Rule {
             v6: false,
-            priority: 4105,
+            priority: 4106 + 9, // the tree's root, 7 inner nodes down its left spine, slot 0's leaf, slot 1's
             selector: Selector::Fwmark(policy::mark_of(&cfg, 4101), cfg.mark_mask),
             table: 4101,
             suppress: None,
@@ -950,14 +972,18 @@ mod tests {
         // the shortcut that spares unmarked packets the walk through every fwmark rule.
         assert_eq!(
             p.host.rules_add,
-            vec![
-                connected("10.8.0.5/32"),
-                connected("172.17.0.0/16"),
-                policy::unmarked_rule(&cfg, false),
-                policy::unmanaged_mark_rule(&cfg, false)
+            [
+                vec![
+                    connected("10.8.0.5/32"),
+                    connected("172.17.0.0/16"),
+                    policy::unmarked_rule(&cfg, false),
+                    policy::unmanaged_mark_rule(&cfg, false)
+                ],
+                tree(&[4101], false).into_iter().collect()
             ]
+            .concat()
         );
-        assert_eq!(p.host.rules_add[2].to_string(), "priority 4104 fwmark 0/0xff000000 goto 4110");
+        assert_eq!(p.host.rules_add[2].to_string(), "priority 4104 fwmark 0/0xff000000 goto 4620");
         assert_eq!(
             p.host.rules_add[1].to_string(),
             "priority 4100 to 172.17.0.0/16 lookup main suppress_prefixlength 15 suppress_ifgroup 4100"
@@ -975,17 +1001,18 @@ mod tests {
         // eth1 has IPv6 too: the IPv6 connected network's rule comes with it, and goes with it.
         let p = plan_one(&cfg, &g, "eth1", Intent::Apply).unwrap();
         assert_eq!(p.tables.as_ref().and_then(|t| t.get("eth1")), Some(&4102));
-        assert_eq!(
-            p.host.rules_add,
-            vec![connected("2001:db8:99::/64"), policy::unmarked_rule(&cfg, true), policy::unmanaged_mark_rule(&cfg, true)]
-        );
+        // (and the path to its leaf in both families' trees)
+        let eth1_shared: BTreeSet<Rule> =
+            [connected("2001:db8:99::/64"), policy::unmarked_rule(&cfg, true), policy::unmanaged_mark_rule(&cfg, true)]
+                .into_iter()
+                .chain(tree(&[4101, 4102], true))
+                .chain(tree(&[4101, 4102], false).difference(&tree(&[4101], false)).cloned())
+                .collect();
+        assert_eq!(p.host.rules_add.iter().cloned().collect::<BTreeSet<Rule>>(), eth1_shared);
         let g = after(&g, &p);
         assert!(is_empty(&plan_one(&cfg, &g, "eth1", Intent::Apply).unwrap()));
         let p = plan_one(&cfg, &g, "eth1", Intent::Release).unwrap();
-        assert_eq!(
-            p.host.rules_del,
-            vec![connected("2001:db8:99::/64"), policy::unmarked_rule(&cfg, true), policy::unmanaged_mark_rule(&cfg, true)]
-        );
+        assert_eq!(p.host.rules_del.iter().cloned().collect::<BTreeSet<Rule>>(), eth1_shared);
         assert!(p.interfaces[0].record.is_none());
         assert_eq!(count(&p.interfaces, &p.host), render(&p.interfaces, &p.host, PROTO).len());
         // A gather of one interface cannot tell which links are unmanaged: it keeps the rules.
@@ -1078,7 +1105,8 @@ mod tests {
         );
         let p = plan_one(&cfg, &g, "eth0", Intent::Apply).unwrap();
         assert_eq!(p.host.rules_del, vec![old]);
-        assert_eq!(p.host.rules_add, vec![policy::unmarked_rule(&cfg, false), policy::unmanaged_mark_rule(&cfg, false)]);
+        let tree: Vec<Rule> = policy::mark_tree(&cfg, [4101], false).into_iter().collect();
+        assert_eq!(p.host.rules_add, [vec![policy::unmarked_rule(&cfg, false), policy::unmanaged_mark_rule(&cfg, false)], tree].concat());
     }
 
     #[test]

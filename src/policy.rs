@@ -6,13 +6,14 @@
 //! prio P     to <n> lookup main suppress_prefixlength len(n)-1 suppress_ifgroup G
 //!                                            for every network n directly connected through an
 //!                                            unmanaged interface (docker0, a tunnel's peer), shared
-//! prio P+4   fwmark 0/M goto P+10            shared: packets without stronghost's mark skip the
+//! prio P+4   fwmark 0/M goto F               shared: packets without stronghost's mark skip the
 //!                                            fwmark rules
-//! prio P+5   fwmark V(K)/M lookup T(K)       replies of connections that arrived on K
 //! prio P+5   fwmark M/M lookup main          shared: replies of connections that arrived on an
 //!                                            unmanaged interface (a container's, to the host)
-//! prio P+10  from <a>     lookup T(K)        for every address a on K (IPv6: global and unique-local)
-//! prio P+20  oif K        lookup T(K)
+//! prio P+6…  fwmark <prefix>/<bits> goto …   shared: the mark tree's inner nodes (below)
+//! prio L(K)  fwmark V(K)/M lookup T(K)       replies of connections that arrived on K
+//! prio F     from <a>     lookup T(K)        for every address a on K (IPv6: global and unique-local)
+//! prio F+10  oif K        lookup T(K)
 //! IPv4 table T(K): <prefix> dev K scope link src a        for every on-link prefix
 //!                  default via <gw> dev K src a           when a gateway is known
 //!                  <dst> via <gw> dev K src a             option 121 routes
@@ -35,6 +36,18 @@
 //! stops a socket bound to K's address but to another device from escaping through that device's
 //! table.
 //!
+//! The kernel walks the rules in order, one comparison each, so a reply of the last of N
+//! interfaces would compare N `fwmark` rules before its own. The `fwmark` rules are therefore the
+//! leaves of a binary tree over V(K)'s bits: an inner node at depth j tests the slot's (j+1)-th bit
+//! and jumps (`goto`) over its left subtree when it is set, so a marked packet meets at most
+//! `depth` inner nodes and its leaf, whatever N is. Every node's priority is its place in the
+//! complete tree's preorder, a function of the slot alone: an interface coming or going adds or
+//! removes its own leaf and never moves another's. Inner nodes are shared: a leaf without them, a
+//! node without leaves below it, or a `goto` to a priority without a rule (the kernel then goes
+//! on with the next rule) all route exactly as the plain list would, only with more comparisons.
+//! With little room below main's 32766 the tree is shallower and a leaf priority holds several
+//! leaves (a bucket), compared one by one.
+//!
 //! Connections are K's when they arrive on K: the receive filter marks them (conntrack mark V(K))
 //! and gives their reply packets that mark, so a reply routed as another address's packet — from a
 //! container behind DNAT, from a host behind a port forward — still leaves by K (fwmark rule).
@@ -48,6 +61,7 @@ use crate::config::Config;
 use crate::lease::StaticRoute;
 use crate::net::{IpNet, Ipv4Net};
 use serde::Serialize;
+use std::collections::BTreeSet;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -173,7 +187,7 @@ pub fn unmarked_rule(cfg: &Config, v6: bool) -> Rule {
 pub fn unmanaged_mark_rule(cfg: &Config, v6: bool) -> Rule {
     Rule {
         v6,
-        priority: fwmark_priority(cfg),
+        priority: unmanaged_priority(cfg),
         selector: Selector::Fwmark(unmanaged_mark(cfg), cfg.mark_mask),
         table: RT_TABLE_MAIN,
         suppress: None,
@@ -201,16 +215,93 @@ pub fn bridged_mark(mask: u32) -> u32 {
     mask - (1 << mask.trailing_zeros())
 }
 
-pub fn fwmark_priority(cfg: &Config) -> u32 {
+/// The shared rule for replies of connections that arrived on an unmanaged interface.
+pub fn unmanaged_priority(cfg: &Config) -> u32 {
     cfg.priority + 5
 }
 
+/// The mark tree's root; its nodes take the `2^(depth+1) - 1` priorities from here.
+fn tree_base(cfg: &Config) -> u32 {
+    cfg.priority + 6
+}
+
+/// Rules stronghost puts after the tree: the `from` and `oif` rules, and room to spare.
+const AFTER_TREE: u32 = 24;
+
+/// Bits of the slot (V(K) >> the field's shift) the range's slots need: 1 … table count.
+fn slot_bits(cfg: &Config) -> u32 {
+    32 - (cfg.table_max.saturating_sub(cfg.table_min) + 1).leading_zeros()
+}
+
+/// The mark tree's depth: every slot bit, unless the tree would reach main's 32766; then as many
+/// as fit, leaves sharing the bucket of their first `depth` bits.
+pub fn mark_tree_depth(cfg: &Config) -> u32 {
+    let room = 32765u32.saturating_sub(tree_base(cfg) + AFTER_TREE);
+    (0..=slot_bits(cfg)).rev().find(|d| (1u64 << (d + 1)) - 1 <= u64::from(room)).unwrap_or(0)
+}
+
+/// The priorities stronghost's rules span from `priority`: the configuration must keep them below
+/// main's rule (32766).
+pub fn band(cfg: &Config) -> u32 {
+    from_priority(cfg) + 10 - cfg.priority
+}
+
+/// The preorder index of the node at depth `j` with prefix `q` (its first `j` slot bits) in the
+/// complete tree of depth `d`: going left passes the node itself, going right also its whole
+/// left subtree (2^(d-i+1) - 1 nodes at depth i).
+fn node_index(d: u32, j: u32, q: u32) -> u32 {
+    (1..=j).map(|i| if (q >> (j - i)) & 1 == 1 { 1 << (d - i + 1) } else { 1 }).sum()
+}
+
+/// The slot of table `t`: V(t) without the field's shift.
+fn slot(cfg: &Config, t: u32) -> u32 {
+    t.saturating_sub(cfg.table_min) + 1
+}
+
+/// The priority of table `t`'s `fwmark` rule: its leaf (or bucket) in the mark tree.
+pub fn fwmark_priority(cfg: &Config, t: u32) -> u32 {
+    let (w, d) = (slot_bits(cfg), mark_tree_depth(cfg));
+    tree_base(cfg) + node_index(d, d, slot(cfg, t) >> (w - d))
+}
+
+/// The first round ten after the tree.
 pub fn from_priority(cfg: &Config) -> u32 {
-    cfg.priority + 10
+    let last = tree_base(cfg) + ((1 << (mark_tree_depth(cfg) + 1)) - 2);
+    (last / 10 + 1) * 10
 }
 
 pub fn oif_priority(cfg: &Config) -> u32 {
-    cfg.priority + 20
+    from_priority(cfg) + 10
+}
+
+/// The mark tree's inner nodes on the way to the leaves of `tables` (shared rules, the same for
+/// both families): at depth j, prefix q, "the next bit is set: jump to the right child".
+pub fn mark_tree(cfg: &Config, tables: impl IntoIterator<Item = u32>, v6: bool) -> BTreeSet<Rule> {
+    let (w, d, shift) = (slot_bits(cfg), mark_tree_depth(cfg), cfg.mark_mask.trailing_zeros());
+    let mut nodes = BTreeSet::new();
+    for t in tables.into_iter().filter(|t| cfg.in_table_range(*t)) {
+        let s = slot(cfg, t);
+        for j in 0..d {
+            let right = ((s >> (w - j - 1)) | 1) & ((1 << (j + 1)) - 1); // first j bits of s, then 1
+            let low = w - j - 1; // the slot bits below the tested one
+            let value = (right << low) << shift;
+            let mask = (((1u32 << (j + 1)) - 1) << low) << shift;
+            nodes.insert(Rule {
+                v6,
+                priority: tree_base(cfg) + node_index(d, j, right >> 1),
+                selector: Selector::Fwmark(value, mask),
+                table: 0,
+                suppress: None,
+                goto: Some(tree_base(cfg) + node_index(d, j + 1, right)),
+            });
+        }
+    }
+    nodes
+}
+
+/// A rule of the mark tree's inner nodes (a shared rule).
+pub fn is_mark_tree_node(r: &Rule) -> bool {
+    matches!(r.selector, Selector::Fwmark(..)) && r.goto.is_some()
 }
 
 /// The per-interface part of the policy. An interface without addresses of a family gets
@@ -225,7 +316,7 @@ pub fn desired(cfg: &Config, iface: &InterfaceFacts, table: u32, gw: &Gateways) 
 fn rules_for(cfg: &Config, iface: &InterfaceFacts, table: u32, v6: bool, addrs: impl Iterator<Item = IpAddr>, d: &mut Desired) {
     // The receive filter sets the connection mark.
     let selector = Selector::Fwmark(mark_of(cfg, table), cfg.mark_mask);
-    d.rules.push(Rule { v6, priority: fwmark_priority(cfg), selector, table, suppress: None, goto: None });
+    d.rules.push(Rule { v6, priority: fwmark_priority(cfg, table), selector, table, suppress: None, goto: None });
     for a in addrs {
         let r = Rule { v6, priority: from_priority(cfg), selector: Selector::From(a), table, suppress: None, goto: None };
         if !d.rules.contains(&r) {
@@ -382,6 +473,87 @@ impl fmt::Display for Route {
 mod tests {
     use super::*;
 
+    /// The kernel's rule walk (net/core/fib_rules.c) over `rules` (sorted by priority) for a packet with `mark`: rules in
+    /// priority order, a `goto` continues at the first rule of its target priority, or with the
+    /// next rule when there is none. The table found (None: fell through to the `from` rules)
+    /// and the rules compared.
+    fn walk(cfg: &Config, rules: &[Rule], mark: u32) -> (Option<u32>, usize) {
+        let (mut i, mut compared) = (0, 0);
+        while i < rules.len() {
+            let r = &rules[i];
+            if r.priority >= from_priority(cfg) {
+                return (None, compared);
+            }
+            compared += 1;
+            let hit = match r.selector {
+                Selector::Fwmark(v, m) => mark & m == v,
+                Selector::Unmarked(m) => mark & m == 0,
+                _ => unreachable!("only fwmark rules before the from rules"),
+            };
+            match (hit, r.goto) {
+                (false, _) => i += 1,
+                (true, Some(to)) => i = rules.iter().position(|x| x.priority == to).unwrap_or(i + 1),
+                (true, None) => return (Some(r.table), compared),
+            }
+        }
+        (None, compared)
+    }
+
+    /// Every mark finds its table through the tree, as through the plain list, in at most
+    /// `depth` + 2 comparisons (+ the bucket's other leaves); with inner nodes missing or left
+    /// over it still finds it.
+    #[test]
+    fn the_mark_tree_finds_every_leaf_in_depth_comparisons() {
+        let mut seed = 0x9e3779b97f4a7c15u64;
+        let mut below = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        for (tables, priority, want_depth) in [((4101, 4353), 4100, 8), ((4101, 8300), 4100, 13), ((4101, 4353), 32699, 4)] {
+            let cfg = Config { table_min: tables.0, table_max: tables.1, priority, mark_mask: 0xfff8_0000, ..Config::default() };
+            assert_eq!(mark_tree_depth(&cfg), want_depth);
+            for round in 0..40 {
+                let n = 1 + below(if round % 4 == 0 { 2000 } else { 12 }) as u32;
+                let used: BTreeSet<u32> = (0..n).map(|_| tables.0 + below(u64::from(tables.1 - tables.0 + 1)) as u32).collect();
+                let leaf = |t: u32| Rule {
+                    v6: false,
+                    priority: fwmark_priority(&cfg, t),
+                    selector: Selector::Fwmark(mark_of(&cfg, t), cfg.mark_mask),
+                    table: t,
+                    suppress: None,
+                    goto: None,
+                };
+                // (and a `from` rule, where the unmarked packets' shortcut goes)
+                let from = Rule { priority: from_priority(&cfg), selector: Selector::All, ..leaf(tables.0) };
+                let mut rules: Vec<Rule> = vec![unmarked_rule(&cfg, false), unmanaged_mark_rule(&cfg, false), from];
+                rules.extend(used.iter().map(|t| leaf(*t)));
+                let nodes = mark_tree(&cfg, used.iter().copied(), false);
+                match round % 3 {
+                    0 => rules.extend(nodes),
+                    1 => rules.extend(nodes.into_iter().filter(|_| below(2) == 0)), // some missing
+                    _ => rules.extend(mark_tree(&cfg, (tables.0..tables.0 + 64).chain(used.iter().copied()), false)), // stale ones
+                }
+                assert!(rules.iter().all(|r| r.priority <= from_priority(&cfg) && r.goto.is_none_or(|g| g > r.priority)));
+                rules.sort_by_key(|r| r.priority);
+                let bucket = 1usize << (slot_bits(&cfg) - mark_tree_depth(&cfg));
+                for t in &used {
+                    let (found, compared) = walk(&cfg, &rules, mark_of(&cfg, *t) | 0x7);
+                    assert_eq!(found, Some(*t), "mark of {t} with {n} leaves, round {round}");
+                    if round % 3 == 0 {
+                        assert!(compared <= 2 + mark_tree_depth(&cfg) as usize + bucket, "{compared} comparisons for {t}");
+                    }
+                }
+                assert_eq!(walk(&cfg, &rules, 0x1234), (None, 1), "unmarked: one rule");
+                assert_eq!(walk(&cfg, &rules, cfg.mark_mask).0, Some(RT_TABLE_MAIN), "unmanaged");
+                if let Some(free) = (tables.0..=tables.1).find(|t| !used.contains(t)) {
+                    assert_eq!(walk(&cfg, &rules, mark_of(&cfg, free)).0, None, "no leaf: on to the from rules");
+                }
+            }
+        }
+    }
+
     fn eth1(addrs: &[(Ipv4Addr, u8)]) -> InterfaceFacts {
         InterfaceFacts { name: "eth1".into(), index: 7, addresses: addrs.to_vec(), addresses6: vec![] }
     }
@@ -399,9 +571,9 @@ mod tests {
         assert_eq!(
             lines(&d),
             [
-                "priority 4105 fwmark 0x2000000/0xff000000 lookup 4102",
-                "priority 4110 from 198.51.100.11 lookup 4102",
-                "priority 4120 oif eth1 lookup 4102",
+                "priority 4117 fwmark 0x2000000/0xff000000 lookup 4102",
+                "priority 4620 from 198.51.100.11 lookup 4102",
+                "priority 4630 oif eth1 lookup 4102",
                 "198.51.100.0/24 dev eth1 scope link src 198.51.100.11 table 4102",
                 "default via 198.51.100.1 dev eth1 src 198.51.100.11 table 4102",
                 "unreachable default metric 4294967295 table 4102",
@@ -483,10 +655,10 @@ mod tests {
         assert_eq!(
             six,
             [
-                "ip -6 rule add priority 4105 fwmark 0x2000000/0xff000000 lookup 4102",
-                "ip -6 rule add priority 4110 from 2001:db8:1::2ff:fe00:101 lookup 4102",
-                "ip -6 rule add priority 4110 from 2001:db8:1::1:11 lookup 4102",
-                "ip -6 rule add priority 4120 oif eth1 lookup 4102",
+                "ip -6 rule add priority 4117 fwmark 0x2000000/0xff000000 lookup 4102",
+                "ip -6 rule add priority 4620 from 2001:db8:1::2ff:fe00:101 lookup 4102",
+                "ip -6 rule add priority 4620 from 2001:db8:1::1:11 lookup 4102",
+                "ip -6 rule add priority 4630 oif eth1 lookup 4102",
                 "ip -6 route add 2001:db8:1::/64 dev eth1 table 4102",
                 "ip -6 route add 2001:db8:9::/64 dev eth1 table 4102",
                 "ip -6 route add fe80::/64 dev eth1 table 4102",

@@ -200,7 +200,7 @@ pub fn violations(e: &mut Engine) -> Result<Report, Error> {
                         "{name}: replies of connections that arrived on {name} (published ports, port forwards) would leave by {}; \
                          run `stronghost apply {name}` and look for rules below priority {} (`ip rule`)",
                         o.map(|o| k.name_of(o)).unwrap_or_else(|| "no interface".into()),
-                        e.cfg.priority + 5
+                        crate::policy::fwmark_priority(&e.cfg, t)
                     )),
                     _ => {}
                 }

@@ -57,6 +57,7 @@ pub const NFT_FIB_RESULT_OIF: u32 = 1;
 pub const NFT_FIB_RESULT_ADDRTYPE: u32 = 3;
 pub const NFTA_FIB_F_SADDR: u32 = 1;
 pub const NFTA_FIB_F_DADDR: u32 = 2;
+pub const NFTA_FIB_F_MARK: u32 = 4;
 pub const NFTA_FIB_F_IIF: u32 = 8;
 pub const NFTA_FIB_F_OIF: u32 = 16;
 pub const NFT_CMP_EQ: u32 = 0;
@@ -355,6 +356,10 @@ pub enum Expr {
         set: String,
         sreg: u32,
     },
+    /// The named counter.
+    Counter {
+        name: String,
+    },
     Verdict {
         code: u32,
     },
@@ -480,6 +485,11 @@ impl Expr {
                 attr(&mut d, 5, &be(set_id(set)));
                 "objref"
             }
+            Expr::Counter { name } => {
+                attr(&mut d, 1, &be(NFT_OBJECT_COUNTER)); // NFTA_OBJREF_IMM_TYPE
+                attr(&mut d, 2, &cstr(name)); // NFTA_OBJREF_IMM_NAME
+                "objref"
+            }
             Expr::Verdict { code } => {
                 attr(&mut d, 1, &be(NFT_REG_VERDICT));
                 nested(&mut d, 2, |v| nested(v, 2, |verdict| attr(verdict, 1, &be(*code))));
@@ -530,6 +540,7 @@ impl Expr {
                 Expr::Bitwise { sreg: u(1)?, dreg: u(2)?, mask, xor }
             }
             "objref" if only(&[3, 4]) => Expr::ObjrefMap { set: text(find(&d, 4)?), sreg: u(3)? },
+            "objref" if only(&[1, 2]) && u(1)? == NFT_OBJECT_COUNTER => Expr::Counter { name: text(find(&d, 2)?) },
             "immediate" if only(&[1, 2]) && u(1)? == NFT_REG_VERDICT => {
                 let data: Vec<_> = attributes(find(&d, 2)?).collect();
                 let verdict: Vec<_> = attributes(find(&data, 2)?).collect();

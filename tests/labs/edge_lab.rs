@@ -149,7 +149,7 @@ fn classless_routes_no_gateway_containers_and_damage() {
     let said = String::from_utf8_lossy(&check.stdout);
     assert!(!check.status.success() && said.contains(&format!("from {}", addr(0))), "check missed the damage: {said}");
     let plan = lab.host_ok(&["/usr/sbin/stronghost", "plan", "eth0"]);
-    assert_eq!(plan.trim(), format!("ip rule add priority 4110 from {} lookup {t0} protocol 83", addr(0)), "{plan}");
+    assert_eq!(plan.trim(), format!("ip rule add priority 4620 from {} lookup {t0} protocol 83", addr(0)), "{plan}");
     assert!(!lab.stronghost(&["check"]).status.success(), "plan changed something");
     let v = lab.stronghost_json(&["apply", "eth0", "--json"]);
     assert_eq!(v["writes"]["netlink"], 1, "{v}");

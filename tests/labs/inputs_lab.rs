@@ -31,7 +31,7 @@ fn an_address_on_two_interfaces_converges_and_is_reported() {
         lab.host_ok(&["ip", "rule"]).lines().filter(|l| l.contains(&format!("from {vip} "))).map(str::to_string).collect::<Vec<_>>()
     };
     wait_for(Duration::from_secs(5), "the VIP's rule in eth0's table", || {
-        rules(&lab) == [format!("4110:\tfrom {vip} lookup {t0} proto 83")]
+        rules(&lab) == [format!("4620:\tfrom {vip} lookup {t0} proto 83")]
     });
     // Nothing fights: the watcher's runs and `sync` agree.
     std::thread::sleep(Duration::from_millis(300));
@@ -45,7 +45,7 @@ fn an_address_on_two_interfaces_converges_and_is_reported() {
     lab.host_ok(&["ip", "addr", "del", &format!("{vip}/24"), "dev", "eth0"]);
     let t1 = lab.status_of("eth1").unwrap()["table"].as_u64().unwrap();
     wait_for(Duration::from_secs(5), "the VIP's rule in eth1's table", || {
-        rules(&lab) == [format!("4110:\tfrom {vip} lookup {t1} proto 83")]
+        rules(&lab) == [format!("4620:\tfrom {vip} lookup {t1} proto 83")]
     });
     assert_eq!(sync_writes(&lab), 0);
 }
