@@ -116,17 +116,41 @@ impl Default for Config {
 /// The top byte: clear of every mark field the tools we know of use by default — kube-proxy
 /// (0x4000, 0x8000), Cilium (0x0f00), mwan3 (0x3f00), shorewall (0xff), Tailscale (0xff0000),
 /// wg-quick (51820 on its own socket) — but Calico's default mask (0xffff0000), which Calico
-/// lets one change (README).
+/// lets one change (docs/design.md).
 pub const DEFAULT_MARK_MASK: u32 = 0xff00_0000;
 
+/// Why the configuration is refused: the file (once known), the line, and what is wrong there.
 #[derive(Debug)]
-pub struct ConfigError(pub String);
+pub enum ConfigError {
+    /// A line that does not say what it should.
+    Line {
+        line: usize,
+        message: String,
+    },
+    /// Settings that do not fit together.
+    Settings(String),
+    Unreadable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    In {
+        path: PathBuf,
+        reason: Box<ConfigError>,
+    },
+}
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        match self {
+            ConfigError::Line { line, message } => write!(f, "line {line}: {message}"),
+            ConfigError::Settings(message) => f.write_str(message),
+            ConfigError::Unreadable { path, source } => write!(f, "{}: cannot read: {source}", path.display()),
+            ConfigError::In { path, reason } => write!(f, "{}: {reason}", path.display()),
+        }
     }
 }
+
+impl std::error::Error for ConfigError {}
 
 impl Config {
     /// Loads the file; a missing file means the documented defaults.
@@ -134,20 +158,20 @@ impl Config {
         match std::fs::read_to_string(path) {
             Ok(text) => Config::parse(&text)
                 .map(|c| Config { path: path.to_path_buf(), ..c })
-                .map_err(|e| ConfigError(format!("{}: {e}", path.display()))),
+                .map_err(|e| ConfigError::In { path: path.to_path_buf(), reason: Box::new(e) }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config { path: path.to_path_buf(), ..Config::default() }),
-            Err(e) => Err(ConfigError(format!("{}: cannot read: {e}", path.display()))),
+            Err(source) => Err(ConfigError::Unreadable { path: path.to_path_buf(), source }),
         }
     }
 
-    pub fn parse(text: &str) -> Result<Config, String> {
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
         let mut c = Config::default();
         for (n, raw) in text.lines().enumerate() {
             let line = raw.split('#').next().unwrap_or("").trim();
             if line.is_empty() {
                 continue;
             }
-            let at = |msg: String| format!("line {}: {msg}", n + 1);
+            let at = |message: String| ConfigError::Line { line: n + 1, message };
             let (key, value) = line
                 .split_once('=')
                 .map(|(k, v)| (k.trim(), v.trim()))
@@ -207,14 +231,14 @@ impl Config {
         }
         let tables = c.table_max - c.table_min + 1;
         if u64::from(tables) > c.mark_slots() {
-            return Err(format!(
+            return Err(ConfigError::Settings(format!(
                 "tables {}-{} are {tables} interfaces, and mark_mask {:#x} marks {} of them: widen mark_mask (bits no other tool on \
-                 this host uses; README lists who uses which) or narrow tables",
+                 this host uses; /usr/share/doc/stronghost/design.md lists who uses which) or narrow tables",
                 c.table_min,
                 c.table_max,
                 c.mark_mask,
                 c.mark_slots()
-            ));
+            )));
         }
         Ok(c)
     }
@@ -349,7 +373,7 @@ mod tests {
             ("tables = 4101-4356", "mark_mask 0xff000000 marks 253 of them"),
             ("mark_mask = 0xf0000000\ntables = 5000-5020", "widen mark_mask"),
         ] {
-            let e = Config::parse(text).unwrap_err();
+            let e = Config::parse(text).unwrap_err().to_string();
             assert!(e.contains(needle), "{text:?}: {e}");
         }
     }

@@ -24,8 +24,9 @@ pub enum Error {
     Busy { detail: String },
     /// stronghost's own records could not be read or written.
     State { doing: String, source: std::io::Error },
-    /// The receive filter (nftables) could not be read or changed.
-    Filter { detail: String },
+    /// The receive filter (nftables) could not be read or changed; `unapplied`: a change was not
+    /// even tried, since the table could not be read.
+    Filter { source: crate::filter::FilterError, unapplied: bool },
     /// A sysctl could not be written.
     Sysctl { doing: String, source: std::io::Error },
     /// Several independent failures of one run.
@@ -140,7 +141,8 @@ impl fmt::Display for Error {
             }
             Error::Busy { detail } => write!(f, "{detail}"),
             Error::State { doing, source } => write!(f, "{doing}: {source}"),
-            Error::Filter { detail } => write!(f, "{detail}"),
+            Error::Filter { source, unapplied: false } => write!(f, "{source}"),
+            Error::Filter { source, unapplied: true } => write!(f, "receive filter not applied: {source}"),
             Error::Sysctl { doing, source } => write!(f, "{doing}: {source}"),
             Error::Several(v) => {
                 let parts: Vec<String> = v.iter().map(Error::to_string).collect();

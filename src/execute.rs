@@ -72,12 +72,12 @@ pub fn execute(
     }
     if let Some(s) = &host.filter {
         writes.nft += 1;
-        if let Err(detail) = filter::apply(s, &filter::Shape::of(cfg)) {
-            errors.push(Error::Filter { detail });
+        if let Err(source) = filter::apply(s, &filter::Shape::of(cfg)) {
+            errors.push(Error::Filter { source, unapplied: false });
         }
     }
     if let Some(e) = &host.filter_error {
-        errors.push(Error::Filter { detail: format!("receive filter not applied: {e}") });
+        errors.push(Error::Filter { source: e.clone(), unapplied: true });
     }
     let released: Vec<&str> = plans.interfaces.iter().filter(|p| !p.orphans && p.record.is_none()).map(|p| p.ifname.as_str()).collect();
     if let Err(source) = state.remove_records(&released) {

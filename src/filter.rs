@@ -94,11 +94,14 @@
 //! lookup (the cost per packet does not grow with the members). Named counters survive rule
 //! replacement, so per-interface drop counts are never reset by an unrelated change.
 
+use crate::netlink::NetlinkError;
 use crate::netlink::nftables::*;
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
 use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 
 pub const TABLE: &str = "stronghost";
 const T: &str = "inet stronghost";
@@ -533,8 +536,50 @@ fn u32_of(v: &[u8]) -> Option<u32> {
     Some(u32::from_ne_bytes(v.get(..4)?.try_into().ok()?))
 }
 
-fn read_err(e: crate::netlink::NetlinkError) -> String {
-    format!("reading nft table {T}: {e}")
+/// Why the table could not be read or changed. Clone: a gather's result is shared by planning,
+/// `status` and `check`.
+#[derive(Debug, Clone)]
+pub enum FilterError {
+    Read(Arc<NetlinkError>),
+    /// Creating the table over nfnetlink (the common path: no nft process).
+    Create(Arc<NetlinkError>),
+    /// Changing members, or removing the table, over nfnetlink.
+    Write(Arc<NetlinkError>),
+    /// nft could not be started.
+    NoNft(Arc<std::io::Error>),
+    /// Talking to the nft process failed.
+    Nft(Arc<std::io::Error>),
+    /// nft refused the script (its message).
+    Refused(String),
+    TimedOut(std::time::Duration),
+    /// A member's name cannot be written in an nft string: the table is written over nfnetlink.
+    NotText,
+    /// A repair that failed, and the recreation that followed.
+    Both(Box<FilterError>, Box<FilterError>),
+}
+
+impl fmt::Display for FilterError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FilterError::Read(e) => write!(f, "reading nft table {T}: {e}"),
+            FilterError::Create(e) => write!(f, "creating nft table {T} over nfnetlink failed: {e}"),
+            FilterError::Write(e) => write!(f, "changing nft table {T} over nfnetlink failed: {e}"),
+            FilterError::NoNft(e) => write!(f, "cannot run nft ({e}); install the nftables package or set receive_filter = no"),
+            FilterError::Nft(e) => write!(f, "nft: {e}"),
+            FilterError::Refused(stderr) => write!(f, "nft -f refused the receive filter: {stderr}"),
+            FilterError::TimedOut(d) => {
+                write!(f, "nft -f did not finish within {} s and was killed; run `stronghost sync` again", d.as_secs())
+            }
+            FilterError::NotText => write!(f, "a member's name cannot be written as nft text"),
+            FilterError::Both(first, then) => write!(f, "{first}; recreating nft table {T} over nfnetlink failed too: {then}"),
+        }
+    }
+}
+
+impl std::error::Error for FilterError {}
+
+fn read_err(e: NetlinkError) -> FilterError {
+    FilterError::Read(Arc::new(e))
 }
 
 /// Whether an installed chain's rules are `want`, judged by their bodies whatever their comments
@@ -545,7 +590,7 @@ fn same_rules(rules: Option<Vec<InstalledRule>>, want: &[Vec<Expr>]) -> bool {
 }
 
 /// The table's existence and its base chains and rules (`rules_ok`); `None` when it does not exist.
-fn read_rules(nft: &mut Nft, shape: &Shape) -> Result<Option<Current>, String> {
+fn read_rules(nft: &mut Nft, shape: &Shape) -> Result<Option<Current>, FilterError> {
     let err = read_err;
     if !nft.table_exists(TABLE).map_err(err)? {
         // The bridge table alone, left by a partial removal: created anew, or removed.
@@ -564,7 +609,7 @@ fn read_rules(nft: &mut Nft, shape: &Shape) -> Result<Option<Current>, String> {
 }
 
 /// Whether the bridge table is as stronghost writes it.
-fn read_bridge(shape: &Shape) -> Result<bool, String> {
+fn read_bridge(shape: &Shape) -> Result<bool, FilterError> {
     let err = read_err;
     let mut nft = Nft::open_family(NFPROTO_BRIDGE).map_err(|e| err(e.into()))?;
     let (name, kind, hook, priority, _) = BRIDGE_CHAIN;
@@ -578,7 +623,7 @@ fn read_bridge(shape: &Shape) -> Result<bool, String> {
 /// (dumping every set and counter of a 4,096-interface host costs more than the rest of the
 /// event). Falls back to reading everything when the table is not as stronghost left it or the
 /// interface's entries disagree: a repair rewrites the whole table.
-pub fn read_member(shape: &Shape, name: &str, index: Option<u32>) -> Result<Current, String> {
+pub fn read_member(shape: &Shape, name: &str, index: Option<u32>) -> Result<Current, FilterError> {
     let err = read_err;
     let mut nft = Nft::open().map_err(|e| err(e.into()))?;
     let Some(mut c) = read_rules(&mut nft, shape)? else { return Ok(Current { shape: *shape, ..Default::default() }) };
@@ -634,7 +679,7 @@ pub fn read_member(shape: &Shape, name: &str, index: Option<u32>) -> Result<Curr
 }
 
 /// Reads the table over nfnetlink; an empty `Current` when it does not exist.
-pub fn read(shape: &Shape) -> Result<Current, String> {
+pub fn read(shape: &Shape) -> Result<Current, FilterError> {
     let err = read_err;
     let mut nft = Nft::open().map_err(|e| err(e.into()))?;
     match read_rules(&mut nft, shape)? {
@@ -645,7 +690,7 @@ pub fn read(shape: &Shape) -> Result<Current, String> {
 }
 
 /// Every member's entries: each set and map dumped, every chain's rules, and the counters.
-fn read_members(nft: &mut Nft, mut c: Current) -> Result<Current, String> {
+fn read_members(nft: &mut Nft, mut c: Current) -> Result<Current, FilterError> {
     let err = read_err;
     let mut elements = |set: &str| nft.elements(TABLE, set).map_err(err);
     c.managed = elements("managed")?.unwrap_or_default().into_iter().map(|e| name_of(&e.key)).collect();
@@ -991,30 +1036,25 @@ fn delete_tables() -> Result<(), crate::netlink::NetlinkError> {
 }
 
 /// Makes a change; each kind is one transaction: all of it takes effect or none does.
-pub fn apply(change: &Change, shape: &Shape) -> Result<(), String> {
+pub fn apply(change: &Change, shape: &Shape) -> Result<(), FilterError> {
     match change {
         Change::Create(want) => create(want).or_else(|e| {
             if !want.members.keys().all(|n| text_safe(n)) {
-                return Err(format!("creating nft table {T} over nfnetlink failed: {e}"));
+                return Err(FilterError::Create(Arc::new(e)));
             }
             log::info!("creating nft table {T} over nfnetlink failed ({e}); writing it with nft");
             run_script(&script(&Current::default(), want))
         }),
         Change::Repair { script, want } => {
-            if want.members.keys().all(|n| text_safe(n)) {
-                run_script(script)
-            } else {
-                Err("a member's name cannot be written as nft text".into())
-            }
+            { if want.members.keys().all(|n| text_safe(n)) { run_script(script) } else { Err(FilterError::NotText) } }.or_else(|e| {
+                log::warn!(
+                    "repairing nft table {T} with nft failed ({e}); recreating it over nfnetlink (its drop counters start again from 0)"
+                );
+                delete_tables()
+                    .and_then(|()| create(want))
+                    .map_err(|e2| FilterError::Both(Box::new(e), Box::new(FilterError::Create(Arc::new(e2)))))
+            })
         }
-        .or_else(|e| {
-            log::warn!(
-                "repairing nft table {T} with nft failed ({e}); recreating it over nfnetlink (its drop counters start again from 0)"
-            );
-            delete_tables()
-                .and_then(|()| create(want))
-                .map_err(|e2| format!("{e}; recreating nft table {T} over nfnetlink failed too: {e2}"))
-        }),
         Change::Delete => delete_tables().or_else(|e| {
             log::info!("removing the receive filter over nfnetlink failed ({e}); removing it with nft");
             run_script(&format!("add table {T}\ndelete table {T}\nadd table {B}\ndelete table {B}\n"))
@@ -1045,7 +1085,7 @@ fn nft_binary() -> &'static str {
 
 const NFT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-fn run_script(script: &str) -> Result<(), String> {
+fn run_script(script: &str) -> Result<(), FilterError> {
     let mut cmd = Command::new(nft_binary());
     // If stronghost dies (killed mid-run), nft dies with it: a transaction must never land after
     // the next run has read the table. (nft's transaction itself is atomic either way.)
@@ -1058,27 +1098,25 @@ fn run_script(script: &str) -> Result<(), String> {
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| format!("cannot run nft ({e}); install the nftables package or set receive_filter = no"))?;
-    child.stdin.take().expect("piped").write_all(script.as_bytes()).map_err(|e| format!("nft: {e}"))?;
+        .map_err(|e| FilterError::NoNft(Arc::new(e)))?;
+    let io = |e| FilterError::Nft(Arc::new(e));
+    child.stdin.take().expect("piped").write_all(script.as_bytes()).map_err(io)?;
     // nft answers in milliseconds; one that hangs must not hold the host-wide lock for ever.
     let start = std::time::Instant::now();
     let status = loop {
-        match child.try_wait().map_err(|e| format!("nft: {e}"))? {
+        match child.try_wait().map_err(io)? {
             Some(s) => break s,
             None if start.elapsed() > NFT_TIMEOUT => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(format!(
-                    "nft -f did not finish within {} s and was killed; run `stronghost sync` again",
-                    NFT_TIMEOUT.as_secs()
-                ));
+                return Err(FilterError::TimedOut(NFT_TIMEOUT));
             }
             None => std::thread::sleep(std::time::Duration::from_millis(2)),
         }
     };
     let mut stderr = String::new();
     let _ = std::io::Read::read_to_string(&mut child.stderr.take().expect("piped"), &mut stderr);
-    if status.success() { Ok(()) } else { Err(format!("nft -f refused the receive filter: {}", stderr.trim())) }
+    if status.success() { Ok(()) } else { Err(FilterError::Refused(stderr.trim().to_string())) }
 }
 
 /// Whether a name can be written inside an nft string literal as itself: nft's scanner ends it

@@ -3,7 +3,7 @@
 //! The kernel is the authority for addresses; a lease contributes what the kernel cannot tell us:
 //! the gateway and the classless static routes (option 121). Every field is attacker-controlled.
 
-use crate::net::{Ipv4Net, check_ifname, check_unicast, netmask_to_len, parse_ipv4, printable};
+use crate::net::{InField, Invalid, Ipv4Net, check_ifname, check_unicast, netmask_to_len, parse_ipv4};
 use serde::{Deserialize, Serialize};
 use std::net::Ipv4Addr;
 
@@ -42,11 +42,11 @@ impl Lease {
 pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 
 /// Validates an interface address and its prefix length as a lease gives them.
-pub fn check_address(field: &str, address: Ipv4Addr, prefix_len: u8) -> Result<(), String> {
-    check_unicast("address", address).map_err(|e| format!("{field}: {e}"))?;
+pub fn check_address(field: &str, address: Ipv4Addr, prefix_len: u8) -> Result<(), Invalid> {
+    check_unicast("address", address).field(field)?;
     let subnet = Ipv4Net::containing(address, prefix_len);
     if prefix_len < 31 && (address == subnet.addr || address == broadcast(subnet)) {
-        return Err(format!("{field}: {address} is the network or broadcast address of {subnet}"));
+        return Err(Invalid::NetworkOrBroadcast { addr: address, subnet }).field(field);
     }
     Ok(())
 }
@@ -58,7 +58,7 @@ pub fn assemble(
     address: Ipv4Addr,
     prefix_len: u8,
     routers: (&str, Option<String>),
-    classless: Option<(&str, Result<Vec<StaticRoute>, String>)>,
+    classless: Option<(&str, Result<Vec<StaticRoute>, Invalid>)>,
     source: &str,
     warnings: &mut Vec<String>,
 ) -> Lease {
@@ -87,50 +87,54 @@ pub fn assemble(
 }
 
 /// A non-empty variable that must be set.
-pub fn required(env: Env, name: &str) -> Result<String, String> {
-    env(name).filter(|v| !v.is_empty()).ok_or_else(|| format!("{name} is not set"))
+pub fn required(env: Env, name: &str) -> Result<String, Invalid> {
+    env(name).filter(|v| !v.is_empty()).ok_or_else(|| Invalid::Unset { field: name.to_string() })
 }
 
 /// An IPv4 address variable, strictly parsed.
-pub fn ipv4_field(env: Env, name: &str) -> Result<Ipv4Addr, String> {
-    parse_ipv4(&required(env, name)?).map_err(|e| format!("{name}: {e}"))
+pub fn ipv4_field(env: Env, name: &str) -> Result<Ipv4Addr, Invalid> {
+    parse_ipv4(&required(env, name)?).field(name)
 }
 
 /// A netmask variable (dotted, contiguous) as a prefix length.
-pub fn netmask_field(env: Env, name: &str) -> Result<u8, String> {
-    netmask_to_len(ipv4_field(env, name)?).map_err(|e| format!("{name}: {e}"))
+pub fn netmask_field(env: Env, name: &str) -> Result<u8, Invalid> {
+    netmask_to_len(ipv4_field(env, name)?).field(name)
 }
 
-/// A prefix-length variable (0-32).
-pub fn prefix_field(env: Env, name: &str) -> Result<u8, String> {
-    let v = required(env, name)?;
+/// A prefix length as written in a variable (0-32, decimal, at most two digits).
+pub fn prefix_len(v: &str) -> Result<u8, Invalid> {
     v.parse::<u8>()
         .ok()
         .filter(|l| *l <= 32 && v.len() <= 2 && v.bytes().all(|b| b.is_ascii_digit()))
-        .ok_or_else(|| format!("{name}: {:?} is not a prefix length", printable(&v)))
+        .ok_or_else(|| Invalid::form(v, "a prefix length"))
+}
+
+/// A prefix-length variable (0-32).
+pub fn prefix_field(env: Env, name: &str) -> Result<u8, Invalid> {
+    prefix_len(&required(env, name)?).field(name)
 }
 
 /// An interface-name variable.
-pub fn ifname_field(env: Env, name: &str) -> Result<String, String> {
+pub fn ifname_field(env: Env, name: &str) -> Result<String, Invalid> {
     let n = required(env, name)?;
-    check_ifname(&n).map_err(|e| format!("{name}: {e}"))?;
+    check_ifname(&n).field(name)?;
     Ok(n)
 }
 
 /// Words separated by blanks or commas, taken two by two: (destination, gateway).
-fn pairs<'a>(v: &'a str, first: &str) -> Result<Vec<(&'a str, &'a str)>, String> {
+fn pairs<'a>(v: &'a str, first: &'static str) -> Result<Vec<(&'a str, &'a str)>, Invalid> {
     let words: Vec<&str> = v.split(|c: char| c.is_ascii_whitespace() || c == ',').filter(|w| !w.is_empty()).collect();
     if !words.len().is_multiple_of(2) {
-        return Err(format!("odd number of fields (each route is a {first} and a gateway)"));
+        return Err(Invalid::OddFields { first });
     }
     Ok(words.chunks(2).map(|c| (c[0], c[1])).collect())
 }
 
 /// "dst/len gw dst/len gw ..." (dhcpcd, udhcpc, NetworkManager) or "dst/len,gw ..." (networkd).
-pub fn parse_route_pairs(v: &str) -> Result<Vec<StaticRoute>, String> {
+pub fn parse_route_pairs(v: &str) -> Result<Vec<StaticRoute>, Invalid> {
     let mut routes = Vec::new();
     for (dst, gw) in pairs(v, "destination")? {
-        let dst: Ipv4Net = dst.parse().map_err(|e| format!("{:?}: {e}", printable(dst)))?;
+        let dst: Ipv4Net = dst.parse()?;
         routes.push(route(dst.addr, dst.len, parse_ipv4(gw)?)?);
     }
     Ok(routes)
@@ -152,55 +156,53 @@ pub fn first_router(name: &str, v: Option<&str>, own: Ipv4Addr, warnings: &mut V
     None
 }
 
-fn check_gateway(g: Ipv4Addr, own: Ipv4Addr) -> Result<(), String> {
+fn check_gateway(g: Ipv4Addr, own: Ipv4Addr) -> Result<(), Invalid> {
     check_unicast("gateway", g)?;
     if g == own {
-        return Err(format!("gateway {g} is the lease's own address"));
+        return Err(Invalid::GatewayIsOwnAddress(g));
     }
     Ok(())
 }
 
 /// Validates a decoded option 121 as a whole: bounded, sane destinations and gateways, no duplicates.
-fn check_routes(routes: Vec<StaticRoute>, own: Ipv4Addr) -> Result<Vec<StaticRoute>, String> {
+fn check_routes(routes: Vec<StaticRoute>, own: Ipv4Addr) -> Result<Vec<StaticRoute>, Invalid> {
     if routes.len() > MAX_CLASSLESS_ROUTES {
-        return Err(format!("{} routes, more than the {MAX_CLASSLESS_ROUTES} accepted", routes.len()));
+        return Err(Invalid::TooManyRoutes(routes.len()));
     }
     let mut seen = std::collections::HashSet::new();
     for r in &routes {
         let first = r.dst.addr.octets()[0];
         if !r.dst.is_default() && (first == 0 || first == 127 || first >= 224) {
-            return Err(format!("destination {} is not a unicast network", r.dst));
+            return Err(Invalid::DestinationNotUnicast(r.dst));
         }
         if let Some(g) = r.gateway {
-            check_gateway(g, own).map_err(|e| format!("route to {}: {e}", r.dst))?;
+            check_gateway(g, own).field(&format!("route to {}", r.dst))?;
         }
         if !seen.insert(r.dst) {
-            return Err(format!("destination {} appears twice", r.dst));
+            return Err(Invalid::DestinationTwice(r.dst));
         }
     }
     Ok(routes)
 }
 
 /// Debian: the option as decimal bytes, "24 192 168 1 10 0 0 1 0 198 51 100 1".
-pub fn parse_rfc3442_bytes(v: &str) -> Result<Vec<StaticRoute>, String> {
+pub fn parse_rfc3442_bytes(v: &str) -> Result<Vec<StaticRoute>, Invalid> {
     let mut bytes = Vec::new();
     for w in v.split_ascii_whitespace() {
-        if w.len() > 3 || !w.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(format!("{:?} is not a decimal byte", printable(w)));
-        }
-        bytes.push(w.parse::<u8>().map_err(|_| format!("{w} is not a byte"))?);
+        let byte = Some(w).filter(|w| w.len() <= 3 && w.bytes().all(|b| b.is_ascii_digit())).and_then(|w| w.parse::<u8>().ok());
+        bytes.push(byte.ok_or_else(|| Invalid::form(w, "a decimal byte"))?);
     }
     let mut routes = Vec::new();
     let mut i = 0;
     while i < bytes.len() {
         let len = bytes[i];
         if len > 32 {
-            return Err(format!("prefix length {len} is over 32"));
+            return Err(Invalid::PrefixTooLong { len, max: 32 });
         }
         let significant = usize::from(len).div_ceil(8);
         let need = 1 + significant + 4;
         if i + need > bytes.len() {
-            return Err("truncated route".into());
+            return Err(Invalid::TruncatedRoute);
         }
         let mut dst = [0u8; 4];
         dst[..significant].copy_from_slice(&bytes[i + 1..i + 1 + significant]);
@@ -212,7 +214,7 @@ pub fn parse_rfc3442_bytes(v: &str) -> Result<Vec<StaticRoute>, String> {
 }
 
 /// RHEL (ISC destination descriptors): "24.192.168.1 10.0.0.1 0 198.51.100.1".
-pub fn parse_rfc3442_descriptors(v: &str) -> Result<Vec<StaticRoute>, String> {
+pub fn parse_rfc3442_descriptors(v: &str) -> Result<Vec<StaticRoute>, Invalid> {
     let mut routes = Vec::new();
     for (descriptor, gw) in pairs(v, "descriptor")? {
         let mut parts = descriptor.split('.');
@@ -220,13 +222,13 @@ pub fn parse_rfc3442_descriptors(v: &str) -> Result<Vec<StaticRoute>, String> {
             .next()
             .filter(|p| !p.is_empty() && p.len() <= 2 && p.bytes().all(|b| b.is_ascii_digit()))
             .and_then(|p| p.parse().ok())
-            .ok_or_else(|| format!("{:?} is not a destination descriptor", printable(descriptor)))?;
+            .ok_or_else(|| Invalid::form(descriptor, "a destination descriptor"))?;
         if len > 32 {
-            return Err(format!("prefix length {len} is over 32"));
+            return Err(Invalid::PrefixTooLong { len, max: 32 });
         }
         let octets: Vec<&str> = parts.collect();
         if octets.len() != usize::from(len).div_ceil(8) {
-            return Err(format!("{:?}: octet count does not match /{len}", printable(descriptor)));
+            return Err(Invalid::OctetCount { descriptor: crate::net::printable(descriptor), len });
         }
         let mut dst = [0u8; 4];
         for (k, o) in octets.iter().enumerate() {
@@ -237,7 +239,7 @@ pub fn parse_rfc3442_descriptors(v: &str) -> Result<Vec<StaticRoute>, String> {
     Ok(routes)
 }
 
-fn route(dst: Ipv4Addr, len: u8, gw: Ipv4Addr) -> Result<StaticRoute, String> {
+fn route(dst: Ipv4Addr, len: u8, gw: Ipv4Addr) -> Result<StaticRoute, Invalid> {
     let dst = Ipv4Net::new(dst, len)?;
     Ok(StaticRoute { dst, gateway: if gw.is_unspecified() { None } else { Some(gw) } })
 }

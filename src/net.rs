@@ -8,6 +8,100 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
+/// Why a value chosen by someone else (a lease, a hook's environment, an interface name, the
+/// configuration) is refused. Displayed as one line for the log, naming the field (`In`) and the
+/// value as received (made printable: it may hold anything).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Invalid {
+    /// `value` is not of the form `expected` (e.g. "a dotted-quad IPv4 address").
+    Form {
+        value: String,
+        expected: &'static str,
+    },
+    PrefixTooLong {
+        len: u8,
+        max: u8,
+    },
+    HostBitsSet {
+        addr: IpAddr,
+        len: u8,
+    },
+    NetmaskNotContiguous(Ipv4Addr),
+    NotUnicast {
+        what: &'static str,
+        addr: Ipv4Addr,
+        why: &'static str,
+    },
+    NetworkOrBroadcast {
+        addr: Ipv4Addr,
+        subnet: Ipv4Net,
+    },
+    GatewayIsOwnAddress(Ipv4Addr),
+    TooManyRoutes(usize),
+    DestinationNotUnicast(Ipv4Net),
+    DestinationTwice(Ipv4Net),
+    /// Route words that do not pair up (each route is a `first` and a gateway).
+    OddFields {
+        first: &'static str,
+    },
+    TruncatedRoute,
+    OctetCount {
+        descriptor: String,
+        len: u8,
+    },
+    /// A variable or field that must be there and is not (or is empty).
+    Unset {
+        field: String,
+    },
+    /// What was wrong with one field.
+    In {
+        field: String,
+        reason: Box<Invalid>,
+    },
+}
+
+impl Invalid {
+    /// `value` (as received) is not `expected`.
+    pub fn form(value: &str, expected: &'static str) -> Invalid {
+        Invalid::Form { value: printable(value), expected }
+    }
+}
+
+impl fmt::Display for Invalid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Invalid::Form { value, expected } => write!(f, "\"{value}\" is not {expected}"),
+            Invalid::PrefixTooLong { len, max } => write!(f, "prefix length {len} is over {max}"),
+            Invalid::HostBitsSet { addr, len } => write!(f, "{addr}/{len} has host bits set"),
+            Invalid::NetmaskNotContiguous(m) => write!(f, "netmask {m} is not contiguous"),
+            Invalid::NotUnicast { what, addr, why } => write!(f, "{what} {addr} is {why}, not a unicast address"),
+            Invalid::NetworkOrBroadcast { addr, subnet } => write!(f, "{addr} is the network or broadcast address of {subnet}"),
+            Invalid::GatewayIsOwnAddress(g) => write!(f, "gateway {g} is the lease's own address"),
+            Invalid::TooManyRoutes(n) => write!(f, "{n} routes, more than the {} accepted", crate::lease::MAX_CLASSLESS_ROUTES),
+            Invalid::DestinationNotUnicast(d) => write!(f, "destination {d} is not a unicast network"),
+            Invalid::DestinationTwice(d) => write!(f, "destination {d} appears twice"),
+            Invalid::OddFields { first } => write!(f, "odd number of fields (each route is a {first} and a gateway)"),
+            Invalid::TruncatedRoute => write!(f, "truncated route"),
+            Invalid::OctetCount { descriptor, len } => write!(f, "\"{descriptor}\": octet count does not match /{len}"),
+            Invalid::Unset { field } => write!(f, "{field} is not set"),
+            Invalid::In { field, reason } => write!(f, "{field}: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for Invalid {}
+
+/// Names the field a refused value came in (the one way context is added to an `Invalid`).
+pub trait InField<T> {
+    fn field(self, name: &str) -> Result<T, Invalid>;
+}
+
+impl<T> InField<T> for Result<T, Invalid> {
+    fn field(self, name: &str) -> Result<T, Invalid> {
+        self.map_err(|reason| Invalid::In { field: name.to_string(), reason: Box::new(reason) })
+    }
+}
+
 /// An IPv4 prefix with its host bits cleared (`198.51.100.0/24`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Ipv4Net {
@@ -17,12 +111,12 @@ pub struct Ipv4Net {
 
 impl Ipv4Net {
     /// A prefix; refuses a length over 32 or set host bits.
-    pub fn new(addr: Ipv4Addr, len: u8) -> Result<Self, String> {
+    pub fn new(addr: Ipv4Addr, len: u8) -> Result<Self, Invalid> {
         if len > 32 {
-            return Err(format!("prefix length {len} is over 32"));
+            return Err(Invalid::PrefixTooLong { len, max: 32 });
         }
         if u32::from(addr) & !mask(len) != 0 {
-            return Err(format!("{addr}/{len} has host bits set"));
+            return Err(Invalid::HostBitsSet { addr: IpAddr::V4(addr), len });
         }
         Ok(Ipv4Net { addr, len })
     }
@@ -64,11 +158,11 @@ impl<'de> serde::Deserialize<'de> for Ipv4Net {
 }
 
 impl FromStr for Ipv4Net {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let (a, l) = s.split_once('/').ok_or_else(|| format!("{s:?} is not ADDRESS/LENGTH"))?;
+    type Err = Invalid;
+    fn from_str(s: &str) -> Result<Self, Invalid> {
+        let (a, l) = s.split_once('/').ok_or_else(|| Invalid::form(s, "ADDRESS/LENGTH"))?;
         let addr = parse_ipv4(a)?;
-        let len = parse_u8_dec(l).ok_or_else(|| format!("{l:?} is not a prefix length"))?;
+        let len = parse_u8_dec(l).ok_or_else(|| Invalid::form(l, "a prefix length"))?;
         Ipv4Net::new(addr, len)
     }
 }
@@ -87,12 +181,12 @@ impl IpNet {
     pub const LINK_LOCAL_V6: IpNet = IpNet { addr: IpAddr::V6(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0)), len: 64 };
 
     /// A prefix; refuses a length over the family's width or set host bits.
-    pub fn new(addr: IpAddr, len: u8) -> Result<Self, String> {
+    pub fn new(addr: IpAddr, len: u8) -> Result<Self, Invalid> {
         if len > max_len(addr) {
-            return Err(format!("prefix length {len} is over {}", max_len(addr)));
+            return Err(Invalid::PrefixTooLong { len, max: max_len(addr) });
         }
         if IpNet::containing(addr, len).addr != addr {
-            return Err(format!("{addr}/{len} has host bits set"));
+            return Err(Invalid::HostBitsSet { addr, len });
         }
         Ok(IpNet { addr, len })
     }
@@ -144,16 +238,15 @@ impl Serialize for IpNet {
 }
 
 impl FromStr for IpNet {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let (a, l) = s.split_once('/').ok_or_else(|| format!("{:?} is not ADDRESS/LENGTH", printable(s)))?;
+    type Err = Invalid;
+    fn from_str(s: &str) -> Result<Self, Invalid> {
+        let (a, l) = s.split_once('/').ok_or_else(|| Invalid::form(s, "ADDRESS/LENGTH"))?;
         let addr = if a.contains(':') {
-            IpAddr::V6(a.parse().map_err(|_| format!("{:?} is not an IPv6 address", printable(a)))?)
+            IpAddr::V6(a.parse().map_err(|_| Invalid::form(a, "an IPv6 address"))?)
         } else {
             IpAddr::V4(parse_ipv4(a)?)
         };
-        let len =
-            l.parse::<u8>().ok().filter(|_| !l.starts_with('+')).ok_or_else(|| format!("{:?} is not a prefix length", printable(l)))?;
+        let len = l.parse::<u8>().ok().filter(|_| !l.starts_with('+')).ok_or_else(|| Invalid::form(l, "a prefix length"))?;
         IpNet::new(addr, len)
     }
 }
@@ -190,14 +283,15 @@ pub fn mask(len: u8) -> u32 {
 
 /// Strict dotted-quad: exactly four decimal octets, no leading zeros (which some libcs read as
 /// octal), no whitespace.
-pub fn parse_ipv4(s: &str) -> Result<Ipv4Addr, String> {
+pub fn parse_ipv4(s: &str) -> Result<Ipv4Addr, Invalid> {
+    let bad = || Invalid::form(s, "a dotted-quad IPv4 address");
     let parts: Vec<&str> = s.split('.').collect();
     if parts.len() != 4 {
-        return Err(format!("{:?} is not a dotted-quad IPv4 address", printable(s)));
+        return Err(bad());
     }
     let mut octets = [0u8; 4];
     for (i, p) in parts.iter().enumerate() {
-        octets[i] = parse_u8_dec(p).ok_or_else(|| format!("{:?} is not a dotted-quad IPv4 address", printable(s)))?;
+        octets[i] = parse_u8_dec(p).ok_or_else(bad)?;
     }
     Ok(Ipv4Addr::from(octets))
 }
@@ -213,17 +307,17 @@ fn parse_u8_dec(s: &str) -> Option<u8> {
 }
 
 /// A netmask must be contiguous ones then zeros; returns its prefix length.
-pub fn netmask_to_len(m: Ipv4Addr) -> Result<u8, String> {
+pub fn netmask_to_len(m: Ipv4Addr) -> Result<u8, Invalid> {
     let v = u32::from(m);
     let len = v.leading_ones();
     if v.checked_shl(len).unwrap_or(0) != 0 {
-        return Err(format!("netmask {m} is not contiguous"));
+        return Err(Invalid::NetmaskNotContiguous(m));
     }
     Ok(len as u8)
 }
 
 /// An address that may be configured on an interface or used as a gateway: plain unicast.
-pub fn check_unicast(what: &str, a: Ipv4Addr) -> Result<(), String> {
+pub fn check_unicast(what: &'static str, a: Ipv4Addr) -> Result<(), Invalid> {
     let why = if a.is_unspecified() {
         "unspecified"
     } else if a.is_loopback() {
@@ -239,16 +333,14 @@ pub fn check_unicast(what: &str, a: Ipv4Addr) -> Result<(), String> {
     } else {
         return Ok(());
     };
-    Err(format!("{what} {a} is {why}, not a unicast address"))
+    Err(Invalid::NotUnicast { what, addr: a, why })
 }
 
-/// Kernel rules for an interface name (dev_valid_name): 1–15 bytes, not "." or "..", no '/',
-/// ':' or whitespace. We also refuse control bytes so a name is always safe to print.
 /// What the kernel accepts as an interface name (`dev_valid_name`): 1 to 15 bytes, not `.` or
 /// `..`, no `/`, `:` or byte its `isspace` calls a space (which includes 0xa0, a byte of many
 /// UTF-8 letters). Anything else — quotes, `;`, `*`, `$`, non-ASCII letters — is a name like any
 /// other, never passed through a shell.
-pub fn check_ifname(name: &str) -> Result<(), String> {
+pub fn check_ifname(name: &str) -> Result<(), Invalid> {
     let ok = !name.is_empty()
         && name.len() <= 15
         && name != "."
@@ -256,7 +348,7 @@ pub fn check_ifname(name: &str) -> Result<(), String> {
         && name.bytes().all(|b| !matches!(b, b'/' | b':' | b' ' | 0x09..=0x0d | 0xa0 | 0))
         // What a name that is not UTF-8 reads as: not the kernel's name, and no lookup finds it.
         && !name.contains('\u{fffd}');
-    if ok { Ok(()) } else { Err(format!("{:?} is not a valid interface name", printable(name))) }
+    if ok { Ok(()) } else { Err(Invalid::form(name, "a valid interface name")) }
 }
 
 /// A value quoted for a log line: at most 64 characters, control bytes escaped.
@@ -300,7 +392,7 @@ mod tests {
     #[test]
     fn unicast_check_names_the_problem() {
         assert!(check_unicast("router", Ipv4Addr::new(198, 51, 100, 1)).is_ok());
-        let e = check_unicast("router", Ipv4Addr::new(224, 0, 0, 1)).unwrap_err();
+        let e = check_unicast("router", Ipv4Addr::new(224, 0, 0, 1)).unwrap_err().to_string();
         assert!(e.contains("router") && e.contains("multicast"));
         assert!(check_unicast("router", Ipv4Addr::BROADCAST).is_err());
         assert!(check_unicast("router", Ipv4Addr::UNSPECIFIED).is_err());

@@ -32,7 +32,7 @@ pub struct Gathered {
     /// Leases that network stacks keep themselves (systemd-networkd), by interface index.
     pub stack_leases: BTreeMap<u32, Lease>,
     /// The receive filter as it is, or why it could not be read.
-    pub filter: Result<filter::Current, String>,
+    pub filter: Result<filter::Current, filter::FilterError>,
     /// The kernel snapshot holds every link and route (not just one interface's).
     pub complete: bool,
     /// Names of every link that exists, read for a one-interface gather that needs a table (a
@@ -101,7 +101,7 @@ pub struct HostPlan {
     pub rules_add: Vec<Rule>,
     pub rules_del: Vec<Rule>,
     pub filter: Option<filter::Change>,
-    pub filter_error: Option<String>,
+    pub filter_error: Option<filter::FilterError>,
     /// A family gets its first policy in a run that read one interface, which cannot tell which
     /// networks are connected through unmanaged interfaces: a pass over the whole host follows.
     pub needs_host_pass: bool,

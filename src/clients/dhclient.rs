@@ -2,6 +2,7 @@
 
 use super::{LeaseEvent, Reasons, Triage, triage};
 use crate::lease::{Env, assemble, check_address, ipv4_field, netmask_field, parse_rfc3442_bytes, parse_rfc3442_descriptors};
+use crate::net::Invalid;
 
 /// The reasons the hook passes on (hooks/dhclient-exit-hook lists the same).
 pub const REASONS: Reasons = Reasons {
@@ -11,7 +12,7 @@ pub const REASONS: Reasons = Reasons {
     changed: &["BOUND6", "RENEW6", "REBIND6", "DEPREF6", "EXPIRE6", "RELEASE6", "STOP6"],
 };
 
-pub fn event(env: Env, warnings: &mut Vec<String>) -> Result<LeaseEvent, String> {
+pub fn event(env: Env, warnings: &mut Vec<String>) -> Result<LeaseEvent, Invalid> {
     let reason = env("reason").unwrap_or_default();
     let ifname = match triage(reason.as_str(), &REASONS, env, "interface")? {
         Triage::Done(e) => return Ok(e),
@@ -40,7 +41,7 @@ mod tests {
     use crate::lease::{Lease, StaticRoute};
     use std::net::Ipv4Addr;
 
-    fn event(vars: &[(&str, &str)]) -> (Result<LeaseEvent, String>, Vec<String>) {
+    fn event(vars: &[(&str, &str)]) -> (Result<LeaseEvent, Invalid>, Vec<String>) {
         testenv::with(vars, |e, w| super::event(e, w))
     }
 
@@ -128,7 +129,7 @@ mod tests {
         ] {
             let mut vars: Vec<(&str, &str)> = BASE.iter().filter(|(n, _)| *n != k).cloned().collect();
             vars.push((k, v));
-            let e = event(&vars).0.unwrap_err();
+            let e = event(&vars).0.unwrap_err().to_string();
             assert!(e.starts_with(k), "{e}");
         }
     }

@@ -3,6 +3,7 @@
 
 use super::{LeaseEvent, Reasons, Triage, triage};
 use crate::lease::{Env, assemble, check_address, ipv4_field, netmask_field, parse_route_pairs, prefix_field};
+use crate::net::Invalid;
 
 /// The reasons the hook passes on (hooks/dhcpcd-hook lists the same).
 pub const REASONS: Reasons = Reasons {
@@ -12,7 +13,7 @@ pub const REASONS: Reasons = Reasons {
     changed: &["BOUND6", "RENEW6", "REBIND6", "REBOOT6", "INFORM6", "ROUTERADVERT", "DELEGATED6", "EXPIRE6", "RELEASE6", "STOP6"],
 };
 
-pub fn event(env: Env, warnings: &mut Vec<String>) -> Result<LeaseEvent, String> {
+pub fn event(env: Env, warnings: &mut Vec<String>) -> Result<LeaseEvent, Invalid> {
     let reason = env("reason").unwrap_or_default();
     // TEST is `dhcpcd -T`: nothing is configured, so nothing may be applied.
     let ifname = match triage(reason.as_str(), &REASONS, env, "interface")? {
@@ -81,6 +82,6 @@ mod tests {
             &[("reason", "BOUND"), ("interface", "eth2"), ("new_ip_address", "198.51.100.12"), ("new_subnet_cidr", "33")],
             |e, w| event(e, w),
         );
-        assert!(r.unwrap_err().starts_with("new_subnet_cidr"));
+        assert!(r.unwrap_err().to_string().starts_with("new_subnet_cidr"));
     }
 }

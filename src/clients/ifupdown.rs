@@ -8,9 +8,9 @@
 
 use super::{LeaseEvent, ignored};
 use crate::lease::{Env, Lease, check_address, first_router, ifname_field};
-use crate::net::{netmask_to_len, parse_ipv4, printable};
+use crate::net::{InField, Invalid, netmask_to_len, parse_ipv4};
 
-pub fn event(env: Env, warnings: &mut Vec<String>) -> Result<LeaseEvent, String> {
+pub fn event(env: Env, warnings: &mut Vec<String>) -> Result<LeaseEvent, Invalid> {
     let iface = env("IFACE").unwrap_or_default();
     if iface == "--all" || iface.is_empty() {
         return ignored("IFACE=--all");
@@ -29,20 +29,16 @@ pub fn event(env: Env, warnings: &mut Vec<String>) -> Result<LeaseEvent, String>
         other => return ignored(other.unwrap_or("")),
     }
     // `address 198.51.100.20/24`, or `address 198.51.100.20` with `netmask 255.255.255.0` or `netmask 24`.
-    let raw = env("IF_ADDRESS").filter(|v| !v.is_empty()).ok_or("IF_ADDRESS is not set")?;
+    let raw = crate::lease::required(env, "IF_ADDRESS")?;
     let (a, len) = match raw.split_once('/') {
         Some((a, l)) => (a.to_string(), Some(l.to_string())),
         None => (raw.clone(), env("IF_NETMASK").filter(|v| !v.is_empty())),
     };
-    let address = parse_ipv4(&a).map_err(|e| format!("IF_ADDRESS: {e}"))?;
+    let address = parse_ipv4(&a).field("IF_ADDRESS")?;
     let prefix_len = match len {
         None => 32,
-        Some(l) if l.contains('.') => {
-            netmask_to_len(parse_ipv4(&l).map_err(|e| format!("IF_NETMASK: {e}"))?).map_err(|e| format!("IF_NETMASK: {e}"))?
-        }
-        Some(l) => {
-            l.parse::<u8>().ok().filter(|l| *l <= 32).ok_or_else(|| format!("IF_NETMASK: {:?} is not a prefix length", printable(&l)))?
-        }
+        Some(l) if l.contains('.') => parse_ipv4(&l).and_then(netmask_to_len).field("IF_NETMASK")?,
+        Some(l) => crate::lease::prefix_len(&l).field("IF_NETMASK")?,
     };
     check_address("IF_ADDRESS", address, prefix_len)?;
     let gateway = match env("IF_STRONGHOST_GATEWAY").filter(|v| !v.is_empty()) {
@@ -57,7 +53,7 @@ mod tests {
     use super::*;
     use crate::clients::testenv;
 
-    fn ev(vars: &[(&str, &str)]) -> Result<LeaseEvent, String> {
+    fn ev(vars: &[(&str, &str)]) -> Result<LeaseEvent, Invalid> {
         testenv::with(vars, |e, w| event(e, w)).0
     }
 

@@ -10,7 +10,7 @@
 //! and a file that is not a plain root-owned file of sensible size is not read at all.
 
 use crate::lease::{Lease, assemble, check_address, parse_rfc3442_bytes};
-use crate::net::{check_ifname, netmask_to_len, parse_ipv4};
+use crate::net::{InField, Invalid, check_ifname, netmask_to_len, parse_ipv4};
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -179,21 +179,22 @@ pub fn parse(text: &str, now: i64, warnings: &mut Vec<String>) -> Vec<(String, L
     out
 }
 
-fn assemble_block(statements: &[Vec<String>], now: i64, warnings: &mut Vec<String>) -> Result<Option<(String, Lease)>, String> {
+fn assemble_block(statements: &[Vec<String>], now: i64, warnings: &mut Vec<String>) -> Result<Option<(String, Lease)>, Invalid> {
     let find = |key: &[&str]| statements.iter().find(|s| s.len() > key.len() && s.iter().zip(key).all(|(a, b)| a == b));
     let value = |key: &[&str]| find(key).map(|s| s[key.len()..].join(" "));
-    let ifname = value(&["interface"]).ok_or("no interface")?;
+    let unset = |field: &str| Invalid::Unset { field: field.to_string() };
+    let ifname = value(&["interface"]).ok_or_else(|| unset("interface"))?;
     check_ifname(&ifname)?;
     if let Some(expire) = find(&["expire"]) {
         match expiry(&expire[1..]) {
             Some(Some(t)) if t <= now => return Ok(None),
             Some(_) => {}
-            None => return Err(format!("expire {:?} not understood", expire[1..].join(" "))),
+            None => return Err(Invalid::form(&expire[1..].join(" "), "an expiry dhclient writes")).field("expire"),
         }
     }
-    let address = parse_ipv4(&value(&["fixed-address"]).ok_or("no fixed-address")?)?;
+    let address = parse_ipv4(&value(&["fixed-address"]).ok_or_else(|| unset("fixed-address"))?).field("fixed-address")?;
     let prefix_len = match value(&["option", "subnet-mask"]) {
-        Some(m) => netmask_to_len(parse_ipv4(&m)?)?,
+        Some(m) => parse_ipv4(&m).and_then(netmask_to_len).field("option subnet-mask")?,
         None => 32,
     };
     check_address("fixed-address", address, prefix_len)?;

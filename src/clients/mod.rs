@@ -11,6 +11,7 @@ pub mod networkmanager;
 pub mod udhcpc;
 
 use crate::lease::Lease;
+use crate::net::Invalid;
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum LeaseEvent {
@@ -25,7 +26,7 @@ pub enum LeaseEvent {
     Ignored { reason: String },
 }
 
-pub fn ignored(what: &str) -> Result<LeaseEvent, String> {
+pub fn ignored(what: &str) -> Result<LeaseEvent, Invalid> {
     Ok(LeaseEvent::Ignored { reason: crate::net::printable(what) })
 }
 
@@ -47,7 +48,7 @@ pub struct Reasons<'a> {
     pub changed: &'a [&'a str],
 }
 
-pub fn triage(reason: &str, r: &Reasons, env: crate::lease::Env, ifname_var: &str) -> Result<Triage, String> {
+pub fn triage(reason: &str, r: &Reasons, env: crate::lease::Env, ifname_var: &str) -> Result<Triage, Invalid> {
     if !r.bound.contains(&reason) && !r.gone.contains(&reason) && !r.changed.contains(&reason) {
         return ignored(reason).map(Triage::Done);
     }

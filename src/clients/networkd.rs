@@ -3,13 +3,14 @@
 //! them when no hook recorded a lease; the watcher reacts to networkd's address events.
 
 use crate::lease::{Env, Lease, assemble, check_address, ipv4_field, netmask_field, parse_route_pairs};
+use crate::net::Invalid;
 use std::collections::HashMap;
 
 pub const LEASE_DIR: &str = "/run/systemd/netif/leases";
 
 /// Parses a networkd DHCPv4 lease file. Values are validated like any lease: they came from the
 /// network.
-pub fn parse_lease(text: &str, warnings: &mut Vec<String>) -> Result<Lease, String> {
+pub fn parse_lease(text: &str, warnings: &mut Vec<String>) -> Result<Lease, Invalid> {
     let map: HashMap<&str, &str> = text.lines().filter(|l| !l.starts_with('#')).filter_map(|l| l.split_once('=')).collect();
     let env = |k: &str| map.get(k).map(|v| v.to_string());
     let env: Env = &env;
@@ -59,6 +60,6 @@ mod tests {
         let mut w = Vec::new();
         let l = parse_lease(text, &mut w).unwrap();
         assert_eq!((l.prefix_len, l.gateway.unwrap().to_string(), l.routes.len()), (24, "198.51.100.2".to_string(), 1));
-        assert!(parse_lease("ADDRESS=1.2.3\n", &mut w).unwrap_err().starts_with("ADDRESS"));
+        assert!(parse_lease("ADDRESS=1.2.3\n", &mut w).unwrap_err().to_string().starts_with("ADDRESS"));
     }
 }

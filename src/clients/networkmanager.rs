@@ -4,20 +4,20 @@
 
 use super::{LeaseEvent, ignored};
 use crate::lease::{Env, Lease, StaticRoute, check_address, first_router};
-use crate::net::{Ipv4Net, check_ifname, check_unicast, parse_ipv4, printable};
+use crate::net::{InField, Invalid, Ipv4Net, check_ifname, check_unicast, parse_ipv4};
 
 /// The dispatcher actions the script passes on (hooks/networkmanager-dispatcher lists the same).
 pub const ACTIONS: super::Reasons =
     super::Reasons { bound: &["up", "dhcp4-change", "reapply"], gone: &["down", "pre-down"], changed: &["dhcp6-change"] };
 
-pub fn event(ifname: &str, action: &str, env: Env, warnings: &mut Vec<String>) -> Result<LeaseEvent, String> {
+pub fn event(ifname: &str, action: &str, env: Env, warnings: &mut Vec<String>) -> Result<LeaseEvent, Invalid> {
     let up = ACTIONS.bound.contains(&action);
     let gone = ACTIONS.gone.contains(&action);
     let v6 = ACTIONS.changed.contains(&action);
     if !up && !gone && !v6 {
         return ignored(action);
     }
-    check_ifname(ifname).map_err(|e| format!("interface argument: {e}"))?;
+    check_ifname(ifname).field("interface argument")?;
     let ifname = ifname.to_string();
     if gone {
         return Ok(LeaseEvent::Gone { ifname });
@@ -33,10 +33,9 @@ pub fn event(ifname: &str, action: &str, env: Env, warnings: &mut Vec<String>) -
         return ignored("no IP4_ADDRESS_0 nor IP6_ADDRESS_0");
     };
     let addr_part = first.split_ascii_whitespace().next().unwrap_or("");
-    let (a, l) = addr_part.split_once('/').ok_or_else(|| format!("IP4_ADDRESS_0: {:?} is not ADDRESS/LENGTH", printable(&first)))?;
-    let address = parse_ipv4(a).map_err(|e| format!("IP4_ADDRESS_0: {e}"))?;
-    let prefix_len =
-        l.parse::<u8>().ok().filter(|l| *l <= 32).ok_or_else(|| format!("IP4_ADDRESS_0: {:?} is not a prefix length", printable(l)))?;
+    let (a, l) = addr_part.split_once('/').ok_or_else(|| Invalid::form(&first, "ADDRESS/LENGTH")).field("IP4_ADDRESS_0")?;
+    let address = parse_ipv4(a).field("IP4_ADDRESS_0")?;
+    let prefix_len = crate::lease::prefix_len(l).field("IP4_ADDRESS_0")?;
     check_address("IP4_ADDRESS_0", address, prefix_len)?;
     let gateway = first_router("IP4_GATEWAY", env("IP4_GATEWAY").filter(|g| g != "0.0.0.0").as_deref(), address, warnings);
     // NM's routes for this connection, option 121 included; each one validated on its own.
@@ -46,7 +45,7 @@ pub fn event(ifname: &str, action: &str, env: Env, warnings: &mut Vec<String>) -
         let name = format!("IP4_ROUTE_{i}");
         let Some(v) = env(&name) else { continue };
         let mut w = v.split_ascii_whitespace();
-        let parsed = (|| -> Result<StaticRoute, String> {
+        let parsed = (|| -> Result<StaticRoute, Invalid> {
             let dst: Ipv4Net = w.next().unwrap_or("").parse()?;
             let nh = parse_ipv4(w.next().unwrap_or(""))?;
             Ok(StaticRoute { dst, gateway: (!nh.is_unspecified()).then_some(nh) })
@@ -102,6 +101,6 @@ mod tests {
         let (r, _) = testenv::with(&[], |e, w| event("eth1", "up", e, w));
         assert!(matches!(r.unwrap(), LeaseEvent::Ignored { .. }));
         let (r, _) = testenv::with(&[("IP4_ADDRESS_0", "198.51.100.11/24;reboot")], |e, w| event("eth1", "up", e, w));
-        assert!(r.unwrap_err().starts_with("IP4_ADDRESS_0"));
+        assert!(r.unwrap_err().to_string().starts_with("IP4_ADDRESS_0"));
     }
 }

@@ -4,11 +4,12 @@
 
 use super::{LeaseEvent, Reasons, Triage, ignored, triage};
 use crate::lease::{Env, assemble, check_address, ipv4_field, netmask_field, parse_route_pairs, prefix_field};
+use crate::net::Invalid;
 
 /// The actions the script passes on (hooks/udhcpc-script lists the same).
 pub const REASONS: Reasons = Reasons { bound: &["bound", "renew"], gone: &["deconfig", "leasefail", "nak"], changed: &[] };
 
-pub fn event(action: &str, env: Env, warnings: &mut Vec<String>) -> Result<LeaseEvent, String> {
+pub fn event(action: &str, env: Env, warnings: &mut Vec<String>) -> Result<LeaseEvent, Invalid> {
     // udhcpc6 runs the same kind of script with `ipv6` instead of `ip`; stronghost's script
     // configures IPv4 only (the watcher picks up IPv6 addresses set by other means).
     if env("ipv6").is_some() && env("ip").is_none() {

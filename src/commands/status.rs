@@ -87,7 +87,7 @@ pub fn collect(e: &mut Engine) -> Result<Value, Error> {
         "interfaces": ifaces,
         "receive_filter": match &nft {
             Ok(c) => json!({"present": c.exists, "intact": c.rules_ok && c.members().is_some(), "members": c.managed}),
-            Err(err) => json!({"error": err}),
+            Err(err) => json!({"error": err.to_string()}),
         },
     }))
 }
