@@ -48,7 +48,7 @@ fn read_answer(sock: &netlink_sys::Socket, rx: &mut [u8], first_only: bool) -> b
     }
 }
 
-/// The nfnetlink requests `filter::read` makes of stronghost's table (`inet stronghost`): the
+/// The nfnetlink requests `crate::gather::filter::read` makes of stronghost's table (`inet stronghost`): the
 /// table (if it is not there, nothing more); each chain, then its rules; each set's and map's
 /// elements; the counters.
 fn nft_reads() -> Vec<Vec<u8>> {
@@ -273,7 +273,7 @@ impl Bench {
                 b
             })
             .collect();
-        // A full read takes the receive filter's table too, as `filter::read` asks for it.
+        // A full read takes the receive filter's table too, as `crate::gather::filter::read` asks for it.
         let nft_wire = if one.is_none() { nft_reads() } else { vec![] };
         let ns = self.lab.ns("host");
         std::thread::spawn(move || {
@@ -324,7 +324,8 @@ impl Bench {
     /// for interfaces 0..n — the part of its work `ip` cannot write — timed in this process and
     /// removed after each run. The median of `runs`.
     fn filter_writes(&self, n: usize, runs: usize) -> Duration {
-        use stronghost::filter::{Change, Shape, Want, apply};
+        use stronghost::execute::filter::apply;
+        use stronghost::model::table::{Change, Shape, Want};
         // "7: eth3@if8: <BROADCAST,...": index, then name.
         let links = self.lab.host_ok(&["ip", "-o", "link", "show"]);
         let index: std::collections::BTreeMap<&str, u32> = links
@@ -1130,23 +1131,39 @@ fn main() {
             eprintln!("written to {}", out.display());
         }
     };
+    // Each part also replaces its own section of docs/performance.md, dated: the sections of the
+    // parts not run keep the figures of their own run.
+    let mut from = 0;
+    let mut publish_part = |part: &str, report: &str, since: Instant| {
+        publish(part, &report[from..], since.elapsed());
+        from = report.len();
+    };
     if runs("per_event") {
+        let t = Instant::now();
         bench.big_event(30);
         save(&bench.report, false);
+        publish_part("per_event", &bench.report, t);
     }
     if runs("scale") {
+        let t = Instant::now();
         bench.scale(&[1, 64, 256, 1024, N_MAX]);
         save(&bench.report, false);
+        publish_part("scale", &bench.report, t);
     }
     if runs("storm") {
+        let t = Instant::now();
         bench.boot_storm(&[64, 1024]);
         save(&bench.report, false);
+        publish_part("storm", &bench.report, t);
     }
     if runs("watcher") {
+        let t = Instant::now();
         bench.watcher(1000, 3000, 2);
         save(&bench.report, false);
+        publish_part("watcher", &bench.report, t);
     }
     if runs("data_plane") {
+        let t = Instant::now();
         // On a host of DATA_PLANE_N interfaces: on the 4,096-interface lab the router's traffic
         // fell to a trickle or nothing, with or without stronghost (likeliest: thousands of
         // unmanaged interfaces answering ARP for the managed addresses, the weak host).
@@ -1156,6 +1173,43 @@ fn main() {
             bench = Bench { lab: lab_of(lab_n), report, small: None };
         }
         bench.data_plane(&sizes);
+        publish_part("data_plane", &bench.report, t);
     }
     save(&bench.report, true);
+}
+
+/// Replaces the section of `part` in docs/performance.md (between its two marker comments) with
+/// `figures`, under a line that says when, where and on which commit they were measured.
+fn publish(part: &str, figures: &str, took: Duration) {
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/performance.md");
+    let Ok(doc) = std::fs::read_to_string(&path) else { return eprintln!("no {}: figures not published", path.display()) };
+    let (begin, end) = (format!("<!-- bench:{part} begin -->\n"), format!("<!-- bench:{part} end -->"));
+    let (Some(b), Some(e)) = (doc.find(&begin), doc.find(&end)) else {
+        return eprintln!("{}: no section for {part}: figures not published", path.display());
+    };
+    let run = |cmd: &[&str]| {
+        std::process::Command::new(cmd[0])
+            .args(&cmd[1..])
+            .output()
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default()
+    };
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("model name").map(|m| m.trim_start_matches([' ', '\t', ':']).to_string()))
+        .unwrap_or_default();
+    let head = format!(
+        "*Measured {} by `STRONGBENCH_ONLY={part} bash benches/run.sh` ({} s): commit {}, kernel {}, {} CPUs ({cpu}).*\n",
+        run(&["date", "-u", "+%Y-%m-%d"]),
+        took.as_secs(),
+        run(&["git", "-C", env!("CARGO_MANIFEST_DIR"), "rev-parse", "--short", "HEAD"]),
+        std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+    );
+    let new = format!("{}{begin}{head}{}\n{}", &doc[..b], figures.trim_end(), &doc[e..]);
+    if let Err(err) = std::fs::write(&path, new) {
+        eprintln!("{}: {err}", path.display());
+    }
 }

@@ -216,9 +216,9 @@ impl Config {
                 "ipv6" => c.ipv6 = boolean(value).ok_or_else(|| at(bool_err(key, value)))?,
                 _ if key.starts_with("gateway.") => {
                     let ifname = &key["gateway.".len()..];
-                    crate::net::check_ifname(ifname).map_err(|e| at(format!("{key}: {e}")))?;
-                    let gw = crate::net::parse_ipv4(value)
-                        .and_then(|g| crate::net::check_unicast("gateway", g).map(|()| g))
+                    crate::model::net::check_ifname(ifname).map_err(|e| at(format!("{key}: {e}")))?;
+                    let gw = crate::model::net::parse_ipv4(value)
+                        .and_then(|g| crate::model::net::check_unicast("gateway", g).map(|()| g))
                         .map_err(|e| at(format!("{key}: expected the IPv4 address of {ifname}'s gateway: {e}")))?;
                     c.gateways.insert(ifname.to_string(), gw);
                 }
@@ -245,7 +245,7 @@ impl Config {
 
     /// How many interfaces the mark field can tell apart: every value of its bits but 0 (no
     /// mark), all ones (arrived on an unmanaged interface) and the one below (a frame bridged
-    /// through the host, policy.rs `bridged_mark`).
+    /// through the host, model/routing.rs `bridged_mark`).
     pub fn mark_slots(&self) -> u64 {
         (1u64 << self.mark_mask.count_ones()) - 3
     }

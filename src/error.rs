@@ -5,6 +5,7 @@ use crate::netlink::NetlinkError;
 use nix::errno::Errno;
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 #[derive(Debug)]
 pub enum Error {
@@ -26,7 +27,7 @@ pub enum Error {
     State { doing: String, source: std::io::Error },
     /// The receive filter (nftables) could not be read or changed; `unapplied`: a change was not
     /// even tried, since the table could not be read.
-    Filter { source: crate::filter::FilterError, unapplied: bool },
+    Filter { source: FilterError, unapplied: bool },
     /// A sysctl could not be written.
     Sysctl { doing: String, source: std::io::Error },
     /// Several independent failures of one run.
@@ -182,3 +183,45 @@ mod tests {
         assert!(Error::Several(vec![Error::NoSuchInterface { ifname: "x".into() }]).is_vanished_interface());
     }
 }
+
+/// Why the table could not be read or changed. Clone: a gather's result is shared by planning,
+/// `status` and `check`.
+#[derive(Debug, Clone)]
+pub enum FilterError {
+    Read(Arc<NetlinkError>),
+    /// Creating the table over nfnetlink (the common path: no nft process).
+    Create(Arc<NetlinkError>),
+    /// Changing members, or removing the table, over nfnetlink.
+    Write(Arc<NetlinkError>),
+    /// nft could not be started.
+    NoNft(Arc<std::io::Error>),
+    /// Talking to the nft process failed.
+    Nft(Arc<std::io::Error>),
+    /// nft refused the script (its message).
+    Refused(String),
+    TimedOut(std::time::Duration),
+    /// A member's name cannot be written in an nft string: the table is written over nfnetlink.
+    NotText,
+    /// A repair that failed, and the recreation that followed.
+    Both(Box<FilterError>, Box<FilterError>),
+}
+
+impl fmt::Display for FilterError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FilterError::Read(e) => write!(f, "reading nft table inet stronghost: {e}"),
+            FilterError::Create(e) => write!(f, "creating nft table inet stronghost over nfnetlink failed: {e}"),
+            FilterError::Write(e) => write!(f, "changing nft table inet stronghost over nfnetlink failed: {e}"),
+            FilterError::NoNft(e) => write!(f, "cannot run nft ({e}); install the nftables package or set receive_filter = no"),
+            FilterError::Nft(e) => write!(f, "nft: {e}"),
+            FilterError::Refused(stderr) => write!(f, "nft -f refused the receive filter: {stderr}"),
+            FilterError::TimedOut(d) => {
+                write!(f, "nft -f did not finish within {} s and was killed; run `stronghost sync` again", d.as_secs())
+            }
+            FilterError::NotText => write!(f, "a member's name cannot be written as nft text"),
+            FilterError::Both(first, then) => write!(f, "{first}; recreating nft table inet stronghost over nfnetlink failed too: {then}"),
+        }
+    }
+}
+
+impl std::error::Error for FilterError {}

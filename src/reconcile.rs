@@ -7,13 +7,13 @@ use crate::clients::{lease_files, networkd};
 use crate::config::Config;
 use crate::error::Error;
 use crate::execute::{self, Writes};
-use crate::filter;
-use crate::kernel::{Kernel, Table};
-use crate::lease::Lease;
+use crate::gather::kernel::Table;
+use crate::model::kernel::Kernel;
+use crate::model::lease::Lease;
+use crate::model::record::Record;
 use crate::netlink::Netlink;
 use crate::plan::{self, Gathered, Intent, Planner, Plans, render, touched};
-use crate::state::{Queued, Record, State};
-use crate::sysctl;
+use crate::state::{Queued, State};
 use nix::fcntl::Flock;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
@@ -77,29 +77,122 @@ pub struct Done {
 }
 
 pub struct Engine {
-    pub cfg: Config,
-    pub nl: Netlink,
-    pub state: State,
-    pub writes: Writes,
+    cfg: Config,
+    nl: Netlink,
+    /// The watcher's: rules and main's defaults kept from notifications between runs.
+    caches: crate::gather::Caches,
+    state: State,
+    writes: Writes,
     /// The watcher's: interfaces found without a gateway, to look at again before warning
     /// (`None`: warn at once). A DHCP client adds the address before its default route and runs
     /// its hook last, so the watcher, which sees the address first, would warn on every bind
     /// that has no usable lease on disk yet.
-    pub gateway_later: Option<Vec<String>>,
+    gateway_later: Option<Vec<String>>,
     /// How long `lock` waits: LOCK_WAIT, or less for a hook that spent part of its time bound
     /// waiting for the watcher.
-    pub lock_wait: Duration,
+    lock_wait: Duration,
     /// The watcher's: each run says which rules it added and removed (`Done`), to notice another
     /// tool undoing them. Nobody else reads them, and a `sync` of many interfaces would spend
     /// longer describing its rules than planning them.
-    pub tracks_touched: bool,
+    tracks_touched: bool,
+}
+
+/// What the watcher and `check` may do with the kernel through a run's socket: read. Writing
+/// is execute/'s alone (it gets the socket from `reconcile`).
+pub struct Reads<'a>(&'a mut Netlink);
+
+impl Reads<'_> {
+    pub fn links(&mut self) -> Result<Vec<crate::model::kernel::Link>, crate::netlink::NetlinkError> {
+        self.0.links()
+    }
+
+    pub fn link_by_index(&mut self, index: u32) -> Result<Option<crate::model::kernel::Link>, crate::netlink::NetlinkError> {
+        self.0.link_by_index(index)
+    }
+
+    pub fn addresses(&mut self, index: u32) -> Result<Vec<crate::model::kernel::Address>, crate::netlink::NetlinkError> {
+        self.0.addresses(index)
+    }
+
+    /// The kernel's route lookup (`ip route get`): (output interface, source).
+    pub fn route_get(
+        &mut self,
+        dst: std::net::IpAddr,
+        src: Option<std::net::IpAddr>,
+        oif: Option<u32>,
+        mark: Option<u32>,
+    ) -> Result<(Option<u32>, Option<std::net::IpAddr>), crate::netlink::NetlinkError> {
+        self.0.route_get(dst, src, oif, mark)
+    }
+
+    /// The socket's netlink port: notifications of the changes a run makes carry it.
+    pub fn port(&self) -> u32 {
+        self.0.port()
+    }
 }
 
 impl Engine {
+    pub fn cfg(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// Reading the kernel outside a run.
+    pub fn reads(&mut self) -> Reads<'_> {
+        Reads(&mut self.nl)
+    }
+
+    /// What the runs so far wrote.
+    pub fn writes(&self) -> &Writes {
+        &self.writes
+    }
+
+    /// The records, read only: names on record, the table map, one record, old queue entries.
+    pub fn records(&self) -> &crate::state::State {
+        &self.state
+    }
+
+    /// Waits for the host-wide lock at most `wait` from now on (a hook with less time left).
+    pub fn limit_lock_wait(&mut self, wait: Duration) {
+        self.lock_wait = self.lock_wait.min(wait);
+    }
+
+    /// Becomes the watcher's engine: runs say which rules they touched, rules and main's defaults
+    /// are kept from notifications, the records' names and table map are kept between runs, and
+    /// an interface without a gateway is looked at again before warning. Says what it could not
+    /// follow (each run then reads it).
+    pub fn become_watcher(&mut self) -> Vec<String> {
+        self.tracks_touched = true;
+        self.gateway_later = Some(Vec::new());
+        self.state.keep_copies();
+        let mut missed = Vec::new();
+        if let Err(e) = self.caches.follow_rules() {
+            missed.push(format!("cannot follow rule notifications ({e}); every run will read every rule"));
+        }
+        if let Err(e) = self.caches.follow_main_defaults() {
+            missed
+                .push(format!("cannot follow route notifications ({e}); every run for an address without a gateway will read all of main"));
+        }
+        missed
+    }
+
+    /// Interfaces found without a gateway since the last call (the watcher's second looks).
+    pub fn take_gateway_later(&mut self) -> Vec<String> {
+        self.gateway_later.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
     pub fn new(cfg: Config) -> Result<Engine, Error> {
         let nl = Netlink::open().map_err(|e| Error::Netlink { doing: "opening rtnetlink".into(), source: e.into() })?;
         let state = State::open().map_err(|source| Error::State { doing: "opening the state directory".into(), source })?;
-        Ok(Engine { cfg, nl, state, writes: Writes::default(), gateway_later: None, lock_wait: LOCK_WAIT, tracks_touched: false })
+        Ok(Engine {
+            cfg,
+            nl,
+            caches: Default::default(),
+            state,
+            writes: Writes::default(),
+            gateway_later: None,
+            lock_wait: LOCK_WAIT,
+            tracks_touched: false,
+        })
     }
 
     /// An engine for a command that only reads (`plan`, `status`, `check`): its state creates
@@ -107,7 +200,16 @@ impl Engine {
     pub fn read_only(cfg: Config) -> Result<Engine, Error> {
         let nl = Netlink::open().map_err(|e| Error::Netlink { doing: "opening rtnetlink".into(), source: e.into() })?;
         let state = State::open_read_only().map_err(|source| Error::State { doing: "opening the state directory".into(), source })?;
-        Ok(Engine { cfg, nl, state, writes: Writes::default(), gateway_later: None, lock_wait: LOCK_WAIT, tracks_touched: false })
+        Ok(Engine {
+            cfg,
+            nl,
+            caches: Default::default(),
+            state,
+            writes: Writes::default(),
+            gateway_later: None,
+            lock_wait: LOCK_WAIT,
+            tracks_touched: false,
+        })
     }
 
     /// Takes the host-wide lock. Everything read after it is what the previous holder left.
@@ -158,15 +260,15 @@ impl Engine {
                     Some(t) => Table::Known { table: t, protocol: self.cfg.protocol, range: self.cfg.table_min..=self.cfg.table_max },
                     None => Table::Allocate { free: &mut free, protocol: self.cfg.protocol },
                 };
-                Kernel::read_one(&mut self.nl, n, table, gateway_known)
+                Kernel::read_one(&mut self.nl, &mut self.caches, n, table, gateway_known)
             }
-            None => Kernel::read(&mut self.nl, configured).map(|k| (k, None)),
+            None => Kernel::read(&mut self.nl, &mut self.caches, configured).map(|k| (k, None)),
         }
         .map_err(Error::netlink("reading the kernel's routing state"))?;
         if let Some(n) = one {
             kernel = with_other_holders(&mut self.nl, &self.cfg, kernel, n, &tables)?;
         }
-        kernel.complete_sysctls(&sysctl::wanted(&self.cfg), configured);
+        kernel.complete_sysctls(&crate::plan::policy::sysctls_wanted(&self.cfg), configured);
         let stack_leases = stack_leases(&self.cfg, &kernel, &records);
         let present = match one {
             // No table known and none free: the planner takes one of an interface that is gone.
@@ -176,8 +278,8 @@ impl Engine {
             _ => None,
         };
         let filter = match one {
-            Some(n) => filter::read_member(&filter::Shape::of(&self.cfg), n, kernel.link(n).map(|l| l.index)),
-            None => filter::read(&filter::Shape::of(&self.cfg)),
+            Some(n) => crate::gather::filter::read_member(&crate::model::table::Shape::of(&self.cfg), n, kernel.link(n).map(|l| l.index)),
+            None => crate::gather::filter::read(&crate::model::table::Shape::of(&self.cfg)),
         };
         let mut g = Gathered {
             kernel,
@@ -208,7 +310,7 @@ fn with_other_holders(nl: &mut Netlink, cfg: &Config, k: Kernel, n: &str, tables
     let others: BTreeSet<&String> = k
         .owned_rules(cfg.protocol)
         .filter(|r| Some(r.table) != own && cfg.in_table_range(r.table))
-        .filter(|r| matches!(r.selector, crate::policy::Selector::From(a) if k.addrs_of(link.index).any(|x| x.addr == a)))
+        .filter(|r| matches!(r.selector, crate::model::routing::Selector::From(a) if k.addrs_of(link.index).any(|x| x.addr == a)))
         .filter_map(|r| tables.iter().find(|(_, t)| **t == r.table).map(|(name, _)| name))
         .filter(|name| *name != n)
         .collect();
@@ -228,9 +330,9 @@ fn with_other_holders(nl: &mut Netlink, cfg: &Config, k: Kernel, n: &str, tables
 /// The leases the network stacks keep themselves, for the managed interfaces no hook has told
 /// stronghost about: networkd's, else the newest of dhclient's lease files. Only a lease for an
 /// address the interface has now counts: a file outlives the lease it describes.
-fn stack_leases(cfg: &Config, k: &Kernel, records: &BTreeMap<String, crate::state::Record>) -> BTreeMap<u32, Lease> {
-    let holds = |l: &crate::netlink::Link, lease: &Lease| k.addrs_of(l.index).any(|a| a.addr == std::net::IpAddr::V4(lease.address));
-    let unknown: Vec<&crate::netlink::Link> =
+fn stack_leases(cfg: &Config, k: &Kernel, records: &BTreeMap<String, crate::model::record::Record>) -> BTreeMap<u32, Lease> {
+    let holds = |l: &crate::model::kernel::Link, lease: &Lease| k.addrs_of(l.index).any(|a| a.addr == std::net::IpAddr::V4(lease.address));
+    let unknown: Vec<&crate::model::kernel::Link> =
         k.links.iter().filter(|l| cfg.manages(&l.name) && records.get(&l.name).is_none_or(|r| r.lease.is_none())).collect();
     let mut out = BTreeMap::new();
     for l in &unknown {

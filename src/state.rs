@@ -16,7 +16,8 @@
 //! Paths are opened with O_NOFOLLOW and directories checked, so a symlink planted by someone else
 //! is refused rather than followed. A corrupt record is reported and rebuilt from the kernel.
 
-use crate::lease::Lease;
+use crate::model::lease::Lease;
+use crate::model::record::{Names, Record, Tables};
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -30,32 +31,7 @@ use std::time::Duration;
 
 pub const RUN_DIR: &str = "/run/stronghost";
 
-/// The names on record and the table map, shared: the watcher hands its copies to each run
-/// rather than copies of thousands of entries.
-pub type Names = std::rc::Rc<std::collections::BTreeSet<String>>;
-pub type Tables = std::rc::Rc<BTreeMap<String, u32>>;
 pub const LIB_DIR: &str = "/var/lib/stronghost";
-
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Record {
-    pub lease: Option<Lease>,
-    /// Sysctl values found before stronghost first changed them, to restore on release.
-    #[serde(default)]
-    pub saved_sysctls: BTreeMap<String, u32>,
-    /// Link group found before stronghost set its own.
-    #[serde(default)]
-    pub saved_group: Option<u32>,
-    /// Whether the policy is in force (the interface had an address at the last apply).
-    #[serde(default)]
-    pub applied: bool,
-    /// Where the IPv4 gateway in force came from (`None`: no gateway known), for status and to
-    /// say once when that changes.
-    #[serde(default)]
-    pub gateway_from: Option<String>,
-    /// The interface's index when last applied: a record follows its interface through a rename.
-    #[serde(default)]
-    pub ifindex: Option<u32>,
-}
 
 /// The suffix of a queued event's file.
 const QUEUED: &str = ".event";
@@ -378,7 +354,7 @@ impl State {
         let mut map: BTreeMap<String, Box<RawValue>> = parse(&self.lib.join("originals.json")).unwrap_or_default();
         for e in fs::read_dir(self.lib.join("originals")).into_iter().flatten().flatten() {
             let Some(name) = e.file_name().to_str().and_then(|n| n.strip_suffix(".json")).map(str::to_string) else { continue };
-            if crate::net::check_ifname(&name).is_ok()
+            if crate::model::net::check_ifname(&name).is_ok()
                 && !map.contains_key(&name)
                 && let Some(o) = parse::<Originals>(&e.path())
                 && let Ok(raw) = serde_json::value::to_raw_value(&o)
@@ -498,7 +474,7 @@ impl State {
     }
 
     fn enqueue_at(&self, q: &Queued, nanos: u128) -> io::Result<()> {
-        crate::net::check_ifname(&q.ifname).map_err(io::Error::other)?;
+        crate::model::net::check_ifname(&q.ifname).map_err(io::Error::other)?;
         let dir = self.run.join("queue");
         ensure_dir(&dir)?;
         // The suffix keeps a final name from ever looking like a temporary one (`being_written`):
@@ -556,7 +532,7 @@ impl State {
             let _ = fs::remove_file(&taken);
             let at = name.trim_start_matches(".taken-").split('-').next().and_then(|t| t.parse::<u128>().ok());
             match text.as_deref().map(serde_json::from_str::<Queued>) {
-                Some(Ok(q)) if crate::net::check_ifname(&q.ifname).is_ok() => {
+                Some(Ok(q)) if crate::model::net::check_ifname(&q.ifname).is_ok() => {
                     if let Some(at) = at {
                         self.taken_at.borrow_mut().entry(q.ifname.clone()).and_modify(|t| *t = (*t).min(at)).or_insert(at);
                     }

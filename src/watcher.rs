@@ -11,7 +11,6 @@
 //! the table) that keeps being undone by another tool is paused instead of fought in a loop.
 
 use crate::config::Config;
-use crate::filter;
 use crate::handoff;
 use crate::netlink::nftables::{Heard, Monitor};
 use crate::reconcile::{self, ClientEvent, Engine, Target, reconcile};
@@ -264,7 +263,7 @@ fn route_event(r: &RouteMessage, deleted: bool, cfg: &Config, p: &mut Pending) {
         if deleted || u8::from(r.header.protocol) != cfg.protocol {
             p.tables.insert(table);
         }
-    } else if table == crate::policy::RT_TABLE_MAIN
+    } else if table == crate::model::routing::RT_TABLE_MAIN
         && r.header.protocol == netlink_packet_route::route::RouteProtocol::Kernel
         && r.header.destination_prefix_length != 0
         && !has_gateway(r)
@@ -278,7 +277,7 @@ fn route_event(r: &RouteMessage, deleted: bool, cfg: &Config, p: &mut Pending) {
         if r.header.address_family == AddressFamily::Inet6 {
             p.ifindexes.insert(o);
         }
-    } else if table == crate::policy::RT_TABLE_MAIN
+    } else if table == crate::model::routing::RT_TABLE_MAIN
         && (r.header.destination_prefix_length == 0 || (r.header.address_family == AddressFamily::Inet6 && !has_gateway(r)))
     {
         // A main default route through an interface is the gateway of interfaces without a lease
@@ -414,7 +413,7 @@ pub fn run(cfg: &Config) -> i32 {
     };
     // Subscribed before the first sync too: a reload from then on is heard.
     let mut monitor = if cfg.receive_filter {
-        Monitor::open(filter::TABLE)
+        Monitor::open(crate::model::table::TABLE)
             .map_err(|e| {
                 log::warn!(
                     "cannot follow nftables notifications ({e}): a firewall reload that removes the receive filter is \
@@ -433,25 +432,16 @@ pub fn run(cfg: &Config) -> i32 {
             return 1;
         }
     };
-    // Which rules each run added and removed: `Fights` notices another tool undoing them.
-    engine.tracks_touched = true;
-    // Rules from notifications instead of a dump per run: on a host of thousands of interfaces
-    // the dump is most of a run's cost.
-    if let Err(e) = engine.nl.follow_rules() {
-        log::warn!("cannot follow rule notifications ({e}); every run will read every rule");
+    // Which rules each run added and removed (`Fights` notices another tool undoing them); rules
+    // and main's default routes from notifications instead of a dump per run.
+    for missed in engine.become_watcher() {
+        log::warn!("{missed}");
     }
-    // And main's default routes: an address with no gateway of its own takes another
-    // interface's, which without this means reading all of main.
-    if let Err(e) = engine.nl.follow_main_defaults() {
-        log::warn!("cannot follow route notifications ({e}); every run for an address without a gateway will read all of main");
-    }
-    engine.gateway_later = Some(Vec::new());
-    engine.state.keep_copies();
     // The links as they are (read after subscribing): the first event of each is then judged
     // against its state, not taken as news.
-    let links = engine.nl.links().unwrap_or_default();
+    let links = engine.reads().links().unwrap_or_default();
     let mut seen = Seen {
-        own: engine.nl.port(),
+        own: engine.reads().port(),
         links: links.iter().map(|l| (l.index, LinkState { name: Some(l.name.clone()), up: l.up, group: Some(l.group) })).collect(),
     };
     // Interfaces to look at again for a missing gateway, and when.
@@ -483,7 +473,7 @@ pub fn run(cfg: &Config) -> i32 {
         if retry.is_some_and(|t| t <= now) {
             serve(&mut engine, vec![], &mut retry);
         }
-        for name in engine.gateway_later.as_mut().map(std::mem::take).unwrap_or_default() {
+        for name in engine.take_gateway_later() {
             second_looks.entry(name).or_insert(now + GATEWAY_GRACE);
         }
         let due: Vec<String> = second_looks.iter().filter(|(_, t)| **t <= now).map(|(n, _)| n.clone()).collect();
@@ -566,7 +556,7 @@ pub fn run(cfg: &Config) -> i32 {
         for i in &p.unlinked {
             names.remove(i);
         }
-        if !renamed.is_empty() && engine.state.names().iter().any(|r| renamed.contains(r)) {
+        if !renamed.is_empty() && engine.records().names().iter().any(|r| renamed.contains(r)) {
             p.resync = true;
         }
         // A full resync covers the table too.
@@ -585,26 +575,26 @@ pub fn run(cfg: &Config) -> i32 {
 fn repair_filter(engine: &mut Engine, by: &str, repairs: &mut FilterRepairs) {
     let now = Instant::now();
     if !repairs.may_repair(now) {
-        log::debug!("nft table inet {} changed by {by}; repairs are paused", filter::TABLE);
+        log::debug!("nft table inet {} changed by {by}; repairs are paused", crate::model::table::TABLE);
         return;
     }
     match reconcile(engine, &Target::Sync, false, ClientEvent::default()) {
         Ok(done) if done.changes > 0 => {
-            log::warn!("nft table inet {} was changed by {by}: repaired ({} change(s))", filter::TABLE, done.changes);
+            log::warn!("nft table inet {} was changed by {by}: repaired ({} change(s))", crate::model::table::TABLE, done.changes);
             if repairs.repaired(now) {
                 log::warn!(
                     "another tool keeps changing nft table inet {} ({} repairs in {} s); leaving it alone for {} s \
                      (`stronghost check` reports the host weak meanwhile). A firewall that flushes the whole ruleset \
                      on reload: keep its reloads rare, or exclude the table from its flush",
-                    filter::TABLE,
+                    crate::model::table::TABLE,
                     FILTER_FIGHT_LIMIT + 1,
                     WINDOW.as_secs(),
                     PAUSE.as_secs()
                 );
             }
         }
-        Ok(_) => log::debug!("nft table inet {} changed by {by}: nothing to repair", filter::TABLE),
-        Err(e) => log::error!("repairing nft table inet {} after a change by {by}: {e}", filter::TABLE),
+        Ok(_) => log::debug!("nft table inet {} changed by {by}: nothing to repair", crate::model::table::TABLE),
+        Err(e) => log::error!("repairing nft table inet {} after a change by {by}: {e}", crate::model::table::TABLE),
     }
 }
 
@@ -703,9 +693,9 @@ fn handle(engine: &mut Engine, cfg: &Config, p: Pending, fights: &mut Fights, se
     let mut names: BTreeSet<String> = BTreeSet::new();
     let mut addressed: BTreeSet<String> = BTreeSet::new();
     let mut claimed_now: BTreeSet<u32> = BTreeSet::new();
-    let recorded = engine.state.names();
+    let recorded = engine.records().names();
     for &i in &p.ifindexes {
-        if let Ok(Some(l)) = engine.nl.link_by_index(i) {
+        if let Ok(Some(l)) = engine.reads().link_by_index(i) {
             // Renamed since its events were sent (udev at boot, on a busy host: the rename's own
             // event comes in a later burst): a run under the new name would give a managed
             // interface a second table and lose its lease. A sync moves its record by index.
@@ -716,7 +706,7 @@ fn handle(engine: &mut Engine, cfg: &Config, p: Pending, fights: &mut Fights, se
                 return;
             }
             // A link-local IPv6 address comes with every link that goes up: not a reason to claim it.
-            if engine.nl.addresses(i).is_ok_and(|a| a.iter().any(|a| a.gets_policy(cfg.ipv6))) {
+            if engine.reads().addresses(i).is_ok_and(|a| a.iter().any(|a| a.gets_policy(cfg.ipv6))) {
                 addressed.insert(l.name.clone());
                 if cfg.manages(&l.name) && !fights.is_paused(&l.name) {
                     claimed_now.insert(i);
@@ -731,7 +721,7 @@ fn handle(engine: &mut Engine, cfg: &Config, p: Pending, fights: &mut Fights, se
     // run drops a shared rule it had), which a run over the interface decides alone.
     let unmanaged = |i: &u32| {
         (p.disconnected.contains(i) || !claimed_now.contains(i))
-            && engine.nl.link_by_index(*i).ok().flatten().is_none_or(|l| l.group != cfg.link_group)
+            && engine.reads().link_by_index(*i).ok().flatten().is_none_or(|l| l.group != cfg.link_group)
     };
     if p.connected.iter().any(unmanaged) {
         if let Err(e) = reconcile(engine, &Target::Sync, false, ClientEvent::default()) {
@@ -740,7 +730,7 @@ fn handle(engine: &mut Engine, cfg: &Config, p: Pending, fights: &mut Fights, se
         return;
     }
     names.extend(p.gone.iter().cloned());
-    let tables = engine.state.tables();
+    let tables = engine.records().tables();
     for (n, t) in tables.iter() {
         if p.tables.contains(t) {
             names.insert(n.clone());
@@ -808,8 +798,8 @@ fn handle(engine: &mut Engine, cfg: &Config, p: Pending, fights: &mut Fights, se
 
 /// Whether the interface recorded as `name` now carries another name.
 fn renamed(engine: &mut Engine, name: &str) -> bool {
-    let Some(index) = engine.state.record(name).ifindex else { return false };
-    engine.nl.link_by_index(index).ok().flatten().is_some_and(|l| l.name != name)
+    let Some(index) = engine.records().record(name).ifindex else { return false };
+    engine.reads().link_by_index(index).ok().flatten().is_some_and(|l| l.name != name)
 }
 
 #[cfg(test)]

@@ -1,8 +1,8 @@
 //! isc-dhcp-client: the dhclient-script environment (reason, interface, new_*).
 
 use super::{LeaseEvent, Reasons, Triage, triage};
-use crate::lease::{Env, assemble, check_address, ipv4_field, netmask_field, parse_rfc3442_bytes, parse_rfc3442_descriptors};
-use crate::net::Invalid;
+use crate::model::lease::{Env, assemble, check_address, ipv4_field, netmask_field, parse_rfc3442_bytes, parse_rfc3442_descriptors};
+use crate::model::net::Invalid;
 
 /// The reasons the hook passes on (hooks/dhclient-exit-hook lists the same).
 pub const REASONS: Reasons = Reasons {
@@ -38,7 +38,7 @@ pub fn event(env: Env, warnings: &mut Vec<String>) -> Result<LeaseEvent, Invalid
 mod tests {
     use super::*;
     use crate::clients::testenv;
-    use crate::lease::{Lease, StaticRoute};
+    use crate::model::lease::{Lease, StaticRoute};
     use std::net::Ipv4Addr;
 
     fn event(vars: &[(&str, &str)]) -> (Result<LeaseEvent, Invalid>, Vec<String>) {

@@ -2,8 +2,8 @@
 //! address and its routes itself; stronghost adds the per-interface policy.
 
 use super::{LeaseEvent, Reasons, Triage, triage};
-use crate::lease::{Env, assemble, check_address, ipv4_field, netmask_field, parse_route_pairs, prefix_field};
-use crate::net::Invalid;
+use crate::model::lease::{Env, assemble, check_address, ipv4_field, netmask_field, parse_route_pairs, prefix_field};
+use crate::model::net::Invalid;
 
 /// The reasons the hook passes on (hooks/dhcpcd-hook lists the same).
 pub const REASONS: Reasons = Reasons {

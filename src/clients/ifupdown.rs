@@ -7,8 +7,8 @@
 //! option `stronghost-gateway ADDRESS` gives the interface's gateway to stronghost only.
 
 use super::{LeaseEvent, ignored};
-use crate::lease::{Env, Lease, check_address, first_router, ifname_field};
-use crate::net::{InField, Invalid, netmask_to_len, parse_ipv4};
+use crate::model::lease::{Env, Lease, check_address, first_router, ifname_field};
+use crate::model::net::{InField, Invalid, netmask_to_len, parse_ipv4};
 
 pub fn event(env: Env, warnings: &mut Vec<String>) -> Result<LeaseEvent, Invalid> {
     let iface = env("IFACE").unwrap_or_default();
@@ -29,7 +29,7 @@ pub fn event(env: Env, warnings: &mut Vec<String>) -> Result<LeaseEvent, Invalid
         other => return ignored(other.unwrap_or("")),
     }
     // `address 198.51.100.20/24`, or `address 198.51.100.20` with `netmask 255.255.255.0` or `netmask 24`.
-    let raw = crate::lease::required(env, "IF_ADDRESS")?;
+    let raw = crate::model::lease::required(env, "IF_ADDRESS")?;
     let (a, len) = match raw.split_once('/') {
         Some((a, l)) => (a.to_string(), Some(l.to_string())),
         None => (raw.clone(), env("IF_NETMASK").filter(|v| !v.is_empty())),
@@ -38,7 +38,7 @@ pub fn event(env: Env, warnings: &mut Vec<String>) -> Result<LeaseEvent, Invalid
     let prefix_len = match len {
         None => 32,
         Some(l) if l.contains('.') => parse_ipv4(&l).and_then(netmask_to_len).field("IF_NETMASK")?,
-        Some(l) => crate::lease::prefix_len(&l).field("IF_NETMASK")?,
+        Some(l) => crate::model::lease::prefix_len(&l).field("IF_NETMASK")?,
     };
     check_address("IF_ADDRESS", address, prefix_len)?;
     let gateway = match env("IF_STRONGHOST_GATEWAY").filter(|v| !v.is_empty()) {

@@ -9,8 +9,8 @@
 //! a hook's, a lease that has expired or whose address the interface no longer has is not used,
 //! and a file that is not a plain root-owned file of sensible size is not read at all.
 
-use crate::lease::{Lease, assemble, check_address, parse_rfc3442_bytes};
-use crate::net::{InField, Invalid, check_ifname, netmask_to_len, parse_ipv4};
+use crate::model::lease::{Lease, assemble, check_address, parse_rfc3442_bytes};
+use crate::model::net::{InField, Invalid, check_ifname, netmask_to_len, parse_ipv4};
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;

@@ -10,8 +10,8 @@ pub mod networkd;
 pub mod networkmanager;
 pub mod udhcpc;
 
-use crate::lease::Lease;
-use crate::net::Invalid;
+use crate::model::lease::Lease;
+use crate::model::net::Invalid;
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum LeaseEvent {
@@ -27,7 +27,7 @@ pub enum LeaseEvent {
 }
 
 pub fn ignored(what: &str) -> Result<LeaseEvent, Invalid> {
-    Ok(LeaseEvent::Ignored { reason: crate::net::printable(what) })
+    Ok(LeaseEvent::Ignored { reason: crate::model::net::printable(what) })
 }
 
 /// How a DHCP client's hook begins: the reason is checked against the client's allowlists, and
@@ -48,11 +48,11 @@ pub struct Reasons<'a> {
     pub changed: &'a [&'a str],
 }
 
-pub fn triage(reason: &str, r: &Reasons, env: crate::lease::Env, ifname_var: &str) -> Result<Triage, Invalid> {
+pub fn triage(reason: &str, r: &Reasons, env: crate::model::lease::Env, ifname_var: &str) -> Result<Triage, Invalid> {
     if !r.bound.contains(&reason) && !r.gone.contains(&reason) && !r.changed.contains(&reason) {
         return ignored(reason).map(Triage::Done);
     }
-    let ifname = crate::lease::ifname_field(env, ifname_var)?;
+    let ifname = crate::model::lease::ifname_field(env, ifname_var)?;
     Ok(if r.bound.contains(&reason) {
         Triage::Bound(ifname)
     } else if r.gone.contains(&reason) {
@@ -67,7 +67,7 @@ pub mod testenv {
     use std::collections::HashMap;
 
     /// An environment from pairs, and the parse result with its warnings.
-    pub fn with<T>(vars: &[(&str, &str)], f: impl Fn(crate::lease::Env, &mut Vec<String>) -> T) -> (T, Vec<String>) {
+    pub fn with<T>(vars: &[(&str, &str)], f: impl Fn(crate::model::lease::Env, &mut Vec<String>) -> T) -> (T, Vec<String>) {
         let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let mut w = Vec::new();
         let r = f(&|k| map.get(k).cloned(), &mut w);
@@ -143,9 +143,9 @@ mod robustness {
                 ifupdown::event(&get, &mut w),
             ] {
                 if let Ok(LeaseEvent::Bound { lease, .. }) = r {
-                    crate::lease::check_address("address", lease.address, lease.prefix_len).unwrap();
+                    crate::model::lease::check_address("address", lease.address, lease.prefix_len).unwrap();
                     if let Some(g) = lease.gateway {
-                        crate::net::check_unicast("gateway", g).unwrap();
+                        crate::model::net::check_unicast("gateway", g).unwrap();
                         assert_ne!(g, lease.address);
                     }
                 }

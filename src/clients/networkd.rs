@@ -2,8 +2,8 @@
 //! ("private, do not parse" — but the only place the gateway and option 121 are kept), supplies
 //! them when no hook recorded a lease; the watcher reacts to networkd's address events.
 
-use crate::lease::{Env, Lease, assemble, check_address, ipv4_field, netmask_field, parse_route_pairs};
-use crate::net::Invalid;
+use crate::model::lease::{Env, Lease, assemble, check_address, ipv4_field, netmask_field, parse_route_pairs};
+use crate::model::net::Invalid;
 use std::collections::HashMap;
 
 pub const LEASE_DIR: &str = "/run/systemd/netif/leases";

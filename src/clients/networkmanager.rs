@@ -3,8 +3,8 @@
 //! IP variables at all, so `Gone` relies on stronghost's own record.
 
 use super::{LeaseEvent, ignored};
-use crate::lease::{Env, Lease, StaticRoute, check_address, first_router};
-use crate::net::{InField, Invalid, Ipv4Net, check_ifname, check_unicast, parse_ipv4};
+use crate::model::lease::{Env, Lease, StaticRoute, check_address, first_router};
+use crate::model::net::{InField, Invalid, Ipv4Net, check_ifname, check_unicast, parse_ipv4};
 
 /// The dispatcher actions the script passes on (hooks/networkmanager-dispatcher lists the same).
 pub const ACTIONS: super::Reasons =
@@ -35,11 +35,11 @@ pub fn event(ifname: &str, action: &str, env: Env, warnings: &mut Vec<String>) -
     let addr_part = first.split_ascii_whitespace().next().unwrap_or("");
     let (a, l) = addr_part.split_once('/').ok_or_else(|| Invalid::form(&first, "ADDRESS/LENGTH")).field("IP4_ADDRESS_0")?;
     let address = parse_ipv4(a).field("IP4_ADDRESS_0")?;
-    let prefix_len = crate::lease::prefix_len(l).field("IP4_ADDRESS_0")?;
+    let prefix_len = crate::model::lease::prefix_len(l).field("IP4_ADDRESS_0")?;
     check_address("IP4_ADDRESS_0", address, prefix_len)?;
     let gateway = first_router("IP4_GATEWAY", env("IP4_GATEWAY").filter(|g| g != "0.0.0.0").as_deref(), address, warnings);
     // NM's routes for this connection, option 121 included; each one validated on its own.
-    let count: usize = env("IP4_NUM_ROUTES").and_then(|n| n.parse().ok()).unwrap_or(0).min(crate::lease::MAX_CLASSLESS_ROUTES);
+    let count: usize = env("IP4_NUM_ROUTES").and_then(|n| n.parse().ok()).unwrap_or(0).min(crate::model::lease::MAX_CLASSLESS_ROUTES);
     let mut routes = Vec::new();
     for i in 0..count {
         let name = format!("IP4_ROUTE_{i}");

@@ -3,8 +3,8 @@
 //! script does, so stronghost's udhcpc script also sets the address (see commands/hook.rs).
 
 use super::{LeaseEvent, Reasons, Triage, ignored, triage};
-use crate::lease::{Env, assemble, check_address, ipv4_field, netmask_field, parse_route_pairs, prefix_field};
-use crate::net::Invalid;
+use crate::model::lease::{Env, assemble, check_address, ipv4_field, netmask_field, parse_route_pairs, prefix_field};
+use crate::model::net::Invalid;
 
 /// The actions the script passes on (hooks/udhcpc-script lists the same).
 pub const REASONS: Reasons = Reasons { bound: &["bound", "renew"], gone: &["deconfig", "leasefail", "nak"], changed: &[] };

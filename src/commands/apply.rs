@@ -8,7 +8,7 @@ use crate::reconcile::{ClientEvent, Target, reconcile};
 pub fn run(cfg: &Config, target: Target, json: bool) -> i32 {
     let what = target.describe();
     let (result, w) = match engine(cfg) {
-        Ok(mut e) => (reconcile(&mut e, &target, false, ClientEvent::default()), e.writes.clone()),
+        Ok(mut e) => (reconcile(&mut e, &target, false, ClientEvent::default()), e.writes().clone()),
         Err(err) => (Err(err), Default::default()),
     };
     if json {

@@ -2,7 +2,6 @@
 
 use crate::config::Config;
 use crate::error::Error;
-use crate::filter;
 use crate::handoff::{self, Watcher};
 use crate::reconcile::Engine;
 use crate::sysctl;
@@ -23,7 +22,7 @@ const PROBES6: [IpAddr; 3] = [
 
 /// A destination off every link of the host: not one of its addresses, not in a network any
 /// route of any table reaches without a gateway.
-fn probe(k: &crate::kernel::Kernel, candidates: &[IpAddr]) -> IpAddr {
+fn probe(k: &crate::model::kernel::Kernel, candidates: &[IpAddr]) -> IpAddr {
     let on_link = |a: &IpAddr| {
         k.addrs.iter().any(|x| x.addr == *a)
             || k.routes.iter().any(|r| r.gateway.is_none() && !r.dst.is_default() && r.dst.contains(*a) && r.oif.is_some())
@@ -57,7 +56,7 @@ pub fn violations(e: &mut Engine) -> Result<Report, Error> {
     let g = e.gather(None)?;
     let k = &g.kernel;
     let (probe4, probe6) = (probe(k, &PROBES), probe(k, &PROBES6));
-    let nft = if e.cfg.receive_filter { Some(g.filter.clone()) } else { None };
+    let nft = if e.cfg().receive_filter { Some(g.filter.clone()) } else { None };
     let mut v = Vec::new();
     let mut checked = 0;
     let mut drops = Vec::new();
@@ -79,7 +78,7 @@ pub fn violations(e: &mut Engine) -> Result<Report, Error> {
     }
     // Under the lock: a hook's event still queued now, long after any hook's time is up, was
     // left by a run that could not take the lock and has no run to apply it (no watcher).
-    let stale = e.state.queued_before(std::time::SystemTime::now() - QUEUED_TOO_LONG);
+    let stale = e.records().queued_before(std::time::SystemTime::now() - QUEUED_TOO_LONG);
     if !stale.is_empty() {
         v.push(format!(
             "DHCP event(s) for {} queued more than {} s ago and never applied (the lock was held too long with no watcher to \
@@ -89,7 +88,7 @@ pub fn violations(e: &mut Engine) -> Result<Report, Error> {
         ));
     }
     let records: Vec<(String, bool)> = g.records.iter().map(|(n, r)| (n.clone(), r.applied)).collect();
-    let connected = k.connected_unmanaged(e.cfg.link_group, &g.names);
+    let connected = k.connected_unmanaged(e.cfg().link_group, &g.names);
     let locals: Vec<IpAddr> = k.addrs.iter().map(|a| a.addr).collect();
     for (name, applied) in records {
         checked += 1;
@@ -102,11 +101,11 @@ pub fn violations(e: &mut Engine) -> Result<Report, Error> {
             // up): the kernel takes traffic bound to it for on-link and borrows another
             // interface's address; the receive filter's egress chain must be there to drop it.
             let covered = matches!(&nft, Some(Ok(c)) if c.rules_ok && c.managed.contains(&name));
-            if !covered && let Ok((Some(_), Some(src))) = e.nl.route_get(probe4, None, Some(link.index), None) {
+            if !covered && let Ok((Some(_), Some(src))) = e.reads().route_get(probe4, None, Some(link.index), None) {
                 v.push(format!(
                     "{name}: has no IPv4 address, and traffic bound to it would leave with {src}, another interface's address \
                      (the receive filter that drops it is not in place); set receive_filter = yes in {} and run `stronghost apply {name}`",
-                    e.cfg.path.display()
+                    e.cfg().path.display()
                 ));
             }
             continue;
@@ -118,12 +117,12 @@ pub fn violations(e: &mut Engine) -> Result<Report, Error> {
             && !g.records.contains_key(&lower.name)
             && let Ok(0) = sysctl::effective(&lower.name, "arp_ignore")
         {
-            let what = if e.cfg.manages(&lower.name) {
+            let what = if e.cfg().manages(&lower.name) {
                 "run `stronghost sync` (it claims the device, which needs no address)".to_string()
             } else {
                 format!(
                     "it is not managed ({}): manage it (it needs no address), or set net.ipv4.conf.{}.arp_ignore=1 yourself",
-                    e.cfg.path.display(),
+                    e.cfg().path.display(),
                     lower.name
                 )
             };
@@ -133,17 +132,17 @@ pub fn violations(e: &mut Engine) -> Result<Report, Error> {
                 lower.name
             ));
         }
-        if link.group != e.cfg.link_group {
-            v.push(format!("{name}: link group is {} not {}: main-table routes through it would leak traffic of other interfaces; run `stronghost apply {name}`", link.group, e.cfg.link_group));
+        if link.group != e.cfg().link_group {
+            v.push(format!("{name}: link group is {} not {}: main-table routes through it would leak traffic of other interfaces; run `stronghost apply {name}`", link.group, e.cfg().link_group));
         }
-        let facts = crate::plan::facts(&e.cfg, k, &link);
+        let facts = crate::plan::facts(e.cfg(), k, &link);
         let addrs: Vec<IpAddr> =
             facts.addresses.iter().map(|a| IpAddr::V4(a.0)).chain(facts.addresses6.iter().map(|a| IpAddr::V6(a.0))).collect();
         for a in &addrs {
             let probe = if a.is_ipv6() { probe6 } else { probe4 };
-            match e.nl.route_get(probe, Some(*a), None, None) {
+            match e.reads().route_get(probe, Some(*a), None, None) {
                 Ok((Some(o), _)) if o == link.index => {}
-                Ok((Some(o), _)) => v.push(format!("{name}: traffic from {a} to {probe} would leave by {}, not {name}; run `stronghost apply {name}` and look for rules below priority {} (`ip rule`, `ip -6 rule`)", k.name_of(o), e.cfg.priority)),
+                Ok((Some(o), _)) => v.push(format!("{name}: traffic from {a} to {probe} would leave by {}, not {name}; run `stronghost apply {name}` and look for rules below priority {} (`ip rule`, `ip -6 rule`)", k.name_of(o), e.cfg().priority)),
                 Ok((None, _)) => v.push(format!("{name}: traffic from {a} has no route out")),
                 // Refused (no gateway known): strict, not a leak — but say so.
                 Err(_) => warnings.push(format!(
@@ -151,7 +150,7 @@ pub fn violations(e: &mut Engine) -> Result<Report, Error> {
                      <address>` in {} (or let DHCP, a default route through {name}, or another interface on the same network provide it), \
                      then run `stronghost apply {name}`",
                     if a.is_ipv6() { " (no router advertises itself on it)" } else { "" },
-                    e.cfg.path.display()
+                    e.cfg().path.display()
                 )),
             }
         }
@@ -159,8 +158,8 @@ pub fn violations(e: &mut Engine) -> Result<Report, Error> {
         // peer) stay reachable from the interface's addresses, by their own interface.
         for a in &addrs {
             for (net, via) in connected.iter().filter(|(n, _)| n.is_v6() == a.is_ipv6()) {
-                let dst = crate::net::probe_in(*net, &locals);
-                match e.nl.route_get(dst, Some(*a), None, None) {
+                let dst = crate::model::net::probe_in(*net, &locals);
+                match e.reads().route_get(dst, Some(*a), None, None) {
                     Ok((Some(o), _)) if o == *via => {}
                     Ok((o, _)) => v.push(format!(
                         "{name}: traffic from {a} to {net} (directly connected through {}) would leave by {}; run `stronghost sync` \
@@ -177,7 +176,7 @@ pub fn violations(e: &mut Engine) -> Result<Report, Error> {
             if !has {
                 continue;
             }
-            match e.nl.route_get(probe, None, Some(link.index), None) {
+            match e.reads().route_get(probe, None, Some(link.index), None) {
                 Ok((Some(o), src)) if o == link.index => {
                     if let Some(s) = src.filter(|s| !addrs.contains(s)) {
                         v.push(format!("{name}: traffic bound to {name} would use source {s}, not one of its own addresses"));
@@ -192,26 +191,27 @@ pub fn violations(e: &mut Engine) -> Result<Report, Error> {
         }
         // Replies of connections that arrived here (marked by the receive filter): routed as a
         // container's or a forwarded host's packet, they must still leave by this interface.
-        if let Some(t) = g.tables.get(&name).copied().filter(|t| e.cfg.receive_filter && e.cfg.in_table_range(*t)) {
+        if let Some(t) = g.tables.get(&name).copied().filter(|t| e.cfg().receive_filter && e.cfg().in_table_range(*t)) {
             for (probe, has) in [(probe4, !facts.addresses.is_empty()), (probe6, !facts.addresses6.is_empty())] {
-                match e.nl.route_get(probe, None, None, Some(crate::policy::mark_of(&e.cfg, t))) {
+                let mark = crate::plan::policy::mark_of(e.cfg(), t);
+                match e.reads().route_get(probe, None, None, Some(mark)) {
                     Ok((Some(o), _)) if o == link.index || !has => {}
                     Ok((o, _)) if has => v.push(format!(
                         "{name}: replies of connections that arrived on {name} (published ports, port forwards) would leave by {}; \
                          run `stronghost apply {name}` and look for rules below priority {} (`ip rule`)",
                         o.map(|o| k.name_of(o)).unwrap_or_else(|| "no interface".into()),
-                        crate::policy::fwmark_priority(&e.cfg, t)
+                        crate::plan::policy::fwmark_priority(e.cfg(), t)
                     )),
                     _ => {}
                 }
             }
         }
-        for (knob, want) in sysctl::wanted(&e.cfg) {
+        for (knob, want) in crate::plan::policy::sysctls_wanted(e.cfg()) {
             match sysctl::effective(&name, knob) {
                 Ok(eff) if eff == want => {}
                 // The kernel's loose check (2) passes whatever main can route back: harmless.
-                Ok(2) if knob == sysctl::RP.0 => {}
-                Ok(eff) if knob == sysctl::RP.0 => v.push(format!(
+                Ok(2) if knob == crate::plan::policy::RP_SYSCTL.0 => {}
+                Ok(eff) if knob == crate::plan::policy::RP_SYSCTL.0 => v.push(format!(
                     "{name}: the kernel's strict reverse-path check is on (rp_filter effectively {eff}, net.ipv4.conf.all.rp_filter={}): \
                      it runs after DNAT and drops, uncounted, connections to published ports on every interface but the one of main's \
                      default route (nstat TcpExtIPReversePathFilter); stronghost's own check replaces it — set \
@@ -230,7 +230,7 @@ pub fn violations(e: &mut Engine) -> Result<Report, Error> {
             Some(Ok(c)) if c.rules_ok && c.members().is_some() && c.managed.contains(&name) => {}
             Some(Ok(_)) => v.push(format!(
                 "{name}: not covered by the receive filter (nft table inet {}); run `stronghost apply {name}`",
-                filter::TABLE
+                crate::model::table::TABLE
             )),
             Some(Err(err)) => v.push(format!("{name}: receive filter: {err}")),
             None => {}
@@ -251,7 +251,7 @@ pub fn violations(e: &mut Engine) -> Result<Report, Error> {
     // The table as a whole against what the whole host needs: every member, mark, counter and
     // reverse-path index (an interface's own entries can look right while another's are gone).
     if let Some(Ok(_)) = &nft
-        && let Some(change) = crate::plan::Planner::new(&e.cfg, &g).finish(vec![]).host.filter
+        && let Some(change) = crate::plan::Planner::new(e.cfg(), &g).finish(vec![]).host.filter
     {
         let repair = match watcher {
             Watcher::Answers => "stronghost watch repairs it within a second unless another tool keeps changing it (see its log); \
@@ -261,14 +261,14 @@ pub fn violations(e: &mut Engine) -> Result<Report, Error> {
                   `systemctl enable --now stronghost-watch` to have it repaired at once next time"
                 .to_string(),
         };
-        v.push(format!("receive filter (nft table inet {}): {}; {repair}", filter::TABLE, change.summary()));
+        v.push(format!("receive filter (nft table inet {}): {}; {repair}", crate::model::table::TABLE, change.summary()));
     }
-    if e.cfg.receive_filter {
+    if e.cfg().receive_filter {
         marks(e, &g, &mut v, &mut warnings);
     }
     // One address on several managed interfaces: one of them has its rule (every planner agrees
     // which), and the others' traffic from it follows that one.
-    for (a, owner) in crate::plan::shared_addresses(&e.cfg, k) {
+    for (a, owner) in crate::plan::shared_addresses(e.cfg(), k) {
         let mut holders: Vec<String> = k.addrs.iter().filter(|x| x.addr == a).map(|x| k.name_of(x.index)).collect();
         holders.dedup();
         warnings.push(format!(
@@ -281,11 +281,11 @@ pub fn violations(e: &mut Engine) -> Result<Report, Error> {
     // foreign link group, no free table — or only hooks run and the address was added by hand):
     // it is a weak host's interface, whatever the others are.
     for l in &k.links {
-        if g.records.contains_key(&l.name) || !e.cfg.manages(&l.name) {
+        if g.records.contains_key(&l.name) || !e.cfg().manages(&l.name) {
             continue;
         }
-        let f = crate::plan::facts(&e.cfg, k, l);
-        let name = crate::net::printable(&l.name);
+        let f = crate::plan::facts(e.cfg(), k, l);
+        let name = crate::model::net::printable(&l.name);
         if let Some(a) = f.addresses.first().map(|a| a.0.to_string()).or_else(|| f.addresses6.first().map(|a| a.0.to_string())) {
             if l.name.contains('\u{fffd}') {
                 // The kernel takes any bytes; stronghost's records and rules name interfaces in UTF-8.
@@ -298,7 +298,7 @@ pub fn violations(e: &mut Engine) -> Result<Report, Error> {
             v.push(format!(
                 "{name}: has address {a} but is not managed (its traffic is routed as on a weak host); `stronghost plan -- {name}` \
                  shows why (it changes nothing), or exclude it in {}",
-                e.cfg.path.display()
+                e.cfg().path.display()
             ));
         }
     }
@@ -312,9 +312,12 @@ pub fn violations(e: &mut Engine) -> Result<Report, Error> {
 /// a value no managed interface has: another tool's doing, or left from an interface released
 /// (they time out) — a violation only when no table of the range could have given it.
 fn marks(e: &mut Engine, g: &crate::plan::Gathered, v: &mut Vec<String>, warnings: &mut Vec<String>) {
-    let (cfg, m) = (&e.cfg, e.cfg.mark_mask);
-    let fix = format!("give one of them other bits (`mark_mask` in {}; README lists which tools use which)", cfg.path.display());
-    match crate::netlink::nftables::Nft::open().map_err(Into::into).and_then(|mut n| n.mark_writers(m, filter::TABLE)) {
+    let (cfg, m) = (e.cfg(), e.cfg().mark_mask);
+    let fix = format!(
+        "give one of them other bits (`mark_mask` in {}; /usr/share/doc/stronghost/design.md lists which tools use which)",
+        cfg.path.display()
+    );
+    match crate::netlink::nftables::Nft::open().map_err(Into::into).and_then(|mut n| n.mark_writers(m, crate::model::table::TABLE)) {
         Ok(writers) => {
             for w in writers {
                 let text = format!(
@@ -335,8 +338,8 @@ fn marks(e: &mut Engine, g: &crate::plan::Gathered, v: &mut Vec<String>, warning
         .keys()
         .filter_map(|n| g.tables.get(n))
         .filter(|t| cfg.in_table_range(**t))
-        .map(|t| crate::policy::mark_of(cfg, *t))
-        .chain([crate::policy::unmanaged_mark(cfg)])
+        .map(|t| crate::plan::policy::mark_of(cfg, *t))
+        .chain([crate::plan::policy::unmanaged_mark(cfg)])
         .collect();
     let slots = u64::from(cfg.table_max - cfg.table_min + 1);
     match crate::netlink::conntrack::marks_in(m) {

@@ -5,7 +5,7 @@ use crate::cli::HookClient;
 use crate::clients::{self, LeaseEvent};
 use crate::config::Config;
 use crate::handoff::{self, Answer};
-use crate::net::printable;
+use crate::model::net::printable;
 use crate::reconcile::{self, ClientEvent, Engine, Target, reconcile};
 use crate::state::Queued;
 use std::time::{Duration, Instant};
@@ -102,7 +102,7 @@ pub fn run(cfg: Config, client: &HookClient) -> i32 {
     }
     // A watcher that did not answer has had most of the hook's time: wait for the lock with
     // what is left, not LOCK_WAIT again.
-    e.lock_wait = e.lock_wait.min(BUDGET.saturating_sub(started.elapsed()));
+    e.limit_lock_wait(BUDGET.saturating_sub(started.elapsed()));
     match reconcile::apply_queued(&mut e, &q) {
         Ok((done, true)) => log::info!(iface = ifname.as_str(); "{what}: {} change(s)", done.changes),
         Ok((_, false)) => log::info!(iface = ifname.as_str(); "{what}: applied by another run"),

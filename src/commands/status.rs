@@ -2,8 +2,7 @@
 
 use crate::config::Config;
 use crate::error::Error;
-use crate::filter;
-use crate::policy::Selector;
+use crate::model::routing::Selector;
 use crate::reconcile::Engine;
 use crate::sysctl;
 use serde_json::{Value, json};
@@ -14,19 +13,19 @@ pub fn collect(e: &mut Engine) -> Result<Value, Error> {
         e.gather(None)?
     };
     let k = &g.kernel;
-    let nft = if e.cfg.receive_filter { g.filter.clone() } else { Ok(filter::Current::default()) };
+    let nft = if e.cfg().receive_filter { g.filter.clone() } else { Ok(crate::model::table::Current::default()) };
     let mut ifaces = Vec::new();
     for (name, rec) in &g.records {
         let table = g.tables.get(name).copied();
         let link = k.link(name);
-        let facts = link.map(|l| crate::plan::facts(&e.cfg, k, l));
+        let facts = link.map(|l| crate::plan::facts(e.cfg(), k, l));
         let addrs: Vec<String> = facts.iter().flat_map(|f| f.addresses.iter().map(|(a, l)| format!("{a}/{l}"))).collect();
         let addrs6: Vec<String> = facts.iter().flat_map(|f| f.addresses6.iter().map(|(a, l)| format!("{a}/{l}"))).collect();
         let rules = |v6: bool| -> Vec<String> {
             k.rules
                 .iter()
                 .filter(|r| {
-                    r.item.v6 == v6 && r.protocol == e.cfg.protocol && Some(r.item.table) == table && r.item.selector != Selector::All
+                    r.item.v6 == v6 && r.protocol == e.cfg().protocol && Some(r.item.table) == table && r.item.selector != Selector::All
                 })
                 .map(|r| r.item.to_string())
                 .collect()
@@ -47,7 +46,7 @@ pub fn collect(e: &mut Engine) -> Result<Value, Error> {
                 .and_then(|r| r.gateway)
                 .map(|g| g.to_string())
         };
-        let sysctls: serde_json::Map<String, Value> = sysctl::wanted(&e.cfg)
+        let sysctls: serde_json::Map<String, Value> = crate::plan::policy::sysctls_wanted(e.cfg())
             .iter()
             .map(|(knob, want)| {
                 (

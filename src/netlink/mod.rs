@@ -2,10 +2,8 @@
 //! addresses, rules and routes (route.rs) and nfnetlink for the receive filter (nftables.rs).
 
 pub mod conntrack;
-pub mod default_cache;
 pub mod nftables;
 pub mod route;
-pub mod rule_cache;
 pub mod subscription;
 #[cfg(test)]
 pub mod testns;

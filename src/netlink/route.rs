@@ -3,8 +3,9 @@
 //! Every write is counted, so a converged host can be shown to cost zero writes.
 
 use super::transport::{Answer, NetlinkError, Transport, attributes as raw_attributes};
-use crate::net::IpNet;
-use crate::policy::{RT_TABLE_MAIN, Route, RouteKind, Rule, Selector};
+use crate::model::kernel::{Address, KernelRoute, Link, Owned, Rules};
+use crate::model::net::IpNet;
+use crate::model::routing::{Route, RouteKind, Rule, Selector};
 use netlink_packet_core::DefaultNla;
 use netlink_packet_core::{
     NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
@@ -20,62 +21,10 @@ use netlink_sys::protocols::NETLINK_ROUTE;
 use nix::errno::Errno;
 use std::net::{IpAddr, Ipv4Addr};
 
-#[derive(Clone, Debug)]
-pub struct Link {
-    pub index: u32,
-    pub name: String,
-    pub group: u32,
-    pub up: bool,
-    /// The interface's IPv4 configuration (`net.ipv4.conf.<name>.*`) as the link dump carries it,
-    /// for the knobs stronghost manages: no /proc read per knob and interface.
-    pub sysctls: Vec<(&'static str, u32)>,
-    /// The device under a macvlan or ipvlan (and their tap forms), when it is in this network
-    /// namespace: it sits on the same segment and, left alone, answers ARP for the child's
-    /// addresses with its own MAC. Decoded only for the links `configured` picks.
-    pub lower: Option<u32>,
-}
-
-impl Link {
-    pub fn sysctl(&self, knob: &str) -> Option<u32> {
-        self.sysctls.iter().find(|(k, _)| *k == knob).map(|(_, v)| *v)
-    }
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct Address {
-    pub index: u32,
-    pub addr: IpAddr,
-    pub prefix_len: u8,
-    /// IPv6 duplicate address detection failed: the address is unusable.
-    pub dadfailed: bool,
-}
-
-impl Address {
-    /// An address stronghost makes a policy for: any IPv4 address; with `ipv6` (the config key),
-    /// an IPv6 one with more than link scope that has not failed duplicate address detection.
-    pub fn gets_policy(&self, ipv6: bool) -> bool {
-        match self.addr {
-            IpAddr::V4(_) => true,
-            IpAddr::V6(v) => ipv6 && crate::net::is_routable_v6(v) && !self.dadfailed,
-        }
-    }
-}
-
-/// A rule or route as the kernel holds it, with the protocol that says who wrote it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Owned<T> {
-    pub protocol: u8,
-    pub item: T,
-}
-
 pub struct Netlink {
     t: Transport,
     /// Write requests sent (each add or delete of a rule or route, each link change).
     pub writes: u32,
-    /// A long-running process's rules, kept current from notifications (`follow_rules`).
-    rule_cache: Option<Box<super::rule_cache::RuleCache>>,
-    /// And main's IPv4 default routes (`follow_main_defaults`).
-    default_cache: Option<Box<super::default_cache::DefaultCache>>,
 }
 
 /// How often a dump the kernel reports as interrupted (its state changed under it) is tried,
@@ -86,7 +35,7 @@ const DUMP_TRIES: usize = 8;
 
 impl Netlink {
     pub fn open() -> std::io::Result<Netlink> {
-        Ok(Netlink { t: Transport::open(NETLINK_ROUTE)?, writes: 0, rule_cache: None, default_cache: None })
+        Ok(Netlink { t: Transport::open(NETLINK_ROUTE)?, writes: 0 })
     }
 
     /// The socket's netlink port: notifications of the changes it makes carry it.
@@ -239,69 +188,12 @@ impl Netlink {
 
     /// Every rule of both families, as the kernel holds them now.
     pub fn rules(&mut self) -> Result<Rules, NetlinkError> {
-        match self.rule_cache.take() {
-            Some(mut cache) => {
-                let rules = cache.rules(self);
-                self.rule_cache = Some(cache);
-                rules
-            }
-            None => self.dump_rules().map(Rules::new),
-        }
-    }
-
-    /// From now on, read the rules from a cache kept current by the kernel's notifications
-    /// instead of dumping them each time (for the watcher, which lives long enough to profit).
-    pub fn follow_rules(&mut self) -> std::io::Result<()> {
-        self.rule_cache = Some(Box::new(super::rule_cache::RuleCache::open()?));
-        Ok(())
-    }
-
-    /// How often the rule cache dumped (None: no cache).
-    #[cfg(test)]
-    pub fn rule_dumps(&self) -> Option<u32> {
-        self.rule_cache.as_ref().map(|c| c.dumps)
-    }
-
-    /// Main as a run of one interface needs it when that interface's IPv4 gateway may have to
-    /// come from another interface on its network: its routes (`every_route_via`: all of them,
-    /// else its IPv4 default routes) and the default routes through other devices a gateway is
-    /// borrowed from. From the cache when following them (default_cache.rs); else all of main.
-    pub fn main_for(&mut self, oif: u32, every_route_via: bool) -> Result<Vec<KernelRoute>, NetlinkError> {
-        match self.default_cache.take() {
-            Some(mut cache) => {
-                let routes = cache.main_for(self, oif, every_route_via);
-                self.default_cache = Some(cache);
-                routes
-            }
-            None => self.routes(RT_TABLE_MAIN),
-        }
-    }
-
-    /// From now on, keep main's IPv4 default routes from notifications (`main_for`), for the
-    /// watcher: on a host of thousands of interfaces, main holds thousands of routes.
-    pub fn follow_main_defaults(&mut self) -> std::io::Result<()> {
-        self.default_cache = Some(Box::new(super::default_cache::DefaultCache::open()?));
-        Ok(())
-    }
-
-    /// Every default route the cache holds, as of now.
-    #[cfg(test)]
-    pub fn cached_defaults(&mut self) -> Option<Vec<KernelRoute>> {
-        let mut cache = self.default_cache.take()?;
-        let routes = cache.main_for(self, 0, false).map(|_| cache.held().to_vec()).ok();
-        self.default_cache = Some(cache);
-        routes
-    }
-
-    /// How often the default route cache read all of main (None: no cache).
-    #[cfg(test)]
-    pub fn default_dumps(&self) -> Option<u32> {
-        self.default_cache.as_ref().map(|c| c.dumps)
+        self.dump_rules().map(Rules::new)
     }
 
     /// The rules of both families, read in place: the kernel cannot filter a rule dump, so each
     /// reads every rule, three per managed interface.
-    pub(super) fn dump_rules(&mut self) -> Result<Vec<Owned<Rule>>, NetlinkError> {
+    pub fn dump_rules(&mut self) -> Result<Vec<Owned<Rule>>, NetlinkError> {
         let mut req = RuleMessage::default();
         req.header.family = AddressFamily::Unspec;
         self.request_decoded(RouteNetlinkMessage::GetRule(req), NLM_F_DUMP, |a| rule_from_raw(a.kind, a.payload()))
@@ -459,7 +351,7 @@ fn address_message(index: u32, addr: Ipv4Addr, prefix_len: u8, protocol: Option<
     m.attributes.push(AddressAttribute::Local(IpAddr::V4(addr)));
     m.attributes.push(AddressAttribute::Address(IpAddr::V4(addr)));
     if prefix_len < 31 {
-        let bcast = u32::from(addr) | !crate::net::mask(prefix_len);
+        let bcast = u32::from(addr) | !crate::model::net::mask(prefix_len);
         m.attributes.push(AddressAttribute::Broadcast(Ipv4Addr::from(bcast)));
     }
     if let Some(p) = protocol {
@@ -544,7 +436,7 @@ impl Op {
             Op::SetLink { group, sysctls, .. } => group
                 .map(|g| format!("ip link set {ifname} group {g}"))
                 .into_iter()
-                .chain(sysctls.iter().map(|(k, v)| crate::sysctl::command(ifname, k, *v)))
+                .chain(sysctls.iter().map(|(k, v)| crate::plan::policy::sysctl_command(ifname, k, *v)))
                 .collect::<Vec<_>>()
                 .join("; "),
         }
@@ -712,7 +604,7 @@ fn address_from_raw(kind: u16, p: &[u8]) -> Option<Address> {
 /// A rule message read in place (struct fib_rule_hdr, then FRA_* attributes): what
 /// `rule_from_kernel` makes of the crate's decoding, without allocating every attribute — a unit
 /// test holds the two to the same answer for every rule the kernel dumps.
-pub(super) fn rule_from_raw(kind: u16, p: &[u8]) -> Option<Owned<Rule>> {
+pub fn rule_from_raw(kind: u16, p: &[u8]) -> Option<Owned<Rule>> {
     const RTM_NEWRULE: u16 = 32;
     const FR_ACT_TO_TBL: u8 = 1;
     const FR_ACT_GOTO: u8 = 2;
@@ -897,33 +789,9 @@ fn route_message(r: &Route, protocol: u8) -> RouteMessage {
     m
 }
 
-/// Every rule, shared: the watcher's cache hands out the same list to each run rather than a
-/// copy of thousands of rules.
-pub type Rules = std::rc::Rc<Vec<Owned<Rule>>>;
-
-/// A route as dumped, every field kept loose; `model()` says whether it is one the model expresses.
-#[derive(Clone, Debug, PartialEq)]
-pub struct KernelRoute {
-    pub table: u32,
-    pub protocol: u8,
-    pub kind: RouteType,
-    pub scope: RouteScope,
-    pub dst: IpNet,
-    pub oif: Option<u32>,
-    pub gateway: Option<IpAddr>,
-    pub src: Option<IpAddr>,
-    pub metric: u32,
-    pub onlink: bool,
-    /// Multipath, TOS, source-specific or other attributes the model does not carry.
-    pub exotic: bool,
-    /// A multipath route's next hops (device, gateway): a main-table default through several
-    /// interfaces still names each one's gateway.
-    pub nexthops: Vec<(u32, Option<IpAddr>)>,
-}
-
 impl KernelRoute {
     /// A route notification's payload (struct rtmsg and its attributes), new or deleted alike.
-    pub(super) fn parse(p: &[u8]) -> Option<KernelRoute> {
+    pub fn parse(p: &[u8]) -> Option<KernelRoute> {
         Self::from_raw(24, p)
     }
 
@@ -1010,26 +878,6 @@ impl KernelRoute {
         }
         Some(k)
     }
-
-    /// The route in the model's terms, if it is of a shape stronghost writes.
-    pub fn model(&self, names: &dyn Fn(u32) -> String) -> Option<Route> {
-        if self.exotic {
-            return None;
-        }
-        let v6 = self.dst.is_v6();
-        let kind = match (self.kind, self.oif, self.gateway, self.src) {
-            // IPv6 reject routes hang off the loopback device.
-            (RouteType::Unreachable, oif, None, None) if oif.is_none() || v6 => RouteKind::Unreachable,
-            (RouteType::Unicast, Some(o), None, s) if (v6 && s.is_none()) || (!v6 && s.is_some() && self.scope == RouteScope::Link) => {
-                RouteKind::Link { dev: names(o), oif: o, src: s }
-            }
-            (RouteType::Unicast, Some(o), Some(g), s) if self.scope == RouteScope::Universe && s.is_some() != v6 && g.is_ipv6() == v6 => {
-                RouteKind::Via { dev: names(o), oif: o, gateway: g, src: s, onlink: self.onlink }
-            }
-            _ => return None,
-        };
-        Some(Route { table: self.table, dst: self.dst, metric: self.metric, kind })
-    }
 }
 
 #[cfg(test)]
@@ -1077,25 +925,35 @@ mod tests {
     /// test's own.
     #[test]
     fn every_rule_shape_reads_back_as_written() {
-        use crate::config::Config;
-        use crate::policy::{self, Selector};
+        use crate::model::routing::{RT_TABLE_MAIN, Selector};
         crate::netlink::testns::in_new_netns(|| {
-            let cfg = Config::default();
             let mut nl = Netlink::open().unwrap();
+            let (field, mark) = (0xff00_0000, 0x0100_0000);
             let rule =
                 |v6: bool, priority: u32, selector: Selector| Rule { v6, priority, selector, table: 4101, suppress: None, goto: None };
+            let main = |v6: bool, priority: u32, selector: Selector, suppress| Rule {
+                table: RT_TABLE_MAIN,
+                suppress,
+                ..rule(v6, priority, selector)
+            };
+            let goto =
+                |v6: bool, priority: u32, selector: Selector, to: u32| Rule { table: 0, goto: Some(to), ..rule(v6, priority, selector) };
+            // Every shape stronghost writes (plan/policy.rs): `to` rules into main with their
+            // suppressions, the unmarked packets' shortcut, the mark tree's nodes and leaves,
+            // the unmanaged interfaces' mark, `from` and `oif`.
             let rules = vec![
-                policy::connected_rule(&cfg, "172.17.0.0/16".parse().unwrap()),
-                policy::connected_rule(&cfg, "2001:db8:17::/64".parse().unwrap()),
-                policy::unmarked_rule(&cfg, false),
-                policy::unmarked_rule(&cfg, true),
-                rule(false, 4105, Selector::Fwmark(policy::mark_of(&cfg, 4101), cfg.mark_mask)),
-                rule(true, 4105, Selector::Fwmark(policy::mark_of(&cfg, 4101), cfg.mark_mask)),
-                policy::unmanaged_mark_rule(&cfg, false),
-                policy::unmanaged_mark_rule(&cfg, true),
-                rule(false, 4110, Selector::From("198.51.100.10".parse().unwrap())),
-                rule(true, 4110, Selector::From("2001:db8:1::10".parse().unwrap())),
-                rule(false, 4120, Selector::Oif("lo".into())),
+                main(false, 4100, Selector::To("172.17.0.0/16".parse().unwrap()), Some((15, 4100))),
+                main(true, 4100, Selector::To("2001:db8:17::/64".parse().unwrap()), Some((63, 4100))),
+                goto(false, 4104, Selector::Unmarked(field), 4620),
+                goto(true, 4104, Selector::Unmarked(field), 4620),
+                goto(false, 4106, Selector::Fwmark(0x8000_0000, 0x8000_0000), 4362),
+                rule(false, 4115, Selector::Fwmark(mark, field)),
+                rule(true, 4115, Selector::Fwmark(mark, field)),
+                main(false, 4105, Selector::Fwmark(field, field), None),
+                main(true, 4105, Selector::Fwmark(field, field), None),
+                rule(false, 4620, Selector::From("198.51.100.10".parse().unwrap())),
+                rule(true, 4620, Selector::From("2001:db8:1::10".parse().unwrap())),
+                rule(false, 4630, Selector::Oif("lo".into())),
             ];
             let ops: Vec<Op> = rules.iter().cloned().map(Op::AddRule).collect();
             for (r, result) in rules.iter().zip(nl.batch(&ops, 83).unwrap()) {
@@ -1109,15 +967,13 @@ mod tests {
             let mut want = rules.clone();
             want.sort();
             assert_eq!(read_back(&mut nl), want);
-            // Rules are added without NLM_F_EXCL: a second copy is a second rule, not an error,
-            // and the plan's diff takes it away again.
-            let again = [Op::AddRule(rules[6].clone())];
+            // Rules are added without NLM_F_EXCL: a second copy is a second rule, not an error
+            // (the plan's diff takes it away again: plan/mod.rs).
+            let again = [Op::AddRule(rules[7].clone())];
             assert!(nl.batch(&again, 83).unwrap()[0].is_ok());
             let twice = read_back(&mut nl);
-            assert_eq!(twice.iter().filter(|r| **r == rules[6]).count(), 2);
-            let (del, add) = crate::plan::diff(&twice, &want);
-            assert!(del == [rules[6].clone()] && add.is_empty(), "{del:?} {add:?}");
-            nl.batch(&[Op::DelRule(rules[6].clone())], 83).unwrap().into_iter().for_each(|r| r.unwrap());
+            assert_eq!(twice.iter().filter(|r| **r == rules[7]).count(), 2);
+            nl.batch(&[Op::DelRule(rules[7].clone())], 83).unwrap().into_iter().for_each(|r| r.unwrap());
             assert_eq!(read_back(&mut nl), want);
             // The `goto` rules' target gone (the last `from` rules removed): still the same rules.
             let from: Vec<Op> = rules.iter().filter(|r| matches!(r.selector, Selector::From(_))).cloned().map(Op::DelRule).collect();

@@ -20,12 +20,12 @@ fuzz_target!(|data: &[u8]| {
         _ => ifupdown::event(&get, &mut w),
     };
     if let Ok(LeaseEvent::Bound { ifname, lease }) = r {
-        stronghost::net::check_ifname(&ifname).unwrap();
-        stronghost::lease::check_address("address", lease.address, lease.prefix_len).unwrap();
+        stronghost::model::net::check_ifname(&ifname).unwrap();
+        stronghost::model::lease::check_address("address", lease.address, lease.prefix_len).unwrap();
         if let Some(g) = lease.gateway {
-            stronghost::net::check_unicast("gateway", g).unwrap();
+            stronghost::model::net::check_unicast("gateway", g).unwrap();
             assert_ne!(g, lease.address);
         }
-        assert!(lease.routes.len() <= stronghost::lease::MAX_CLASSLESS_ROUTES);
+        assert!(lease.routes.len() <= stronghost::model::lease::MAX_CLASSLESS_ROUTES);
     }
 });

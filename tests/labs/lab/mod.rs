@@ -888,6 +888,24 @@ pub struct Outcome {
 
 impl Outcome {
     /// Each strong-host requirement this outcome breaks, in words.
+    /// What was seen, in one line: the evidence behind a PASS.
+    pub fn evidence(&self, addr: &str) -> String {
+        let via = |out: &[String]| if out.is_empty() { "nothing".to_string() } else { out.join("+") };
+        let seen = |s: &Option<String>| s.clone().unwrap_or_else(|| "nothing".into());
+        format!(
+            "curl --interface {addr}: server saw {} via {}; by name: {} via {}; {addr} asked: {} answered, reply via {}; \
+             wrong interface: {}; ARP answered by {}",
+            seen(&self.by_addr.0),
+            via(&self.by_addr.1),
+            seen(&self.by_name.0),
+            via(&self.by_name.1),
+            seen(&self.served.0),
+            via(&self.served.1),
+            if self.wrong_interface_accepted { "accepted" } else { "dropped" },
+            via(&self.arp_repliers)
+        )
+    }
+
     pub fn failures(&self, k: usize, addr: &str) -> Vec<String> {
         let e = vec![format!("eth{k}")];
         let mut f = Vec::new();

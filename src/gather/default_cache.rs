@@ -13,10 +13,11 @@
 //! replacing route's event is all there is. A next-hop object changing, an overrun or anything
 //! unreadable, and all of main is read again.
 
-use super::route::{KernelRoute, Netlink};
-use super::subscription::Subscription;
-use super::transport::{NetlinkError, attributes};
-use crate::policy::RT_TABLE_MAIN;
+use crate::model::kernel::KernelRoute;
+use crate::model::routing::RT_TABLE_MAIN;
+use crate::netlink::route::Netlink;
+use crate::netlink::subscription::Subscription;
+use crate::netlink::transport::{NetlinkError, attributes};
 use netlink_packet_route::route::RouteType;
 use nix::errno::Errno;
 use std::collections::{BTreeMap, BTreeSet};
@@ -262,7 +263,7 @@ mod tests {
             protocol: 3,
             kind: RouteType::Unicast,
             scope: netlink_packet_route::route::RouteScope::Universe,
-            dst: crate::net::IpNet::default_for(false),
+            dst: crate::model::net::IpNet::default_for(false),
             oif: Some(oif),
             gateway: Some(IpAddr::from(g)),
             src: None,
@@ -296,52 +297,52 @@ mod tests {
                 ip(&format!("addr add 192.0.2.{}/24 dev d{k}", 10 + k));
             }
             let mut cached = Netlink::open().unwrap();
-            cached.follow_main_defaults().unwrap();
+            let mut cache = DefaultCache::open().unwrap();
             let mut other = Netlink::open().unwrap();
             let d0 = other.link("d0").unwrap().unwrap().index;
-            let check = |cached: &mut Netlink, other: &mut Netlink, when: &str| {
+            let check = |cache: &mut DefaultCache, cached: &mut Netlink, other: &mut Netlink, when: &str| {
                 let main = other.routes(RT_TABLE_MAIN).unwrap();
                 let via = |r: &&KernelRoute| uses(r, d0);
                 let best = best_per_gateway(main.iter().filter(|r| is_default_v4(r) && !uses(r, d0)));
                 // Without IPv6 on the interface: its default routes, and the best of the others.
                 let want: Vec<KernelRoute> = main.iter().filter(via).filter(|r| is_default_v4(r)).cloned().chain(best.clone()).collect();
-                assert_eq!(sorted(cached.main_for(d0, false).unwrap()), sorted(want), "{when}");
+                assert_eq!(sorted(cache.main_for(cached, d0, false).unwrap()), sorted(want), "{when}");
                 assert_eq!(
-                    sorted(cached.cached_defaults().unwrap()),
+                    sorted(cache.main_for(cached, 0, false).map(|_| cache.held().to_vec()).unwrap()),
                     sorted(main.iter().filter(|r| is_default_v4(r)).cloned().collect()),
                     "{when}: the cache"
                 );
                 // With IPv6: every route through it.
                 let want: Vec<KernelRoute> = main.iter().filter(via).cloned().chain(best).collect();
-                assert_eq!(sorted(cached.main_for(d0, true).unwrap()), sorted(want), "{when}, every route through it");
+                assert_eq!(sorted(cache.main_for(cached, d0, true).unwrap()), sorted(want), "{when}, every route through it");
             };
             // The first read is all of main.
-            assert_eq!(sorted(cached.main_for(d0, false).unwrap()), sorted(other.routes(RT_TABLE_MAIN).unwrap()));
-            check(&mut cached, &mut other, "no default route");
+            assert_eq!(sorted(cache.main_for(&mut cached, d0, false).unwrap()), sorted(other.routes(RT_TABLE_MAIN).unwrap()));
+            check(&mut cache, &mut cached, &mut other, "no default route");
             ip("route add default via 192.0.2.1 dev d1 metric 101");
             ip("route add default via 192.0.2.2 dev d2 metric 102");
             ip("route add default via 192.0.2.3 dev d3 metric 103 src 192.0.2.10");
             ip("route add default metric 105 nexthop via 192.0.2.4 dev d1 nexthop via 192.0.2.5 dev d2");
-            check(&mut cached, &mut other, "routes added");
+            check(&mut cache, &mut cached, &mut other, "routes added");
             ip("link set d1 down");
-            check(&mut cached, &mut other, "a device down");
+            check(&mut cache, &mut cached, &mut other, "a device down");
             ip("addr flush dev d2");
-            check(&mut cached, &mut other, "a device's last address deleted");
+            check(&mut cache, &mut cached, &mut other, "a device's last address deleted");
             ip("addr del 192.0.2.10/24 dev d0");
-            check(&mut cached, &mut other, "another device's address, the preferred source, deleted");
+            check(&mut cache, &mut cached, &mut other, "another device's address, the preferred source, deleted");
             ip("link set d1 up");
             ip("addr add 192.0.2.10/24 dev d0");
             ip("addr add 192.0.2.12/24 dev d2");
             ip("route add default via 192.0.2.6 dev d1 metric 106");
             ip("route add default via 192.0.2.9 dev d0 metric 100");
-            check(&mut cached, &mut other, "a route through d1");
+            check(&mut cache, &mut cached, &mut other, "a route through d1");
             ip("route replace default via 192.0.2.6 dev d2 metric 106");
-            check(&mut cached, &mut other, "that route replaced by one through d2");
+            check(&mut cache, &mut cached, &mut other, "that route replaced by one through d2");
             ip("route add default metric 107 nexthop via 192.0.2.7 dev d2 nexthop via 192.0.2.8 dev d3");
-            check(&mut cached, &mut other, "a multipath route");
+            check(&mut cache, &mut cached, &mut other, "a multipath route");
             ip("link del d3");
-            check(&mut cached, &mut other, "a device deleted");
-            assert_eq!(cached.default_dumps(), Some(1), "all of main was read again");
+            check(&mut cache, &mut cached, &mut other, "a device deleted");
+            assert_eq!(cache.dumps, 1, "all of main was read again");
         });
     }
 }

@@ -3,7 +3,7 @@
 //! The kernel is the authority for addresses; a lease contributes what the kernel cannot tell us:
 //! the gateway and the classless static routes (option 121). Every field is attacker-controlled.
 
-use crate::net::{InField, Invalid, Ipv4Net, check_ifname, check_unicast, netmask_to_len, parse_ipv4};
+use crate::model::net::{InField, Invalid, Ipv4Net, check_ifname, check_unicast, netmask_to_len, parse_ipv4};
 use serde::{Deserialize, Serialize};
 use std::net::Ipv4Addr;
 
@@ -141,7 +141,7 @@ pub fn parse_route_pairs(v: &str) -> Result<Vec<StaticRoute>, Invalid> {
 }
 
 fn broadcast(n: Ipv4Net) -> Ipv4Addr {
-    Ipv4Addr::from(u32::from(n.addr) | !crate::net::mask(n.len))
+    Ipv4Addr::from(u32::from(n.addr) | !crate::model::net::mask(n.len))
 }
 
 /// First usable gateway of a space-separated list (option 3, or one configured gateway); a gateway
@@ -167,7 +167,7 @@ fn check_gateway(g: Ipv4Addr, own: Ipv4Addr) -> Result<(), Invalid> {
 /// Validates a decoded option 121 as a whole: bounded, sane destinations and gateways, no duplicates.
 fn check_routes(routes: Vec<StaticRoute>, own: Ipv4Addr) -> Result<Vec<StaticRoute>, Invalid> {
     if routes.len() > MAX_CLASSLESS_ROUTES {
-        return Err(Invalid::TooManyRoutes(routes.len()));
+        return Err(Invalid::TooManyRoutes { count: routes.len(), max: MAX_CLASSLESS_ROUTES });
     }
     let mut seen = std::collections::HashSet::new();
     for r in &routes {
@@ -228,7 +228,7 @@ pub fn parse_rfc3442_descriptors(v: &str) -> Result<Vec<StaticRoute>, Invalid> {
         }
         let octets: Vec<&str> = parts.collect();
         if octets.len() != usize::from(len).div_ceil(8) {
-            return Err(Invalid::OctetCount { descriptor: crate::net::printable(descriptor), len });
+            return Err(Invalid::OctetCount { descriptor: crate::model::net::printable(descriptor), len });
         }
         let mut dst = [0u8; 4];
         for (k, o) in octets.iter().enumerate() {

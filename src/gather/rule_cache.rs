@@ -11,9 +11,10 @@
 //! since the subscription onto a dump taken after it then ends in the kernel's state, whatever
 //! the order of dump and notifications.
 
-use super::route::{Netlink, Rules, rule_from_raw};
-use super::subscription::Subscription;
-use super::transport::NetlinkError;
+use crate::model::kernel::Rules;
+use crate::netlink::route::{Netlink, rule_from_raw};
+use crate::netlink::subscription::Subscription;
+use crate::netlink::transport::NetlinkError;
 
 // rtnetlink groups and message types (linux/rtnetlink.h).
 const RTNLGRP_IPV4_RULE: u32 = 8;
@@ -100,9 +101,10 @@ fn apply(rules: &mut Rules, kind: u16, payload: &[u8]) {
 
 #[cfg(test)]
 mod tests {
-    use super::super::route::{Op, Owned};
     use super::*;
-    use crate::policy::{Rule, Selector};
+    use crate::model::kernel::Owned;
+    use crate::model::routing::{Rule, Selector};
+    use crate::netlink::route::Op;
     use std::net::Ipv4Addr;
 
     fn sorted(v: &[Owned<Rule>]) -> Vec<(u8, Rule)> {
@@ -123,30 +125,30 @@ mod tests {
     fn the_cache_follows_the_kernel() {
         crate::netlink::testns::in_new_netns(|| {
             let mut cached = Netlink::open().unwrap();
-            cached.follow_rules().unwrap();
+            let mut cache = RuleCache::open().unwrap();
             let mut other = Netlink::open().unwrap();
             let run = |nl: &mut Netlink, ops: Vec<Op>, protocol: u8| {
                 nl.batch(&ops, protocol).unwrap().into_iter().for_each(|r| r.unwrap());
             };
-            let check = |cached: &mut Netlink, other: &mut Netlink, when: &str| {
-                assert_eq!(sorted(&cached.rules().unwrap()), sorted(&other.dump_rules().unwrap()), "{when}");
+            let check = |cache: &mut RuleCache, cached: &mut Netlink, other: &mut Netlink, when: &str| {
+                assert_eq!(sorted(&cache.rules(cached).unwrap()), sorted(&other.dump_rules().unwrap()), "{when}");
             };
             run(&mut other, (0..10).map(|k| Op::AddRule(from(k, 4101))).collect(), 83);
-            check(&mut cached, &mut other, "the first read");
+            check(&mut cache, &mut cached, &mut other, "the first read");
             run(&mut other, (10..20).map(|k| Op::AddRule(from(k, 4102))).collect(), 83);
             run(&mut other, (0..5).map(|k| Op::DelRule(from(k, 4101))).collect(), 83);
-            check(&mut cached, &mut other, "after another socket's changes");
+            check(&mut cache, &mut cached, &mut other, "after another socket's changes");
             run(&mut cached, (20..30).map(|k| Op::AddRule(from(k, 4103))).collect(), 83);
             run(&mut cached, (10..15).map(|k| Op::DelRule(from(k, 4102))).collect(), 83);
-            check(&mut cached, &mut other, "after its own changes");
+            check(&mut cache, &mut cached, &mut other, "after its own changes");
             run(&mut other, vec![Op::AddRule(from(99, 100))], 4);
-            check(&mut cached, &mut other, "after another tool's rule");
-            assert_eq!(cached.rule_dumps(), Some(1), "the cache dumped again");
+            check(&mut cache, &mut cached, &mut other, "after another tool's rule");
+            assert_eq!(cache.dumps, 1, "the cache dumped again");
             run(&mut other, (1000..3000).map(|k| Op::AddRule(from(k, 4104))).collect(), 83);
-            check(&mut cached, &mut other, "after a flood");
+            check(&mut cache, &mut cached, &mut other, "after a flood");
             run(&mut other, (1000..1010).map(|k| Op::DelRule(from(k, 4104))).collect(), 83);
-            check(&mut cached, &mut other, "after the flood");
-            assert_eq!(cached.rule_dumps(), Some(2), "a flood is dumped anew, once");
+            check(&mut cache, &mut cached, &mut other, "after the flood");
+            assert_eq!(cache.dumps, 2, "a flood is dumped anew, once");
         });
     }
 }

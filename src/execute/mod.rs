@@ -3,8 +3,9 @@
 //! netlink write of the plans in one batch, then the receive filter, then records of released
 //! interfaces. Every failure is collected and reported; nothing is dropped.
 
+pub mod filter;
+
 use crate::error::Error;
-use crate::filter;
 use crate::netlink::{Netlink, Op};
 use crate::plan::{ClientPlan, Gathered, Plans};
 use crate::state::State;
@@ -31,7 +32,7 @@ pub fn execute(
     if let Some(t) = &plans.tables {
         state.save_tables(t).map_err(|source| Error::State { doing: "saving the table allocation".into(), source })?;
     }
-    let changed: Vec<(&str, &crate::state::Record, Option<&crate::state::Record>)> = plans
+    let changed: Vec<(&str, &crate::model::record::Record, Option<&crate::model::record::Record>)> = plans
         .interfaces
         .iter()
         .filter(|p| !p.orphans)
@@ -65,14 +66,14 @@ pub fn execute(
     // Set over netlink, rp_filter does not invalidate the routes sockets have cached (early
     // demux would skip the new check for established connections); /proc would have. Do what
     // the sysctl handler does, once.
-    if plans.interfaces.iter().any(|p| p.sysctls.iter().any(|(k, _)| *k == sysctl::RP.0))
+    if plans.interfaces.iter().any(|p| p.sysctls.iter().any(|(k, _)| *k == crate::plan::policy::RP_SYSCTL.0))
         && let Err(source) = sysctl::flush_route_cache()
     {
         errors.push(Error::Sysctl { doing: "flushing the route cache after changing rp_filter".into(), source });
     }
     if let Some(s) = &host.filter {
         writes.nft += 1;
-        if let Err(source) = filter::apply(s, &filter::Shape::of(cfg)) {
+        if let Err(source) = crate::execute::filter::apply(s, &crate::model::table::Shape::of(cfg)) {
             errors.push(Error::Filter { source, unapplied: false });
         }
     }

@@ -58,103 +58,12 @@
 //! connection neither stop a reply from being routed by its arrival interface nor are changed.
 
 use crate::config::Config;
-use crate::lease::StaticRoute;
-use crate::net::{IpNet, Ipv4Net};
-use serde::Serialize;
+use crate::model::net::{IpNet, Ipv4Net};
+use crate::model::routing::{
+    Desired, Gateways, InterfaceFacts, RT_TABLE_MAIN, Route, RouteKind, Rule, Selector, TERMINATOR_METRIC, V6_METRIC,
+};
 use std::collections::BTreeSet;
-use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-
-pub const RT_TABLE_MAIN: u32 = 254;
-pub const TERMINATOR_METRIC: u32 = u32::MAX;
-/// The kernel stores an IPv6 route added with metric 0 as 1024 (IP6_RT_PRIO_USER): say so.
-pub const V6_METRIC: u32 = 1024;
-
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Selector {
-    All,
-    From(IpAddr),
-    Oif(String),
-    /// `to <network>`.
-    To(IpNet),
-    /// `fwmark <mark>/<mask>` (a mark that is not 0).
-    Fwmark(u32, u32),
-    /// `fwmark 0/<mask>`: packets with none of the mask's bits.
-    Unmarked(u32),
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-pub struct Rule {
-    /// IPv6 rule (the kernel keeps the two families' rules apart).
-    pub v6: bool,
-    pub priority: u32,
-    pub selector: Selector,
-    pub table: u32,
-    /// `suppress_prefixlength L suppress_ifgroup G` (the shared `to` rules into main).
-    pub suppress: Option<(u32, u32)>,
-    /// `goto <priority>` instead of a table lookup (`table` is then 0).
-    pub goto: Option<u32>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(tag = "type", rename_all = "lowercase")]
-pub enum RouteKind {
-    /// On-link: `dev K scope link src a` (IPv6: `dev K`).
-    Link {
-        dev: String,
-        oif: u32,
-        src: Option<IpAddr>,
-    },
-    /// `via gw dev K src a [onlink]` (IPv6: `via gw dev K`).
-    Via {
-        dev: String,
-        oif: u32,
-        gateway: IpAddr,
-        src: Option<IpAddr>,
-        onlink: bool,
-    },
-    Unreachable,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-pub struct Route {
-    pub table: u32,
-    pub dst: IpNet,
-    pub metric: u32,
-    pub kind: RouteKind,
-}
-
-/// What the kernel says about one interface.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct InterfaceFacts {
-    pub name: String,
-    pub index: u32,
-    /// IPv4 addresses with prefix lengths, primary first (kernel order).
-    pub addresses: Vec<(Ipv4Addr, u8)>,
-    /// Global and unique-local IPv6 addresses (SLAAC, temporary, DHCPv6, static), kernel order.
-    pub addresses6: Vec<(Ipv6Addr, u8)>,
-}
-
-/// Where the gateway and extra routes come from, in order of authority.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Gateways {
-    pub gateway: Option<Ipv4Addr>,
-    pub routes: Vec<StaticRoute>,
-    /// The IPv6 router on K (a link-local address learned from router advertisements, or a
-    /// static one): DHCPv6 carries no routes.
-    pub gateway6: Option<Ipv6Addr>,
-    /// On-link IPv6 prefixes the main table has through K besides the addresses' own (a
-    /// router-advertised prefix next to a DHCPv6 /128).
-    pub onlink6: Vec<IpNet>,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Desired {
-    pub rules: Vec<Rule>,
-    /// In the order they must be added (on-link before what goes via a gateway).
-    pub routes: Vec<Route>,
-}
+use std::net::{IpAddr, Ipv4Addr};
 
 /// The shared rule that lets managed sources reach `net`, a network directly connected through an
 /// unmanaged interface, by main's route for it — only by a route at least as specific as `net`,
@@ -206,13 +115,6 @@ pub fn mark_of(cfg: &Config, t: u32) -> u32 {
 /// field.
 pub fn unmanaged_mark(cfg: &Config) -> u32 {
     cfg.mark_mask
-}
-
-/// The packet mark of a frame being bridged through the host (not addressed to it), which
-/// br_netfilter hands to the inet hooks as if the bridge had received it: the receive filter
-/// leaves it alone. The value below the whole field.
-pub fn bridged_mark(mask: u32) -> u32 {
-    mask - (1 << mask.trailing_zeros())
 }
 
 /// The shared rule for replies of connections that arrived on an unmanaged interface.
@@ -297,11 +199,6 @@ pub fn mark_tree(cfg: &Config, tables: impl IntoIterator<Item = u32>, v6: bool) 
         }
     }
     nodes
-}
-
-/// A rule of the mark tree's inner nodes (a shared rule).
-pub fn is_mark_tree_node(r: &Rule) -> bool {
-    matches!(r.selector, Selector::Fwmark(..)) && r.goto.is_some()
 }
 
 /// The per-interface part of the policy. An interface without addresses of a family gets
@@ -408,70 +305,41 @@ fn desired_v6(cfg: &Config, iface: &InterfaceFacts, table: u32, gw: &Gateways, d
     d.routes.push(Route { table, dst: IpNet::DEFAULT_V6, metric: TERMINATOR_METRIC, kind: RouteKind::Unreachable });
 }
 
-impl Rule {
-    /// The `ip` command for the rule's family.
-    pub fn ip(&self) -> &'static str {
-        if self.v6 { "ip -6" } else { "ip" }
+/// The per-interface IPv4 sysctls that make ARP and the reverse-path check per interface. Only
+/// `net.ipv4.conf.<iface>.*` is ever written, never `all` or `default`: those belong to the admin.
+/// For all four knobs the kernel acts on the larger of `all` and the interface value.
+/// arp_ignore=1: answer ARP only for addresses of the receiving interface.
+/// arp_announce=2: ARP requests carry the outgoing interface's own address.
+/// arp_filter=1: answer only if the reply would leave by that interface.
+/// rp_filter=0: the kernel's reverse-path check runs after DNAT, on the container's address, and
+/// would drop connections to published ports on every interface but main's default one without
+/// counting them; stronghost's own check (filter.rs) runs before NAT and counts what it drops.
+pub const ARP_SYSCTLS: [(&str, u32); 3] = [("arp_ignore", 1), ("arp_announce", 2), ("arp_filter", 1)];
+pub const RP_SYSCTL: (&str, u32) = ("rp_filter", 0);
+
+pub fn sysctls_wanted(cfg: &Config) -> Vec<(&'static str, u32)> {
+    let mut v = Vec::new();
+    if cfg.arp_sysctls {
+        v.extend(ARP_SYSCTLS);
     }
+    // The kernel's check is turned off only where stronghost's own (in the receive filter)
+    // replaces it: with the filter off, rp_filter is left as the admin has it.
+    if cfg.rp_filter && cfg.receive_filter {
+        v.push(RP_SYSCTL);
+    }
+    v
 }
 
-impl Route {
-    pub fn ip(&self) -> &'static str {
-        if self.dst.is_v6() { "ip -6" } else { "ip" }
-    }
-}
-
-impl fmt::Display for Rule {
-    /// The equivalent `ip rule` arguments.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "priority {} ", self.priority)?;
-        match &self.selector {
-            Selector::All => write!(f, "from all")?,
-            Selector::From(a) => write!(f, "from {a}")?,
-            Selector::Oif(d) => write!(f, "oif {d}")?,
-            Selector::To(n) => write!(f, "to {n}")?,
-            Selector::Fwmark(m, mask) => write!(f, "fwmark {m:#x}/{mask:#x}")?,
-            Selector::Unmarked(mask) => write!(f, "fwmark 0/{mask:#x}")?,
-        }
-        if let Some(p) = self.goto {
-            return write!(f, " goto {p}");
-        }
-        let table = if self.table == RT_TABLE_MAIN { "main".to_string() } else { self.table.to_string() };
-        write!(f, " lookup {table}")?;
-        if let Some((l, g)) = self.suppress {
-            write!(f, " suppress_prefixlength {l} suppress_ifgroup {g}")?;
-        }
-        Ok(())
-    }
-}
-
-impl fmt::Display for Route {
-    /// The equivalent `ip route` arguments.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.kind {
-            RouteKind::Unreachable => write!(f, "unreachable {}", self.dst)?,
-            RouteKind::Link { dev, src: Some(src), .. } => write!(f, "{} dev {dev} scope link src {src}", self.dst)?,
-            RouteKind::Link { dev, src: None, .. } => write!(f, "{} dev {dev}", self.dst)?,
-            RouteKind::Via { dev, gateway, src, onlink, .. } => {
-                write!(f, "{} via {gateway} dev {dev}", self.dst)?;
-                if let Some(src) = src {
-                    write!(f, " src {src}")?;
-                }
-                if *onlink {
-                    write!(f, " onlink")?;
-                }
-            }
-        }
-        if self.metric != 0 && !(self.dst.is_v6() && self.metric == V6_METRIC) {
-            write!(f, " metric {}", self.metric)?;
-        }
-        write!(f, " table {}", self.table)
-    }
+pub fn sysctl_command(ifname: &str, knob: &str, value: u32) -> String {
+    // sysctl(8) swaps '.' and '/' in names: eth0.100 is written eth0/100.
+    format!("sysctl -w net.ipv4.conf.{}.{knob}={value}", ifname.replace('.', "/"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::lease::StaticRoute;
+    use std::net::Ipv6Addr;
 
     /// The kernel's rule walk (net/core/fib_rules.c) over `rules` (sorted by priority) for a packet with `mark`: rules in
     /// priority order, a `goto` continues at the first rule of its target priority, or with the

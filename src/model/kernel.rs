@@ -1,28 +1,107 @@
-//! The kernel snapshot: one read of the links, addresses, rules and routes a decision needs,
-//! indexed for the lookups planning makes per interface. Reading is the only thing it does.
+//! The kernel's objects as stronghost sees them: links, addresses, rules and routes with the
+//! protocol that wrote them, and the snapshot of one read with the lookups planning makes in it.
+//! Decoded by netlink/route.rs, read by gather/, data only here.
 
-use crate::net::IpNet;
-use crate::netlink::{Address, KernelRoute, Link, Netlink, NetlinkError, Owned, Rules};
-use crate::policy::{InterfaceFacts, RT_TABLE_MAIN, Route, Rule, Selector};
-use netlink_packet_route::route::RouteType;
+use crate::model::net::IpNet;
+use crate::model::routing::{InterfaceFacts, RT_TABLE_MAIN, Route, RouteKind, Rule, Selector};
+use netlink_packet_route::route::{RouteScope, RouteType};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::ops::RangeInclusive;
 
-/// How many free tables a one-interface read looks into for one that holds nothing foreign
-/// before it reads them all.
-const MAX_TABLE_PROBES: usize = 16;
-
-/// The table of the interface a one-interface read is for.
-pub enum Table<'a> {
-    /// Its table, with stronghost's route protocol and table range: of the rules, the read keeps
-    /// those a plan for the interface looks at (`rules_of_one`).
-    Known { table: u32, protocol: u8, range: RangeInclusive<u32> },
-    /// None yet: the free tables of the range, lowest first (the order the planner takes them in),
-    /// and stronghost's route protocol (anything else in a table makes it someone else's).
-    Allocate { free: &'a mut dyn Iterator<Item = u32>, protocol: u8 },
+#[derive(Clone, Debug)]
+pub struct Link {
+    pub index: u32,
+    pub name: String,
+    pub group: u32,
+    pub up: bool,
+    /// The interface's IPv4 configuration (`net.ipv4.conf.<name>.*`) as the link dump carries it,
+    /// for the knobs stronghost manages: no /proc read per knob and interface.
+    pub sysctls: Vec<(&'static str, u32)>,
+    /// The device under a macvlan or ipvlan (and their tap forms), when it is in this network
+    /// namespace: it sits on the same segment and, left alone, answers ARP for the child's
+    /// addresses with its own MAC. Decoded only for the links `configured` picks.
+    pub lower: Option<u32>,
 }
 
+impl Link {
+    pub fn sysctl(&self, knob: &str) -> Option<u32> {
+        self.sysctls.iter().find(|(k, _)| *k == knob).map(|(_, v)| *v)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Address {
+    pub index: u32,
+    pub addr: IpAddr,
+    pub prefix_len: u8,
+    /// IPv6 duplicate address detection failed: the address is unusable.
+    pub dadfailed: bool,
+}
+
+impl Address {
+    /// An address stronghost makes a policy for: any IPv4 address; with `ipv6` (the config key),
+    /// an IPv6 one with more than link scope that has not failed duplicate address detection.
+    pub fn gets_policy(&self, ipv6: bool) -> bool {
+        match self.addr {
+            IpAddr::V4(_) => true,
+            IpAddr::V6(v) => ipv6 && crate::model::net::is_routable_v6(v) && !self.dadfailed,
+        }
+    }
+}
+
+/// A rule or route as the kernel holds it, with the protocol that says who wrote it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Owned<T> {
+    pub protocol: u8,
+    pub item: T,
+}
+
+/// Every rule, shared: the watcher's cache hands out the same list to each run rather than a
+/// copy of thousands of rules.
+pub type Rules = std::rc::Rc<Vec<Owned<Rule>>>;
+
+/// A route as dumped, every field kept loose; `model()` says whether it is one the model expresses.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KernelRoute {
+    pub table: u32,
+    pub protocol: u8,
+    pub kind: RouteType,
+    pub scope: RouteScope,
+    pub dst: IpNet,
+    pub oif: Option<u32>,
+    pub gateway: Option<IpAddr>,
+    pub src: Option<IpAddr>,
+    pub metric: u32,
+    pub onlink: bool,
+    /// Multipath, TOS, source-specific or other attributes the model does not carry.
+    pub exotic: bool,
+    /// A multipath route's next hops (device, gateway): a main-table default through several
+    /// interfaces still names each one's gateway.
+    pub nexthops: Vec<(u32, Option<IpAddr>)>,
+}
+
+impl KernelRoute {
+    /// The route in the model's terms, if it is of a shape stronghost writes.
+    pub fn model(&self, names: &dyn Fn(u32) -> String) -> Option<Route> {
+        if self.exotic {
+            return None;
+        }
+        let v6 = self.dst.is_v6();
+        let kind = match (self.kind, self.oif, self.gateway, self.src) {
+            // IPv6 reject routes hang off the loopback device.
+            (RouteType::Unreachable, oif, None, None) if oif.is_none() || v6 => RouteKind::Unreachable,
+            (RouteType::Unicast, Some(o), None, s) if (v6 && s.is_none()) || (!v6 && s.is_some() && self.scope == RouteScope::Link) => {
+                RouteKind::Link { dev: names(o), oif: o, src: s }
+            }
+            (RouteType::Unicast, Some(o), Some(g), s) if self.scope == RouteScope::Universe && s.is_some() != v6 && g.is_ipv6() == v6 => {
+                RouteKind::Via { dev: names(o), oif: o, gateway: g, src: s, onlink: self.onlink }
+            }
+            _ => return None,
+        };
+        Some(Route { table: self.table, dst: self.dst, metric: self.metric, kind })
+    }
+}
 /// One read of everything the engine looks at.
 pub struct Kernel {
     pub links: Vec<Link>,
@@ -88,12 +167,6 @@ impl Kernel {
         Kernel { links, addrs, rules, routes, by_name, by_index, addrs_of, routes_in, main_via }
     }
 
-    /// Everything, for a full run; of the links' IPv4 configuration only that of the links
-    /// `configured(name, group)` picks: those a plan may change (`Netlink::links_with`).
-    pub fn read(nl: &mut Netlink, configured: impl Fn(&str, u32) -> bool) -> Result<Kernel, NetlinkError> {
-        Ok(Kernel::new(nl.links_with(configured)?, nl.addresses(0)?, nl.rules()?, nl.routes(0)?))
-    }
-
     pub fn addrs_of(&self, index: u32) -> impl Iterator<Item = &Address> {
         self.addrs_of.get(index).map(|&i| &self.addrs[i as usize])
     }
@@ -109,90 +182,6 @@ impl Kernel {
     /// The routes of one table.
     pub fn routes_in(&self, table: u32) -> impl Iterator<Item = &KernelRoute> {
         self.routes_in.get(table).map(|&i| &self.routes[i as usize])
-    }
-
-    /// What one interface's plan needs, and no more: its link and addresses, every rule (the
-    /// kernel cannot filter a rule dump), and the routes of its table and of main. Of main, when
-    /// `gateway_known` (a gateway is configured or leased), only the routes through the interface,
-    /// and only if it has IPv6 addresses: the other interfaces' defaults are only looked at for a
-    /// gateway on the same network. The cost of an event then grows with the number of interfaces
-    /// on the host by the rule dump alone.
-    ///
-    /// An interface without a table yet (`Table::Allocate`) gets the lowest free one nobody else
-    /// uses: those tables are read one at a time, in the order the planner takes them, until one
-    /// holds nothing foreign — not every route of every table, which on a host of thousands of
-    /// interfaces made each first event cost a full read. Only when none is free (a table of an
-    /// interface that is gone gets reclaimed) is every table read. Returns, with the snapshot, the
-    /// table whose routes were read: the known one, the free one found, or None (every table).
-    pub fn read_one(nl: &mut Netlink, ifname: &str, table: Table, gateway_known: bool) -> Result<(Kernel, Option<u32>), NetlinkError> {
-        let links: Vec<Link> = nl.link(ifname)?.into_iter().collect();
-        let addrs = match links.first() {
-            Some(l) => nl.addresses(l.index)?,
-            None => vec![],
-        };
-        let mut rules = nl.rules()?;
-        let mut routes = vec![];
-        let table = match table {
-            Table::Known { table: t, protocol, range } => {
-                routes = nl.routes(t)?;
-                let name = links.first().map_or(ifname, |l| l.name.as_str());
-                rules = Rules::new(rules_of_one(&rules, name, &addrs, t, protocol, &range));
-                Some(t)
-            }
-            Table::Allocate { free, protocol } => {
-                let mut clean = None;
-                for t in free.take(MAX_TABLE_PROBES) {
-                    let r = nl.routes(t)?;
-                    let foreign = foreign_in(r.iter(), &rules, t, protocol).is_some();
-                    routes.extend(r);
-                    if !foreign {
-                        clean = Some(t);
-                        break;
-                    }
-                }
-                clean
-            }
-        };
-        // The IPv4 gateway known (configured, leased), main matters only for IPv6: its router and
-        // on-link prefixes through the interface (planner `gateways`). Without IPv6 addresses, main
-        // is not read at all — the kernel walks every route of it to answer even a dump filtered
-        // by device, on a host of thousands of interfaces most of what is left of an event.
-        let v6 = addrs.iter().any(|a| a.addr.is_ipv6() && a.gets_policy(true));
-        match table {
-            Some(_) if gateway_known && !v6 => {}
-            Some(_) => {
-                let oif = links.first().map(|l| l.index);
-                routes.extend(match oif {
-                    // The gateway may be another interface's: main's default routes too (the
-                    // watcher keeps those; anyone else reads all of main).
-                    Some(o) if !gateway_known => nl.main_for(o, v6)?,
-                    // ENODEV: the link went away since it was read; all of main, then.
-                    Some(o) => match nl.routes_via(RT_TABLE_MAIN, Some(o)) {
-                        Err(e) if e.errno() == Some(nix::errno::Errno::ENODEV) => nl.routes(RT_TABLE_MAIN)?,
-                        other => other?,
-                    },
-                    None => nl.routes(RT_TABLE_MAIN)?,
-                });
-            }
-            // No free table: the planner may reclaim one of a gone interface, looking at all of them.
-            None => routes = nl.routes(0)?,
-        }
-        Ok((Kernel::new(links, addrs, rules, routes), table))
-    }
-
-    /// Fills in, from /proc, the knobs a link dump did not carry (a kernel without
-    /// IFLA_INET_CONF in dumps) for the links `configured` picks, so that deciding never has to
-    /// read anything.
-    pub fn complete_sysctls(&mut self, knobs: &[(&'static str, u32)], configured: impl Fn(&str, u32) -> bool) {
-        for l in self.links.iter_mut().filter(|l| configured(&l.name, l.group)) {
-            for (knob, _) in knobs {
-                if l.sysctl(knob).is_none()
-                    && let Ok(v) = crate::sysctl::read(&l.name, knob)
-                {
-                    l.sysctls.push((knob, v));
-                }
-            }
-        }
     }
 
     /// Networks directly connected through unmanaged interfaces (neither in `group` nor named in
@@ -226,7 +215,7 @@ impl Kernel {
                 && !r.dst.is_default()
                 && match r.dst.addr {
                     IpAddr::V4(a) => !a.is_loopback(),
-                    IpAddr::V6(a) => crate::net::is_routable_v6(a),
+                    IpAddr::V6(a) => crate::model::net::is_routable_v6(a),
                 };
             let Some(at) = r.oif.filter(|_| usable).and_then(|o| self.position(o)) else { continue };
             let link = &self.links[at];
@@ -320,10 +309,10 @@ impl Kernel {
 
     /// IPv6 prefixes main holds as on-link through this interface (address prefixes, and the
     /// prefixes router advertisements mark on-link).
-    pub fn onlink6(&self, index: u32) -> Vec<crate::net::IpNet> {
+    pub fn onlink6(&self, index: u32) -> Vec<crate::model::net::IpNet> {
         self.main_via(index)
             .filter(|(r, gw)| r.dst.is_v6() && !r.dst.is_default() && r.kind == RouteType::Unicast && gw.is_none())
-            .filter(|(r, _)| matches!(r.dst.addr, IpAddr::V6(a) if crate::net::is_routable_v6(a)))
+            .filter(|(r, _)| matches!(r.dst.addr, IpAddr::V6(a) if crate::model::net::is_routable_v6(a)))
             .map(|(r, _)| r.dst)
             .collect()
     }
@@ -345,6 +334,18 @@ impl Kernel {
 
 /// What of another tool's (another protocol) is in `table`: a route of `routes` (the table's),
 /// or a rule pointing into it.
+pub(crate) fn foreign_in<'a>(
+    mut routes: impl Iterator<Item = &'a KernelRoute>,
+    rules: &[Owned<Rule>],
+    table: u32,
+    protocol: u8,
+) -> Option<String> {
+    if let Some(r) = routes.find(|r| r.protocol != protocol) {
+        return Some(format!("route {} (protocol {})", r.dst, r.protocol));
+    }
+    rules.iter().find(|r| r.item.table == table && r.protocol != protocol).map(|r| format!("rule `{}` (protocol {})", r.item, r.protocol))
+}
+
 /// Of every rule, those a plan for one interface looks at (plan.rs `interface`, `table_for`,
 /// `host`): everything in its table (its own rules; another tool's make the table not ours), its
 /// `oif` rule, the `from` rules of its addresses wherever they point, the shared ones (`to`, the
@@ -352,7 +353,7 @@ impl Kernel {
 /// family — that some other interface is routed is all a plan asks of them (the shared rules stay
 /// while one is). On a host of thousands of interfaces the planner's passes over every rule were
 /// most of what an event cost the watcher, which reads them from its cache.
-pub(crate) fn rules_of_one(
+pub fn rules_of_one(
     rules: &[Owned<Rule>],
     ifname: &str,
     addrs: &[Address],
@@ -369,8 +370,8 @@ pub(crate) fn rules_of_one(
                 || matches!(&i.selector, Selector::Oif(d) if d == ifname)
                 || matches!(i.selector, Selector::From(a) if addrs.iter().any(|x| x.addr == a))
                 || matches!(i.selector, Selector::To(_) | Selector::Unmarked(_) | Selector::All)
-                || crate::policy::is_mark_tree_node(i)
-                || (i.table == crate::policy::RT_TABLE_MAIN && matches!(i.selector, Selector::Fwmark(..)));
+                || i.is_mark_tree_node()
+                || (i.table == crate::model::routing::RT_TABLE_MAIN && matches!(i.selector, Selector::Fwmark(..)));
             // Another interface's (the first of each family found).
             own || r.protocol == protocol && range.contains(&i.table) && !std::mem::replace(&mut other[usize::from(i.v6)], true)
         })
@@ -378,49 +379,9 @@ pub(crate) fn rules_of_one(
         .collect()
 }
 
-fn foreign_in<'a>(mut routes: impl Iterator<Item = &'a KernelRoute>, rules: &[Owned<Rule>], table: u32, protocol: u8) -> Option<String> {
-    if let Some(r) = routes.find(|r| r.protocol != protocol) {
-        return Some(format!("route {} (protocol {})", r.dst, r.protocol));
-    }
-    rules.iter().find(|r| r.item.table == table && r.protocol != protocol).map(|r| format!("rule `{}` (protocol {})", r.item, r.protocol))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::netlink::Op;
-    use crate::policy::RouteKind;
-
-    fn unreachable(table: u32) -> Route {
-        Route { table, dst: "192.0.2.0/24".parse().unwrap(), metric: 0, kind: RouteKind::Unreachable }
-    }
-
-    /// A first event reads the free tables one by one until one holds nothing foreign (here the
-    /// second: the first carries another tool's route), not every table; with none free, all.
-    #[test]
-    fn allocating_a_table_reads_the_free_ones_up_to_a_clean_one() {
-        crate::netlink::testns::in_new_netns(|| {
-            let mut nl = Netlink::open().unwrap();
-            let ops = [Op::AddRoute(unreachable(4101)), Op::AddRoute(unreachable(4102)), Op::AddRoute(unreachable(4104))];
-            nl.batch(&ops[..1], 4).unwrap().into_iter().for_each(|r| r.unwrap()); // another tool's
-            nl.batch(&ops[1..], 83).unwrap().into_iter().for_each(|r| r.unwrap()); // an orphan of ours, and 4104
-            let tables = |k: &Kernel| {
-                let mut t: Vec<u32> = k.routes.iter().map(|r| r.table).filter(|t| (4101..=4104).contains(t)).collect();
-                t.sort();
-                t.dedup();
-                t
-            };
-            let mut free = 4101..=4104u32;
-            let (k, found) = Kernel::read_one(&mut nl, "lo", Table::Allocate { free: &mut free, protocol: 83 }, false).unwrap();
-            assert_eq!(found, Some(4102));
-            assert_eq!(tables(&k), [4101, 4102], "read up to the first clean table, not 4104");
-            assert!(k.foreign_in_table(4101, 83).is_some() && k.foreign_in_table(4102, 83).is_none());
-            let mut none = 4101..=4101u32;
-            let (k, found) = Kernel::read_one(&mut nl, "lo", Table::Allocate { free: &mut none, protocol: 83 }, false).unwrap();
-            assert_eq!(found, None);
-            assert_eq!(tables(&k), [4101, 4102, 4104], "nothing free: every table");
-        });
-    }
 
     fn link(index: u32, name: &str, group: u32) -> Link {
         Link { index, name: name.into(), group, up: true, sysctls: vec![], lower: None }

@@ -3,16 +3,17 @@
 //! to plans. Nothing here reads or writes anything: `reconcile.rs` gathers, `execute.rs` writes.
 //! Table allocations are part of the plan (the executor saves them first).
 
+pub mod filter;
+pub mod policy;
+
 use crate::config::Config;
 use crate::error::Error;
-use crate::filter;
-use crate::kernel::Kernel;
-use crate::lease::Lease;
-use crate::net::{IpNet, Ipv4Net};
-use crate::netlink::Link;
-use crate::policy::{self, Gateways, InterfaceFacts, RT_TABLE_MAIN, Route, RouteKind, Rule, Selector};
-use crate::state::Record;
-use crate::sysctl;
+use crate::model::kernel::Kernel;
+use crate::model::kernel::Link;
+use crate::model::lease::Lease;
+use crate::model::net::{IpNet, Ipv4Net};
+use crate::model::record::Record;
+use crate::model::routing::{Gateways, InterfaceFacts, RT_TABLE_MAIN, Route, RouteKind, Rule, Selector};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
 use std::rc::Rc;
@@ -26,13 +27,13 @@ pub struct Gathered {
     /// The same records as they are on disk, so the executor writes only what changed.
     pub on_disk: BTreeMap<String, Record>,
     /// Names of every interface stronghost has a record for.
-    pub names: crate::state::Names,
+    pub names: crate::model::record::Names,
     /// Interface → table, as allocated so far.
-    pub tables: crate::state::Tables,
+    pub tables: crate::model::record::Tables,
     /// Leases that network stacks keep themselves (systemd-networkd), by interface index.
     pub stack_leases: BTreeMap<u32, Lease>,
     /// The receive filter as it is, or why it could not be read.
-    pub filter: Result<filter::Current, filter::FilterError>,
+    pub filter: Result<crate::model::table::Current, crate::error::FilterError>,
     /// The kernel snapshot holds every link and route (not just one interface's).
     pub complete: bool,
     /// Names of every link that exists, read for a one-interface gather that needs a table (a
@@ -100,8 +101,8 @@ pub struct Plan {
 pub struct HostPlan {
     pub rules_add: Vec<Rule>,
     pub rules_del: Vec<Rule>,
-    pub filter: Option<filter::Change>,
-    pub filter_error: Option<filter::FilterError>,
+    pub filter: Option<crate::model::table::Change>,
+    pub filter_error: Option<crate::error::FilterError>,
     /// A family gets its first policy in a run that read one interface, which cannot tell which
     /// networks are connected through unmanaged interfaces: a pass over the whole host follows.
     pub needs_host_pass: bool,
@@ -161,7 +162,7 @@ pub fn diff<T: Clone + PartialEq>(current: &[T], desired: &[T]) -> (Vec<T>, Vec<
 pub struct Planner<'a> {
     cfg: &'a Config,
     g: &'a Gathered,
-    tables: crate::state::Tables,
+    tables: crate::model::record::Tables,
     tables_changed: bool,
     /// Addresses on more than one managed interface (a VIP moved by hand, a mistake), each with
     /// the index of the one that gets its `from` rule: the lowest. Every planner, of one
@@ -342,7 +343,7 @@ impl<'a> Planner<'a> {
                 }
                 d
             }
-            _ => policy::Desired::default(),
+            _ => crate::model::routing::Desired::default(),
         };
         plan.families = (desired.rules.iter().any(|r| !r.v6), desired.rules.iter().any(|r| r.v6));
         (plan.rules_del, plan.rules_add) = diff(&cur_rules, &desired.rules);
@@ -363,7 +364,7 @@ impl<'a> Planner<'a> {
             if claimed {
                 record.ifindex = Some(l.index);
             }
-            for (knob, want) in sysctl::wanted(cfg) {
+            for (knob, want) in policy::sysctls_wanted(cfg) {
                 let Some(cur) = l.sysctl(knob) else { continue };
                 if claimed && cur != want {
                     record.saved_sysctls.entry(knob.to_string()).or_insert(cur);
@@ -449,26 +450,26 @@ impl<'a> Planner<'a> {
             .filter(|r| {
                 (r.table == RT_TABLE_MAIN && matches!(r.selector, Selector::All | Selector::To(_) | Selector::Fwmark(..)))
                     || matches!(r.selector, Selector::Unmarked(_))
-                    || policy::is_mark_tree_node(r)
+                    || r.is_mark_tree_node()
             })
             .cloned()
             .collect();
         let (mut rules_del, rules_add) = diff(&cur, &want);
         if !self.g.complete {
-            rules_del.retain(|r| !policy::is_mark_tree_node(r));
+            rules_del.retain(|r| !r.is_mark_tree_node());
         }
         let needs_host_pass = !self.g.complete && [false, true].into_iter().any(|v6| routed(v6) && !routed_before(v6));
         let mut host = HostPlan { rules_add, rules_del, needs_host_pass, ..Default::default() };
 
         // Every claimed interface, addressed or not: an interface without an address must not
         // accept packets for the others' addresses either.
-        // A filter read for one interface is planned for that one alone (filter::plan): the want
+        // A filter read for one interface is planned for that one alone (crate::plan::filter::plan): the want
         // names it alone, not the thousands of others a host may have.
         let scope = self.g.filter.as_ref().ok().and_then(|c| c.scope.as_deref());
         // (A table outside the range, after an edit of `tables`, is given up by the interface's
         // own plan before it gets a member's mark.)
         let member = |n: &str| Some((n.to_string(), *self.tables.get(n)?)).filter(|(_, t)| cfg.in_table_range(*t));
-        let (members, others): (filter::Members, bool) = match scope {
+        let (members, others): (crate::model::table::Members, bool) = match scope {
             _ if !cfg.receive_filter => Default::default(),
             Some(s) => (
                 Some(s).filter(|s| named(s)).and_then(member).into_iter().collect(),
@@ -477,11 +478,14 @@ impl<'a> Planner<'a> {
             None => (all_names().iter().filter_map(|n| member(n)).collect(), false),
         };
         let indexes = members.keys().filter_map(|n| k.link(n)).map(|l| l.index).collect();
-        let want = filter::Want { members, indexes, exact: self.g.complete, shape: filter::Shape::of(cfg), others };
+        let want =
+            crate::model::table::Want { members, indexes, exact: self.g.complete, shape: crate::model::table::Shape::of(cfg), others };
         match &self.g.filter {
             Ok(cur) => {
-                host.filter = filter::plan(cur, &want);
-                if !self.g.complete && matches!(host.filter, Some(filter::Change::Create(_) | filter::Change::Repair { .. })) {
+                host.filter = crate::plan::filter::plan(cur, &want);
+                if !self.g.complete
+                    && matches!(host.filter, Some(crate::model::table::Change::Create(_) | crate::model::table::Change::Repair { .. }))
+                {
                     host.filter = None;
                     host.filter_in_host_pass = true;
                     host.needs_host_pass = true;
@@ -505,7 +509,7 @@ impl<'a> Planner<'a> {
         let mut errors = Vec::new();
         let mut names: BTreeSet<String> = self.g.records.keys().cloned().collect();
         for l in k.links.iter().filter(|_| !release_all) {
-            if !self.g.records.contains_key(&l.name) && cfg.manages(&l.name) && crate::net::check_ifname(&l.name).is_ok() {
+            if !self.g.records.contains_key(&l.name) && cfg.manages(&l.name) && crate::model::net::check_ifname(&l.name).is_ok() {
                 let f = self.facts(l);
                 if !f.addresses.is_empty() || !f.addresses6.is_empty() {
                     names.insert(l.name.clone());
@@ -568,7 +572,7 @@ impl<'a> Planner<'a> {
 /// (`Planner::lower_to_claim`): not claimed yet, managed by the configuration, a name stronghost
 /// can manage, and no address of its own (one with addresses is claimed for them anyway).
 pub fn claims_lower(cfg: &Config, name: &str, recorded: bool, addressed: bool) -> bool {
-    !recorded && !addressed && cfg.manages(name) && crate::net::check_ifname(name).is_ok()
+    !recorded && !addressed && cfg.manages(name) && crate::model::net::check_ifname(name).is_ok()
 }
 
 /// Addresses that more than one managed interface holds, each with the lowest of their indexes
@@ -701,7 +705,7 @@ pub fn render(plans: &[Plan], host: &HostPlan, protocol: u8) -> Vec<String> {
         out.extend(p.routes_del.iter().map(|r| format!("{} route del {r}", r.ip())));
         out.extend(p.routes_add.iter().map(|r| format!("{} route add {r} proto {protocol}", r.ip())));
         out.extend(p.rules_add.iter().map(|r| format!("{} rule add {r} protocol {protocol}", r.ip())));
-        out.extend(p.sysctls.iter().map(|(k, v)| sysctl::command(&p.ifname, k, *v)));
+        out.extend(p.sysctls.iter().map(|(k, v)| policy::sysctl_command(&p.ifname, k, *v)));
     }
     for r in &host.rules_del {
         out.push(format!("{} rule del {r}", r.ip()));
@@ -771,7 +775,7 @@ mod tests {
 
     // ---- Deciding against kernel fixtures: every rule that needs the host's state. ----
 
-    use crate::netlink::{Address, KernelRoute, Owned};
+    use crate::model::kernel::{Address, KernelRoute, Owned};
     use netlink_packet_route::route::{RouteScope, RouteType};
     use std::net::Ipv6Addr;
 
@@ -835,7 +839,7 @@ mod tests {
             names: Default::default(),
             tables: Default::default(),
             stack_leases: BTreeMap::new(),
-            filter: Ok(filter::Current::default()),
+            filter: Ok(crate::model::table::Current::default()),
             complete: true,
             present: None,
             renames: vec![],
@@ -1042,7 +1046,7 @@ mod tests {
     }
 
     /// A one-interface read keeps only the rules a plan for that interface looks at
-    /// (`kernel::rules_of_one`): whatever the host holds, the plans are the ones every rule gives.
+    /// (`crate::model::kernel::rules_of_one`): whatever the host holds, the plans are the ones every rule gives.
     #[test]
     fn a_plan_for_one_interface_needs_only_its_own_rules() {
         let cfg = Config::default();
@@ -1080,7 +1084,7 @@ mod tests {
                     tables: g.tables.clone(),
                     ..gathered(vec![], vec![], vec![], vec![])
                 };
-                let kept = crate::kernel::rules_of_one(&rules, name, &addrs, t(name), PROTO, &(cfg.table_min..=cfg.table_max));
+                let kept = crate::model::kernel::rules_of_one(&rules, name, &addrs, t(name), PROTO, &(cfg.table_min..=cfg.table_max));
                 assert!(kept.len() < rules.len(), "{name}: kept all {} rules", rules.len());
                 // A table another tool writes into is refused alike (eth3).
                 let show = |p: Result<Plans, Error>| {

@@ -37,7 +37,10 @@ pub enum Invalid {
         subnet: Ipv4Net,
     },
     GatewayIsOwnAddress(Ipv4Addr),
-    TooManyRoutes(usize),
+    TooManyRoutes {
+        count: usize,
+        max: usize,
+    },
     DestinationNotUnicast(Ipv4Net),
     DestinationTwice(Ipv4Net),
     /// Route words that do not pair up (each route is a `first` and a gateway).
@@ -77,7 +80,7 @@ impl fmt::Display for Invalid {
             Invalid::NotUnicast { what, addr, why } => write!(f, "{what} {addr} is {why}, not a unicast address"),
             Invalid::NetworkOrBroadcast { addr, subnet } => write!(f, "{addr} is the network or broadcast address of {subnet}"),
             Invalid::GatewayIsOwnAddress(g) => write!(f, "gateway {g} is the lease's own address"),
-            Invalid::TooManyRoutes(n) => write!(f, "{n} routes, more than the {} accepted", crate::lease::MAX_CLASSLESS_ROUTES),
+            Invalid::TooManyRoutes { count, max } => write!(f, "{count} routes, more than the {max} accepted"),
             Invalid::DestinationNotUnicast(d) => write!(f, "destination {d} is not a unicast network"),
             Invalid::DestinationTwice(d) => write!(f, "destination {d} appears twice"),
             Invalid::OddFields { first } => write!(f, "odd number of fields (each route is a {first} and a gateway)"),

@@ -1,0 +1,528 @@
+//! The receive side and the connections: nftables table `inet stronghost`. Every change is one
+//! atomic transaction: creating it, changing members and removing it over nfnetlink
+//! (netlink/nftables.rs); repairing a table someone else altered with `nft -f`, which merges with
+//! what is there and keeps the counters.
+//!
+//! M is stronghost's field of the packet and connection marks (`mark_mask`); V(K) the value of
+//! K's table in it (policy.rs `mark_of`); M/M, all of it, "arrived on an unmanaged interface".
+//!
+//! ```text
+//! table bridge stronghost {
+//!   chain prerouting { type filter hook prerouting priority -300; policy accept;
+//!     meta pkttype other meta mark set meta mark and ~M or B    (before br_netfilter)
+//!   }
+//! }
+//! table inet stronghost {
+//!   set managed     { type ifname; }                        every managed interface K
+//!   map wrong_iface { type ifname : counter; }              K : drop_T(K)
+//!   map src_iface   { type ifname : counter; }              K : src_T(K)
+//!   set rpf_ok      { type iface_index . iface_index; }     K . K
+//!   map reverse_path { type ifname : verdict; }             K : goto reverse_T(K)
+//!   map iface_mark  { type ifname : verdict; }              K : goto mark_T(K)
+//!   map mark_iface  { type mark : verdict; }                V(K) : goto mark_T(K)
+//!   chain receive { type filter hook prerouting priority raw; policy accept;
+//!     meta mark and M == B accept                           (also first in connections, egress)
+//!     iifname @managed fib daddr . iif type != local fib daddr type local
+//!         counter name iifname map @wrong_iface drop
+//!     meta nfproto ipv4 iifname @managed fib daddr type local
+//!         iifname vmap @reverse_path                                  (with rp_filter = yes)
+//!     ip6 daddr != fe80::/10 iifname @managed ... (the same, for IPv6)
+//!   }
+//!   chain connections { type filter hook prerouting priority mangle; policy accept;
+//!     ct state new ct mark and M == 0 iifname vmap @iface_mark
+//!     ct state new ct mark and M == 0 iif != "lo" fib daddr type local ct mark set ct mark and ~M or M
+//!     ct direction reply ct mark and M vmap @mark_iface
+//!     ct direction reply ct mark and M == M meta mark set meta mark and ~M or M
+//!   }
+//!   chain replies { type route hook output priority mangle; policy accept;
+//!     (the two `ct direction reply` rules of `connections`)
+//!   }
+//!   chain egress { type filter hook postrouting priority 200; policy accept;
+//!     oifname @managed fib saddr type local fib saddr . oif type != local
+//!         counter name oifname map @src_iface drop
+//!   }
+//!   chain mark_T(K) {                                       one per member
+//!     ct direction original ct mark set ct mark and ~M or V(K)
+//!     ct direction reply meta mark set meta mark and ~M or V(K)
+//!   }
+//!   chain reverse_T(K) {                                    one per member
+//!     meta mark set meta mark and ~M or V(K)
+//!     iif . fib saddr . mark oif != @rpf_ok counter name rpf_T(K) drop
+//!     meta mark set meta mark and ~M
+//!   }
+//! }
+//! ```
+//! `receive` drops, and counts per interface and reason, what a strong host must not accept: a
+//! packet for an address of this host that is not one of the arrival interface's (wrong
+//! interface), and a packet for this host whose source would not be routed back out of the
+//! interface it came in by (reverse path). Both run before connection tracking and NAT, so the
+//! reverse path is judged against the address the client asked for, not the container a DNAT rule
+//! sends it to: published ports work on every interface. Broadcast, multicast, DHCP, forwarded
+//! traffic and anything arriving on unmanaged interfaces (lo included) pass. One rule per reason for
+//! both families; for IPv6, neighbour discovery and router advertisements are multicast or go to
+//! link-local addresses, which the reverse-path lookup keeps on their link.
+//!
+//! B (`bridged_mark`) marks a frame that a bridge of the host passes on to another host: with
+//! br_netfilter (libvirt, Docker) the inet hooks see it as if the bridge had received it — a VM on
+//! br0 reaching eth1's address would be dropped as arriving on the wrong interface. The bridge
+//! table marks what the bridge itself calls "not for this host" (pkttype otherhost), before
+//! br_netfilter hands it on, and the inet chains leave such frames alone.
+//!
+//! The reverse path is judged as a reply of the connection would be routed: with V(K) in the
+//! packet's mark for the lookup (`fib saddr . mark oif`), whose rule walk takes the `fwmark` tree
+//! (policy.rs) to T(K) in a number of comparisons that does not grow with the interfaces — the
+//! same table a `from <K's address>` lookup would find, without walking every interface's `from`
+//! rules. The field is cleared again before the packet goes on (a packet arrives with nothing of
+//! stronghost's in it but B, which has left the chain already; `check` names any other writer).
+//!
+//! `egress` drops, and counts, what would leave K with a source address of this host that is not
+//! one of K's: traffic bound by name to an interface that has no address (the kernel then borrows
+//! another interface's), a masquerade on an interface without an address, a route through K used
+//! by a socket bound to another interface's address. It runs after source NAT (priority 200 >
+//! srcnat 100), so it judges the address that goes on the wire, and before neighbour resolution,
+//! so no ARP request is sent for such a packet either: with arp_announce=2, an ARP request only
+//! ever carries a borrowed sender address when the packet behind it had a borrowed source, and
+//! that packet never gets this far. Forwarded traffic (a source that is not the host's) passes.
+//!
+//! `connections` gives every connection that arrives on K V(K) in M of its connection mark
+//! (unless M already holds something), and every reply packet of such a connection V(K) in M of
+//! its packet mark, so the fwmark rule routes it by T(K): replies from a container behind DNAT or
+//! a host behind a port forward leave by K. A connection to the host that arrives on an unmanaged
+//! interface (a container's) gets M/M, whose replies main routes. `replies` does the same for
+//! replies the host itself sends. Only M's bits are matched and written: nft cannot OR a value it
+//! looked up into a mark, so each member's value is a constant of its own chain, reached by a map
+//! lookup (the cost per packet does not grow with the members). Named counters survive rule
+//! replacement, so per-interface drop counts are never reset by an unrelated change.
+
+use crate::model::nft::*;
+use std::collections::{BTreeMap, BTreeSet};
+
+pub const TABLE: &str = "stronghost";
+pub const T: &str = "inet stronghost";
+
+/// The base chains: name, type, hook (prerouting 0, output 3, postrouting 4), priority, nft's spelling.
+pub const CHAINS: [(&str, &str, u32, i32, &str); 4] = [
+    ("receive", "filter", 0, -300, "type filter hook prerouting priority raw; policy accept;"),
+    ("connections", "filter", 0, -150, "type filter hook prerouting priority mangle; policy accept;"),
+    ("replies", "route", 3, -150, "type route hook output priority mangle; policy accept;"),
+    ("egress", "filter", 4, 200, "type filter hook postrouting priority 200; policy accept;"),
+];
+
+/// The bridge table's one chain: at bridge prerouting, before br_netfilter (priority 0).
+pub const BRIDGE_CHAIN: (&str, &str, u32, i32, &str) =
+    ("prerouting", "filter", 0, -300, "type filter hook prerouting priority -300; policy accept;");
+pub const B: &str = "bridge stronghost";
+
+/// The bridge table's rule, as nft text, and as the kernel holds it.
+pub fn bridge_text(shape: &Shape) -> (String, &'static str) {
+    (
+        format!("meta pkttype other meta mark set meta mark and {} or {}", hex(!shape.mark_mask), hex(shape.bridged())),
+        "stronghost: bridged through, not for this host",
+    )
+}
+
+pub fn bridge_body(shape: &Shape) -> Vec<Expr> {
+    let otherhost = Expr::Cmp { sreg: NFT_REG_1, op: NFT_CMP_EQ, data: vec![3] }; // PACKET_OTHERHOST
+    [Expr::Meta { key: NFT_META_PKTTYPE, dreg: NFT_REG_1 }, otherhost].into_iter().chain(set_field(false, shape, shape.bridged())).collect()
+}
+
+/// The sets and maps, with nft's spelling of their types.
+pub const SETS: [(&str, &str, &str); 7] = [
+    ("set", "managed", "type ifname;"),
+    ("map", "wrong_iface", "type ifname : counter;"),
+    ("map", "src_iface", "type ifname : counter;"),
+    ("set", "rpf_ok", "type iface_index . iface_index;"),
+    ("map", "reverse_path", "type ifname : verdict;"),
+    ("map", "iface_mark", "type ifname : verdict;"),
+    ("map", "mark_iface", "type mark : verdict;"),
+];
+
+/// What makes the table's rules besides its members: the reverse-path rule (config `rp_filter`)
+/// and the mark field (`mark_mask`, `tables`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shape {
+    pub reverse_path: bool,
+    pub mark_mask: u32,
+    pub table_min: u32,
+}
+
+impl Shape {
+    /// B: a frame bridged through the host (routing.rs `bridged_mark`).
+    pub fn bridged(&self) -> u32 {
+        crate::model::routing::bridged_mark(self.mark_mask)
+    }
+
+    /// V(K) for the interface of table `t` (policy.rs `mark_of`, which the fwmark rules use).
+    pub fn mark(&self, t: u32) -> u32 {
+        (t.saturating_sub(self.table_min) + 1) << self.mark_mask.trailing_zeros()
+    }
+}
+
+/// The chain that marks the connections of the member with routing table `t`.
+pub fn member_chain(t: u32) -> String {
+    format!("mark_{t}")
+}
+
+/// The chain that judges the reverse path of the member with routing table `t`.
+pub fn reverse_chain(t: u32) -> String {
+    format!("reverse_{t}")
+}
+
+pub fn table_of_chain(chain: &str) -> Option<u32> {
+    chain.strip_prefix("mark_")?.parse().ok()
+}
+
+/// The rules a member's chain (`mark_T` or `reverse_T`) should hold, `None` for any other name.
+pub fn chain_bodies(shape: &Shape, chain: &str) -> Option<Vec<Vec<Expr>>> {
+    if let Some(t) = table_of_chain(chain) {
+        return Some(member_bodies(shape, t));
+    }
+    let t = chain.strip_prefix("reverse_")?.parse().ok()?;
+    Some(reverse_bodies(shape, t))
+}
+
+pub fn hex(v: u32) -> String {
+    format!("{v:#010x}")
+}
+
+/// The base chains' rules, as nft text for each chain, with the comment that names them for a
+/// reader.
+pub fn rule_texts(shape: &Shape) -> Vec<(&'static str, String, &'static str)> {
+    let (m, keep) = (hex(shape.mark_mask), hex(!shape.mark_mask));
+    let new = format!("ct state new ct mark and {m} == 0");
+    let restore_member = format!("ct direction reply ct mark and {m} vmap @mark_iface");
+    let restore_unmanaged = format!("ct direction reply ct mark and {m} == {m} meta mark set meta mark and {keep} or {m}");
+    let bridged = format!("meta mark and {m} == {} accept", hex(shape.bridged()));
+    let mut v: Vec<(&'static str, String, &'static str)> = ["receive", "connections", "egress"]
+        .into_iter()
+        .map(|c| (c, bridged.clone(), "stronghost: bridged through, not for this host"))
+        .collect();
+    v.push((
+        "receive",
+        "iifname @managed fib daddr . iif type != local fib daddr type local counter name iifname map @wrong_iface drop".to_string(),
+        "stronghost: wrong interface",
+    ));
+    if shape.reverse_path {
+        let rpf = "iifname @managed fib daddr type local iifname vmap @reverse_path";
+        v.push(("receive", format!("meta nfproto ipv4 {rpf}"), "stronghost: reverse path"));
+        // Not for link-local destinations: the way back to a source seen from a link-local
+        // address is any link's (a router's unicast advertisement from its global address).
+        v.push(("receive", format!("ip6 daddr != fe80::/10 {rpf}"), "stronghost: reverse path"));
+    }
+    v.push(("connections", format!("{new} iifname vmap @iface_mark"), "stronghost: connection arrived on"));
+    v.push((
+        "connections",
+        format!("{new} iif != \"lo\" fib daddr type local ct mark set ct mark and {keep} or {m}"),
+        "stronghost: connection arrived on an unmanaged interface",
+    ));
+    for chain in ["connections", "replies"] {
+        v.push((chain, restore_member.clone(), "stronghost: reply of a connection"));
+        v.push((chain, restore_unmanaged.clone(), "stronghost: reply of a connection"));
+    }
+    v.push((
+        "egress",
+        "oifname @managed fib saddr type local fib saddr . oif type != local counter name oifname map @src_iface drop".into(),
+        "stronghost: source not of this interface",
+    ));
+    v
+}
+
+/// The rules of member chain `mark_T`, as nft text with their comments.
+pub fn member_texts(shape: &Shape, t: u32) -> [(String, &'static str); 2] {
+    let (keep, v) = (hex(!shape.mark_mask), hex(shape.mark(t)));
+    [
+        (format!("ct direction original ct mark set ct mark and {keep} or {v}"), "stronghost: connection arrived on"),
+        (format!("ct direction reply meta mark set meta mark and {keep} or {v}"), "stronghost: reply of a connection"),
+    ]
+}
+
+/// The rules of member chain `reverse_T`, as nft text with their comments.
+pub fn reverse_texts(shape: &Shape, t: u32) -> [(String, &'static str); 3] {
+    let (keep, v) = (hex(!shape.mark_mask), hex(shape.mark(t)));
+    [
+        (format!("meta mark set meta mark and {keep} or {v}"), "stronghost: reverse path, as the reply is routed"),
+        (format!("iif . fib saddr . mark oif != @rpf_ok counter name \"{}\" drop", rpf_counter(t)), "stronghost: reverse path"),
+        (format!("meta mark set meta mark and {keep}"), "stronghost: reverse path judged"),
+    ]
+}
+
+/// The rules of member chain `reverse_T` as the kernel holds them.
+pub fn reverse_bodies(shape: &Shape, t: u32) -> Vec<Vec<Expr>> {
+    vec![
+        set_field(false, shape, shape.mark(t)).to_vec(),
+        vec![
+            Expr::Meta { key: NFT_META_IIF, dreg: NFT_REG_1 },
+            Expr::Fib { flags: NFTA_FIB_F_SADDR | NFTA_FIB_F_MARK, result: NFT_FIB_RESULT_OIF, dreg: NFT_REG32_01 },
+            Expr::Lookup { set: "rpf_ok".into(), sreg: NFT_REG_1, dreg: None, invert: true },
+            Expr::Counter { name: rpf_counter(t) },
+            Expr::Verdict { code: NF_DROP },
+        ],
+        set_field(false, shape, 0).to_vec(),
+    ]
+}
+
+pub fn m32(v: u32) -> Vec<u8> {
+    v.to_ne_bytes().to_vec() // marks and fib results are in host order
+}
+
+/// `reg1 = (reg1 & mask) ^ xor`.
+pub fn bitwise(mask: u32, xor: u32) -> Expr {
+    Expr::Bitwise { sreg: NFT_REG_1, dreg: NFT_REG_1, mask: m32(mask), xor: m32(xor) }
+}
+
+pub fn direction(reply: bool) -> [Expr; 2] {
+    // IP_CT_DIR_ORIGINAL 0, IP_CT_DIR_REPLY 1
+    [Expr::Ct { key: NFT_CT_DIRECTION, dreg: NFT_REG_1 }, Expr::Cmp { sreg: NFT_REG_1, op: NFT_CMP_EQ, data: vec![u8::from(reply)] }]
+}
+
+/// `KEY set KEY and ~M or value` for the connection (ct) or the packet (meta) mark.
+pub fn set_field(ct: bool, shape: &Shape, value: u32) -> [Expr; 3] {
+    let load = if ct { Expr::Ct { key: NFT_CT_MARK, dreg: NFT_REG_1 } } else { Expr::Meta { key: NFT_META_MARK, dreg: NFT_REG_1 } };
+    let store = if ct { Expr::CtSet { key: NFT_CT_MARK, sreg: NFT_REG_1 } } else { Expr::MetaSet { key: NFT_META_MARK, sreg: NFT_REG_1 } };
+    [load, bitwise(!shape.mark_mask, value), store]
+}
+
+/// The rules of member chain `mark_T` as the kernel holds them.
+pub fn member_bodies(shape: &Shape, t: u32) -> Vec<Vec<Expr>> {
+    let v = shape.mark(t);
+    vec![
+        direction(false).into_iter().chain(set_field(true, shape, v)).collect(),
+        direction(true).into_iter().chain(set_field(false, shape, v)).collect(),
+    ]
+}
+
+/// The base chains' rules as the kernel holds them (what nft makes of the text above: a unit test
+/// proves it), per chain: an installed rule is judged by this, not by its comment.
+pub fn rule_bodies(shape: &Shape) -> BTreeMap<&'static str, Vec<Vec<Expr>>> {
+    let local = m32(RTN_LOCAL);
+    let m = shape.mark_mask;
+    let iifname = Expr::Meta { key: NFT_META_IIFNAME, dreg: NFT_REG_1 };
+    let managed = Expr::Lookup { set: "managed".into(), sreg: NFT_REG_1, dreg: None, invert: false };
+    let daddr_local = [
+        Expr::Fib { flags: NFTA_FIB_F_DADDR, result: NFT_FIB_RESULT_ADDRTYPE, dreg: NFT_REG_1 },
+        Expr::Cmp { sreg: NFT_REG_1, op: NFT_CMP_EQ, data: local.clone() },
+    ];
+    let counted_drop = |map: &str| [iifname.clone(), Expr::ObjrefMap { set: map.into(), sreg: NFT_REG_1 }, Expr::Verdict { code: NF_DROP }];
+    let field = || [Expr::Ct { key: NFT_CT_MARK, dreg: NFT_REG_1 }, bitwise(m, 0)];
+    let vmap = |set: &str| Expr::Lookup { set: set.into(), sreg: NFT_REG_1, dreg: Some(NFT_REG_VERDICT), invert: false };
+
+    let mut wrong = vec![iifname.clone(), managed.clone()];
+    wrong.push(Expr::Fib { flags: NFTA_FIB_F_DADDR | NFTA_FIB_F_IIF, result: NFT_FIB_RESULT_ADDRTYPE, dreg: NFT_REG_1 });
+    wrong.push(Expr::Cmp { sreg: NFT_REG_1, op: NFT_CMP_NEQ, data: local.clone() });
+    wrong.extend(daddr_local.clone());
+    wrong.extend(counted_drop("wrong_iface"));
+    let bridged: Vec<Expr> = [Expr::Meta { key: NFT_META_MARK, dreg: NFT_REG_1 }, bitwise(m, 0)]
+        .into_iter()
+        .chain([Expr::Cmp { sreg: NFT_REG_1, op: NFT_CMP_EQ, data: m32(shape.bridged()) }, Expr::Verdict { code: NF_ACCEPT }])
+        .collect();
+    let mut receive = vec![bridged.clone(), wrong];
+    if shape.reverse_path {
+        let nfproto =
+            |p: u8| [Expr::Meta { key: NFT_META_NFPROTO, dreg: NFT_REG_1 }, Expr::Cmp { sreg: NFT_REG_1, op: NFT_CMP_EQ, data: vec![p] }];
+        let mut check = vec![iifname.clone(), managed];
+        check.extend(daddr_local.clone());
+        check.extend([iifname.clone(), vmap("reverse_path")]);
+        let v4: Vec<Expr> = nfproto(2).into_iter().chain(check.clone()).collect(); // NFPROTO_IPV4
+        let mut fe80 = [0u8; 16];
+        fe80[..2].copy_from_slice(&[0xfe, 0x80]);
+        let mut mask = [0u8; 16];
+        mask[..2].copy_from_slice(&[0xff, 0xc0]);
+        let v6: Vec<Expr> = nfproto(10) // NFPROTO_IPV6
+            .into_iter()
+            .chain([
+                Expr::Payload { base: NFT_PAYLOAD_NETWORK_HEADER, offset: 24, len: 16, dreg: NFT_REG_1 }, // ip6 daddr
+                Expr::Bitwise { sreg: NFT_REG_1, dreg: NFT_REG_1, mask: mask.to_vec(), xor: vec![0; 16] },
+                Expr::Cmp { sreg: NFT_REG_1, op: NFT_CMP_NEQ, data: fe80.to_vec() },
+            ])
+            .chain(check)
+            .collect();
+        receive.push(v4);
+        receive.push(v6);
+    }
+    // `ct state new ct mark and M == 0`
+    let new_unmarked: Vec<Expr> = [
+        Expr::Ct { key: NFT_CT_STATE, dreg: NFT_REG_1 },
+        Expr::Bitwise { sreg: NFT_REG_1, dreg: NFT_REG_1, mask: 8u32.to_ne_bytes().to_vec(), xor: vec![0; 4] }, // IP_CT_NEW's bit
+        Expr::Cmp { sreg: NFT_REG_1, op: NFT_CMP_NEQ, data: vec![0; 4] },
+    ]
+    .into_iter()
+    .chain(field())
+    .chain([Expr::Cmp { sreg: NFT_REG_1, op: NFT_CMP_EQ, data: vec![0; 4] }])
+    .collect();
+    let mark_new: Vec<Expr> = new_unmarked.iter().cloned().chain([iifname, vmap("iface_mark")]).collect();
+    let mark_unmanaged: Vec<Expr> = new_unmarked
+        .into_iter()
+        .chain([Expr::Meta { key: NFT_META_IIF, dreg: NFT_REG_1 }, Expr::Cmp { sreg: NFT_REG_1, op: NFT_CMP_NEQ, data: m32(1) }]) // lo
+        .chain(daddr_local)
+        .chain(set_field(true, shape, m))
+        .collect();
+    let restore_member: Vec<Expr> = direction(true).into_iter().chain(field()).chain([vmap("mark_iface")]).collect();
+    let restore_unmanaged: Vec<Expr> = direction(true)
+        .into_iter()
+        .chain(field())
+        .chain([Expr::Cmp { sreg: NFT_REG_1, op: NFT_CMP_EQ, data: m32(m) }])
+        .chain(set_field(false, shape, m))
+        .collect();
+    let oifname = Expr::Meta { key: NFT_META_OIFNAME, dreg: NFT_REG_1 };
+    let egress = vec![
+        oifname.clone(),
+        Expr::Lookup { set: "managed".into(), sreg: NFT_REG_1, dreg: None, invert: false },
+        Expr::Fib { flags: NFTA_FIB_F_SADDR, result: NFT_FIB_RESULT_ADDRTYPE, dreg: NFT_REG_1 },
+        Expr::Cmp { sreg: NFT_REG_1, op: NFT_CMP_EQ, data: local.clone() },
+        Expr::Fib { flags: NFTA_FIB_F_SADDR | NFTA_FIB_F_OIF, result: NFT_FIB_RESULT_ADDRTYPE, dreg: NFT_REG_1 },
+        Expr::Cmp { sreg: NFT_REG_1, op: NFT_CMP_NEQ, data: local },
+        oifname,
+        Expr::ObjrefMap { set: "src_iface".into(), sreg: NFT_REG_1 },
+        Expr::Verdict { code: NF_DROP },
+    ];
+    BTreeMap::from([
+        ("receive", receive),
+        ("connections", vec![bridged.clone(), mark_new, mark_unmanaged, restore_member.clone(), restore_unmanaged.clone()]),
+        ("replies", vec![restore_member, restore_unmanaged]),
+        ("egress", vec![bridged, egress]),
+    ])
+}
+
+pub fn drop_counter(table: u32) -> String {
+    format!("drop_{table}")
+}
+
+pub fn rpf_counter(table: u32) -> String {
+    format!("rpf_{table}")
+}
+
+pub fn src_counter(table: u32) -> String {
+    format!("src_{table}")
+}
+
+/// The counters of one member.
+pub fn counters_of(table: u32) -> [String; 3] {
+    [drop_counter(table), rpf_counter(table), src_counter(table)]
+}
+
+/// The maps that name a member's counter for the rules of the base chains.
+pub fn counter_maps(table: u32) -> [(&'static str, String); 2] {
+    [("wrong_iface", drop_counter(table)), ("src_iface", src_counter(table))]
+}
+
+/// A member's two chains.
+pub fn chains_of(table: u32) -> [String; 2] {
+    [member_chain(table), reverse_chain(table)]
+}
+
+/// Packets dropped on one interface, by reason.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Drops {
+    pub wrong_interface: Option<u64>,
+    pub reverse_path: Option<u64>,
+    pub foreign_source: Option<u64>,
+}
+
+impl Drops {
+    pub fn total(&self) -> u64 {
+        self.wrong_interface.unwrap_or(0) + self.reverse_path.unwrap_or(0) + self.foreign_source.unwrap_or(0)
+    }
+}
+
+/// The interfaces the table covers: name → its routing table, which names its counters
+/// (`drop_T`, `rpf_T`), its chain (`mark_T`) and its mark V(T).
+pub type Members = BTreeMap<String, u32>;
+
+/// What the table should hold.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Want {
+    pub members: Members,
+    /// Interface indexes of the members (the reverse-path check compares indexes).
+    pub indexes: BTreeSet<u32>,
+    /// `indexes` are all of them (a full read of the host), so others are stale; otherwise the
+    /// ones in the table are kept. A stale pair is harmless: it only ever says "arrived on i,
+    /// routed back by i", true for whichever interface has that index.
+    pub exact: bool,
+    pub shape: Shape,
+    /// Members beyond `members` exist: a plan for the one interface a read was scoped to names
+    /// that one alone, and an empty `members` then does not mean an empty table.
+    pub others: bool,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Current {
+    /// The inet table exists.
+    pub exists: bool,
+    /// The bridge table exists without it (what a `nft delete table inet stronghost` leaves).
+    pub bridge_alone: bool,
+    /// Read for this one interface only (`read_member`): the sets, maps, chains and counters
+    /// below hold its entries and nothing else, and planning looks at it alone.
+    pub scope: Option<String>,
+    /// What the rules were judged against.
+    pub shape: Shape,
+    /// Every base chain and rule as stronghost writes them (for `shape` as read).
+    pub rules_ok: bool,
+    pub managed: BTreeSet<String>,
+    pub wrong_iface: BTreeMap<String, String>,
+    pub src_iface: BTreeMap<String, String>,
+    /// Interface → the chain that judges its reverse path.
+    pub reverse_path: BTreeMap<String, String>,
+    /// Interface → the chain its new connections go to.
+    pub iface_mark: BTreeMap<String, String>,
+    /// Mark → the chain its replies go to.
+    pub mark_iface: BTreeMap<u32, String>,
+    /// Every chain besides the base chains → whether it is a member chain with the rules it
+    /// should have.
+    pub chains: BTreeMap<String, bool>,
+    /// Maps of earlier versions are still there: 0.2's whole-word marks, 0.3's `rpf_iface`.
+    pub legacy: bool,
+    pub rpf_ok: BTreeSet<u32>,
+    /// Counter name → packets dropped.
+    pub counters: BTreeMap<String, u64>,
+}
+
+impl Current {
+    /// The members, when every set, map, chain and counter agrees on them and holds nothing else.
+    pub fn members(&self) -> Option<Members> {
+        let m: Members = self.iface_mark.iter().map(|(n, c)| Some((n.clone(), table_of_chain(c)?))).collect::<Option<_>>()?;
+        let each = m.iter().all(|(n, t)| {
+            counter_maps(*t).into_iter().all(|(map, c)| self.map(map).get(n) == Some(&c))
+                && counters_of(*t).iter().all(|c| self.counters.contains_key(c))
+                && self.mark_iface.get(&self.shape.mark(*t)) == Some(&member_chain(*t))
+                && self.reverse_path.get(n) == Some(&reverse_chain(*t))
+                && chains_of(*t).iter().all(|c| self.chains.get(c) == Some(&true))
+        });
+        let nothing_else = self.managed.iter().eq(m.keys())
+            && ["wrong_iface", "src_iface"].iter().all(|map| self.map(map).len() == m.len())
+            && self.reverse_path.len() == m.len()
+            && self.mark_iface.len() == m.len()
+            && self.chains.len() == 2 * m.len()
+            && self.counters.len() == 3 * m.len()
+            && !self.legacy;
+        (each && nothing_else).then_some(m)
+    }
+
+    pub fn map(&self, name: &str) -> &BTreeMap<String, String> {
+        if name == "wrong_iface" { &self.wrong_iface } else { &self.src_iface }
+    }
+
+    pub fn map_mut(&mut self, name: &str) -> &mut BTreeMap<String, String> {
+        if name == "wrong_iface" { &mut self.wrong_iface } else { &mut self.src_iface }
+    }
+
+    /// Packets dropped on the interface with routing table `table`, by reason.
+    pub fn drops(&self, table: u32) -> Drops {
+        let get = |c: String| self.counters.get(&c).copied();
+        Drops { wrong_interface: get(drop_counter(table)), reverse_path: get(rpf_counter(table)), foreign_source: get(src_counter(table)) }
+    }
+}
+
+/// A change to the table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// Create the table: over nfnetlink in one transaction (`nft -f` if that fails).
+    Create(Want),
+    /// Remove the table (no interface is managed any more): over nfnetlink.
+    Delete,
+    /// Rewrite the whole table with `nft -f` (it is not as stronghost left it): nft merges with
+    /// what is there and keeps the counters. Without nft, or if nft refuses (a chain of another
+    /// type under one of stronghost's names), the table is recreated over nfnetlink instead.
+    Repair { script: String, want: Want },
+    /// Only members come or go: over nfnetlink, one transaction, no `nft` process.
+    Members { add: Vec<(String, u32)>, remove: Vec<(String, u32)>, add_indexes: Vec<u32>, remove_indexes: Vec<u32>, shape: Shape },
+}
