@@ -914,10 +914,16 @@ impl Bench {
         );
         self.lab.spawn_in("ctr", "iperf3-ctr", &["iperf3", "-s"]);
         // Gbit/s for TCP, thousands of packets/s received for UDP.
-        let run = |b: &Bench, to: &str, port: &str, udp: bool| -> f64 {
+        let run = |b: &Bench, k: usize, port: &str, udp: bool| -> f64 {
+            // The lab's bridges forget a MAC that has sent nothing for 5 minutes and then flood
+            // its frames to every port: a weak host answers from eth0 whatever the address, so
+            // ethK's MAC is refreshed before each run (a ping bound to ethK leaves by it in every
+            // variant), or the last interface's figures measure the flooding.
+            b.lab.host(&["ping", "-c", "1", "-W", "1", "-I", &format!("eth{k}"), GW]);
+            let to = addr(k);
             // A client that never finishes (seen once: UDP to the published port at 4,096
             // interfaces) is ended; its run counts as nothing received.
-            let mut args = vec!["timeout", "10", "iperf3", "-c", to, "-p", port, "-t", "1", "-J"];
+            let mut args = vec!["timeout", "10", "iperf3", "-c", &to, "-p", port, "-t", "1", "-J"];
             if udp {
                 args.extend(["-u", "-b", "0", "-l", "64"]);
             }
@@ -1004,7 +1010,7 @@ impl Bench {
                         if measured(variant, t) {
                             let (_, k, port) = targets[target];
                             let port = if kinds[kind].1 { port } else { "5202" };
-                            series[t].push(run(self, &addr(k), port, kinds[kind].2));
+                            series[t].push(run(self, k, port, kinds[kind].2));
                         }
                     }
                     if iptables {

@@ -54,4 +54,7 @@ inst 0644 "$gen/completions/_stronghost" "$zsh/_stronghost"
 inst 0644 "$gen/completions/stronghost.fish" usr/share/fish/vendor_completions.d/stronghost.fish
 rm -rf "$gen"
 inst 0644 "$top/README.md" "$doc/README.md"
+# The operator's documents (README links them): design.md has the table of other tools' marks.
+inst 0644 "$top/docs/design.md" "$doc/design.md"
+inst 0644 "$top/docs/operations.md" "$doc/operations.md"
 # Debian: debhelper installs copyright, changelog and lintian overrides from packaging/debian.

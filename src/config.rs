@@ -15,15 +15,15 @@ pub struct Config {
     /// Routing tables stronghost may allocate, one per interface.
     pub table_min: u32,
     pub table_max: u32,
-    /// First rule priority of stronghost's band (policy.rs: `priority` … `oif_priority`).
+    /// First rule priority of stronghost's band (plan/policy.rs: `priority` … `oif_priority`).
     pub priority: u32,
     /// Link group given to managed interfaces so that main-table routes through them are suppressed
-    /// for managed sources (see policy.rs).
+    /// for managed sources (see plan/policy.rs).
     pub link_group: u32,
     /// Route and rule protocol number marking stronghost's own objects.
     pub protocol: u8,
     /// stronghost's field of the packet and connection marks: contiguous bits, never written
-    /// outside (policy.rs `mark_of`). Enough of them for every table of the range, plus one value.
+    /// outside (plan/policy.rs `mark_of`). Enough of them for every table of the range, plus one value.
     pub mark_mask: u32,
     pub receive_filter: bool,
     /// stronghost's reverse-path check in the receive filter, and the kernel's off on managed

@@ -1,6 +1,6 @@
 //! A hook's event, applied by the running watcher instead of by the hook itself.
 //!
-//! The watcher follows the kernel's rules from notifications (netlink/rule_cache.rs); a hook, a
+//! The watcher follows the kernel's rules from notifications (gather/rule_cache.rs); a hook, a
 //! process of its own, must dump them — on a host of thousands of interfaces most of what an
 //! event costs, and the kernel cannot filter that dump. So a hook queues its event as always
 //! (state.rs) and then asks the watcher, over a Unix socket in /run/stronghost, to apply the

@@ -1,8 +1,9 @@
 //! stronghost as a library: the engine, the parsers and the commands, for the `stronghost`
 //! binary, the fuzz targets (tests/fuzz) and the documentation generator (examples/gen_docs).
 //!
-//! A run gathers (reconcile.rs: kernel.rs, state.rs, the stacks' leases, filter.rs), decides
-//! (plan.rs over policy.rs, pure) and executes (execute.rs over netlink/).
+//! A run (reconcile.rs) gathers (gather/, state.rs), decides (plan/, pure) and executes
+//! (execute/, the only writer) over the shared model (model/, data only) and netlink/: see
+//! ARCHITECTURE.md.
 
 pub mod cli;
 pub mod clients;

@@ -1,6 +1,6 @@
 //! One run of stronghost, for every command, hook and the watcher: take the host-wide lock,
-//! gather what the decision needs, plan (plan.rs, pure), and — unless it is a dry run — execute
-//! (execute.rs). The lock is held from the first read to the last write, so two hooks for two
+//! gather what the decision needs, plan (plan/, pure), and — unless it is a dry run — execute
+//! (execute/). The lock is held from the first read to the last write, so two hooks for two
 //! interfaces never decide on a state the other is changing.
 
 use crate::clients::{lease_files, networkd};

@@ -1,8 +1,13 @@
 #!/bin/bash
 # Installs the Debian packages the lab uses, without starting any service: a policy-rc.d that
 # refuses every start is in place for the duration of the install (and removed if we added it).
+# `deps.sh demo`: only what the demo runs (no network stack besides dhclient, no packaging tools).
 set -euo pipefail
-pkgs=(iproute2 nftables iptables iputils-ping iputils-arping dnsmasq-base isc-dhcp-client dhcpcd-base udhcpc ifupdown network-manager systemd dbus-daemon curl util-linux procps lintian rpm rpmlint debhelper mmdebstrap)
+if [ "${1:-}" = demo ]; then
+	pkgs=(iproute2 nftables dnsmasq-base isc-dhcp-client curl util-linux procps)
+else
+	pkgs=(iproute2 nftables iptables iputils-ping iputils-arping dnsmasq-base isc-dhcp-client dhcpcd-base udhcpc ifupdown network-manager systemd dbus-daemon curl util-linux procps lintian rpm rpmlint debhelper mmdebstrap)
+fi
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -63,7 +63,7 @@ pub fn run(cfg: Config, client: &HookClient) -> i32 {
         }
     };
     // udhcpc configures nothing itself, and Debian ships no script for it: stronghost does the
-    // script's job, over netlink with validated values, in the same run (plan.rs `client`).
+    // script's job, over netlink with validated values, in the same run (plan/mod.rs `client`).
     let configure = matches!(client, HookClient::Udhcpc { .. }) && !matches!(event, LeaseEvent::Changed { .. });
     let target = match &event {
         LeaseEvent::Bound { .. } | LeaseEvent::Changed { .. } => Target::Apply(&ifname),

@@ -346,7 +346,7 @@ pub(crate) fn foreign_in<'a>(
     rules.iter().find(|r| r.item.table == table && r.protocol != protocol).map(|r| format!("rule `{}` (protocol {})", r.item, r.protocol))
 }
 
-/// Of every rule, those a plan for one interface looks at (plan.rs `interface`, `table_for`,
+/// Of every rule, those a plan for one interface looks at (plan/mod.rs `interface`, `table_for`,
 /// `host`): everything in its table (its own rules; another tool's make the table not ours), its
 /// `oif` rule, the `from` rules of its addresses wherever they point, the shared ones (`to`, the
 /// unmarked packets' shortcut, `from all`), and of stronghost's rules for other interfaces one per

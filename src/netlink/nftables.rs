@@ -1,9 +1,9 @@
 //! stronghost's nftables table over nfnetlink, without running `nft`: reading its sets, maps,
 //! counters, chains and rules; changing its members; deleting it. Each write is one nftables
-//! transaction. Creating and repairing the table goes through `nft -f` (filter.rs), which
+//! transaction. Creating and repairing the table goes through `nft -f` (execute/filter.rs), which
 //! merges with what is there and keeps the counters.
 //!
-//! Installed rules are read back as lists of `Expr` and compared with what filter.rs expects, so a
+//! Installed rules are read back as lists of `Expr` and compared with what model/table.rs describes, so a
 //! table whose rules were edited — whatever their comments say — is noticed.
 
 use super::transport::{NLM_F_ACK, NLM_F_DUMP, NLMSG_ERROR, NetlinkError, Transport, attributes};

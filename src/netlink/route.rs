@@ -1,5 +1,5 @@
 //! Doing, for routing: a blocking rtnetlink socket that dumps links, addresses, rules and routes
-//! of both families into the model of policy.rs and writes rules and routes, acknowledged.
+//! of both families into the model (model/kernel.rs, model/routing.rs) and writes rules and routes, acknowledged.
 //! Every write is counted, so a converged host can be shown to cost zero writes.
 
 use super::transport::{Answer, NetlinkError, Transport, attributes as raw_attributes};

@@ -1,6 +1,6 @@
 //! Deciding what to change: pure functions from what was gathered — the kernel snapshot,
 //! stronghost's records and table allocations, the stacks' leases, the receive filter as it is —
-//! to plans. Nothing here reads or writes anything: `reconcile.rs` gathers, `execute.rs` writes.
+//! to plans. Nothing here reads or writes anything: gather/ reads, execute/ writes.
 //! Table allocations are part of the plan (the executor saves them first).
 
 pub mod filter;

@@ -313,7 +313,7 @@ fn desired_v6(cfg: &Config, iface: &InterfaceFacts, table: u32, gw: &Gateways, d
 /// arp_filter=1: answer only if the reply would leave by that interface.
 /// rp_filter=0: the kernel's reverse-path check runs after DNAT, on the container's address, and
 /// would drop connections to published ports on every interface but main's default one without
-/// counting them; stronghost's own check (filter.rs) runs before NAT and counts what it drops.
+/// counting them; stronghost's own check (the receive filter, model/table.rs) runs before NAT and counts what it drops.
 pub const ARP_SYSCTLS: [(&str, u32); 3] = [("arp_ignore", 1), ("arp_announce", 2), ("arp_filter", 1)];
 pub const RP_SYSCTL: (&str, u32) = ("rp_filter", 0);
 

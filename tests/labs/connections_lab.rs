@@ -298,7 +298,7 @@ fn published_ports_port_forwards_and_vpns_follow_their_connection() {
         said.contains(&format!("traffic from {} to 192.0.2.1 would leave by wg0", addr(0))) && said.contains("rules below priority 4100"),
         "{said}"
     );
-    // Given priorities after stronghost's band (README: `PostUp` in the wg-quick configuration),
+    // Given priorities after stronghost's band (docs/design.md: `PostUp` in the wg-quick configuration),
     // the VPN keeps unbound traffic and stronghost keeps bound traffic.
     for f in ["-4", "-6"] {
         lab.host_ok(&["ip", f, "rule", "del", "not", "fwmark", "51820", "table", "51820"]);

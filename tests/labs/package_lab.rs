@@ -67,6 +67,8 @@ fn deb_lints_clean_installs_works_removes_and_purges() {
 /usr/lib/systemd/system/stronghost-watch.service
 /usr/share/zsh/vendor-completions/_stronghost
 /usr/share/doc/stronghost/README.md.gz
+/usr/share/doc/stronghost/design.md.gz
+/usr/share/doc/stronghost/operations.md.gz
 /usr/share/doc/stronghost/copyright
 /usr/share/doc/stronghost/changelog.Debian.gz
 /usr/share/lintian/overrides/stronghost
@@ -148,6 +150,8 @@ fn rpm_lints_clean_has_every_file_and_scriptlets() {
 /usr/libexec/dhcpcd-hooks/70-stronghost
 /usr/share/zsh/site-functions/_stronghost
 /usr/share/doc/stronghost/README.md
+/usr/share/doc/stronghost/design.md
+/usr/share/doc/stronghost/operations.md
 /usr/share/licenses/stronghost/copyright
 ",
     ));
