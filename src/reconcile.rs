@@ -574,11 +574,15 @@ fn reconcile_locked(e: &mut Engine, target: &Target, dry_run: bool, client: Clie
         }
         // One line per interface changed, with its journal fields (IFACE, TABLE): for what was
         // written — a run that failed says so in its error instead.
+        let mut per: BTreeMap<&str, usize> = BTreeMap::new();
+        for (owner, step) in plan::steps(&plans.interfaces, &plans.host) {
+            *per.entry(owner.unwrap_or_default()).or_default() += step.count();
+        }
         for p in plans.interfaces.iter().filter(|_| written) {
-            let n = p.rules_del.len() + p.routes_del.len() + p.routes_add.len() + p.rules_add.len() + p.sysctls.len();
+            let n = per.get(p.ifname.as_str()).copied().unwrap_or(0);
             if n > 0 {
                 let (iface, table) = (p.ifname.as_str(), p.table.unwrap_or(0));
-                log::info!(iface, table; "{iface}: {n} change(s) to its rules, routes and sysctls (table {table})");
+                log::info!(iface, table; "{iface}: {n} change(s) to its link, rules, routes and sysctls (table {table})");
             }
         }
     }

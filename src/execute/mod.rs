@@ -7,7 +7,7 @@ pub mod filter;
 
 use crate::error::Error;
 use crate::netlink::{Netlink, Op};
-use crate::plan::{ClientPlan, Gathered, Plans};
+use crate::plan::{ClientPlan, Gathered, Plans, Step};
 use crate::state::State;
 use crate::sysctl;
 
@@ -47,21 +47,24 @@ pub fn execute(
     if let Err(source) = state.remove_records(&renamed) {
         errors.push(Error::State { doing: format!("removing the records of {} (renamed)", renamed.join(", ")), source });
     }
-    // Every netlink write, in order, sent as one batch.
+    // Every netlink write, in the plans' order (`plan::steps`), sent as one batch; the table last.
     let host = &plans.host;
-    let mut ops: Vec<(String, Op)> = host.rules_add.iter().map(|r| (String::new(), Op::AddRule(r.clone()))).collect();
-    for p in &plans.interfaces {
-        let name = || p.ifname.clone();
-        if let Some(index) = p.ifindex.filter(|_| p.link_group.is_some() || !p.sysctls.is_empty()) {
-            writes.sysctl += p.sysctls.len() as u32;
-            ops.push((name(), Op::SetLink { index, group: p.link_group.map(|(_, g)| g), sysctls: p.sysctls.clone() }));
-        }
-        ops.extend(p.rules_del.iter().map(|r| (name(), Op::DelRule(r.clone()))));
-        ops.extend(p.routes_del.iter().map(|r| (name(), Op::DelRoute(r.clone()))));
-        ops.extend(p.routes_add.iter().map(|r| (name(), Op::AddRoute(r.clone()))));
-        ops.extend(p.rules_add.iter().map(|r| (name(), Op::AddRule(r.clone()))));
+    let mut ops: Vec<(String, Op)> = Vec::new();
+    for (owner, step) in crate::plan::steps(&plans.interfaces, host) {
+        let op = match step {
+            Step::AddRule(r) => Op::AddRule(r.clone()),
+            Step::DelRule(r) => Op::DelRule(r.clone()),
+            Step::AddRoute(r) => Op::AddRoute(r.clone()),
+            Step::DelRoute(r) => Op::DelRoute(r.clone()),
+            // A link that is gone has nothing left to set.
+            Step::Link { index: None, .. } | Step::Filter(_) => continue,
+            Step::Link { index: Some(index), group, sysctls, .. } => {
+                writes.sysctl += sysctls.len() as u32;
+                Op::SetLink { index, group, sysctls: sysctls.to_vec() }
+            }
+        };
+        ops.push((owner.unwrap_or_default().to_string(), op));
     }
-    ops.extend(host.rules_del.iter().map(|r| (String::new(), Op::DelRule(r.clone()))));
     run_ops(nl, writes, &ops, protocol, &mut errors);
     // Set over netlink, rp_filter does not invalidate the routes sockets have cached (early
     // demux would skip the new check for established connections); /proc would have. Do what

@@ -664,56 +664,95 @@ impl ClientPlan {
         out
     }
 }
+/// One write of a set of plans. `steps` lists them in the order `execute` makes them; the
+/// commands shown (`render`), their number (`count`) and the watcher's record of what it touched
+/// (`touched`) are all made from that one list.
+#[derive(Debug, Clone, Copy)]
+pub enum Step<'a> {
+    AddRule(&'a Rule),
+    DelRule(&'a Rule),
+    AddRoute(&'a Route),
+    DelRoute(&'a Route),
+    /// The link's group and IPv4 sysctls, in one netlink message (index: the link's, if it is
+    /// there to be changed).
+    Link { ifname: &'a str, index: Option<u32>, group: Option<u32>, sysctls: &'a [(&'static str, u32)] },
+    /// The nftables table, changed last.
+    Filter(&'a crate::model::table::Change),
+}
+
+impl Step<'_> {
+    /// The equivalent commands (`ip`, `sysctl`, `nft`).
+    pub fn commands(&self, protocol: u8) -> Vec<String> {
+        match *self {
+            Step::AddRule(r) => vec![format!("{} rule add {r} protocol {protocol}", r.ip())],
+            Step::DelRule(r) => vec![format!("{} rule del {r}", r.ip())],
+            Step::AddRoute(r) => vec![format!("{} route add {r} proto {protocol}", r.ip())],
+            Step::DelRoute(r) => vec![format!("{} route del {r}", r.ip())],
+            Step::Link { ifname, group, sysctls, .. } => group
+                .map(|g| format!("ip link set dev {ifname} group {g}"))
+                .into_iter()
+                .chain(sysctls.iter().map(|(k, v)| policy::sysctl_command(ifname, k, *v)))
+                .collect(),
+            Step::Filter(c) => vec![c.describe()],
+        }
+    }
+
+    /// How many commands `commands` gives, without making them.
+    pub fn count(&self) -> usize {
+        match self {
+            Step::Link { group, sysctls, .. } => usize::from(group.is_some()) + sysctls.len(),
+            _ => 1,
+        }
+    }
+}
+
+/// Every write of `plans` and `host`, each with the interface it is for (None: shared), in the
+/// order they are made: the shared rules added first (a new interface's traffic to the networks
+/// of unmanaged interfaces keeps its way there), then per interface its link, the rules and
+/// routes it gives up, the routes and rules it gets (routes before the rules that lead to them),
+/// the shared rules removed, and the nftables table last.
+pub fn steps<'a>(plans: &'a [Plan], host: &'a HostPlan) -> Vec<(Option<&'a str>, Step<'a>)> {
+    let mut out: Vec<(Option<&str>, Step)> = host.rules_add.iter().map(|r| (None, Step::AddRule(r))).collect();
+    for p in plans {
+        let me = Some(p.ifname.as_str());
+        if p.link_group.is_some() || !p.sysctls.is_empty() {
+            let link = Step::Link { ifname: &p.ifname, index: p.ifindex, group: p.link_group.map(|(_, g)| g), sysctls: &p.sysctls };
+            out.push((me, link));
+        }
+        out.extend(p.rules_del.iter().map(|r| (me, Step::DelRule(r))));
+        out.extend(p.routes_del.iter().map(|r| (me, Step::DelRoute(r))));
+        out.extend(p.routes_add.iter().map(|r| (me, Step::AddRoute(r))));
+        out.extend(p.rules_add.iter().map(|r| (me, Step::AddRule(r))));
+    }
+    out.extend(host.rules_del.iter().map(|r| (None, Step::DelRule(r))));
+    out.extend(host.filter.iter().map(|c| (None, Step::Filter(c))));
+    out
+}
+
 /// The rules and routes plans add and remove, by their `ip` description: the watcher uses them to
 /// notice an object it added being removed behind its back, again and again.
 pub fn touched(plans: &[Plan], host: &HostPlan) -> (Vec<String>, Vec<String>) {
-    let rule = |r: &Rule| format!("{} rule {r}", r.ip());
-    let route = |r: &Route| format!("{} route {r}", r.ip());
-    let mut added: Vec<String> = host.rules_add.iter().map(rule).collect();
-    let mut removed: Vec<String> = host.rules_del.iter().map(rule).collect();
-    for p in plans {
-        added.extend(p.rules_add.iter().map(rule).chain(p.routes_add.iter().map(route)));
-        removed.extend(p.rules_del.iter().map(rule).chain(p.routes_del.iter().map(route)));
+    let (mut added, mut removed) = (Vec::new(), Vec::new());
+    for (_, s) in steps(plans, host) {
+        match s {
+            Step::AddRule(r) => added.push(format!("{} rule {r}", r.ip())),
+            Step::AddRoute(r) => added.push(format!("{} route {r}", r.ip())),
+            Step::DelRule(r) => removed.push(format!("{} rule {r}", r.ip())),
+            Step::DelRoute(r) => removed.push(format!("{} route {r}", r.ip())),
+            Step::Link { .. } | Step::Filter(_) => {}
+        }
     }
     (added, removed)
 }
 
 /// How many commands `render` would give.
 pub fn count(plans: &[Plan], host: &HostPlan) -> usize {
-    let per = |p: &Plan| {
-        usize::from(p.link_group.is_some())
-            + p.rules_del.len()
-            + p.routes_del.len()
-            + p.routes_add.len()
-            + p.rules_add.len()
-            + p.sysctls.len()
-    };
-    host.rules_add.len() + plans.iter().map(per).sum::<usize>() + host.rules_del.len() + usize::from(host.filter.is_some())
+    steps(plans, host).iter().map(|(_, s)| s.count()).sum()
 }
 
 /// The equivalent commands for a plan, for `stronghost plan` and for logs.
 pub fn render(plans: &[Plan], host: &HostPlan, protocol: u8) -> Vec<String> {
-    let mut out = Vec::new();
-    for r in &host.rules_add {
-        out.push(format!("{} rule add {r} protocol {protocol}", r.ip()));
-    }
-    for p in plans {
-        if let Some((_, g)) = p.link_group {
-            out.push(format!("ip link set dev {} group {g}", p.ifname));
-        }
-        out.extend(p.rules_del.iter().map(|r| format!("{} rule del {r}", r.ip())));
-        out.extend(p.routes_del.iter().map(|r| format!("{} route del {r}", r.ip())));
-        out.extend(p.routes_add.iter().map(|r| format!("{} route add {r} proto {protocol}", r.ip())));
-        out.extend(p.rules_add.iter().map(|r| format!("{} rule add {r} protocol {protocol}", r.ip())));
-        out.extend(p.sysctls.iter().map(|(k, v)| policy::sysctl_command(&p.ifname, k, *v)));
-    }
-    for r in &host.rules_del {
-        out.push(format!("{} rule del {r}", r.ip()));
-    }
-    if let Some(c) = &host.filter {
-        out.push(c.describe());
-    }
-    out
+    steps(plans, host).iter().flat_map(|(_, s)| s.commands(protocol)).collect()
 }
 
 #[cfg(test)]
