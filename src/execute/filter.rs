@@ -8,7 +8,7 @@ use crate::model::nft::NFT_DATA_VERDICT;
 use crate::model::table::*;
 use crate::netlink::nftables::{Chain, ChainSpec, Edit, Element, NFPROTO_BRIDGE, Nft, SetSpec, TableSpec};
 use crate::plan::filter::script;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
@@ -50,14 +50,10 @@ fn edits(add: &[(String, u32)], remove: &[(String, u32)], add_indexes: &[u32], r
         e.extend(add.iter().flat_map(|(_, t)| counters_of(*t).map(Edit::AddCounter)));
         for (_, t) in add {
             let [chain, reverse] = chains_of(*t);
-            let comments = |texts: &[(String, &'static str)]| texts.iter().map(|(_, c)| *c).collect::<Vec<_>>();
-            for (name, bodies, comments) in [
-                (chain, member_bodies(shape, *t), comments(&member_texts(shape, *t))),
-                (reverse, reverse_bodies(shape, *t), comments(&reverse_texts(shape, *t))),
-            ] {
+            for (name, rules) in [(chain, member_rules(shape, *t)), (reverse, reverse_rules(shape, *t))] {
                 e.push(Edit::AddChain(name.clone()));
-                for (exprs, comment) in bodies.into_iter().zip(comments) {
-                    e.push(Edit::AddRule { chain: name.clone(), exprs, comment: comment.into() });
+                for r in rules {
+                    e.push(Edit::AddRule { chain: name.clone(), exprs: r.body(), comment: r.comment.into() });
                 }
             }
         }
@@ -90,16 +86,7 @@ fn create(want: &Want) -> Result<(), crate::netlink::NetlinkError> {
         data,
         obj_type,
     };
-    let bodies = rule_bodies(&want.shape);
-    let mut taken: BTreeMap<&str, usize> = BTreeMap::new();
-    let rules = rule_texts(&want.shape)
-        .into_iter()
-        .map(|(chain, _, comment)| {
-            let i = taken.entry(chain).or_default();
-            *i += 1;
-            (chain.to_string(), bodies[chain][*i - 1].clone(), comment.to_string())
-        })
-        .collect();
+    let rules = base_rules(&want.shape).iter().map(|r| (r.chain.to_string(), r.body(), r.comment.to_string())).collect();
     let spec = TableSpec {
         chains: CHAINS
             .iter()
@@ -127,7 +114,10 @@ fn create(want: &Want) -> Result<(), crate::netlink::NetlinkError> {
     let bridge = TableSpec {
         chains: vec![ChainSpec { name: name.into(), base: Some(Chain { kind: kind.into(), hook, priority, policy: 1 }) }],
         sets: vec![],
-        rules: vec![(name.into(), bridge_body(&want.shape), bridge_text(&want.shape).1.into())],
+        rules: vec![{
+            let r = bridge_rule(&want.shape);
+            (name.into(), r.body(), r.comment.into())
+        }],
     };
     let mut b = Nft::open_family(NFPROTO_BRIDGE)?;
     b.delete_table(TABLE)?;

@@ -53,7 +53,7 @@ fn read_bridge(shape: &Shape) -> Result<bool, FilterError> {
     let mut nft = Nft::open_family(NFPROTO_BRIDGE).map_err(|e| err(e.into()))?;
     let (name, kind, hook, priority, _) = BRIDGE_CHAIN;
     Ok(nft.chain(TABLE, name).map_err(err)? == Some(Chain { kind: kind.into(), hook, priority, policy: 1 })
-        && same_rules(nft.rules(TABLE, name).map_err(err)?, &[bridge_body(shape)])
+        && same_rules(nft.rules(TABLE, name).map_err(err)?, &[bridge_rule(shape).body()])
         && nft.chains(TABLE).map_err(err)?.is_some_and(|c| c.len() == 1))
 }
 

@@ -113,19 +113,6 @@ pub const BRIDGE_CHAIN: (&str, &str, u32, i32, &str) =
     ("prerouting", "filter", 0, -300, "type filter hook prerouting priority -300; policy accept;");
 pub const B: &str = "bridge stronghost";
 
-/// The bridge table's rule, as nft text, and as the kernel holds it.
-pub fn bridge_text(shape: &Shape) -> (String, &'static str) {
-    (
-        format!("meta pkttype other meta mark set meta mark and {} or {}", hex(!shape.mark_mask), hex(shape.bridged())),
-        "stronghost: bridged through, not for this host",
-    )
-}
-
-pub fn bridge_body(shape: &Shape) -> Vec<Expr> {
-    let otherhost = Expr::Cmp { sreg: NFT_REG_1, op: NFT_CMP_EQ, data: vec![3] }; // PACKET_OTHERHOST
-    [Expr::Meta { key: NFT_META_PKTTYPE, dreg: NFT_REG_1 }, otherhost].into_iter().chain(set_field(false, shape, shape.bridged())).collect()
-}
-
 /// The sets and maps, with nft's spelling of their types.
 pub const SETS: [(&str, &str, &str); 7] = [
     ("set", "managed", "type ifname;"),
@@ -185,202 +172,284 @@ pub fn hex(v: u32) -> String {
     format!("{v:#010x}")
 }
 
-/// The base chains' rules, as nft text for each chain, with the comment that names them for a
-/// reader.
-pub fn rule_texts(shape: &Shape) -> Vec<(&'static str, String, &'static str)> {
-    let (m, keep) = (hex(shape.mark_mask), hex(!shape.mark_mask));
-    let new = format!("ct state new ct mark and {m} == 0");
-    let restore_member = format!("ct direction reply ct mark and {m} vmap @mark_iface");
-    let restore_unmanaged = format!("ct direction reply ct mark and {m} == {m} meta mark set meta mark and {keep} or {m}");
-    let bridged = format!("meta mark and {m} == {} accept", hex(shape.bridged()));
-    let mut v: Vec<(&'static str, String, &'static str)> = ["receive", "connections", "egress"]
-        .into_iter()
-        .map(|c| (c, bridged.clone(), "stronghost: bridged through, not for this host"))
-        .collect();
-    v.push((
-        "receive",
-        "iifname @managed fib daddr . iif type != local fib daddr type local counter name iifname map @wrong_iface drop".to_string(),
-        "stronghost: wrong interface",
-    ));
-    if shape.reverse_path {
-        let rpf = "iifname @managed fib daddr type local iifname vmap @reverse_path";
-        v.push(("receive", format!("meta nfproto ipv4 {rpf}"), "stronghost: reverse path"));
-        // Not for link-local destinations: the way back to a source seen from a link-local
-        // address is any link's (a router's unicast advertisement from its global address).
-        v.push(("receive", format!("ip6 daddr != fe80::/10 {rpf}"), "stronghost: reverse path"));
+/// A piece of a rule as nft writes it and as the kernel holds it. Every rule stronghost writes is
+/// a list of these, so its text (`nft -f`) and its bytecode (nfnetlink, and what an installed rule
+/// is judged by) are made from one description: they cannot drift apart. (A unit test in
+/// execute/filter.rs has nft translate the text and compares.)
+#[derive(Clone)]
+struct Term {
+    text: String,
+    exprs: Vec<Expr>,
+}
+
+fn term(text: impl Into<String>, exprs: impl IntoIterator<Item = Expr>) -> Term {
+    Term { text: text.into(), exprs: exprs.into_iter().collect() }
+}
+
+/// One rule: its base chain (for a member's rules, the kind of chain: mark, reverse), its terms, and
+/// the comment that names it for a reader.
+pub struct RuleSpec {
+    pub chain: &'static str,
+    terms: Vec<Term>,
+    pub comment: &'static str,
+}
+
+impl RuleSpec {
+    fn new(chain: &'static str, terms: Vec<Term>, comment: &'static str) -> RuleSpec {
+        RuleSpec { chain, terms, comment }
     }
-    v.push(("connections", format!("{new} iifname vmap @iface_mark"), "stronghost: connection arrived on"));
-    v.push((
-        "connections",
-        format!("{new} iif != \"lo\" fib daddr type local ct mark set ct mark and {keep} or {m}"),
-        "stronghost: connection arrived on an unmanaged interface",
-    ));
-    for chain in ["connections", "replies"] {
-        v.push((chain, restore_member.clone(), "stronghost: reply of a connection"));
-        v.push((chain, restore_unmanaged.clone(), "stronghost: reply of a connection"));
+
+    /// As nft writes it.
+    pub fn text(&self) -> String {
+        self.terms.iter().map(|t| t.text.as_str()).collect::<Vec<_>>().join(" ")
     }
-    v.push((
-        "egress",
-        "oifname @managed fib saddr type local fib saddr . oif type != local counter name oifname map @src_iface drop".into(),
-        "stronghost: source not of this interface",
-    ));
-    v
-}
 
-/// The rules of member chain `mark_T`, as nft text with their comments.
-pub fn member_texts(shape: &Shape, t: u32) -> [(String, &'static str); 2] {
-    let (keep, v) = (hex(!shape.mark_mask), hex(shape.mark(t)));
-    [
-        (format!("ct direction original ct mark set ct mark and {keep} or {v}"), "stronghost: connection arrived on"),
-        (format!("ct direction reply meta mark set meta mark and {keep} or {v}"), "stronghost: reply of a connection"),
-    ]
-}
-
-/// The rules of member chain `reverse_T`, as nft text with their comments.
-pub fn reverse_texts(shape: &Shape, t: u32) -> [(String, &'static str); 3] {
-    let (keep, v) = (hex(!shape.mark_mask), hex(shape.mark(t)));
-    [
-        (format!("meta mark set meta mark and {keep} or {v}"), "stronghost: reverse path, as the reply is routed"),
-        (format!("iif . fib saddr . mark oif != @rpf_ok counter name \"{}\" drop", rpf_counter(t)), "stronghost: reverse path"),
-        (format!("meta mark set meta mark and {keep}"), "stronghost: reverse path judged"),
-    ]
-}
-
-/// The rules of member chain `reverse_T` as the kernel holds them.
-pub fn reverse_bodies(shape: &Shape, t: u32) -> Vec<Vec<Expr>> {
-    vec![
-        set_field(false, shape, shape.mark(t)).to_vec(),
-        vec![
-            Expr::Meta { key: NFT_META_IIF, dreg: NFT_REG_1 },
-            Expr::Fib { flags: NFTA_FIB_F_SADDR | NFTA_FIB_F_MARK, result: NFT_FIB_RESULT_OIF, dreg: NFT_REG32_01 },
-            Expr::Lookup { set: "rpf_ok".into(), sreg: NFT_REG_1, dreg: None, invert: true },
-            Expr::Counter { name: rpf_counter(t) },
-            Expr::Verdict { code: NF_DROP },
-        ],
-        set_field(false, shape, 0).to_vec(),
-    ]
+    /// As the kernel holds it.
+    pub fn body(&self) -> Vec<Expr> {
+        self.terms.iter().flat_map(|t| t.exprs.iter().cloned()).collect()
+    }
 }
 
 pub fn m32(v: u32) -> Vec<u8> {
     v.to_ne_bytes().to_vec() // marks and fib results are in host order
 }
 
+fn cmp(op: u32, data: Vec<u8>) -> Expr {
+    Expr::Cmp { sreg: NFT_REG_1, op, data }
+}
+
 /// `reg1 = (reg1 & mask) ^ xor`.
-pub fn bitwise(mask: u32, xor: u32) -> Expr {
+fn bitwise(mask: u32, xor: u32) -> Expr {
     Expr::Bitwise { sreg: NFT_REG_1, dreg: NFT_REG_1, mask: m32(mask), xor: m32(xor) }
 }
 
-pub fn direction(reply: bool) -> [Expr; 2] {
-    // IP_CT_DIR_ORIGINAL 0, IP_CT_DIR_REPLY 1
-    [Expr::Ct { key: NFT_CT_DIRECTION, dreg: NFT_REG_1 }, Expr::Cmp { sreg: NFT_REG_1, op: NFT_CMP_EQ, data: vec![u8::from(reply)] }]
+fn meta(key: u32) -> Expr {
+    Expr::Meta { key, dreg: NFT_REG_1 }
 }
 
-/// `KEY set KEY and ~M or value` for the connection (ct) or the packet (meta) mark.
-pub fn set_field(ct: bool, shape: &Shape, value: u32) -> [Expr; 3] {
-    let load = if ct { Expr::Ct { key: NFT_CT_MARK, dreg: NFT_REG_1 } } else { Expr::Meta { key: NFT_META_MARK, dreg: NFT_REG_1 } };
+fn lookup(set: &str, invert: bool) -> Expr {
+    Expr::Lookup { set: set.into(), sreg: NFT_REG_1, dreg: None, invert }
+}
+
+fn vmap(set: &str) -> Expr {
+    Expr::Lookup { set: set.into(), sreg: NFT_REG_1, dreg: Some(NFT_REG_VERDICT), invert: false }
+}
+
+/// `iifname @set`, `oifname @set`.
+fn name_in(key: &str, set: &str) -> Term {
+    let k = if key == "iifname" { NFT_META_IIFNAME } else { NFT_META_OIFNAME };
+    term(format!("{key} @{set}"), [meta(k), lookup(set, false)])
+}
+
+/// `iifname vmap @map`.
+fn iifname_vmap(map: &str) -> Term {
+    term(format!("iifname vmap @{map}"), [meta(NFT_META_IIFNAME), vmap(map)])
+}
+
+/// `fib <what> type local` (or `!= local`), `what` one of daddr, `daddr . iif`, saddr, `saddr . oif`.
+fn fib_local(what: &str, is: bool) -> Term {
+    let flags = match what {
+        "daddr" => NFTA_FIB_F_DADDR,
+        "daddr . iif" => NFTA_FIB_F_DADDR | NFTA_FIB_F_IIF,
+        "saddr" => NFTA_FIB_F_SADDR,
+        _ => NFTA_FIB_F_SADDR | NFTA_FIB_F_OIF,
+    };
+    let (op, text) = if is { (NFT_CMP_EQ, "local") } else { (NFT_CMP_NEQ, "!= local") };
+    term(
+        format!("fib {what} type {text}"),
+        [Expr::Fib { flags, result: NFT_FIB_RESULT_ADDRTYPE, dreg: NFT_REG_1 }, cmp(op, m32(RTN_LOCAL))],
+    )
+}
+
+/// `counter name iifname map @map` (or oifname): the interface's own counter.
+fn counter_by(key: &str, map: &str) -> Term {
+    let k = if key == "iifname" { NFT_META_IIFNAME } else { NFT_META_OIFNAME };
+    term(format!("counter name {key} map @{map}"), [meta(k), Expr::ObjrefMap { set: map.into(), sreg: NFT_REG_1 }])
+}
+
+fn verdict(drop: bool) -> Term {
+    term(if drop { "drop" } else { "accept" }, [Expr::Verdict { code: if drop { NF_DROP } else { NF_ACCEPT } }])
+}
+
+/// `ct mark and M` or `meta mark and M`: the field, in register 1.
+fn field(ct: bool, shape: &Shape) -> (String, [Expr; 2]) {
+    let load = if ct { Expr::Ct { key: NFT_CT_MARK, dreg: NFT_REG_1 } } else { meta(NFT_META_MARK) };
+    (format!("{} mark and {}", if ct { "ct" } else { "meta" }, hex(shape.mark_mask)), [load, bitwise(shape.mark_mask, 0)])
+}
+
+/// `ct mark and M == V` (or meta).
+fn field_is(ct: bool, shape: &Shape, value: u32) -> Term {
+    let (text, exprs) = field(ct, shape);
+    let v = if value == 0 { "0".to_string() } else { hex(value) };
+    term(format!("{text} == {v}"), exprs.into_iter().chain([cmp(NFT_CMP_EQ, m32(value))]))
+}
+
+/// `ct mark and M vmap @map`.
+fn field_vmap(shape: &Shape, map: &str) -> Term {
+    let (text, exprs) = field(true, shape);
+    term(format!("{text} vmap @{map}"), exprs.into_iter().chain([vmap(map)]))
+}
+
+/// `KEY set KEY and ~M or value` (`… and ~M` for 0) for the connection (ct) or the packet (meta)
+/// mark: only M's bits are written.
+fn set_field(ct: bool, shape: &Shape, value: u32) -> Term {
+    let key = if ct { "ct" } else { "meta" };
+    let or = if value == 0 { String::new() } else { format!(" or {}", hex(value)) };
+    let load = if ct { Expr::Ct { key: NFT_CT_MARK, dreg: NFT_REG_1 } } else { meta(NFT_META_MARK) };
     let store = if ct { Expr::CtSet { key: NFT_CT_MARK, sreg: NFT_REG_1 } } else { Expr::MetaSet { key: NFT_META_MARK, sreg: NFT_REG_1 } };
-    [load, bitwise(!shape.mark_mask, value), store]
+    term(format!("{key} mark set {key} mark and {}{or}", hex(!shape.mark_mask)), [load, bitwise(!shape.mark_mask, value), store])
 }
 
-/// The rules of member chain `mark_T` as the kernel holds them.
-pub fn member_bodies(shape: &Shape, t: u32) -> Vec<Vec<Expr>> {
-    let v = shape.mark(t);
-    vec![
-        direction(false).into_iter().chain(set_field(true, shape, v)).collect(),
-        direction(true).into_iter().chain(set_field(false, shape, v)).collect(),
-    ]
+fn ct_direction(reply: bool) -> Term {
+    // IP_CT_DIR_ORIGINAL 0, IP_CT_DIR_REPLY 1
+    let text = if reply { "ct direction reply" } else { "ct direction original" };
+    term(text, [Expr::Ct { key: NFT_CT_DIRECTION, dreg: NFT_REG_1 }, cmp(NFT_CMP_EQ, vec![u8::from(reply)])])
 }
 
-/// The base chains' rules as the kernel holds them (what nft makes of the text above: a unit test
-/// proves it), per chain: an installed rule is judged by this, not by its comment.
-pub fn rule_bodies(shape: &Shape) -> BTreeMap<&'static str, Vec<Vec<Expr>>> {
-    let local = m32(RTN_LOCAL);
+fn ct_state_new() -> Term {
+    let new_bit = Expr::Bitwise { sreg: NFT_REG_1, dreg: NFT_REG_1, mask: 8u32.to_ne_bytes().to_vec(), xor: vec![0; 4] }; // IP_CT_NEW
+    term("ct state new", [Expr::Ct { key: NFT_CT_STATE, dreg: NFT_REG_1 }, new_bit, cmp(NFT_CMP_NEQ, vec![0; 4])])
+}
+
+fn nfproto_ipv4() -> Term {
+    term("meta nfproto ipv4", [meta(NFT_META_NFPROTO), cmp(NFT_CMP_EQ, vec![2])]) // NFPROTO_IPV4
+}
+
+/// `ip6 daddr != fe80::/10` (nft adds the family's check before it).
+fn ip6_daddr_not_link_local() -> Term {
+    let mut fe80 = [0u8; 16];
+    fe80[..2].copy_from_slice(&[0xfe, 0x80]);
+    let mut mask = [0u8; 16];
+    mask[..2].copy_from_slice(&[0xff, 0xc0]);
+    term(
+        "ip6 daddr != fe80::/10",
+        [
+            meta(NFT_META_NFPROTO),
+            cmp(NFT_CMP_EQ, vec![10]), // NFPROTO_IPV6
+            Expr::Payload { base: NFT_PAYLOAD_NETWORK_HEADER, offset: 24, len: 16, dreg: NFT_REG_1 },
+            Expr::Bitwise { sreg: NFT_REG_1, dreg: NFT_REG_1, mask: mask.to_vec(), xor: vec![0; 16] },
+            cmp(NFT_CMP_NEQ, fe80.to_vec()),
+        ],
+    )
+}
+
+fn iif_not_lo() -> Term {
+    term("iif != \"lo\"", [meta(NFT_META_IIF), cmp(NFT_CMP_NEQ, m32(1))])
+}
+
+/// `iif . fib saddr . mark oif != @rpf_ok`: the way back to the source, looked up with the
+/// packet's mark, leaves by another interface than the one it came in by.
+fn not_back_the_same_way() -> Term {
+    let fib = Expr::Fib { flags: NFTA_FIB_F_SADDR | NFTA_FIB_F_MARK, result: NFT_FIB_RESULT_OIF, dreg: NFT_REG32_01 };
+    term("iif . fib saddr . mark oif != @rpf_ok", [meta(NFT_META_IIF), fib, lookup("rpf_ok", true)])
+}
+
+fn pkttype_other() -> Term {
+    term("meta pkttype other", [meta(NFT_META_PKTTYPE), cmp(NFT_CMP_EQ, vec![3])]) // PACKET_OTHERHOST
+}
+
+/// The bridge table's rule.
+pub fn bridge_rule(shape: &Shape) -> RuleSpec {
+    RuleSpec::new(
+        "prerouting",
+        vec![pkttype_other(), set_field(false, shape, shape.bridged())],
+        "stronghost: bridged through, not for this host",
+    )
+}
+
+/// The base chains' rules, in order.
+pub fn base_rules(shape: &Shape) -> Vec<RuleSpec> {
     let m = shape.mark_mask;
-    let iifname = Expr::Meta { key: NFT_META_IIFNAME, dreg: NFT_REG_1 };
-    let managed = Expr::Lookup { set: "managed".into(), sreg: NFT_REG_1, dreg: None, invert: false };
-    let daddr_local = [
-        Expr::Fib { flags: NFTA_FIB_F_DADDR, result: NFT_FIB_RESULT_ADDRTYPE, dreg: NFT_REG_1 },
-        Expr::Cmp { sreg: NFT_REG_1, op: NFT_CMP_EQ, data: local.clone() },
-    ];
-    let counted_drop = |map: &str| [iifname.clone(), Expr::ObjrefMap { set: map.into(), sreg: NFT_REG_1 }, Expr::Verdict { code: NF_DROP }];
-    let field = || [Expr::Ct { key: NFT_CT_MARK, dreg: NFT_REG_1 }, bitwise(m, 0)];
-    let vmap = |set: &str| Expr::Lookup { set: set.into(), sreg: NFT_REG_1, dreg: Some(NFT_REG_VERDICT), invert: false };
-
-    let mut wrong = vec![iifname.clone(), managed.clone()];
-    wrong.push(Expr::Fib { flags: NFTA_FIB_F_DADDR | NFTA_FIB_F_IIF, result: NFT_FIB_RESULT_ADDRTYPE, dreg: NFT_REG_1 });
-    wrong.push(Expr::Cmp { sreg: NFT_REG_1, op: NFT_CMP_NEQ, data: local.clone() });
-    wrong.extend(daddr_local.clone());
-    wrong.extend(counted_drop("wrong_iface"));
-    let bridged: Vec<Expr> = [Expr::Meta { key: NFT_META_MARK, dreg: NFT_REG_1 }, bitwise(m, 0)]
+    let bridged = || vec![field_is(false, shape, shape.bridged()), verdict(false)];
+    let mut v: Vec<RuleSpec> = ["receive", "connections", "egress"]
         .into_iter()
-        .chain([Expr::Cmp { sreg: NFT_REG_1, op: NFT_CMP_EQ, data: m32(shape.bridged()) }, Expr::Verdict { code: NF_ACCEPT }])
+        .map(|c| RuleSpec::new(c, bridged(), "stronghost: bridged through, not for this host"))
         .collect();
-    let mut receive = vec![bridged.clone(), wrong];
+    v.push(RuleSpec::new(
+        "receive",
+        vec![
+            name_in("iifname", "managed"),
+            fib_local("daddr . iif", false),
+            fib_local("daddr", true),
+            counter_by("iifname", "wrong_iface"),
+            verdict(true),
+        ],
+        "stronghost: wrong interface",
+    ));
     if shape.reverse_path {
-        let nfproto =
-            |p: u8| [Expr::Meta { key: NFT_META_NFPROTO, dreg: NFT_REG_1 }, Expr::Cmp { sreg: NFT_REG_1, op: NFT_CMP_EQ, data: vec![p] }];
-        let mut check = vec![iifname.clone(), managed];
-        check.extend(daddr_local.clone());
-        check.extend([iifname.clone(), vmap("reverse_path")]);
-        let v4: Vec<Expr> = nfproto(2).into_iter().chain(check.clone()).collect(); // NFPROTO_IPV4
-        let mut fe80 = [0u8; 16];
-        fe80[..2].copy_from_slice(&[0xfe, 0x80]);
-        let mut mask = [0u8; 16];
-        mask[..2].copy_from_slice(&[0xff, 0xc0]);
-        let v6: Vec<Expr> = nfproto(10) // NFPROTO_IPV6
-            .into_iter()
-            .chain([
-                Expr::Payload { base: NFT_PAYLOAD_NETWORK_HEADER, offset: 24, len: 16, dreg: NFT_REG_1 }, // ip6 daddr
-                Expr::Bitwise { sreg: NFT_REG_1, dreg: NFT_REG_1, mask: mask.to_vec(), xor: vec![0; 16] },
-                Expr::Cmp { sreg: NFT_REG_1, op: NFT_CMP_NEQ, data: fe80.to_vec() },
-            ])
-            .chain(check)
-            .collect();
-        receive.push(v4);
-        receive.push(v6);
+        let rpf = || vec![name_in("iifname", "managed"), fib_local("daddr", true), iifname_vmap("reverse_path")];
+        v.push(RuleSpec::new("receive", [vec![nfproto_ipv4()], rpf()].concat(), "stronghost: reverse path"));
+        // Not for link-local destinations: the way back to a source seen from a link-local
+        // address is any link's (a router's unicast advertisement from its global address).
+        v.push(RuleSpec::new("receive", [vec![ip6_daddr_not_link_local()], rpf()].concat(), "stronghost: reverse path"));
     }
-    // `ct state new ct mark and M == 0`
-    let new_unmarked: Vec<Expr> = [
-        Expr::Ct { key: NFT_CT_STATE, dreg: NFT_REG_1 },
-        Expr::Bitwise { sreg: NFT_REG_1, dreg: NFT_REG_1, mask: 8u32.to_ne_bytes().to_vec(), xor: vec![0; 4] }, // IP_CT_NEW's bit
-        Expr::Cmp { sreg: NFT_REG_1, op: NFT_CMP_NEQ, data: vec![0; 4] },
+    let new = || vec![ct_state_new(), field_is(true, shape, 0)];
+    v.push(RuleSpec::new("connections", [new(), vec![iifname_vmap("iface_mark")]].concat(), "stronghost: connection arrived on"));
+    v.push(RuleSpec::new(
+        "connections",
+        [new(), vec![iif_not_lo(), fib_local("daddr", true), set_field(true, shape, m)]].concat(),
+        "stronghost: connection arrived on an unmanaged interface",
+    ));
+    for chain in ["connections", "replies"] {
+        v.push(RuleSpec::new(chain, vec![ct_direction(true), field_vmap(shape, "mark_iface")], "stronghost: reply of a connection"));
+        v.push(RuleSpec::new(
+            chain,
+            vec![ct_direction(true), field_is(true, shape, m), set_field(false, shape, m)],
+            "stronghost: reply of a connection",
+        ));
+    }
+    v.push(RuleSpec::new(
+        "egress",
+        vec![
+            name_in("oifname", "managed"),
+            fib_local("saddr", true),
+            fib_local("saddr . oif", false),
+            counter_by("oifname", "src_iface"),
+            verdict(true),
+        ],
+        "stronghost: source not of this interface",
+    ));
+    v
+}
+
+/// The rules of member chain `mark_T`: V(T) into new connections' and replies' marks.
+pub fn member_rules(shape: &Shape, t: u32) -> Vec<RuleSpec> {
+    let (chain, v) = ("mark", shape.mark(t));
+    vec![
+        RuleSpec::new(chain, vec![ct_direction(false), set_field(true, shape, v)], "stronghost: connection arrived on"),
+        RuleSpec::new(chain, vec![ct_direction(true), set_field(false, shape, v)], "stronghost: reply of a connection"),
     ]
-    .into_iter()
-    .chain(field())
-    .chain([Expr::Cmp { sreg: NFT_REG_1, op: NFT_CMP_EQ, data: vec![0; 4] }])
-    .collect();
-    let mark_new: Vec<Expr> = new_unmarked.iter().cloned().chain([iifname, vmap("iface_mark")]).collect();
-    let mark_unmanaged: Vec<Expr> = new_unmarked
-        .into_iter()
-        .chain([Expr::Meta { key: NFT_META_IIF, dreg: NFT_REG_1 }, Expr::Cmp { sreg: NFT_REG_1, op: NFT_CMP_NEQ, data: m32(1) }]) // lo
-        .chain(daddr_local)
-        .chain(set_field(true, shape, m))
-        .collect();
-    let restore_member: Vec<Expr> = direction(true).into_iter().chain(field()).chain([vmap("mark_iface")]).collect();
-    let restore_unmanaged: Vec<Expr> = direction(true)
-        .into_iter()
-        .chain(field())
-        .chain([Expr::Cmp { sreg: NFT_REG_1, op: NFT_CMP_EQ, data: m32(m) }])
-        .chain(set_field(false, shape, m))
-        .collect();
-    let oifname = Expr::Meta { key: NFT_META_OIFNAME, dreg: NFT_REG_1 };
-    let egress = vec![
-        oifname.clone(),
-        Expr::Lookup { set: "managed".into(), sreg: NFT_REG_1, dreg: None, invert: false },
-        Expr::Fib { flags: NFTA_FIB_F_SADDR, result: NFT_FIB_RESULT_ADDRTYPE, dreg: NFT_REG_1 },
-        Expr::Cmp { sreg: NFT_REG_1, op: NFT_CMP_EQ, data: local.clone() },
-        Expr::Fib { flags: NFTA_FIB_F_SADDR | NFTA_FIB_F_OIF, result: NFT_FIB_RESULT_ADDRTYPE, dreg: NFT_REG_1 },
-        Expr::Cmp { sreg: NFT_REG_1, op: NFT_CMP_NEQ, data: local },
-        oifname,
-        Expr::ObjrefMap { set: "src_iface".into(), sreg: NFT_REG_1 },
-        Expr::Verdict { code: NF_DROP },
-    ];
-    BTreeMap::from([
-        ("receive", receive),
-        ("connections", vec![bridged.clone(), mark_new, mark_unmanaged, restore_member.clone(), restore_unmanaged.clone()]),
-        ("replies", vec![restore_member, restore_unmanaged]),
-        ("egress", vec![bridged, egress]),
-    ])
+}
+
+/// The rules of member chain `reverse_T`: the way back judged with V(T) in the mark, counted by
+/// name, the field cleared again.
+pub fn reverse_rules(shape: &Shape, t: u32) -> Vec<RuleSpec> {
+    let chain = "reverse";
+    let counter = term(format!("counter name \"{}\"", rpf_counter(t)), [Expr::Counter { name: rpf_counter(t) }]);
+    vec![
+        RuleSpec::new(chain, vec![set_field(false, shape, shape.mark(t))], "stronghost: reverse path, as the reply is routed"),
+        RuleSpec::new(chain, vec![not_back_the_same_way(), counter, verdict(true)], "stronghost: reverse path"),
+        RuleSpec::new(chain, vec![set_field(false, shape, 0)], "stronghost: reverse path judged"),
+    ]
+}
+
+/// The base chains' rules as the kernel holds them, per chain: an installed rule is judged by
+/// this, not by its comment.
+pub fn rule_bodies(shape: &Shape) -> BTreeMap<&'static str, Vec<Vec<Expr>>> {
+    let mut out: BTreeMap<&'static str, Vec<Vec<Expr>>> = BTreeMap::new();
+    for r in base_rules(shape) {
+        out.entry(r.chain).or_default().push(r.body());
+    }
+    out
+}
+
+/// The rules of a member's chain as the kernel holds them.
+pub fn member_bodies(shape: &Shape, t: u32) -> Vec<Vec<Expr>> {
+    member_rules(shape, t).iter().map(RuleSpec::body).collect()
+}
+
+pub fn reverse_bodies(shape: &Shape, t: u32) -> Vec<Vec<Expr>> {
+    reverse_rules(shape, t).iter().map(RuleSpec::body).collect()
 }
 
 pub fn drop_counter(table: u32) -> String {

@@ -81,9 +81,9 @@ impl Change {
                     let (chain, reverse) = (member_chain(*t), reverse_chain(*t));
                     let mut c: Vec<String> = counters_of(*t).iter().map(|ctr| format!("nft add counter {T} {ctr}")).collect();
                     c.push(format!("nft add chain {T} {chain}"));
-                    c.extend(member_texts(shape, *t).iter().map(|(rule, _)| format!("nft add rule {T} {chain} {rule}")));
+                    c.extend(member_rules(shape, *t).iter().map(|r| format!("nft add rule {T} {chain} {}", r.text())));
                     c.push(format!("nft add chain {T} {reverse}"));
-                    c.extend(reverse_texts(shape, *t).iter().map(|(rule, _)| format!("nft add rule {T} {reverse} {rule}")));
+                    c.extend(reverse_rules(shape, *t).iter().map(|r| format!("nft add rule {T} {reverse} {}", r.text())));
                     c.push(format!("nft add element {T} managed {{ \"{n}\" }}"));
                     c.extend(counter_maps(*t).iter().map(|(map, ctr)| format!("nft add element {T} {map} {{ \"{n}\" : \"{ctr}\" }}")));
                     c.push(format!("nft add element {T} reverse_path {{ \"{n}\" : goto {reverse} }}"));
@@ -135,10 +135,12 @@ pub(crate) fn wanted_indexes(cur: &Current, want: &Want) -> BTreeSet<u32> {
 pub fn script(cur: &Current, want: &Want) -> String {
     let shape = &want.shape;
     let (bridge_chain, _, _, _, bridge_spec) = BRIDGE_CHAIN;
-    let (bridge_rule, bridge_comment) = bridge_text(shape);
+    let bridge = bridge_rule(shape);
     let mut s = format!(
         "add table {B}\nadd chain {B} {bridge_chain} {{ {bridge_spec} }}\nflush chain {B} {bridge_chain}\n\
-         add rule {B} {bridge_chain} {bridge_rule} comment \"{bridge_comment}\"\n"
+         add rule {B} {bridge_chain} {} comment \"{}\"\n",
+        bridge.text(),
+        bridge.comment
     );
     s += &format!("add table {T}\n");
     for (name, _, _, _, spec) in CHAINS {
@@ -166,10 +168,10 @@ pub fn script(cur: &Current, want: &Want) -> String {
     }
     for t in want.members.values().collect::<BTreeSet<_>>() {
         let [chain, reverse] = chains_of(*t);
-        for (name, rules) in [(chain, member_texts(shape, *t).to_vec()), (reverse, reverse_texts(shape, *t).to_vec())] {
+        for (name, rules) in [(chain, member_rules(shape, *t)), (reverse, reverse_rules(shape, *t))] {
             s += &format!("add chain {T} {name}\nflush chain {T} {name}\n");
-            for (rule, comment) in rules {
-                s += &format!("add rule {T} {name} {rule} comment \"{comment}\"\n");
+            for r in rules {
+                s += &format!("add rule {T} {name} {} comment \"{}\"\n", r.text(), r.comment);
             }
         }
     }
@@ -190,8 +192,8 @@ pub fn script(cur: &Current, want: &Want) -> String {
     for c in cur.counters.keys().filter(|c| !counters.contains(*c)) {
         s += &format!("delete counter {T} {c}\n");
     }
-    for (chain, rule, comment) in rule_texts(shape) {
-        s += &format!("add rule {T} {chain} {rule} comment \"{comment}\"\n");
+    for r in base_rules(shape) {
+        s += &format!("add rule {T} {} {} comment \"{}\"\n", r.chain, r.text(), r.comment);
     }
     s
 }

@@ -675,7 +675,12 @@ pub enum Step<'a> {
     DelRoute(&'a Route),
     /// The link's group and IPv4 sysctls, in one netlink message (index: the link's, if it is
     /// there to be changed).
-    Link { ifname: &'a str, index: Option<u32>, group: Option<u32>, sysctls: &'a [(&'static str, u32)] },
+    Link {
+        ifname: &'a str,
+        index: Option<u32>,
+        group: Option<u32>,
+        sysctls: &'a [(&'static str, u32)],
+    },
     /// The nftables table, changed last.
     Filter(&'a crate::model::table::Change),
 }
