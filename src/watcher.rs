@@ -12,6 +12,7 @@
 
 use crate::config::Config;
 use crate::handoff;
+use crate::netlink::abi::*;
 use crate::netlink::nftables::{Heard, Monitor};
 use crate::reconcile::{self, ClientEvent, Engine, Target, reconcile};
 use crate::state::Queued;
@@ -30,13 +31,8 @@ use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 // rtnetlink multicast groups (linux/rtnetlink.h, enum rtnetlink_groups).
-const RTNLGRP_LINK: u32 = 1;
-const RTNLGRP_IPV4_IFADDR: u32 = 5;
-const RTNLGRP_IPV4_ROUTE: u32 = 7;
-const RTNLGRP_IPV4_RULE: u32 = 8;
 const RTNLGRP_IPV6_IFADDR: u32 = 9;
 const RTNLGRP_IPV6_ROUTE: u32 = 11;
-const RTNLGRP_IPV6_RULE: u32 = 19;
 
 /// Quiet time that ends a burst, and the longest a burst may delay a reconcile.
 const QUIET: Duration = Duration::from_millis(5);

@@ -6,6 +6,7 @@ use crate::error::FilterError;
 use crate::gather::filter::read;
 use crate::model::nft::NFT_DATA_VERDICT;
 use crate::model::table::*;
+use crate::netlink::abi::*;
 use crate::netlink::nftables::{Chain, ChainSpec, Edit, Element, NFPROTO_BRIDGE, Nft, SetSpec, TableSpec};
 use crate::plan::filter::script;
 use std::collections::BTreeSet;
@@ -73,7 +74,6 @@ fn edits(add: &[(String, u32)], remove: &[(String, u32)], add_indexes: &[u32], r
 fn create(want: &Want) -> Result<(), crate::netlink::NetlinkError> {
     const NFT_SET_MAP: u32 = 0x8;
     const NFT_SET_OBJECT: u32 = 0x40;
-    const NFT_OBJECT_COUNTER: u32 = 1;
     // nft's datatypes: ifname, mark, and iface_index . iface_index (6 bits per concatenated type).
     const TYPE_IFNAME: u32 = 41;
     const TYPE_MARK: u32 = 19;

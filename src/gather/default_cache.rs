@@ -15,6 +15,7 @@
 
 use crate::model::kernel::KernelRoute;
 use crate::model::routing::RT_TABLE_MAIN;
+use crate::netlink::abi::*;
 use crate::netlink::route::Netlink;
 use crate::netlink::subscription::Subscription;
 use crate::netlink::transport::{NetlinkError, attributes};
@@ -24,20 +25,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 // rtnetlink groups and message types (linux/rtnetlink.h).
-const RTNLGRP_LINK: u32 = 1;
-const RTNLGRP_IPV4_IFADDR: u32 = 5;
-const RTNLGRP_IPV4_ROUTE: u32 = 7;
 const RTNLGRP_NEXTHOP: u32 = 32;
-const RTM_NEWLINK: u16 = 16;
 const RTM_DELLINK: u16 = 17;
 const RTM_DELADDR: u16 = 21;
-const RTM_NEWROUTE: u16 = 24;
 const RTM_DELROUTE: u16 = 25;
 const RTM_NEWNEXTHOP: u16 = 104;
 const RTM_DELNEXTHOP: u16 = 105;
 const NLM_F_REPLACE: u16 = 0x100;
-const AF_INET: u8 = 2;
-const IFA_LOCAL: u16 = 2;
 
 pub struct DefaultCache {
     sub: Subscription,

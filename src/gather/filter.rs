@@ -10,7 +10,7 @@ use crate::netlink::nftables::{Chain, Element, InstalledRule, NFPROTO_BRIDGE, Nf
 use std::sync::Arc;
 
 pub(crate) fn name_of(key: &[u8]) -> String {
-    String::from_utf8_lossy(key.split(|b| *b == 0).next().unwrap_or(&[])).into_owned()
+    crate::netlink::abi::c_string(key)
 }
 
 pub(crate) fn u32_of(v: &[u8]) -> Option<u32> {

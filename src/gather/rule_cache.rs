@@ -12,14 +12,12 @@
 //! the order of dump and notifications.
 
 use crate::model::kernel::Rules;
+use crate::netlink::abi::*;
 use crate::netlink::route::{Netlink, rule_from_raw};
 use crate::netlink::subscription::Subscription;
 use crate::netlink::transport::NetlinkError;
 
 // rtnetlink groups and message types (linux/rtnetlink.h).
-const RTNLGRP_IPV4_RULE: u32 = 8;
-const RTNLGRP_IPV6_RULE: u32 = 19;
-const RTM_NEWRULE: u16 = 32;
 const RTM_DELRULE: u16 = 33;
 
 pub struct RuleCache {

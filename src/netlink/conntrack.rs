@@ -1,10 +1,10 @@
 //! The kernel's connection tracking table over ctnetlink, read only: which connection marks are
 //! in use (`check` looks for values in stronghost's field that it did not set).
 
+use super::abi::*;
 use super::transport::{NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NetlinkError, Transport, attributes};
 use std::collections::BTreeMap;
 
-const NETLINK_NETFILTER: isize = 12;
 const NFNL_SUBSYS_CTNETLINK: u16 = 1;
 const IPCTNL_MSG_CT_GET: u16 = 1;
 const CTA_MARK: u16 = 8;

@@ -6,12 +6,12 @@
 //! Installed rules are read back as lists of `Expr` and compared with what model/table.rs describes, so a
 //! table whose rules were edited — whatever their comments say — is noticed.
 
+use super::abi::*;
 use super::transport::{NLM_F_ACK, NLM_F_DUMP, NLMSG_ERROR, NetlinkError, Transport, attributes};
 use crate::model::nft::*;
 use nix::errno::Errno;
 use std::collections::BTreeMap;
 
-const NETLINK_NETFILTER: isize = 12;
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
 const NFT_MSG_NEWTABLE: u16 = 0;
 const NFT_MSG_NEWCHAIN: u16 = 3;
@@ -30,12 +30,10 @@ const NFT_MSG_GETOBJ: u16 = 19;
 const NFT_MSG_DELOBJ: u16 = 20;
 const NFNL_MSG_BATCH_BEGIN: u16 = 16;
 const NFNL_MSG_BATCH_END: u16 = 17;
-const NLA_F_NESTED: u16 = 0x8000;
 const NLM_F_CREATE: u16 = 0x400;
 const IFNAMSIZ: usize = 16;
 pub const NFPROTO_INET: u8 = 1;
 pub const NFPROTO_BRIDGE: u8 = 7;
-const NFT_OBJECT_COUNTER: u32 = 1;
 /// Elements per NEWSETELEM/DELSETELEM message: a nested attribute's length is 16 bits, so a list
 /// of thousands of interfaces has to be spread over several messages of the same transaction.
 const ELEMENTS_PER_MESSAGE: usize = 256;
@@ -146,7 +144,7 @@ fn judge(kind: u16, port: u32, payload: &[u8], table: &[u8], touched: &mut bool)
     // Every object's notification names its table first (NFTA_{TABLE_NAME,CHAIN,RULE,SET,
     // SET_ELEM_LIST,OBJ}_TABLE are all 1); the family is nfgenmsg's.
     // (stronghost's bridge table has the same name.)
-    if matches!(payload[0], NFPROTO_INET | NFPROTO_BRIDGE) && find(&attrs, 1).is_some_and(|n| n.split(|b| *b == 0).next() == Some(table)) {
+    if matches!(payload[0], NFPROTO_INET | NFPROTO_BRIDGE) && find(&attrs, 1).is_some_and(|n| c_str(n) == table) {
         *touched = true;
     }
     None
@@ -299,7 +297,7 @@ fn find<'a>(a: &[(u16, &'a [u8])], kind: u16) -> Option<&'a [u8]> {
 }
 
 fn text(v: &[u8]) -> String {
-    String::from_utf8_lossy(v.split(|b| *b == 0).next().unwrap_or(&[])).into_owned()
+    c_string(v)
 }
 
 fn be32(v: &[u8]) -> Option<u32> {

@@ -2,6 +2,7 @@
 //! of both families into the model (model/kernel.rs, model/routing.rs) and writes rules and routes, acknowledged.
 //! Every write is counted, so a converged host can be shown to cost zero writes.
 
+use super::abi::*;
 use super::transport::{Answer, NetlinkError, Transport, attributes as raw_attributes};
 use crate::model::kernel::{Address, KernelRoute, Link, Owned, Rules};
 use crate::model::net::IpNet;
@@ -389,8 +390,6 @@ fn devconf_index(knob: &str) -> Option<u16> {
 }
 
 fn setlink_message(index: u32, group: Option<u32>, values: &[(&'static str, u32)]) -> LinkMessage {
-    const IFLA_INET_CONF: u16 = 1;
-    const NLA_F_NESTED: u16 = 1 << 15;
     let mut conf = Vec::new();
     for (knob, value) in values {
         let Some(i) = devconf_index(knob) else { continue };
@@ -458,13 +457,10 @@ impl Op {
 /// u32 indexed by IPV4_DEVCONF_* - 1). The knobs only if `configured(name, group)`; otherwise the
 /// walk stops once name and group are known (they come first in what the kernel sends).
 fn link_from_raw(kind: u16, p: &[u8], configured: &dyn Fn(&str, u32) -> bool) -> Option<Link> {
-    const RTM_NEWLINK: u16 = 16;
     const IFF_UP: u32 = 1;
     const IFLA_IFNAME: u16 = 3;
     const IFLA_AF_SPEC: u16 = 26;
     const IFLA_GROUP: u16 = 27;
-    const AF_INET: u16 = 2;
-    const IFLA_INET_CONF: u16 = 1;
     const IFLA_LINK: u16 = 5;
     const IFLA_LINKINFO: u16 = 18;
     const IFLA_INFO_KIND: u16 = 1;
@@ -482,7 +478,7 @@ fn link_from_raw(kind: u16, p: &[u8], configured: &dyn Fn(&str, u32) -> bool) ->
     for (t, v) in raw_attributes(&p[16..]) {
         match t {
             IFLA_IFNAME => {
-                link.name = String::from_utf8_lossy(v.split(|b| *b == 0).next().unwrap_or(&[])).into_owned();
+                link.name = c_string(v);
                 named = true;
             }
             IFLA_GROUP => {
@@ -494,11 +490,11 @@ fn link_from_raw(kind: u16, p: &[u8], configured: &dyn Fn(&str, u32) -> bool) ->
             IFLA_LINKINFO => {
                 shares_segment = raw_attributes(v)
                     .filter(|(t, _)| *t == IFLA_INFO_KIND)
-                    .any(|(_, k)| matches!(k.split(|b| *b == 0).next(), Some(b"macvlan" | b"macvtap" | b"ipvlan" | b"ipvtap")));
+                    .any(|(_, k)| matches!(c_str(k), b"macvlan" | b"macvtap" | b"ipvlan" | b"ipvtap"));
             }
             IFLA_AF_SPEC => {
                 for (_, conf) in raw_attributes(v)
-                    .filter(|(f, _)| *f == AF_INET)
+                    .filter(|(f, _)| *f == u16::from(AF_INET))
                     .flat_map(|(_, inet)| raw_attributes(inet))
                     .filter(|(c, _)| *c == IFLA_INET_CONF)
                 {
@@ -572,7 +568,6 @@ fn rule_message(r: &Rule, protocol: u8) -> RuleMessage {
 fn address_from_raw(kind: u16, p: &[u8]) -> Option<Address> {
     const RTM_NEWADDR: u16 = 20;
     const IFA_ADDRESS: u16 = 1;
-    const IFA_LOCAL: u16 = 2;
     const IFA_FLAGS: u16 = 8;
     const IFA_F_DADFAILED: u32 = 0x08;
     if kind != RTM_NEWADDR || p.len() < 8 {
@@ -605,12 +600,10 @@ fn address_from_raw(kind: u16, p: &[u8]) -> Option<Address> {
 /// `rule_from_kernel` makes of the crate's decoding, without allocating every attribute — a unit
 /// test holds the two to the same answer for every rule the kernel dumps.
 pub fn rule_from_raw(kind: u16, p: &[u8]) -> Option<Owned<Rule>> {
-    const RTM_NEWRULE: u16 = 32;
     const FR_ACT_TO_TBL: u8 = 1;
     const FR_ACT_GOTO: u8 = 2;
     const FIB_RULE_UNRESOLVED: u32 = 0x4;
     const FIB_RULE_OIF_DETACHED: u32 = 0x10;
-    const AF_INET: u8 = 2;
     const AF_INET6: u8 = 10;
     if kind != RTM_NEWRULE || p.len() < 12 {
         return None;
@@ -638,17 +631,17 @@ pub fn rule_from_raw(kind: u16, p: &[u8]) -> Option<Owned<Rule>> {
     let mut f = RuleFields { table: u32::from(table8), dst_len, src_len, goto_action: action == FR_ACT_GOTO, ..Default::default() };
     for (t, v) in raw_attributes(&p[12..]) {
         match t {
-            1 => f.dst = Some(addr_of(v)?),                                                     // FRA_DST
-            2 => f.src = Some(addr_of(v)?),                                                     // FRA_SRC
-            4 => f.goto = Some(u32_of(v)?),                                                     // FRA_GOTO
-            6 => f.priority = u32_of(v)?,                                                       // FRA_PRIORITY
-            10 => f.mark = Some(u32_of(v)?),                                                    // FRA_FWMARK
-            13 => f.sig = Some(u32_of(v)?).filter(|g| *g != u32::MAX),                          // FRA_SUPPRESS_IFGROUP ("unset" is -1)
-            14 => f.spl = Some(u32_of(v)?).filter(|l| *l != u32::MAX),                          // FRA_SUPPRESS_PREFIXLEN
-            15 => f.table = u32_of(v)?,                                                         // FRA_TABLE
-            16 => f.mask = Some(u32_of(v)?),                                                    // FRA_FWMASK
-            17 => f.oif = Some(String::from_utf8(v.split(|b| *b == 0).next()?.to_vec()).ok()?), // FRA_OIFNAME
-            21 => f.protocol = *v.first()?,                                                     // FRA_PROTOCOL
+            1 => f.dst = Some(addr_of(v)?),                                 // FRA_DST
+            2 => f.src = Some(addr_of(v)?),                                 // FRA_SRC
+            4 => f.goto = Some(u32_of(v)?),                                 // FRA_GOTO
+            6 => f.priority = u32_of(v)?,                                   // FRA_PRIORITY
+            10 => f.mark = Some(u32_of(v)?),                                // FRA_FWMARK
+            13 => f.sig = Some(u32_of(v)?).filter(|g| *g != u32::MAX),      // FRA_SUPPRESS_IFGROUP ("unset" is -1)
+            14 => f.spl = Some(u32_of(v)?).filter(|l| *l != u32::MAX),      // FRA_SUPPRESS_PREFIXLEN
+            15 => f.table = u32_of(v)?,                                     // FRA_TABLE
+            16 => f.mask = Some(u32_of(v)?),                                // FRA_FWMASK
+            17 => f.oif = Some(String::from_utf8(c_str(v).to_vec()).ok()?), // FRA_OIFNAME
+            21 => f.protocol = *v.first()?,                                 // FRA_PROTOCOL
             _ => return None, // outside the model: iif, uid range, ports, tunnel id, l3mdev...
         }
     }
@@ -800,7 +793,6 @@ impl KernelRoute {
     /// each whole was most of what a `sync` spent reading. None for anything but an IPv4 or IPv6
     /// route. Only the attributes below are understood; any other makes the route exotic.
     fn from_raw(kind: u16, p: &[u8]) -> Option<KernelRoute> {
-        const RTM_NEWROUTE: u16 = 24;
         const RTNH_F_ONLINK: u32 = 4;
         const RTA_DST: u16 = 1;
         const RTA_OIF: u16 = 4;

@@ -118,11 +118,9 @@ impl<B: AsRef<[u8]>> Answer<B> {
             // After the code: the request's header, and its payload unless capped.
             let echoed = p.get(4..8).map(|b| u32::from_ne_bytes(b.try_into().unwrap()) as usize).unwrap_or(0);
             let skip = 4 + if self.flags & NLM_F_CAPPED != 0 { NLMSG_HDRLEN } else { echoed.max(NLMSG_HDRLEN) };
-            extack = p.get(align(skip)..).and_then(|tlvs| {
-                attributes(tlvs)
-                    .find(|(t, _)| *t == NLMSGERR_ATTR_MSG)
-                    .map(|(_, v)| String::from_utf8_lossy(v.split(|b| *b == 0).next().unwrap_or(&[])).into_owned())
-            });
+            extack = p
+                .get(align(skip)..)
+                .and_then(|tlvs| attributes(tlvs).find(|(t, _)| *t == NLMSGERR_ATTR_MSG).map(|(_, v)| super::abi::c_string(v)));
         }
         Err(NetlinkError::Kernel { errno: Errno::from_raw(code.saturating_neg()), extack })
     }
