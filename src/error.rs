@@ -77,6 +77,12 @@ impl Error {
         move |source| Error::Netlink { doing, source }
     }
 
+    /// The context for a failure of stronghost's own records: `.map_err(Error::state("saving …"))`.
+    pub fn state(doing: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+        let doing = doing.into();
+        move |source| Error::State { doing, source }
+    }
+
     /// True when the error only says the interface is gone (it vanished between an event and
     /// its handling): the caller forgets the interface instead of reporting a failure.
     pub fn is_vanished_interface(&self) -> bool {

@@ -181,8 +181,8 @@ impl Engine {
     }
 
     pub fn new(cfg: Config) -> Result<Engine, Error> {
-        let nl = Netlink::open().map_err(|e| Error::Netlink { doing: "opening rtnetlink".into(), source: e.into() })?;
-        let state = State::open().map_err(|source| Error::State { doing: "opening the state directory".into(), source })?;
+        let nl = Netlink::open().map_err(|e| Error::netlink("opening rtnetlink")(e.into()))?;
+        let state = State::open().map_err(Error::state("opening the state directory"))?;
         Ok(Engine {
             cfg,
             nl,
@@ -198,8 +198,8 @@ impl Engine {
     /// An engine for a command that only reads (`plan`, `status`, `check`): its state creates
     /// no directory (`State::open_read_only`).
     pub fn read_only(cfg: Config) -> Result<Engine, Error> {
-        let nl = Netlink::open().map_err(|e| Error::Netlink { doing: "opening rtnetlink".into(), source: e.into() })?;
-        let state = State::open_read_only().map_err(|source| Error::State { doing: "opening the state directory".into(), source })?;
+        let nl = Netlink::open().map_err(|e| Error::netlink("opening rtnetlink")(e.into()))?;
+        let state = State::open_read_only().map_err(Error::state("opening the state directory"))?;
         Ok(Engine {
             cfg,
             nl,
@@ -370,7 +370,7 @@ pub fn reconcile(e: &mut Engine, target: &Target, dry_run: bool, client: ClientE
 
 /// Queues a hook's event (state.rs), for `apply_queued` or the watcher (`apply_queue`).
 pub fn enqueue(e: &Engine, q: &Queued) -> Result<(), Error> {
-    e.state.enqueue(q).map_err(|source| Error::State { doing: format!("queueing the event for {}", q.ifname), source })
+    e.state.enqueue(q).map_err(Error::state(format!("queueing the event for {}", q.ifname)))
 }
 
 /// A hook's queued event, applied under the lock together with whatever else is queued.

@@ -30,7 +30,7 @@ pub fn execute(
     let protocol = cfg.protocol;
     let mut errors = Vec::new();
     if let Some(t) = &plans.tables {
-        state.save_tables(t).map_err(|source| Error::State { doing: "saving the table allocation".into(), source })?;
+        state.save_tables(t).map_err(Error::state("saving the table allocation"))?;
     }
     let changed: Vec<(&str, &crate::model::record::Record, Option<&crate::model::record::Record>)> = plans
         .interfaces
@@ -41,7 +41,7 @@ pub fn execute(
             p.record.as_ref().filter(|r| before != Some(*r)).map(|r| (p.ifname.as_str(), r, before))
         })
         .collect();
-    state.save_records(&changed).map_err(|source| Error::State { doing: "saving the interfaces' records".into(), source })?;
+    state.save_records(&changed).map_err(Error::state("saving the interfaces' records"))?;
     // Renamed interfaces: their records now live under the new names (saved just above).
     let renamed: Vec<&str> = g.renames.iter().map(|(old, _)| old.as_str()).collect();
     if let Err(source) = state.remove_records(&renamed) {
