@@ -5,8 +5,7 @@
 //! - /var/lib/stronghost/originals.json: per interface, the sysctl values and link group found
 //!   before stronghost changed them, kept across reboots: a VM or container whose interfaces keep
 //!   their state over a warm reboot still gets them back on removal. One file, one line per
-//!   interface: a run that takes on a thousand interfaces writes one file, not a thousand (creating
-//!   them was most of a first `sync`'s time). 0.2 kept one file each under originals/; they are
+//!   interface: a run that takes on a thousand interfaces writes one file, not a thousand. 0.2 kept one file each under originals/; they are
 //!   read still and folded into originals.json by the next write;
 //! - /run/stronghost/lock: the host-wide lock serialising hooks, the CLI and the watcher;
 //! - /run/stronghost/queue/<time>-<pid>-<interface>.event: a hook's event waiting for the lock (the newest per
@@ -54,9 +53,9 @@ pub struct Queued {
 pub struct State {
     run: PathBuf,
     lib: PathBuf,
-    /// The watcher's copies of `recorded()` and `tables()` (`keep_copies`): listing thousands of
-    /// records and parsing the table map were most of what an event cost it on a host of
-    /// thousands of interfaces.
+    /// The watcher's copies of `recorded()` and `tables()` (`keep_copies`), valid while the lock's
+    /// epochs say no other process has written: an event then does not list every record or parse
+    /// the table map.
     copies: Option<RefCell<Copies>>,
     /// originals.json as last read or written by this process, with the stamps it had then.
     originals: RefCell<Option<(OriginalsMap, [Stamp; 2])>>,
@@ -68,8 +67,7 @@ pub struct State {
 }
 
 /// The values to restore, by interface name, each kept as the file has it and decoded only when
-/// wanted: most runs need the names alone, and decoding thousands was most of what reading the
-/// file cost.
+/// wanted: most runs need the names alone.
 type OriginalsMap = std::rc::Rc<BTreeMap<String, Box<RawValue>>>;
 
 fn decode(name: &str, raw: &RawValue) -> Option<Originals> {

@@ -1,7 +1,6 @@
 //! The kernel's rules as a long-running process follows them: one dump, then every rule
-//! notification applied as it comes. The kernel cannot filter a rule dump, so on a host of
-//! thousands of interfaces each dump costs tens of milliseconds, most of a run for one
-//! interface; the watcher reads the rules this way instead.
+//! notification applied as it comes. The kernel cannot filter a rule dump, whose cost grows with
+//! every interface of the host; the watcher reads the rules this way instead.
 //!
 //! Exact, not approximate: the kernel queues a change's notification on every subscribed socket
 //! before it acknowledges the change to whoever made it, and a run reads the cache only after

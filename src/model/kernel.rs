@@ -108,12 +108,10 @@ pub struct Kernel {
     pub addrs: Vec<Address>,
     pub rules: Rules,
     pub routes: Vec<KernelRoute>,
-    // Lookups a plan makes per interface, indexed once: a `sync` of hundreds of interfaces would
-    // otherwise scan every link, address and route for each of them. Sorted positions, searched
-    // by halving, rather than hash maps of vectors: on a host of thousands of interfaces those
-    // were thousands of allocations (and as many frees) per read, for lookups a few per interface.
-    // Positions are u32 (a snapshot holds far fewer than 2^32 of anything): these are built by
-    // every full read, and their size is page faults in a process that lives for one run.
+    // Lookups a plan makes per interface, indexed once, so a plan's cost does not grow with the
+    // host's links, addresses and routes. Sorted positions searched by halving: one allocation
+    // per index whatever the host's size (a hash map of vectors is one per interface). Positions
+    // are u32: a snapshot holds far fewer than 2^32 of anything.
     /// Positions in `links`, by name.
     by_name: Vec<u32>,
     /// (ifindex, position in `links`).
@@ -351,8 +349,8 @@ pub(crate) fn foreign_in<'a>(
 /// `oif` rule, the `from` rules of its addresses wherever they point, the shared ones (`to`, the
 /// unmarked packets' shortcut, `from all`), and of stronghost's rules for other interfaces one per
 /// family — that some other interface is routed is all a plan asks of them (the shared rules stay
-/// while one is). On a host of thousands of interfaces the planner's passes over every rule were
-/// most of what an event cost the watcher, which reads them from its cache.
+/// while one is). A one-interface plan then looks at a number of rules that does not grow with the
+/// host's interfaces.
 pub fn rules_of_one(
     rules: &[Owned<Rule>],
     ifname: &str,

@@ -116,8 +116,8 @@ impl Netlink {
     }
 
     /// Every link; the IPv4 configuration (`sysctls`) only of those `configured(name, group)`
-    /// picks. The rest of a link's message is most of it, and on a host of thousands of
-    /// interfaces of which a few are managed, walking it was most of reading the links.
+    /// picks: the configuration is most of a link's message, and decoding it for links no plan
+    /// may change would make reading the links cost in proportion to the unmanaged ones.
     pub fn links_with(&mut self, configured: impl Fn(&str, u32) -> bool) -> Result<Vec<Link>, NetlinkError> {
         // Of no use here: the counters of SR-IOV virtual functions, which a physical function's
         // message carries per VF. (The link's own counters the kernel always sends.)
@@ -788,10 +788,9 @@ impl KernelRoute {
         Self::from_raw(24, p)
     }
 
-    /// An RTM_NEWROUTE payload (struct rtmsg, then attributes) read in place: a dump of every
-    /// table on a host of thousands of interfaces is tens of thousands of routes, and decoding
-    /// each whole was most of what a `sync` spent reading. None for anything but an IPv4 or IPv6
-    /// route. Only the attributes below are understood; any other makes the route exotic.
+    /// An RTM_NEWROUTE payload (struct rtmsg, then attributes) read in place, without building a
+    /// message object per route (a full dump holds a few routes per interface). None for anything
+    /// but an IPv4 or IPv6 route. Only the attributes below are understood; any other makes the route exotic.
     fn from_raw(kind: u16, p: &[u8]) -> Option<KernelRoute> {
         const RTNH_F_ONLINK: u32 = 4;
         const RTA_DST: u16 = 1;
