@@ -21,7 +21,7 @@ pub mod plan;
 pub mod reconcile;
 pub mod state;
 pub mod sysctl;
-pub mod watcher;
+pub mod watch;
 
 /// The layout's one rule the compiler cannot see: deciding (plan/) and the model (model/) do no
 /// I/O — they import nothing that reads or writes (netlink, state, sysctl, gather, execute,

@@ -4,7 +4,7 @@
 use clap::Parser;
 use stronghost::cli::{Cli, Command};
 use stronghost::reconcile::Target;
-use stronghost::{commands, config, host, logging, watcher};
+use stronghost::{commands, config, host, logging, watch};
 
 fn main() {
     let cli = Cli::parse();
@@ -51,7 +51,7 @@ fn main() {
         Command::Check => commands::check::run(&cfg),
         // The hook's run is per DHCP event: its engine takes the configuration, not a copy.
         Command::Hook { client } => commands::hook::run(cfg, client),
-        Command::Watch => watcher::run(&cfg),
+        Command::Watch => watch::run(&cfg),
     };
     std::process::exit(code);
 }
