@@ -34,22 +34,28 @@ impl Subscription {
     /// buffer overran) or could not be read: what the caller kept may then be wrong.
     pub fn drain(&mut self, mut each: impl FnMut(&Answer<&[u8]>)) -> bool {
         let mut complete = true;
+        let read = self.drain_datagrams(|d| {
+            for m in split(d) {
+                match m {
+                    Ok(m) => each(&m),
+                    Err(_) => complete = false,
+                }
+            }
+        });
+        read.is_ok() && complete
+    }
+
+    /// Hands every datagram queued now to `each` whole, for a reader that decodes them itself.
+    /// An error when notifications were lost (ENOBUFS: the buffer overran) or the socket failed;
+    /// no second try here: an error that repeats must not spin.
+    pub fn drain_datagrams(&mut self, mut each: impl FnMut(&[u8])) -> std::io::Result<()> {
         loop {
             self.buf.clear();
             match self.sock.recv(&mut self.buf, 0) {
-                Ok(0) => return complete,
-                Ok(_) => {
-                    for m in split(&self.buf) {
-                        match m {
-                            Ok(m) => each(&m),
-                            Err(_) => complete = false,
-                        }
-                    }
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return complete,
-                // ENOBUFS: notifications were lost. (Any other error too, and no second try
-                // here: an error that repeats must not spin.)
-                Err(_) => return false,
+                Ok(0) => return Ok(()),
+                Ok(_) => each(&self.buf),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) => return Err(e),
             }
         }
     }

@@ -4,13 +4,13 @@
 use crate::config::Config;
 use crate::netlink::abi::*;
 use crate::netlink::nftables::{Heard, Monitor};
+use crate::netlink::subscription::Subscription;
 use netlink_packet_core::{NetlinkMessage, NetlinkPayload};
 use netlink_packet_route::address::AddressMessage;
 use netlink_packet_route::link::{LinkAttribute, LinkMessage};
 use netlink_packet_route::route::{RouteAttribute, RouteMessage};
 use netlink_packet_route::rule::{RuleAttribute, RuleMessage};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
-use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 use std::collections::{BTreeMap, BTreeSet};
 
 // rtnetlink multicast groups (linux/rtnetlink.h, enum rtnetlink_groups).
@@ -58,10 +58,10 @@ pub(super) fn drain_filter(monitor: &mut Option<Monitor>, p: &mut Pending) {
     }
 }
 
-pub(super) fn subscribe() -> std::io::Result<Socket> {
-    let mut s = Socket::new(NETLINK_ROUTE)?;
-    s.bind(&SocketAddr::new(0, 0))?;
-    for g in [
+/// Every link, address, route and rule change of both families, with room for a burst of
+/// thousands of notifications between two reads.
+pub(super) fn subscribe() -> std::io::Result<Subscription> {
+    let groups = [
         RTNLGRP_LINK,
         RTNLGRP_IPV4_IFADDR,
         RTNLGRP_IPV4_ROUTE,
@@ -69,12 +69,8 @@ pub(super) fn subscribe() -> std::io::Result<Socket> {
         RTNLGRP_IPV6_IFADDR,
         RTNLGRP_IPV6_ROUTE,
         RTNLGRP_IPV6_RULE,
-    ] {
-        s.add_membership(g)?;
-    }
-    crate::netlink::transport::set_receive_buffer(&s, 8 << 20)?;
-    s.set_non_blocking(true)?;
-    Ok(s)
+    ];
+    Subscription::open(&groups, 8 << 20)
 }
 
 /// What the watcher knows of the events' sources across bursts.
@@ -231,26 +227,18 @@ pub(super) fn absorb(datagram: &[u8], cfg: &Config, p: &mut Pending, seen: &mut 
 }
 
 /// Reads everything queued on the socket into `p`. Returns false if the socket overran.
-pub(super) fn drain(sock: &Socket, cfg: &Config, p: &mut Pending, buf: &mut Vec<u8>, seen: &mut Seen) -> bool {
-    loop {
-        buf.clear();
-        match sock.recv(buf, 0) {
-            Ok(0) => return true,
-            Ok(_) => {
-                absorb(buf, cfg, p, seen);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
-            Err(e) if e.raw_os_error() == Some(nix::errno::Errno::ENOBUFS as i32) => {
-                // ENOBUFS: events were lost; only a full sync is safe now.
+pub(super) fn drain(sub: &mut Subscription, cfg: &Config, p: &mut Pending, seen: &mut Seen) -> bool {
+    match sub.drain_datagrams(|d| absorb(d, cfg, p, seen)) {
+        Ok(()) => true,
+        Err(e) => {
+            if e.raw_os_error() == Some(nix::errno::Errno::ENOBUFS as i32) {
                 log::warn!("netlink event buffer overran; resynchronising every interface");
-                p.resync = true;
-                return false;
-            }
-            Err(e) => {
+            } else {
                 log::error!("netlink: {e}");
-                p.resync = true;
-                return false;
             }
+            // Events were lost: only a full sync is safe now.
+            p.resync = true;
+            false
         }
     }
 }

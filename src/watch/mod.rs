@@ -17,11 +17,11 @@ mod fights;
 use crate::config::Config;
 use crate::handoff;
 use crate::netlink::nftables::Monitor;
+use crate::netlink::subscription::Subscription;
 use crate::reconcile::{self, ClientEvent, Engine, Target, reconcile};
 use crate::state::Queued;
 use events::*;
 use fights::*;
-use netlink_sys::Socket;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
@@ -52,7 +52,7 @@ pub fn run(cfg: &Config) -> i32 {
             return 1;
         }
     };
-    let sock = match subscribe() {
+    let mut sock = match subscribe() {
         Ok(s) => s,
         Err(e) => {
             log::error!("cannot subscribe to rtnetlink events: {e} (stronghost watch must run as root)");
@@ -112,7 +112,6 @@ pub fn run(cfg: &Config) -> i32 {
     };
     log::info!("watching address, link, route and rule events{}", if monitor.is_some() { " and the nft table" } else { "" });
     let mut fights = Fights { present: BTreeSet::new(), undone: BTreeMap::new(), paused: BTreeMap::new() };
-    let mut buf = Vec::with_capacity(1 << 16);
     let mut names: BTreeMap<u32, String> = links.into_iter().map(|l| (l.index, l.name)).collect();
     // When to try the hooks' queue again: the lock was held for longer than they wait.
     let mut retry: Option<Instant> = None;
@@ -148,7 +147,7 @@ pub fn run(cfg: &Config) -> i32 {
             Ok(Ready { events: false, hook: false, nft: false, .. }) if p.filter.is_none() => continue,
             Ok(Ready { events, hook, nft, .. }) => {
                 if events {
-                    drain(&sock, cfg, &mut p, &mut buf, &mut seen);
+                    drain(&mut sock, cfg, &mut p, &mut seen);
                 }
                 if nft {
                     drain_filter(&mut monitor, &mut p);
@@ -176,7 +175,7 @@ pub fn run(cfg: &Config) -> i32 {
                 Ok(Ready { events: false, hook: false, nft: false, .. }) | Ok(Ready { stop: true, .. }) | Err(_) => break,
                 Ok(Ready { events, hook, nft, .. }) => {
                     if events {
-                        drain(&sock, cfg, &mut p, &mut buf, &mut seen);
+                        drain(&mut sock, cfg, &mut p, &mut seen);
                     }
                     if nft {
                         drain_filter(&mut monitor, &mut p);
@@ -189,7 +188,7 @@ pub fn run(cfg: &Config) -> i32 {
         }
         if !hooks.is_empty() {
             // Whatever else the kernel said meanwhile goes into the same decisions.
-            drain(&sock, cfg, &mut p, &mut buf, &mut seen);
+            drain(&mut sock, cfg, &mut p, &mut seen);
             drain_filter(&mut monitor, &mut p);
         }
         // The hooks' events first: their runs read the kernel after these events too, and carry
@@ -240,7 +239,7 @@ fn stop_signals() -> nix::Result<SignalFd> {
 }
 
 fn wait(
-    sock: &Socket,
+    sock: &Subscription,
     listener: Option<&handoff::Listener>,
     monitor: Option<&Monitor>,
     stop: &SignalFd,
