@@ -3,7 +3,7 @@
 //! The watcher follows the kernel's rules from notifications (gather/rule_cache.rs); a hook, a
 //! process of its own, must dump them, and the kernel cannot filter that dump: its cost grows with
 //! every interface of the host. So a hook queues its event as always
-//! (state.rs) and then asks the watcher, over a Unix socket in /run/stronghost, to apply the
+//! (state/queue.rs) and then asks the watcher, over a Unix socket in /run/stronghost, to apply the
 //! queue; the watcher answers once it has, and the hook returns: the policy is in force when the
 //! hook returns, as when it runs itself.
 //!

@@ -1,7 +1,7 @@
 //! stronghost as a library: the engine, the parsers and the commands, for the `stronghost`
 //! binary, the fuzz targets (tests/fuzz) and the documentation generator (examples/gen_docs).
 //!
-//! A run (reconcile.rs) gathers (gather/, state.rs), decides (plan/, pure) and executes
+//! A run (reconcile.rs) gathers (gather/, state/), decides (plan/, pure) and executes
 //! (execute/, the only writer) over the shared model (model/, data only) and netlink/: see
 //! ARCHITECTURE.md.
 

@@ -368,7 +368,7 @@ pub fn reconcile(e: &mut Engine, target: &Target, dry_run: bool, client: ClientE
     done
 }
 
-/// Queues a hook's event (state.rs), for `apply_queued` or the watcher (`apply_queue`).
+/// Queues a hook's event (state/queue.rs), for `apply_queued` or the watcher (`apply_queue`).
 pub fn enqueue(e: &Engine, q: &Queued) -> Result<(), Error> {
     e.state.enqueue(q).map_err(Error::state(format!("queueing the event for {}", q.ifname)))
 }

@@ -1,5 +1,5 @@
 //! stronghost's own records, as data: per interface, the lease in force and what to put back on
-//! release (state.rs keeps them on disk), and the table each interface was given.
+//! release (state/ keeps them on disk), and the table each interface was given.
 
 use crate::model::lease::Lease;
 use serde::{Deserialize, Serialize};

@@ -12,8 +12,15 @@
 //!   interface), applied by whichever run holds the lock next: N leases arriving together cost a
 //!   few runs, not N.
 //!
+//! The lock is lock.rs, the queue queue.rs.
+//!
 //! Paths are opened with O_NOFOLLOW and directories checked, so a symlink planted by someone else
 //! is refused rather than followed. A corrupt record is reported and rebuilt from the kernel.
+
+mod lock;
+mod queue;
+
+pub use queue::Queued;
 
 use crate::model::lease::Lease;
 use crate::model::record::{Names, Record, Tables};
@@ -31,24 +38,6 @@ use std::time::Duration;
 pub const RUN_DIR: &str = "/run/stronghost";
 
 pub const LIB_DIR: &str = "/var/lib/stronghost";
-
-/// The suffix of a queued event's file.
-const QUEUED: &str = ".event";
-
-/// A queue entry still being written (`write_atomic`'s `<name>.tmp<pid>`).
-fn being_written(name: &str) -> bool {
-    name.rsplit_once(".tmp").is_some_and(|(_, pid)| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
-}
-
-/// A DHCP client's event for one interface, queued until some run holds the lock.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Queued {
-    pub ifname: String,
-    /// The lease ended (EXPIRE, RELEASE, STOP…): the interface keeps what it has without a lease.
-    pub gone: bool,
-    /// The new lease (BOUND, RENEW…); None for an event that only says "look again".
-    pub lease: Option<Lease>,
-}
 
 pub struct State {
     run: PathBuf,
@@ -84,13 +73,6 @@ struct Copies {
     epoch: u64,
     names: Option<(Names, [Stamp; 3])>,
     tables: Option<(Tables, Stamp)>,
-}
-
-/// The count of lock holders in the lock file (empty: none yet).
-fn count_in(f: &File) -> io::Result<u64> {
-    let mut count = [0u8; 20];
-    let n = f.read_at(&mut count, 0)?;
-    Ok(std::str::from_utf8(&count[..n]).ok().and_then(|t| t.trim().parse().ok()).unwrap_or(0))
 }
 
 /// What tells that a file or directory changed: any write gives it another (device, inode,
@@ -198,68 +180,6 @@ impl State {
     /// Keeps copies of `recorded()` and `tables()` between runs (the watcher).
     pub fn keep_copies(&mut self) {
         self.copies = Some(RefCell::new(Copies::default()));
-    }
-
-    /// Takes the host-wide lock, waiting at most `wait`, and counts this holder in the lock file:
-    /// a process keeping copies of the records (`keep_copies`) finds its own count there next
-    /// time only if nobody else has held the lock, and changed them, since.
-    /// `None` for a reader when /run/stronghost does not exist: no run has left anything to be
-    /// consistent with.
-    pub fn lock(&self, wait: Duration) -> io::Result<Option<Flock<File>>> {
-        if self.read_only && fs::symlink_metadata(&self.run).is_err() {
-            return Ok(None);
-        }
-        let held = self.lock_file(wait)?;
-        let epoch = count_in(&held)?;
-        let next = epoch.wrapping_add(1);
-        let text = format!("{next:<19}\n");
-        held.write_at(text.as_bytes(), 0)?;
-        match &self.copies {
-            Some(c) => {
-                let mut c = c.borrow_mut();
-                if c.epoch != epoch {
-                    *c = Copies::default();
-                    self.originals.take();
-                }
-                c.epoch = next;
-            }
-            // Not counting: whatever was read before the lock is read again.
-            None => drop(self.originals.take()),
-        }
-        Ok(Some(held))
-    }
-
-    /// Whether the copies may still be good: nobody else has taken the lock since this process
-    /// last did (read without taking it: a holder counts itself as soon as it has it).
-    fn copies_current(&self) -> bool {
-        let Some(c) = &self.copies else { return false };
-        let f = OpenOptions::new().read(true).custom_flags(libc_o_nofollow()).open(self.run.join("lock"));
-        f.and_then(|f| count_in(&f)).is_ok_and(|n| n == c.borrow().epoch)
-    }
-
-    fn lock_file(&self, wait: Duration) -> io::Result<Flock<File>> {
-        let p = self.run.join("lock");
-        let f =
-            OpenOptions::new().create(true).truncate(false).read(true).write(true).mode(0o600).custom_flags(libc_o_nofollow()).open(&p)?;
-        let f = match Flock::lock(f, FlockArg::LockExclusiveNonblock) {
-            Ok(l) => return Ok(l),
-            Err((f, _)) => f,
-        };
-        // Held: wait in the kernel's queue, woken when it is let go, from a thread so that the
-        // wait can end. (Polling instead, a thousand hooks waiting in a boot storm took the CPU
-        // from the one holding the lock.) A thread left waiting after the time is up takes the
-        // lock and, nobody listening, lets it go at once.
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let _ = tx.send(Flock::lock(f, FlockArg::LockExclusive).map_err(|(_, e)| io::Error::from(e)));
-        });
-        match rx.recv_timeout(wait) {
-            Ok(r) => r,
-            Err(_) => Err(io::Error::new(
-                io::ErrorKind::WouldBlock,
-                format!("another stronghost has held {} for {}s; is one stuck? (see `ps -C stronghost`)", p.display(), wait.as_secs()),
-            )),
-        }
     }
 
     /// Removes half-written files left by a stronghost that died mid-write, and the originals
@@ -454,101 +374,6 @@ impl State {
         Ok(())
     }
 
-    /// Queues a hook's event, under a name that sorts by time of arrival. Written atomically:
-    /// the lock is not needed.
-    pub fn enqueue(&self, q: &Queued) -> io::Result<()> {
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
-        self.enqueue_at(q, now)
-    }
-
-    /// Puts back an event taken from the queue whose run failed, under the time it was first
-    /// queued: `check` tells an event nobody could apply by its age.
-    pub fn requeue(&self, q: &Queued) -> io::Result<()> {
-        let at = self.taken_at.borrow().get(&q.ifname).copied();
-        match at {
-            Some(at) => self.enqueue_at(q, at),
-            None => self.enqueue(q),
-        }
-    }
-
-    fn enqueue_at(&self, q: &Queued, nanos: u128) -> io::Result<()> {
-        crate::model::net::check_ifname(&q.ifname).map_err(io::Error::other)?;
-        let dir = self.run.join("queue");
-        ensure_dir(&dir)?;
-        // The suffix keeps a final name from ever looking like a temporary one (`being_written`):
-        // an interface may well be called `e.tmp1`.
-        let name = format!("{nanos:020}-{}-{}{QUEUED}", std::process::id(), q.ifname);
-        write_atomic(&dir.join(name), serde_json::to_string(q)?.as_bytes(), false)
-    }
-
-    /// Interfaces with an event queued before `cutoff` (taken by a run that died included): an
-    /// event no run has applied for that long. Reads the names only.
-    pub fn queued_before(&self, cutoff: std::time::SystemTime) -> Vec<String> {
-        let cutoff = cutoff.duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
-        let Ok(entries) = fs::read_dir(self.run.join("queue")) else { return vec![] };
-        let mut out: Vec<String> = entries
-            .flatten()
-            .filter_map(|e| e.file_name().into_string().ok())
-            .filter_map(|name| {
-                // `<nanoseconds>-<pid>-<ifname>.event` (0.2: without the suffix).
-                let mut parts = name.trim_start_matches(".taken-").splitn(3, '-');
-                let (at, _pid, ifname) = (parts.next()?.parse::<u128>().ok()?, parts.next()?, parts.next()?);
-                let ifname = ifname.strip_suffix(QUEUED).unwrap_or(ifname);
-                (at < cutoff && !being_written(&name)).then(|| ifname.to_string())
-            })
-            .collect();
-        out.sort();
-        out.dedup();
-        out
-    }
-
-    /// Takes every queued event (call with the lock held), merged per interface in order of
-    /// arrival: the last word on a lease wins, and an event that carries no lease keeps the one
-    /// before it. Each entry is renamed away before it is read; entries a crashed holder had taken
-    /// are taken again.
-    pub fn take_queue(&self) -> Vec<Queued> {
-        let dir = self.run.join("queue");
-        let Ok(entries) = fs::read_dir(&dir) else { return vec![] };
-        let mut names: Vec<String> = entries.flatten().filter_map(|e| e.file_name().into_string().ok()).collect();
-        // Arrival order; an entry taken by a crashed holder sorts as what it was.
-        names.sort_by(|a, b| a.trim_start_matches(".taken-").cmp(b.trim_start_matches(".taken-")));
-        let mut out: Vec<Queued> = Vec::new();
-        for name in names {
-            if being_written(&name) {
-                continue;
-            }
-            let taken = if name.starts_with(".taken-") {
-                dir.join(&name)
-            } else {
-                let t = dir.join(format!(".taken-{name}"));
-                if fs::rename(dir.join(&name), &t).is_err() {
-                    continue;
-                }
-                t
-            };
-            let text = read_nofollow(&taken).ok().flatten();
-            let _ = fs::remove_file(&taken);
-            let at = name.trim_start_matches(".taken-").split('-').next().and_then(|t| t.parse::<u128>().ok());
-            match text.as_deref().map(serde_json::from_str::<Queued>) {
-                Some(Ok(q)) if crate::model::net::check_ifname(&q.ifname).is_ok() => {
-                    if let Some(at) = at {
-                        self.taken_at.borrow_mut().entry(q.ifname.clone()).and_modify(|t| *t = (*t).min(at)).or_insert(at);
-                    }
-                    match out.iter_mut().find(|o| o.ifname == q.ifname) {
-                        Some(o) => {
-                            if q.gone || q.lease.is_some() {
-                                *o = q;
-                            }
-                        }
-                        None => out.push(q),
-                    }
-                }
-                _ => log::warn!("{}: not a queued event; ignored", taken.display()),
-            }
-        }
-        out
-    }
-
     /// Names of every interface that has a record, or values to restore from before a reboot
     /// (shared with the watcher's copy).
     pub fn names(&self) -> Names {
@@ -626,7 +451,7 @@ impl State {
 mod tests {
     use super::*;
 
-    fn state() -> (State, PathBuf) {
+    pub(super) fn state() -> (State, PathBuf) {
         let d = std::env::temp_dir().join(format!("stronghost-state-test-{}-{:?}", std::process::id(), std::thread::current().id()));
         let _ = fs::remove_dir_all(&d);
         fs::create_dir_all(&d).unwrap();
@@ -635,39 +460,7 @@ mod tests {
         (s, d)
     }
 
-    /// `check` finds an event nobody applied; a fresh one, one being written or a stray file is
-    /// not reported.
-    #[test]
-    fn events_left_in_the_queue_are_found_by_age() {
-        let (s, d) = state();
-        let q = Queued { ifname: "eth0.100".into(), gone: false, lease: Some(lease(7)) };
-        s.enqueue(&q).unwrap();
-        let dir = s.run.join("queue");
-        fs::write(dir.join("00000000001600000000-9-eth1.tmp9"), "{").unwrap();
-        fs::write(dir.join("junk"), "").unwrap();
-        let now = std::time::SystemTime::now();
-        assert!(s.queued_before(now - std::time::Duration::from_secs(30)).is_empty());
-        assert_eq!(s.queued_before(now + std::time::Duration::from_secs(1)), ["eth0.100"]);
-        // Taken by a run that died: still not applied.
-        let name = fs::read_dir(&dir)
-            .unwrap()
-            .flatten()
-            .map(|e| e.file_name().into_string().unwrap())
-            .find(|n| n.ends_with("eth0.100.event"))
-            .unwrap();
-        fs::rename(dir.join(&name), dir.join(format!(".taken-{name}"))).unwrap();
-        assert_eq!(s.queued_before(now + std::time::Duration::from_secs(1)), ["eth0.100"]);
-        assert_eq!(s.take_queue(), [q]);
-        assert!(s.queued_before(now + std::time::Duration::from_secs(1)).is_empty());
-        // An interface whose name looks like a temporary file's: its event is an event.
-        let odd = Queued { ifname: "e.tmp1".into(), gone: false, lease: None };
-        s.enqueue(&odd).unwrap();
-        assert_eq!(s.queued_before(std::time::SystemTime::now() + std::time::Duration::from_secs(1)), ["e.tmp1"]);
-        assert_eq!(s.take_queue(), [odd]);
-        let _ = fs::remove_dir_all(&d);
-    }
-
-    fn lease(last: u8) -> Lease {
+    pub(super) fn lease(last: u8) -> Lease {
         Lease { address: Ipv4Addr::new(198, 51, 100, last), prefix_len: 24, gateway: None, routes: vec![], source: "dhclient".into() }
     }
 
@@ -768,53 +561,6 @@ mod tests {
         assert!(r.saved_sysctls.is_empty() && r.saved_group.is_none());
         fs::write(s.lib.join("originals.json"), "{garbage").unwrap();
         assert!(State::at(s.run.clone(), s.lib.clone()).names().is_empty());
-        let _ = fs::remove_dir_all(d);
-    }
-
-    #[test]
-    fn the_lock_is_waited_for_and_the_wait_ends() {
-        let (s, d) = state();
-        let held = s.lock(Duration::from_millis(10)).unwrap();
-        let t = std::time::Instant::now();
-        let e = s.lock(Duration::from_millis(200)).unwrap_err();
-        assert_eq!(e.kind(), io::ErrorKind::WouldBlock, "{e}");
-        assert!(t.elapsed() >= Duration::from_millis(200) && e.to_string().contains("held"), "{e}");
-        // Let go while another waits: that one has it at once.
-        let waiter = std::thread::spawn({
-            let (run, lib) = (s.run.clone(), s.lib.clone());
-            move || State::at(run, lib).lock(Duration::from_secs(5)).map(|_| ())
-        });
-        std::thread::sleep(Duration::from_millis(50));
-        drop(held);
-        waiter.join().unwrap().unwrap();
-        // The thread left waiting by the first attempt let it go too (it would hold it forever).
-        assert!(s.lock(Duration::from_secs(2)).is_ok());
-        let _ = fs::remove_dir_all(d);
-    }
-
-    #[test]
-    fn queued_events_merge_per_interface_in_order_of_arrival() {
-        let (s, d) = state();
-        let q = |n: &str, gone: bool, l: Option<Lease>| Queued { ifname: n.into(), gone, lease: l };
-        s.enqueue(&q("eth1", false, Some(lease(11)))).unwrap();
-        s.enqueue(&q("eth2", false, Some(lease(12)))).unwrap();
-        // "Look again" keeps the lease before it; a newer lease or its end replaces it.
-        s.enqueue(&q("eth1", false, None)).unwrap();
-        s.enqueue(&q("eth2", true, None)).unwrap();
-        s.enqueue(&q("eth3", true, None)).unwrap();
-        s.enqueue(&q("eth3", false, Some(lease(13)))).unwrap();
-        let mut got = s.take_queue();
-        got.sort_by(|a, b| a.ifname.cmp(&b.ifname));
-        assert_eq!(got, vec![q("eth1", false, Some(lease(11))), q("eth2", true, None), q("eth3", false, Some(lease(13)))]);
-        assert!(s.take_queue().is_empty(), "taken once");
-        // An entry a crashed holder had renamed away is taken again; garbage is skipped.
-        s.enqueue(&q("eth4", false, Some(lease(14)))).unwrap();
-        let dir = s.run.join("queue");
-        let name = fs::read_dir(&dir).unwrap().flatten().next().unwrap().file_name().into_string().unwrap();
-        fs::rename(dir.join(&name), dir.join(format!(".taken-{name}"))).unwrap();
-        fs::write(dir.join("00000000000000000001-1-bad"), "{not json").unwrap();
-        assert_eq!(s.take_queue(), vec![q("eth4", false, Some(lease(14)))]);
-        assert!(s.enqueue(&q("../etc", false, None)).is_err(), "a name that is not an interface's is refused");
         let _ = fs::remove_dir_all(d);
     }
 }
