@@ -1,10 +1,10 @@
-//! The receive side and the connections: nftables table `inet stronghost`. Every change is one
-//! atomic transaction: creating it, changing members and removing it over nfnetlink
-//! (netlink/nftables.rs); repairing a table someone else altered with `nft -f`, which merges with
-//! what is there and keeps the counters.
+//! The receive side and the connections: the nftables table `inet stronghost` as stronghost wants
+//! it — its names, its rules (each described once, text and bytecode: `RuleSpec`), and what a read
+//! found (`Current`). gather/filter.rs reads it, plan/filter.rs decides its change, and
+//! execute/filter.rs makes that change in one transaction.
 //!
 //! M is stronghost's field of the packet and connection marks (`mark_mask`); V(K) the value of
-//! K's table in it (policy.rs `mark_of`); M/M, all of it, "arrived on an unmanaged interface".
+//! K's table in it (plan/policy.rs `mark_of`); M/M, all of it, "arrived on an unmanaged interface".
 //!
 //! ```text
 //! table bridge stronghost {
