@@ -41,7 +41,8 @@ fn read_rules(nft: &mut Nft, shape: &Shape) -> Result<Option<Current>, FilterErr
     for (name, kind, hook, priority, _) in CHAINS {
         let chain = nft.chain(TABLE, name).map_err(err)?;
         let rules = nft.rules(TABLE, name).map_err(err)?;
-        c.rules_ok &= chain == Some(Chain { kind: kind.into(), hook, priority, policy: 1 }) && same_rules(rules, &bodies[name]);
+        c.rules_ok &= chain == Some(Chain { kind: kind.into(), hook, priority, policy: 1 })
+            && same_rules(rules, bodies.get(name).map_or(&[][..], Vec::as_slice));
     }
     c.rules_ok &= read_bridge(shape)?;
     Ok(Some(c))

@@ -21,12 +21,14 @@
 //!   map iface_mark  { type ifname : verdict; }              K : goto mark_T(K)
 //!   map mark_iface  { type mark : verdict; }                V(K) : goto mark_T(K)
 //!   chain receive { type filter hook prerouting priority raw; policy accept;
-//!     meta mark and M == B accept                           (also first in connections, egress)
+//!     meta mark and M == B accept                           (also first in the other chains)
 //!     iifname @managed fib daddr . iif type != local fib daddr type local
 //!         counter name iifname map @wrong_iface drop
-//!     meta nfproto ipv4 iifname @managed fib daddr type local
-//!         iifname vmap @reverse_path                                  (with rp_filter = yes)
-//!     ip6 daddr != fe80::/10 iifname @managed ... (the same, for IPv6)
+//!   }
+//!   chain reverse { type filter hook prerouting priority -151; policy accept;   (rp_filter = yes)
+//!     meta nfproto ipv4 ct state new,invalid,untracked iifname @managed fib daddr type local
+//!         iifname vmap @reverse_path
+//!     ip6 daddr != fe80::/10 ct state ... (the same, for IPv6)
 //!   }
 //!   chain connections { type filter hook prerouting priority mangle; policy accept;
 //!     ct state new ct mark and M == 0 iifname vmap @iface_mark
@@ -68,7 +70,10 @@
 //! table marks what the bridge itself calls "not for this host" (pkttype otherhost), before
 //! br_netfilter hands it on, and the inet chains leave such frames alone.
 //!
-//! The reverse path is judged as a reply of the connection would be routed: with V(K) in the
+//! The reverse path is judged once per connection (after conntrack, before NAT): every packet of
+//! a connection has the arrival interface, source and mark its first had, so the verdict would be
+//! the first's; a packet for the address that arrives on another interface is dropped by
+//! `receive`, connection or not. It is judged as a reply of the connection would be routed: with V(K) in the
 //! packet's mark for the lookup (`fib saddr . mark oif`), whose rule walk takes the `fwmark` tree
 //! (policy.rs) to T(K) in a number of comparisons that does not grow with the interfaces — the
 //! same table a `from <K's address>` lookup would find, without walking every interface's `from`
@@ -101,8 +106,10 @@ pub const TABLE: &str = "stronghost";
 pub const T: &str = "inet stronghost";
 
 /// The base chains: name, type, hook (prerouting 0, output 3, postrouting 4), priority, nft's spelling.
-pub const CHAINS: [(&str, &str, u32, i32, &str); 4] = [
+pub const CHAINS: [(&str, &str, u32, i32, &str); 5] = [
     ("receive", "filter", 0, -300, "type filter hook prerouting priority raw; policy accept;"),
+    // After conntrack (-200), before the connections are marked and before NAT (-100).
+    ("reverse", "filter", 0, -151, "type filter hook prerouting priority -151; policy accept;"),
     ("connections", "filter", 0, -150, "type filter hook prerouting priority mangle; policy accept;"),
     ("replies", "route", 3, -150, "type route hook output priority mangle; policy accept;"),
     ("egress", "filter", 4, 200, "type filter hook postrouting priority 200; policy accept;"),
@@ -306,9 +313,20 @@ fn ct_direction(reply: bool) -> Term {
     term(text, [Expr::Ct { key: NFT_CT_DIRECTION, dreg: NFT_REG_1 }, cmp(NFT_CMP_EQ, vec![u8::from(reply)])])
 }
 
+/// `ct state <states>`: any of them (NF_CT_STATE_*_BIT: invalid 1, new 8, untracked 64).
+fn ct_state(text: &str, bits: u32) -> Term {
+    let any = Expr::Bitwise { sreg: NFT_REG_1, dreg: NFT_REG_1, mask: bits.to_ne_bytes().to_vec(), xor: vec![0; 4] };
+    term(format!("ct state {text}"), [Expr::Ct { key: NFT_CT_STATE, dreg: NFT_REG_1 }, any, cmp(NFT_CMP_NEQ, vec![0; 4])])
+}
+
 fn ct_state_new() -> Term {
-    let new_bit = Expr::Bitwise { sreg: NFT_REG_1, dreg: NFT_REG_1, mask: 8u32.to_ne_bytes().to_vec(), xor: vec![0; 4] }; // IP_CT_NEW
-    term("ct state new", [Expr::Ct { key: NFT_CT_STATE, dreg: NFT_REG_1 }, new_bit, cmp(NFT_CMP_NEQ, vec![0; 4])])
+    ct_state("new", 8)
+}
+
+/// A packet that does not belong to a connection conntrack already knows: new, invalid or not
+/// tracked at all.
+fn ct_state_unknown() -> Term {
+    ct_state("new,invalid,untracked", 1 | 8 | 64)
 }
 
 fn nfproto_ipv4() -> Term {
@@ -377,11 +395,15 @@ pub fn base_rules(shape: &Shape) -> Vec<RuleSpec> {
         "stronghost: wrong interface",
     ));
     if shape.reverse_path {
-        let rpf = || vec![name_in("iifname", "managed"), fib_local("daddr", true), iifname_vmap("reverse_path")];
-        v.push(RuleSpec::new("receive", [vec![nfproto_ipv4()], rpf()].concat(), "stronghost: reverse path"));
+        // Judged once per connection: every packet of one has the arrival interface, source and
+        // mark its first had, so the verdict would be the first's (and a packet for the address
+        // arriving on another interface is dropped above, connection or not).
+        v.push(RuleSpec::new("reverse", bridged(), "stronghost: bridged through, not for this host"));
+        let rpf = || vec![ct_state_unknown(), name_in("iifname", "managed"), fib_local("daddr", true), iifname_vmap("reverse_path")];
+        v.push(RuleSpec::new("reverse", [vec![nfproto_ipv4()], rpf()].concat(), "stronghost: reverse path"));
         // Not for link-local destinations: the way back to a source seen from a link-local
         // address is any link's (a router's unicast advertisement from its global address).
-        v.push(RuleSpec::new("receive", [vec![ip6_daddr_not_link_local()], rpf()].concat(), "stronghost: reverse path"));
+        v.push(RuleSpec::new("reverse", [vec![ip6_daddr_not_link_local()], rpf()].concat(), "stronghost: reverse path"));
     }
     let new = || vec![ct_state_new(), field_is(true, shape, 0)];
     v.push(RuleSpec::new("connections", [new(), vec![iifname_vmap("iface_mark")]].concat(), "stronghost: connection arrived on"));
