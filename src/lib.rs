@@ -23,9 +23,10 @@ pub mod state;
 pub mod sysctl;
 pub mod watch;
 
-/// The layout's one rule the compiler cannot see: deciding (plan/) and the model (model/) do no
-/// I/O — they import nothing that reads or writes (netlink, state, sysctl, gather, execute,
-/// std::process, std::fs). A file that does fails here, naming the import.
+/// The layout's rules the compiler cannot see in one crate: deciding (plan/) and the model
+/// (model/) do no I/O — they import nothing that reads or writes (netlink, state, sysctl, gather,
+/// execute, std::process, std::fs) — and only execute/ writes. A file that breaks one fails here,
+/// naming the line.
 #[cfg(test)]
 mod layout {
     #[test]
@@ -53,5 +54,44 @@ mod layout {
             }
         }
         assert!(found.is_empty(), "deciding or the model doing I/O:\n{}", found.join("\n"));
+    }
+
+    /// Only execute/ writes: no other code (tests aside) calls a netlink or nftables write.
+    #[test]
+    fn only_execute_writes() {
+        let writes = [
+            ".batch(",
+            ".add_route(",
+            ".del_route(",
+            ".add_address(",
+            ".del_address(",
+            ".set_link_up(",
+            ".edit(",
+            ".create_table(",
+            ".delete_table(",
+            "filter::apply(",
+        ];
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut found = Vec::new();
+        let mut dirs = vec![root.clone()];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                let rel = path.strip_prefix(&root).unwrap().to_string_lossy().into_owned();
+                if path.is_dir() {
+                    if rel != "execute" && rel != "netlink" {
+                        dirs.push(path);
+                    }
+                    continue;
+                }
+                let text = std::fs::read_to_string(&path).unwrap();
+                // Tests set up their fixtures as they need.
+                let code = text.split("#[cfg(test)]").next().unwrap_or("");
+                for (n, line) in code.lines().enumerate().filter(|(_, l)| !l.trim_start().starts_with("//")) {
+                    found.extend(writes.iter().filter(|w| line.contains(*w)).map(|w| format!("src/{rel}:{}: {w}", n + 1)));
+                }
+            }
+        }
+        assert!(found.is_empty(), "a write outside execute/:\n{}", found.join("\n"));
     }
 }
