@@ -29,9 +29,48 @@ pub mod watch;
 /// naming the line.
 #[cfg(test)]
 mod layout {
+    use std::path::Path;
+
+    /// Every line of code (comments aside) under src/ that holds one of `needles`, as
+    /// `src/<file>:<line>: <needle>`, in the folders `look_in` picks (by their path under src/,
+    /// "" for src/ itself); `with_tests`: also in a file's tests (all that follows its first
+    /// `#[cfg(test)]`).
+    fn found(look_in: &dyn Fn(&str) -> bool, needles: &[&str], with_tests: bool) -> Vec<String> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let (mut out, mut dirs) = (Vec::new(), vec![root.clone()]);
+        while let Some(dir) = dirs.pop() {
+            let rel_dir = dir.strip_prefix(&root).unwrap().to_string_lossy().into_owned();
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    dirs.push(path);
+                    continue;
+                }
+                if !look_in(&rel_dir) {
+                    continue;
+                }
+                let text = std::fs::read_to_string(&path).unwrap();
+                let code = if with_tests { text.as_str() } else { text.split("#[cfg(test)]").next().unwrap_or("") };
+                let rel = path.strip_prefix(&root).unwrap().display().to_string();
+                for (n, line) in code.lines().enumerate().filter(|(_, l)| !l.trim_start().starts_with("//")) {
+                    out.extend(needles.iter().filter(|w| line.contains(*w)).map(|w| format!("src/{rel}:{}: {w}", n + 1)));
+                }
+            }
+        }
+        out
+    }
+
+    /// The scan sees the code: a call that is there is found (so an empty answer below means
+    /// something).
+    #[test]
+    fn the_scan_finds_what_is_there() {
+        assert!(!found(&|d| d == "execute", &[".batch("], false).is_empty());
+        assert!(!found(&|d| d == "plan", &["crate::model"], true).is_empty());
+    }
+
     #[test]
     fn deciding_and_the_model_import_nothing_that_does() {
-        let forbidden = [
+        let io = [
             "crate::netlink",
             "crate::state",
             "crate::sysctl",
@@ -41,22 +80,12 @@ mod layout {
             "std::process",
             "std::fs",
         ];
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-        let mut found = Vec::new();
-        for dir in ["plan", "model"] {
-            for entry in std::fs::read_dir(root.join(dir)).unwrap() {
-                let path = entry.unwrap().path();
-                let text = std::fs::read_to_string(&path).unwrap();
-                // The code, not the comments that say where things are done.
-                for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim_start().starts_with("//")) {
-                    found.extend(forbidden.iter().filter(|f| line.contains(*f)).map(|f| format!("{}:{}: {f}", path.display(), n + 1)));
-                }
-            }
-        }
+        let found = found(&|d| d.starts_with("plan") || d.starts_with("model"), &io, true);
         assert!(found.is_empty(), "deciding or the model doing I/O:\n{}", found.join("\n"));
     }
 
-    /// Only execute/ writes: no other code (tests aside) calls a netlink or nftables write.
+    /// Only execute/ writes: no other code (tests aside: they set up their fixtures) calls a
+    /// netlink or nftables write.
     #[test]
     fn only_execute_writes() {
         let writes = [
@@ -71,27 +100,7 @@ mod layout {
             ".delete_table(",
             "filter::apply(",
         ];
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-        let mut found = Vec::new();
-        let mut dirs = vec![root.clone()];
-        while let Some(dir) = dirs.pop() {
-            for entry in std::fs::read_dir(&dir).unwrap() {
-                let path = entry.unwrap().path();
-                let rel = path.strip_prefix(&root).unwrap().to_string_lossy().into_owned();
-                if path.is_dir() {
-                    if rel != "execute" && rel != "netlink" {
-                        dirs.push(path);
-                    }
-                    continue;
-                }
-                let text = std::fs::read_to_string(&path).unwrap();
-                // Tests set up their fixtures as they need.
-                let code = text.split("#[cfg(test)]").next().unwrap_or("");
-                for (n, line) in code.lines().enumerate().filter(|(_, l)| !l.trim_start().starts_with("//")) {
-                    found.extend(writes.iter().filter(|w| line.contains(*w)).map(|w| format!("src/{rel}:{}: {w}", n + 1)));
-                }
-            }
-        }
+        let found = found(&|d| !d.starts_with("execute") && !d.starts_with("netlink"), &writes, false);
         assert!(found.is_empty(), "a write outside execute/:\n{}", found.join("\n"));
     }
 }

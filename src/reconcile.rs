@@ -181,25 +181,18 @@ impl Engine {
     }
 
     pub fn new(cfg: Config) -> Result<Engine, Error> {
-        let nl = Netlink::open().map_err(|e| Error::netlink("opening rtnetlink")(e.into()))?;
-        let state = State::open().map_err(Error::state("opening the state directory"))?;
-        Ok(Engine {
-            cfg,
-            nl,
-            caches: Default::default(),
-            state,
-            writes: Writes::default(),
-            gateway_later: None,
-            lock_wait: LOCK_WAIT,
-            tracks_touched: false,
-        })
+        Engine::with(cfg, State::open())
     }
 
     /// An engine for a command that only reads (`plan`, `status`, `check`): its state creates
     /// no directory (`State::open_read_only`).
     pub fn read_only(cfg: Config) -> Result<Engine, Error> {
+        Engine::with(cfg, State::open_read_only())
+    }
+
+    fn with(cfg: Config, state: std::io::Result<State>) -> Result<Engine, Error> {
         let nl = Netlink::open().map_err(|e| Error::netlink("opening rtnetlink")(e.into()))?;
-        let state = State::open_read_only().map_err(Error::state("opening the state directory"))?;
+        let state = state.map_err(Error::state("opening the state directory"))?;
         Ok(Engine {
             cfg,
             nl,

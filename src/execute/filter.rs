@@ -226,16 +226,7 @@ mod tests {
     use super::*;
     use crate::gather::filter::read_member;
     use crate::plan::filter::plan;
-
-    fn want(v: &[(&str, u32)], indexes: &[u32]) -> Want {
-        Want {
-            members: v.iter().map(|(a, b)| (a.to_string(), *b)).collect(),
-            indexes: indexes.iter().copied().collect(),
-            exact: true,
-            shape: Shape::default(),
-            others: false,
-        }
-    }
+    use crate::plan::filter::tests::want;
 
     /// The nft text (written when a table is created or repaired) and the rule bodies an installed
     /// table is judged by are the same rules: nft's own translation of the text reads back as

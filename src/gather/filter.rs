@@ -6,16 +6,9 @@ use crate::error::FilterError;
 use crate::model::nft::Expr;
 use crate::model::table::*;
 use crate::netlink::NetlinkError;
+use crate::netlink::abi::{c_string, u32_ne};
 use crate::netlink::nftables::{Chain, Element, InstalledRule, NFPROTO_BRIDGE, Nft};
 use std::sync::Arc;
-
-pub(crate) fn name_of(key: &[u8]) -> String {
-    crate::netlink::abi::c_string(key)
-}
-
-pub(crate) fn u32_of(v: &[u8]) -> Option<u32> {
-    Some(u32::from_ne_bytes(v.get(..4)?.try_into().ok()?))
-}
 
 fn read_err(e: NetlinkError) -> FilterError {
     FilterError::Read(Arc::new(e))
@@ -133,18 +126,18 @@ pub fn read(shape: &Shape) -> Result<Current, FilterError> {
 fn read_members(nft: &mut Nft, mut c: Current) -> Result<Current, FilterError> {
     let err = read_err;
     let mut elements = |set: &str| nft.elements(TABLE, set).map_err(err);
-    c.managed = elements("managed")?.unwrap_or_default().into_iter().map(|e| name_of(&e.key)).collect();
+    c.managed = elements("managed")?.unwrap_or_default().into_iter().map(|e| c_string(&e.key)).collect();
     for map in ["wrong_iface", "src_iface"] {
-        *c.map_mut(map) = elements(map)?.unwrap_or_default().into_iter().filter_map(|e| Some((name_of(&e.key), e.objref?))).collect();
+        *c.map_mut(map) = elements(map)?.unwrap_or_default().into_iter().filter_map(|e| Some((c_string(&e.key), e.objref?))).collect();
     }
-    c.reverse_path = elements("reverse_path")?.unwrap_or_default().into_iter().filter_map(|e| Some((name_of(&e.key), e.goto?))).collect();
-    c.iface_mark = elements("iface_mark")?.unwrap_or_default().into_iter().filter_map(|e| Some((name_of(&e.key), e.goto?))).collect();
-    c.mark_iface = elements("mark_iface")?.unwrap_or_default().into_iter().filter_map(|e| Some((u32_of(&e.key)?, e.goto?))).collect();
+    c.reverse_path = elements("reverse_path")?.unwrap_or_default().into_iter().filter_map(|e| Some((c_string(&e.key), e.goto?))).collect();
+    c.iface_mark = elements("iface_mark")?.unwrap_or_default().into_iter().filter_map(|e| Some((c_string(&e.key), e.goto?))).collect();
+    c.mark_iface = elements("mark_iface")?.unwrap_or_default().into_iter().filter_map(|e| Some((u32_ne(&e.key)?, e.goto?))).collect();
     c.legacy = elements("conn_mark")?.is_some() || elements("conn_marks")?.is_some() || elements("rpf_iface")?.is_some();
     // Pairs i . i; anything else is not ours.
     let pairs = elements("rpf_ok")?.unwrap_or_default();
     c.rpf_ok =
-        pairs.iter().filter_map(|e| Some((u32_of(&e.key)?, u32_of(e.key.get(4..)?)?))).filter(|(a, b)| a == b).map(|(a, _)| a).collect();
+        pairs.iter().filter_map(|e| Some((u32_ne(&e.key)?, u32_ne(e.key.get(4..)?)?))).filter(|(a, b)| a == b).map(|(a, _)| a).collect();
     c.rules_ok &= c.rpf_ok.len() == pairs.len();
     let mut rules = nft.rules_by_chain(TABLE).map_err(err)?.unwrap_or_default();
     for chain in nft.chains(TABLE).map_err(err)?.unwrap_or_default() {

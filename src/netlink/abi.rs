@@ -32,3 +32,8 @@ pub fn c_str(v: &[u8]) -> &[u8] {
 pub fn c_string(v: &[u8]) -> String {
     String::from_utf8_lossy(c_str(v)).into_owned()
 }
+
+/// A 32-bit value in host order, as netlink attributes carry them (the first four bytes).
+pub fn u32_ne(v: &[u8]) -> Option<u32> {
+    Some(u32::from_ne_bytes(v.get(..4)?.try_into().ok()?))
+}

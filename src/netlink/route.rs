@@ -620,7 +620,6 @@ pub fn rule_from_raw(kind: u16, p: &[u8]) -> Option<Owned<Rule>> {
         AF_INET6 => true,
         _ => return None,
     };
-    let u32_of = |v: &[u8]| -> Option<u32> { Some(u32::from_ne_bytes(v.try_into().ok()?)) };
     let addr_of = |v: &[u8]| -> Option<IpAddr> {
         match (v6, v.len()) {
             (false, 4) => Some(IpAddr::from(<[u8; 4]>::try_from(v).ok()?)),
@@ -633,13 +632,13 @@ pub fn rule_from_raw(kind: u16, p: &[u8]) -> Option<Owned<Rule>> {
         match t {
             1 => f.dst = Some(addr_of(v)?),                                 // FRA_DST
             2 => f.src = Some(addr_of(v)?),                                 // FRA_SRC
-            4 => f.goto = Some(u32_of(v)?),                                 // FRA_GOTO
-            6 => f.priority = u32_of(v)?,                                   // FRA_PRIORITY
-            10 => f.mark = Some(u32_of(v)?),                                // FRA_FWMARK
-            13 => f.sig = Some(u32_of(v)?).filter(|g| *g != u32::MAX),      // FRA_SUPPRESS_IFGROUP ("unset" is -1)
-            14 => f.spl = Some(u32_of(v)?).filter(|l| *l != u32::MAX),      // FRA_SUPPRESS_PREFIXLEN
-            15 => f.table = u32_of(v)?,                                     // FRA_TABLE
-            16 => f.mask = Some(u32_of(v)?),                                // FRA_FWMASK
+            4 => f.goto = Some(u32_ne(v)?),                                 // FRA_GOTO
+            6 => f.priority = u32_ne(v)?,                                   // FRA_PRIORITY
+            10 => f.mark = Some(u32_ne(v)?),                                // FRA_FWMARK
+            13 => f.sig = Some(u32_ne(v)?).filter(|g| *g != u32::MAX),      // FRA_SUPPRESS_IFGROUP ("unset" is -1)
+            14 => f.spl = Some(u32_ne(v)?).filter(|l| *l != u32::MAX),      // FRA_SUPPRESS_PREFIXLEN
+            15 => f.table = u32_ne(v)?,                                     // FRA_TABLE
+            16 => f.mask = Some(u32_ne(v)?),                                // FRA_FWMASK
             17 => f.oif = Some(String::from_utf8(c_str(v).to_vec()).ok()?), // FRA_OIFNAME
             21 => f.protocol = *v.first()?,                                 // FRA_PROTOCOL
             _ => return None, // outside the model: iif, uid range, ports, tunnel id, l3mdev...
@@ -832,16 +831,15 @@ impl KernelRoute {
             (16, true) => Some(IpAddr::from(<[u8; 16]>::try_from(v).ok()?)),
             _ => None,
         };
-        let u32_of = |v: &[u8]| Some(u32::from_ne_bytes(v.get(..4)?.try_into().ok()?));
         let mut dst = k.dst.addr;
         for (t, v) in raw_attributes(&p[12..]) {
             let understood = match t {
-                RTA_TABLE => u32_of(v).map(|t| k.table = t),
+                RTA_TABLE => u32_ne(v).map(|t| k.table = t),
                 RTA_DST => ip(v).map(|d| dst = d),
-                RTA_OIF => u32_of(v).map(|o| k.oif = Some(o)),
+                RTA_OIF => u32_ne(v).map(|o| k.oif = Some(o)),
                 RTA_GATEWAY => ip(v).map(|g| k.gateway = Some(g)),
                 RTA_PREFSRC => ip(v).map(|s| k.src = Some(s)),
-                RTA_PRIORITY => u32_of(v).map(|m| k.metric = m),
+                RTA_PRIORITY => u32_ne(v).map(|m| k.metric = m),
                 // struct rtnexthop each (length, flags, hops, ifindex), then its own attributes.
                 RTA_MULTIPATH => {
                     let mut hops = v;

@@ -199,10 +199,11 @@ pub fn script(cur: &Current, want: &Want) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn want(v: &[(&str, u32)], indexes: &[u32]) -> Want {
+    /// A table of these members, with the default shape.
+    pub(crate) fn want(v: &[(&str, u32)], indexes: &[u32]) -> Want {
         Want {
             members: v.iter().map(|(a, b)| (a.to_string(), *b)).collect(),
             indexes: indexes.iter().copied().collect(),

@@ -145,17 +145,7 @@ pub fn run(cfg: &Config) -> i32 {
                 return 0;
             }
             Ok(Ready { events: false, hook: false, nft: false, .. }) if p.filter.is_none() => continue,
-            Ok(Ready { events, hook, nft, .. }) => {
-                if events {
-                    drain(&mut sock, cfg, &mut p, &mut seen);
-                }
-                if nft {
-                    drain_filter(&mut monitor, &mut p);
-                }
-                if hook {
-                    hooks.extend(listener.iter().flat_map(|l| l.accept_all()));
-                }
-            }
+            Ok(r) => take(r, &mut sock, &mut monitor, listener.as_ref(), cfg, &mut p, &mut seen, &mut hooks),
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => {
                 log::error!("poll: {e}");
@@ -173,17 +163,7 @@ pub fn run(cfg: &Config) -> i32 {
             match wait(&sock, listener.as_ref(), monitor.as_ref(), &stop, PollTimeout::try_from(left).unwrap_or(PollTimeout::ZERO)) {
                 // A stop waits for the next round: what arrived so far is handled first.
                 Ok(Ready { events: false, hook: false, nft: false, .. }) | Ok(Ready { stop: true, .. }) | Err(_) => break,
-                Ok(Ready { events, hook, nft, .. }) => {
-                    if events {
-                        drain(&mut sock, cfg, &mut p, &mut seen);
-                    }
-                    if nft {
-                        drain_filter(&mut monitor, &mut p);
-                    }
-                    if hook {
-                        hooks.extend(listener.iter().flat_map(|l| l.accept_all()));
-                    }
-                }
+                Ok(r) => take(r, &mut sock, &mut monitor, listener.as_ref(), cfg, &mut p, &mut seen, &mut hooks),
             }
         }
         if !hooks.is_empty() {
@@ -227,6 +207,30 @@ struct Ready {
     stop: bool,
     /// nftables notifications.
     nft: bool,
+}
+
+/// Takes what woke the watcher: the kernel's events and the nftables monitor's into `p`, the
+/// hooks' connections into `hooks`.
+#[allow(clippy::too_many_arguments)]
+fn take(
+    r: Ready,
+    sock: &mut Subscription,
+    monitor: &mut Option<Monitor>,
+    listener: Option<&handoff::Listener>,
+    cfg: &Config,
+    p: &mut Pending,
+    seen: &mut Seen,
+    hooks: &mut Vec<std::os::unix::net::UnixStream>,
+) {
+    if r.events {
+        drain(sock, cfg, p, seen);
+    }
+    if r.nft {
+        drain_filter(monitor, p);
+    }
+    if r.hook {
+        hooks.extend(listener.iter().flat_map(|l| l.accept_all()));
+    }
 }
 
 /// Blocks SIGTERM and SIGINT (in every thread started after) and takes them from a descriptor.
