@@ -191,6 +191,14 @@ impl System {
         }
     }
 
+    /// Pulls the container's cables: each veth pair goes with its segment end.
+    fn unplug(&self) {
+        let lan = self.lab.ns("lan");
+        for k in 0..self.n {
+            ip(&["-n", &lan, "link", "del", &format!("p-sys{k}")]);
+        }
+    }
+
     fn write(&self, path: &str, content: &str, mode: u32) {
         use std::os::unix::fs::PermissionsExt;
         let p = self.root.join(path.trim_start_matches('/'));
@@ -356,6 +364,10 @@ impl System {
     /// Power off, new interfaces in a new namespace (as hardware after a power cycle), boot.
     pub fn reboot_cold(&mut self) {
         self.shut("poweroff", 0);
+        // A deleted namespace is torn down by a kernel worker, later: its veth peers linger in
+        // the segment for a while and the next plug's names would collide. Deleting the
+        // segment's ends first removes both ends now.
+        self.unplug();
         ip(&["netns", "del", &self.ns]);
         ip(&["netns", "add", &self.ns]);
         ip(&["-n", &self.ns, "link", "set", "lo", "up"]);
