@@ -912,7 +912,10 @@ impl Bench {
             "table ip benchdocker {\n chain pre {\n  type nat hook prerouting priority dstnat; policy accept;\n  \
              fib daddr type local meta l4proto { tcp, udp } th dport 5202 dnat to 172.17.0.2:5201\n }\n}\n",
         );
-        self.lab.spawn_in("ctr", "iperf3-ctr", &["iperf3", "-s"]);
+        // The sender on CPU 0, the receivers on another: over veth the receive path (the part
+        // measured) runs in the sender's softirq, and a fixed placement is less noise.
+        let rx = if std::thread::available_parallelism().map_or(1, |n| n.get()) > 1 { "1" } else { "0" };
+        self.lab.spawn_in("ctr", "iperf3-ctr", &["taskset", "-c", rx, "iperf3", "-s"]);
         // Gbit/s for TCP, thousands of packets/s received for UDP.
         let run = |b: &Bench, k: usize, port: &str, udp: bool| -> f64 {
             // The lab's bridges forget a MAC that has sent nothing for 5 minutes and then flood
@@ -923,7 +926,7 @@ impl Bench {
             let to = addr(k);
             // A client that never finishes (seen once: UDP to the published port at 4,096
             // interfaces) is ended; its run counts as nothing received.
-            let mut args = vec!["timeout", "10", "iperf3", "-c", &to, "-p", port, "-t", "1", "-J"];
+            let mut args = vec!["timeout", "10", "taskset", "-c", "0", "iperf3", "-c", &to, "-p", port, "-t", "1", "-J"];
             if udp {
                 args.extend(["-u", "-b", "0", "-l", "64"]);
             }
@@ -966,8 +969,8 @@ impl Bench {
         );
         for &n in sizes {
             let targets = [("first", 0, "5201"), ("last", n - 1, "5203")];
-            self.lab.spawn_in_host("iperf3-first", &["iperf3", "-s", "-B", &addr(0), "-p", "5201"]);
-            self.lab.spawn_in_host("iperf3-last", &["iperf3", "-s", "-B", &addr(n - 1), "-p", "5203"]);
+            self.lab.spawn_in_host("iperf3-first", &["taskset", "-c", rx, "iperf3", "-s", "-B", &addr(0), "-p", "5201"]);
+            self.lab.spawn_in_host("iperf3-last", &["taskset", "-c", rx, "iperf3", "-s", "-B", &addr(n - 1), "-p", "5203"]);
             for (_, k, _) in targets {
                 let mac = lab::mac(k);
                 self.lab.in_ns("rtr", &["ip", "neigh", "replace", &addr(k), "lladdr", &mac, "dev", "lan0", "nud", "permanent"]);

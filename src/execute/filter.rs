@@ -4,7 +4,7 @@
 
 use crate::error::FilterError;
 use crate::gather::filter::read;
-use crate::model::nft::NFT_DATA_VERDICT;
+use crate::model::nft::{Branch, NFT_DATA_VERDICT};
 use crate::model::table::*;
 use crate::netlink::abi::*;
 use crate::netlink::nftables::{Chain, ChainSpec, Edit, Element, NFPROTO_BRIDGE, Nft, SetSpec, TableSpec};
@@ -27,7 +27,7 @@ fn edits(add: &[(String, u32)], remove: &[(String, u32)], add_indexes: &[u32], r
         list.iter().map(|(n, t)| Element { key: Element::ifname(n), ..value(*t) }).collect()
     };
     let by_mark = |list: &[(String, u32)]| -> Vec<Element> {
-        list.iter().map(|(_, t)| Element { goto: Some(member_chain(*t)), ..Element::key(m32(shape.mark(*t))) }).collect()
+        list.iter().map(|(_, t)| Element { branch: Some(Branch::Goto(member_chain(*t))), ..Element::key(m32(shape.mark(*t))) }).collect()
     };
     let pairs = |list: &[u32]| -> Vec<Element> { list.iter().map(|i| Element::key([i.to_ne_bytes(), i.to_ne_bytes()].concat())).collect() };
     let plain = |_| Element::key(vec![]);
@@ -61,9 +61,9 @@ fn edits(add: &[(String, u32)], remove: &[(String, u32)], add_indexes: &[u32], r
         e.push(Edit::AddElements { set: "managed".into(), elements: by_name(add, &plain) });
         e.push(Edit::AddElements { set: "wrong_iface".into(), elements: by_name(add, &|t| objref(drop_counter(t))) });
         e.push(Edit::AddElements { set: "src_iface".into(), elements: by_name(add, &|t| objref(src_counter(t))) });
-        let goto = |chain: String| Element { goto: Some(chain), ..Element::key(vec![]) };
-        e.push(Edit::AddElements { set: "reverse_path".into(), elements: by_name(add, &|t| goto(reverse_chain(t))) });
-        e.push(Edit::AddElements { set: "iface_mark".into(), elements: by_name(add, &|t| goto(member_chain(t))) });
+        let to = |b: Branch| Element { branch: Some(b), ..Element::key(vec![]) };
+        e.push(Edit::AddElements { set: "reverse_path".into(), elements: by_name(add, &|t| to(Branch::Jump(reverse_chain(t)))) });
+        e.push(Edit::AddElements { set: "iface_mark".into(), elements: by_name(add, &|t| to(Branch::Goto(member_chain(t)))) });
         e.push(Edit::AddElements { set: "mark_iface".into(), elements: by_mark(add) });
     }
     e
@@ -94,6 +94,7 @@ fn create(want: &Want) -> Result<(), crate::netlink::NetlinkError> {
                 name: name.to_string(),
                 base: Some(Chain { kind: kind.to_string(), hook: *hook, priority: *priority, policy: 1 }),
             })
+            .chain(SHARED.iter().map(|name| ChainSpec { name: name.to_string(), base: None }))
             .collect(),
         sets: vec![
             set("managed", 0, TYPE_IFNAME, 16, None, None),
@@ -373,6 +374,24 @@ mod tests {
             let Some(Change::Repair { script: repair, .. }) = plan(&old, &w1) else { panic!("no repair of the 0.3 table") };
             run_script(&repair).expect("nft -f repairs a table of 0.3 in place");
             assert_eq!(plan(&read(&sh).unwrap(), &w1), None);
+            // As 0.4.0 wrote it: the reverse path in a base chain of its own at -151, reached by
+            // `goto`. Read for one interface, it is not taken for converged either.
+            run_script(&format!(
+                "add chain {T} reverse {{ type filter hook prerouting priority -151; policy accept; }}
+                 add rule {T} reverse meta nfproto ipv4 ct state new,invalid,untracked iifname @managed                  fib daddr type local iifname vmap @reverse_path
+                 flush map {T} reverse_path
+add element {T} reverse_path {{ \"eth0\" : goto reverse_4101 }}
+"
+            ))
+            .unwrap();
+            let old = read(&sh).unwrap();
+            assert!(old.legacy && old.members().is_none(), "{old:?}");
+            assert!(plan(&read_member(&sh, "eth0", Some(2)).unwrap(), &of_one(&w1, 2)).is_some());
+            let Some(Change::Repair { script: repair, .. }) = plan(&old, &w1) else { panic!("no repair of the 0.4.0 table") };
+            run_script(&repair).expect("nft -f repairs a table of 0.4.0 in place");
+            let cur = read(&sh).unwrap();
+            assert!(cur.rules_ok && !cur.legacy && cur.reverse_path.get("eth0").map(String::as_str) == Some("reverse_4101"), "{cur:?}");
+            assert_eq!(plan(&cur, &w1), None);
             apply(&Change::Delete, &sh).unwrap();
         });
     }

@@ -37,6 +37,14 @@ fn read_rules(nft: &mut Nft, shape: &Shape) -> Result<Option<Current>, FilterErr
         c.rules_ok &= chain == Some(Chain { kind: kind.into(), hook, priority, policy: 1 })
             && same_rules(rules, bodies.get(name).map_or(&[][..], Vec::as_slice));
     }
+    for name in SHARED {
+        // A regular chain: there, with no hook.
+        c.rules_ok &=
+            nft.chain_entry(TABLE, name).map_err(err)? == Some(None) && same_rules(nft.rules(TABLE, name).map_err(err)?, &bodies[name]);
+    }
+    for name in LEGACY_CHAINS {
+        c.legacy |= nft.has_chain(TABLE, name).map_err(err)?;
+    }
     c.rules_ok &= read_bridge(shape)?;
     Ok(Some(c))
 }
@@ -77,14 +85,14 @@ pub fn read_member(shape: &Shape, name: &str, index: Option<u32>) -> Result<Curr
             c.map_mut(map).insert(name.to_string(), o);
         }
     }
-    if let Some(chain) = element("reverse_path", &key)?.and_then(|e| e.goto) {
+    if let Some(chain) = element("reverse_path", &key)?.and_then(|e| e.branch?.jump()) {
         c.reverse_path.insert(name.to_string(), chain);
     }
-    if let Some(chain) = element("iface_mark", &key)?.and_then(|e| e.goto) {
+    if let Some(chain) = element("iface_mark", &key)?.and_then(|e| e.branch?.goto()) {
         c.iface_mark.insert(name.to_string(), chain.clone());
         if let Some(t) = table_of_chain(&chain) {
             let v = shape.mark(t);
-            if let Some(to) = element("mark_iface", &m32(v))?.and_then(|e| e.goto) {
+            if let Some(to) = element("mark_iface", &m32(v))?.and_then(|e| e.branch?.goto()) {
                 c.mark_iface.insert(v, to);
             }
             for chain in chains_of(t) {
@@ -130,10 +138,13 @@ fn read_members(nft: &mut Nft, mut c: Current) -> Result<Current, FilterError> {
     for map in ["wrong_iface", "src_iface"] {
         *c.map_mut(map) = elements(map)?.unwrap_or_default().into_iter().filter_map(|e| Some((c_string(&e.key), e.objref?))).collect();
     }
-    c.reverse_path = elements("reverse_path")?.unwrap_or_default().into_iter().filter_map(|e| Some((c_string(&e.key), e.goto?))).collect();
-    c.iface_mark = elements("iface_mark")?.unwrap_or_default().into_iter().filter_map(|e| Some((c_string(&e.key), e.goto?))).collect();
-    c.mark_iface = elements("mark_iface")?.unwrap_or_default().into_iter().filter_map(|e| Some((u32_ne(&e.key)?, e.goto?))).collect();
-    c.legacy = elements("conn_mark")?.is_some() || elements("conn_marks")?.is_some() || elements("rpf_iface")?.is_some();
+    c.reverse_path =
+        elements("reverse_path")?.unwrap_or_default().into_iter().filter_map(|e| Some((c_string(&e.key), e.branch?.jump()?))).collect();
+    c.iface_mark =
+        elements("iface_mark")?.unwrap_or_default().into_iter().filter_map(|e| Some((c_string(&e.key), e.branch?.goto()?))).collect();
+    c.mark_iface =
+        elements("mark_iface")?.unwrap_or_default().into_iter().filter_map(|e| Some((u32_ne(&e.key)?, e.branch?.goto()?))).collect();
+    c.legacy |= elements("conn_mark")?.is_some() || elements("conn_marks")?.is_some() || elements("rpf_iface")?.is_some();
     // Pairs i . i; anything else is not ours.
     let pairs = elements("rpf_ok")?.unwrap_or_default();
     c.rpf_ok =
@@ -141,7 +152,7 @@ fn read_members(nft: &mut Nft, mut c: Current) -> Result<Current, FilterError> {
     c.rules_ok &= c.rpf_ok.len() == pairs.len();
     let mut rules = nft.rules_by_chain(TABLE).map_err(err)?.unwrap_or_default();
     for chain in nft.chains(TABLE).map_err(err)?.unwrap_or_default() {
-        if CHAINS.iter().any(|(n, ..)| *n == chain) {
+        if CHAINS.iter().any(|(n, ..)| *n == chain) || SHARED.contains(&chain.as_str()) || LEGACY_CHAINS.contains(&chain.as_str()) {
             continue;
         }
         let ok = chain_bodies(&c.shape, &chain).is_some_and(|b| same_rules(rules.remove(&chain), &b));

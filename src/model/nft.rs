@@ -27,9 +27,56 @@ pub const NFT_CMP_NEQ: u32 = 1;
 pub const RTN_LOCAL: u32 = 2;
 pub const NF_DROP: u32 = 0;
 pub const NF_ACCEPT: u32 = 1;
+/// `return` (NFT_RETURN): back to the rule after the `jump` that led here.
+pub const NFT_RETURN: u32 = (-5i32) as u32;
+const NFT_JUMP: u32 = (-3i32) as u32;
+const NFT_GOTO: u32 = (-4i32) as u32;
 pub const NFT_META_PKTTYPE: u32 = 19;
 /// A map's data type when it maps to verdicts (a vmap).
 pub const NFT_DATA_VERDICT: u32 = 0xffff_ff00;
+
+/// A verdict that goes on in another chain of the table: after a `jump`, the chain's end returns
+/// to the rule after the jump; after a `goto`, to where the chain that went there was entered from.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Branch {
+    Jump(String),
+    Goto(String),
+}
+
+impl Branch {
+    /// The kernel's verdict code (NFT_JUMP, NFT_GOTO).
+    pub fn code(&self) -> u32 {
+        match self {
+            Branch::Jump(_) => NFT_JUMP,
+            Branch::Goto(_) => NFT_GOTO,
+        }
+    }
+
+    pub fn chain(&self) -> &str {
+        match self {
+            Branch::Jump(c) | Branch::Goto(c) => c,
+        }
+    }
+
+    /// The branch a verdict code and chain make, if the code is one.
+    pub fn of(code: u32, chain: String) -> Option<Branch> {
+        match code {
+            NFT_JUMP => Some(Branch::Jump(chain)),
+            NFT_GOTO => Some(Branch::Goto(chain)),
+            _ => None,
+        }
+    }
+
+    /// The chain, if this is a `jump` to it.
+    pub fn jump(self) -> Option<String> {
+        if let Branch::Jump(c) = self { Some(c) } else { None }
+    }
+
+    /// The chain, if this is a `goto` to it.
+    pub fn goto(self) -> Option<String> {
+        if let Branch::Goto(c) = self { Some(c) } else { None }
+    }
+}
 
 /// One expression of a rule, as the kernel dumps it (set names, not ids; registers in the
 /// kernel's numbering).
@@ -94,4 +141,6 @@ pub enum Expr {
     Verdict {
         code: u32,
     },
+    /// `jump CHAIN` or `goto CHAIN`.
+    Branch(Branch),
 }

@@ -17,30 +17,33 @@
 //!   map wrong_iface { type ifname : counter; }              K : drop_T(K)
 //!   map src_iface   { type ifname : counter; }              K : src_T(K)
 //!   set rpf_ok      { type iface_index . iface_index; }     K . K
-//!   map reverse_path { type ifname : verdict; }             K : goto reverse_T(K)
+//!   map reverse_path { type ifname : verdict; }             K : jump reverse_T(K)
 //!   map iface_mark  { type ifname : verdict; }              K : goto mark_T(K)
 //!   map mark_iface  { type mark : verdict; }                V(K) : goto mark_T(K)
 //!   chain receive { type filter hook prerouting priority raw; policy accept;
-//!     meta mark and M == B accept                           (also first in the other chains)
-//!     iifname @managed fib daddr . iif type != local fib daddr type local
+//!     iifname @managed fib daddr . iif type != local fib daddr type local meta mark and M != B
 //!         counter name iifname map @wrong_iface drop
 //!   }
-//!   chain reverse { type filter hook prerouting priority -151; policy accept;   (rp_filter = yes)
-//!     meta nfproto ipv4 ct state new,invalid,untracked iifname @managed fib daddr type local
-//!         iifname vmap @reverse_path
-//!     ip6 daddr != fe80::/10 ct state ... (the same, for IPv6)
-//!   }
 //!   chain connections { type filter hook prerouting priority mangle; policy accept;
+//!     ct direction reply meta mark and M != B jump reply
+//!     ct state new,invalid,untracked jump unknown
+//!   }
+//!   chain unknown {
+//!     meta mark and M == B return
+//!     meta nfproto ipv4 iifname @managed fib daddr type local iifname vmap @reverse_path  (rp_filter = yes)
+//!     ip6 daddr != fe80::/10 iifname @managed ... (the same, for IPv6)                     (rp_filter = yes)
 //!     ct state new ct mark and M == 0 iifname vmap @iface_mark
 //!     ct state new ct mark and M == 0 iif != "lo" fib daddr type local ct mark set ct mark and ~M or M
-//!     ct direction reply ct mark and M vmap @mark_iface
-//!     ct direction reply ct mark and M == M meta mark set meta mark and ~M or M
+//!   }
+//!   chain reply {
+//!     ct mark and M vmap @mark_iface
+//!     ct mark and M == M meta mark set meta mark and ~M or M
 //!   }
 //!   chain replies { type route hook output priority mangle; policy accept;
-//!     (the two `ct direction reply` rules of `connections`)
+//!     ct direction reply jump reply
 //!   }
 //!   chain egress { type filter hook postrouting priority 200; policy accept;
-//!     oifname @managed fib saddr type local fib saddr . oif type != local
+//!     oifname @managed fib saddr type local fib saddr . oif type != local meta mark and M != B
 //!         counter name oifname map @src_iface drop
 //!   }
 //!   chain mark_T(K) {                                       one per member
@@ -54,12 +57,13 @@
 //!   }
 //! }
 //! ```
-//! `receive` drops, and counts per interface and reason, what a strong host must not accept: a
-//! packet for an address of this host that is not one of the arrival interface's (wrong
-//! interface), and a packet for this host whose source would not be routed back out of the
-//! interface it came in by (reverse path). Both run before connection tracking and NAT, so the
-//! reverse path is judged against the address the client asked for, not the container a DNAT rule
-//! sends it to: published ports work on every interface. Broadcast, multicast, DHCP, forwarded
+//! A strong host must not accept a packet for an address of this host that is not one of the
+//! arrival interface's (wrong interface: `receive`, every packet, before connection tracking, so
+//! such a packet never touches a connection's state), nor one for this host whose source would not
+//! be routed back out of the interface it came in by (reverse path: `unknown`). Both are dropped
+//! and counted per interface and reason, and both run before NAT, so they judge the address the
+//! client asked for, not the container a DNAT rule sends it to: published ports work on every
+//! interface. Broadcast, multicast, DHCP, forwarded
 //! traffic and anything arriving on unmanaged interfaces (lo included) pass. One rule per reason for
 //! both families; for IPv6, neighbour discovery and router advertisements are multicast or go to
 //! link-local addresses, which the reverse-path lookup keeps on their link.
@@ -70,8 +74,7 @@
 //! table marks what the bridge itself calls "not for this host" (pkttype otherhost), before
 //! br_netfilter hands it on, and the inet chains leave such frames alone.
 //!
-//! The reverse path is judged once per connection (after conntrack, before NAT): every packet of
-//! a connection has the arrival interface, source and mark its first had, so the verdict would be
+//! The reverse path is judged once per connection (after conntrack): every packet of a connection has the arrival interface, source and mark its first had, so the verdict would be
 //! the first's; a packet for the address that arrives on another interface is dropped by
 //! `receive`, connection or not. It is judged as a reply of the connection would be routed: with V(K) in the
 //! packet's mark for the lookup (`fib saddr . mark oif`), whose rule walk takes the `fwmark` tree
@@ -106,14 +109,24 @@ pub const TABLE: &str = "stronghost";
 pub const T: &str = "inet stronghost";
 
 /// The base chains: name, type, hook (prerouting 0, output 3, postrouting 4), priority, nft's spelling.
-pub const CHAINS: [(&str, &str, u32, i32, &str); 5] = [
+pub const CHAINS: [(&str, &str, u32, i32, &str); 4] = [
+    // Before conntrack (-200): a packet dropped here never touches a connection's state.
     ("receive", "filter", 0, -300, "type filter hook prerouting priority raw; policy accept;"),
-    // After conntrack (-200), before the connections are marked and before NAT (-100).
-    ("reverse", "filter", 0, -151, "type filter hook prerouting priority -151; policy accept;"),
+    // After conntrack, before NAT (-100): the address the client asked for, its connection known.
     ("connections", "filter", 0, -150, "type filter hook prerouting priority mangle; policy accept;"),
     ("replies", "route", 3, -150, "type route hook output priority mangle; policy accept;"),
     ("egress", "filter", 4, 200, "type filter hook postrouting priority 200; policy accept;"),
 ];
+
+/// The chains the base chains jump to, shared by every member: `unknown` for a packet conntrack
+/// does not know (a connection's first, invalid or untracked), `reply` for a reply of a connection.
+/// A packet of a known connection in its original direction — most of what arrives — meets two
+/// comparisons in `connections` and nothing else.
+pub const SHARED: [&str; 2] = ["unknown", "reply"];
+
+/// Base chains of earlier builds, deleted by a repair: `reverse` (prerouting -151) of 0.4.0's
+/// development builds.
+pub const LEGACY_CHAINS: [&str; 1] = ["reverse"];
 
 /// The bridge table's one chain: at bridge prerouting, before br_netfilter (priority 0).
 pub const BRIDGE_CHAIN: (&str, &str, u32, i32, &str) =
@@ -126,7 +139,7 @@ pub const SETS: [(&str, &str, &str); 7] = [
     ("map", "wrong_iface", "type ifname : counter;"),
     ("map", "src_iface", "type ifname : counter;"),
     ("set", "rpf_ok", "type iface_index . iface_index;"),
-    ("map", "reverse_path", "type ifname : verdict;"),
+    ("map", "reverse_path", "type ifname : verdict;"), // jump: `unknown` goes on after it
     ("map", "iface_mark", "type ifname : verdict;"),
     ("map", "mark_iface", "type mark : verdict;"),
 ];
@@ -278,6 +291,14 @@ fn verdict(drop: bool) -> Term {
     term(if drop { "drop" } else { "accept" }, [Expr::Verdict { code: if drop { NF_DROP } else { NF_ACCEPT } }])
 }
 
+fn jump(chain: &str) -> Term {
+    term(format!("jump {chain}"), [Expr::Branch(Branch::Jump(chain.into()))])
+}
+
+fn return_() -> Term {
+    term("return", [Expr::Verdict { code: NFT_RETURN }])
+}
+
 /// `ct mark and M` or `meta mark and M`: the field, in register 1.
 fn field(ct: bool, shape: &Shape) -> (String, [Expr; 2]) {
     let load = if ct { Expr::Ct { key: NFT_CT_MARK, dreg: NFT_REG_1 } } else { meta(NFT_META_MARK) };
@@ -289,6 +310,12 @@ fn field_is(ct: bool, shape: &Shape, value: u32) -> Term {
     let (text, exprs) = field(ct, shape);
     let v = if value == 0 { "0".to_string() } else { hex(value) };
     term(format!("{text} == {v}"), exprs.into_iter().chain([cmp(NFT_CMP_EQ, m32(value))]))
+}
+
+/// `meta mark and M != B`: not a frame bridged through the host.
+fn not_bridged(shape: &Shape) -> Term {
+    let (text, exprs) = field(false, shape);
+    term(format!("{text} != {}", hex(shape.bridged())), exprs.into_iter().chain([cmp(NFT_CMP_NEQ, m32(shape.bridged()))]))
 }
 
 /// `ct mark and M vmap @map`.
@@ -375,57 +402,65 @@ pub fn bridge_rule(shape: &Shape) -> RuleSpec {
     )
 }
 
-/// The base chains' rules, in order.
+/// The rules of the base and shared chains, in order.
+///
+/// Per packet, the common cases cost: for a packet to one of the host's addresses, one set lookup
+/// and one local-table lookup in `receive`; for a packet of a known connection, two comparisons of
+/// its conntrack entry in `connections` (three and the mark map for a reply). Whether a frame was
+/// bridged through the host is asked last in a rule, or only in `unknown`: it never changes what
+/// the other terms found, only whether the rule acts.
 pub fn base_rules(shape: &Shape) -> Vec<RuleSpec> {
     let m = shape.mark_mask;
-    let bridged = || vec![field_is(false, shape, shape.bridged()), verdict(false)];
-    let mut v: Vec<RuleSpec> = ["receive", "connections", "egress"]
-        .into_iter()
-        .map(|c| RuleSpec::new(c, bridged(), "stronghost: bridged through, not for this host"))
-        .collect();
-    v.push(RuleSpec::new(
+    let bridged = "stronghost: bridged through, not for this host";
+    let mut v = vec![RuleSpec::new(
         "receive",
         vec![
             name_in("iifname", "managed"),
             fib_local("daddr . iif", false),
             fib_local("daddr", true),
+            not_bridged(shape),
             counter_by("iifname", "wrong_iface"),
             verdict(true),
         ],
         "stronghost: wrong interface",
-    ));
+    )];
+    // A frame bridged through carries B, which `reply` would overwrite with the value of a
+    // connection the host has to the same peer (a VM on a bridge of the host talking to one of
+    // its addresses: conntrack sees both the bridged and the delivered frames of the connection).
+    v.push(RuleSpec::new("connections", vec![ct_direction(true), not_bridged(shape), jump("reply")], "stronghost: reply of a connection"));
+    v.push(RuleSpec::new("replies", vec![ct_direction(true), jump("reply")], "stronghost: reply of a connection"));
+    v.push(RuleSpec::new("connections", vec![ct_state_unknown(), jump("unknown")], "stronghost: not a known connection's"));
+    v.push(RuleSpec::new("unknown", vec![field_is(false, shape, shape.bridged()), return_()], bridged));
     if shape.reverse_path {
         // Judged once per connection: every packet of one has the arrival interface, source and
         // mark its first had, so the verdict would be the first's (and a packet for the address
-        // arriving on another interface is dropped above, connection or not).
-        v.push(RuleSpec::new("reverse", bridged(), "stronghost: bridged through, not for this host"));
-        let rpf = || vec![ct_state_unknown(), name_in("iifname", "managed"), fib_local("daddr", true), iifname_vmap("reverse_path")];
-        v.push(RuleSpec::new("reverse", [vec![nfproto_ipv4()], rpf()].concat(), "stronghost: reverse path"));
+        // arriving on another interface is dropped by `receive`, connection or not).
+        let rpf = || vec![name_in("iifname", "managed"), fib_local("daddr", true), iifname_vmap("reverse_path")];
+        v.push(RuleSpec::new("unknown", [vec![nfproto_ipv4()], rpf()].concat(), "stronghost: reverse path"));
         // Not for link-local destinations: the way back to a source seen from a link-local
         // address is any link's (a router's unicast advertisement from its global address).
-        v.push(RuleSpec::new("reverse", [vec![ip6_daddr_not_link_local()], rpf()].concat(), "stronghost: reverse path"));
+        v.push(RuleSpec::new("unknown", [vec![ip6_daddr_not_link_local()], rpf()].concat(), "stronghost: reverse path"));
     }
     let new = || vec![ct_state_new(), field_is(true, shape, 0)];
-    v.push(RuleSpec::new("connections", [new(), vec![iifname_vmap("iface_mark")]].concat(), "stronghost: connection arrived on"));
+    v.push(RuleSpec::new("unknown", [new(), vec![iifname_vmap("iface_mark")]].concat(), "stronghost: connection arrived on"));
     v.push(RuleSpec::new(
-        "connections",
+        "unknown",
         [new(), vec![iif_not_lo(), fib_local("daddr", true), set_field(true, shape, m)]].concat(),
         "stronghost: connection arrived on an unmanaged interface",
     ));
-    for chain in ["connections", "replies"] {
-        v.push(RuleSpec::new(chain, vec![ct_direction(true), field_vmap(shape, "mark_iface")], "stronghost: reply of a connection"));
-        v.push(RuleSpec::new(
-            chain,
-            vec![ct_direction(true), field_is(true, shape, m), set_field(false, shape, m)],
-            "stronghost: reply of a connection",
-        ));
-    }
+    v.push(RuleSpec::new("reply", vec![field_vmap(shape, "mark_iface")], "stronghost: reply of a connection"));
+    v.push(RuleSpec::new(
+        "reply",
+        vec![field_is(true, shape, m), set_field(false, shape, m)],
+        "stronghost: reply of a connection that arrived on an unmanaged interface",
+    ));
     v.push(RuleSpec::new(
         "egress",
         vec![
             name_in("oifname", "managed"),
             fib_local("saddr", true),
             fib_local("saddr . oif", false),
+            not_bridged(shape),
             counter_by("oifname", "src_iface"),
             verdict(true),
         ],

@@ -38,8 +38,6 @@ pub const NFPROTO_BRIDGE: u8 = 7;
 /// of thousands of interfaces has to be spread over several messages of the same transaction.
 const ELEMENTS_PER_MESSAGE: usize = 256;
 
-/// `goto CHAIN` (NFT_GOTO, -4).
-const NFT_GOTO: u32 = (-4i32) as u32;
 const NFT_MSG_DELCHAIN: u16 = 5;
 const NFT_LOOKUP_F_INV: u32 = 1;
 
@@ -400,6 +398,16 @@ impl Expr {
                 nested(&mut d, 2, |v| nested(v, 2, |verdict| attr(verdict, 1, &be(*code))));
                 "immediate"
             }
+            Expr::Branch(b) => {
+                attr(&mut d, 1, &be(NFT_REG_VERDICT));
+                nested(&mut d, 2, |v| {
+                    nested(v, 2, |verdict| {
+                        attr(verdict, 1, &be(b.code()));
+                        attr(verdict, 2, &cstr(b.chain()));
+                    })
+                });
+                "immediate"
+            }
         };
         nested(out, 1, |e| {
             attr(e, 1, &cstr(name)); // NFTA_EXPR_NAME
@@ -449,10 +457,12 @@ impl Expr {
             "immediate" if only(&[1, 2]) && u(1)? == NFT_REG_VERDICT => {
                 let data: Vec<_> = attributes(find(&d, 2)?).collect();
                 let verdict: Vec<_> = attributes(find(&data, 2)?).collect();
-                if data.len() != 1 || verdict.len() != 1 {
-                    return None;
+                let code = find(&verdict, 1).and_then(be32)?;
+                match (data.len(), verdict.len()) {
+                    (1, 1) => Expr::Verdict { code },
+                    (1, 2) => Expr::Branch(Branch::of(code, text(find(&verdict, 2)?))?),
+                    _ => return None,
                 }
-                Expr::Verdict { code: find(&verdict, 1).and_then(be32)? }
             }
             _ => return None,
         })
@@ -739,8 +749,19 @@ impl Nft {
         Ok(Some(out))
     }
 
-    /// The chain's type, hook, priority and policy; `None` if it does not exist.
+    /// A chain as a base chain: `None` when it is missing or a regular chain.
     pub fn chain(&mut self, table: &str, chain: &str) -> Result<Option<Chain>, NetlinkError> {
+        Ok(self.chain_entry(table, chain)?.flatten())
+    }
+
+    /// Whether the table has a chain of that name, base or regular.
+    pub fn has_chain(&mut self, table: &str, chain: &str) -> Result<bool, NetlinkError> {
+        Ok(self.chain_entry(table, chain)?.is_some())
+    }
+
+    /// A chain: `None` when it is missing, `Some(None)` for a regular chain (no hook), the hook
+    /// for a base chain.
+    pub fn chain_entry(&mut self, table: &str, chain: &str) -> Result<Option<Option<Chain>>, NetlinkError> {
         let mut a = Vec::new();
         attr(&mut a, 1, &cstr(table)); // NFTA_CHAIN_TABLE
         attr(&mut a, 3, &cstr(chain)); // NFTA_CHAIN_NAME
@@ -748,14 +769,14 @@ impl Nft {
         let Some(m) = msgs.first() else { return Ok(None) };
         let top: Vec<_> = attributes(m).collect();
         let hook: Vec<_> = find(&top, 4).map(|h| attributes(h).collect()).unwrap_or_default(); // NFTA_CHAIN_HOOK
-        Ok((|| {
+        Ok(Some((|| {
             Some(Chain {
                 kind: text(find(&top, 7)?),                      // NFTA_CHAIN_TYPE
                 hook: find(&hook, 1).and_then(be32)?,            // NFTA_HOOK_HOOKNUM
                 priority: find(&hook, 2).and_then(be32)? as i32, // NFTA_HOOK_PRIORITY
                 policy: find(&top, 5).and_then(be32)?,           // NFTA_CHAIN_POLICY
             })
-        })())
+        })()))
     }
 
     /// Every rule of a chain, body and comment; `None` if the chain does not exist.
@@ -818,14 +839,14 @@ fn parse_elements(msgs: &[Vec<u8>]) -> Vec<Element> {
         for (_, elem) in attributes(list) {
             let e: Vec<_> = attributes(elem).collect();
             let value = |k: u16| find(&e, k).and_then(|v| attributes(v).find(|(t, _)| *t == 1).map(|(_, v)| v.to_vec()));
-            // A vmap's data: NFTA_DATA_VERDICT { CODE, CHAIN }; only `goto CHAIN` is stronghost's.
-            let goto = find(&e, 2).and_then(|v| attributes(v).find(|(t, _)| *t == 2)).and_then(|(_, verdict)| {
+            // A vmap's data: NFTA_DATA_VERDICT { CODE, CHAIN }; only a jump or goto is stronghost's.
+            let branch = find(&e, 2).and_then(|v| attributes(v).find(|(t, _)| *t == 2)).and_then(|(_, verdict)| {
                 let v: Vec<_> = attributes(verdict).collect();
-                (find(&v, 1).and_then(be32) == Some(NFT_GOTO)).then(|| find(&v, 2).map(text))?
+                Branch::of(find(&v, 1).and_then(be32)?, find(&v, 2).map(text)?)
             });
             if let Some(key) = value(1) {
                 // NFTA_SET_ELEM_KEY 1, DATA 2 (each a NFTA_DATA_VALUE), OBJREF 9
-                out.push(Element { key, data: value(2), objref: find(&e, 9).map(text), goto });
+                out.push(Element { key, data: value(2), objref: find(&e, 9).map(text), branch });
             }
         }
     }
@@ -877,14 +898,14 @@ pub struct Element {
     pub key: Vec<u8>,
     pub data: Option<Vec<u8>>,
     pub objref: Option<String>,
-    /// A vmap's verdict: `goto` this chain.
-    pub goto: Option<String>,
+    /// A vmap's verdict: `jump` or `goto` a chain.
+    pub branch: Option<Branch>,
 }
 
 impl Element {
     /// An element of a set: its key alone.
     pub fn key(key: Vec<u8>) -> Element {
-        Element { key, data: None, objref: None, goto: None }
+        Element { key, data: None, objref: None, branch: None }
     }
 
     pub fn ifname(name: &str) -> Vec<u8> {
@@ -986,12 +1007,12 @@ impl Edit {
                         if let Some(o) = &el.objref {
                             attr(e, 9, &cstr(o)); // NFTA_SET_ELEM_OBJREF
                         }
-                        if let Some(chain) = &el.goto {
+                        if let Some(b) = &el.branch {
                             // NFTA_SET_ELEM_DATA / NFTA_DATA_VERDICT / CODE, CHAIN
                             nested(e, 2, |d| {
                                 nested(d, 2, |v| {
-                                    attr(v, 1, &NFT_GOTO.to_be_bytes());
-                                    attr(v, 2, &cstr(chain));
+                                    attr(v, 1, &b.code().to_be_bytes());
+                                    attr(v, 2, &cstr(b.chain()));
                                 })
                             });
                         }

@@ -86,7 +86,7 @@ impl Change {
                     c.extend(reverse_rules(shape, *t).iter().map(|r| format!("nft add rule {T} {reverse} {}", r.text())));
                     c.push(format!("nft add element {T} managed {{ \"{n}\" }}"));
                     c.extend(counter_maps(*t).iter().map(|(map, ctr)| format!("nft add element {T} {map} {{ \"{n}\" : \"{ctr}\" }}")));
-                    c.push(format!("nft add element {T} reverse_path {{ \"{n}\" : goto {reverse} }}"));
+                    c.push(format!("nft add element {T} reverse_path {{ \"{n}\" : jump {reverse} }}"));
                     c.push(format!("nft add element {T} iface_mark {{ \"{n}\" : goto {chain} }}"));
                     c.push(format!("nft add element {T} mark_iface {{ {} : goto {chain} }}", hex(shape.mark(*t))));
                     s.push(c.join("; "));
@@ -146,6 +146,9 @@ pub fn script(cur: &Current, want: &Want) -> String {
     for (name, _, _, _, spec) in CHAINS {
         s += &format!("add chain {T} {name} {{ {spec} }}\nflush chain {T} {name}\n");
     }
+    for name in SHARED {
+        s += &format!("add chain {T} {name}\nflush chain {T} {name}\n");
+    }
     for (kind, name, spec) in SETS {
         s += &format!("add {kind} {T} {name} {{ {spec} }}\nflush {kind} {T} {name}\n");
     }
@@ -155,6 +158,10 @@ pub fn script(cur: &Current, want: &Want) -> String {
         s += &format!("add map {T} conn_mark {{ type ifname : mark; }}\ndelete map {T} conn_mark\n");
         s += &format!("add set {T} conn_marks {{ type mark; }}\ndelete set {T} conn_marks\n");
         s += &format!("add map {T} rpf_iface {{ type ifname : counter; }}\ndelete map {T} rpf_iface\n");
+        // 0.4.0's base chain; `add` first, as the other deletions above: it may not be there.
+        for c in LEGACY_CHAINS {
+            s += &format!("add chain {T} {c}\nflush chain {T} {c}\ndelete chain {T} {c}\n");
+        }
     }
     let chains: BTreeSet<String> = want.members.values().flat_map(|t| chains_of(*t)).collect();
     // Nothing refers to a chain any more once the maps and base chains are flushed.
@@ -180,7 +187,7 @@ pub fn script(cur: &Current, want: &Want) -> String {
     s += &format!("add element {T} wrong_iface {{ {} }}\n", list(&|n, t| format!("\"{n}\" : \"{}\"", drop_counter(t))));
 
     s += &format!("add element {T} src_iface {{ {} }}\n", list(&|n, t| format!("\"{n}\" : \"{}\"", src_counter(t))));
-    s += &format!("add element {T} reverse_path {{ {} }}\n", list(&|n, t| format!("\"{n}\" : goto {}", reverse_chain(t))));
+    s += &format!("add element {T} reverse_path {{ {} }}\n", list(&|n, t| format!("\"{n}\" : jump {}", reverse_chain(t))));
     s += &format!("add element {T} iface_mark {{ {} }}\n", list(&|n, t| format!("\"{n}\" : goto {}", member_chain(t))));
     let marks: BTreeSet<u32> = want.members.values().copied().collect();
     let by_mark = marks.iter().map(|t| format!("{} : goto {}", hex(shape.mark(*t)), member_chain(*t))).collect::<Vec<_>>();
