@@ -912,10 +912,7 @@ impl Bench {
             "table ip benchdocker {\n chain pre {\n  type nat hook prerouting priority dstnat; policy accept;\n  \
              fib daddr type local meta l4proto { tcp, udp } th dport 5202 dnat to 172.17.0.2:5201\n }\n}\n",
         );
-        // The sender on CPU 0, the receivers on another: over veth the receive path (the part
-        // measured) runs in the sender's softirq, and a fixed placement is less noise.
-        let rx = if std::thread::available_parallelism().map_or(1, |n| n.get()) > 1 { "1" } else { "0" };
-        self.lab.spawn_in("ctr", "iperf3-ctr", &["taskset", "-c", rx, "iperf3", "-s"]);
+        self.lab.spawn_in("ctr", "iperf3-ctr", &["iperf3", "-s"]);
         // Gbit/s for TCP, thousands of packets/s received for UDP.
         let run = |b: &Bench, k: usize, port: &str, udp: bool| -> f64 {
             // The lab's bridges forget a MAC that has sent nothing for 5 minutes and then flood
@@ -926,7 +923,7 @@ impl Bench {
             let to = addr(k);
             // A client that never finishes (seen once: UDP to the published port at 4,096
             // interfaces) is ended; its run counts as nothing received.
-            let mut args = vec!["timeout", "10", "taskset", "-c", "0", "iperf3", "-c", &to, "-p", port, "-t", "1", "-J"];
+            let mut args = vec!["timeout", "10", "iperf3", "-c", &to, "-p", port, "-t", "1", "-J"];
             if udp {
                 args.extend(["-u", "-b", "0", "-l", "64"]);
             }
@@ -969,8 +966,8 @@ impl Bench {
         );
         for &n in sizes {
             let targets = [("first", 0, "5201"), ("last", n - 1, "5203")];
-            self.lab.spawn_in_host("iperf3-first", &["taskset", "-c", rx, "iperf3", "-s", "-B", &addr(0), "-p", "5201"]);
-            self.lab.spawn_in_host("iperf3-last", &["taskset", "-c", rx, "iperf3", "-s", "-B", &addr(n - 1), "-p", "5203"]);
+            self.lab.spawn_in_host("iperf3-first", &["iperf3", "-s", "-B", &addr(0), "-p", "5201"]);
+            self.lab.spawn_in_host("iperf3-last", &["iperf3", "-s", "-B", &addr(n - 1), "-p", "5203"]);
             for (_, k, _) in targets {
                 let mac = lab::mac(k);
                 self.lab.in_ns("rtr", &["ip", "neigh", "replace", &addr(k), "lladdr", &mac, "dev", "lan0", "nud", "permanent"]);
@@ -1064,6 +1061,118 @@ impl Bench {
     }
 }
 
+impl Bench {
+    /// Where a 64-byte UDP packet's time goes, from perf's samples of the CPU that sends it: over
+    /// veth its receive path — netfilter's hooks included — runs in the sender's softirq, so that
+    /// CPU's profile is the packet's cost. A share of samples is steady where throughput on a shared
+    /// machine is not: this measures stronghost's cost per packet to a tenth of a percent, the
+    /// throughput rounds to several.
+    fn profile(&mut self, sizes: &[usize]) {
+        const ROUNDS: usize = 3;
+        if std::process::Command::new("perf").arg("--version").output().is_err() {
+            let _ = writeln!(self.report, "\n### Data plane, profiled\n\nperf is not installed (Debian: linux-perf): not measured.");
+            return;
+        }
+        let rx = if std::thread::available_parallelism().map_or(1, |n| n.get()) > 1 { "1" } else { "0" };
+        let rtr = self.lab.ns("rtr");
+        // Connection tracking on in both columns, as on any host with a firewall or containers
+        // (and as in the data-plane part, whose NAT table this is when it ran first): a NAT chain
+        // is only called for a connection's first packet.
+        // (A NAT chain turns conntrack on only through an expression that needs it.)
+        self.lab.nft("table ip benchnat {\n chain pre {\n  type nat hook prerouting priority dstnat; policy accept;\n  ct state new counter\n }\n}\n");
+        let data = self.lab.dir.join("perf.data");
+        // Inclusive shares (percent of CPU 0's samples) of the functions that tell the story.
+        const SYMBOLS: [&str; 6] =
+            ["nf_hook_slow", "nf_conntrack_in", "nft_do_chain", "nft_fib4_eval_type", "nft_lookup_eval", "fib_rules_lookup"];
+        let sample = |b: &Bench, k: usize| -> Option<[f64; 6]> {
+            b.lab.host(&["ping", "-c", "1", "-W", "1", "-I", &format!("eth{k}"), GW]);
+            let mut client = std::process::Command::new("ip")
+                .args(["netns", "exec", &rtr, "timeout", "10", "taskset", "-c", "0", "iperf3", "-c", &addr(k), "-p", "5203"])
+                .args(["-t", "4", "-u", "-b", "0", "-l", "64"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .ok()?;
+            std::thread::sleep(Duration::from_millis(1000));
+            let rec = std::process::Command::new("perf")
+                .args(["record", "-q", "-C", "0", "-g", "-o"])
+                .arg(&data)
+                .args(["--", "sleep", "2"])
+                .output();
+            let _ = client.wait();
+            rec.ok().filter(|o| o.status.success())?;
+            let out = std::process::Command::new("perf")
+                .args(["report", "--stdio", "--children", "--sort", "sym", "-g", "none", "-i"])
+                .arg(&data)
+                .output()
+                .ok()?;
+            let text = String::from_utf8_lossy(&out.stdout);
+            let mut v = [0.0; 6];
+            for line in text.lines() {
+                let f: Vec<&str> = line.split_whitespace().collect();
+                if let (Some(children), Some(sym)) = (f.first(), f.last())
+                    && let Some(i) = SYMBOLS.iter().position(|s| s == sym)
+                {
+                    v[i] = children.trim_end_matches('%').parse().unwrap_or(0.0);
+                }
+            }
+            Some(v)
+        };
+        let _ = writeln!(
+            self.report,
+            "\n### Data plane, profiled: where a 64-byte UDP packet's time goes (perf, the sending CPU)\n\n\
+             Share of the samples of CPU 0, which sends 64-byte UDP to the last managed interface and — over veth, in\n\
+             its softirq — runs the packet's whole receive path; mean of {ROUNDS} runs of 2 s. `nf_hook_slow` is every\n\
+             netfilter hook, conntrack in both columns (as on a host with a firewall or containers); `nft_do_chain`\n\
+             stronghost's chains (the lab's NAT chain sees only a connection's first packet), of which `nft_fib4_eval_type`\n\
+             is the receive filter's local-table lookup and `nft_lookup_eval` its set lookups; `fib_rules_lookup` the\n\
+             policy-rule walk. Stronghost's cost per packet is what it adds to `nf_hook_slow`, and the throughput it\n\
+             allows is 1 / (1 + that cost ÷ the rest of the packet's time).\n\n\
+             | N managed | | routing alone | stronghost |\n|---|---|---|---|"
+        );
+        for &n in sizes {
+            let k = n - 1;
+            self.lab.spawn_in_host("iperf3-last", &["taskset", "-c", rx, "iperf3", "-s", "-B", &addr(k), "-p", "5203"]);
+            self.lab.in_ns("rtr", &["ip", "neigh", "replace", &addr(k), "lladdr", &lab::mac(k), "dev", "lan0", "nud", "permanent"]);
+            std::thread::sleep(Duration::from_millis(300));
+            let mut m = [[0.0f64; 6]; 2];
+            let mut got = [0usize; 2];
+            for _ in 0..ROUNDS {
+                for (variant, sum) in m.iter_mut().enumerate() {
+                    if variant == 0 {
+                        self.lab.host_ok(&["/usr/sbin/stronghost", "release", "--all"]);
+                    } else {
+                        self.config(n, true);
+                        self.lab.host_ok(&["/usr/sbin/stronghost", "sync"]);
+                    }
+                    if let Some(v) = sample(self, k) {
+                        got[variant] += 1;
+                        sum.iter_mut().zip(v).for_each(|(s, x)| *s += x);
+                    }
+                }
+            }
+            self.lab.host_ok(&["/usr/sbin/stronghost", "release", "--all"]);
+            self.lab.in_ns("rtr", &["ip", "neigh", "del", &addr(k), "dev", "lan0"]);
+            self.lab.kill_child("iperf3-last");
+            for (variant, sum) in m.iter_mut().enumerate() {
+                sum.iter_mut().for_each(|x| *x /= got[variant].max(1) as f64);
+            }
+            for (i, sym) in SYMBOLS.iter().enumerate() {
+                let _ = writeln!(self.report, "| {n} | `{sym}` | {:.2} % | {:.2} % |", m[0][i], m[1][i]);
+            }
+            // share = hooks ÷ packet time: (h + d) / (t + d) with stronghost, h / t without.
+            let (b, s) = (m[0][0] / 100.0, m[1][0] / 100.0);
+            let cost = (s - b) / (1.0 - s).max(1e-9);
+            let _ = writeln!(
+                self.report,
+                "| {n} | **stronghost's cost per packet** | | **{:.1} % → throughput {:.3} × routing alone** |",
+                100.0 * cost,
+                1.0 / (1.0 + cost)
+            );
+        }
+    }
+}
+
 /// A host of `n` interfaces with addresses on one subnet and a default route through each (static
 /// configuration, so that `sync` knows every gateway); the router answers for the gateway address.
 fn lab_of(n: usize) -> Lab {
@@ -1085,7 +1194,7 @@ fn main() {
         return; // `cargo bench -- --list` and friends: nothing to list.
     }
     let started = Instant::now();
-    // STRONGBENCH_ONLY=scale (or per_event, storm, watcher, data_plane, comma-separated) runs a part.
+    // STRONGBENCH_ONLY=scale (or per_event, storm, watcher, data_plane, profile; comma-separated) runs a part.
     let only = std::env::var("STRONGBENCH_ONLY").ok();
     let runs = |part: &str| only.as_deref().is_none_or(|o| o.split(',').any(|p| p == part));
     let mut report = String::new();
@@ -1183,6 +1292,16 @@ fn main() {
         }
         bench.data_plane(&sizes);
         publish_part("data_plane", &bench.report, t);
+    }
+    if runs("profile") {
+        let t = Instant::now();
+        if big && !runs("data_plane") {
+            let report = std::mem::take(&mut bench.report);
+            drop(bench);
+            bench = Bench { lab: lab_of(lab_n), report, small: None };
+        }
+        bench.profile(&sizes);
+        publish_part("profile", &bench.report, t);
     }
     save(&bench.report, true);
 }
