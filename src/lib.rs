@@ -84,6 +84,15 @@ mod layout {
         assert!(found.is_empty(), "deciding or the model doing I/O:\n{}", found.join("\n"));
     }
 
+    /// netlink/ is transport and codecs under the pipeline: it speaks the model's types and
+    /// nothing that decides, gathers or writes.
+    #[test]
+    fn netlink_knows_no_stage_above_it() {
+        let stages = ["crate::plan", "crate::gather", "crate::execute", "crate::reconcile", "crate::watch", "crate::commands"];
+        let found = found(&|d| d.starts_with("netlink"), &stages, false);
+        assert!(found.is_empty(), "netlink/ reaching up into the pipeline:\n{}", found.join("\n"));
+    }
+
     /// Only execute/ writes: no other code (tests aside: they set up their fixtures) calls a
     /// netlink or nftables write.
     #[test]

@@ -377,6 +377,12 @@ pub fn rules_of_one(
         .collect()
 }
 
+/// The `sysctl` command that sets one of a link's IPv4 knobs, for messages and `--dry-run`.
+pub fn sysctl_command(ifname: &str, knob: &str, value: u32) -> String {
+    // sysctl(8) swaps '.' and '/' in names: eth0.100 is written eth0/100.
+    format!("sysctl -w net.ipv4.conf.{}.{knob}={value}", ifname.replace('.', "/"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

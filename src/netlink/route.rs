@@ -435,7 +435,7 @@ impl Op {
             Op::SetLink { group, sysctls, .. } => group
                 .map(|g| format!("ip link set {ifname} group {g}"))
                 .into_iter()
-                .chain(sysctls.iter().map(|(k, v)| crate::plan::policy::sysctl_command(ifname, k, *v)))
+                .chain(sysctls.iter().map(|(k, v)| crate::model::kernel::sysctl_command(ifname, k, *v)))
                 .collect::<Vec<_>>()
                 .join("; "),
         }

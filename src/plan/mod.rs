@@ -696,7 +696,7 @@ impl Step<'_> {
             Step::Link { ifname, group, sysctls, .. } => group
                 .map(|g| format!("ip link set dev {ifname} group {g}"))
                 .into_iter()
-                .chain(sysctls.iter().map(|(k, v)| policy::sysctl_command(ifname, k, *v)))
+                .chain(sysctls.iter().map(|(k, v)| crate::model::kernel::sysctl_command(ifname, k, *v)))
                 .collect(),
             Step::Filter(c) => vec![c.describe()],
         }

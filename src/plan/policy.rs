@@ -330,11 +330,6 @@ pub fn sysctls_wanted(cfg: &Config) -> Vec<(&'static str, u32)> {
     v
 }
 
-pub fn sysctl_command(ifname: &str, knob: &str, value: u32) -> String {
-    // sysctl(8) swaps '.' and '/' in names: eth0.100 is written eth0/100.
-    format!("sysctl -w net.ipv4.conf.{}.{knob}={value}", ifname.replace('.', "/"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
