@@ -29,6 +29,7 @@
 //!     ct state new,invalid,untracked jump unknown
 //!   }
 //!   chain unknown {
+//!     ct mark and M != 0 return                                 (judged: the first packet was)
 //!     meta mark and M == B return
 //!     meta nfproto ipv4 iifname @managed fib daddr type local iifname vmap @reverse_path  (rp_filter = yes)
 //!     ip6 daddr != fe80::/10 iifname @managed ... (the same, for IPv6)                     (rp_filter = yes)
@@ -305,17 +306,21 @@ fn field(ct: bool, shape: &Shape) -> (String, [Expr; 2]) {
     (format!("{} mark and {}", if ct { "ct" } else { "meta" }, hex(shape.mark_mask)), [load, bitwise(shape.mark_mask, 0)])
 }
 
-/// `ct mark and M == V` (or meta).
-fn field_is(ct: bool, shape: &Shape, value: u32) -> Term {
+/// `ct mark and M == V` (or meta; `!=` where `is` is false).
+fn field_cmp(ct: bool, shape: &Shape, is: bool, value: u32) -> Term {
     let (text, exprs) = field(ct, shape);
     let v = if value == 0 { "0".to_string() } else { hex(value) };
-    term(format!("{text} == {v}"), exprs.into_iter().chain([cmp(NFT_CMP_EQ, m32(value))]))
+    let (op, sign) = if is { (NFT_CMP_EQ, "==") } else { (NFT_CMP_NEQ, "!=") };
+    term(format!("{text} {sign} {v}"), exprs.into_iter().chain([cmp(op, m32(value))]))
+}
+
+fn field_is(ct: bool, shape: &Shape, value: u32) -> Term {
+    field_cmp(ct, shape, true, value)
 }
 
 /// `meta mark and M != B`: not a frame bridged through the host.
 fn not_bridged(shape: &Shape) -> Term {
-    let (text, exprs) = field(false, shape);
-    term(format!("{text} != {}", hex(shape.bridged())), exprs.into_iter().chain([cmp(NFT_CMP_NEQ, m32(shape.bridged()))]))
+    field_cmp(false, shape, false, shape.bridged())
 }
 
 /// `ct mark and M vmap @map`.
@@ -430,6 +435,11 @@ pub fn base_rules(shape: &Shape) -> Vec<RuleSpec> {
     v.push(RuleSpec::new("connections", vec![ct_direction(true), not_bridged(shape), jump("reply")], "stronghost: reply of a connection"));
     v.push(RuleSpec::new("replies", vec![ct_direction(true), jump("reply")], "stronghost: reply of a connection"));
     v.push(RuleSpec::new("connections", vec![ct_state_unknown(), jump("unknown")], "stronghost: not a known connection's"));
+    // A connection whose field holds a value was judged by its first packet: every rule below
+    // either judges or marks a connection that has none. Conntrack calls every packet of a
+    // connection "new" until it has seen a reply, so without this a one-way flow (syslog, a
+    // stream of UDP from one port) would have each of its packets judged again.
+    v.push(RuleSpec::new("unknown", vec![field_cmp(true, shape, false, 0), return_()], "stronghost: connection judged already"));
     v.push(RuleSpec::new("unknown", vec![field_is(false, shape, shape.bridged()), return_()], bridged));
     if shape.reverse_path {
         // Judged once per connection: every packet of one has the arrival interface, source and
