@@ -1068,7 +1068,7 @@ impl Bench {
     /// machine is not: this measures stronghost's cost per packet to a tenth of a percent, the
     /// throughput rounds to several.
     fn profile(&mut self, sizes: &[usize]) {
-        const ROUNDS: usize = 3;
+        const ROUNDS: usize = 5;
         if std::process::Command::new("perf").arg("--version").output().is_err() {
             let _ = writeln!(self.report, "\n### Data plane, profiled\n\nperf is not installed (Debian: linux-perf): not measured.");
             return;
@@ -1130,13 +1130,25 @@ impl Bench {
              allows is 1 / (1 + that cost ÷ the rest of the packet's time).\n\n\
              | N managed | | routing alone | stronghost |\n|---|---|---|---|"
         );
+        // Stronghost taken apart by removal, after each `sync` (no watcher runs here to repair it):
+        // without the wrong-interface rule; its prerouting hooks with empty chains (a known
+        // connection's packet meets nothing else of the table); its rules and tables without the
+        // nftables table at all (`receive_filter = no`).
+        const VARIANTS: [(&str, &[&str]); 5] = [
+            ("routing alone", &[]),
+            ("stronghost", &[]),
+            ("without the wrong-interface rule", &["flush chain inet stronghost receive"]),
+            ("its hooks, chains emptied", &["flush chain inet stronghost receive", "flush chain inet stronghost connections"]),
+            ("without the table", &["delete table inet stronghost", "delete table bridge stronghost"]),
+        ];
+        let mut parts = Vec::new();
         for &n in sizes {
             let k = n - 1;
             self.lab.spawn_in_host("iperf3-last", &["taskset", "-c", rx, "iperf3", "-s", "-B", &addr(k), "-p", "5203"]);
             self.lab.in_ns("rtr", &["ip", "neigh", "replace", &addr(k), "lladdr", &lab::mac(k), "dev", "lan0", "nud", "permanent"]);
             std::thread::sleep(Duration::from_millis(300));
-            let mut m = [[0.0f64; 6]; 2];
-            let mut got = [0usize; 2];
+            let mut m = [[0.0f64; 6]; VARIANTS.len()];
+            let mut got = [0usize; VARIANTS.len()];
             for _ in 0..ROUNDS {
                 for (variant, sum) in m.iter_mut().enumerate() {
                     if variant == 0 {
@@ -1144,6 +1156,9 @@ impl Bench {
                     } else {
                         self.config(n, true);
                         self.lab.host_ok(&["/usr/sbin/stronghost", "sync"]);
+                        for cmd in VARIANTS[variant].1 {
+                            self.lab.host_ok(&[&["nft"][..], &cmd.split(' ').collect::<Vec<_>>()].concat());
+                        }
                     }
                     if let Some(v) = sample(self, k) {
                         got[variant] += 1;
@@ -1160,15 +1175,32 @@ impl Bench {
             for (i, sym) in SYMBOLS.iter().enumerate() {
                 let _ = writeln!(self.report, "| {n} | `{sym}` | {:.2} % | {:.2} % |", m[0][i], m[1][i]);
             }
-            // share = hooks ÷ packet time: (h + d) / (t + d) with stronghost, h / t without.
-            let (b, s) = (m[0][0] / 100.0, m[1][0] / 100.0);
-            let cost = (s - b) / (1.0 - s).max(1e-9);
+            // share = hooks ÷ packet time: (h + d) / (t + d) with stronghost, h / t without; the
+            // rule walk (`fib_rules_lookup`) is outside the hooks and counted with them.
+            let share = |v: usize| (m[v][0] + m[v][5]) / 100.0;
+            let cost = |v: usize| (share(v) - share(0)) / (1.0 - share(v)).max(1e-9);
             let _ = writeln!(
                 self.report,
                 "| {n} | **stronghost's cost per packet** | | **{:.1} % → throughput {:.3} × routing alone** |",
-                100.0 * cost,
-                1.0 / (1.0 + cost)
+                100.0 * cost(1),
+                1.0 / (1.0 + cost(1))
             );
+            parts.push((n, (1..VARIANTS.len()).map(cost).collect::<Vec<_>>()));
+        }
+        let _ = writeln!(
+            self.report,
+            "\nThe same packets, stronghost taken apart by removal after each `sync`: its cost per packet (as above) with\n\
+             the table as `sync` wrote it, without the wrong-interface rule (`flush chain inet stronghost receive`), with\n\
+             its prerouting hooks' chains emptied (what is left is the hooks themselves: a known connection's packet\n\
+             meets nothing else of the table), and without the table (`receive_filter = no`: the rules and tables\n\
+             alone). A part's cost is the difference of two columns; the runs are interleaved, as above. The last column\n\
+             should read 0 — a packet for the host finds the local table (rule 0) before any rule of stronghost's —\n\
+             and what it reads instead is the resolution of this table.\n\n\
+             | N managed | {} |\n|---|---|---|---|---|",
+            VARIANTS[1..].iter().map(|(name, _)| *name).collect::<Vec<_>>().join(" | ")
+        );
+        for (n, c) in parts {
+            let _ = writeln!(self.report, "| {n} | {} |", c.iter().map(|x| format!("{:.1} %", 100.0 * x)).collect::<Vec<_>>().join(" | "));
         }
     }
 }
