@@ -341,6 +341,8 @@ impl Bench {
             indexes: (0..n).map(|k| index[format!("eth{k}").as_str()]).collect(),
             exact: true,
             shape: Shape { reverse_path: true, mark_mask: 0xfff8_0000, table_min: 4101 },
+            own: (0..n).map(|k| (addr(k).parse().unwrap(), index[format!("eth{k}").as_str()])).collect(),
+            own_indexes: Default::default(),
             others: false,
         };
         let shape = want.shape;

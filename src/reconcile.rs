@@ -271,7 +271,12 @@ impl Engine {
             _ => None,
         };
         let filter = match one {
-            Some(n) => crate::gather::filter::read_member(&crate::model::table::Shape::of(&self.cfg), n, kernel.link(n).map(|l| l.index)),
+            Some(n) => {
+                let index = kernel.link(n).map(|l| l.index);
+                let table = tables.get(n).copied();
+                let candidates = crate::gather::filter::own_candidates(&kernel, index, table, self.cfg.protocol);
+                crate::gather::filter::read_member(&crate::model::table::Shape::of(&self.cfg), n, index, &candidates)
+            }
             None => crate::gather::filter::read(&crate::model::table::Shape::of(&self.cfg)),
         };
         let mut g = Gathered {

@@ -11,6 +11,7 @@ use crate::netlink::nftables::{Chain, ChainSpec, Edit, Element, NFPROTO_BRIDGE, 
 use crate::plan::filter::script;
 use std::collections::BTreeSet;
 use std::io::Write;
+use std::net::IpAddr;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -19,10 +20,22 @@ fn nft() -> Result<Nft, crate::netlink::NetlinkError> {
     Ok(Nft::open()?)
 }
 
+/// What a `Change::Members` changes, borrowed from it.
+#[derive(Clone, Copy)]
+struct MemberEdits<'a> {
+    add: &'a [(String, u32)],
+    remove: &'a [(String, u32)],
+    add_indexes: &'a [u32],
+    remove_indexes: &'a [u32],
+    add_own: &'a [(IpAddr, u32)],
+    remove_own: &'a [(IpAddr, u32)],
+}
+
 /// The nfnetlink edits of a `Change::Members`: everything of the interfaces that leave first
 /// (the maps' elements, then their chains, counters last: the maps refer to them); for those that
 /// come, counters and chains first.
-fn edits(add: &[(String, u32)], remove: &[(String, u32)], add_indexes: &[u32], remove_indexes: &[u32], shape: &Shape) -> Vec<Edit> {
+fn edits(change: &MemberEdits, shape: &Shape) -> Vec<Edit> {
+    let MemberEdits { add, remove, add_indexes, remove_indexes, add_own, remove_own } = *change;
     let by_name = |list: &[(String, u32)], value: &dyn Fn(u32) -> Element| -> Vec<Element> {
         list.iter().map(|(n, t)| Element { key: Element::ifname(n), ..value(*t) }).collect()
     };
@@ -46,6 +59,14 @@ fn edits(add: &[(String, u32)], remove: &[(String, u32)], add_indexes: &[u32], r
     }
     if !add_indexes.is_empty() {
         e.push(Edit::AddElements { set: "rpf_ok".into(), elements: pairs(add_indexes) });
+    }
+    // The fast path's stale pairs go first, in the same transaction as everything else.
+    for (set, list, add) in [("own4", remove_own, false), ("own6", remove_own, false), ("own4", add_own, true), ("own6", add_own, true)] {
+        let elements: Vec<Element> =
+            list.iter().map(|(a, i)| own_element(*a, *i)).filter(|(s, _)| *s == set).map(|(_, k)| Element::key(k)).collect();
+        if !elements.is_empty() {
+            e.push(if add { Edit::AddElements { set: set.into(), elements } } else { Edit::DelElements { set: set.into(), elements } });
+        }
     }
     if !add.is_empty() {
         e.extend(add.iter().flat_map(|(_, t)| counters_of(*t).map(Edit::AddCounter)));
@@ -78,6 +99,8 @@ fn create(want: &Want) -> Result<(), crate::netlink::NetlinkError> {
     const TYPE_IFNAME: u32 = 41;
     const TYPE_MARK: u32 = 19;
     const TYPE_IFINDEX: u32 = 20;
+    const TYPE_IPADDR: u32 = 7;
+    const TYPE_IP6ADDR: u32 = 8;
     let set = |name: &str, flags: u32, key_type: u32, key_len: u32, data: Option<(u32, u32)>, obj_type: Option<u32>| SetSpec {
         name: name.into(),
         flags,
@@ -101,6 +124,8 @@ fn create(want: &Want) -> Result<(), crate::netlink::NetlinkError> {
             set("wrong_iface", NFT_SET_OBJECT, TYPE_IFNAME, 16, None, Some(NFT_OBJECT_COUNTER)),
             set("src_iface", NFT_SET_OBJECT, TYPE_IFNAME, 16, None, Some(NFT_OBJECT_COUNTER)),
             set("rpf_ok", 0, (TYPE_IFINDEX << 6) | TYPE_IFINDEX, 8, None, None),
+            set("own4", 0, (TYPE_IPADDR << 6) | TYPE_IFINDEX, 8, None, None),
+            set("own6", 0, (TYPE_IP6ADDR << 6) | TYPE_IFINDEX, 20, None, None),
             set("reverse_path", NFT_SET_MAP, TYPE_IFNAME, 16, Some((NFT_DATA_VERDICT, 0)), None),
             set("iface_mark", NFT_SET_MAP, TYPE_IFNAME, 16, Some((NFT_DATA_VERDICT, 0)), None),
             set("mark_iface", NFT_SET_MAP, TYPE_MARK, 4, Some((NFT_DATA_VERDICT, 0)), None),
@@ -109,7 +134,9 @@ fn create(want: &Want) -> Result<(), crate::netlink::NetlinkError> {
     };
     let members: Vec<(String, u32)> = want.members.iter().map(|(n, t)| (n.clone(), *t)).collect();
     let indexes: Vec<u32> = want.indexes.iter().copied().collect();
-    nft()?.create_table(TABLE, &spec, &edits(&members, &[], &indexes, &[], &want.shape))?;
+    let own: Vec<(IpAddr, u32)> = want.own.iter().copied().collect();
+    let all = MemberEdits { add: &members, remove: &[], add_indexes: &indexes, remove_indexes: &[], add_own: &own, remove_own: &[] };
+    nft()?.create_table(TABLE, &spec, &edits(&all, &want.shape))?;
     // The bridge table, anew (its rule is appended: a table left behind would hold it twice).
     let (name, kind, hook, priority, _) = BRIDGE_CHAIN;
     let bridge = TableSpec {
@@ -155,8 +182,9 @@ pub fn apply(change: &Change, shape: &Shape) -> Result<(), FilterError> {
             log::info!("removing the receive filter over nfnetlink failed ({e}); removing it with nft");
             run_script(&format!("add table {T}\ndelete table {T}\nadd table {B}\ndelete table {B}\n"))
         }),
-        Change::Members { add, remove, add_indexes, remove_indexes, shape: s } => {
-            nft().and_then(|mut n| n.edit(TABLE, &edits(add, remove, add_indexes, remove_indexes, s))).or_else(|e| {
+        Change::Members { add, remove, add_indexes, remove_indexes, add_own, remove_own, shape: s } => {
+            let change = MemberEdits { add, remove, add_indexes, remove_indexes, add_own, remove_own };
+            nft().and_then(|mut n| n.edit(TABLE, &edits(&change, s))).or_else(|e| {
                 // Whatever went wrong, writing the whole table is always correct: every member
                 // the table has, with this change made.
                 log::debug!("nfnetlink update of nft table {T} failed ({e}); rewriting it with nft");
@@ -168,7 +196,9 @@ pub fn apply(change: &Change, shape: &Shape) -> Result<(), FilterError> {
                 members.extend(add.iter().cloned());
                 let mut indexes: BTreeSet<u32> = cur.rpf_ok.iter().filter(|i| !remove_indexes.contains(i)).copied().collect();
                 indexes.extend(add_indexes);
-                let want = Want { members, indexes, exact: true, shape: *shape, others: false };
+                let mut own: BTreeSet<(IpAddr, u32)> = cur.own.iter().filter(|p| !remove_own.contains(p)).copied().collect();
+                own.extend(add_own);
+                let want = Want { members, indexes, exact: true, shape: *shape, own, own_indexes: BTreeSet::new(), others: false };
                 apply(&Change::Repair { script: script(&Current { rules_ok: false, ..cur }, &want), want }, shape)
             })
         }
@@ -288,13 +318,51 @@ mod tests {
             assert_eq!(cur.members(), Some(w2.members.clone()));
             assert_eq!(cur.rpf_ok, [2, 4].into());
             assert_eq!(plan(&cur, &w2), None);
+            // The fast path's pairs, both families: written, read back whole and by key, and a
+            // plan for one interface replaces that interface's pairs and keeps the others'.
+            let (a, b, c): (IpAddr, IpAddr, IpAddr) =
+                ("198.51.100.10".parse().unwrap(), "198.51.100.11".parse().unwrap(), "2001:db8::10".parse().unwrap());
+            let with_own = Want { own: [(a, 2), (c, 2), (b, 4)].into(), ..w2.clone() };
+            let change = plan(&cur, &with_own).unwrap();
+            assert!(matches!(&change, Change::Members { add_own, .. } if add_own.len() == 3), "{change:?}");
+            apply(&change, &sh).unwrap();
+            let cur = read(&sh).unwrap();
+            assert!(cur.rules_ok && cur.own == with_own.own, "{cur:?}");
+            assert_eq!(plan(&cur, &with_own), None);
+            let one = read_member(&sh, "eth0", Some(2), &[(a, 2), (c, 2)]).unwrap();
+            assert_eq!(one.own, [(a, 2), (c, 2)].into(), "the candidates alone");
+            // eth0's 198.51.100.10 gone: its pair goes, eth2's (not looked at) stays.
+            let moved = Want { exact: false, indexes: [2].into(), own: [(c, 2)].into(), own_indexes: [2].into(), ..w2.clone() };
+            let change = plan(&one, &moved).unwrap();
+            assert_eq!(
+                change.summary(),
+                "stale addresses in the receive filter's fast path (packets for them pass unchecked on these interfaces): 198.51.100.10 on index 2"
+            );
+            apply(&change, &sh).unwrap();
+            assert_eq!(read(&sh).unwrap().own, [(c, 2), (b, 4)].into());
+            // The same pairs in nft's text: a repair writes them back.
+            let cur = read(&sh).unwrap();
+            let whole = Want { own: cur.own.clone(), ..w2.clone() };
+            run_script(&script(&Current { rules_ok: false, ..cur }, &whole)).expect("nft -f with the pairs");
+            let cur = read(&sh).unwrap();
+            assert!(cur.rules_ok && cur.own == whole.own, "{cur:?}");
+            apply(&plan(&cur, &w2).unwrap(), &sh).unwrap();
+            assert!(read(&sh).unwrap().own.is_empty());
             // A gather of one interface adds indexes and keeps the others.
             assert_eq!(
                 plan(&cur, &Want { exact: false, ..want(&[("eth0", 4101), ("eth2", 4103)], &[9]) }),
-                Some(Change::Members { add: vec![], remove: vec![], add_indexes: vec![9], remove_indexes: vec![], shape: sh })
+                Some(Change::Members {
+                    add: vec![],
+                    remove: vec![],
+                    add_indexes: vec![9],
+                    remove_indexes: vec![],
+                    add_own: vec![],
+                    remove_own: vec![],
+                    shape: sh
+                })
             );
             // Read for one interface: its entries alone, looked up by key; planned on alone.
-            let one = read_member(&sh, "eth2", Some(4)).unwrap();
+            let one = read_member(&sh, "eth2", Some(4), &[]).unwrap();
             assert_eq!(one.scope.as_deref(), Some("eth2"));
             assert_eq!(one.members(), Some([("eth2".to_string(), 4103)].into()));
             assert_eq!((one.rpf_ok.clone(), one.counters.len()), ([4].into(), 3));
@@ -302,7 +370,7 @@ mod tests {
             let of_one = |w: &Want, index: u32| Want { exact: false, indexes: [index].into(), ..w.clone() };
             assert_eq!(plan(&one, &of_one(&w2, 4)), None, "eth0 is not looked at");
             let three = Want { exact: false, ..want(&[("eth0", 4101), ("eth2", 4103), ("eth3", 4104)], &[5]) };
-            let new = read_member(&sh, "eth3", Some(5)).unwrap();
+            let new = read_member(&sh, "eth3", Some(5), &[]).unwrap();
             assert_eq!((new.scope.as_deref(), new.members()), (Some("eth3"), Some(Members::new())));
             let add = plan(&new, &three).unwrap();
             assert_eq!(
@@ -312,11 +380,13 @@ mod tests {
                     remove: vec![],
                     add_indexes: vec![5],
                     remove_indexes: vec![],
+                    add_own: vec![],
+                    remove_own: vec![],
                     shape: sh
                 }
             );
             apply(&add, &sh).unwrap();
-            let gone = plan(&read_member(&sh, "eth3", Some(5)).unwrap(), &of_one(&w2, 5)).unwrap();
+            let gone = plan(&read_member(&sh, "eth3", Some(5), &[]).unwrap(), &of_one(&w2, 5)).unwrap();
             assert_eq!(
                 gone,
                 Change::Members {
@@ -324,18 +394,20 @@ mod tests {
                     remove: vec![("eth3".into(), 4104)],
                     add_indexes: vec![],
                     remove_indexes: vec![],
+                    add_own: vec![],
+                    remove_own: vec![],
                     shape: sh
                 }
             );
             // The same, planned from that interface's entry alone (plan.rs `host`, scoped): the
             // others exist, so no entry wanted is not "delete the table".
-            let alone = Want { members: Members::new(), indexes: [5].into(), exact: false, shape: sh, others: true };
-            assert_eq!(plan(&read_member(&sh, "eth3", Some(5)).unwrap(), &alone), Some(gone.clone()));
+            let alone = Want { members: Members::new(), indexes: [5].into(), exact: false, shape: sh, others: true, ..Want::default() };
+            assert_eq!(plan(&read_member(&sh, "eth3", Some(5), &[]).unwrap(), &alone), Some(gone.clone()));
             apply(&gone, &sh).unwrap();
             assert_eq!(read(&sh).unwrap().members(), Some(w2.members.clone()));
             // One interface's entries disagreeing: everything is read, and the table repaired.
             run_script(&format!("delete element {T} managed {{ \"eth2\" }}\n")).unwrap();
-            let torn = read_member(&sh, "eth2", Some(4)).unwrap();
+            let torn = read_member(&sh, "eth2", Some(4), &[]).unwrap();
             assert!(torn.scope.is_none() && torn.iface_mark.len() == 2, "{torn:?}");
             assert!(matches!(plan(&torn, &of_one(&w2, 4)), Some(Change::Repair { .. })));
             apply(&Change::Repair { script: script(&torn, &w2), want: w2.clone() }, &sh).unwrap();
@@ -386,7 +458,7 @@ add element {T} reverse_path {{ \"eth0\" : goto reverse_4101 }}
             .unwrap();
             let old = read(&sh).unwrap();
             assert!(old.legacy && old.members().is_none(), "{old:?}");
-            assert!(plan(&read_member(&sh, "eth0", Some(2)).unwrap(), &of_one(&w1, 2)).is_some());
+            assert!(plan(&read_member(&sh, "eth0", Some(2), &[]).unwrap(), &of_one(&w1, 2)).is_some());
             let Some(Change::Repair { script: repair, .. }) = plan(&old, &w1) else { panic!("no repair of the 0.4.0 table") };
             run_script(&repair).expect("nft -f repairs a table of 0.4.0 in place");
             let cur = read(&sh).unwrap();

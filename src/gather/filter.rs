@@ -3,11 +3,14 @@
 //! and its members — for one interface by key, or every member.
 
 use crate::error::FilterError;
+use crate::model::kernel::Kernel;
 use crate::model::nft::Expr;
+use crate::model::routing::Selector;
 use crate::model::table::*;
 use crate::netlink::NetlinkError;
 use crate::netlink::abi::{c_string, u32_ne};
 use crate::netlink::nftables::{Chain, Element, InstalledRule, NFPROTO_BRIDGE, Nft};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 fn read_err(e: NetlinkError) -> FilterError {
@@ -59,12 +62,32 @@ fn read_bridge(shape: &Shape) -> Result<bool, FilterError> {
         && nft.chains(TABLE).map_err(err)?.is_some_and(|c| c.len() == 1))
 }
 
+/// The pairs the fast path may hold for the interface with `index` and routing table `table`:
+/// each of its addresses on it and on any other interface that holds it too (the owner's pair
+/// is the one kept), and each address its `from` rules still name (a pair follows its rule, so
+/// an address the interface lost is found through the rule this run removes).
+pub fn own_candidates(k: &Kernel, index: Option<u32>, table: Option<u32>, protocol: u8) -> Vec<(IpAddr, u32)> {
+    let Some(i) = index else { return vec![] };
+    let mine: Vec<IpAddr> = k.addrs_of(i).map(|a| a.addr).collect();
+    let holders = k.addrs.iter().filter(|a| mine.contains(&a.addr)).map(|a| (a.addr, a.index));
+    let from_rules = k.owned_rules(protocol).filter(|r| Some(r.table) == table).filter_map(|r| match r.selector {
+        Selector::From(a) => Some((a, i)),
+        _ => None,
+    });
+    let mut v: Vec<(IpAddr, u32)> = holders.chain(from_rules).collect();
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
 /// What an event for one interface needs of the table: its base rules, and that interface's
 /// entries and chain only — looked up by key, a constant cost whatever the number of members
 /// (dumping every set and counter of a 4,096-interface host costs more than the rest of the
 /// event). Falls back to reading everything when the table is not as stronghost left it or the
 /// interface's entries disagree: a repair rewrites the whole table.
-pub fn read_member(shape: &Shape, name: &str, index: Option<u32>) -> Result<Current, FilterError> {
+///
+/// The fast path's pairs are looked up for `candidates` (`own_candidates`).
+pub fn read_member(shape: &Shape, name: &str, index: Option<u32>, candidates: &[(IpAddr, u32)]) -> Result<Current, FilterError> {
     let err = read_err;
     let mut nft = Nft::open().map_err(|e| err(e.into()))?;
     let Some(mut c) = read_rules(&mut nft, shape)? else { return Ok(Current { shape: *shape, ..Default::default() }) };
@@ -112,6 +135,12 @@ pub fn read_member(shape: &Shape, name: &str, index: Option<u32>) -> Result<Curr
     {
         c.rpf_ok.insert(i);
     }
+    for &(a, i) in candidates {
+        let (set, key) = own_element(a, i);
+        if nft.element(TABLE, set, &key).map_err(err)?.is_some() {
+            c.own.insert((a, i));
+        }
+    }
     if c.members().is_none() {
         let rules_ok = c.rules_ok;
         return read_members(&mut nft, Current { exists: true, rules_ok, shape: *shape, ..Default::default() });
@@ -150,6 +179,12 @@ fn read_members(nft: &mut Nft, mut c: Current) -> Result<Current, FilterError> {
     c.rpf_ok =
         pairs.iter().filter_map(|e| Some((u32_ne(&e.key)?, u32_ne(e.key.get(4..)?)?))).filter(|(a, b)| a == b).map(|(a, _)| a).collect();
     c.rules_ok &= c.rpf_ok.len() == pairs.len();
+    for set in ["own4", "own6"] {
+        let keys = elements(set)?.unwrap_or_default();
+        let before = c.own.len();
+        c.own.extend(keys.iter().filter_map(|e| own_pair_of(set, &e.key)));
+        c.rules_ok &= c.own.len() - before == keys.len();
+    }
     let mut rules = nft.rules_by_chain(TABLE).map_err(err)?.unwrap_or_default();
     for chain in nft.chains(TABLE).map_err(err)?.unwrap_or_default() {
         if CHAINS.iter().any(|(n, ..)| *n == chain) || SHARED.contains(&chain.as_str()) || LEGACY_CHAINS.contains(&chain.as_str()) {

@@ -6,6 +6,9 @@ pub const NFT_REG_1: u32 = 1;
 /// The second 32-bit register of the 128-bit register 1 (NFT_REG32_01): where nft puts the
 /// second field of a concatenation of 32-bit values.
 pub const NFT_REG32_01: u32 = 9;
+/// The 128-bit register after register 1: where nft puts what follows a 16-byte value (an IPv6
+/// address) in a concatenation.
+pub const NFT_REG_2: u32 = 2;
 pub const NFT_META_NFPROTO: u32 = 15;
 pub const NFT_PAYLOAD_NETWORK_HEADER: u32 = 1;
 pub const NFT_META_MARK: u32 = 3;

@@ -17,10 +17,14 @@
 //!   map wrong_iface { type ifname : counter; }              K : drop_T(K)
 //!   map src_iface   { type ifname : counter; }              K : src_T(K)
 //!   set rpf_ok      { type iface_index . iface_index; }     K . K
+//!   set own4        { type ipv4_addr . iface_index; }       A . K, A an IPv4 address of K's
+//!   set own6        { type ipv6_addr . iface_index; }       A . K, A an IPv6 address of K's
 //!   map reverse_path { type ifname : verdict; }             K : jump reverse_T(K)
 //!   map iface_mark  { type ifname : verdict; }              K : goto mark_T(K)
 //!   map mark_iface  { type mark : verdict; }                V(K) : goto mark_T(K)
 //!   chain receive { type filter hook prerouting priority raw; policy accept;
+//!     ip daddr . iif @own4 accept                               (its own address, on its own interface)
+//!     ip6 daddr . iif @own6 accept
 //!     iifname @managed fib daddr . iif type != local fib daddr type local meta mark and M != B
 //!         counter name iifname map @wrong_iface drop
 //!   }
@@ -75,6 +79,16 @@
 //! table marks what the bridge itself calls "not for this host" (pkttype otherhost), before
 //! br_netfilter hands it on, and the inet chains leave such frames alone.
 //!
+//! Most packets `receive` sees are for an address of the interface they arrived on, and the
+//! first two rules let those through with one hash lookup of (address, interface): `own4` and
+//! `own6` hold, for each member K, the addresses K has a `from` rule for — the planner writes both
+//! from the same decision, so a scoped event finds K's stale pairs among its old `from` rules. The
+//! wrong-interface rule's two local-table lookups are left to the rest. The sets only ever
+//! shorten the way to "accept" for a pair the kernel also calls local: a pair left behind after
+//! its address moved to another interface would let packets for it through on the old one, so
+//! `check` compares the sets with the addresses, and every plan that changes K's `from` rules
+//! changes K's pairs with them.
+//!
 //! The reverse path is judged once per connection (after conntrack): every packet of a connection has the arrival interface, source and mark its first had, so the verdict would be
 //! the first's; a packet for the address that arrives on another interface is dropped by
 //! `receive`, connection or not. It is judged as a reply of the connection would be routed: with V(K) in the
@@ -105,6 +119,7 @@
 
 use crate::model::nft::*;
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 
 pub const TABLE: &str = "stronghost";
 pub const T: &str = "inet stronghost";
@@ -135,11 +150,13 @@ pub const BRIDGE_CHAIN: (&str, &str, u32, i32, &str) =
 pub const B: &str = "bridge stronghost";
 
 /// The sets and maps, with nft's spelling of their types.
-pub const SETS: [(&str, &str, &str); 7] = [
+pub const SETS: [(&str, &str, &str); 9] = [
     ("set", "managed", "type ifname;"),
     ("map", "wrong_iface", "type ifname : counter;"),
     ("map", "src_iface", "type ifname : counter;"),
     ("set", "rpf_ok", "type iface_index . iface_index;"),
+    ("set", "own4", "type ipv4_addr . iface_index;"),
+    ("set", "own6", "type ipv6_addr . iface_index;"),
     ("map", "reverse_path", "type ifname : verdict;"), // jump: `unknown` goes on after it
     ("map", "iface_mark", "type ifname : verdict;"),
     ("map", "mark_iface", "type mark : verdict;"),
@@ -383,6 +400,22 @@ fn ip6_daddr_not_link_local() -> Term {
     )
 }
 
+/// `ip daddr . iif @own4` (`ip6 daddr . iif @own6`; nft adds the family's check before it).
+fn own_pair(v6: bool) -> Term {
+    let (text, proto, offset, len, next) =
+        if v6 { ("ip6 daddr . iif @own6", 10, 24, 16, NFT_REG_2) } else { ("ip daddr . iif @own4", 2, 16, 4, NFT_REG32_01) };
+    term(
+        text,
+        [
+            meta(NFT_META_NFPROTO),
+            cmp(NFT_CMP_EQ, vec![proto]),
+            Expr::Payload { base: NFT_PAYLOAD_NETWORK_HEADER, offset, len, dreg: NFT_REG_1 },
+            Expr::Meta { key: NFT_META_IIF, dreg: next },
+            lookup(if v6 { "own6" } else { "own4" }, false),
+        ],
+    )
+}
+
 fn iif_not_lo() -> Term {
     term("iif != \"lo\"", [meta(NFT_META_IIF), cmp(NFT_CMP_NEQ, m32(1))])
 }
@@ -417,7 +450,11 @@ pub fn bridge_rule(shape: &Shape) -> RuleSpec {
 pub fn base_rules(shape: &Shape) -> Vec<RuleSpec> {
     let m = shape.mark_mask;
     let bridged = "stronghost: bridged through, not for this host";
-    let mut v = vec![RuleSpec::new(
+    let mut v = vec![
+        RuleSpec::new("receive", vec![own_pair(false), verdict(false)], "stronghost: its own address, on its own interface"),
+        RuleSpec::new("receive", vec![own_pair(true), verdict(false)], "stronghost: its own address, on its own interface"),
+    ];
+    v.push(RuleSpec::new(
         "receive",
         vec![
             name_in("iifname", "managed"),
@@ -428,7 +465,7 @@ pub fn base_rules(shape: &Shape) -> Vec<RuleSpec> {
             verdict(true),
         ],
         "stronghost: wrong interface",
-    )];
+    ));
     // A frame bridged through carries B, which `reply` would overwrite with the value of a
     // connection the host has to the same peer (a VM on a bridge of the host talking to one of
     // its addresses: conntrack sees both the bridged and the delivered frames of the connection).
@@ -575,6 +612,12 @@ pub struct Want {
     /// routed back by i", true for whichever interface has that index.
     pub exact: bool,
     pub shape: Shape,
+    /// The fast path's pairs (address, interface index) of the interfaces planned: every
+    /// address a member has a `from` rule for.
+    pub own: BTreeSet<(IpAddr, u32)>,
+    /// The interface indexes whose pairs `own` decides when not `exact` (a plan for one
+    /// interface, member or not any more); the other pairs in the table are left as they are.
+    pub own_indexes: BTreeSet<u32>,
     /// Members beyond `members` exist: a plan for the one interface a read was scoped to names
     /// that one alone, and an empty `members` then does not mean an empty table.
     pub others: bool,
@@ -608,6 +651,9 @@ pub struct Current {
     /// Maps of earlier versions are still there: 0.2's whole-word marks, 0.3's `rpf_iface`.
     pub legacy: bool,
     pub rpf_ok: BTreeSet<u32>,
+    /// The fast path's pairs (`own4`, `own6`); read for one interface, those of its candidate
+    /// addresses only.
+    pub own: BTreeSet<(IpAddr, u32)>,
     /// Counter name → packets dropped.
     pub counters: BTreeMap<String, u64>,
 }
@@ -660,5 +706,32 @@ pub enum Change {
     /// type under one of stronghost's names), the table is recreated over nfnetlink instead.
     Repair { script: String, want: Want },
     /// Only members come or go: over nfnetlink, one transaction, no `nft` process.
-    Members { add: Vec<(String, u32)>, remove: Vec<(String, u32)>, add_indexes: Vec<u32>, remove_indexes: Vec<u32>, shape: Shape },
+    Members {
+        add: Vec<(String, u32)>,
+        remove: Vec<(String, u32)>,
+        add_indexes: Vec<u32>,
+        remove_indexes: Vec<u32>,
+        add_own: Vec<(IpAddr, u32)>,
+        remove_own: Vec<(IpAddr, u32)>,
+        shape: Shape,
+    },
+}
+
+/// The fast path's set for a pair, and the pair as that set's key: the address in network
+/// order, then the index in host order, each field in 4-byte registers.
+pub fn own_element(addr: IpAddr, index: u32) -> (&'static str, Vec<u8>) {
+    match addr {
+        IpAddr::V4(a) => ("own4", [&a.octets()[..], &index.to_ne_bytes()].concat()),
+        IpAddr::V6(a) => ("own6", [&a.octets()[..], &index.to_ne_bytes()].concat()),
+    }
+}
+
+/// A key of `own4` or `own6` as a pair; `None` for anything else.
+pub fn own_pair_of(set: &str, key: &[u8]) -> Option<(IpAddr, u32)> {
+    let index = |k: &[u8]| Some(u32::from_ne_bytes(k.try_into().ok()?));
+    match (set, key.len()) {
+        ("own4", 8) => Some((IpAddr::from(<[u8; 4]>::try_from(&key[..4]).ok()?), index(&key[4..])?)),
+        ("own6", 20) => Some((IpAddr::from(<[u8; 16]>::try_from(&key[..16]).ok()?), index(&key[16..])?)),
+        _ => None,
+    }
 }

@@ -5,6 +5,7 @@
 use crate::config::Config;
 use crate::model::table::*;
 use std::collections::BTreeSet;
+use std::net::IpAddr;
 
 impl Shape {
     /// The shape the configuration asks for.
@@ -25,13 +26,14 @@ impl Change {
     pub fn summary(&self) -> String {
         let names = |v: &[(String, u32)]| v.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(" ");
         let numbers = |v: &[u32]| v.iter().map(u32::to_string).collect::<Vec<_>>().join(" ");
+        let pairs = |v: &[(IpAddr, u32)]| v.iter().map(|(a, i)| format!("{a} on index {i}")).collect::<Vec<_>>().join(", ");
         match self {
             Change::Create(_) => "the table is missing".into(),
             Change::Delete => "the table exists although no interface is managed".into(),
             Change::Repair { .. } => {
                 "its chains, rules, sets or counters are not as stronghost writes them (changed by hand or by another tool)".into()
             }
-            Change::Members { add, remove, add_indexes, remove_indexes, .. } => {
+            Change::Members { add, remove, add_indexes, remove_indexes, add_own, remove_own, .. } => {
                 let mut parts = Vec::new();
                 if !add.is_empty() {
                     parts.push(format!("members missing or with another table: {}", names(add)));
@@ -48,6 +50,18 @@ impl Change {
                 if !remove_indexes.is_empty() {
                     parts.push(format!("stale indexes in the reverse-path set: {}", numbers(remove_indexes)));
                 }
+                if !remove_own.is_empty() {
+                    parts.push(format!(
+                        "stale addresses in the receive filter's fast path (packets for them pass unchecked on these interfaces): {}",
+                        pairs(remove_own)
+                    ));
+                }
+                if !add_own.is_empty() {
+                    parts.push(format!(
+                        "addresses missing from the receive filter's fast path (their packets take the slower check): {}",
+                        pairs(add_own)
+                    ));
+                }
                 parts.join("; ")
             }
         }
@@ -59,7 +73,7 @@ impl Change {
             Change::Repair { script, .. } => format!("nft -f - <<'EOF'\n{script}EOF"),
             Change::Create(want) => format!("nft -f - <<'EOF'\n{}EOF", script(&Current::default(), want)),
             Change::Delete => format!("nft delete table {T}; nft delete table {B}"),
-            Change::Members { add, remove, add_indexes, remove_indexes, shape } => {
+            Change::Members { add, remove, add_indexes, remove_indexes, add_own, remove_own, shape } => {
                 let mut s = Vec::new();
                 for (n, t) in remove {
                     let mut c: Vec<String> = ["wrong_iface", "src_iface", "reverse_path", "iface_mark", "managed"]
@@ -76,6 +90,11 @@ impl Change {
                 }
                 for i in add_indexes {
                     s.push(format!("nft add element {T} rpf_ok {{ {i} . {i} }}"));
+                }
+                for (verb, list) in [("delete", remove_own), ("add", add_own)] {
+                    for (a, i) in list {
+                        s.push(format!("nft {verb} element {T} {} {{ {a} . {i} }}", own_element(*a, *i).0));
+                    }
                 }
                 for (n, t) in add {
                     let (chain, reverse) = (member_chain(*t), reverse_chain(*t));
@@ -118,17 +137,30 @@ pub fn plan(cur: &Current, want: &Want) -> Option<Change> {
     let indexes = wanted_indexes(cur, want);
     let add_indexes: Vec<u32> = indexes.difference(&cur.rpf_ok).copied().collect();
     let remove_indexes: Vec<u32> = cur.rpf_ok.difference(&indexes).copied().collect();
-    (!add.is_empty() || !remove.is_empty() || !add_indexes.is_empty() || !remove_indexes.is_empty()).then_some(Change::Members {
-        add,
-        remove,
-        add_indexes,
-        remove_indexes,
-        shape: want.shape,
-    })
+    let own = wanted_own(cur, want);
+    let add_own: Vec<(IpAddr, u32)> = own.difference(&cur.own).copied().collect();
+    let remove_own: Vec<(IpAddr, u32)> = cur.own.difference(&own).copied().collect();
+    let changed = [add.is_empty(), remove.is_empty(), add_indexes.is_empty(), remove_indexes.is_empty()].contains(&false)
+        || !add_own.is_empty()
+        || !remove_own.is_empty();
+    changed.then_some(Change::Members { add, remove, add_indexes, remove_indexes, add_own, remove_own, shape: want.shape })
 }
 
 pub(crate) fn wanted_indexes(cur: &Current, want: &Want) -> BTreeSet<u32> {
     if want.exact { want.indexes.clone() } else { cur.rpf_ok.union(&want.indexes).copied().collect() }
+}
+
+/// The fast path's pairs the table should hold: `want`'s, and — for a plan of some interfaces
+/// only — the table's pairs of the others, but for the addresses this plan gives a pair (an
+/// address has one pair, its owner's: an interface that takes an address over takes its pair).
+/// Unlike a stale index, a stale pair is never kept: it would let a packet for a moved address
+/// through on the interface it left.
+pub(crate) fn wanted_own(cur: &Current, want: &Want) -> BTreeSet<(IpAddr, u32)> {
+    if want.exact {
+        return want.own.clone();
+    }
+    let decided: BTreeSet<IpAddr> = want.own.iter().map(|(a, _)| *a).collect();
+    cur.own.iter().filter(|(a, i)| !want.own_indexes.contains(i) && !decided.contains(a)).chain(&want.own).copied().collect()
 }
 
 /// The `nft -f` transaction that makes the table what `want` says, keeping its counters.
@@ -196,6 +228,13 @@ pub fn script(cur: &Current, want: &Want) -> String {
     if !indexes.is_empty() {
         s += &format!("add element {T} rpf_ok {{ {} }}\n", indexes.iter().map(|i| format!("{i} . {i}")).collect::<Vec<_>>().join(", "));
     }
+    let own = wanted_own(cur, want);
+    for set in ["own4", "own6"] {
+        let pairs: Vec<String> = own.iter().filter(|(a, i)| own_element(*a, *i).0 == set).map(|(a, i)| format!("{a} . {i}")).collect();
+        if !pairs.is_empty() {
+            s += &format!("add element {T} {set} {{ {} }}\n", pairs.join(", "));
+        }
+    }
     for c in cur.counters.keys().filter(|c| !counters.contains(*c)) {
         s += &format!("delete counter {T} {c}\n");
     }
@@ -217,6 +256,7 @@ pub(crate) mod tests {
             exact: true,
             shape: Shape::default(),
             others: false,
+            ..Want::default()
         }
     }
 
@@ -238,6 +278,7 @@ pub(crate) mod tests {
             chains: ["mark_4101", "mark_4102", "reverse_4101", "reverse_4102"].map(|c| (c.to_string(), true)).into(),
             legacy: false,
             rpf_ok: [2, 3].into(),
+            own: BTreeSet::new(),
             counters: [
                 ("drop_4101".to_string(), 3),
                 ("drop_4102".to_string(), 0),
@@ -259,6 +300,8 @@ pub(crate) mod tests {
                 remove: vec![("eth1".into(), 4102)],
                 add_indexes: vec![],
                 remove_indexes: vec![3],
+                add_own: vec![],
+                remove_own: vec![],
                 shape: Shape::default()
             })
         );
@@ -283,5 +326,27 @@ pub(crate) mod tests {
         assert!(s.contains("delete counter inet stronghost drop_4102") && !s.contains("delete counter inet stronghost drop_4101"), "{s}");
         assert_eq!(plan(&cur, &Want::default()), Some(Change::Delete));
         assert_eq!(plan(&Current::default(), &Want::default()), None);
+    }
+
+    /// A plan for one interface decides its own pairs and those of the addresses it owns, and
+    /// leaves every other pair as it is; a plan of the whole host decides every pair.
+    #[test]
+    fn a_pair_follows_its_address_and_the_owner_takes_it_over() {
+        let (a, b, vip): (IpAddr, IpAddr, IpAddr) =
+            ("198.51.100.40".parse().unwrap(), "198.51.100.41".parse().unwrap(), "198.51.100.77".parse().unwrap());
+        // eth1 (index 3) held the VIP alone; eth0 (index 2) took it, as the lower index.
+        let cur = Current { own: [(a, 2), (b, 3), (vip, 3)].into(), ..Current::default() };
+        let eth0 = Want { exact: false, own: [(a, 2), (vip, 2)].into(), own_indexes: [2].into(), ..Want::default() };
+        assert_eq!(wanted_own(&cur, &eth0), [(a, 2), (b, 3), (vip, 2)].into());
+        // eth0 lost 198.51.100.40 (found through its old `from` rule): its pair goes, eth1's stay.
+        let lost = Want { exact: false, own: [(vip, 2)].into(), own_indexes: [2].into(), ..Want::default() };
+        assert_eq!(wanted_own(&cur, &lost), [(b, 3), (vip, 2)].into());
+        // eth1 planned alone, not the owner: eth0's pair of the VIP stays.
+        let cur = Current { own: [(b, 3), (vip, 2)].into(), ..Current::default() };
+        let eth1 = Want { exact: false, own: [(b, 3)].into(), own_indexes: [3].into(), ..Want::default() };
+        assert_eq!(wanted_own(&cur, &eth1), cur.own);
+        // The whole host: exactly what is wanted.
+        let host = Want { exact: true, own: [(b, 3)].into(), ..Want::default() };
+        assert_eq!(wanted_own(&cur, &host), [(b, 3)].into());
     }
 }

@@ -84,6 +84,9 @@ pub struct Plan {
     pub ifindex: Option<u32>,
     /// The families the interface has a policy for once the plan is done (IPv4, IPv6).
     pub families: (bool, bool),
+    /// The addresses the interface has a `from` rule for once the plan is done: its pairs in the
+    /// receive filter's fast path.
+    pub own: Vec<IpAddr>,
     pub link_group: Option<(u32, u32)>,
     pub rules_del: Vec<Rule>,
     pub routes_del: Vec<Route>,
@@ -346,6 +349,7 @@ impl<'a> Planner<'a> {
             _ => crate::model::routing::Desired::default(),
         };
         plan.families = (desired.rules.iter().any(|r| !r.v6), desired.rules.iter().any(|r| r.v6));
+        plan.own = desired.rules.iter().filter_map(|r| if let Selector::From(a) = r.selector { Some(a) } else { None }).collect();
         (plan.rules_del, plan.rules_add) = diff(&cur_rules, &desired.rules);
         (plan.routes_del, plan.routes_add) = diff(&cur_routes, &desired.routes);
 
@@ -478,8 +482,37 @@ impl<'a> Planner<'a> {
             None => (all_names().iter().filter_map(|n| member(n)).collect(), false),
         };
         let indexes = members.keys().filter_map(|n| k.link(n)).map(|l| l.index).collect();
-        let want =
-            crate::model::table::Want { members, indexes, exact: self.g.complete, shape: crate::model::table::Shape::of(cfg), others };
+        // The fast path's pairs follow the `from` rules: a member's planned ones, or the ones in
+        // the kernel for a member without a plan here (a batch of events reads the host whole
+        // but plans its interfaces only).
+        let by_plan: BTreeMap<&str, &Plan> = plans.iter().filter(|p| !p.orphans).map(|p| (p.ifname.as_str(), p)).collect();
+        let mut from_rules: BTreeMap<u32, Vec<IpAddr>> = BTreeMap::new();
+        if members.keys().any(|n| !by_plan.contains_key(n.as_str())) {
+            for r in k.owned_rules(proto) {
+                if let Selector::From(a) = r.selector {
+                    from_rules.entry(r.table).or_default().push(a);
+                }
+            }
+        }
+        let own = members
+            .iter()
+            .filter_map(|(n, t)| {
+                let index = k.link(n)?.index;
+                let addrs = by_plan.get(n.as_str()).map_or_else(|| from_rules.get(t).cloned().unwrap_or_default(), |p| p.own.clone());
+                Some(addrs.into_iter().map(move |a| (a, index)))
+            })
+            .flatten()
+            .collect();
+        let own_indexes = plans.iter().filter_map(|p| p.ifindex).collect();
+        let want = crate::model::table::Want {
+            members,
+            indexes,
+            exact: self.g.complete,
+            shape: crate::model::table::Shape::of(cfg),
+            own,
+            own_indexes,
+            others,
+        };
         match &self.g.filter {
             Ok(cur) => {
                 host.filter = crate::plan::filter::plan(cur, &want);

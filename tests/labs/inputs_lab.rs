@@ -11,7 +11,8 @@ fn sync_writes(lab: &Lab) -> u64 {
 }
 
 /// One address on eth0 and eth1 (a VIP moved by hand), with the watcher running: one `from`
-/// rule for it, eth0's (the lower index), a second `sync` writes nothing, and `check` warns.
+/// rule for it, eth0's (the lower index), and one pair in the receive filter's fast path, a
+/// second `sync` writes nothing, and `check` warns.
 #[test]
 fn an_address_on_two_interfaces_converges_and_is_reported() {
     let mut lab = Lab::builder(2).build();
@@ -37,6 +38,10 @@ fn an_address_on_two_interfaces_converges_and_is_reported() {
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(sync_writes(&lab), 0, "a sync after the watcher");
     assert_eq!(sync_writes(&lab), 0, "a second sync");
+    // The receive filter's fast path holds the owner's pair alone (eth1 takes the slower check).
+    let pairs = |lab: &Lab| lab.host_ok(&["nft", "list", "set", "inet", "stronghost", "own4"]);
+    let p = pairs(&lab);
+    assert!(p.contains(&format!("{vip} . \"eth0\"")) && !p.contains(&format!("{vip} . \"eth1\"")), "{p}");
     assert!(!lab.log("watch").contains("keeps removing"), "{}", lab.log("watch"));
     let out = lab.stronghost(&["check"]);
     let said = String::from_utf8_lossy(&out.stdout);
@@ -46,6 +51,10 @@ fn an_address_on_two_interfaces_converges_and_is_reported() {
     let t1 = lab.status_of("eth1").unwrap()["table"].as_u64().unwrap();
     wait_for(Duration::from_secs(5), "the VIP's rule in eth1's table", || {
         rules(&lab) == [format!("4620:\tfrom {vip} lookup {t1} proto 83")]
+    });
+    wait_for(Duration::from_secs(5), "the VIP's pair on eth1", || {
+        let p = pairs(&lab);
+        p.contains(&format!("{vip} . \"eth1\"")) && !p.contains(&format!("{vip} . \"eth0\""))
     });
     assert_eq!(sync_writes(&lab), 0);
 }

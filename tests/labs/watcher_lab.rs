@@ -110,6 +110,54 @@ fn watcher_follows_hand_made_addresses_flushes_and_removals() {
     assert!(!rules(&lab).contains(&want), "the watcher kept fighting");
 }
 
+/// The receive filter lets a packet for an interface's own address through with one lookup of
+/// (address, interface) in `own4`, which follows the addresses: one moved by hand from eth0 to
+/// eth1 is refused on eth0 and counted there, answered on eth1, and `check` is ok. A pair left
+/// behind would let it through on eth0 — the weak host again.
+#[test]
+fn an_address_moved_by_hand_is_refused_on_the_interface_it_left() {
+    let mut lab = Lab::builder(2).build();
+    lab.start_watcher();
+    let (a, a1) = ("198.51.100.40", "198.51.100.41");
+    lab.host_ok(&["ip", "addr", "add", &format!("{a}/24"), "dev", "eth0"]);
+    lab.host_ok(&["ip", "addr", "add", &format!("{a1}/24"), "dev", "eth1"]);
+    lab.host_ok(&["ip", "route", "add", "default", "via", GW, "dev", "eth0"]);
+    lab.host_ok(&["ip", "route", "add", "default", "via", GW, "dev", "eth1", "metric", "101"]);
+    lab.wait_applied(0, a);
+    lab.wait_applied(1, a1);
+    let pairs = |lab: &Lab| lab.host_ok(&["nft", "list", "set", "inet", "stronghost", "own4"]);
+    wait_for(Duration::from_secs(5), "both pairs", || pairs(&lab).contains(&format!("{a} . \"eth0\"")));
+    assert!(pairs(&lab).contains(&format!("{a1} . \"eth1\"")), "{}", pairs(&lab));
+    assert!(lab.wrong_interface_probe(a, 0), "eth0's address on eth0");
+    assert!(!lab.wrong_interface_probe(a1, 0), "eth1's address on eth0");
+
+    lab.host_ok(&["ip", "addr", "del", &format!("{a}/24"), "dev", "eth0"]);
+    lab.host_ok(&["ip", "addr", "add", &format!("{a}/24"), "dev", "eth1"]);
+    wait_for(Duration::from_secs(5), "the pair moved to eth1", || {
+        let p = pairs(&lab);
+        p.contains(&format!("{a} . \"eth1\"")) && !p.contains(&format!("{a} . \"eth0\""))
+    });
+    let before = lab.drops("eth0");
+    assert!(!lab.wrong_interface_probe(a, 0), "the moved address was answered on the interface it left");
+    assert!(lab.drops("eth0") > before, "the drop was not counted on eth0");
+    assert!(lab.wrong_interface_probe(a, 1), "the moved address on its new interface");
+    let check = lab.stronghost(&["check"]);
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stdout));
+
+    // A pair left behind (written by hand here, as a failed write would leave it), no watcher:
+    // packets for the address get past the receive check on eth0 (a TCP reply would still be
+    // dropped as leaving eth0 from a foreign source; a datagram would be delivered), and `check`
+    // says so. The watcher, started again, takes it away.
+    lab.kill_child("watch");
+    lab.host_ok(&["nft", "add", "element", "inet", "stronghost", "own4", &format!("{{ {a} . \"eth0\" }}")]);
+    let check = lab.stronghost(&["check"]);
+    let text = String::from_utf8_lossy(&check.stdout);
+    assert!(!check.status.success() && text.contains("pass unchecked"), "{text}");
+    lab.start_watcher();
+    wait_for(Duration::from_secs(5), "the stale pair gone", || !pairs(&lab).contains(&format!("{a} . \"eth0\"")));
+    assert!(!lab.wrong_interface_probe(a, 0), "refused again");
+}
+
 /// A DHCP client adds the address first and its default route (and hook) after: the watcher, which
 /// sees the address first, does not call the gateway missing in between. An address whose
 /// gateway stays unknown is warned about, once, after a grace of some seconds.
