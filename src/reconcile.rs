@@ -274,7 +274,9 @@ impl Engine {
             Some(n) => {
                 let index = kernel.link(n).map(|l| l.index);
                 let table = tables.get(n).copied();
-                let candidates = crate::gather::filter::own_candidates(&kernel, index, table, self.cfg.protocol);
+                // A link that is gone leaves its pairs under the index on record.
+                let recorded = records.get(n).and_then(|r| r.ifindex);
+                let candidates = crate::gather::filter::own_candidates(&kernel, index.or(recorded), table, self.cfg.protocol);
                 crate::gather::filter::read_member(&crate::model::table::Shape::of(&self.cfg), n, index, &candidates)
             }
             None => crate::gather::filter::read(&crate::model::table::Shape::of(&self.cfg)),

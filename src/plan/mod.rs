@@ -503,7 +503,9 @@ impl<'a> Planner<'a> {
             })
             .flatten()
             .collect();
-        let own_indexes = plans.iter().filter_map(|p| p.ifindex).collect();
+        // A plan for a link that is gone decides the pairs under its index on record.
+        let own_indexes =
+            plans.iter().filter_map(|p| p.ifindex.or_else(|| self.g.records.get(&p.ifname).and_then(|r| r.ifindex))).collect();
         let want = crate::model::table::Want {
             members,
             indexes,

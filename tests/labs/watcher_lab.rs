@@ -156,6 +156,14 @@ fn an_address_moved_by_hand_is_refused_on_the_interface_it_left() {
     lab.start_watcher();
     wait_for(Duration::from_secs(5), "the stale pair gone", || !pairs(&lab).contains(&format!("{a} . \"eth0\"")));
     assert!(!lab.wrong_interface_probe(a, 0), "refused again");
+
+    // eth1 deleted: its pairs go with it (found under the index on record).
+    lab.host_ok(&["ip", "link", "del", "eth1"]);
+    wait_for(Duration::from_secs(5), "eth1 released", || lab.status_of("eth1").is_none());
+    let listed = |lab: &Lab| String::from_utf8_lossy(&lab.host(&["nft", "list", "set", "inet", "stronghost", "own4"]).stdout).into_owned();
+    wait_for(Duration::from_secs(5), "eth1's pairs gone", || !listed(&lab).contains("198.51.100."));
+    let check = lab.stronghost(&["check"]);
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stdout));
 }
 
 /// A DHCP client adds the address first and its default route (and hook) after: the watcher, which
