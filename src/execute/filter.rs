@@ -464,6 +464,23 @@ add element {T} reverse_path {{ \"eth0\" : goto reverse_4101 }}
             let cur = read(&sh).unwrap();
             assert!(cur.rules_ok && !cur.legacy && cur.reverse_path.get("eth0").map(String::as_str) == Some("reverse_4101"), "{cur:?}");
             assert_eq!(plan(&cur, &w1), None);
+            // As the 0.4.0 release wrote it: no fast path, no pairs. Its sets and rules are added
+            // in place, and its pair with them.
+            let a: IpAddr = "198.51.100.40".parse().unwrap();
+            let w1 = Want { own: [(a, 2)].into(), ..w1 };
+            let wrong = base_rules(&sh).into_iter().find(|r| r.comment == "stronghost: wrong interface").unwrap();
+            run_script(&format!(
+                "flush chain {T} receive\nadd rule {T} receive {}\ndelete set {T} own4\ndelete set {T} own6\n",
+                wrong.text()
+            ))
+            .unwrap();
+            let old = read(&sh).unwrap();
+            assert!(!old.rules_ok && old.own.is_empty(), "{old:?}");
+            let Some(Change::Repair { script: repair, .. }) = plan(&old, &w1) else { panic!("no repair of the 0.4.0 release's table") };
+            run_script(&repair).expect("nft -f repairs the 0.4.0 release's table in place");
+            let cur = read(&sh).unwrap();
+            assert!(cur.rules_ok && cur.own == w1.own, "{cur:?}");
+            assert_eq!(plan(&cur, &w1), None);
             apply(&Change::Delete, &sh).unwrap();
         });
     }

@@ -168,7 +168,7 @@ fn system_upgrade_from_0_1_0() {
     s.sh("DEBIAN_FRONTEND=noninteractive apt-get install -y -q /root/old.deb");
     assert!(s.sh("systemctl list-units --all --no-legend --plain 'stronghost*'").contains("stronghost-sync.service"));
     let out = s.sh("DEBIAN_FRONTEND=noninteractive apt-get install -y -q /root/stronghost.deb 2>&1");
-    assert!(out.contains("Unpacking stronghost (0.4.0-1) over (0.1.0-1)"), "{out}");
+    assert!(out.contains("Unpacking stronghost (0.4.1-1) over (0.1.0-1)"), "{out}");
     let units = s.sh("systemctl list-units --all --no-legend --plain 'stronghost*'");
     assert!(!units.contains("stronghost-sync"), "the old sync unit is left after the upgrade:\n{units}");
     let wants = s.sh("find /etc/systemd/system -name 'stronghost-sync*'");
@@ -225,7 +225,7 @@ fn system_trixie_upgrade_from_0_2_0() {
     // other unit): it says so once, on this upgrade; nothing else may warn.
     let known = ["unable to delete old directory '/lib/systemd/system'", "unable to delete old directory '/lib/systemd'"];
     let other: Vec<&str> = out.lines().filter(|l| l.contains("warning") && !known.iter().any(|k| l.contains(k))).collect();
-    assert!(out.contains("Unpacking stronghost (0.4.0-1) over (0.2.0-1)") && other.is_empty(), "{out}");
+    assert!(out.contains("Unpacking stronghost (0.4.1-1) over (0.2.0-1)") && other.is_empty(), "{out}");
     assert!(s.exec("test -f /usr/lib/systemd/system/stronghost-watch.service").status.success(), "the unit file is gone after the move");
     let after = s.sh("systemctl show -p MainPID --value stronghost-watch.service");
     assert_ne!(pid.trim(), after.trim(), "the watcher was not restarted by the upgrade");
