@@ -5,7 +5,6 @@
 use crate::error::FilterError;
 use crate::model::kernel::Kernel;
 use crate::model::nft::Expr;
-use crate::model::routing::Selector;
 use crate::model::table::*;
 use crate::netlink::NetlinkError;
 use crate::netlink::abi::{c_string, u32_ne};
@@ -70,10 +69,7 @@ pub fn own_candidates(k: &Kernel, index: Option<u32>, table: Option<u32>, protoc
     let Some(i) = index else { return vec![] };
     let mine: Vec<IpAddr> = k.addrs_of(i).map(|a| a.addr).collect();
     let holders = k.addrs.iter().filter(|a| mine.contains(&a.addr)).map(|a| (a.addr, a.index));
-    let from_rules = k.owned_rules(protocol).filter(|r| Some(r.table) == table).filter_map(|r| match r.selector {
-        Selector::From(a) => Some((a, i)),
-        _ => None,
-    });
+    let from_rules = k.owned_rules(protocol).filter(|r| Some(r.table) == table).filter_map(|r| Some((r.source()?, i)));
     let mut v: Vec<(IpAddr, u32)> = holders.chain(from_rules).collect();
     v.sort_unstable();
     v.dedup();

@@ -106,6 +106,12 @@ pub struct Desired {
 }
 
 impl Rule {
+    /// The address a `from <address>` rule selects: the receive filter's fast path holds a pair
+    /// for each of these (model/table.rs).
+    pub fn source(&self) -> Option<IpAddr> {
+        if let Selector::From(a) = self.selector { Some(a) } else { None }
+    }
+
     /// A rule of the mark tree's inner nodes (plan/policy.rs `mark_tree`: shared).
     pub fn is_mark_tree_node(&self) -> bool {
         matches!(self.selector, Selector::Fwmark(..)) && self.goto.is_some()

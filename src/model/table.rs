@@ -17,8 +17,8 @@
 //!   map wrong_iface { type ifname : counter; }              K : drop_T(K)
 //!   map src_iface   { type ifname : counter; }              K : src_T(K)
 //!   set rpf_ok      { type iface_index . iface_index; }     K . K
-//!   set own4        { type ipv4_addr . iface_index; }       A . K, A an IPv4 address of K's
-//!   set own6        { type ipv6_addr . iface_index; }       A . K, A an IPv6 address of K's
+//!   set own4        { type ipv4_addr . iface_index; }       A . K, K's `from A` rule's A (IPv4)
+//!   set own6        { type ipv6_addr . iface_index; }       A . K, the same for IPv6
 //!   map reverse_path { type ifname : verdict; }             K : jump reverse_T(K)
 //!   map iface_mark  { type ifname : verdict; }              K : goto mark_T(K)
 //!   map mark_iface  { type mark : verdict; }                V(K) : goto mark_T(K)

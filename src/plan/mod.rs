@@ -349,7 +349,7 @@ impl<'a> Planner<'a> {
             _ => crate::model::routing::Desired::default(),
         };
         plan.families = (desired.rules.iter().any(|r| !r.v6), desired.rules.iter().any(|r| r.v6));
-        plan.own = desired.rules.iter().filter_map(|r| if let Selector::From(a) = r.selector { Some(a) } else { None }).collect();
+        plan.own = desired.rules.iter().filter_map(Rule::source).collect();
         (plan.rules_del, plan.rules_add) = diff(&cur_rules, &desired.rules);
         (plan.routes_del, plan.routes_add) = diff(&cur_routes, &desired.routes);
 
@@ -489,7 +489,7 @@ impl<'a> Planner<'a> {
         let mut from_rules: BTreeMap<u32, Vec<IpAddr>> = BTreeMap::new();
         if members.keys().any(|n| !by_plan.contains_key(n.as_str())) {
             for r in k.owned_rules(proto) {
-                if let Selector::From(a) = r.selector {
+                if let Some(a) = r.source() {
                     from_rules.entry(r.table).or_default().push(a);
                 }
             }

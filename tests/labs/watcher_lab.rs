@@ -8,20 +8,25 @@ fn rules(lab: &Lab) -> String {
     lab.host_ok(&["ip", "-4", "rule"])
 }
 
-#[test]
-fn watcher_follows_hand_made_addresses_flushes_and_removals() {
-    let mut lab = Lab::builder(3).build();
-    lab.host_ok(&["ip", "rule", "add", "priority", "4115", "from", "192.0.2.77", "lookup", "100"]);
-    lab.start_watcher();
-
-    // Static configuration by hand: addresses, and default routes through two interfaces.
-    let (a0, a1) = ("198.51.100.40", "198.51.100.41");
+/// Static configuration by hand, the watcher applying it: `a0` on eth0 and `a1` on eth1, and a
+/// default route through each.
+fn configure_by_hand(lab: &Lab, a0: &str, a1: &str) {
     lab.host_ok(&["ip", "addr", "add", &format!("{a0}/24"), "dev", "eth0"]);
     lab.host_ok(&["ip", "addr", "add", &format!("{a1}/24"), "dev", "eth1"]);
     lab.host_ok(&["ip", "route", "add", "default", "via", GW, "dev", "eth0"]);
     lab.host_ok(&["ip", "route", "add", "default", "via", GW, "dev", "eth1", "metric", "101"]);
     lab.wait_applied(0, a0);
     lab.wait_applied(1, a1);
+}
+
+#[test]
+fn watcher_follows_hand_made_addresses_flushes_and_removals() {
+    let mut lab = Lab::builder(3).build();
+    lab.host_ok(&["ip", "rule", "add", "priority", "4115", "from", "192.0.2.77", "lookup", "100"]);
+    lab.start_watcher();
+
+    let (a0, a1) = ("198.51.100.40", "198.51.100.41");
+    configure_by_hand(&lab, a0, a1);
     wait_for(Duration::from_secs(5), "eth1's gateway from main", || lab.status_of("eth1").unwrap()["gateway"] == GW);
     for (k, a) in [(0, a0), (1, a1)] {
         lab.reset_counters();
@@ -119,12 +124,7 @@ fn an_address_moved_by_hand_is_refused_on_the_interface_it_left() {
     let mut lab = Lab::builder(2).build();
     lab.start_watcher();
     let (a, a1) = ("198.51.100.40", "198.51.100.41");
-    lab.host_ok(&["ip", "addr", "add", &format!("{a}/24"), "dev", "eth0"]);
-    lab.host_ok(&["ip", "addr", "add", &format!("{a1}/24"), "dev", "eth1"]);
-    lab.host_ok(&["ip", "route", "add", "default", "via", GW, "dev", "eth0"]);
-    lab.host_ok(&["ip", "route", "add", "default", "via", GW, "dev", "eth1", "metric", "101"]);
-    lab.wait_applied(0, a);
-    lab.wait_applied(1, a1);
+    configure_by_hand(&lab, a, a1);
     let pairs = |lab: &Lab| lab.host_ok(&["nft", "list", "set", "inet", "stronghost", "own4"]);
     wait_for(Duration::from_secs(5), "both pairs", || pairs(&lab).contains(&format!("{a} . \"eth0\"")));
     assert!(pairs(&lab).contains(&format!("{a1} . \"eth1\"")), "{}", pairs(&lab));
