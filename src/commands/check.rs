@@ -261,7 +261,11 @@ pub fn violations(e: &mut Engine) -> Result<Report, Error> {
                   `systemctl enable --now stronghost-watch` to have it repaired at once next time"
                 .to_string(),
         };
-        v.push(format!("receive filter (nft table inet {}): {}; {repair}", crate::model::table::TABLE, change.summary()));
+        v.push(format!(
+            "receive filter (nft table inet {}): {}; {repair}",
+            crate::model::table::TABLE,
+            change.summary(&|i| k.link_by_index(i).map(|l| l.name.clone()))
+        ));
     }
     if e.cfg().receive_filter {
         marks(e, &g, &mut v, &mut warnings);

@@ -335,8 +335,8 @@ mod tests {
             let moved = Want { exact: false, indexes: [2].into(), own: [(c, 2)].into(), own_indexes: [2].into(), ..w2.clone() };
             let change = plan(&one, &moved).unwrap();
             assert_eq!(
-                change.summary(),
-                "stale addresses in the receive filter's fast path (packets for them pass unchecked on these interfaces): 198.51.100.10 on index 2"
+                change.summary(&|i| (i == 2).then(|| "eth0".to_string())),
+                "stale addresses in the receive filter's fast path (packets for them pass unchecked on these interfaces): 198.51.100.10 on eth0 (index 2)"
             );
             apply(&change, &sh).unwrap();
             assert_eq!(read(&sh).unwrap().own, [(c, 2), (b, 4)].into());

@@ -22,11 +22,16 @@ impl Default for Shape {
 }
 
 impl Change {
-    /// What is wrong with the table, for an operator: `check` reports this.
-    pub fn summary(&self) -> String {
+    /// What is wrong with the table, for an operator: `check` reports this. `name_of` names an
+    /// interface index, if a link has it (the table's sets hold indexes; an operator knows names).
+    pub fn summary(&self, name_of: &dyn Fn(u32) -> Option<String>) -> String {
         let names = |v: &[(String, u32)]| v.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(" ");
-        let numbers = |v: &[u32]| v.iter().map(u32::to_string).collect::<Vec<_>>().join(" ");
-        let pairs = |v: &[(IpAddr, u32)]| v.iter().map(|(a, i)| format!("{a} on index {i}")).collect::<Vec<_>>().join(", ");
+        let iface = |i: u32| match name_of(i) {
+            Some(name) => format!("{name} (index {i})"),
+            None => format!("index {i} (no such interface)"),
+        };
+        let numbers = |v: &[u32]| v.iter().map(|&i| iface(i)).collect::<Vec<_>>().join(", ");
+        let pairs = |v: &[(IpAddr, u32)]| v.iter().map(|&(a, i)| format!("{a} on {}", iface(i))).collect::<Vec<_>>().join(", ");
         match self {
             Change::Create(_) => "the table is missing".into(),
             Change::Delete => "the table exists although no interface is managed".into(),
@@ -43,7 +48,7 @@ impl Change {
                 }
                 if !add_indexes.is_empty() {
                     parts.push(format!(
-                        "interface indexes missing from the reverse-path set (their traffic is dropped as reverse path): {}",
+                        "interfaces missing from the reverse-path set (their traffic is dropped as reverse path): {}",
                         numbers(add_indexes)
                     ));
                 }
@@ -304,6 +309,22 @@ pub(crate) mod tests {
                 remove_own: vec![],
                 shape: Shape::default()
             })
+        );
+        // `check` names an index by its link, and says when no link has it.
+        let name_of = |i: u32| (i == 2).then(|| "eth0".to_string());
+        let gone = Change::Members {
+            add: vec![],
+            remove: vec![("eth1".into(), 4102)],
+            add_indexes: vec![2],
+            remove_indexes: vec![3],
+            add_own: vec![],
+            remove_own: vec![],
+            shape: Shape::default(),
+        };
+        assert_eq!(
+            gone.summary(&name_of),
+            "members that should not be there: eth1; interfaces missing from the reverse-path set (their traffic is dropped \
+             as reverse path): eth0 (index 2); stale indexes in the reverse-path set: index 3 (no such interface)"
         );
         assert!(matches!(plan(&Current { rules_ok: false, ..cur.clone() }, &w), Some(Change::Repair { .. })));
         // A member's chain edited, a stray chain, the maps of 0.2 left over: not intact, and the

@@ -153,6 +153,7 @@ fn an_address_moved_by_hand_is_refused_on_the_interface_it_left() {
     let check = lab.stronghost(&["check"]);
     let text = String::from_utf8_lossy(&check.stdout);
     assert!(!check.status.success() && text.contains("pass unchecked"), "{text}");
+    assert!(text.contains(&format!("{a} on eth0 (index ")), "the stale pair not named by its interface: {text}");
     lab.start_watcher();
     wait_for(Duration::from_secs(5), "the stale pair gone", || !pairs(&lab).contains(&format!("{a} . \"eth0\"")));
     assert!(!lab.wrong_interface_probe(a, 0), "refused again");
