@@ -914,7 +914,11 @@ impl Bench {
             "table ip benchdocker {\n chain pre {\n  type nat hook prerouting priority dstnat; policy accept;\n  \
              fib daddr type local meta l4proto { tcp, udp } th dport 5202 dnat to 172.17.0.2:5201\n }\n}\n",
         );
-        self.lab.spawn_in("ctr", "iperf3-ctr", &["iperf3", "-s"]);
+        // The sender on CPU 0, every receiver on CPU 1 (on a machine of more than one): over veth
+        // a packet's receive path runs on the sending CPU, and a run whose processes the scheduler
+        // moves about measures the moves.
+        let (tx, rx) = if std::thread::available_parallelism().map_or(1, |n| n.get()) > 1 { ("0", "1") } else { ("0", "0") };
+        self.lab.spawn_in("ctr", "iperf3-ctr", &["taskset", "-c", rx, "iperf3", "-s"]);
         // Gbit/s for TCP, thousands of packets/s received for UDP.
         let run = |b: &Bench, k: usize, port: &str, udp: bool| -> f64 {
             // The lab's bridges forget a MAC that has sent nothing for 5 minutes and then flood
@@ -925,7 +929,7 @@ impl Bench {
             let to = addr(k);
             // A client that never finishes (seen once: UDP to the published port at 4,096
             // interfaces) is ended; its run counts as nothing received.
-            let mut args = vec!["timeout", "10", "iperf3", "-c", &to, "-p", port, "-t", "1", "-J"];
+            let mut args = vec!["timeout", "10", "taskset", "-c", tx, "iperf3", "-c", &to, "-p", port, "-t", "1", "-J"];
             if udp {
                 args.extend(["-u", "-b", "0", "-l", "64"]);
             }
@@ -959,7 +963,7 @@ impl Bench {
         let mut parts = String::new();
         let _ = writeln!(
             self.report,
-            "\n### Data plane: to a managed address and through a published port (iperf3, 1 s per run, variants interleaved)\n\n\
+            "\n### Data plane: to a managed address and through a published port (iperf3, 1 s per run, sender on CPU 0 and receivers on CPU 1, variants interleaved)\n\n\
              Ratio to routing alone (the weak host, no stronghost), mean and 95 % interval over the rounds; below 1.0 is\n\
              a cost. \"first\" and \"last\" are the first and the last managed interface: the first and the last in\n\
              every list the kernel walks.\n\n\
@@ -968,8 +972,8 @@ impl Bench {
         );
         for &n in sizes {
             let targets = [("first", 0, "5201"), ("last", n - 1, "5203")];
-            self.lab.spawn_in_host("iperf3-first", &["iperf3", "-s", "-B", &addr(0), "-p", "5201"]);
-            self.lab.spawn_in_host("iperf3-last", &["iperf3", "-s", "-B", &addr(n - 1), "-p", "5203"]);
+            self.lab.spawn_in_host("iperf3-first", &["taskset", "-c", rx, "iperf3", "-s", "-B", &addr(0), "-p", "5201"]);
+            self.lab.spawn_in_host("iperf3-last", &["taskset", "-c", rx, "iperf3", "-s", "-B", &addr(n - 1), "-p", "5203"]);
             for (_, k, _) in targets {
                 let mac = lab::mac(k);
                 self.lab.in_ns("rtr", &["ip", "neigh", "replace", &addr(k), "lladdr", &mac, "dev", "lan0", "nud", "permanent"]);
@@ -1133,12 +1137,14 @@ impl Bench {
              | N managed | | routing alone | stronghost |\n|---|---|---|---|"
         );
         // Stronghost taken apart by removal, after each `sync` (no watcher runs here to repair it):
-        // without the wrong-interface rule; its prerouting hooks with empty chains (a known
+        // the receive check alone (no connection marking, one hook: the floor of any design that
+        // judges the arrival interface before conntrack); without the wrong-interface rule; its prerouting hooks with empty chains (a known
         // connection's packet meets nothing else of the table); its rules and tables without the
         // nftables table at all (`receive_filter = no`).
-        const VARIANTS: [(&str, &[&str]); 5] = [
+        const VARIANTS: [(&str, &[&str]); 6] = [
             ("routing alone", &[]),
             ("stronghost", &[]),
+            ("the receive check alone", &["delete chain inet stronghost connections"]),
             ("without the wrong-interface rule", &["flush chain inet stronghost receive"]),
             ("its hooks, chains emptied", &["flush chain inet stronghost receive", "flush chain inet stronghost connections"]),
             ("without the table", &["delete table inet stronghost", "delete table bridge stronghost"]),
@@ -1192,13 +1198,15 @@ impl Bench {
         let _ = writeln!(
             self.report,
             "\nThe same packets, stronghost taken apart by removal after each `sync`: its cost per packet (as above) with\n\
-             the table as `sync` wrote it, without the wrong-interface rule (`flush chain inet stronghost receive`), with\n\
+             the table as `sync` wrote it, its receive check alone (`delete chain inet stronghost connections`: one hook,\n\
+             no connection marking — the floor of any design that judges a packet's interface before conntrack sees it),\n\
+             without the wrong-interface rule (`flush chain inet stronghost receive`), with\n\
              its prerouting hooks' chains emptied (what is left is the hooks themselves: a known connection's packet\n\
              meets nothing else of the table), and without the table (`receive_filter = no`: the rules and tables\n\
              alone). A part's cost is the difference of two columns; the runs are interleaved, as above. The last column\n\
              should read 0 — a packet for the host finds the local table (rule 0) before any rule of stronghost's —\n\
              and what it reads instead is the resolution of this table.\n\n\
-             | N managed | {} |\n|---|---|---|---|---|",
+             | N managed | {} |\n|---|---|---|---|---|---|",
             VARIANTS[1..].iter().map(|(name, _)| *name).collect::<Vec<_>>().join(" | ")
         );
         for (n, c) in parts {
