@@ -147,9 +147,7 @@ fn create(want: &Want) -> Result<(), crate::netlink::NetlinkError> {
             (name.into(), r.body(), r.comment.into())
         }],
     };
-    let mut b = Nft::open_family(NFPROTO_BRIDGE)?;
-    b.delete_table(TABLE)?;
-    b.create_table(TABLE, &bridge, &[])
+    Nft::open_family(NFPROTO_BRIDGE)?.replace_table(TABLE, &bridge, &[])
 }
 
 /// Both tables gone (already gone is fine).
