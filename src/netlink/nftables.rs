@@ -811,7 +811,6 @@ fn installed_rule(top: &[(u16, &[u8])]) -> InstalledRule {
     InstalledRule { exprs, userdata: find(top, 7).unwrap_or_default().to_vec() } // NFTA_RULE_USERDATA
 }
 
-/// A chain's attributes: a base chain's type, hook, priority and policy; a regular chain's name.
 /// The messages that leave no table `table`, whether or not there was one: it is declared (a
 /// table that exists is left as it is: no flags given), then deleted — `nft`'s "add table; delete
 /// table". A delete alone would fail if another tool removed the table meanwhile.
@@ -821,6 +820,7 @@ fn absent_table(table: &str) -> Vec<(u16, u16, Vec<u8>)> {
     vec![(NFT_MSG_NEWTABLE, NLM_F_CREATE, a.clone()), (NFT_MSG_DELTABLE, 0, a)]
 }
 
+/// A chain's attributes: a base chain's type, hook, priority and policy; a regular chain's name.
 fn chain_attributes(table: &str, c: &ChainSpec) -> Vec<u8> {
     let be = |v: u32| v.to_be_bytes();
     let mut a = Vec::new();
