@@ -652,8 +652,9 @@ impl Nft {
     }
 
     /// Deletes the table and everything in it; already gone is fine. A transaction that deletes
-    /// a table — or fails — returns only after an RCU grace period (≈ 13 ms measured here, against
-    /// 1 for creating one), so a table that is not there is looked up, not deleted.
+    /// anything (a table, a chain, an element) — or fails — returns about 12 ms later than one
+    /// that only adds (measured in a namespace here, kernel 6.18: the kernel waits out the packet
+    /// path's readers first), so a table that is not there is looked up, not deleted.
     pub fn delete_table(&mut self, table: &str) -> Result<(), NetlinkError> {
         if !self.table_exists(table)? {
             return Ok(());
