@@ -1091,21 +1091,11 @@ impl Bench {
         // Inclusive shares (percent of CPU 0's samples) of the functions that tell the story.
         const SYMBOLS: [&str; 6] =
             ["nf_hook_slow", "nf_conntrack_in", "nft_do_chain", "nft_fib4_eval_type", "nft_lookup_eval", "fib_rules_lookup"];
-        // A known connection (iperf3's UDP test is answered once, at its start) or a one-way flow,
-        // which conntrack calls new with every packet as long as nothing answers (syslog, a sensor's
-        // stream): socat sends 64-byte datagrams from /dev/zero, another receives them.
-        let sample = |b: &Bench, k: usize, one_way: bool| -> Option<[f64; 6]> {
+        let sample = |b: &Bench, k: usize| -> Option<[f64; 6]> {
             b.lab.host(&["ping", "-c", "1", "-W", "1", "-I", &format!("eth{k}"), GW]);
-            let to = addr(k);
-            let sendto = format!("UDP4-SENDTO:{to}:5204");
-            let client: &[&str] = if one_way {
-                &["socat", "-u", "-b", "64", "/dev/zero", &sendto]
-            } else {
-                &["iperf3", "-c", &to, "-p", "5203", "-t", "4", "-u", "-b", "0", "-l", "64"]
-            };
             let mut client = std::process::Command::new("ip")
-                .args(["netns", "exec", &rtr, "timeout", if one_way { "4" } else { "10" }, "taskset", "-c", "0"])
-                .args(client)
+                .args(["netns", "exec", &rtr, "timeout", "10", "taskset", "-c", "0", "iperf3", "-c", &addr(k), "-p", "5203"])
+                .args(["-t", "4", "-u", "-b", "0", "-l", "64"])
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null())
                 .spawn()
@@ -1145,8 +1135,7 @@ impl Bench {
              is the receive filter's local-table lookup and `nft_lookup_eval` its set lookups; `fib_rules_lookup` the\n\
              policy-rule walk. Stronghost's cost per packet is what it adds to `nf_hook_slow`, and the throughput it\n\
              allows is 1 / (1 + that cost ÷ the rest of the packet's time). iperf3's flow is a known connection (its\n\
-             test is answered once); the one-way flow (socat, nothing answers: conntrack calls every packet new, as\n\
-             for syslog or a sensor's stream) is measured in the same rounds, routing alone and stronghost.\n\n\
+             test is answered once).\n\n\
              | N managed | | routing alone | stronghost |\n|---|---|---|---|"
         );
         // Stronghost taken apart by removal, after each `sync` (no watcher runs here to repair it):
@@ -1166,15 +1155,10 @@ impl Bench {
         for &n in sizes {
             let k = n - 1;
             self.lab.spawn_in_host("iperf3-last", &["taskset", "-c", rx, "iperf3", "-s", "-B", &addr(k), "-p", "5203"]);
-            let recv = format!("UDP4-RECV:5204,bind={}", addr(k));
-            self.lab.spawn_in_host("socat-last", &["taskset", "-c", rx, "socat", "-u", &recv, "/dev/null"]);
             self.lab.in_ns("rtr", &["ip", "neigh", "replace", &addr(k), "lladdr", &lab::mac(k), "dev", "lan0", "nud", "permanent"]);
             std::thread::sleep(Duration::from_millis(300));
             let mut m = [[0.0f64; 6]; VARIANTS.len()];
             let mut got = [0usize; VARIANTS.len()];
-            // The one-way flow, routing alone and stronghost only.
-            let mut one_way = [[0.0f64; 6]; 2];
-            let mut got_one_way = [0usize; 2];
             for _ in 0..ROUNDS {
                 for (variant, sum) in m.iter_mut().enumerate() {
                     if variant == 0 {
@@ -1186,52 +1170,30 @@ impl Bench {
                             self.lab.host_ok(&[&["nft"][..], &cmd.split(' ').collect::<Vec<_>>()].concat());
                         }
                     }
-                    if let Some(v) = sample(self, k, false) {
+                    if let Some(v) = sample(self, k) {
                         got[variant] += 1;
                         sum.iter_mut().zip(v).for_each(|(s, x)| *s += x);
-                    }
-                    if variant < 2
-                        && let Some(v) = sample(self, k, true)
-                    {
-                        got_one_way[variant] += 1;
-                        one_way[variant].iter_mut().zip(v).for_each(|(s, x)| *s += x);
                     }
                 }
             }
             self.lab.host_ok(&["/usr/sbin/stronghost", "release", "--all"]);
             self.lab.in_ns("rtr", &["ip", "neigh", "del", &addr(k), "dev", "lan0"]);
             self.lab.kill_child("iperf3-last");
-            self.lab.kill_child("socat-last");
             for (variant, sum) in m.iter_mut().enumerate() {
                 sum.iter_mut().for_each(|x| *x /= got[variant].max(1) as f64);
-            }
-            for (variant, sum) in one_way.iter_mut().enumerate() {
-                sum.iter_mut().for_each(|x| *x /= got_one_way[variant].max(1) as f64);
             }
             for (i, sym) in SYMBOLS.iter().enumerate() {
                 let _ = writeln!(self.report, "| {n} | `{sym}` | {:.2} % | {:.2} % |", m[0][i], m[1][i]);
             }
             // share = hooks ÷ packet time: (h + d) / (t + d) with stronghost, h / t without; the
             // rule walk (`fib_rules_lookup`) is outside the hooks and counted with them.
-            let cost_in = |m: &[[f64; 6]], v: usize| {
-                let share = |v: usize| (m[v][0] + m[v][5]) / 100.0;
-                (share(v) - share(0)) / (1.0 - share(v)).max(1e-9)
-            };
-            let cost = |v: usize| cost_in(&m, v);
+            let share = |v: usize| (m[v][0] + m[v][5]) / 100.0;
+            let cost = |v: usize| (share(v) - share(0)) / (1.0 - share(v)).max(1e-9);
             let _ = writeln!(
                 self.report,
                 "| {n} | **stronghost's cost per packet** | | **{:.1} % → throughput {:.3} × routing alone** |",
                 100.0 * cost(1),
                 1.0 / (1.0 + cost(1))
-            );
-            let c = cost_in(&one_way, 1);
-            let _ = writeln!(
-                self.report,
-                "| {n} | one-way flow (`nf_hook_slow`: {:.2} % → {:.2} %): **cost per packet** | | **{:.1} % → throughput {:.3} × routing alone** |",
-                one_way[0][0],
-                one_way[1][0],
-                100.0 * c,
-                1.0 / (1.0 + c)
             );
             parts.push((n, (1..VARIANTS.len()).map(cost).collect::<Vec<_>>()));
         }
