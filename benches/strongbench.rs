@@ -915,9 +915,9 @@ impl Bench {
             "table ip benchdocker {\n chain pre {\n  type nat hook prerouting priority dstnat; policy accept;\n  \
              fib daddr type local meta l4proto { tcp, udp } th dport 5202 dnat to 172.17.0.2:5201\n }\n}\n",
         );
-        // The sender on CPU 0, every receiver on CPU 1 (on a machine of more than one): over veth
-        // a packet's receive path runs on the sending CPU, and a run whose processes the scheduler
-        // moves about measures the moves.
+        // The sender on CPU 0, every receiver on CPU 1 (on a machine of more than one), as in the
+        // profile: over veth a packet's receive path runs on the sending CPU, and every round then
+        // has the same placement (it did not narrow the intervals here: ±6–20 % either way).
         let (tx, rx) = if std::thread::available_parallelism().map_or(1, |n| n.get()) > 1 { ("0", "1") } else { ("0", "0") };
         self.lab.spawn_in("ctr", "iperf3-ctr", &["taskset", "-c", rx, "iperf3", "-s"]);
         // Gbit/s for TCP, thousands of packets/s received for UDP.
